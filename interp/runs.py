@@ -1,0 +1,220 @@
+"""Run directories: atomic writes, content hashes, provenance and cached stages.
+
+Every artifact is a directory with fixed file names. A stage's directory is named by the content
+hash of everything it depends on, so a rerun of the same config finds finished stages and a
+changed setting recomputes only what depends on it. A stage is finished when its `manifest.json`
+exists; the manifest is written last, atomically, so an interrupted stage is simply redone.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator
+
+import torch
+from safetensors.torch import load_file, save_file
+
+CONFIG_FILE = "config.json"
+MANIFEST_FILE = "manifest.json"
+RESULTS_FILE = "results.json"
+
+_PACKAGE_ROOT = Path(__file__).resolve().parent.parent
+
+
+# ----------------------------------------------------------------------------- atomic writes
+
+
+def _atomic_target(path: Path) -> Iterator[Path]:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    tmp_path = Path(tmp)
+    try:
+        yield tmp_path
+        os.replace(tmp_path, path)
+    finally:
+        if tmp_path.is_dir():
+            shutil.rmtree(tmp_path)
+        elif tmp_path.exists():
+            tmp_path.unlink()
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | Path) -> Iterator[Path]:
+    """Yield a temporary path beside `path`; rename it over `path` only if the block succeeds."""
+    yield from _atomic_target(Path(path))
+
+
+def write_text(path: str | Path, text: str) -> Path:
+    with atomic_path(path) as tmp:
+        tmp.write_text(text)
+    return Path(path)
+
+
+def write_json(path: str | Path, obj: Any) -> Path:
+    return write_text(path, json.dumps(obj, indent=2, sort_keys=True, default=_json_default) + "\n")
+
+
+def write_jsonl(path: str | Path, rows: list[dict]) -> Path:
+    return write_text(path, "".join(json.dumps(r, default=_json_default) + "\n" for r in rows))
+
+
+def read_json(path: str | Path) -> Any:
+    path = Path(path)
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{path}: not valid JSON ({e}); delete it and rerun to recompute") from e
+
+
+def read_jsonl(path: str | Path) -> list[dict]:
+    path = Path(path)
+    rows = []
+    for i, line in enumerate(path.read_text().splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError as e:
+            raise ValueError(f"{path}:{i}: not valid JSON ({e}); the file is corrupted") from e
+    return rows
+
+
+def save_tensors(path: str | Path, tensors: dict[str, torch.Tensor], metadata: dict | None = None) -> Path:
+    tensors = {k: v.detach().contiguous().cpu() for k, v in tensors.items()}
+    meta = {k: str(v) for k, v in (metadata or {}).items()}
+    with atomic_path(path) as tmp:
+        save_file(tensors, str(tmp), metadata=meta)
+    return Path(path)
+
+
+def load_tensors(path: str | Path) -> dict[str, torch.Tensor]:
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: no such file")
+    try:
+        return load_file(str(path))
+    except Exception as e:  # safetensors raises its own error types for truncated headers
+        raise ValueError(f"{path}: not a readable safetensors file ({e}); it is corrupted") from e
+
+
+def _json_default(o: Any) -> Any:
+    if isinstance(o, Path):
+        return str(o)
+    if isinstance(o, torch.Tensor):
+        return o.tolist()
+    if hasattr(o, "model_dump"):
+        return o.model_dump()
+    if hasattr(o, "__dataclass_fields__"):
+        from dataclasses import asdict
+
+        return asdict(o)
+    raise TypeError(f"not JSON serialisable: {type(o).__name__}")
+
+
+# ----------------------------------------------------------------------------- hashing
+
+
+def content_hash(obj: Any, n: int = 16) -> str:
+    """Stable short hash of a JSON-able object (dict keys sorted)."""
+    blob = json.dumps(obj, sort_keys=True, default=_json_default).encode()
+    return hashlib.sha256(blob).hexdigest()[:n]
+
+
+def file_hash(path: str | Path, n: int = 16) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()[:n]
+
+
+def tensor_hash(t: torch.Tensor, n: int = 16) -> str:
+    t = t.detach().contiguous().cpu()
+    return hashlib.sha256(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"").hexdigest()[:n]
+
+
+# ----------------------------------------------------------------------------- provenance
+
+
+def git_commit() -> str | None:
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=_PACKAGE_ROOT, capture_output=True, text=True, timeout=5
+        )
+        if out.returncode != 0:
+            return None
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=_PACKAGE_ROOT, capture_output=True, text=True, timeout=5,
+        ).stdout.strip()
+        return out.stdout.strip() + ("-dirty" if dirty else "")
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+
+
+def provenance() -> dict:
+    from interp import __version__
+
+    return {
+        "package_version": __version__,
+        "git_commit": git_commit(),
+        "torch_version": torch.__version__,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
+
+
+# ----------------------------------------------------------------------------- stages
+
+
+@dataclass
+class Stage:
+    """One cached step of a pipeline: `root/<name>-<key>/` with a manifest written last."""
+
+    root: Path
+    name: str
+    inputs: dict
+    key: str = field(init=False)
+    started: float = field(init=False, default_factory=time.time)
+
+    def __post_init__(self) -> None:
+        self.root = Path(self.root)
+        self.key = content_hash(self.inputs)
+
+    @property
+    def dir(self) -> Path:
+        return self.root / f"{self.name}-{self.key}"
+
+    @property
+    def done(self) -> bool:
+        return (self.dir / MANIFEST_FILE).exists()
+
+    def path(self, filename: str) -> Path:
+        self.dir.mkdir(parents=True, exist_ok=True)
+        return self.dir / filename
+
+    def finish(self, **extra: Any) -> dict:
+        """Write config.json and manifest.json (last: it marks the stage complete)."""
+        write_json(self.path(CONFIG_FILE), self.inputs)
+        manifest = {
+            "stage": self.name,
+            "key": self.key,
+            "inputs_hash": self.key,
+            **provenance(),
+            "wall_time_s": round(time.time() - self.started, 3),
+            **extra,
+        }
+        write_json(self.path(MANIFEST_FILE), manifest)
+        return manifest
+
+    def manifest(self) -> dict:
+        return read_json(self.dir / MANIFEST_FILE)
