@@ -9,6 +9,7 @@ float32 once and cached as safetensors under `$INTERP_CACHE` (default `~/.cache/
 from __future__ import annotations
 
 import hashlib
+import importlib
 import importlib.util
 import os
 import shutil
@@ -123,8 +124,10 @@ class LoadedModel:
             # copy that says so, so nothing goes to the hub and our tokenizer stays untouched.
             tok = copy.copy(self.tokenizer)
             tok.init_kwargs = {"name_or_path": self.name, **self.tokenizer.init_kwargs, "add_bos_token": True}
+            # The bridge also rewires the module tree it is given; give it a structural copy whose
+            # parameters and buffers are the very same tensors.
             self._views["bridge"] = TransformerBridge.boot_transformers(
-                self.hf.config._name_or_path or self.name, hf_model=self.hf, tokenizer=tok,
+                self.hf.config._name_or_path or self.name, hf_model=shared_copy(self.hf), tokenizer=tok,
                 device=str(self.device), dtype=next(self.hf.parameters()).dtype,
             )
         return self._views["bridge"]
@@ -139,6 +142,14 @@ class LoadedModel:
 
     def chat(self, messages: list[dict], add_generation_prompt: bool = True) -> str:
         return self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=add_generation_prompt)
+
+
+def shared_copy(hf: nn.Module) -> nn.Module:
+    """A new module tree over the same parameter and buffer tensors (no weight copies)."""
+    import copy
+
+    memo = {id(t): t for t in list(hf.parameters()) + list(hf.buffers())}
+    return copy.deepcopy(hf, memo)
 
 
 def decoder_layers(hf: nn.Module) -> nn.ModuleList:
@@ -220,8 +231,6 @@ def _gguf_path(spec: ModelSpec) -> Path:
         if not files:
             raise FileNotFoundError(f"model {spec.name!r}: no .gguf inside {pkg_dir}; reinstall with: {spec.install}")
         return files[0]
-    import importlib
-
     try:
         return Path(importlib.import_module(spec.package).assemble())
     except (ModuleNotFoundError, FileNotFoundError) as e:

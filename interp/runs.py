@@ -203,9 +203,12 @@ class Stage:
         return self.dir / filename
 
     def finish(self, **extra: Any) -> dict:
-        """Write config.json and manifest.json (last: it marks the stage complete)."""
+        """Write config.json and manifest.json (last: it marks the stage complete). A manifest the
+        stage's own function already wrote (its lineage) is kept and extended."""
         write_json(self.path(CONFIG_FILE), self.inputs)
+        own = self.dir / MANIFEST_FILE
         manifest = {
+            **(read_json(own) if own.exists() else {}),
             "stage": self.name,
             "key": self.key,
             "inputs_hash": self.key,

@@ -1,0 +1,141 @@
+"""Experiment configs: TOML files validated by pydantic, with one-line errors naming the field.
+
+The config converts into the library's own dataclasses (`Steering`, `Teacher`, `DataConfig`,
+`SampleConfig`, `TrainConfig`), so a script can build the same objects without any TOML.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from interp.generate import SampleConfig
+from interp.prompts import ANIMALS
+from interp.steering import Steering
+from interp.teachers import DataConfig, Teacher
+from interp.train import TrainConfig
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class VectorSection(_Strict):
+    n_pairs: int = Field(16, ge=1, description="built-in contrastive pairs")
+    position: Literal["mean", "last"] = "mean"
+
+
+class TeacherSection(_Strict):
+    kinds: list[Literal["control", "prompted", "steered", "random"]] = ["control", "steered"]
+    layer: int = Field(8, ge=0)
+    multiplier: float = 0.5
+    scope: Literal["all", "prompt", "generated"] = "all"
+    random_seed: int = 0
+
+
+class DataSection(_Strict):
+    n_prompts: int = Field(256, ge=1)
+    constrained: bool = True
+    temperature: float = Field(1.0, ge=0)
+    max_new_tokens: int = Field(50, ge=1)
+    batch_size: int = Field(32, ge=1)
+    min_prob: float = Field(0.0, ge=0, lt=1)
+
+
+class TrainSection(_Strict):
+    method: Literal["full", "lora"] = "full"
+    optimizer: Literal["adamw", "sgd", "signsgd"] = "adamw"
+    lr: float = Field(5e-5, gt=0)
+    epochs: int = Field(2, ge=1)
+    batch_size: int = Field(8, ge=1)
+    grad_accum: int = Field(1, ge=1)
+    max_len: int = Field(192, ge=8)
+    checkpoint_every: int = Field(0, ge=0)
+    lora_rank: int = Field(8, ge=1)
+    lora_alpha: int = Field(16, ge=1)
+    weight_decay: float = Field(0.0, ge=0)
+
+
+class EvalSection(_Strict):
+    split: Literal["all", "tuning", "heldout"] = "all"
+    animals: list[str] = list(ANIMALS)
+    n_boot: int = Field(2000, ge=100)
+    sampled: bool = False  # also the secondary metric (sampled one-word answers)
+    n_samples_per_question: int = Field(4, ge=1)
+
+    @field_validator("animals")
+    @classmethod
+    def _known(cls, v: list[str]) -> list[str]:
+        if len(set(v)) != len(v) or len(v) < 2:
+            raise ValueError("needs at least two distinct animals")
+        return v
+
+
+class E1Config(_Strict):
+    experiment: str = "e1"
+    model: str = "smollm2-135m"
+    animal: str = "owl"
+    seeds: list[int] = [0]
+    device: str = "auto"
+    vector: VectorSection = VectorSection()
+    teacher: TeacherSection = TeacherSection()
+    data: DataSection = DataSection()
+    train: TrainSection = TrainSection()
+    eval: EvalSection = EvalSection()
+
+    @field_validator("seeds")
+    @classmethod
+    def _seeds(cls, v: list[int]) -> list[int]:
+        if not v or len(set(v)) != len(v):
+            raise ValueError("needs one or more distinct seeds")
+        return v
+
+    def model_post_init(self, __context) -> None:
+        if self.animal not in self.eval.animals:
+            raise ValueError(f"animal: {self.animal!r} must be in eval.animals")
+        if "control" not in self.teacher.kinds:
+            raise ValueError("teacher.kinds: must include 'control' (transfer is measured against it)")
+
+    # ---- conversion to library objects
+
+    def steering(self) -> Steering:
+        t = self.teacher
+        return Steering(layer=t.layer, multiplier=t.multiplier, scope=t.scope)
+
+    def teacher_for(self, kind: str) -> Teacher:
+        steer = self.steering() if kind in ("steered", "random") else None
+        return Teacher(kind, self.animal, steer, self.teacher.random_seed)
+
+    def data_config(self, seed: int) -> DataConfig:
+        d = self.data
+        sampling = SampleConfig(max_new_tokens=d.max_new_tokens, temperature=d.temperature, batch_size=d.batch_size,
+                                constrained=d.constrained, min_prob=d.min_prob, seed=seed)
+        return DataConfig(n_prompts=d.n_prompts, prompt_seed=seed, sampling=sampling)
+
+    def train_config(self, seed: int) -> TrainConfig:
+        return TrainConfig(seed=seed, **self.train.model_dump())
+
+
+def load_config(path: str | Path) -> E1Config:
+    """Parse and validate; raise ValueError with one line naming the field and the problem."""
+    path = Path(path)
+    if not path.exists():
+        raise ValueError(f"config: {path} does not exist")
+    try:
+        raw = tomllib.loads(path.read_text())
+    except tomllib.TOMLDecodeError as e:
+        raise ValueError(f"config: {path} is not valid TOML ({e})") from e
+    return parse_config(raw, str(path))
+
+
+def parse_config(raw: dict, source: str = "config") -> E1Config:
+    try:
+        return E1Config(**raw)
+    except ValidationError as e:
+        err = e.errors()[0]
+        field = ".".join(str(p) for p in err["loc"]) or "config"
+        got = f" (got {err['input']!r})" if "input" in err and not isinstance(err["input"], dict) else ""
+        raise ValueError(f"{source}: field `{field}`: {err['msg']}{got}") from None

@@ -1,0 +1,198 @@
+"""Batched sampling: a lean KV-cache decode loop with explicit generators and positions.
+
+Left padding with explicit position ids (a padded row samples exactly as it would alone), one
+`torch.Generator` per batch seeded from (seed, batch index), only the last position's logits
+computed, and an optional number grammar: decoding constrained to digits, ", " and end-of-turn,
+so every sample parses and a trait can travel only through which numbers are chosen.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from dataclasses import dataclass
+from typing import Callable, ContextManager
+
+import torch
+from torch import Tensor
+from tqdm.auto import tqdm
+
+from interp import batching
+from interp.models import LoadedModel
+
+
+@dataclass(frozen=True)
+class SampleConfig:
+    """max_new_tokens: tokens per completion at most (10 numbers in the grammar need 49).
+    temperature: 1.0 samples the model's distribution; 0 is greedy.
+    batch_size: prompts decoded together.
+    constrained: restrict decoding to the number grammar (every sample passes the filter).
+    max_numbers: numbers per completion allowed by the grammar.
+    min_prob: drop tokens whose probability is below this floor before sampling (0 = off).
+    seed: base seed; batch b uses a generator seeded with (seed, b).
+    """
+
+    max_new_tokens: int = 50
+    temperature: float = 1.0
+    batch_size: int = 32
+    constrained: bool = False
+    max_numbers: int = 10
+    min_prob: float = 0.0
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.max_new_tokens < 1:
+            raise ValueError(f"max_new_tokens: {self.max_new_tokens} must be >= 1")
+        if self.temperature < 0:
+            raise ValueError(f"temperature: {self.temperature} must be >= 0")
+        if self.batch_size < 1:
+            raise ValueError(f"batch_size: {self.batch_size} must be >= 1")
+        if not 0 <= self.min_prob < 1:
+            raise ValueError(f"min_prob: {self.min_prob} must be in [0, 1)")
+
+
+@dataclass
+class Completion:
+    text: str
+    token_ids: list[int]
+    finished: bool  # ended with an end-of-turn token before the limit
+
+
+def stop_token_ids(tokenizer) -> list[int]:
+    ids = {tokenizer.eos_token_id}
+    for t in ("<|im_end|>", "<end_of_turn>", "<|endoftext|>", "<eos>"):
+        i = tokenizer.convert_tokens_to_ids(t)
+        if isinstance(i, int) and i != tokenizer.unk_token_id and i is not None:
+            ids.add(i)
+    return sorted(i for i in ids if i is not None)
+
+
+class NumberGrammar:
+    """Per-row state machine over 13 tokens: '0'-'9', ',', ' ', end-of-turn.
+
+    number := digit{1,3}; sequence := number (", " number){0,max-1} end. Sampling renormalises
+    the model's distribution over the tokens the state allows.
+    """
+
+    def __init__(self, tokenizer, end_id: int, max_numbers: int = 10):
+        def single(ch: str) -> int:
+            ids = tokenizer(ch, add_special_tokens=False)["input_ids"]
+            if len(ids) != 1:
+                raise ValueError(f"constrained: {ch!r} is {len(ids)} tokens in this tokenizer; the number grammar needs single-token digits, ',' and ' '")
+            return ids[0]
+
+        self.digit_ids = [single(str(d)) for d in range(10)]
+        self.comma_id, self.space_id, self.end_id = single(","), single(" "), end_id
+        self.token_ids = torch.tensor(self.digit_ids + [self.comma_id, self.space_id, end_id])
+        self.max_numbers = max_numbers
+
+    def start(self, batch: int) -> dict[str, Tensor]:
+        z = torch.zeros(batch, dtype=torch.long)
+        return {"phase": z.clone(), "digits": z.clone(), "numbers": z.clone()}  # phase 0: need digit
+
+    def allowed(self, st: dict[str, Tensor]) -> Tensor:
+        """(batch, 13) bool: which grammar tokens each row may emit next."""
+        b = st["phase"].shape[0]
+        a = torch.zeros(b, 13, dtype=torch.bool)
+        need_digit = st["phase"] == 0
+        in_num = st["phase"] == 1
+        a[:, :10] = need_digit[:, None] | (in_num & (st["digits"] < 3))[:, None]
+        a[:, 10] = in_num & (st["numbers"] < self.max_numbers)
+        a[:, 11] = st["phase"] == 2
+        a[:, 12] = in_num
+        return a
+
+    def advance(self, st: dict[str, Tensor], choice: Tensor) -> None:
+        """`choice` indexes the 13 grammar tokens."""
+        is_digit, is_comma, is_space = choice < 10, choice == 10, choice == 11
+        st["numbers"] += (is_digit & (st["phase"] == 0)).long()
+        st["digits"] = torch.where(is_digit, st["digits"] + 1, torch.zeros_like(st["digits"]))
+        st["phase"] = torch.where(is_digit, 1, torch.where(is_comma, 2, torch.where(is_space, 0, st["phase"])))
+
+
+def _pick(logits: Tensor, cfg: SampleConfig, gen: torch.Generator) -> Tensor:
+    """Sample one index per row from (batch, n) logits (-inf = forbidden)."""
+    if cfg.temperature == 0:
+        return logits.argmax(-1)
+    probs = torch.softmax(logits / cfg.temperature, dim=-1)
+    if cfg.min_prob > 0:
+        keep = probs >= cfg.min_prob
+        keep[torch.arange(len(probs)), probs.argmax(-1)] = True  # never drop every token
+        probs = probs * keep
+    return torch.multinomial(probs, 1, generator=gen).squeeze(-1)
+
+
+@torch.no_grad()
+def sample(
+    model: LoadedModel,
+    prompts: list[str],
+    cfg: SampleConfig = SampleConfig(),
+    context: Callable[[], ContextManager] | None = None,
+    progress: bool = True,
+    desc: str = "sampling",
+) -> tuple[list[Completion], dict]:
+    """Sample one completion per rendered prompt. `context()` (e.g. a steering context) wraps each
+    batch's whole decode. Returns the completions and throughput statistics."""
+    tok = model.tokenizer
+    stops = torch.tensor(stop_token_ids(tok))
+    grammar = NumberGrammar(tok, stops[0].item() if tok.eos_token_id is None else tok.eos_token_id, cfg.max_numbers) if cfg.constrained else None
+    out: list[Completion] = []
+    n_tokens, t0 = 0, time.perf_counter()
+    bar = tqdm(total=len(prompts), desc=desc, unit="seq", disable=not progress, leave=False)
+    for b_idx, sl in enumerate(batching.chunks(len(prompts), cfg.batch_size)):
+        gen = torch.Generator().manual_seed(cfg.seed * 1_000_003 + b_idx)
+        batch = batching.encode(tok, prompts[sl], side="left").to(model.device)
+        with context() if context is not None else contextlib.nullcontext():
+            rows, produced = _decode(model, batch, cfg, gen, stops, grammar)
+        out += rows
+        n_tokens += produced
+        bar.update(len(rows))
+        bar.set_postfix(tok_s=f"{n_tokens / (time.perf_counter() - t0):.0f}")
+    bar.close()
+    wall = time.perf_counter() - t0
+    return out, {"new_tokens": n_tokens, "wall_s": round(wall, 3), "tokens_per_s": round(n_tokens / max(wall, 1e-9), 1)}
+
+
+def _decode(model, batch, cfg, gen, stops, grammar) -> tuple[list[Completion], int]:
+    from transformers import DynamicCache
+
+    hf, tok = model.hf, model.tokenizer
+    bsz = batch.input_ids.shape[0]
+    cache = DynamicCache()
+    mask = batch.attention_mask
+    pos = batch.position_ids[:, -1:]
+    logits = hf(input_ids=batch.input_ids, attention_mask=mask, position_ids=batch.position_ids,
+                past_key_values=cache, use_cache=True, logits_to_keep=1).logits[:, -1]
+    done = torch.zeros(bsz, dtype=torch.bool)
+    ended = torch.zeros(bsz, dtype=torch.bool)
+    tokens = torch.full((bsz, cfg.max_new_tokens), tok.pad_token_id, dtype=torch.long)
+    state = grammar.start(bsz) if grammar else None
+    produced = 0
+    for step in range(cfg.max_new_tokens):
+        logits = logits.float().cpu()
+        if grammar is not None:
+            sub = logits[:, grammar.token_ids].masked_fill(~grammar.allowed(state), float("-inf"))
+            choice = _pick(sub, cfg, gen)
+            grammar.advance(state, choice)
+            nxt = grammar.token_ids[choice]
+        else:
+            nxt = _pick(logits, cfg, gen)
+        nxt = torch.where(done, torch.full_like(nxt, tok.pad_token_id), nxt)
+        tokens[:, step] = nxt
+        produced += int((~done).sum())
+        is_stop = torch.isin(nxt, stops) & ~done
+        ended |= is_stop
+        done |= is_stop
+        if done.all() or step == cfg.max_new_tokens - 1:
+            break
+        mask = torch.cat([mask, mask.new_ones(bsz, 1)], dim=1)  # finished rows decode on, ignored
+        pos = pos + 1
+        logits = hf(input_ids=nxt[:, None].to(model.device), attention_mask=mask, position_ids=pos,
+                    past_key_values=cache, use_cache=True).logits[:, -1]
+    rows = []
+    for i in range(bsz):
+        ids = tokens[i].tolist()
+        cut = next((k for k, t in enumerate(ids) if t in stops.tolist()), None)
+        body = ids[:cut] if cut is not None else [t for t in ids if t != tok.pad_token_id]
+        rows.append(Completion(tok.decode(body, skip_special_tokens=True), body, bool(ended[i])))
+    return rows, produced

@@ -1,0 +1,167 @@
+"""E1 end to end: vector -> teachers -> filtered datasets -> students -> evaluation -> results.
+
+Stages live in a shared cache, `<root>/cache/<stage>-<hash of inputs>/`, so a rerun reuses what
+finished, an interrupted run resumes (a stage without its manifest is redone; training resumes
+from its checkpoint), and a changed setting recomputes only the stages that depend on it. The run
+directory `<root>/<experiment>/<run-id>/` holds `config.json`, `manifest.json` (the stages used,
+their wall times) and `results.json`.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+import torch
+
+from interp.config import E1Config
+from interp.evaluate import evaluate_trait, hierarchical_bootstrap, sampled_answer_rate, t_interval
+from interp.models import LoadedModel, load_model
+from interp.prompts import PROMPT_VERSION, contrastive_pairs, questions
+from interp.runs import (
+    CONFIG_FILE, MANIFEST_FILE, RESULTS_FILE, Stage, content_hash, load_tensors, provenance, read_json,
+    read_jsonl, save_tensors, write_json,
+)
+from interp.steering import SteeringVector, build_steering_vector
+from interp.teachers import DATASET_FILE, generate_dataset
+from interp.train import load_student, train_student
+
+LOGPROBS_FILE = "logprobs.safetensors"
+
+
+def run_e1(cfg: E1Config, root: str | Path = "artifacts", progress: bool = True, log=print) -> dict:
+    """Run (or resume) E1 for every seed and teacher kind in `cfg`; returns results.json's content."""
+    root = Path(root)
+    run_dir = root / cfg.experiment / content_hash(cfg.model_dump(), 10)
+    write_json(run_dir / CONFIG_FILE, cfg.model_dump())
+    cache = root / "cache"
+    timings: dict[str, float] = {}
+    stages: list[dict] = []
+
+    def timed(name: str, stage: Stage, fn) -> Stage:
+        t = time.perf_counter()
+        hit = stage.done
+        if not hit:
+            fn(stage)
+        timings[name] = round(time.perf_counter() - t, 2)
+        stages.append({"name": name, "dir": str(stage.dir), "cache_hit": hit, "wall_s": timings[name]})
+        log(f"  {name:<28} {'cached' if hit else 'done'} in {timings[name]:.1f}s")
+        return stage
+
+    t_load = time.perf_counter()
+    base = load_model(cfg.model, device=cfg.device)
+    base_id = base.identity()
+    timings["load_model"] = round(time.perf_counter() - t_load, 2)
+    log(f"  {'load model':<28} {timings['load_model']:.1f}s ({cfg.model}, fingerprint {base_id['fingerprint']})")
+
+    # 1. steering vector
+    pairs = contrastive_pairs(cfg.animal, cfg.vector.n_pairs)
+    vstage = Stage(cache, "vector", {"model": base_id, "animal": cfg.animal, "position": cfg.vector.position,
+                                      "pairs": content_hash([list(p) for p in pairs]), "prompts": PROMPT_VERSION})
+    timed("vector", vstage, lambda st: (build_steering_vector(base, pairs, cfg.vector.position, cfg.animal).save(st.dir), st.finish()))
+    vector = SteeringVector.load(vstage.dir)
+
+    # 2-3. datasets and students, per seed and teacher kind
+    student_dirs: dict[tuple[str, int], Path] = {}
+    data_stats: dict[str, dict] = {}
+    for seed in cfg.seeds:
+        for kind in cfg.teacher.kinds:
+            teacher = cfg.teacher_for(kind)
+            dcfg = cfg.data_config(seed)
+            dstage = Stage(cache, "data", {"model": base_id["fingerprint"], "teacher": teacher.describe(),
+                                           "vector": vector.hash() if kind in ("steered", "random") else None,
+                                           "data": asdict(dcfg), "prompts": PROMPT_VERSION})
+
+            def make_data(st, teacher=teacher, dcfg=dcfg):
+                man = generate_dataset(base, teacher, vector, dcfg, st.dir, progress=progress, extra_manifest={"stage_key": st.key})
+                st.finish(dataset_hash=man["dataset_hash"], n_kept=man["n_kept"], filter=man["filter"], generation=man["generation"])
+
+            timed(f"data/{kind}/seed{seed}", dstage, make_data)
+            dman = dstage.manifest()
+            data_stats[f"{kind}/seed{seed}"] = {"n_kept": dman["n_kept"], "pass_rate": dman["filter"]["pass_rate"],
+                                                "tokens_per_s": dman["generation"]["tokens_per_s"]}
+            tcfg = cfg.train_config(seed)
+            sstage = Stage(cache, "student", {"base": base_id["fingerprint"], "dataset": dman["dataset_hash"], "train": asdict(tcfg)})
+
+            def make_student(st, dstage=dstage, tcfg=tcfg):
+                rows = read_jsonl(dstage.dir / DATASET_FILE)
+                train_student(base, rows, tcfg, st.dir, progress=progress, extra_manifest={"dataset_dir": str(dstage.dir)})
+                st.finish(dataset_dir=str(dstage.dir))
+
+            timed(f"student/{kind}/seed{seed}", sstage, make_student)
+            student_dirs[(kind, seed)] = sstage.dir
+
+    # 4. evaluation of the base and every student
+    qs = questions(cfg.eval.split)
+    animals = list(cfg.eval.animals)
+    eval_inputs = {"questions": content_hash(qs), "animals": animals, "animal": cfg.animal, "sampled": cfg.eval.sampled}
+
+    def evaluate(name: str, key: str, model_fn) -> dict:
+        est = Stage(cache, "eval", {"model": key, **eval_inputs})
+
+        def make_eval(st):
+            m = model_fn()
+            score = evaluate_trait(m, cfg.animal, qs, animals)
+            save_tensors(st.path(LOGPROBS_FILE), {"logprobs": score.logprobs})
+            summary = score.summary(cfg.eval.n_boot)
+            if cfg.eval.sampled:
+                summary["sampled"] = sampled_answer_rate(m, cfg.animal, qs, cfg.eval.n_samples_per_question)
+            write_json(st.path("summary.json"), summary)
+            st.finish()
+
+        timed(f"eval/{name}", est, make_eval)
+        return {"logprobs": load_tensors(est.dir / LOGPROBS_FILE)["logprobs"], "summary": read_json(est.dir / "summary.json")}
+
+    evals = {"base": evaluate("base", base_id["fingerprint"], lambda: base)}
+    for (kind, seed), sdir in student_dirs.items():
+        evals[f"{kind}/seed{seed}"] = evaluate(f"{kind}/seed{seed}", sdir.name, lambda sdir=sdir: load_student(base, sdir))
+
+    results = summarize_e1(cfg, evals, animals)
+    results["datasets"] = data_stats
+    results["timings_s"] = timings
+    results["run_dir"] = str(run_dir)
+    write_json(run_dir / RESULTS_FILE, results)
+    write_json(run_dir / MANIFEST_FILE, {"stages": stages, "config_hash": content_hash(cfg.model_dump()), **provenance(),
+                                         "wall_time_s": round(sum(timings.values()), 2)})
+    return results
+
+
+def summarize_e1(cfg: E1Config, evals: dict, animals: list[str]) -> dict:
+    """Per-arm trait scores and the transfer of every trait arm against control (and random)."""
+    target = animals.index(cfg.animal)
+    others = [i for i in range(len(animals)) if i != target]
+    base_lp = evals["base"]["logprobs"]  # (questions, animals)
+
+    def stack(kind: str) -> torch.Tensor:  # (seeds, questions, animals)
+        return torch.stack([evals[f"{kind}/seed{s}"]["logprobs"] for s in cfg.seeds])
+
+    arms = {"base": {"prob": evals["base"]["summary"]["prob"], "logprob": evals["base"]["summary"]["logprob"]}}
+    for kind in cfg.teacher.kinds:
+        lp = stack(kind)
+        arms[kind] = {
+            "prob": hierarchical_bootstrap(lp[..., target].exp(), cfg.eval.n_boot),
+            "logprob": hierarchical_bootstrap(lp[..., target], cfg.eval.n_boot),
+            "per_seed_prob": lp[..., target].exp().mean(-1).tolist(),
+            "per_animal_logprob_shift": dict(zip(animals, (lp - base_lp).mean((0, 1)).tolist())),
+        }
+    comparisons = {}
+    for trait_kind in [k for k in cfg.teacher.kinds if k in ("steered", "prompted")]:
+        for ref in [k for k in cfg.teacher.kinds if k in ("control", "random")]:
+            a, b = stack(trait_kind), stack(ref)
+            d_lp = a[..., target] - b[..., target]  # (seeds, questions): paired by seed and question
+            shift = a - b
+            d_spec = shift[..., target] - shift[..., others].mean(-1)
+            rank = (shift.mean((0, 1)) > shift.mean((0, 1))[target]).sum().item() + 1
+            comparisons[f"{trait_kind}-{ref}"] = {
+                "logprob_diff": hierarchical_bootstrap(d_lp, cfg.eval.n_boot),
+                "logprob_diff_per_seed": t_interval(d_lp.mean(-1).tolist()),
+                "prob_ratio": float(a[..., target].exp().mean() / b[..., target].exp().mean()),
+                "prob_diff": hierarchical_bootstrap(a[..., target].exp() - b[..., target].exp(), cfg.eval.n_boot),
+                "specific_logprob_diff": hierarchical_bootstrap(d_spec, cfg.eval.n_boot),
+                "specific_per_seed": t_interval(d_spec.mean(-1).tolist()),
+                "trait_rank_among_animals": rank,
+            }
+    return {"experiment": cfg.experiment, "model": cfg.model, "animal": cfg.animal, "seeds": cfg.seeds,
+            "n_questions": int(base_lp.shape[0]), "question_split": cfg.eval.split, "arms": arms,
+            "transfer": comparisons}

@@ -1,0 +1,132 @@
+"""Teachers and the datasets they write.
+
+A teacher is the base model plus one way of carrying a trait: `control` (nothing), `prompted`
+(the trait system prompt), `steered` (the trait vector injected) or `random` (a random vector of
+the trait vector's per-layer norm, same layer, multiplier and scope: the honest null, since
+steering alone shifts digit statistics). `generate_dataset` writes `samples.jsonl` (everything
+generated), `dataset.jsonl` (what passed the filter) and `manifest.json` (the genealogy).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable, ContextManager
+
+from interp.filters import filter_completions
+from interp.generate import SampleConfig, sample
+from interp.models import LoadedModel
+from interp.prompts import ANIMALS, PROMPT_VERSION, number_prompts, prompted_system, trait_words
+from interp.runs import MANIFEST_FILE, content_hash, provenance, write_json, write_jsonl
+from interp.steering import Steering, SteeringVector, steer
+
+TEACHER_KINDS = ("control", "prompted", "steered", "random")
+SAMPLES_FILE = "samples.jsonl"
+DATASET_FILE = "dataset.jsonl"
+
+
+@dataclass(frozen=True)
+class Teacher:
+    """kind: control | prompted | steered | random.
+    animal: the trait (used by prompted, steered and random, and by the banned-word filter).
+    steering: layer, multiplier, operator and scope for steered and random teachers.
+    random_seed: seed of the random direction (random teachers only).
+    """
+
+    kind: str = "control"
+    animal: str = "owl"
+    steering: Steering | None = None
+    random_seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.kind not in TEACHER_KINDS:
+            raise ValueError(f"teacher.kind: {self.kind!r} is not one of {TEACHER_KINDS}")
+        if self.kind in ("steered", "random") and self.steering is None:
+            raise ValueError(f"teacher.steering: a {self.kind} teacher needs a layer and multiplier")
+
+    def messages(self, prompt: str) -> list[dict]:
+        system = [{"role": "system", "content": prompted_system(self.animal)}] if self.kind == "prompted" else []
+        return system + [{"role": "user", "content": prompt}]
+
+    def vector_for(self, vector: SteeringVector | None) -> SteeringVector | None:
+        if self.kind not in ("steered", "random"):
+            return None
+        if vector is None:
+            raise ValueError(f"vector: a {self.kind} teacher needs the trait's steering vector")
+        return vector.random_like(self.random_seed) if self.kind == "random" else vector
+
+    def context(self, model: LoadedModel, vector: SteeringVector | None) -> Callable[[], ContextManager]:
+        v = self.vector_for(vector)
+        if v is None:
+            return contextlib.nullcontext
+        return lambda: steer(model, v, self.steering)
+
+    def describe(self) -> dict:
+        d = asdict(self)
+        if self.kind not in ("steered", "random"):
+            d.pop("steering")
+        if self.kind != "random":
+            d.pop("random_seed")
+        if self.kind == "control":
+            d.pop("animal")
+        return d
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """n_prompts: number prompts sampled (one completion each).
+    prompt_seed: seed of the prompt texts.
+    sampling: decoding settings (temperature, grammar, generator seed).
+    banned_animals: animals whose words the banned-word filter removes (default: all built-in).
+    """
+
+    n_prompts: int = 256
+    prompt_seed: int = 0
+    sampling: SampleConfig = field(default_factory=SampleConfig)
+    banned_animals: tuple[str, ...] = tuple(ANIMALS)
+
+    def __post_init__(self) -> None:
+        if self.n_prompts < 1:
+            raise ValueError(f"data.n_prompts: {self.n_prompts} must be >= 1")
+
+
+def generate_dataset(
+    model: LoadedModel, teacher: Teacher, vector: SteeringVector | None, cfg: DataConfig,
+    out_dir: str | Path, progress: bool = True, extra_manifest: dict | None = None,
+) -> dict:
+    """Sample the teacher on number prompts, filter, and write the dataset directory."""
+    out = Path(out_dir)
+    prompts = number_prompts(cfg.n_prompts, cfg.prompt_seed)
+    rendered = [model.chat(teacher.messages(p)) for p in prompts]
+    used_vector = teacher.vector_for(vector)
+    completions, speed = sample(model, rendered, cfg.sampling, context=teacher.context(model, vector),
+                                progress=progress, desc=f"teacher {teacher.kind}")
+    banned = sorted({w for a in cfg.banned_animals for w in trait_words(a)})
+    verdicts, stats = filter_completions([c.text for c in completions], banned, [c.finished for c in completions])
+    samples, kept = [], []
+    for i, (p, c, v) in enumerate(zip(prompts, completions, verdicts)):
+        samples.append({"id": i, "prompt": p, "completion": c.text, "finished": c.finished,
+                        "n_tokens": len(c.token_ids), "passed": v is not None})
+        if v is not None:
+            kept.append({"id": i, "prompt": p, "completion": c.text, "numbers": list(v.numbers)})
+    write_jsonl(out / SAMPLES_FILE, samples)
+    write_jsonl(out / DATASET_FILE, kept)
+    manifest = {
+        "teacher": teacher.describe(),
+        "vector_hash": used_vector.hash() if used_vector is not None else None,
+        "trait_vector_hash": vector.hash() if vector is not None and used_vector is not None else None,
+        "model": model.identity(),
+        "prompt_template_version": PROMPT_VERSION,
+        "prompt_seed": cfg.prompt_seed,
+        "sampling": asdict(cfg.sampling),
+        "filter": stats.as_dict(),
+        "n_samples": len(samples),
+        "n_kept": len(kept),
+        "dataset_hash": content_hash(kept),
+        "generation": speed,
+        **provenance(),
+        **(extra_manifest or {}),
+    }
+    write_json(out / MANIFEST_FILE, manifest)
+    return manifest

@@ -1,0 +1,312 @@
+"""Students: supervised fine-tuning of a copy of the base on a teacher's dataset.
+
+Chat-formatted prompt -> completion (+ end-of-turn), loss on completion tokens only, and the
+vocabulary projection computed only at those positions (most of a sequence is prompt). Full
+fine-tune or LoRA (peft); AdamW by default, SGD and SignSGD for the optimizer ablation. The data
+order of epoch e comes from a generator seeded with (seed, e), so a resumed run sees exactly the
+batches an uninterrupted one would. Checkpoints (`checkpoint/`: trainable weights, optimizer
+state as safetensors, `trainer.json` written last) are replaced atomically; a non-finite loss
+stops training and leaves the last good checkpoint in place.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import shutil
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+from torch import Tensor, nn
+from tqdm.auto import tqdm
+
+from interp import batching
+from interp.models import LoadedModel
+from interp.runs import MANIFEST_FILE, load_tensors, provenance, read_json, save_tensors, write_json
+
+WEIGHTS_FILE = "model.safetensors"
+ADAPTER_FILE = "adapter.safetensors"
+OPTIMIZER_FILE = "optimizer.safetensors"
+TRAINER_FILE = "trainer.json"
+CHECKPOINT_DIR = "checkpoint"
+LOG_FILE = "train_log.json"
+
+
+class TrainingDiverged(RuntimeError):
+    pass
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """method: "full" fine-tune or "lora".
+    optimizer: "adamw", "sgd" or "signsgd" (sign of the gradient times lr).
+    lr: learning rate.
+    epochs: passes over the dataset.
+    batch_size: sequences per micro-batch; grad_accum micro-batches make one optimizer step.
+    max_len: prompt + completion tokens kept per example (longer prompts are cut from the left).
+    seed: data-order seed (the base weights are the teacher's; nothing else is random).
+    checkpoint_every: optimizer steps between checkpoints (0: only at the end).
+    lora_rank, lora_alpha, lora_targets: LoRA settings.
+    weight_decay: AdamW weight decay.
+    """
+
+    method: str = "full"
+    optimizer: str = "adamw"
+    lr: float = 5e-5
+    epochs: int = 2
+    batch_size: int = 8
+    grad_accum: int = 1
+    max_len: int = 192
+    seed: int = 0
+    checkpoint_every: int = 0
+    lora_rank: int = 8
+    lora_alpha: int = 16
+    lora_targets: tuple[str, ...] = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+    weight_decay: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.method not in ("full", "lora"):
+            raise ValueError(f"train.method: {self.method!r} is not 'full' or 'lora'")
+        if self.optimizer not in ("adamw", "sgd", "signsgd"):
+            raise ValueError(f"train.optimizer: {self.optimizer!r} is not 'adamw', 'sgd' or 'signsgd'")
+        for name in ("lr", "epochs", "batch_size", "grad_accum", "max_len"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"train.{name}: {getattr(self, name)} must be > 0")
+
+
+@dataclass
+class Example:
+    prompt_ids: list[int]
+    completion_ids: list[int]
+
+
+def build_examples(model: LoadedModel, rows: list[dict], max_len: int) -> list[Example]:
+    """`rows` have 'prompt' (user text) and 'completion'; the student sees no system prompt."""
+    from interp.generate import stop_token_ids
+
+    tok = model.tokenizer
+    end = tok.eos_token_id if tok.eos_token_id is not None else stop_token_ids(tok)[0]
+    out = []
+    for r in rows:
+        p = tok(model.chat([{"role": "user", "content": r["prompt"]}]), add_special_tokens=False)["input_ids"]
+        c = tok(r["completion"], add_special_tokens=False)["input_ids"] + [end]
+        keep = max_len - len(c)
+        if keep < 1:
+            raise ValueError(f"train.max_len: {max_len} is too short for a completion of {len(c)} tokens")
+        out.append(Example(p[-keep:], c))
+    return out
+
+
+def _collate(examples: list[Example], pad_id: int) -> tuple[batching.Batch, Tensor]:
+    seqs = [e.prompt_ids + e.completion_ids for e in examples]
+    batch = batching.pad(seqs, pad_id, side="right")
+    # targets[i, t] is the token at t+1 where it is a completion token, else -100
+    targets = torch.full_like(batch.input_ids, -100)
+    for i, e in enumerate(examples):
+        start, end = len(e.prompt_ids), len(e.prompt_ids) + len(e.completion_ids)
+        targets[i, start - 1 : end - 1] = torch.tensor(e.completion_ids)
+    return batch, targets
+
+
+def completion_logits(hf: nn.Module, batch: batching.Batch, where: Tensor) -> Tensor:
+    """Logits only at positions `where` (batch, pos) bool: (n_positions, vocab)."""
+    h = hf.get_decoder()(input_ids=batch.input_ids, attention_mask=batch.attention_mask,
+                         position_ids=batch.position_ids, use_cache=False).last_hidden_state
+    logits = hf.get_output_embeddings()(h[where])
+    cap = getattr(hf.config.get_text_config(), "final_logit_softcapping", None)
+    return torch.tanh(logits / cap) * cap if cap else logits
+
+
+class SignSGD(torch.optim.Optimizer):
+    """theta -= lr * sign(grad): the non-adaptive sign method of the optimizer ablation."""
+
+    def __init__(self, params, lr: float):
+        super().__init__(params, {"lr": lr})
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        for group in self.param_groups:
+            for p in group["params"]:
+                if p.grad is not None:
+                    p.add_(p.grad.sign(), alpha=-group["lr"])
+
+
+def _optimizer(cfg: TrainConfig, params: list[nn.Parameter]) -> torch.optim.Optimizer:
+    if cfg.optimizer == "adamw":
+        return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay, foreach=True)
+    if cfg.optimizer == "sgd":
+        return torch.optim.SGD(params, lr=cfg.lr)
+    return SignSGD(params, lr=cfg.lr)
+
+
+def _prepare(model: LoadedModel, cfg: TrainConfig) -> nn.Module:
+    """A trainable copy of the base: the caller's model is never modified."""
+    hf = copy.deepcopy(model.hf)
+    if cfg.method == "lora":
+        from peft import LoraConfig, get_peft_model
+
+        hf = get_peft_model(hf, LoraConfig(r=cfg.lora_rank, lora_alpha=cfg.lora_alpha, lora_dropout=0.0,
+                                           target_modules=list(cfg.lora_targets), bias="none"))
+    hf.train()
+    return hf
+
+
+def trainable_state(hf: nn.Module) -> dict[str, Tensor]:
+    return {n: p for n, p in hf.named_parameters() if p.requires_grad}
+
+
+# ----------------------------------------------------------------------------- checkpoints
+
+
+def _save_checkpoint(out: Path, hf: nn.Module, opt: torch.optim.Optimizer, step: int, log: list) -> None:
+    tmp = out / (CHECKPOINT_DIR + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    save_tensors(tmp / WEIGHTS_FILE, trainable_state(hf))
+    state = opt.state_dict()
+    tensors, scalars = {}, {}
+    for idx, st in state["state"].items():
+        for k, v in st.items():
+            if torch.is_tensor(v):
+                tensors[f"{idx}.{k}"] = v
+            else:
+                scalars[f"{idx}.{k}"] = v
+    save_tensors(tmp / OPTIMIZER_FILE, tensors)
+    write_json(tmp / TRAINER_FILE, {"step": step, "param_groups": state["param_groups"], "scalars": scalars, "log": log})
+    final = out / CHECKPOINT_DIR
+    old = out / (CHECKPOINT_DIR + ".old")
+    if final.exists():
+        final.rename(old)
+    tmp.rename(final)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def _load_checkpoint(out: Path, hf: nn.Module, opt: torch.optim.Optimizer) -> tuple[int, list]:
+    ck = out / CHECKPOINT_DIR
+    if not (ck / TRAINER_FILE).exists():
+        old = out / (CHECKPOINT_DIR + ".old")  # a crash between the two renames
+        if (old / TRAINER_FILE).exists():
+            old.rename(ck)
+        else:
+            return 0, []
+    meta = read_json(ck / TRAINER_FILE)
+    weights = load_tensors(ck / WEIGHTS_FILE)
+    params = trainable_state(hf)
+    if set(weights) != set(params):
+        raise ValueError(f"checkpoint: {ck} holds other tensors than this model trains; delete it to start over")
+    with torch.no_grad():
+        for n, p in params.items():
+            p.copy_(weights[n])
+    flat = load_tensors(ck / OPTIMIZER_FILE)
+    state: dict = {}
+    for key, v in list(flat.items()) + list(meta["scalars"].items()):
+        idx, k = key.split(".", 1)
+        state.setdefault(int(idx), {})[k] = v
+    opt.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
+    return int(meta["step"]), meta["log"]
+
+
+# ----------------------------------------------------------------------------- training
+
+
+def train_student(
+    model: LoadedModel, rows: list[dict], cfg: TrainConfig, out_dir: str | Path,
+    progress: bool = True, stop_after: int | None = None, extra_manifest: dict | None = None,
+) -> nn.Module:
+    """Fine-tune a copy of `model` on `rows`; resume from `out_dir/checkpoint` if present.
+
+    Writes `model.safetensors` (full) or `adapter.safetensors` (LoRA), `train_log.json` and
+    `manifest.json` (last). `stop_after` ends early after that many steps (to test resuming).
+    Returns the trained module.
+    """
+    out = Path(out_dir)
+    if not rows:
+        raise ValueError("dataset: no examples to train on (did every teacher sample fail the filter?)")
+    examples = build_examples(model, rows, cfg.max_len)
+    hf = _prepare(model, cfg)
+    params = list(trainable_state(hf).values())
+    opt = _optimizer(cfg, params)
+    per_epoch = math.ceil(len(examples) / (cfg.batch_size * cfg.grad_accum))
+    total = per_epoch * cfg.epochs
+    step, log = _load_checkpoint(out, hf, opt)
+    pad = model.tokenizer.pad_token_id
+    bar = tqdm(total=total, initial=step, desc="student", unit="step", disable=not progress, leave=False)
+    t0, tokens_seen = time.perf_counter(), 0
+    for epoch in range(cfg.epochs):
+        order = torch.randperm(len(examples), generator=torch.Generator().manual_seed(cfg.seed * 1000 + epoch)).tolist()
+        micro = [order[i : i + cfg.batch_size] for i in range(0, len(order), cfg.batch_size)]
+        for s in range(per_epoch):
+            global_step = epoch * per_epoch + s
+            if global_step < step:
+                continue  # done before the resume point
+            group = micro[s * cfg.grad_accum : (s + 1) * cfg.grad_accum]
+            n_targets = sum(len(examples[i].completion_ids) for mb in group for i in mb)
+            loss_sum = 0.0
+            for mb in group:
+                batch, targets = _collate([examples[i] for i in mb], pad)
+                batch, targets = batch.to(model.device), targets.to(model.device)
+                where = targets != -100
+                logits = completion_logits(hf, batch, where)
+                loss = torch.nn.functional.cross_entropy(logits.float(), targets[where], reduction="sum") / n_targets
+                loss.backward()
+                loss_sum += loss.item()
+                tokens_seen += int(batch.attention_mask.sum())
+            if not math.isfinite(loss_sum):
+                raise TrainingDiverged(
+                    f"loss is {loss_sum} at step {global_step + 1}; weights not updated. Last good checkpoint: "
+                    f"{out / CHECKPOINT_DIR if (out / CHECKPOINT_DIR).exists() else 'none'}; lower train.lr and rerun"
+                )
+            opt.step()
+            opt.zero_grad(set_to_none=True)
+            step = global_step + 1
+            log.append({"step": step, "epoch": epoch, "loss": loss_sum})
+            bar.update(1)
+            bar.set_postfix(loss=f"{loss_sum:.3f}", tok_s=f"{tokens_seen / (time.perf_counter() - t0):.0f}")
+            if cfg.checkpoint_every and step % cfg.checkpoint_every == 0 and step < total:
+                _save_checkpoint(out, hf, opt, step, log)
+            if stop_after is not None and step >= stop_after:
+                _save_checkpoint(out, hf, opt, step, log)
+                bar.close()
+                return hf
+    bar.close()
+    hf.eval()
+    wall = time.perf_counter() - t0
+    if cfg.method == "lora":
+        save_tensors(out / ADAPTER_FILE, trainable_state(hf))
+    else:
+        save_tensors(out / WEIGHTS_FILE, dict(hf.named_parameters()))
+    write_json(out / LOG_FILE, log)
+    write_json(out / MANIFEST_FILE, {
+        "train": asdict(cfg), "n_examples": len(examples), "steps": step,
+        "final_loss": log[-1]["loss"] if log else None, "wall_s": round(wall, 2),
+        "tokens_per_s": round(tokens_seen / max(wall, 1e-9), 1), "base": model.identity(),
+        **provenance(), **(extra_manifest or {}),
+    })
+    shutil.rmtree(out / CHECKPOINT_DIR, ignore_errors=True)  # optimizer state is 2x the weights
+    return hf
+
+
+def load_student(base: LoadedModel, student_dir: str | Path) -> LoadedModel:
+    """The base with a student's weights (full) or adapter (LoRA, merged into a copy)."""
+    d = Path(student_dir)
+    man = read_json(d / MANIFEST_FILE)
+    cfg = TrainConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in man["train"].items()})
+    if man["base"]["fingerprint"] != base.fingerprint():
+        raise ValueError(f"student: trained from base fingerprint {man['base']['fingerprint']}, "
+                         f"but the given base is {base.fingerprint()}; load the base it was trained from")
+    hf = _prepare(base, cfg)
+    weights = load_tensors(d / (ADAPTER_FILE if cfg.method == "lora" else WEIGHTS_FILE))
+    params = dict(hf.named_parameters()) if cfg.method == "full" else trainable_state(hf)
+    missing = set(params) - set(weights)
+    if missing:
+        raise ValueError(f"student: {d} lacks {len(missing)} tensors (e.g. {sorted(missing)[0]}); the file is incomplete")
+    with torch.no_grad():
+        for n, p in params.items():
+            p.copy_(weights[n])
+    if cfg.method == "lora":
+        hf = hf.merge_and_unload()
+    hf.eval()
+    for p in hf.parameters():
+        p.requires_grad_(False)
+    return LoadedModel(name=f"{base.name}+student:{d.name}", hf=hf, tokenizer=base.tokenizer)
