@@ -181,5 +181,100 @@ def print_e1(res: dict) -> None:
     console.print(f"artifacts: [bold]{res['run_dir']}[/bold] (results.json, manifest.json, config.json)")
 
 
+def _interval(d: dict, fmt: str = "{:.3f}") -> str:
+    return f"{fmt.format(d['mean'])} [{fmt.format(d['lo'])}, {fmt.format(d['hi'])}]"
+
+
+@app.command()
+def mnist(
+    seeds: int = typer.Option(25, help="Models per condition (independent seeds)."),
+    first_seed: int = typer.Option(0, help="Seeds are first_seed .. first_seed + seeds - 1."),
+    m: int = typer.Option(3, "--m", help="Number of auxiliary logits."),
+    hidden: int = typer.Option(256, help="Width of both hidden layers."),
+    teacher_steps: int = typer.Option(600, help="Adam steps training the teacher on digits."),
+    student_steps: int = typer.Option(600, help="Adam steps distilling each student on noise images."),
+    batch_size: int = typer.Option(128, help="Images per step."),
+    lr: float = typer.Option(3e-4, help="Adam learning rate."),
+    idx_dir: Optional[Path] = typer.Option(None, help="Folder with real MNIST IDX files; default: sklearn's 8x8 digits."),
+    sweep_m: Optional[list[int]] = typer.Option(None, "--sweep-m", help="Also rerun at this m (repeatable)."),
+    sweep_hidden: Optional[list[int]] = typer.Option(None, "--sweep-hidden", help="Also rerun at this width (repeatable)."),
+    out: Optional[Path] = typer.Option(None, help="Run directory; default artifacts/mnist/<run-id>."),
+) -> None:
+    """E7: digit accuracy of students distilled on auxiliary logits over noise (same vs cross init).
+
+    Example: interp mnist --seeds 25 --m 3 --sweep-m 1 --sweep-m 10
+    """
+    from interp.mnist import CHANCE, MnistConfig, run_id, run_mnist
+
+    try:
+        cfg = MnistConfig(
+            n_seeds=seeds, first_seed=first_seed, n_aux=m, hidden=hidden, teacher_steps=teacher_steps,
+            student_steps=student_steps, batch_size=batch_size, lr=lr, idx_dir=str(idx_dir) if idx_dir else None,
+            sweep_aux=tuple(sweep_m or ()), sweep_hidden=tuple(sweep_hidden or ()),
+        )
+        out = out or Path("artifacts/mnist") / run_id(cfg)
+        res = run_mnist(cfg, out)
+    except (ValueError, FileNotFoundError) as e:
+        _fail(str(e))
+    results = res["results"]
+    data = results["data"]
+    table = Table("condition", "digit accuracy [95% CI]", "sd", "seeds",
+                  title=f"E7 on {data['source']} (m={m}, hidden={hidden}; chance {CHANCE:.2f})")
+    for row in results["table"]:
+        table.add_row(row["condition"], _interval(row), f"{row['sd']:.3f}", str(row["n"]))
+    diff = results["paired_difference"]
+    table.add_row(f"{diff['a']} - {diff['b']} (paired)", _interval(diff, "{:+.3f}"), f"{diff['sd']:.3f}", str(diff["n"]))
+    console.print(table)
+    for name, rows in results["sweeps"].items():
+        if rows:
+            st = Table(name, "condition", "digit accuracy [95% CI]", "seeds", title=f"sweep over {name}")
+            for row in rows:
+                if row["condition"] in ("teacher", "student_aux", "cross_student_aux") or " - " in row["condition"]:
+                    st.add_row(str(row["value"]), row["condition"], _interval(row, "{:+.3f}" if " - " in row["condition"] else "{:.3f}"), str(row["n"]))
+            console.print(st)
+    console.print(f"wall time {res['manifest']['wall_time_s']:.1f} s; artifacts: [bold]{out}[/bold] (config.json, results.json, manifest.json)")
+
+
+@app.command()
+def theorem(
+    seeds: int = typer.Option(64, help="Independent seeds per cell."),
+    first_seed: int = typer.Option(0, help="Seeds are first_seed .. first_seed + seeds - 1."),
+    model: Optional[list[str]] = typer.Option(None, "--model", help="mlp and/or transformer (repeatable; default both)."),
+    teacher: Optional[list[str]] = typer.Option(None, "--teacher", help="trained and/or random (repeatable; default both)."),
+    loss: Optional[list[str]] = typer.Option(None, "--loss", help="soft_ce and/or mse (repeatable; default both)."),
+    steps: int = typer.Option(5, help="SGD steps that make a 'trained' teacher."),
+    teacher_lr: float = typer.Option(0.05, help="SGD learning rate of the 'trained' teacher."),
+    perturb_scale: float = typer.Option(0.01, help="A 'random' teacher adds this times each tensor's rms times N(0, 1)."),
+    student_lr: float = typer.Option(1e-3, help="Step size of the one student step."),
+    hidden: int = typer.Option(256, help="MLP hidden width."),
+    n_inputs: int = typer.Option(64, help="Distillation inputs per seed (noise images / random token sequences)."),
+    out: Optional[Path] = typer.Option(None, help="Run directory; default artifacts/theorem/<run-id>."),
+) -> None:
+    """E8: does one distillation step move a same-init student toward the teacher? <u, delta> across seeds.
+
+    Example: interp theorem --seeds 64 --model mlp --model transformer
+    """
+    from interp.mnist import run_id
+    from interp.theory import LOSSES, MODELS, TEACHERS, TheoremConfig, run_theorem
+
+    try:
+        cfg = TheoremConfig(
+            n_seeds=seeds, first_seed=first_seed, models=tuple(model or MODELS), teachers=tuple(teacher or TEACHERS),
+            losses=tuple(loss or LOSSES), teacher_steps=steps, teacher_lr=teacher_lr, perturb_scale=perturb_scale,
+            student_lr=student_lr, hidden=hidden, n_inputs=n_inputs,
+        )
+        out = out or Path("artifacts/theorem") / run_id(cfg)
+        res = run_theorem(cfg, out)
+    except (ValueError, FileNotFoundError) as e:
+        _fail(str(e))
+    table = Table("model", "teacher", "loss", "init", "<u,d> [95% CI]", "cos(u,d) [95% CI]", ">=0", "seeds", "|d|/|th0|",
+                  title="E8: student step u vs teacher displacement d = theta_T - theta_0")
+    for r in res["results"]["rows"]:
+        table.add_row(r["model"], r["teacher"], r["loss"], r["init"], _interval(r["inner"], "{:+.1e}"),
+                      _interval(r["cosine"], "{:+.3f}"), f"{r['frac_nonneg']:.2f}", str(r["n"]), f"{r['relative_teacher_delta']:.4f}")
+    console.print(table)
+    console.print(f"wall time {res['manifest']['wall_time_s']:.1f} s; artifacts: [bold]{out}[/bold] (config.json, results.json, manifest.json)")
+
+
 if __name__ == "__main__":
     app()

@@ -155,7 +155,7 @@ def t_interval(values: Sequence[float], level: float = 0.95) -> dict:
     n = len(x)
     mean = float(x.mean()) if n else float("nan")
     if n < 2:
-        return {"mean": mean, "ci95": [mean, mean], "sd": float("nan"), "n": n}
+        return {"mean": mean, "ci95": [mean, mean], "sd": None, "n": n}  # one replicate: no spread
     sd = float(x.std(unbiased=True))
     half = stats.t.ppf(0.5 + level / 2, n - 1) * sd / math.sqrt(n)
     return {"mean": mean, "ci95": [mean - half, mean + half], "sd": sd, "n": n}

@@ -47,6 +47,8 @@ class SampleConfig:
             raise ValueError(f"temperature: {self.temperature} must be >= 0")
         if self.batch_size < 1:
             raise ValueError(f"batch_size: {self.batch_size} must be >= 1")
+        if self.max_numbers < 1:
+            raise ValueError(f"max_numbers: {self.max_numbers} must be >= 1")
         if not 0 <= self.min_prob < 1:
             raise ValueError(f"min_prob: {self.min_prob} must be in [0, 1)")
 
@@ -153,6 +155,30 @@ def sample(
     return out, {"new_tokens": n_tokens, "wall_s": round(wall, 3), "tokens_per_s": round(n_tokens / max(wall, 1e-9), 1)}
 
 
+class _Head:
+    """Next-token logits at the last position; under the grammar only its 13 vocabulary rows are
+    projected (the full 49k-row projection is a fifth of a SmolLM2 decoding step), so forward
+    hooks on `lm_head` are not called there: edit the residual stream instead."""
+
+    def __init__(self, hf, rows: Tensor | None):
+        self.hf = hf
+        self.rows = rows
+        if rows is not None:
+            out = hf.get_output_embeddings()
+            self.weight = out.weight[rows.to(out.weight.device)]
+            self.bias = out.bias[rows.to(out.weight.device)] if getattr(out, "bias", None) is not None else None
+            self.cap = getattr(hf.config.get_text_config(), "final_logit_softcapping", None)
+
+    def __call__(self, ids, mask, pos, cache) -> Tensor:
+        if self.rows is None:
+            return self.hf(input_ids=ids, attention_mask=mask, position_ids=pos, past_key_values=cache,
+                           use_cache=True, logits_to_keep=1).logits[:, -1]
+        h = self.hf.get_decoder()(input_ids=ids, attention_mask=mask, position_ids=pos, past_key_values=cache,
+                                  use_cache=True).last_hidden_state[:, -1]
+        logits = torch.nn.functional.linear(h, self.weight, self.bias)
+        return torch.tanh(logits / self.cap) * self.cap if self.cap else logits
+
+
 def _decode(model, batch, cfg, gen, stops, grammar) -> tuple[list[Completion], int]:
     from transformers import DynamicCache
 
@@ -161,8 +187,8 @@ def _decode(model, batch, cfg, gen, stops, grammar) -> tuple[list[Completion], i
     cache = DynamicCache()
     mask = batch.attention_mask
     pos = batch.position_ids[:, -1:]
-    logits = hf(input_ids=batch.input_ids, attention_mask=mask, position_ids=batch.position_ids,
-                past_key_values=cache, use_cache=True, logits_to_keep=1).logits[:, -1]
+    head = _Head(hf, grammar.token_ids if grammar is not None else None)
+    logits = head(batch.input_ids, mask, batch.position_ids, cache)
     done = torch.zeros(bsz, dtype=torch.bool)
     ended = torch.zeros(bsz, dtype=torch.bool)
     tokens = torch.full((bsz, cfg.max_new_tokens), tok.pad_token_id, dtype=torch.long)
@@ -171,7 +197,7 @@ def _decode(model, batch, cfg, gen, stops, grammar) -> tuple[list[Completion], i
     for step in range(cfg.max_new_tokens):
         logits = logits.float().cpu()
         if grammar is not None:
-            sub = logits[:, grammar.token_ids].masked_fill(~grammar.allowed(state), float("-inf"))
+            sub = logits.masked_fill(~grammar.allowed(state), float("-inf"))  # logits are the 13 grammar tokens
             choice = _pick(sub, cfg, gen)
             grammar.advance(state, choice)
             nxt = grammar.token_ids[choice]
@@ -187,8 +213,7 @@ def _decode(model, batch, cfg, gen, stops, grammar) -> tuple[list[Completion], i
             break
         mask = torch.cat([mask, mask.new_ones(bsz, 1)], dim=1)  # finished rows decode on, ignored
         pos = pos + 1
-        logits = hf(input_ids=nxt[:, None].to(model.device), attention_mask=mask, position_ids=pos,
-                    past_key_values=cache, use_cache=True).logits[:, -1]
+        logits = head(nxt[:, None].to(model.device), mask, pos, cache)
     rows = []
     for i in range(bsz):
         ids = tokens[i].tolist()

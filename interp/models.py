@@ -137,7 +137,8 @@ class LoadedModel:
         if "nnsight" not in self._views:
             from nnsight import LanguageModel
 
-            self._views["nnsight"] = LanguageModel(self.hf, tokenizer=self.tokenizer)
+            # nnsight leaves hooks on the modules it wraps; keep them off ours.
+            self._views["nnsight"] = LanguageModel(shared_copy(self.hf), tokenizer=self.tokenizer)
         return self._views["nnsight"]
 
     def chat(self, messages: list[dict], add_generation_prompt: bool = True) -> str:
@@ -191,13 +192,19 @@ def load_model(
     seed: int = 0,
 ) -> LoadedModel:
     """Load a registry name, a local HF directory or a hub name; eval mode, on `device`."""
+    from transformers.utils import logging as hf_logging
+
     dev = resolve_device(device)
-    if name in REGISTRY and REGISTRY[name].kind == "tiny":
-        hf, tok = _build_tiny(name, seed)
-    elif name in REGISTRY:
-        hf, tok = _load_packaged(REGISTRY[name], dtype)
-    else:
-        hf, tok = _load_hf(name, dtype)
+    hf_logging.disable_progress_bar()  # a per-tensor bar on every cached load is noise
+    try:
+        if name in REGISTRY and REGISTRY[name].kind == "tiny":
+            hf, tok = _build_tiny(name, seed)
+        elif name in REGISTRY:
+            hf, tok = _load_packaged(REGISTRY[name], dtype)
+        else:
+            hf, tok = _load_hf(name, dtype)
+    finally:
+        hf_logging.enable_progress_bar()
     hf = hf.to(device=dev, dtype=dtype).eval()
     if tok.pad_token is None:
         tok.pad_token = tok.eos_token
@@ -279,7 +286,9 @@ def _build_tiny(name: str, seed: int):
     common = dict(
         vocab_size=len(tok), hidden_size=64, intermediate_size=128, num_hidden_layers=4,
         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=1024,
-        tie_word_embeddings=True, pad_token_id=tok.pad_token_id, bos_token_id=tok.bos_token_id,
+        # No pad_token_id: HF would zero that embedding row, and with pad = end-of-turn and tied
+        # weights the model could never predict the end of a turn.
+        tie_word_embeddings=True, pad_token_id=None, bos_token_id=tok.bos_token_id,
         eos_token_id=tok.eos_token_id,
     )
     # Seed only the initialisation, without disturbing the caller's global RNG.

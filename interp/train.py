@@ -160,7 +160,7 @@ def trainable_state(hf: nn.Module) -> dict[str, Tensor]:
 # ----------------------------------------------------------------------------- checkpoints
 
 
-def _save_checkpoint(out: Path, hf: nn.Module, opt: torch.optim.Optimizer, step: int, log: list) -> None:
+def _save_checkpoint(out: Path, hf: nn.Module, opt: torch.optim.Optimizer, step: int, log: list, cfg: TrainConfig) -> None:
     tmp = out / (CHECKPOINT_DIR + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     save_tensors(tmp / WEIGHTS_FILE, trainable_state(hf))
@@ -173,7 +173,8 @@ def _save_checkpoint(out: Path, hf: nn.Module, opt: torch.optim.Optimizer, step:
             else:
                 scalars[f"{idx}.{k}"] = v
     save_tensors(tmp / OPTIMIZER_FILE, tensors)
-    write_json(tmp / TRAINER_FILE, {"step": step, "param_groups": state["param_groups"], "scalars": scalars, "log": log})
+    write_json(tmp / TRAINER_FILE, {"step": step, "param_groups": state["param_groups"], "scalars": scalars, "log": log,
+                                    "train": asdict(cfg)})
     final = out / CHECKPOINT_DIR
     old = out / (CHECKPOINT_DIR + ".old")
     if final.exists():
@@ -182,7 +183,7 @@ def _save_checkpoint(out: Path, hf: nn.Module, opt: torch.optim.Optimizer, step:
     shutil.rmtree(old, ignore_errors=True)
 
 
-def _load_checkpoint(out: Path, hf: nn.Module, opt: torch.optim.Optimizer) -> tuple[int, list]:
+def _load_checkpoint(out: Path, hf: nn.Module, opt: torch.optim.Optimizer, cfg: TrainConfig) -> tuple[int, list]:
     ck = out / CHECKPOINT_DIR
     if not (ck / TRAINER_FILE).exists():
         old = out / (CHECKPOINT_DIR + ".old")  # a crash between the two renames
@@ -191,6 +192,11 @@ def _load_checkpoint(out: Path, hf: nn.Module, opt: torch.optim.Optimizer) -> tu
         else:
             return 0, []
     meta = read_json(ck / TRAINER_FILE)
+    saved = {k: tuple(v) if isinstance(v, list) else v for k, v in meta.get("train", {}).items()}
+    if saved != asdict(cfg):
+        changed = sorted(k for k in asdict(cfg) if saved.get(k) != asdict(cfg)[k])
+        raise ValueError(f"checkpoint: {ck} was written with other settings ({', '.join('train.' + k for k in changed)}); "
+                         "resume with the same config or delete the checkpoint to start over")
     weights = load_tensors(ck / WEIGHTS_FILE)
     params = trainable_state(hf)
     if set(weights) != set(params):
@@ -229,7 +235,7 @@ def train_student(
     opt = _optimizer(cfg, params)
     per_epoch = math.ceil(len(examples) / (cfg.batch_size * cfg.grad_accum))
     total = per_epoch * cfg.epochs
-    step, log = _load_checkpoint(out, hf, opt)
+    step, log = _load_checkpoint(out, hf, opt, cfg)
     pad = model.tokenizer.pad_token_id
     bar = tqdm(total=total, initial=step, desc="student", unit="step", disable=not progress, leave=False)
     t0, tokens_seen = time.perf_counter(), 0
@@ -258,15 +264,23 @@ def train_student(
                     f"{out / CHECKPOINT_DIR if (out / CHECKPOINT_DIR).exists() else 'none'}; lower train.lr and rerun"
                 )
             opt.step()
+            # A finite loss can still come with an update that overflows the weights; catch it
+            # here, before a checkpoint could save them as the "last good" one.
+            if not torch.stack([torch.isfinite(p).all() for p in params]).all():
+                raise TrainingDiverged(
+                    f"weights became non-finite at step {global_step + 1} (loss {loss_sum}); not checkpointed. "
+                    f"Last good checkpoint: {out / CHECKPOINT_DIR if (out / CHECKPOINT_DIR).exists() else 'none'}; "
+                    "lower train.lr and rerun"
+                )
             opt.zero_grad(set_to_none=True)
             step = global_step + 1
             log.append({"step": step, "epoch": epoch, "loss": loss_sum})
             bar.update(1)
             bar.set_postfix(loss=f"{loss_sum:.3f}", tok_s=f"{tokens_seen / (time.perf_counter() - t0):.0f}")
             if cfg.checkpoint_every and step % cfg.checkpoint_every == 0 and step < total:
-                _save_checkpoint(out, hf, opt, step, log)
+                _save_checkpoint(out, hf, opt, step, log, cfg)
             if stop_after is not None and step >= stop_after:
-                _save_checkpoint(out, hf, opt, step, log)
+                _save_checkpoint(out, hf, opt, step, log, cfg)
                 bar.close()
                 return hf
     bar.close()

@@ -1,0 +1,37 @@
+"""Shared fixtures: tiny random models (no downloads) and an isolated artifact cache."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+import torch
+
+
+@pytest.fixture(autouse=True)
+def _isolated(tmp_path, monkeypatch):
+    # Keep model caches and torch's global RNG from leaking between tests.
+    monkeypatch.setenv("INTERP_CACHE", os.environ.get("INTERP_TEST_CACHE", str(tmp_path / "cache")))
+    torch.manual_seed(0)
+
+
+@pytest.fixture(scope="session")
+def tiny():
+    from interp.models import load_model
+
+    return load_model("tiny", device="cpu")
+
+
+@pytest.fixture(scope="session")
+def tiny_gemma():
+    from interp.models import load_model
+
+    return load_model("tiny-gemma", device="cpu")
+
+
+@pytest.fixture(scope="session")
+def owl_vector(tiny):
+    from interp.prompts import contrastive_pairs
+    from interp.steering import build_steering_vector
+
+    return build_steering_vector(tiny, contrastive_pairs("owl", 8), trait="owl")

@@ -1,0 +1,134 @@
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from interp import pipeline
+from interp.config import load_config, parse_config
+from interp.runs import MANIFEST_FILE, read_json
+
+TINY = Path(__file__).resolve().parent.parent / "experiments" / "configs" / "tiny.toml"
+
+
+def _cfg(**over):
+    raw = {
+        "experiment": "t", "model": "tiny", "seeds": [0],
+        "teacher": {"kinds": ["control", "steered"], "layer": 2, "multiplier": 1.0},
+        "data": {"n_prompts": 8, "batch_size": 8, "max_new_tokens": 12},
+        "train": {"epochs": 1, "batch_size": 4, "lr": 1e-3},
+        "eval": {"split": "tuning", "n_boot": 200},
+    }
+    for k, v in over.items():
+        raw[k] = {**raw[k], **v} if isinstance(v, dict) else v
+    return parse_config(raw)
+
+
+def _quiet(*a, **k):
+    pass
+
+
+def test_tiny_config_file_parses():
+    cfg = load_config(TINY)
+    assert cfg.model == "tiny" and cfg.teacher.kinds == ["control", "steered"]
+
+
+def test_full_pipeline_on_tiny_model_writes_results(tmp_path):
+    res = pipeline.run_e1(_cfg(), tmp_path, progress=False, log=_quiet)
+    run_dir = Path(res["run_dir"])
+    for f in ("config.json", "manifest.json", "results.json"):
+        assert (run_dir / f).exists()
+    t = res["transfer"]["steered-control"]
+    lo, hi = t["logprob_diff"]["ci95"]
+    assert lo <= t["logprob_diff"]["mean"] <= hi
+    assert res["arms"]["base"]["prob"]["mean"] > 0
+    # the dataset manifest records its genealogy
+    data_dirs = [Path(s["dir"]) for s in read_json(run_dir / MANIFEST_FILE)["stages"] if s["name"].startswith("data/steered")]
+    man = read_json(data_dirs[0] / MANIFEST_FILE)
+    assert man["teacher"]["kind"] == "steered" and man["vector_hash"] and man["model"]["fingerprint"]
+    assert man["git_commit"] is not None or man["git_commit"] is None  # recorded (None outside git)
+    assert "package_version" in man and man["filter"]["total"] == 8
+
+
+def test_rerun_hits_the_cache_and_gives_the_same_results(tmp_path):
+    first = pipeline.run_e1(_cfg(), tmp_path, progress=False, log=_quiet)
+    second = pipeline.run_e1(_cfg(), tmp_path, progress=False, log=_quiet)
+    stages = read_json(Path(second["run_dir"]) / MANIFEST_FILE)["stages"]
+    assert all(s["cache_hit"] for s in stages)
+    assert first["transfer"] == second["transfer"]
+
+
+def test_changed_training_setting_recomputes_only_students_and_evals(tmp_path):
+    pipeline.run_e1(_cfg(), tmp_path, progress=False, log=_quiet)
+    res = pipeline.run_e1(_cfg(train={"lr": 2e-3}), tmp_path, progress=False, log=_quiet)
+    hits = {s["name"]: s["cache_hit"] for s in read_json(Path(res["run_dir"]) / MANIFEST_FILE)["stages"]}
+    assert hits["vector"] and hits["data/control/seed0"] and hits["data/steered/seed0"] and hits["eval/base"]
+    assert not hits["student/control/seed0"] and not hits["eval/steered/seed0"]
+
+
+def test_crash_between_stages_resumes_where_it_stopped(tmp_path, monkeypatch):
+    real_train = pipeline.train_student
+    calls = []
+
+    def crash_on_second(*a, **k):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt("simulated crash")
+        return real_train(*a, **k)
+
+    monkeypatch.setattr(pipeline, "train_student", crash_on_second)
+    with pytest.raises(KeyboardInterrupt):
+        pipeline.run_e1(_cfg(), tmp_path, progress=False, log=_quiet)
+    monkeypatch.setattr(pipeline, "train_student", real_train)
+    res = pipeline.run_e1(_cfg(), tmp_path, progress=False, log=_quiet)
+    hits = {s["name"]: s["cache_hit"] for s in read_json(Path(res["run_dir"]) / MANIFEST_FILE)["stages"]}
+    assert hits["student/control/seed0"] and hits["data/steered/seed0"]
+    assert not hits["student/steered/seed0"]
+
+
+def test_crash_inside_training_resumes_from_checkpoint(tmp_path, monkeypatch):
+    cfg = _cfg(train={"checkpoint_every": 1, "epochs": 2})
+    clean = pipeline.run_e1(cfg, tmp_path / "clean", progress=False, log=_quiet)
+    real_train = pipeline.train_student
+
+    def stop_midway(*a, **k):
+        hf = real_train(*a, **{**k, "stop_after": 2})  # writes a checkpoint, then "dies"
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(pipeline, "train_student", stop_midway)
+    with pytest.raises(KeyboardInterrupt):
+        pipeline.run_e1(cfg, tmp_path / "crash", progress=False, log=_quiet)
+    ck = list((tmp_path / "crash" / "cache").glob("student-*/checkpoint/trainer.json"))
+    assert ck and read_json(ck[0])["step"] == 2
+    monkeypatch.setattr(pipeline, "train_student", real_train)
+    resumed = pipeline.run_e1(cfg, tmp_path / "crash", progress=False, log=_quiet)
+    assert resumed["transfer"] == clean["transfer"]
+
+
+def test_seeds_give_per_seed_intervals(tmp_path):
+    res = pipeline.run_e1(_cfg(seeds=[0, 1], teacher={"kinds": ["control", "steered", "random"]}), tmp_path, progress=False, log=_quiet)
+    t = res["transfer"]["steered-control"]
+    assert t["logprob_diff"]["covers"] == "seeds and questions" and t["logprob_diff_per_seed"]["n"] == 2
+    assert "steered-random" in res["transfer"]
+    assert len(res["arms"]["steered"]["per_seed_prob"]) == 2
+
+
+@pytest.mark.parametrize("raw, field", [
+    ({"train": {"lr": "fast"}}, "train.lr"),
+    ({"teacher": {"kinds": ["control", "owlish"]}}, "teacher.kinds.1"),
+    ({"seeds": []}, "seeds"),
+    ({"trian": {}}, "trian"),
+    ({"data": {"n_prompts": 0}}, "data.n_prompts"),
+])
+def test_malformed_config_names_the_field(raw, field):
+    with pytest.raises(ValueError) as e:
+        parse_config({"model": "tiny", **raw})
+    msg = str(e.value)
+    assert f"`{field}`" in msg and "\n" not in msg
+
+
+def test_config_file_that_is_not_toml_is_a_clear_error(tmp_path):
+    p = tmp_path / "bad.toml"
+    p.write_text("model = [unclosed")
+    with pytest.raises(ValueError, match="not valid TOML"):
+        load_config(p)

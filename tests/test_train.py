@@ -1,0 +1,286 @@
+"""Students: completion-only loss, optimizers, resuming, divergence, LoRA and loading."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+import torch
+
+import interp.train as train_mod
+from interp.models import load_model
+from interp.runs import load_tensors
+from interp.train import (
+    CHECKPOINT_DIR,
+    LOG_FILE,
+    TRAINER_FILE,
+    Example,
+    SignSGD,
+    TrainConfig,
+    TrainingDiverged,
+    _collate,
+    build_examples,
+    completion_logits,
+    load_student,
+    train_student,
+)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _one_cpu_thread():
+    """On a small shared CPU, torch's intra-op threads contend with other processes and make the
+    tiny model's many small ops 10-40x slower; one thread keeps this file fast. Restored after."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+@pytest.fixture(scope="module")
+def rows() -> list[dict]:
+    # Short prompts keep every step cheap on a shared CPU.
+    return [{"prompt": f"Continue: {i}, {2 * i + 1}, {i * i % 97}", "completion": "1, 2, 3"} for i in range(16)]
+
+
+def _params(hf) -> dict[str, torch.Tensor]:
+    return {n: p.detach().clone() for n, p in hf.named_parameters()}
+
+
+def _logits(hf, tok, text: str) -> torch.Tensor:
+    ids = torch.tensor([tok(text, add_special_tokens=False)["input_ids"]])
+    with torch.no_grad():
+        return hf(input_ids=ids).logits
+
+
+def _dir_bytes(d) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted(d.iterdir())}
+
+
+# ----------------------------------------------------------------------------- the loss
+
+
+def test_collate_puts_targets_only_on_completion_positions():
+    examples = [Example([10, 11, 12], [20, 21, 2]), Example([10, 11], [22, 2])]
+    batch, targets = _collate(examples, pad_id=2)
+    assert batch.input_ids.tolist() == [[10, 11, 12, 20, 21, 2], [10, 11, 22, 2, 2, 2]]
+    assert batch.attention_mask.tolist() == [[1, 1, 1, 1, 1, 1], [1, 1, 1, 1, 0, 0]]
+    # position t is trained to predict token t+1, and only when t+1 is a completion token
+    assert targets.tolist() == [[-100, -100, 20, 21, 2, -100], [-100, 22, 2, -100, -100, -100]]
+
+
+def test_collate_targets_are_the_next_completion_tokens_on_real_data(tiny, rows):
+    examples = build_examples(tiny, rows[:4], max_len=192)
+    batch, targets = _collate(examples, tiny.tokenizer.pad_token_id)
+    for i, e in enumerate(examples):
+        t = targets[i]
+        assert (t[: len(e.prompt_ids) - 1] == -100).all()  # every prompt position is ignored
+        assert (t[len(e.prompt_ids) + len(e.completion_ids) - 1 :] == -100).all()
+        kept = (t != -100).nonzero().squeeze(-1)
+        assert batch.input_ids[i, kept + 1].tolist() == t[kept].tolist() == e.completion_ids
+
+
+def test_build_examples_renders_the_chat_prompt_and_ends_the_completion(tiny, rows):
+    tok = tiny.tokenizer
+    (e,) = build_examples(tiny, rows[:1], max_len=192)
+    assert tok.decode(e.prompt_ids) == tiny.chat([{"role": "user", "content": rows[0]["prompt"]}])
+    assert e.completion_ids[-1] == tok.eos_token_id
+    assert tok.decode(e.completion_ids[:-1]) == "1, 2, 3"
+    (cut,) = build_examples(tiny, rows[:1], max_len=20)
+    assert len(cut.prompt_ids) + len(cut.completion_ids) == 20
+    assert cut.prompt_ids == e.prompt_ids[-len(cut.prompt_ids):]  # cut from the left
+    with pytest.raises(ValueError, match="max_len"):
+        build_examples(tiny, rows[:1], max_len=len(e.completion_ids))
+
+
+def test_completion_logits_equal_the_full_forward_at_completion_positions(tiny, rows):
+    batch, targets = _collate(build_examples(tiny, rows[:3], 192), tiny.tokenizer.pad_token_id)
+    where = targets != -100
+    with torch.no_grad():
+        got = completion_logits(tiny.hf, batch, where)
+        full = tiny.hf(input_ids=batch.input_ids, attention_mask=batch.attention_mask).logits
+    torch.testing.assert_close(got, full[where], atol=1e-5, rtol=1e-5)
+
+
+# ----------------------------------------------------------------------------- training
+
+
+def test_loss_decreases_and_the_base_model_is_not_modified(tiny, rows, tmp_path):
+    fp, before = tiny.fingerprint(), _params(tiny.hf)
+    cfg = TrainConfig(lr=3e-3, epochs=4, batch_size=8)
+    hf = train_student(tiny, rows, cfg, tmp_path, progress=False)
+
+    log = json.loads((tmp_path / LOG_FILE).read_text())
+    assert [r["step"] for r in log] == list(range(1, 9))
+    by_epoch = [sum(r["loss"] for r in log if r["epoch"] == e) / 2 for e in range(4)]
+    assert all(a > b for a, b in zip(by_epoch, by_epoch[1:])), by_epoch
+    assert by_epoch[-1] < 0.8 * by_epoch[0], by_epoch  # about 0.67 here
+
+    assert tiny.fingerprint() == fp
+    assert all(torch.equal(p, before[n]) for n, p in tiny.hf.named_parameters())
+    assert not tiny.hf.training
+    assert any(not torch.equal(p, before[n]) for n, p in hf.named_parameters())
+    manifest = json.loads((tmp_path / "manifest.json").read_text())
+    assert manifest["base"]["fingerprint"] == fp and manifest["steps"] == 8
+    assert not (tmp_path / CHECKPOINT_DIR).exists()
+
+
+def test_resumed_training_is_bit_identical_to_an_uninterrupted_run(tiny, rows, tmp_path):
+    # 2 epochs x 2 steps; the interruption is mid-epoch, so the resumed run crosses an epoch boundary
+    cfg = TrainConfig(lr=1e-3, epochs=2, batch_size=8, seed=3)
+    straight = train_student(tiny, rows, cfg, tmp_path / "straight", progress=False)
+
+    out = tmp_path / "resumed"
+    train_student(tiny, rows, cfg, out, progress=False, stop_after=1)
+    meta = json.loads((out / CHECKPOINT_DIR / TRAINER_FILE).read_text())
+    assert meta["step"] == 1 and [r["step"] for r in meta["log"]] == [1]
+    assert not (out / "manifest.json").exists()
+    resumed = train_student(tiny, rows, cfg, out, progress=False)
+
+    a, b = _params(straight), _params(resumed)
+    assert a.keys() == b.keys()
+    assert all(torch.equal(a[n], b[n]) for n in a)
+    log_a = json.loads((tmp_path / "straight" / LOG_FILE).read_text())
+    log_b = json.loads((out / LOG_FILE).read_text())
+    assert [r["step"] for r in log_b] == [1, 2, 3, 4]  # continued, not restarted
+    assert log_a == log_b
+
+
+def test_huge_learning_rate_raises_training_diverged(tiny, rows, tmp_path):
+    with pytest.raises(TrainingDiverged, match="lower train.lr"):
+        train_student(tiny, rows, TrainConfig(lr=1e30, epochs=2, batch_size=8), tmp_path, progress=False)
+    assert not (tmp_path / "manifest.json").exists()
+
+
+def test_divergence_never_leaves_non_finite_weights_in_the_checkpoint(tiny, rows, tmp_path):
+    """With lr=1e30 the loss of step 2 is still finite but its update overflows the weights; the
+    checkpoint that survives (the "last good" one the error names) must hold finite weights."""
+    cfg = TrainConfig(lr=1e30, epochs=2, batch_size=8, checkpoint_every=1)
+    with pytest.raises(TrainingDiverged, match="lower train.lr"):
+        train_student(tiny, rows, cfg, tmp_path, progress=False)
+    ck = tmp_path / CHECKPOINT_DIR
+    assert (ck / TRAINER_FILE).exists()
+    weights = load_tensors(ck / "model.safetensors")
+    assert weights and all(torch.isfinite(t).all() for t in weights.values())
+    assert all(math.isfinite(r["loss"]) for r in json.loads((ck / TRAINER_FILE).read_text())["log"])
+
+
+def test_nan_loss_raises_and_leaves_an_existing_checkpoint_intact(tiny, rows, tmp_path, monkeypatch):
+    cfg = TrainConfig(lr=1e-3, epochs=1, batch_size=8)
+    train_student(tiny, rows, cfg, tmp_path, progress=False, stop_after=1)
+    ck = tmp_path / CHECKPOINT_DIR
+    saved = _dir_bytes(ck)
+
+    real = train_mod.completion_logits
+    monkeypatch.setattr(train_mod, "completion_logits", lambda *a, **k: real(*a, **k) * float("nan"))
+    with pytest.raises(TrainingDiverged, match=str(ck)):
+        train_student(tiny, rows, cfg, tmp_path, progress=False)
+
+    assert _dir_bytes(ck) == saved
+    assert sorted(p.name for p in tmp_path.iterdir()) == [CHECKPOINT_DIR]
+    # and the checkpoint still resumes into a finished run
+    monkeypatch.setattr(train_mod, "completion_logits", real)
+    train_student(tiny, rows, cfg, tmp_path, progress=False)
+    assert [r["step"] for r in json.loads((tmp_path / LOG_FILE).read_text())] == [1, 2]
+
+
+# ----------------------------------------------------------------------------- LoRA and loading
+
+
+def test_lora_trains_only_adapters_and_load_student_merges_them(tiny, rows, tmp_path):
+    fp = tiny.fingerprint()
+    base = _params(tiny.hf)
+    cfg = TrainConfig(method="lora", lr=1e-2, epochs=1, batch_size=8, lora_rank=4)
+    hf = train_student(tiny, rows, cfg, tmp_path, progress=False)
+
+    trainable = [n for n, p in hf.named_parameters() if p.requires_grad]
+    assert trainable and all("lora_" in n for n in trainable)
+    frozen = {n.replace("base_model.model.", "").replace(".base_layer", ""): p
+              for n, p in hf.named_parameters() if "lora_" not in n}
+    assert frozen.keys() == base.keys()
+    assert all(torch.equal(frozen[n], base[n]) for n in base)
+    assert (tmp_path / "adapter.safetensors").exists() and not (tmp_path / "model.safetensors").exists()
+
+    student = load_student(tiny, tmp_path)  # the fingerprint check passes for the true base
+    assert tiny.fingerprint() == fp
+    assert not any("lora_" in n for n, _ in student.hf.named_parameters())
+    text = tiny.chat([{"role": "user", "content": rows[0]["prompt"]}])
+    s_logits, b_logits = _logits(student.hf, tiny.tokenizer, text), _logits(tiny.hf, tiny.tokenizer, text)
+    assert not torch.allclose(s_logits, b_logits, atol=1e-4)
+    hf.eval()
+    torch.testing.assert_close(s_logits, _logits(hf, tiny.tokenizer, text), atol=1e-4, rtol=1e-4)
+
+
+def test_load_student_full_reproduces_the_trained_model_and_refuses_another_base(tiny, rows, tmp_path):
+    hf = train_student(tiny, rows, TrainConfig(lr=1e-3, epochs=1, batch_size=8), tmp_path, progress=False)
+    student = load_student(tiny, tmp_path)
+    text = tiny.chat([{"role": "user", "content": rows[1]["prompt"]}])
+    assert torch.equal(_logits(student.hf, tiny.tokenizer, text), _logits(hf, tiny.tokenizer, text))
+    assert not torch.allclose(_logits(student.hf, tiny.tokenizer, text), _logits(tiny.hf, tiny.tokenizer, text))
+
+    other = load_model("tiny", device="cpu", seed=1)
+    assert other.fingerprint() != tiny.fingerprint()
+    with pytest.raises(ValueError, match="fingerprint"):
+        load_student(other, tmp_path)
+
+
+# ----------------------------------------------------------------------------- optimizers
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "signsgd"])
+def test_sgd_and_signsgd_change_the_weights(tiny, rows, tmp_path, optimizer):
+    base = _params(tiny.hf)
+    hf = train_student(tiny, rows, TrainConfig(optimizer=optimizer, lr=1e-2, epochs=1, batch_size=16), tmp_path, progress=False)
+    changed = [n for n, p in hf.named_parameters() if not torch.equal(p, base[n])]
+    assert len(changed) == len(base)  # every tensor gets a gradient in a full fine-tune
+
+
+def _one_step_grads(tiny, rows, cfg) -> dict[str, torch.Tensor]:
+    """The gradient of train_student's first step, recomputed in the same data order."""
+    hf = train_mod._prepare(tiny, cfg)
+    examples = build_examples(tiny, rows, cfg.max_len)
+    order = torch.randperm(len(examples), generator=torch.Generator().manual_seed(cfg.seed * 1000)).tolist()
+    batch, targets = _collate([examples[i] for i in order], tiny.tokenizer.pad_token_id)
+    where = targets != -100
+    logits = completion_logits(hf, batch, where)
+    loss = torch.nn.functional.cross_entropy(logits.float(), targets[where], reduction="sum") / int(where.sum())
+    loss.backward()
+    return {n: p.grad for n, p in hf.named_parameters()}
+
+
+def test_signsgd_moves_every_parameter_with_a_gradient_by_exactly_lr(tiny, rows, tmp_path):
+    lr = 1e-3
+    cfg = TrainConfig(optimizer="signsgd", lr=lr, epochs=1, batch_size=len(rows))  # one step
+    base = _params(tiny.hf)
+    hf = train_student(tiny, rows, cfg, tmp_path, progress=False)
+    grads = _one_step_grads(tiny, rows, cfg)
+    n_zero = 0
+    for n, p in hf.named_parameters():
+        delta, g = p.detach() - base[n], grads[n]
+        nz = g != 0
+        n_zero += int((~nz).sum())
+        # |delta| == lr up to float32 rounding of theta - lr
+        torch.testing.assert_close(delta[nz].abs(), torch.full_like(delta[nz], lr), atol=2e-7, rtol=0)
+        assert torch.equal(delta[nz].sign(), -g[nz].sign())
+        assert (delta[~nz] == 0).all()
+    assert n_zero < sum(p.numel() for p in base.values())
+
+
+def test_signsgd_step_on_known_gradients():
+    p = torch.nn.Parameter(torch.tensor([0.5, -0.25, 1.0, 0.0]))
+    p.grad = torch.tensor([3.0, -1e-8, 0.0, 100.0])
+    SignSGD([p], lr=0.125).step()
+    assert p.tolist() == [0.375, -0.125, 1.0, -0.125]
+
+
+@pytest.mark.parametrize(
+    "field, value", [("method", "qlora"), ("optimizer", "adam"), ("lr", 0.0), ("epochs", 0), ("batch_size", 0), ("max_len", -1)]
+)
+def test_bad_train_config_values_raise_value_error_naming_the_field(field, value):
+    with pytest.raises(ValueError, match=field):
+        TrainConfig(**{field: value})
+
+
+def test_empty_dataset_is_refused(tiny, tmp_path):
+    with pytest.raises(ValueError, match="no examples"):
+        train_student(tiny, [], TrainConfig(), tmp_path, progress=False)
