@@ -172,17 +172,16 @@ def print_e1(res: dict) -> None:
     for arm, d in res["arms"].items():
         table.add_row(arm if arm == "base" else f"{arm} student", _ci(d["prob"]), _ci(d["logprob"], "{:.3f}"))
     console.print(table)
-    t2 = Table("comparison", "delta log P [95% CI]", "P ratio", "specific delta log P [95% CI]", "trait rank", "interval covers", title="transfer")
+    t2 = Table(title="transfer (trait student minus reference student)")
+    t2.add_column("comparison", no_wrap=True)
+    for col in ("delta log P [95% CI]", "P ratio", "specific delta log P [95% CI]", "trait rank", "interval covers"):
+        t2.add_column(col)
     for name, d in res["transfer"].items():
         t2.add_row(name, _ci(d["logprob_diff"], "{:+.3f}"), f"{d['prob_ratio']:.2f}x", _ci(d["specific_logprob_diff"], "{:+.3f}"),
                    str(d["trait_rank_among_animals"]), d["logprob_diff"]["covers"])
     console.print(t2)
     console.print("stage wall times (s): " + ", ".join(f"{k} {v}" for k, v in res["timings_s"].items()))
     console.print(f"artifacts: [bold]{res['run_dir']}[/bold] (results.json, manifest.json, config.json)")
-
-
-def _interval(d: dict, fmt: str = "{:.3f}") -> str:
-    return f"{fmt.format(d['mean'])} [{fmt.format(d['lo'])}, {fmt.format(d['hi'])}]"
 
 
 @app.command()
@@ -204,7 +203,8 @@ def mnist(
 
     Example: interp mnist --seeds 25 --m 3 --sweep-m 1 --sweep-m 10
     """
-    from interp.mnist import CHANCE, MnistConfig, run_id, run_mnist
+    from interp.mnist import CHANCE, MnistConfig, run_mnist
+    from interp.runs import run_id
 
     try:
         cfg = MnistConfig(
@@ -221,16 +221,16 @@ def mnist(
     table = Table("condition", "digit accuracy [95% CI]", "sd", "seeds",
                   title=f"E7 on {data['source']} (m={m}, hidden={hidden}; chance {CHANCE:.2f})")
     for row in results["table"]:
-        table.add_row(row["condition"], _interval(row), f"{row['sd']:.3f}", str(row["n"]))
+        table.add_row(row["condition"], _ci(row), f"{row['sd']:.3f}", str(row["n"]))
     diff = results["paired_difference"]
-    table.add_row(f"{diff['a']} - {diff['b']} (paired)", _interval(diff, "{:+.3f}"), f"{diff['sd']:.3f}", str(diff["n"]))
+    table.add_row(f"{diff['a']} - {diff['b']} (paired)", _ci(diff, "{:+.3f}"), f"{diff['sd']:.3f}", str(diff["n"]))
     console.print(table)
     for name, rows in results["sweeps"].items():
         if rows:
             st = Table(name, "condition", "digit accuracy [95% CI]", "seeds", title=f"sweep over {name}")
             for row in rows:
                 if row["condition"] in ("teacher", "student_aux", "cross_student_aux") or " - " in row["condition"]:
-                    st.add_row(str(row["value"]), row["condition"], _interval(row, "{:+.3f}" if " - " in row["condition"] else "{:.3f}"), str(row["n"]))
+                    st.add_row(str(row["value"]), row["condition"], _ci(row, "{:+.3f}" if " - " in row["condition"] else "{:.3f}"), str(row["n"]))
             console.print(st)
     console.print(f"wall time {res['manifest']['wall_time_s']:.1f} s; artifacts: [bold]{out}[/bold] (config.json, results.json, manifest.json)")
 
@@ -254,7 +254,7 @@ def theorem(
 
     Example: interp theorem --seeds 64 --model mlp --model transformer
     """
-    from interp.mnist import run_id
+    from interp.runs import run_id
     from interp.theory import LOSSES, MODELS, TEACHERS, TheoremConfig, run_theorem
 
     try:
@@ -270,8 +270,8 @@ def theorem(
     table = Table("model", "teacher", "loss", "init", "<u,d> [95% CI]", "cos(u,d) [95% CI]", ">=0", "seeds", "|d|/|th0|",
                   title="E8: student step u vs teacher displacement d = theta_T - theta_0")
     for r in res["results"]["rows"]:
-        table.add_row(r["model"], r["teacher"], r["loss"], r["init"], _interval(r["inner"], "{:+.1e}"),
-                      _interval(r["cosine"], "{:+.3f}"), f"{r['frac_nonneg']:.2f}", str(r["n"]), f"{r['relative_teacher_delta']:.4f}")
+        table.add_row(r["model"], r["teacher"], r["loss"], r["init"], _ci(r["inner"], "{:+.1e}"),
+                      _ci(r["cosine"], "{:+.3f}"), f"{r['frac_nonneg']:.2f}", str(r["n"]), f"{r['relative_teacher_delta']:.4f}")
     console.print(table)
     console.print(f"wall time {res['manifest']['wall_time_s']:.1f} s; artifacts: [bold]{out}[/bold] (config.json, results.json, manifest.json)")
 

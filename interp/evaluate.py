@@ -10,7 +10,6 @@ Intervals are percentile bootstraps over questions (and over seeds where several
 from __future__ import annotations
 
 import contextlib
-import math
 import re
 from dataclasses import dataclass
 from typing import Callable, ContextManager, Sequence
@@ -21,6 +20,7 @@ from torch import Tensor
 from interp import batching
 from interp.models import LoadedModel
 from interp.prompts import ANIMALS, ANSWER_PREFIX
+from interp.stats import bootstrap_ci, hierarchical_bootstrap, summarize, t_interval  # noqa: F401 (re-exported)
 
 
 def animal_token_ids(tokenizer, animals: Sequence[str]) -> list[int]:
@@ -99,66 +99,6 @@ def evaluate_trait(
     if animal not in animals:
         raise ValueError(f"animal: {animal!r} is not in the evaluated animal list {animals}")
     return TraitScore(animal, animals, animal_logprobs(model, questions, animals, batch_size, context))
-
-
-# ----------------------------------------------------------------------------- statistics
-
-
-def bootstrap_ci(values: Tensor, n_boot: int = 2000, seed: int = 0, stat=torch.mean, level: float = 0.95) -> tuple[float, float]:
-    """Percentile bootstrap interval of `stat` over the first dimension."""
-    values = torch.as_tensor(values, dtype=torch.float64)
-    if values.numel() < 2:
-        v = float(stat(values)) if values.numel() else float("nan")
-        return v, v
-    g = torch.Generator().manual_seed(seed)
-    idx = torch.randint(0, len(values), (n_boot, len(values)), generator=g)
-    stats = torch.stack([stat(values[i]) for i in idx]) if stat is not torch.mean else values[idx].mean(-1)
-    lo, hi = torch.quantile(stats, torch.tensor([(1 - level) / 2, 1 - (1 - level) / 2], dtype=torch.float64)).tolist()
-    return lo, hi
-
-
-def summarize(values: Tensor, n_boot: int = 2000, seed: int = 0) -> dict:
-    values = torch.as_tensor(values, dtype=torch.float64)
-    lo, hi = bootstrap_ci(values, n_boot, seed)
-    return {"mean": float(values.mean()), "ci95": [lo, hi], "n": int(values.numel())}
-
-
-def hierarchical_bootstrap(values: Tensor, n_boot: int = 2000, seed: int = 0, level: float = 0.95) -> dict:
-    """Mean of a (seeds, questions) array with an interval that resamples seeds, then questions.
-
-    Seeds are the unit of replication: with one seed the interval covers question noise only
-    (`covers` says which), and it understates seed-to-seed variation.
-    """
-    x = torch.as_tensor(values, dtype=torch.float64)
-    if x.ndim == 1:
-        x = x[None]
-    n_s, n_q = x.shape
-    g = torch.Generator().manual_seed(seed)
-    si = torch.randint(0, n_s, (n_boot, n_s), generator=g) if n_s > 1 else torch.zeros(n_boot, 1, dtype=torch.long)
-    qi = torch.randint(0, n_q, (n_boot, n_s, n_q), generator=g)
-    boots = x[si[..., None], qi].mean((-1, -2))
-    lo, hi = torch.quantile(boots, torch.tensor([(1 - level) / 2, 1 - (1 - level) / 2], dtype=torch.float64)).tolist()
-    return {"mean": float(x.mean()), "ci95": [lo, hi], "n_seeds": n_s, "n_questions": n_q,
-            "covers": "seeds and questions" if n_s > 1 else "questions only"}
-
-
-def paired_difference(a: Tensor, b: Tensor, n_boot: int = 2000, seed: int = 0) -> dict:
-    """Mean of a - b over paired items (questions) with a bootstrap interval."""
-    return summarize(torch.as_tensor(a) - torch.as_tensor(b), n_boot, seed)
-
-
-def t_interval(values: Sequence[float], level: float = 0.95) -> dict:
-    """Mean and Student-t interval over independent replicates (seeds)."""
-    from scipy import stats
-
-    x = torch.as_tensor(list(values), dtype=torch.float64)
-    n = len(x)
-    mean = float(x.mean()) if n else float("nan")
-    if n < 2:
-        return {"mean": mean, "ci95": [mean, mean], "sd": None, "n": n}  # one replicate: no spread
-    sd = float(x.std(unbiased=True))
-    half = stats.t.ppf(0.5 + level / 2, n - 1) * sd / math.sqrt(n)
-    return {"mean": mean, "ci95": [mean - half, mean + half], "sd": sd, "n": n}
 
 
 # ----------------------------------------------------------------------------- sampled answers

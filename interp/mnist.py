@@ -27,7 +27,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from interp.runs import CONFIG_FILE, MANIFEST_FILE, RESULTS_FILE, content_hash, provenance, write_json
+from interp.stats import t_interval
+from interp.runs import CONFIG_FILE, MANIFEST_FILE, RESULTS_FILE, content_hash, provenance, run_id, write_json
 
 N_DIGITS = 10
 CHANCE = 1.0 / N_DIGITS
@@ -94,17 +95,6 @@ def _check(ok: bool, cfg: object, name: str, fix: str) -> None:
 
 
 # ----------------------------------------------------------------------------- statistics and RNG
-
-
-def t_interval(values: Iterable[float], level: float = 0.95) -> dict:
-    """Mean with a Student-t interval across replications (seeds are the unit of replication)."""
-    from scipy import stats
-
-    v = np.asarray(list(values), dtype=np.float64)
-    mean, n = float(v.mean()), len(v)
-    sd = float(v.std(ddof=1)) if n > 1 else float("nan")
-    half = float(stats.t.ppf(0.5 + level / 2, n - 1)) * sd / math.sqrt(n) if n > 1 else float("nan")
-    return {"mean": mean, "lo": mean - half, "hi": mean + half, "sd": sd, "n": n}
 
 
 def generator(seed: int, purpose: str) -> torch.Generator:
@@ -421,11 +411,6 @@ def sweep(cfg: MnistConfig, name: str, values: Iterable[int], data: DigitData | 
         diff = result.paired_difference()
         rows.append({"sweep": name, "value": v, "condition": f"{diff['a']} - {diff['b']}", **diff})
     return rows
-
-
-def run_id(cfg) -> str:
-    """`<UTC time>-<config hash>`: sorts by time, and equal configs are recognisable."""
-    return time.strftime("%Y%m%d-%H%M%S", time.gmtime()) + "-" + content_hash(asdict(cfg), n=8)
 
 
 def run_mnist(cfg: MnistConfig, out_dir: str | Path) -> dict:

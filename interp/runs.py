@@ -173,6 +173,13 @@ def provenance() -> dict:
     }
 
 
+def run_id(cfg: Any) -> str:
+    """`<UTC time>-<config hash>`: sorts by time, and equal configs are recognisable."""
+    from dataclasses import asdict, is_dataclass
+
+    return time.strftime("%Y%m%d-%H%M%S", time.gmtime()) + "-" + content_hash(asdict(cfg) if is_dataclass(cfg) else cfg, n=8)
+
+
 # ----------------------------------------------------------------------------- stages
 
 

@@ -26,8 +26,9 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from interp.mnist import (
-    N_DIGITS, BatchedMLP, DigitData, digit_batches, digit_loss, generator, generators, load_digits_data, t_interval,
+    N_DIGITS, BatchedMLP, DigitData, digit_batches, digit_loss, generator, generators, load_digits_data,
 )
+from interp.stats import t_interval
 from interp.runs import CONFIG_FILE, MANIFEST_FILE, RESULTS_FILE, content_hash, provenance, write_json
 
 MODELS = ("mlp", "transformer")

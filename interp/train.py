@@ -110,6 +110,19 @@ def _collate(examples: list[Example], pad_id: int) -> tuple[batching.Batch, Tens
     return batch, targets
 
 
+def _epoch_batches(examples: list[Example], batch_size: int, gen: torch.Generator, bucket: int = 16) -> list[list[int]]:
+    """A seeded shuffle, then length bucketing: within each run of `bucket` batches, examples are
+    sorted by length (little padding) and the batches are reshuffled (no short-to-long order)."""
+    order = torch.randperm(len(examples), generator=gen).tolist()
+    batches = []
+    for start in range(0, len(order), batch_size * bucket):
+        chunk = sorted(order[start : start + batch_size * bucket],
+                       key=lambda i: len(examples[i].prompt_ids) + len(examples[i].completion_ids))
+        group = [chunk[i : i + batch_size] for i in range(0, len(chunk), batch_size)]
+        batches += [group[j] for j in torch.randperm(len(group), generator=gen).tolist()]
+    return batches
+
+
 def completion_logits(hf: nn.Module, batch: batching.Batch, where: Tensor) -> Tensor:
     """Logits only at positions `where` (batch, pos) bool: (n_positions, vocab)."""
     h = hf.get_decoder()(input_ids=batch.input_ids, attention_mask=batch.attention_mask,
@@ -240,8 +253,7 @@ def train_student(
     bar = tqdm(total=total, initial=step, desc="student", unit="step", disable=not progress, leave=False)
     t0, tokens_seen = time.perf_counter(), 0
     for epoch in range(cfg.epochs):
-        order = torch.randperm(len(examples), generator=torch.Generator().manual_seed(cfg.seed * 1000 + epoch)).tolist()
-        micro = [order[i : i + cfg.batch_size] for i in range(0, len(order), cfg.batch_size)]
+        micro = _epoch_batches(examples, cfg.batch_size, torch.Generator().manual_seed(cfg.seed * 1000 + epoch))
         for s in range(per_epoch):
             global_step = epoch * per_epoch + s
             if global_step < step:

@@ -15,6 +15,19 @@ def _isolated(tmp_path, monkeypatch):
     torch.manual_seed(0)
 
 
+@pytest.fixture(autouse=True)
+def _one_cpu_thread(request):
+    """Tiny models run many small ops; on a 2-core machine shared with other work, torch's
+    intra-op threads contend and make them 10-40x slower. Real-model (`slow`) tests keep all."""
+    if request.node.get_closest_marker("slow"):
+        yield
+        return
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 @pytest.fixture(scope="session")
 def tiny():
     from interp.models import load_model

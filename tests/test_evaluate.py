@@ -20,16 +20,6 @@ from interp.evaluate import (
 from interp.prompts import ANIMALS, ANSWER_PREFIX, QUESTIONS
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_cpu_thread():
-    """On a small shared CPU, torch's intra-op threads contend with other processes and make the
-    tiny model's many small ops 10-40x slower; one thread keeps this file fast. Restored after."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 @pytest.fixture(scope="module")
 def questions() -> list[str]:
     # Different lengths, so batches are padded.

@@ -186,10 +186,10 @@ def test_same_init_aux_student_beats_chance_and_cross_init_does_not():
     cfg = MnistConfig(n_seeds=16, hidden=64, batch_size=32, teacher_steps=300, student_steps=800)
     result = run_experiment(cfg)
     table = {row["condition"]: row for row in result.table()}
-    assert table["teacher"]["lo"] > 0.8
-    assert table["student_aux"]["lo"] > CHANCE
-    assert table["cross_student_aux"]["lo"] < CHANCE  # not distinguishable from chance, or below
-    assert result.paired_difference()["lo"] > 0
+    assert table["teacher"]["ci95"][0] > 0.8
+    assert table["student_aux"]["ci95"][0] > CHANCE
+    assert table["cross_student_aux"]["ci95"][0] < CHANCE  # not distinguishable from chance, or below
+    assert result.paired_difference()["ci95"][0] > 0
 
 
 # ----------------------------------------------------------------------------- statistics, runs, configs
@@ -199,7 +199,7 @@ def test_t_interval_matches_the_textbook_formula():
     got = t_interval([1.0, 2.0, 3.0])
     half = 4.302652729911275 * 1.0 / np.sqrt(3)  # t_{0.975, 2} * sd / sqrt(n)
     assert got["mean"] == 2.0 and got["n"] == 3
-    assert got["lo"] == pytest.approx(2 - half) and got["hi"] == pytest.approx(2 + half)
+    assert got["ci95"][0] == pytest.approx(2 - half) and got["ci95"][1] == pytest.approx(2 + half)
 
 
 def test_run_mnist_writes_a_run_directory(tmp_path):

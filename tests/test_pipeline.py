@@ -106,11 +106,21 @@ def test_crash_inside_training_resumes_from_checkpoint(tmp_path, monkeypatch):
 
 
 def test_seeds_give_per_seed_intervals(tmp_path):
-    res = pipeline.run_e1(_cfg(seeds=[0, 1], teacher={"kinds": ["control", "steered", "random"]}), tmp_path, progress=False, log=_quiet)
+    cfg = _cfg(seeds=[0, 1], teacher={"kinds": ["control", "prompted", "steered", "random"]},
+               eval={"sampled": True, "n_samples_per_question": 2})
+    res = pipeline.run_e1(cfg, tmp_path, progress=False, log=_quiet)
     t = res["transfer"]["steered-control"]
     assert t["logprob_diff"]["covers"] == "seeds and questions" and t["logprob_diff_per_seed"]["n"] == 2
     assert "steered-random" in res["transfer"]
     assert len(res["arms"]["steered"]["per_seed_prob"]) == 2
+    assert {"prompted-control", "prompted-random", "steered-random"} <= set(res["transfer"])
+    # the prompted teacher's data came from the system-prompted chat; the student never sees it
+    stages = read_json(Path(res["run_dir"]) / MANIFEST_FILE)["stages"]
+    pdir = next(Path(s["dir"]) for s in stages if s["name"] == "data/prompted/seed0")
+    assert read_json(pdir / MANIFEST_FILE)["teacher"] == {"kind": "prompted", "animal": "owl"}
+    edir = next(Path(s["dir"]) for s in stages if s["name"] == "eval/steered/seed1")
+    sampled = read_json(edir / "summary.json")["sampled"]
+    assert sampled["n_samples"] == 25 * 2 and 0 <= sampled["rate"]["mean"] <= 1
 
 
 @pytest.mark.parametrize("raw, field", [

@@ -73,9 +73,9 @@ def test_mlp_same_init_update_moves_toward_the_teacher_and_cross_init_does_not_a
     rows = run_alignment(TheoremConfig(n_seeds=16, models=("mlp",), hidden=32))
     for (model, teacher, loss, init), row in _cells(rows).items():
         if init == "same":
-            assert row["inner"]["lo"] > 0, (teacher, loss)  # non-negative on average, with room
+            assert row["inner"]["ci95"][0] > 0, (teacher, loss)  # non-negative on average, with room
             cross = _cells(rows)[(model, teacher, loss, "cross")]
-            assert row["cosine"]["lo"] > cross["cosine"]["hi"], (teacher, loss)
+            assert row["cosine"]["ci95"][0] > cross["cosine"]["ci95"][1], (teacher, loss)
 
 
 def test_small_random_teacher_gives_nonnegative_inner_product_in_every_seed():
@@ -90,7 +90,7 @@ def test_transformer_same_init_inner_product_is_nonnegative_on_average():
     rows = run_alignment(TheoremConfig(n_seeds=6, models=("transformer",), n_inputs=8, seq_len=8))
     for key, row in _cells(rows).items():
         if key[3] == "same":
-            assert row["inner"]["lo"] > 0, key
+            assert row["inner"]["ci95"][0] > 0, key
     assert len(rows) == 8 and all(r["n"] == 6 for r in rows)
 
 

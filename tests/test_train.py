@@ -27,16 +27,6 @@ from interp.train import (
 )
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_cpu_thread():
-    """On a small shared CPU, torch's intra-op threads contend with other processes and make the
-    tiny model's many small ops 10-40x slower; one thread keeps this file fast. Restored after."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 @pytest.fixture(scope="module")
 def rows() -> list[dict]:
     # Short prompts keep every step cheap on a shared CPU.
@@ -284,3 +274,23 @@ def test_bad_train_config_values_raise_value_error_naming_the_field(field, value
 def test_empty_dataset_is_refused(tiny, tmp_path):
     with pytest.raises(ValueError, match="no examples"):
         train_student(tiny, [], TrainConfig(), tmp_path, progress=False)
+
+
+def test_length_bucketing_covers_every_example_once_and_cuts_padding():
+    import random
+
+    from interp.train import _epoch_batches
+
+    rng = random.Random(0)
+    examples = [Example([1] * rng.randint(5, 60), [2] * rng.randint(1, 30)) for _ in range(200)]
+    batches = _epoch_batches(examples, 8, torch.Generator().manual_seed(0))
+    flat = [i for b in batches for i in b]
+    assert sorted(flat) == list(range(200))
+    assert _epoch_batches(examples, 8, torch.Generator().manual_seed(0)) == batches
+
+    def padded(bs):
+        return sum(len(b) * max(len(examples[i].prompt_ids) + len(examples[i].completion_ids) for i in b) for b in bs)
+
+    order = torch.randperm(200, generator=torch.Generator().manual_seed(0)).tolist()
+    plain = [order[i : i + 8] for i in range(0, 200, 8)]
+    assert padded(batches) < 0.9 * padded(plain)

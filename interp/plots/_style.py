@@ -1,0 +1,78 @@
+"""One look for every figure: a registered template, fixed colours per model arm, helpers.
+
+Figures leave width and height unset so the HTML fills its window; `interp.export` sets the
+size of static images.
+"""
+
+from __future__ import annotations
+
+import plotly.graph_objects as go
+import plotly.io as pio
+
+TEMPLATE = "interp"
+
+# Model arms and conditions keep their colour in every figure (colour-blind-safe Okabe-Ito).
+ARM_ORDER = ("base", "control", "prompted", "steered", "random")
+ARM_COLORS = {
+    "base": "#7f7f7f", "control": "#0072B2", "prompted": "#E69F00", "steered": "#D55E00", "random": "#009E73",
+}
+SERIES_COLORS = ("#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#F0E442", "#000000")
+HIGHLIGHT = "rgba(213, 94, 0, 0.12)"  # the trait's column
+REFERENCE_LINE = dict(color="#555555", width=1.5, dash="dash")
+
+
+def _register() -> None:
+    base = pio.templates["plotly_white"]
+    t = go.layout.Template(base)
+    t.layout.update(
+        font=dict(family="Inter, Helvetica, Arial, sans-serif", size=13, color="#222222"),
+        title=dict(x=0.0, xanchor="left", font=dict(size=16)),
+        colorway=list(SERIES_COLORS),
+        margin=dict(l=80, r=30, t=70, b=70),
+        hoverlabel=dict(font=dict(family="Menlo, Consolas, monospace", size=12), align="left"),
+        legend=dict(orientation="h", yanchor="bottom", y=1.0, xanchor="right", x=1.0),
+        xaxis=dict(showline=True, linecolor="#888888", ticks="outside", zeroline=False, automargin=True),
+        yaxis=dict(showline=True, linecolor="#888888", ticks="outside", zeroline=False, automargin=True,
+                   gridcolor="#e8e8e8"),
+    )
+    pio.templates[TEMPLATE] = t
+
+
+_register()
+
+
+def figure(title: str, x_title: str, y_title: str, **layout) -> go.Figure:
+    """An empty figure in the interp template with a title and axis titles (units included)."""
+    fig = go.Figure()
+    fig.update_layout(template=TEMPLATE, title=dict(text=title), xaxis_title=x_title, yaxis_title=y_title, **layout)
+    return fig
+
+
+def arm_color(arm: str, i: int = 0) -> str:
+    return ARM_COLORS.get(arm, SERIES_COLORS[i % len(SERIES_COLORS)])
+
+
+def ordered_arms(arms) -> list[str]:
+    """Known arms in canonical order, then any others in their given order."""
+    return [a for a in ARM_ORDER if a in arms] + [a for a in arms if a not in ARM_ORDER]
+
+
+def error_bars(intervals: list[dict], axis: str = "y") -> dict:
+    """Asymmetric error bars from `{"mean", "ci95": [lo, hi]}` intervals (`error_y` or `error_x`)."""
+    return {f"error_{axis}": dict(
+        type="data", symmetric=False, thickness=1.5, width=6,
+        array=[d["ci95"][1] - d["mean"] for d in intervals],
+        arrayminus=[d["mean"] - d["ci95"][0] for d in intervals],
+    )}
+
+
+def ci_text(d: dict, fmt: str = ".6g") -> str:
+    """`mean [lo, hi]` with exact values, for hover text."""
+    return f"{d['mean']:{fmt}} [{d['ci95'][0]:{fmt}}, {d['ci95'][1]:{fmt}}]"
+
+
+def jitter(n: int, width: float = 0.25) -> list[float]:
+    """Deterministic horizontal offsets for n per-seed points around a category."""
+    if n <= 1:
+        return [0.0] * n
+    return [-width / 2 + width * i / (n - 1) for i in range(n)]
