@@ -174,11 +174,13 @@ def print_e1(res: dict) -> None:
     console.print(table)
     t2 = Table(title="transfer (trait student minus reference student)")
     t2.add_column("comparison", no_wrap=True)
-    for col in ("delta log P [95% CI]", "P ratio", "specific delta log P [95% CI]", "trait rank", "interval covers"):
+    for col in ("delta log P [95% CI]", "P ratio", "specific delta log P [95% CI]", "trait rank", "permutation p", "interval covers"):
         t2.add_column(col)
     for name, d in res["transfer"].items():
+        perm = d["permutation_specific"]
         t2.add_row(name, _ci(d["logprob_diff"], "{:+.3f}"), f"{d['prob_ratio']:.2f}x", _ci(d["specific_logprob_diff"], "{:+.3f}"),
-                   str(d["trait_rank_among_animals"]), d["logprob_diff"]["covers"])
+                   str(d["trait_rank_among_animals"]), f"{perm['p_value']:.3f} (min {perm['min_p']:.3f})",
+                   d["logprob_diff"]["covers"])
     console.print(t2)
     console.print("stage wall times (s): " + ", ".join(f"{k} {v}" for k, v in res["timings_s"].items()))
     console.print(f"artifacts: [bold]{res['run_dir']}[/bold] (results.json, manifest.json, config.json)")

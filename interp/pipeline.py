@@ -16,7 +16,8 @@ from pathlib import Path
 import torch
 
 from interp.config import E1Config
-from interp.evaluate import evaluate_trait, hierarchical_bootstrap, sampled_answer_rate, t_interval
+from interp.evaluate import evaluate_trait, sampled_answer_rate
+from interp.stats import hierarchical_bootstrap, permutation_test, t_interval
 from interp.models import LoadedModel, load_model
 from interp.prompts import PROMPT_VERSION, contrastive_pairs, questions
 from interp.runs import (
@@ -161,6 +162,10 @@ def summarize_e1(cfg: E1Config, evals: dict, animals: list[str]) -> dict:
                 "specific_logprob_diff": hierarchical_bootstrap(d_spec, cfg.eval.n_boot),
                 "specific_per_seed": t_interval(d_spec.mean(-1).tolist()),
                 "trait_rank_among_animals": rank,
+                # students are the replicates: shuffle teacher labels across them
+                "permutation_specific": permutation_test(
+                    (a[..., target] - a[..., others].mean(-1)).mean(-1).tolist(),
+                    (b[..., target] - b[..., others].mean(-1)).mean(-1).tolist()),
             }
     return {"experiment": cfg.experiment, "model": cfg.model, "animal": cfg.animal, "seeds": cfg.seeds,
             "n_questions": int(base_lp.shape[0]), "question_split": cfg.eval.split, "arms": arms,

@@ -68,3 +68,28 @@ def t_interval(values: Sequence[float], level: float = 0.95) -> dict:
     sd = float(x.std(unbiased=True))
     half = stats.t.ppf(0.5 + level / 2, n - 1) * sd / math.sqrt(n)
     return {"mean": mean, "ci95": [mean - half, mean + half], "sd": sd, "n": n}
+
+
+def permutation_test(a: Sequence[float], b: Sequence[float], n_perm: int = 10000, seed: int = 0) -> dict:
+    """Two-sided test of mean(a) - mean(b) by shuffling the labels of the pooled replicates
+    (students). Exact over all relabellings when there are at most `n_perm` of them."""
+    import itertools
+
+    x = torch.tensor(list(a) + list(b), dtype=torch.float64)
+    n_a, n = len(a), len(a) + len(b)
+    observed = float(x[:n_a].mean() - x[n_a:].mean())
+    if math.comb(n, n_a) <= n_perm:
+        splits = torch.tensor(list(itertools.combinations(range(n), n_a)))
+        exact = True
+    else:
+        g = torch.Generator().manual_seed(seed)
+        splits = torch.stack([torch.randperm(n, generator=g)[:n_a] for _ in range(n_perm)])
+        exact = False
+    in_a = torch.zeros(len(splits), n, dtype=torch.bool)
+    in_a.scatter_(1, splits, True)
+    diffs = (x * in_a).sum(1) / n_a - (x * ~in_a).sum(1) / (n - n_a)
+    extreme = (diffs.abs() >= abs(observed) - 1e-12).sum().item()
+    # a sampled test counts the observed labelling too, so p is never 0
+    p = extreme / len(diffs) if exact else (extreme + 1) / (len(diffs) + 1)
+    return {"observed": observed, "p_value": p, "n_permutations": len(diffs), "exact": exact,
+            "min_p": 1 / math.comb(n, n_a) if exact else 1 / (len(diffs) + 1)}

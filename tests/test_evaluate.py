@@ -184,3 +184,24 @@ def test_t_interval_with_one_replicate_has_no_spread():
     out = t_interval([0.4])
     assert out["ci95"] == [0.4, 0.4] and out["n"] == 1
     assert out["sd"] is None  # no spread to report (and None stays valid JSON, unlike NaN)
+
+
+def test_permutation_test_is_calibrated_under_the_null_and_sensitive_to_an_effect():
+    from interp.stats import permutation_test
+
+    g = torch.Generator().manual_seed(0)
+    null_p = [permutation_test(torch.randn(6, generator=g).tolist(), torch.randn(6, generator=g).tolist())["p_value"]
+              for _ in range(200)]
+    null_p = torch.tensor(null_p)
+    # roughly uniform: about 5% below 0.05, about half below 0.5
+    assert 0.01 <= (null_p < 0.05).float().mean() <= 0.10
+    assert 0.35 <= (null_p < 0.5).float().mean() <= 0.65
+    effect = permutation_test((torch.randn(6, generator=g) + 3).tolist(), torch.randn(6, generator=g).tolist())
+    assert effect["exact"] and effect["p_value"] <= 0.01 and effect["observed"] > 2
+
+
+def test_permutation_test_with_one_replicate_per_arm_cannot_reject():
+    from interp.stats import permutation_test
+
+    res = permutation_test([5.0], [0.0])
+    assert res["p_value"] == 1.0 and res["min_p"] == 0.5
