@@ -278,5 +278,34 @@ def theorem(
     console.print(f"wall time {res['manifest']['wall_time_s']:.1f} s; artifacts: [bold]{out}[/bold] (config.json, results.json, manifest.json)")
 
 
+@app.command()
+def plot(
+    run_dir: Path = typer.Argument(..., help="A run directory: E1 (`interp run`), vector (`interp steer`), `interp mnist` or `interp theorem`."),
+    format: str = typer.Option("html,png", "--format", help="Comma-separated: html, png, svg, pdf (HTML is always written)."),
+) -> None:
+    """Write every figure a run directory supports to RUN_DIR/figures/ (fixed file names).
+
+    Example: interp plot artifacts/e1-tiny/<run-id> --format html,png,svg,pdf
+    """
+    import time
+
+    from interp.export import parse_formats, save_figures
+    from interp.plots import FIGURES_DIR, run_figures
+
+    started = time.perf_counter()
+    try:
+        formats = parse_formats(format)
+        kind, figs = run_figures(run_dir)
+    except ValueError as e:
+        _fail(str(e))
+    done = save_figures(figs, run_dir / FIGURES_DIR, formats)
+    for path in done.written:
+        console.print(f"  {path}")
+    if done.message:
+        console.print(f"[yellow]note:[/yellow] {done.message}")
+    console.print(f"{kind} run: {len(figs)} figures, {len(done.written)} files written to "
+                  f"[bold]{run_dir / FIGURES_DIR}[/bold] in {time.perf_counter() - started:.1f} s")
+
+
 if __name__ == "__main__":
     app()

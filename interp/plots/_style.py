@@ -26,7 +26,7 @@ def _register() -> None:
     t = go.layout.Template(base)
     t.layout.update(
         font=dict(family="Inter, Helvetica, Arial, sans-serif", size=13, color="#222222"),
-        title=dict(x=0.0, xanchor="left", font=dict(size=16)),
+        title=dict(x=0.0, xref="paper", xanchor="left", font=dict(size=16)),
         colorway=list(SERIES_COLORS),
         margin=dict(l=80, r=30, t=70, b=70),
         hoverlabel=dict(font=dict(family="Menlo, Consolas, monospace", size=12), align="left"),

@@ -77,8 +77,7 @@ def animal_shifts(results: dict) -> go.Figure:
         i = animals.index(animal)
         fig.add_shape(type="rect", xref="x", yref="paper", x0=i - 0.5, x1=i + 0.5, y0=0, y1=1,
                       fillcolor=HIGHLIGHT, line_width=0, layer="below")
-        fig.add_annotation(x=i, y=1, xref="x", yref="paper", text=f"trait: {animal}", showarrow=False, yanchor="bottom")
-    fig.update_xaxes(tickvals=animals, ticktext=[f"<b>{an}</b>" if an == animal else an for an in animals])
+    fig.update_xaxes(tickvals=animals, ticktext=[f"<b>{an}</b><br>(trait)" if an == animal else an for an in animals])
     fig.update_yaxes(zeroline=True, zerolinecolor="#555555", zerolinewidth=1.5)
     fig.update_layout(barmode="group")
     return fig
@@ -89,6 +88,12 @@ _MEASURES = (
     ("specific_logprob_diff", "specific Δ log P (trait − mean of other animals)"),
     ("logprob_diff_per_seed", "Δ log P, t-interval over seeds"),
 )
+
+
+def _permutation_text(perm: dict | None) -> str:
+    if not perm:
+        return ""
+    return f"<br>permutation p (specific shift, students as replicates) = {perm['p_value']:.4g} (smallest possible {perm['min_p']:.4g})"
 
 
 def _covers(d: dict) -> str:
@@ -109,6 +114,7 @@ def transfer_summary(results: dict) -> go.Figure:
         hover = [
             f"<b>{n}</b>: {label}<br>{ci_text(transfer[n][key])}<br>interval covers: {_covers(transfer[n][key])}"
             f"<br>P ratio {transfer[n]['prob_ratio']:.6g}×; trait rank among animals {transfer[n]['trait_rank_among_animals']}"
+            + _permutation_text(transfer[n].get("permutation_specific"))
             for n in names
         ]
         fig.add_trace(go.Scatter(
@@ -133,4 +139,6 @@ def training_loss(log_rows: list[dict] | dict[str, list[dict]]) -> go.Figure:
             hovertext=[f"<b>{name}</b><br>step {r['step']} (epoch {r['epoch']})<br>loss {r['loss']:.6g}" for r in rows],
             hovertemplate="%{hovertext}<extra></extra>",
         ))
+    if max((r["step"] for rows in logs.values() for r in rows), default=0) <= 20:
+        fig.update_xaxes(dtick=1)  # whole steps only
     return fig

@@ -14,7 +14,7 @@ _INIT_COLORS = {"same": "#D55E00", "cross": "#0072B2"}
 
 
 def _chance_line(fig: go.Figure, chance: float) -> None:
-    fig.add_hline(y=chance, line=REFERENCE_LINE, annotation_text=f"chance {chance:g}", annotation_position="bottom right")
+    fig.add_hline(y=chance, line=REFERENCE_LINE, annotation_text=f"chance {chance:g}", annotation_position="top right")
 
 
 def mnist_accuracies(results: dict) -> go.Figure:
@@ -39,7 +39,7 @@ def mnist_accuracies(results: dict) -> go.Figure:
         values = per_seed.get(r["condition"], [])
         px += [i + 0.2 + o for o in jitter(len(values), 0.15)]
         py += values
-        ph += [f"{r['condition']}, seed #{k}: {v:.6g}" for k, v in enumerate(values)]
+        ph += [f"{r['condition']}, replicate {k + 1}: {v:.6g}" for k, v in enumerate(values)]
     if px:
         fig.add_trace(go.Scatter(x=px, y=py, mode="markers", name="per seed", hovertext=ph,
                                  hovertemplate="%{hovertext}<extra></extra>",
@@ -66,7 +66,7 @@ def mnist_sweep(results: dict, name: str, conditions=("teacher", "student_aux", 
             hovertemplate="%{hovertext}<extra></extra>",
         ))
     _chance_line(fig, results.get("chance", 0.1))
-    fig.update_xaxes(type="log" if name == "hidden" else "linear")
+    fig.update_xaxes(type="log" if name == "hidden" else "linear", tickvals=sorted({r["value"] for r in rows}))
     fig.update_yaxes(rangemode="tozero")
     return fig
 
