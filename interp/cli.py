@@ -58,6 +58,7 @@ def steer(
     multipliers: str = typer.Option("0.25,0.5,1.0", help="Sweep these multipliers (x the layer's residual norm)."),
     split: str = typer.Option("tuning", help="Question split for the sweep: tuning, heldout or all."),
     device: str = typer.Option("auto", help="cpu, cuda or auto."),
+    progress: bool = typer.Option(True, help="Show a progress bar over the sweep."),
 ) -> None:
     """Build a steering vector (mean difference per layer) and sweep layers x multipliers.
 
@@ -81,7 +82,7 @@ def steer(
     lays = _parse_list(layers, int, "layers") or list(range(m.n_layers // 6, 2 * m.n_layers // 3 + 1, 2))
     mults = _parse_list(multipliers, float, "multipliers")
     try:
-        sweep = steering_sweep(m, vec, animal, lays, mults, questions(split))
+        sweep = steering_sweep(m, vec, animal, lays, mults, questions(split), progress=progress)
     except ValueError as e:
         _fail(str(e))
     write_json(out / "sweep.json", sweep)
