@@ -91,5 +91,7 @@ def permutation_test(a: Sequence[float], b: Sequence[float], n_perm: int = 10000
     extreme = (diffs.abs() >= abs(observed) - 1e-12).sum().item()
     # a sampled test counts the observed labelling too, so p is never 0
     p = extreme / len(diffs) if exact else (extreme + 1) / (len(diffs) + 1)
-    return {"observed": observed, "p_value": p, "n_permutations": len(diffs), "exact": exact,
-            "min_p": 1 / math.comb(n, n_a) if exact else 1 / (len(diffs) + 1)}
+    # the smallest p any labelling could reach (two-sided: mirror labellings tie at the extremes)
+    floor = (diffs.abs() >= diffs.abs().max() - 1e-12).sum().item()
+    min_p = floor / len(diffs) if exact else 1 / (len(diffs) + 1)
+    return {"observed": observed, "p_value": p, "n_permutations": len(diffs), "exact": exact, "min_p": min_p}

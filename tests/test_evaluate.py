@@ -204,4 +204,7 @@ def test_permutation_test_with_one_replicate_per_arm_cannot_reject():
     from interp.stats import permutation_test
 
     res = permutation_test([5.0], [0.0])
-    assert res["p_value"] == 1.0 and res["min_p"] == 0.5
+    assert res["p_value"] == 1.0 and res["min_p"] == 1.0
+    # 3 vs 3, perfectly separated: the most extreme of 20 labellings and its mirror image
+    res = permutation_test([3.0, 4.0, 5.0], [0.0, 1.0, 2.0])
+    assert res["p_value"] == res["min_p"] == 0.1

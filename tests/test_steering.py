@@ -150,41 +150,37 @@ def _generate(tiny, batch, steering, vector):
                                 output_logits=True, return_dict_in_generate=True, pad_token_id=tiny.tokenizer.pad_token_id)
 
 
-def test_generated_scope_steers_every_cached_step(tiny, owl_vector):
+def _check_against_teacher_forcing(tiny, vector, s):
+    """Generate 6 tokens under `s`; each step's logits must equal those of one teacher-forced
+    forward over the whole sequence with the prompt boundary given (the ground truth).
+    Returns the generation, the full sequence as a batch, and the prompt width."""
     batch = _batch(tiny)
-    s = Steering(layer=1, multiplier=3.0, scope="generated")
-    plain = _generate(tiny, batch, None, owl_vector)
-    out = _generate(tiny, batch, s, owl_vector)
-    # Ground truth: one teacher-forced forward over the whole sequence with the boundary given.
+    out = _generate(tiny, batch, s, vector)
     P = batch.input_ids.shape[1]
     full = batching.Batch(out.sequences, torch.cat([batch.attention_mask, torch.ones(2, 6, dtype=torch.long)], 1), None)
-    with torch.no_grad(), steer(tiny, owl_vector, s) as edit:
+    with torch.no_grad(), steer(tiny, vector, s) as edit:
         edit.set_prompt_lengths(P)
         tf = batching.forward(tiny.hf, full).logits
     for k in range(6):
         torch.testing.assert_close(out.logits[k], tf[:, P - 1 + k], rtol=0, atol=1e-4)
+    return out, full, P
+
+
+def test_generated_scope_steers_every_cached_step(tiny, owl_vector):
+    s = Steering(layer=1, multiplier=3.0, scope="generated")
+    out, full, P = _check_against_teacher_forcing(tiny, owl_vector, s)
+    plain = _generate(tiny, _batch(tiny), None, owl_vector)
     # the first new token is predicted from the (unsteered) prompt; later ones are steered
     torch.testing.assert_close(out.logits[0], plain.logits[0], rtol=0, atol=1e-5)
-    assert not torch.allclose(out.logits[1], _teacher_forced_unsteered(tiny, full)[:, P], atol=1e-3)
-
-
-def _teacher_forced_unsteered(tiny, full):
     with torch.no_grad():
-        return batching.forward(tiny.hf, full).logits
+        unsteered = batching.forward(tiny.hf, full).logits
+    assert not torch.allclose(out.logits[1], unsteered[:, P], atol=1e-3)
 
 
 def test_prompt_scope_steers_the_prompt_only(tiny, owl_vector):
-    batch = _batch(tiny)
     s = Steering(layer=1, multiplier=3.0, scope="prompt")
-    out = _generate(tiny, batch, s, owl_vector)
-    P = batch.input_ids.shape[1]
-    full = batching.Batch(out.sequences, torch.cat([batch.attention_mask, torch.ones(2, 6, dtype=torch.long)], 1), None)
-    with torch.no_grad(), steer(tiny, owl_vector, s) as edit:
-        edit.set_prompt_lengths(P)
-        tf = batching.forward(tiny.hf, full).logits
-    for k in range(6):
-        torch.testing.assert_close(out.logits[k], tf[:, P - 1 + k], rtol=0, atol=1e-4)
-    all_scope = _generate(tiny, batch, Steering(layer=1, multiplier=3.0, scope="all"), owl_vector)
+    out, _, _ = _check_against_teacher_forcing(tiny, owl_vector, s)
+    all_scope = _generate(tiny, _batch(tiny), Steering(layer=1, multiplier=3.0, scope="all"), owl_vector)
     torch.testing.assert_close(out.logits[0], all_scope.logits[0], rtol=0, atol=1e-5)
 
 
