@@ -51,11 +51,6 @@ def hierarchical_bootstrap(values: Tensor, n_boot: int = 2000, seed: int = 0, le
             "covers": "seeds and questions" if n_s > 1 else "questions only"}
 
 
-def paired_difference(a: Tensor, b: Tensor, n_boot: int = 2000, seed: int = 0) -> dict:
-    """Mean of a - b over paired items (questions) with a bootstrap interval."""
-    return summarize(torch.as_tensor(a) - torch.as_tensor(b), n_boot, seed)
-
-
 def t_interval(values: Sequence[float], level: float = 0.95) -> dict:
     """Mean and Student-t interval over independent replicates (seeds)."""
     from scipy import stats

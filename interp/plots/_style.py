@@ -76,3 +76,21 @@ def jitter(n: int, width: float = 0.25) -> list[float]:
     if n <= 1:
         return [0.0] * n
     return [-width / 2 + width * i / (n - 1) for i in range(n)]
+
+
+def add_replicate_points(fig, groups: list[tuple[float, list[float], list[str]]], size: int = 6) -> None:
+    """Overlay one open marker per replicate (seed) beside each category's interval.
+
+    `groups`: (x position, values, hover labels) per category; nothing is drawn if all are empty.
+    """
+    import plotly.graph_objects as go
+
+    px, py, ph = [], [], []
+    for x, values, labels in groups:
+        px += [x + o for o in jitter(len(values), 0.12 if size >= 6 else 0.15)]
+        py += list(values)
+        ph += list(labels)
+    if px:
+        fig.add_trace(go.Scatter(x=px, y=py, mode="markers", name="per seed", hovertext=ph,
+                                 hovertemplate="%{hovertext}<extra></extra>",
+                                 marker=dict(size=size, color="rgba(0,0,0,0.45)", symbol="circle-open")))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import plotly.graph_objects as go
 
 from interp.plots._style import (
-    HIGHLIGHT, REFERENCE_LINE, arm_color, ci_text, error_bars, figure, jitter, ordered_arms,
+    HIGHLIGHT, REFERENCE_LINE, add_replicate_points, arm_color, ci_text, error_bars, figure, jitter, ordered_arms,
 )
 
 
@@ -37,17 +37,13 @@ def trait_probabilities(results: dict) -> go.Figure:
         marker=dict(size=12, color=[arm_color(a) for a in names], line=dict(width=1, color="#222222")),
         hovertext=hover, hovertemplate="%{hovertext}<extra></extra>",
     ))
-    px, py, ph = [], [], []
+    groups = []
     for i, a in enumerate(names):
         per_seed = arms[a].get("per_seed_prob", [])
         if len(per_seed) > 1:
-            px += [i + 0.18 + o for o in jitter(len(per_seed), 0.12)]
-            py += per_seed
-            ph += [f"{_arm_label(a)}, seed {results['seeds'][k]}: P = {v:.6g}" for k, v in enumerate(per_seed)]
-    if px:
-        fig.add_trace(go.Scatter(x=px, y=py, mode="markers", name="per seed", hovertext=ph,
-                                 hovertemplate="%{hovertext}<extra></extra>",
-                                 marker=dict(size=6, color="rgba(0,0,0,0.45)", symbol="circle-open")))
+            groups.append((i + 0.18, per_seed, [f"{_arm_label(a)}, seed {results['seeds'][k]}: P = {v:.6g}"
+                                                for k, v in enumerate(per_seed)]))
+    add_replicate_points(fig, groups, size=6)
     if "base" in arms:
         fig.add_hline(y=arms["base"]["prob"]["mean"], line=REFERENCE_LINE, annotation_text="base",
                       annotation_position="top left")

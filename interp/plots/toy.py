@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import plotly.graph_objects as go
 
-from interp.plots._style import REFERENCE_LINE, ci_text, error_bars, figure, jitter
+from interp.plots._style import REFERENCE_LINE, add_replicate_points, ci_text, error_bars, figure, jitter
 
 _CONDITION_COLORS = {
     "reference": "#7f7f7f", "teacher": "#000000", "student_aux": "#D55E00", "student_all": "#E69F00",
@@ -34,16 +34,9 @@ def mnist_accuracies(results: dict) -> go.Figure:
         hovertext=[f"<b>{r['condition']}</b><br>accuracy = {ci_text(r)}<br>sd {r['sd']:.6g} over {r['n']} seeds" for r in rows],
         hovertemplate="%{hovertext}<extra></extra>",
     ))
-    px, py, ph = [], [], []
-    for i, r in enumerate(rows):
-        values = per_seed.get(r["condition"], [])
-        px += [i + 0.2 + o for o in jitter(len(values), 0.15)]
-        py += values
-        ph += [f"{r['condition']}, replicate {k + 1}: {v:.6g}" for k, v in enumerate(values)]
-    if px:
-        fig.add_trace(go.Scatter(x=px, y=py, mode="markers", name="per seed", hovertext=ph,
-                                 hovertemplate="%{hovertext}<extra></extra>",
-                                 marker=dict(size=5, color="rgba(0,0,0,0.4)", symbol="circle-open")))
+    add_replicate_points(fig, [(i + 0.2, per_seed.get(r["condition"], []),
+                                [f"{r['condition']}, replicate {k + 1}: {v:.6g}" for k, v in enumerate(per_seed.get(r["condition"], []))])
+                               for i, r in enumerate(rows)], size=5)
     _chance_line(fig, results.get("chance", first.get("chance", 0.1)))
     fig.update_xaxes(tickvals=x, ticktext=[r["condition"] for r in rows], range=[-0.5, len(rows) - 0.5])
     fig.update_yaxes(rangemode="tozero")
