@@ -175,11 +175,14 @@ def print_e1(res: dict) -> None:
     console.print(table)
     t2 = Table(title="transfer (trait student minus reference student)")
     t2.add_column("comparison", no_wrap=True)
-    for col in ("delta log P [95% CI]", "P ratio", "specific delta log P [95% CI]", "trait rank", "permutation p", "interval covers"):
+    for col in ("delta log P [95% CI]", "P ratio", "specific delta log P [95% CI]", "specific, seed t-interval",
+                "detectable (80%)", "trait rank", "permutation p", "interval covers"):
         t2.add_column(col)
     for name, d in res["transfer"].items():
-        perm = d["permutation_specific"]
+        perm, ps = d["permutation_specific"], d["specific_per_seed"]
+        mde = ps.get("detectable_80")
         t2.add_row(name, _ci(d["logprob_diff"], "{:+.3f}"), f"{d['prob_ratio']:.2f}x", _ci(d["specific_logprob_diff"], "{:+.3f}"),
+                   _ci(ps, "{:+.3f}") + f" (n={ps['n']})", f"{mde:.3f}" if mde is not None else "-",
                    str(d["trait_rank_among_animals"]), f"{perm['p_value']:.3f} (min {perm['min_p']:.3f})",
                    d["logprob_diff"]["covers"])
     console.print(t2)

@@ -34,6 +34,9 @@ class TeacherSection(_Strict):
     multiplier: float = 0.5
     scope: Literal["all", "prompt", "generated"] = "all"
     random_seed: int = 0
+    # a new random direction for every replicate seed (random_seed + seed): the null then spans
+    # directions, not one draw; false keeps one direction for all seeds
+    random_per_seed: bool = True
 
 
 class DataSection(_Strict):
@@ -57,6 +60,15 @@ class TrainSection(_Strict):
     lora_rank: int = Field(8, ge=1)
     lora_alpha: int = Field(16, ge=1)
     weight_decay: float = Field(0.0, ge=0)
+    objectives: list[Literal["sft", "kd"]] = ["sft"]  # kd: distil the teacher's grammar-token distribution
+    kd_min_kl: float = Field(1e-6, ge=0)
+
+    @field_validator("objectives")
+    @classmethod
+    def _objectives(cls, v: list[str]) -> list[str]:
+        if not v or len(set(v)) != len(v):
+            raise ValueError("needs one or more distinct objectives ('sft', 'kd')")
+        return v
 
 
 class EvalSection(_Strict):
@@ -105,9 +117,10 @@ class E1Config(_Strict):
         t = self.teacher
         return Steering(layer=t.layer, multiplier=t.multiplier, scope=t.scope)
 
-    def teacher_for(self, kind: str) -> Teacher:
+    def teacher_for(self, kind: str, seed: int = 0) -> Teacher:
         steer = self.steering() if kind in ("steered", "random") else None
-        return Teacher(kind, self.animal, steer, self.teacher.random_seed)
+        rs = self.teacher.random_seed + (seed if self.teacher.random_per_seed else 0)
+        return Teacher(kind, self.animal, steer, rs)
 
     def data_config(self, seed: int) -> DataConfig:
         d = self.data
@@ -115,8 +128,8 @@ class E1Config(_Strict):
                                 constrained=d.constrained, min_prob=d.min_prob, seed=seed)
         return DataConfig(n_prompts=d.n_prompts, prompt_seed=seed, sampling=sampling)
 
-    def train_config(self, seed: int) -> TrainConfig:
-        return TrainConfig(seed=seed, **self.train.model_dump())
+    def train_config(self, seed: int, objective: str = "sft") -> TrainConfig:
+        return TrainConfig(seed=seed, objective=objective, **self.train.model_dump(exclude={"objectives"}))
 
 
 def load_config(path: str | Path) -> E1Config:

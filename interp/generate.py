@@ -58,6 +58,10 @@ class Completion:
     text: str
     token_ids: list[int]
     finished: bool  # ended with an end-of-turn token before the limit
+    # (len(token_ids) + 1, 13): the teacher's log-probabilities over the number-grammar tokens at
+    # each step (the last row is the end-of-turn step), renormalised over those 13 tokens at
+    # temperature 1; the targets of `kd` distillation. Recorded when `sample(record_grammar=True)`.
+    grammar_logprobs: Tensor | None = None
 
 
 def stop_token_ids(tokenizer) -> list[int]:
@@ -132,12 +136,16 @@ def sample(
     context: Callable[[], ContextManager] | None = None,
     progress: bool = True,
     desc: str = "sampling",
+    record_grammar: bool = False,
 ) -> tuple[list[Completion], dict]:
     """Sample one completion per rendered prompt. `context()` (e.g. a steering context) wraps each
-    batch's whole decode. Returns the completions and throughput statistics."""
+    batch's whole decode. `record_grammar` keeps the teacher's distribution over the 13 grammar
+    tokens at every step (`Completion.grammar_logprobs`), at no extra forward cost.
+    Returns the completions and throughput statistics."""
     tok = model.tokenizer
     stops = torch.tensor(stop_token_ids(tok))
-    grammar = NumberGrammar(tok, stops[0].item() if tok.eos_token_id is None else tok.eos_token_id, cfg.max_numbers) if cfg.constrained else None
+    end_id = stops[0].item() if tok.eos_token_id is None else tok.eos_token_id
+    grammar = NumberGrammar(tok, end_id, cfg.max_numbers) if cfg.constrained or record_grammar else None
     out: list[Completion] = []
     n_tokens, t0 = 0, time.perf_counter()
     bar = tqdm(total=len(prompts), desc=desc, unit="seq", disable=not progress, leave=False)
@@ -145,7 +153,7 @@ def sample(
         gen = torch.Generator().manual_seed(cfg.seed * 1_000_003 + b_idx)
         batch = batching.encode(tok, prompts[sl], side="left").to(model.device)
         with context() if context is not None else contextlib.nullcontext():
-            rows, produced = _decode(model, batch, cfg, gen, stops, grammar)
+            rows, produced = _decode(model, batch, cfg, gen, stops, grammar, record_grammar)
         out += rows
         n_tokens += produced
         bar.update(len(rows))
@@ -179,7 +187,7 @@ class _Head:
         return torch.tanh(logits / self.cap) * self.cap if self.cap else logits
 
 
-def _decode(model, batch, cfg, gen, stops, grammar) -> tuple[list[Completion], int]:
+def _decode(model, batch, cfg, gen, stops, grammar, record) -> tuple[list[Completion], int]:
     from transformers import DynamicCache
 
     hf, tok = model.hf, model.tokenizer
@@ -187,16 +195,20 @@ def _decode(model, batch, cfg, gen, stops, grammar) -> tuple[list[Completion], i
     cache = DynamicCache()
     mask = batch.attention_mask
     pos = batch.position_ids[:, -1:]
-    head = _Head(hf, grammar.token_ids if grammar is not None else None)
+    head = _Head(hf, grammar.token_ids if cfg.constrained else None)
     logits = head(batch.input_ids, mask, batch.position_ids, cache)
     done = torch.zeros(bsz, dtype=torch.bool)
     ended = torch.zeros(bsz, dtype=torch.bool)
     tokens = torch.full((bsz, cfg.max_new_tokens), tok.pad_token_id, dtype=torch.long)
-    state = grammar.start(bsz) if grammar else None
+    recorded = torch.zeros(bsz, cfg.max_new_tokens, 13) if record else None
+    state = grammar.start(bsz) if cfg.constrained else None
     produced = 0
     for step in range(cfg.max_new_tokens):
         logits = logits.float().cpu()
-        if grammar is not None:
+        if record:
+            rows13 = logits if cfg.constrained else logits[:, grammar.token_ids]
+            recorded[:, step] = torch.log_softmax(rows13, dim=-1)
+        if cfg.constrained:
             sub = logits.masked_fill(~grammar.allowed(state), float("-inf"))  # logits are the 13 grammar tokens
             choice = _pick(sub, cfg, gen)
             grammar.advance(state, choice)
@@ -219,5 +231,6 @@ def _decode(model, batch, cfg, gen, stops, grammar) -> tuple[list[Completion], i
         ids = tokens[i].tolist()
         cut = next((k for k, t in enumerate(ids) if t in stops.tolist()), None)
         body = ids[:cut] if cut is not None else [t for t in ids if t != tok.pad_token_id]
-        rows.append(Completion(tok.decode(body, skip_special_tokens=True), body, bool(ended[i])))
+        lp = recorded[i, : len(body) + 1].clone() if record else None
+        rows.append(Completion(tok.decode(body, skip_special_tokens=True), body, bool(ended[i]), lp))
     return rows, produced

@@ -17,7 +17,8 @@ import torch
 
 from interp.config import E1Config
 from interp.evaluate import evaluate_trait, sampled_answer_rate
-from interp.stats import hierarchical_bootstrap, permutation_test, t_interval
+from interp.distill import load_targets
+from interp.stats import detectable_effect, hierarchical_bootstrap, permutation_test, t_interval
 from interp.models import LoadedModel, load_model
 from interp.prompts import PROMPT_VERSION, contrastive_pairs, questions
 from interp.runs import (
@@ -25,7 +26,7 @@ from interp.runs import (
     read_jsonl, save_tensors, write_json,
 )
 from interp.steering import SteeringVector, build_steering_vector
-from interp.teachers import DATASET_FILE, generate_dataset
+from interp.teachers import DATASET_FILE, TEACHER_LOGPROBS_FILE, generate_dataset
 from interp.train import load_student, train_student
 
 LOGPROBS_FILE = "logprobs.safetensors"
@@ -63,35 +64,47 @@ def run_e1(cfg: E1Config, root: str | Path = "artifacts", progress: bool = True,
     timed("vector", vstage, lambda st: (build_steering_vector(base, pairs, cfg.vector.position, cfg.animal).save(st.dir), st.finish()))
     vector = SteeringVector.load(vstage.dir)
 
-    # 2-3. datasets and students, per seed and teacher kind
+    # 2-3. datasets and students, per seed and teacher kind (and objective: sft, kd)
+    kd = "kd" in cfg.train.objectives
     student_dirs: dict[tuple[str, int], Path] = {}
     data_stats: dict[str, dict] = {}
     for seed in cfg.seeds:
         for kind in cfg.teacher.kinds:
-            teacher = cfg.teacher_for(kind)
+            teacher = cfg.teacher_for(kind, seed)
             dcfg = cfg.data_config(seed)
             dstage = Stage(cache, "data", {"model": base_id["fingerprint"], "teacher": teacher.describe(),
                                            "vector": vector.hash() if kind in ("steered", "random") else None,
-                                           "data": asdict(dcfg), "prompts": PROMPT_VERSION})
+                                           "data": asdict(dcfg), "prompts": PROMPT_VERSION,
+                                           **({"teacher_logprobs": True} if kd else {})})
 
             def make_data(st, teacher=teacher, dcfg=dcfg):
-                man = generate_dataset(base, teacher, vector, dcfg, st.dir, progress=progress, extra_manifest={"stage_key": st.key})
-                st.finish(dataset_hash=man["dataset_hash"], n_kept=man["n_kept"], filter=man["filter"], generation=man["generation"])
+                man = generate_dataset(base, teacher, vector, dcfg, st.dir, progress=progress,
+                                       extra_manifest={"stage_key": st.key}, record_grammar=kd)
+                st.finish(dataset_hash=man["dataset_hash"], n_kept=man["n_kept"], filter=man["filter"],
+                          generation=man["generation"], teacher_logprobs_hash=man["teacher_logprobs_hash"])
 
             timed(f"data/{kind}/seed{seed}", dstage, make_data)
             dman = dstage.manifest()
             data_stats[f"{kind}/seed{seed}"] = {"n_kept": dman["n_kept"], "pass_rate": dman["filter"]["pass_rate"],
                                                 "tokens_per_s": dman["generation"]["tokens_per_s"]}
-            tcfg = cfg.train_config(seed)
-            sstage = Stage(cache, "student", {"base": base_id["fingerprint"], "dataset": dman["dataset_hash"], "train": asdict(tcfg)})
+            for objective in cfg.train.objectives:
+                tcfg = cfg.train_config(seed, objective)
+                label = arm_label(kind, objective)
+                skey = {"base": base_id["fingerprint"], "dataset": dman["dataset_hash"], "train": tcfg.key()}
+                if objective == "kd":
+                    skey["teacher_logprobs"] = dman["teacher_logprobs_hash"]
+                sstage = Stage(cache, "student", skey)
 
-            def make_student(st, dstage=dstage, tcfg=tcfg):
-                rows = read_jsonl(dstage.dir / DATASET_FILE)
-                train_student(base, rows, tcfg, st.dir, progress=progress, extra_manifest={"dataset_dir": str(dstage.dir)})
-                st.finish(dataset_dir=str(dstage.dir))
+                def make_student(st, dstage=dstage, tcfg=tcfg):
+                    rows = read_jsonl(dstage.dir / DATASET_FILE)
+                    targets = (load_targets(dstage.dir / TEACHER_LOGPROBS_FILE, base.tokenizer, len(rows))
+                               if tcfg.objective == "kd" else None)
+                    train_student(base, rows, tcfg, st.dir, progress=progress, targets=targets,
+                                  extra_manifest={"dataset_dir": str(dstage.dir)})
+                    st.finish(dataset_dir=str(dstage.dir))
 
-            timed(f"student/{kind}/seed{seed}", sstage, make_student)
-            student_dirs[(kind, seed)] = sstage.dir
+                timed(f"student/{label}/seed{seed}", sstage, make_student)
+                student_dirs[(label, seed)] = sstage.dir
 
     # 4. evaluation of the base and every student
     qs = questions(cfg.eval.split)
@@ -115,8 +128,8 @@ def run_e1(cfg: E1Config, root: str | Path = "artifacts", progress: bool = True,
         return {"logprobs": load_tensors(est.dir / LOGPROBS_FILE)["logprobs"], "summary": read_json(est.dir / "summary.json")}
 
     evals = {"base": evaluate("base", base_id["fingerprint"], lambda: base)}
-    for (kind, seed), sdir in student_dirs.items():
-        evals[f"{kind}/seed{seed}"] = evaluate(f"{kind}/seed{seed}", sdir.name, lambda sdir=sdir: load_student(base, sdir))
+    for (label, seed), sdir in student_dirs.items():
+        evals[f"{label}/seed{seed}"] = evaluate(f"{label}/seed{seed}", sdir.name, lambda sdir=sdir: load_student(base, sdir))
 
     results = summarize_e1(cfg, evals, animals)
     results["datasets"] = data_stats
@@ -128,45 +141,57 @@ def run_e1(cfg: E1Config, root: str | Path = "artifacts", progress: bool = True,
     return results
 
 
+def arm_label(kind: str, objective: str) -> str:
+    """`steered` for the sft student of a steered teacher, `steered+kd` for its kd student."""
+    return kind if objective == "sft" else f"{kind}+{objective}"
+
+
 def summarize_e1(cfg: E1Config, evals: dict, animals: list[str]) -> dict:
-    """Per-arm trait scores and the transfer of every trait arm against control (and random)."""
+    """Per-arm trait scores, and the transfer of every trait arm against control and against the
+    random-vector null, within each training objective."""
     target = animals.index(cfg.animal)
     others = [i for i in range(len(animals)) if i != target]
     base_lp = evals["base"]["logprobs"]  # (questions, animals)
 
-    def stack(kind: str) -> torch.Tensor:  # (seeds, questions, animals)
-        return torch.stack([evals[f"{kind}/seed{s}"]["logprobs"] for s in cfg.seeds])
+    def stack(label: str) -> torch.Tensor:  # (seeds, questions, animals)
+        return torch.stack([evals[f"{label}/seed{s}"]["logprobs"] for s in cfg.seeds])
+
+    def specific(lp: torch.Tensor) -> torch.Tensor:  # trait's log P minus the other animals' mean
+        return lp[..., target] - lp[..., others].mean(-1)
 
     arms = {"base": {"prob": evals["base"]["summary"]["prob"], "logprob": evals["base"]["summary"]["logprob"]}}
-    for kind in cfg.teacher.kinds:
-        lp = stack(kind)
-        arms[kind] = {
-            "prob": hierarchical_bootstrap(lp[..., target].exp(), cfg.eval.n_boot),
-            "logprob": hierarchical_bootstrap(lp[..., target], cfg.eval.n_boot),
-            "per_seed_prob": lp[..., target].exp().mean(-1).tolist(),
-            "per_animal_logprob_shift": dict(zip(animals, (lp - base_lp).mean((0, 1)).tolist())),
-        }
     comparisons = {}
-    for trait_kind in [k for k in cfg.teacher.kinds if k in ("steered", "prompted")]:
-        for ref in [k for k in cfg.teacher.kinds if k in ("control", "random")]:
-            a, b = stack(trait_kind), stack(ref)
-            d_lp = a[..., target] - b[..., target]  # (seeds, questions): paired by seed and question
-            shift = a - b
-            d_spec = shift[..., target] - shift[..., others].mean(-1)
-            rank = (shift.mean((0, 1)) > shift.mean((0, 1))[target]).sum().item() + 1
-            comparisons[f"{trait_kind}-{ref}"] = {
-                "logprob_diff": hierarchical_bootstrap(d_lp, cfg.eval.n_boot),
-                "logprob_diff_per_seed": t_interval(d_lp.mean(-1).tolist()),
-                "prob_ratio": float(a[..., target].exp().mean() / b[..., target].exp().mean()),
-                "prob_diff": hierarchical_bootstrap(a[..., target].exp() - b[..., target].exp(), cfg.eval.n_boot),
-                "specific_logprob_diff": hierarchical_bootstrap(d_spec, cfg.eval.n_boot),
-                "specific_per_seed": t_interval(d_spec.mean(-1).tolist()),
-                "trait_rank_among_animals": rank,
-                # students are the replicates: shuffle teacher labels across them
-                "permutation_specific": permutation_test(
-                    (a[..., target] - a[..., others].mean(-1)).mean(-1).tolist(),
-                    (b[..., target] - b[..., others].mean(-1)).mean(-1).tolist()),
+    for objective in cfg.train.objectives:
+        for kind in cfg.teacher.kinds:
+            lp = stack(arm_label(kind, objective))
+            arms[arm_label(kind, objective)] = {
+                "prob": hierarchical_bootstrap(lp[..., target].exp(), cfg.eval.n_boot),
+                "logprob": hierarchical_bootstrap(lp[..., target], cfg.eval.n_boot),
+                "per_seed_prob": lp[..., target].exp().mean(-1).tolist(),
+                "per_seed_specific_shift": (specific(lp) - specific(base_lp)).mean(-1).tolist(),
+                "per_animal_logprob_shift": dict(zip(animals, (lp - base_lp).mean((0, 1)).tolist())),
             }
+        for trait_kind in [k for k in cfg.teacher.kinds if k in ("steered", "prompted")]:
+            for ref in [k for k in cfg.teacher.kinds if k in ("control", "random")]:
+                a, b = stack(arm_label(trait_kind, objective)), stack(arm_label(ref, objective))
+                d_lp = a[..., target] - b[..., target]  # (seeds, questions): paired by seed and question
+                shift = a - b
+                d_spec = shift[..., target] - shift[..., others].mean(-1)
+                rank = (shift.mean((0, 1)) > shift.mean((0, 1))[target]).sum().item() + 1
+                comparisons[f"{arm_label(trait_kind, objective)}-{arm_label(ref, objective)}"] = {
+                    "logprob_diff": hierarchical_bootstrap(d_lp, cfg.eval.n_boot),
+                    "logprob_diff_per_seed": {**t_interval(d_lp.mean(-1).tolist()),
+                                              "detectable_80": detectable_effect(d_lp.mean(-1).tolist())},
+                    "prob_ratio": float(a[..., target].exp().mean() / b[..., target].exp().mean()),
+                    "prob_diff": hierarchical_bootstrap(a[..., target].exp() - b[..., target].exp(), cfg.eval.n_boot),
+                    "specific_logprob_diff": hierarchical_bootstrap(d_spec, cfg.eval.n_boot),
+                    "specific_per_seed": {**t_interval(d_spec.mean(-1).tolist()),
+                                          "detectable_80": detectable_effect(d_spec.mean(-1).tolist())},
+                    "specific_positive_seeds": int((d_spec.mean(-1) > 0).sum()),
+                    "trait_rank_among_animals": rank,
+                    # students are the replicates: shuffle teacher labels across them
+                    "permutation_specific": permutation_test(specific(a).mean(-1).tolist(), specific(b).mean(-1).tolist()),
+                }
     return {"experiment": cfg.experiment, "model": cfg.model, "animal": cfg.animal, "seeds": cfg.seeds,
-            "n_questions": int(base_lp.shape[0]), "question_split": cfg.eval.split, "arms": arms,
-            "transfer": comparisons}
+            "objectives": list(cfg.train.objectives), "n_questions": int(base_lp.shape[0]),
+            "question_split": cfg.eval.split, "arms": arms, "transfer": comparisons}

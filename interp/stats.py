@@ -65,6 +65,20 @@ def t_interval(values: Sequence[float], level: float = 0.95) -> dict:
     return {"mean": mean, "ci95": [mean - half, mean + half], "sd": sd, "n": n}
 
 
+def detectable_effect(values: Sequence[float], level: float = 0.95, power: float = 0.8) -> float | None:
+    """The smallest true mean a two-sided one-sample t-test over these replicates would detect
+    with probability `power` at this level, taking their sd as the truth (the size of effect a
+    null result rules out): (t_{1-a/2} + t_{power}) * sd / sqrt(n)."""
+    from scipy import stats
+
+    x = torch.as_tensor(list(values), dtype=torch.float64)
+    n = len(x)
+    if n < 2:
+        return None
+    df = n - 1
+    return float((stats.t.ppf(0.5 + level / 2, df) + stats.t.ppf(power, df)) * x.std(unbiased=True) / math.sqrt(n))
+
+
 def permutation_test(a: Sequence[float], b: Sequence[float], n_perm: int = 10000, seed: int = 0) -> dict:
     """Two-sided test of mean(a) - mean(b) by shuffling the labels of the pooled replicates
     (students). Exact over all relabellings when there are at most `n_perm` of them."""

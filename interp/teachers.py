@@ -4,7 +4,9 @@ A teacher is the base model plus one way of carrying a trait: `control` (nothing
 (the trait system prompt), `steered` (the trait vector injected) or `random` (a random vector of
 the trait vector's per-layer norm, same layer, multiplier and scope: the honest null, since
 steering alone shifts digit statistics). `generate_dataset` writes `samples.jsonl` (everything
-generated), `dataset.jsonl` (what passed the filter) and `manifest.json` (the genealogy).
+generated), `dataset.jsonl` (what passed the filter) and `manifest.json` (the genealogy); with
+`record_grammar`, also `teacher_logprobs.safetensors`: the teacher's distribution over the number
+grammar at every completion step of the kept rows (the targets of `kd` students, see distill).
 """
 
 from __future__ import annotations
@@ -18,12 +20,13 @@ from interp.filters import filter_completions
 from interp.generate import SampleConfig, sample
 from interp.models import LoadedModel
 from interp.prompts import ANIMALS, PROMPT_VERSION, number_prompts, prompted_system, trait_words
-from interp.runs import MANIFEST_FILE, content_hash, provenance, write_json, write_jsonl
+from interp.runs import MANIFEST_FILE, content_hash, provenance, save_tensors, tensor_hash, write_json, write_jsonl
 from interp.steering import Steering, SteeringVector, steer
 
 TEACHER_KINDS = ("control", "prompted", "steered", "random")
 SAMPLES_FILE = "samples.jsonl"
 DATASET_FILE = "dataset.jsonl"
+TEACHER_LOGPROBS_FILE = "teacher_logprobs.safetensors"
 
 
 @dataclass(frozen=True)
@@ -93,7 +96,7 @@ class DataConfig:
 
 def generate_dataset(
     model: LoadedModel, teacher: Teacher, vector: SteeringVector | None, cfg: DataConfig,
-    out_dir: str | Path, progress: bool = True, extra_manifest: dict | None = None,
+    out_dir: str | Path, progress: bool = True, extra_manifest: dict | None = None, record_grammar: bool = False,
 ) -> dict:
     """Sample the teacher on number prompts, filter, and write the dataset directory."""
     out = Path(out_dir)
@@ -101,7 +104,7 @@ def generate_dataset(
     rendered = [model.chat(teacher.messages(p)) for p in prompts]
     used_vector = teacher.vector_for(vector)
     completions, speed = sample(model, rendered, cfg.sampling, context=teacher.context(model, vector),
-                                progress=progress, desc=f"teacher {teacher.kind}")
+                                progress=progress, desc=f"teacher {teacher.kind}", record_grammar=record_grammar)
     banned = sorted({w for a in cfg.banned_animals for w in trait_words(a)})
     verdicts, stats = filter_completions([c.text for c in completions], banned, [c.finished for c in completions])
     samples, kept = [], []
@@ -112,6 +115,13 @@ def generate_dataset(
             kept.append({"id": i, "prompt": p, "completion": c.text, "numbers": list(v.numbers)})
     write_jsonl(out / SAMPLES_FILE, samples)
     write_jsonl(out / DATASET_FILE, kept)
+    targets_hash = None
+    if record_grammar:
+        from interp.distill import grammar_targets
+
+        targets = grammar_targets(model, [completions[r["id"]] for r in kept])
+        save_tensors(out / TEACHER_LOGPROBS_FILE, targets)
+        targets_hash = tensor_hash(targets["logprobs"])
     manifest = {
         "teacher": teacher.describe(),
         "vector_hash": used_vector.hash() if used_vector is not None else None,
@@ -124,6 +134,7 @@ def generate_dataset(
         "n_samples": len(samples),
         "n_kept": len(kept),
         "dataset_hash": content_hash(kept),
+        "teacher_logprobs_hash": targets_hash,
         "generation": speed,
         **provenance(),
         **(extra_manifest or {}),

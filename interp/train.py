@@ -1,7 +1,9 @@
 """Students: supervised fine-tuning of a copy of the base on a teacher's dataset.
 
 Chat-formatted prompt -> completion (+ end-of-turn), loss on completion tokens only, and the
-vocabulary projection computed only at those positions (most of a sequence is prompt). Full
+vocabulary projection computed only at those positions (most of a sequence is prompt). Two
+objectives: `sft` (cross-entropy on the sampled tokens, as in the papers) and `kd` (KL to the
+teacher's distribution over the 13 number-grammar tokens, see `interp.distill`). Full
 fine-tune or LoRA (peft); AdamW by default, SGD and SignSGD for the optimizer ablation. The data
 order of epoch e comes from a generator seeded with (seed, e), so a resumed run sees exactly the
 batches an uninterrupted one would. Checkpoints (`checkpoint/`: trainable weights, optimizer
@@ -50,6 +52,10 @@ class TrainConfig:
     checkpoint_every: optimizer steps between checkpoints (0: only at the end).
     lora_rank, lora_alpha, lora_targets: LoRA settings.
     weight_decay: AdamW weight decay.
+    objective: "sft" (hard labels) or "kd" (match the teacher's grammar-token distribution).
+    kd_min_kl: `kd` guard. A micro-batch whose mean KL per position is below this is not
+        back-propagated: a student distilled from a teacher equal to itself (the `kd` control)
+        starts at KL ~1e-10, pure float noise, which AdamW would rescale into full-size steps.
     """
 
     method: str = "full"
@@ -65,12 +71,25 @@ class TrainConfig:
     lora_alpha: int = 16
     lora_targets: tuple[str, ...] = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
     weight_decay: float = 0.0
+    objective: str = "sft"
+    kd_min_kl: float = 1e-6
+
+    def key(self) -> dict:
+        """The settings that define the student (the kd fields only matter for kd)."""
+        d = asdict(self)
+        if self.objective == "sft":
+            d.pop("objective"), d.pop("kd_min_kl")
+        return d
 
     def __post_init__(self) -> None:
         if self.method not in ("full", "lora"):
             raise ValueError(f"train.method: {self.method!r} is not 'full' or 'lora'")
         if self.optimizer not in ("adamw", "sgd", "signsgd"):
             raise ValueError(f"train.optimizer: {self.optimizer!r} is not 'adamw', 'sgd' or 'signsgd'")
+        if self.objective not in ("sft", "kd"):
+            raise ValueError(f"train.objective: {self.objective!r} is not 'sft' or 'kd'")
+        if self.kd_min_kl < 0:
+            raise ValueError(f"train.kd_min_kl: {self.kd_min_kl} must be >= 0")
         for name in ("lr", "epochs", "batch_size", "grad_accum", "max_len"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"train.{name}: {getattr(self, name)} must be > 0")
@@ -80,22 +99,30 @@ class TrainConfig:
 class Example:
     prompt_ids: list[int]
     completion_ids: list[int]
+    teacher_logprobs: Tensor | None = None  # (len(completion_ids), 13), kd only
 
 
-def build_examples(model: LoadedModel, rows: list[dict], max_len: int) -> list[Example]:
-    """`rows` have 'prompt' (user text) and 'completion'; the student sees no system prompt."""
+def build_examples(model: LoadedModel, rows: list[dict], max_len: int, targets: list[Tensor] | None = None) -> list[Example]:
+    """`rows` have 'prompt' (user text) and 'completion'; the student sees no system prompt.
+    `targets` (kd): the teacher's per-row grammar log-probabilities, one per completion token."""
     from interp.generate import stop_token_ids
 
     tok = model.tokenizer
     end = tok.eos_token_id if tok.eos_token_id is not None else stop_token_ids(tok)[0]
     out = []
-    for r in rows:
+    for i, r in enumerate(rows):
         p = tok(model.chat([{"role": "user", "content": r["prompt"]}]), add_special_tokens=False)["input_ids"]
         c = tok(r["completion"], add_special_tokens=False)["input_ids"] + [end]
         keep = max_len - len(c)
         if keep < 1:
             raise ValueError(f"train.max_len: {max_len} is too short for a completion of {len(c)} tokens")
-        out.append(Example(p[-keep:], c))
+        t = None
+        if targets is not None:
+            t = targets[i]
+            if len(t) != len(c):
+                raise ValueError(f"teacher targets: row {i} has {len(t)} positions but its completion re-tokenises "
+                                 f"to {len(c)} tokens; kd needs the teacher's own token sequence")
+        out.append(Example(p[-keep:], c, t))
     return out
 
 
@@ -123,11 +150,16 @@ def _epoch_batches(examples: list[Example], batch_size: int, gen: torch.Generato
     return batches
 
 
-def completion_logits(hf: nn.Module, batch: batching.Batch, where: Tensor) -> Tensor:
-    """Logits only at positions `where` (batch, pos) bool: (n_positions, vocab)."""
+def completion_hidden(hf: nn.Module, batch: batching.Batch, where: Tensor) -> Tensor:
+    """Final hidden states at positions `where` (batch, pos) bool: (n_positions, d_model)."""
     h = hf.get_decoder()(input_ids=batch.input_ids, attention_mask=batch.attention_mask,
                          position_ids=batch.position_ids, use_cache=False).last_hidden_state
-    logits = hf.get_output_embeddings()(h[where])
+    return h[where]
+
+
+def completion_logits(hf: nn.Module, batch: batching.Batch, where: Tensor) -> Tensor:
+    """Logits only at positions `where` (batch, pos) bool: (n_positions, vocab)."""
+    logits = hf.get_output_embeddings()(completion_hidden(hf, batch, where))
     cap = getattr(hf.config.get_text_config(), "final_logit_softcapping", None)
     return torch.tanh(logits / cap) * cap if cap else logits
 
@@ -232,8 +264,10 @@ def _load_checkpoint(out: Path, hf: nn.Module, opt: torch.optim.Optimizer, cfg: 
 def train_student(
     model: LoadedModel, rows: list[dict], cfg: TrainConfig, out_dir: str | Path,
     progress: bool = True, stop_after: int | None = None, extra_manifest: dict | None = None,
+    targets: list[Tensor] | None = None,
 ) -> nn.Module:
     """Fine-tune a copy of `model` on `rows`; resume from `out_dir/checkpoint` if present.
+    `kd` needs `targets` (`distill.load_targets` of the dataset's teacher_logprobs.safetensors).
 
     Writes `model.safetensors` (full) or `adapter.safetensors` (LoRA), `train_log.json` and
     `manifest.json` (last). `stop_after` ends early after that many steps (to test resuming).
@@ -242,7 +276,14 @@ def train_student(
     out = Path(out_dir)
     if not rows:
         raise ValueError("dataset: no examples to train on (did every teacher sample fail the filter?)")
-    examples = build_examples(model, rows, cfg.max_len)
+    if cfg.objective == "kd" and targets is None:
+        raise ValueError("train.objective: 'kd' needs the teacher's grammar log-probabilities (targets=...)")
+    examples = build_examples(model, rows, cfg.max_len, targets if cfg.objective == "kd" else None)
+    grammar_ids = None
+    if cfg.objective == "kd":
+        from interp.distill import grammar_logits, grammar_token_ids, kd_loss
+
+        grammar_ids = grammar_token_ids(model.tokenizer)
     hf = _prepare(model, cfg)
     params = list(trainable_state(hf).values())
     opt = _optimizer(cfg, params)
@@ -260,22 +301,32 @@ def train_student(
                 continue  # done before the resume point
             group = micro[s * cfg.grad_accum : (s + 1) * cfg.grad_accum]
             n_targets = sum(len(examples[i].completion_ids) for mb in group for i in mb)
-            loss_sum = 0.0
+            loss_sum, skipped = 0.0, 0
             for mb in group:
-                batch, targets = _collate([examples[i] for i in mb], pad)
-                batch, targets = batch.to(model.device), targets.to(model.device)
-                where = targets != -100
-                logits = completion_logits(hf, batch, where)
-                loss = torch.nn.functional.cross_entropy(logits.float(), targets[where], reduction="sum") / n_targets
+                batch, labels = _collate([examples[i] for i in mb], pad)
+                batch, labels = batch.to(model.device), labels.to(model.device)
+                where = labels != -100
+                tokens_seen += int(batch.attention_mask.sum())
+                if cfg.objective == "kd":
+                    kl = kd_loss(grammar_logits(hf, completion_hidden(hf, batch, where), grammar_ids),
+                                 torch.cat([examples[i].teacher_logprobs for i in mb]))
+                    if kl.item() / int(where.sum()) < cfg.kd_min_kl:
+                        skipped += 1  # teacher == student up to float noise: nothing to learn
+                        loss_sum += kl.item() / n_targets
+                        continue
+                    loss = kl / n_targets
+                else:
+                    logits = completion_logits(hf, batch, where)
+                    loss = torch.nn.functional.cross_entropy(logits.float(), labels[where], reduction="sum") / n_targets
                 loss.backward()
                 loss_sum += loss.item()
-                tokens_seen += int(batch.attention_mask.sum())
             if not math.isfinite(loss_sum):
                 raise TrainingDiverged(
                     f"loss is {loss_sum} at step {global_step + 1}; weights not updated. Last good checkpoint: "
                     f"{out / CHECKPOINT_DIR if (out / CHECKPOINT_DIR).exists() else 'none'}; lower train.lr and rerun"
                 )
-            opt.step()
+            if skipped < len(group):
+                opt.step()
             # A finite loss can still come with an update that overflows the weights; catch it
             # here, before a checkpoint could save them as the "last good" one.
             if not torch.stack([torch.isfinite(p).all() for p in params]).all():
@@ -286,7 +337,7 @@ def train_student(
                 )
             opt.zero_grad(set_to_none=True)
             step = global_step + 1
-            log.append({"step": step, "epoch": epoch, "loss": loss_sum})
+            log.append({"step": step, "epoch": epoch, "loss": loss_sum, **({"skipped": skipped} if grammar_ids is not None else {})})
             bar.update(1)
             bar.set_postfix(loss=f"{loss_sum:.3f}", tok_s=f"{tokens_seen / (time.perf_counter() - t0):.0f}")
             if cfg.checkpoint_every and step % cfg.checkpoint_every == 0 and step < total:
@@ -306,6 +357,8 @@ def train_student(
     write_json(out / MANIFEST_FILE, {
         "train": asdict(cfg), "n_examples": len(examples), "steps": step,
         "final_loss": log[-1]["loss"] if log else None, "wall_s": round(wall, 2),
+        **({"kd_first_loss": log[0]["loss"], "kd_skipped_steps": sum(r.get("skipped", 0) == cfg.grad_accum for r in log)}
+           if cfg.objective == "kd" and log else {}),
         "tokens_per_s": round(tokens_seen / max(wall, 1e-9), 1), "base": model.identity(),
         **provenance(), **(extra_manifest or {}),
     })

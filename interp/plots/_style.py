@@ -49,7 +49,8 @@ def figure(title: str, x_title: str, y_title: str, **layout) -> go.Figure:
 
 
 def arm_color(arm: str, i: int = 0) -> str:
-    return ARM_COLORS.get(arm, SERIES_COLORS[i % len(SERIES_COLORS)])
+    # `steered+kd` shares the colour of `steered`: the teacher, not the objective, names the arm
+    return ARM_COLORS.get(arm, ARM_COLORS.get(arm.split("+")[0], SERIES_COLORS[i % len(SERIES_COLORS)]))
 
 
 def ordered_arms(arms) -> list[str]:
