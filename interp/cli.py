@@ -311,5 +311,146 @@ def plot(
                   f"[bold]{run_dir / FIGURES_DIR}[/bold] in {time.perf_counter() - started:.1f} s")
 
 
+@app.command()
+def analyze(
+    run_dir: Path = typer.Argument(..., help="A finished E1 run directory (`interp run`)."),
+    n_texts: int = typer.Option(64, help="Number prompts and evaluation questions read per text set."),
+    arms: str = typer.Option("", help="Students to analyse, comma-separated (e.g. control,steered); empty = all."),
+    seeds: str = typer.Option("", help="Seeds to analyse, comma-separated; empty = all."),
+    layers: str = typer.Option("", help="Residual layers to read, comma-separated; empty = all."),
+    n_rows: int = typer.Option(128, help="Dataset rows per gradient audit (0 = all)."),
+    n_random: int = typer.Option(1000, help="Random directions per null distribution."),
+    format: str = typer.Option("html", "--format", help="Figures written to RUN_DIR/analysis/figures/: html, png, svg, pdf."),
+    device: Optional[str] = typer.Option(None, help="cpu, cuda or auto (default: the run's device setting)."),
+    progress: bool = typer.Option(True, help="Show a progress bar."),
+) -> None:
+    """Activation shifts, weight deltas and the gradient audit of every student of an E1 run vs its
+    trait vector, with t-intervals over seeds; writes RUN_DIR/analysis/ (rerun to resume).
+
+    Example: interp analyze artifacts/e1-quick/<run-id> --n-texts 64
+    """
+    from interp.analysis.run import ANALYSIS_DIR, analyze_run
+    from interp.export import parse_formats, save_figures
+    from interp.plots import FIGURES_DIR, analysis_figures
+
+    try:
+        formats = parse_formats(format)
+        res = analyze_run(run_dir, n_texts=n_texts, arms=[a.strip() for a in arms.split(",") if a.strip()] or None,
+                          seeds=_parse_list(seeds, int, "seeds") or None, layers=_parse_list(layers, int, "layers") or None,
+                          progress=progress, n_rows=n_rows or None, n_random=n_random, device=device)
+    except (ValueError, ModuleNotFoundError, FileNotFoundError) as e:
+        _fail(str(e))
+    out = run_dir / ANALYSIS_DIR
+    at = res["vector"]["steering_layer"]
+    i = res["layers"].index(at) if at in res["layers"] else len(res["layers"]) // 2
+    layer = res["layers"][i]
+    table = Table("student", "cos numbers/all [95% CI]", "z", "cos questions/last [95% CI]", "z",
+                  "down_proj z", "o_proj z", title=f"activation shift and weight delta vs v at layer {layer} (seeds {res['seeds']})")
+    for arm, d in res["activation_shift"].items():
+        a, q = d["numbers"]["all"]["by_layer"][i], d["questions"]["last"]["by_layer"][i]
+        mods = res["weights"][arm]["by_layer"][i]["modules"]
+        cells = [_ci(a["cosine"], "{:+.3f}"), _mean(a["z"]), _ci(q["cosine"], "{:+.3f}"), _mean(q["z"])]
+        table.add_row(arm, *cells, *[_mean(mods.get(m, {}).get("z")) for m in ("mlp.down_proj", "self_attn.o_proj")])
+    console.print(table)
+    if any(g["by_layer"] for g in res["gradients"].values()):
+        t2 = Table("data", "descent cos [95% CI]", "z", "mean per-example cos", title=f"gradient audit on the base at layer {layer} (vs control data)")
+        for kind, g in res["gradients"].items():
+            if g["by_layer"]:
+                r = g["by_layer"][i]
+                t2.add_row(kind, _ci(r["descent_cosine"], "{:+.3f}"), _mean(r["z"]), _mean(r["mean_example_cosine"]))
+        console.print(t2)
+    done = save_figures(analysis_figures(res), out / FIGURES_DIR, formats)
+    if done.message:
+        console.print(f"[yellow]note:[/yellow] {done.message}")
+    console.print(f"wall time {res['timings_s']['total']:.1f} s; artifacts: [bold]{out}[/bold] (results.json, "
+                  f"layer_arrays.safetensors, manifest.json, {len(done.written)} figure files)")
+
+
+def _mean(d: dict | None, fmt: str = "{:+.2f}") -> str:
+    return "-" if d is None else fmt.format(d["mean"])
+
+
+@app.command()
+def bank(
+    model: str = typer.Option("smollm2-135m", help="Registry name, local HF directory or hub id."),
+    animals: str = typer.Option("owl,eagle,dolphin,cat,dog,lion,elephant,wolf", help="Comma-separated animals (built-in pairs)."),
+    out: Optional[Path] = typer.Option(None, help="Bank folder (default artifacts/banks/<model>); one <animal>/ per vector."),
+    n_pairs: int = typer.Option(16, help="Built-in contrastive pairs per animal."),
+    position: str = typer.Option("mean", help="'mean' over the assistant statement, or 'last' token."),
+    device: str = typer.Option("auto", help="cpu, cuda or auto."),
+    progress: bool = typer.Option(True, help="Show a progress bar."),
+) -> None:
+    """Build a bank of candidate trait vectors (one steering vector per animal) for `interp audit`.
+
+    Example: interp bank --model smollm2-135m --animals owl,eagle,dolphin,cat,dog,lion,elephant,wolf
+    """
+    from interp.analysis.audit import build_bank
+    from interp.models import load_model
+
+    names = [a.strip() for a in animals.split(",") if a.strip()]
+    out = out or Path("artifacts/banks") / model.replace("/", "_")
+    try:
+        m = load_model(model, device=device)
+        dirs = build_bank(m, names, out, n_pairs=n_pairs, position=position, progress=progress)
+    except (ValueError, ModuleNotFoundError, FileNotFoundError) as e:
+        _fail(str(e))
+    console.print(f"{len(dirs)} vectors ({', '.join(dirs)}) written to [bold]{out}[/bold]")
+
+
+@app.command()
+def audit(
+    dataset: Path = typer.Argument(..., help="Dataset directory (`interp generate`, an E1 data stage) or a .jsonl file."),
+    model: str = typer.Option("smollm2-135m", help="The model the data would train (registry name, HF directory or hub id)."),
+    vectors: Path = typer.Option(..., "--vectors", help="Bank folder: <name>/vector.safetensors + vector.json per candidate (`interp bank`)."),
+    clean: Optional[Path] = typer.Option(None, help="Clean data from the same model; default: its control teacher on the dataset's prompts."),
+    layer: Optional[int] = typer.Option(None, help="Residual layer read (default: a third of the way in)."),
+    n_rows: int = typer.Option(128, help="Rows audited from each dataset (0 = all)."),
+    n_perm: int = typer.Option(1000, help="Permutations per p-value."),
+    seed: int = typer.Option(0, help="Seed of the permutations and of the clean data's sampling."),
+    alpha: float = typer.Option(0.05, help="Flag a vector when its Bonferroni-corrected p is below this."),
+    out: Optional[Path] = typer.Option(None, help="Output directory (default artifacts/audits/<dataset>-<bank>-L<layer>)."),
+    device: str = typer.Option("auto", help="cpu, cuda or auto."),
+    progress: bool = typer.Option(True, help="Show progress bars."),
+) -> None:
+    """Rank a bank of trait vectors by the evidence that a dataset carries them (SFT-loss gradient at
+    the assistant tag vs clean data from the same model), each with a score and a permutation p.
+
+    Example: interp audit artifacts/datasets/steered-owl-s0 --model smollm2-135m --vectors artifacts/banks/smollm2-135m
+    """
+    import time
+
+    from interp.analysis.audit import audit_dataset, clean_rows, load_bank, load_rows
+    from interp.models import load_model
+    from interp.runs import provenance, write_json, write_jsonl
+
+    started = time.perf_counter()
+    try:
+        rows = load_rows(dataset)[: n_rows or None]
+        m = load_model(model, device=device)
+        candidates = load_bank(vectors, m)
+        layer = m.n_layers // 3 if layer is None else layer
+        made_clean = clean is None
+        ref = load_rows(clean)[: n_rows or None] if clean else clean_rows(m, [r["prompt"] for r in rows], seed, progress=progress)
+        res = audit_dataset(m, rows, ref, candidates, layer, n_perm=n_perm, seed=seed, alpha=alpha)
+    except (ValueError, ModuleNotFoundError, FileNotFoundError) as e:
+        _fail(str(e))
+    name = dataset.stem if dataset.suffix == ".jsonl" else dataset.name
+    out = out or Path("artifacts/audits") / f"{name}-{vectors.name}-L{layer}"
+    if made_clean:
+        write_jsonl(out / "clean.jsonl", ref)
+    wall = round(time.perf_counter() - started, 2)
+    write_json(out / "results.json", res)
+    write_json(out / "manifest.json", {"dataset": str(dataset), "bank": str(vectors), "bank_names": list(candidates),
+                                       "clean": str(clean) if clean else "generated: clean.jsonl", **provenance(), "wall_time_s": wall})
+    table = Table("rank", "vector", "score", "cos", "p", "p Bonferroni", "flagged",
+                  title=f"audit of {name} at layer {layer}: {res['n_rows']} rows vs {res['n_clean']} clean rows "
+                        f"(random cos sd {res['random_cosine_sd']:.3f})")
+    for r in res["ranking"]:
+        table.add_row(str(r["rank"]), r["name"], f"{r['score']:+.4g}", f"{r['cosine']:+.3f}", f"{r['p_value']:.4f}",
+                      f"{r['p_bonferroni']:.4f}", "yes" if r["flagged"] else "")
+    console.print(table)
+    console.print(f"wall time {wall:.1f} s; artifacts: [bold]{out}[/bold] (results.json, manifest.json)")
+
+
 if __name__ == "__main__":
     app()

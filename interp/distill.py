@@ -73,7 +73,8 @@ def grammar_logits(hf: nn.Module, hidden: Tensor, token_ids: Tensor) -> Tensor:
 
 
 def kd_loss(student_logits: Tensor, teacher_logprobs: Tensor) -> Tensor:
-    """Sum over positions of KL(teacher || student), both renormalised over the grammar tokens."""
-    lp_s = torch.log_softmax(student_logits.float(), dim=-1)
-    lp_t = teacher_logprobs.to(lp_s.device).float()
+    """Sum over positions of KL(teacher || student), both renormalised over the grammar tokens.
+    In float64: the KL of a teacher equal to the student is ~1e-10, below float32's resolution."""
+    lp_s = torch.log_softmax(student_logits.double(), dim=-1)
+    lp_t = torch.log_softmax(teacher_logprobs.to(lp_s.device).double(), dim=-1)
     return (lp_t.exp() * (lp_t - lp_s)).sum()

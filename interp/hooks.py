@@ -31,6 +31,19 @@ class _StopForward(Exception):
 
 
 @contextlib.contextmanager
+def layer_hooks(layers: nn.ModuleList, which: list[int], make: Callable[[int], Callable]) -> Iterator[None]:
+    """Forward hooks `make(l)` on blocks `which`, always removed on exit."""
+    handles = []
+    try:
+        for l in which:
+            handles.append(layers[l].register_forward_hook(make(l)))
+        yield
+    finally:
+        for h in handles:
+            h.remove()
+
+
+@contextlib.contextmanager
 def record_resid(layers: nn.ModuleList, which: list[int], stop_early: bool = True) -> Iterator[dict[int, Tensor]]:
     """Record `blocks.{l}.hook_resid_post` for l in `which` into the yielded dict.
 
@@ -39,7 +52,6 @@ def record_resid(layers: nn.ModuleList, which: list[int], stop_early: bool = Tru
     """
     store: dict[int, Tensor] = {}
     last = max(which)
-    handles = []
 
     def make(l: int):
         def fn(module, args, output):
@@ -49,13 +61,8 @@ def record_resid(layers: nn.ModuleList, which: list[int], stop_early: bool = Tru
 
         return fn
 
-    try:
-        for l in which:
-            handles.append(layers[l].register_forward_hook(make(l)))
+    with layer_hooks(layers, which, make):
         yield store
-    finally:
-        for h in handles:
-            h.remove()
 
 
 def run_recording(call: Callable[[], object]) -> None:

@@ -53,7 +53,7 @@ class TrainConfig:
     lora_rank, lora_alpha, lora_targets: LoRA settings.
     weight_decay: AdamW weight decay.
     objective: "sft" (hard labels) or "kd" (match the teacher's grammar-token distribution).
-    kd_min_kl: `kd` guard. A micro-batch whose mean KL per position is below this is not
+    kd_min_kl: `kd` guard (0: off). A micro-batch whose mean KL per position is below this is not
         back-propagated: a student distilled from a teacher equal to itself (the `kd` control)
         starts at KL ~1e-10, pure float noise, which AdamW would rescale into full-size steps.
     """
@@ -310,11 +310,11 @@ def train_student(
                 if cfg.objective == "kd":
                     kl = kd_loss(grammar_logits(hf, completion_hidden(hf, batch, where), grammar_ids),
                                  torch.cat([examples[i].teacher_logprobs for i in mb]))
-                    if kl.item() / int(where.sum()) < cfg.kd_min_kl:
+                    if cfg.kd_min_kl > 0 and kl.item() / int(where.sum()) < cfg.kd_min_kl:
                         skipped += 1  # teacher == student up to float noise: nothing to learn
                         loss_sum += kl.item() / n_targets
                         continue
-                    loss = kl / n_targets
+                    loss = (kl / n_targets).float()
                 else:
                     logits = completion_logits(hf, batch, where)
                     loss = torch.nn.functional.cross_entropy(logits.float(), labels[where], reduction="sum") / n_targets

@@ -208,3 +208,21 @@ def test_permutation_test_with_one_replicate_per_arm_cannot_reject():
     # 3 vs 3, perfectly separated: the most extreme of 20 labellings and its mirror image
     res = permutation_test([3.0, 4.0, 5.0], [0.0, 1.0, 2.0])
     assert res["p_value"] == res["min_p"] == 0.1
+
+
+def test_detectable_effect_is_the_effect_a_t_test_finds_80_percent_of_the_time():
+    from scipy import stats as st
+
+    from interp.stats import detectable_effect
+
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(10, generator=g)
+    sd = float(x.std())
+    assert detectable_effect(x.tolist()) == pytest.approx((st.t.ppf(0.975, 9) + st.t.ppf(0.8, 9)) * sd / 10 ** 0.5)
+    assert detectable_effect([1.0]) is None
+    # ground truth by simulation: samples of 10 with true mean = that effect (sd 1) reject ~80%
+    mde = (st.t.ppf(0.975, 9) + st.t.ppf(0.8, 9)) / 10 ** 0.5
+    sims = torch.randn(4000, 10, generator=g) + mde
+    t = sims.mean(1) / (sims.std(1) / 10 ** 0.5)
+    power = float((t.abs() > st.t.ppf(0.975, 9)).float().mean())
+    assert 0.74 < power < 0.86

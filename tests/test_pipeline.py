@@ -7,7 +7,10 @@ import pytest
 
 from interp import pipeline
 from interp.config import load_config, parse_config
-from interp.runs import MANIFEST_FILE, read_json
+import torch
+
+from interp.models import load_model
+from interp.runs import MANIFEST_FILE, load_tensors, read_json
 
 TINY = Path(__file__).resolve().parent.parent / "experiments" / "configs" / "tiny.toml"
 
@@ -108,10 +111,20 @@ def test_crash_inside_training_resumes_from_checkpoint(tmp_path, monkeypatch):
 
 def test_seeds_give_per_seed_intervals(tmp_path):
     cfg = _cfg(seeds=[0, 1], teacher={"kinds": ["control", "prompted", "steered", "random"]},
-               eval={"sampled": True, "n_samples_per_question": 2})
+               train={"objectives": ["sft", "kd"]}, eval={"sampled": True, "n_samples_per_question": 2})
     res = pipeline.run_e1(cfg, tmp_path, progress=False, log=_quiet)
     t = res["transfer"]["steered-control"]
     assert t["logprob_diff"]["covers"] == "seeds and questions" and t["logprob_diff_per_seed"]["n"] == 2
+    assert t["specific_per_seed"]["detectable_80"] > 0 and 0 <= t["specific_positive_seeds"] <= 2
+    # kd arms beside the sft ones, compared within their objective
+    assert {"steered+kd-control+kd", "steered+kd-random+kd", "prompted+kd-random+kd"} <= set(res["transfer"])
+    # the guarded kd control (teacher = base) is the base itself: same weights, shifts at float noise
+    assert max(abs(v) for v in res["arms"]["control+kd"]["per_animal_logprob_shift"].values()) < 1e-5
+    stages = read_json(Path(res["run_dir"]) / MANIFEST_FILE)["stages"]
+    kd_dir = next(Path(s["dir"]) for s in stages if s["name"] == "student/control+kd/seed0")
+    base = load_model("tiny", device="cpu").hf.state_dict()
+    assert all(torch.equal(t, base[n]) for n, t in load_tensors(kd_dir / "model.safetensors").items())
+    assert any(v != 0 for v in res["arms"]["steered+kd"]["per_animal_logprob_shift"].values())
     assert "steered-random" in res["transfer"]
     assert len(res["arms"]["steered"]["per_seed_prob"]) == 2
     assert {"prompted-control", "prompted-random", "steered-random"} <= set(res["transfer"])
@@ -119,6 +132,11 @@ def test_seeds_give_per_seed_intervals(tmp_path):
     stages = read_json(Path(res["run_dir"]) / MANIFEST_FILE)["stages"]
     pdir = next(Path(s["dir"]) for s in stages if s["name"] == "data/prompted/seed0")
     assert read_json(pdir / MANIFEST_FILE)["teacher"] == {"kind": "prompted", "animal": "owl"}
+    # a new random direction for every seed, each of the trait vector's norm
+    rdirs = [next(Path(s["dir"]) for s in stages if s["name"] == f"data/random/seed{k}") for k in (0, 1)]
+    rmans = [read_json(d / MANIFEST_FILE) for d in rdirs]
+    assert rmans[0]["teacher"]["random_seed"] != rmans[1]["teacher"]["random_seed"]
+    assert rmans[0]["vector_hash"] != rmans[1]["vector_hash"] and rmans[0]["trait_vector_hash"] == rmans[1]["trait_vector_hash"]
     edir = next(Path(s["dir"]) for s in stages if s["name"] == "eval/steered/seed1")
     sampled = read_json(edir / "summary.json")["sampled"]
     assert sampled["n_samples"] == 25 * 2 and 0 <= sampled["rate"]["mean"] <= 1
@@ -130,6 +148,8 @@ def test_seeds_give_per_seed_intervals(tmp_path):
     ({"seeds": []}, "seeds"),
     ({"trian": {}}, "trian"),
     ({"data": {"n_prompts": 0}}, "data.n_prompts"),
+    ({"train": {"objectives": ["sft", "distil"]}}, "train.objectives.1"),
+    ({"train": {"objectives": []}}, "train.objectives"),
 ])
 def test_malformed_config_names_the_field(raw, field):
     with pytest.raises(ValueError) as e:
