@@ -96,7 +96,7 @@ def steer(
 
 @app.command()
 def generate(
-    teacher: str = typer.Option("steered", help="control, prompted, steered or random."),
+    teacher: str = typer.Option("steered", help="control, prompted, steered, random or prompted_ablated."),
     animal: str = typer.Option("owl", help="Trait animal."),
     model: str = typer.Option("smollm2-135m", help="Registry name, local HF directory or hub id."),
     vector: Optional[Path] = typer.Option(None, help="Vector directory from `interp steer` (steered/random)."),
@@ -120,11 +120,12 @@ def generate(
     from interp.generate import SampleConfig
     from interp.models import load_model
     from interp.steering import Steering, SteeringVector
-    from interp.teachers import DataConfig, Teacher, generate_dataset
+    from interp.teachers import VECTOR_KINDS, DataConfig, Teacher, generate_dataset
 
     try:
-        steering = Steering(layer=layer, multiplier=multiplier, scope=scope)
-        t = Teacher(teacher, animal, steering if teacher in ("steered", "random") else None, random_seed)
+        op = "project" if teacher == "prompted_ablated" else "add"
+        steering = Steering(layer=layer, multiplier=multiplier, scope=scope, operator=op)
+        t = Teacher(teacher, animal, steering if teacher in VECTOR_KINDS else None, random_seed)
         cfg = DataConfig(n, prompt_seed, SampleConfig(temperature=temperature, batch_size=batch_size,
                                                       constrained=constrained, seed=seed))
         m = load_model(model, device=device)

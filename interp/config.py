@@ -29,7 +29,7 @@ class VectorSection(_Strict):
 
 
 class TeacherSection(_Strict):
-    kinds: list[Literal["control", "prompted", "steered", "random"]] = ["control", "steered"]
+    kinds: list[Literal["control", "prompted", "steered", "random", "prompted_ablated"]] = ["control", "steered"]
     layer: int = Field(8, ge=0)
     multiplier: float = 0.5
     scope: Literal["all", "prompt", "generated"] = "all"
@@ -57,6 +57,7 @@ class TrainSection(_Strict):
     grad_accum: int = Field(1, ge=1)
     max_len: int = Field(192, ge=8)
     checkpoint_every: int = Field(0, ge=0)
+    snapshot_every: int = Field(0, ge=0)  # keep the update every N steps (E9 emergence)
     lora_rank: int = Field(8, ge=1)
     lora_alpha: int = Field(16, ge=1)
     weight_decay: float = Field(0.0, ge=0)
@@ -119,6 +120,8 @@ class E1Config(_Strict):
 
     def teacher_for(self, kind: str, seed: int = 0) -> Teacher:
         steer = self.steering() if kind in ("steered", "random") else None
+        if kind == "prompted_ablated":  # project v out at the steering layer, on every token
+            steer = Steering(layer=self.teacher.layer, operator="project", scope="all")
         rs = self.teacher.random_seed + (seed if self.teacher.random_per_seed else 0)
         return Teacher(kind, self.animal, steer, rs)
 

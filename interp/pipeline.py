@@ -26,7 +26,7 @@ from interp.runs import (
     read_jsonl, save_tensors, write_json,
 )
 from interp.steering import SteeringVector, build_steering_vector
-from interp.teachers import DATASET_FILE, TEACHER_LOGPROBS_FILE, generate_dataset
+from interp.teachers import DATASET_FILE, TEACHER_LOGPROBS_FILE, VECTOR_KINDS, generate_dataset
 from interp.train import load_student, train_student
 
 LOGPROBS_FILE = "logprobs.safetensors"
@@ -73,7 +73,7 @@ def run_e1(cfg: E1Config, root: str | Path = "artifacts", progress: bool = True,
             teacher = cfg.teacher_for(kind, seed)
             dcfg = cfg.data_config(seed)
             dstage = Stage(cache, "data", {"model": base_id["fingerprint"], "teacher": teacher.describe(),
-                                           "vector": vector.hash() if kind in ("steered", "random") else None,
+                                           "vector": vector.hash() if kind in VECTOR_KINDS else None,
                                            "data": asdict(dcfg), "prompts": PROMPT_VERSION,
                                            **({"teacher_logprobs": True} if kd else {})})
 
@@ -171,27 +171,30 @@ def summarize_e1(cfg: E1Config, evals: dict, animals: list[str]) -> dict:
                 "per_seed_specific_shift": (specific(lp) - specific(base_lp)).mean(-1).tolist(),
                 "per_animal_logprob_shift": dict(zip(animals, (lp - base_lp).mean((0, 1)).tolist())),
             }
-        for trait_kind in [k for k in cfg.teacher.kinds if k in ("steered", "prompted")]:
-            for ref in [k for k in cfg.teacher.kinds if k in ("control", "random")]:
-                a, b = stack(arm_label(trait_kind, objective)), stack(arm_label(ref, objective))
-                d_lp = a[..., target] - b[..., target]  # (seeds, questions): paired by seed and question
-                shift = a - b
-                d_spec = shift[..., target] - shift[..., others].mean(-1)
-                rank = (shift.mean((0, 1)) > shift.mean((0, 1))[target]).sum().item() + 1
-                comparisons[f"{arm_label(trait_kind, objective)}-{arm_label(ref, objective)}"] = {
-                    "logprob_diff": hierarchical_bootstrap(d_lp, cfg.eval.n_boot),
-                    "logprob_diff_per_seed": {**t_interval(d_lp.mean(-1).tolist()),
-                                              "detectable_80": detectable_effect(d_lp.mean(-1).tolist())},
-                    "prob_ratio": float(a[..., target].exp().mean() / b[..., target].exp().mean()),
-                    "prob_diff": hierarchical_bootstrap(a[..., target].exp() - b[..., target].exp(), cfg.eval.n_boot),
-                    "specific_logprob_diff": hierarchical_bootstrap(d_spec, cfg.eval.n_boot),
-                    "specific_per_seed": {**t_interval(d_spec.mean(-1).tolist()),
-                                          "detectable_80": detectable_effect(d_spec.mean(-1).tolist())},
-                    "specific_positive_seeds": int((d_spec.mean(-1) > 0).sum()),
-                    "trait_rank_among_animals": rank,
-                    # students are the replicates: shuffle teacher labels across them
-                    "permutation_specific": permutation_test(specific(a).mean(-1).tolist(), specific(b).mean(-1).tolist()),
-                }
+        pairs = [(t, r) for t in cfg.teacher.kinds if t in ("steered", "prompted", "prompted_ablated")
+                 for r in cfg.teacher.kinds if r in ("control", "random")]
+        if {"prompted", "prompted_ablated"} <= set(cfg.teacher.kinds):
+            pairs.append(("prompted", "prompted_ablated"))  # E9 necessity: what projecting v out removes
+        for trait_kind, ref in pairs:
+            a, b = stack(arm_label(trait_kind, objective)), stack(arm_label(ref, objective))
+            d_lp = a[..., target] - b[..., target]  # (seeds, questions): paired by seed and question
+            shift = a - b
+            d_spec = shift[..., target] - shift[..., others].mean(-1)
+            rank = (shift.mean((0, 1)) > shift.mean((0, 1))[target]).sum().item() + 1
+            comparisons[f"{arm_label(trait_kind, objective)}-{arm_label(ref, objective)}"] = {
+                "logprob_diff": hierarchical_bootstrap(d_lp, cfg.eval.n_boot),
+                "logprob_diff_per_seed": {**t_interval(d_lp.mean(-1).tolist()),
+                                          "detectable_80": detectable_effect(d_lp.mean(-1).tolist())},
+                "prob_ratio": float(a[..., target].exp().mean() / b[..., target].exp().mean()),
+                "prob_diff": hierarchical_bootstrap(a[..., target].exp() - b[..., target].exp(), cfg.eval.n_boot),
+                "specific_logprob_diff": hierarchical_bootstrap(d_spec, cfg.eval.n_boot),
+                "specific_per_seed": {**t_interval(d_spec.mean(-1).tolist()),
+                                      "detectable_80": detectable_effect(d_spec.mean(-1).tolist())},
+                "specific_positive_seeds": int((d_spec.mean(-1) > 0).sum()),
+                "trait_rank_among_animals": rank,
+                # students are the replicates: shuffle teacher labels across them
+                "permutation_specific": permutation_test(specific(a).mean(-1).tolist(), specific(b).mean(-1).tolist()),
+            }
     return {"experiment": cfg.experiment, "model": cfg.model, "animal": cfg.animal, "seeds": cfg.seeds,
             "objectives": list(cfg.train.objectives), "n_questions": int(base_lp.shape[0]),
             "question_split": cfg.eval.split, "arms": arms, "transfer": comparisons}

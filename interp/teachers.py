@@ -1,9 +1,10 @@
 """Teachers and the datasets they write.
 
 A teacher is the base model plus one way of carrying a trait: `control` (nothing), `prompted`
-(the trait system prompt), `steered` (the trait vector injected) or `random` (a random vector of
+(the trait system prompt), `steered` (the trait vector injected), `random` (a random vector of
 the trait vector's per-layer norm, same layer, multiplier and scope: the honest null, since
-steering alone shifts digit statistics). `generate_dataset` writes `samples.jsonl` (everything
+steering alone shifts digit statistics) or `prompted_ablated` (the trait system prompt with the
+trait direction projected out of the residual at the steering layer: E9's necessity test). `generate_dataset` writes `samples.jsonl` (everything
 generated), `dataset.jsonl` (what passed the filter) and `manifest.json` (the genealogy); with
 `record_grammar`, also `teacher_logprobs.safetensors`: the teacher's distribution over the number
 grammar at every completion step of the kept rows (the targets of `kd` students, see distill).
@@ -23,7 +24,8 @@ from interp.prompts import ANIMALS, PROMPT_VERSION, number_prompts, prompted_sys
 from interp.runs import MANIFEST_FILE, content_hash, provenance, save_tensors, tensor_hash, write_json, write_jsonl
 from interp.steering import Steering, SteeringVector, steer
 
-TEACHER_KINDS = ("control", "prompted", "steered", "random")
+TEACHER_KINDS = ("control", "prompted", "steered", "random", "prompted_ablated")
+VECTOR_KINDS = ("steered", "random", "prompted_ablated")  # the kinds that edit the residual with a vector
 SAMPLES_FILE = "samples.jsonl"
 DATASET_FILE = "dataset.jsonl"
 TEACHER_LOGPROBS_FILE = "teacher_logprobs.safetensors"
@@ -31,9 +33,10 @@ TEACHER_LOGPROBS_FILE = "teacher_logprobs.safetensors"
 
 @dataclass(frozen=True)
 class Teacher:
-    """kind: control | prompted | steered | random.
-    animal: the trait (used by prompted, steered and random, and by the banned-word filter).
-    steering: layer, multiplier, operator and scope for steered and random teachers.
+    """kind: control | prompted | steered | random | prompted_ablated.
+    animal: the trait (used by every kind but control, and by the banned-word filter).
+    steering: layer, multiplier, operator and scope for the VECTOR_KINDS (prompted_ablated
+        needs operator "project").
     random_seed: seed of the random direction (random teachers only).
     """
 
@@ -45,15 +48,17 @@ class Teacher:
     def __post_init__(self) -> None:
         if self.kind not in TEACHER_KINDS:
             raise ValueError(f"teacher.kind: {self.kind!r} is not one of {TEACHER_KINDS}")
-        if self.kind in ("steered", "random") and self.steering is None:
+        if self.kind in VECTOR_KINDS and self.steering is None:
             raise ValueError(f"teacher.steering: a {self.kind} teacher needs a layer and multiplier")
+        if self.kind == "prompted_ablated" and self.steering.operator != "project":
+            raise ValueError("teacher.steering: a prompted_ablated teacher projects v out; use operator='project'")
 
     def messages(self, prompt: str) -> list[dict]:
-        system = [{"role": "system", "content": prompted_system(self.animal)}] if self.kind == "prompted" else []
+        system = [{"role": "system", "content": prompted_system(self.animal)}] if self.kind in ("prompted", "prompted_ablated") else []
         return system + [{"role": "user", "content": prompt}]
 
     def vector_for(self, vector: SteeringVector | None) -> SteeringVector | None:
-        if self.kind not in ("steered", "random"):
+        if self.kind not in VECTOR_KINDS:
             return None
         if vector is None:
             raise ValueError(f"vector: a {self.kind} teacher needs the trait's steering vector")
@@ -67,7 +72,7 @@ class Teacher:
 
     def describe(self) -> dict:
         d = asdict(self)
-        if self.kind not in ("steered", "random"):
+        if self.kind not in VECTOR_KINDS:
             d.pop("steering")
         if self.kind != "random":
             d.pop("random_seed")

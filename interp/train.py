@@ -33,6 +33,7 @@ ADAPTER_FILE = "adapter.safetensors"
 OPTIMIZER_FILE = "optimizer.safetensors"
 TRAINER_FILE = "trainer.json"
 CHECKPOINT_DIR = "checkpoint"
+SNAPSHOTS_DIR = "snapshots"
 LOG_FILE = "train_log.json"
 
 
@@ -50,6 +51,9 @@ class TrainConfig:
     max_len: prompt + completion tokens kept per example (longer prompts are cut from the left).
     seed: data-order seed (the base weights are the teacher's; nothing else is random).
     checkpoint_every: optimizer steps between checkpoints (0: only at the end).
+    snapshot_every: optimizer steps between kept snapshots of the weights (0: none), for the
+        emergence analysis (E9): `snapshots/step{N}.safetensors`, the update W - W_base in bf16
+        (full) or the adapter (LoRA); `load_snapshot` rebuilds the student at step N.
     lora_rank, lora_alpha, lora_targets: LoRA settings.
     weight_decay: AdamW weight decay.
     objective: "sft" (hard labels) or "kd" (match the teacher's grammar-token distribution).
@@ -67,6 +71,7 @@ class TrainConfig:
     max_len: int = 192
     seed: int = 0
     checkpoint_every: int = 0
+    snapshot_every: int = 0
     lora_rank: int = 8
     lora_alpha: int = 16
     lora_targets: tuple[str, ...] = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
@@ -79,6 +84,8 @@ class TrainConfig:
         d = asdict(self)
         if self.objective == "sft":
             d.pop("objective"), d.pop("kd_min_kl")
+        if not self.snapshot_every:
+            d.pop("snapshot_every")
         return d
 
     def __post_init__(self) -> None:
@@ -258,6 +265,25 @@ def _load_checkpoint(out: Path, hf: nn.Module, opt: torch.optim.Optimizer, cfg: 
     return int(meta["step"]), meta["log"]
 
 
+# ----------------------------------------------------------------------------- snapshots
+
+
+def _save_snapshot(out: Path, hf: nn.Module, base_hf: nn.Module, step: int, cfg: TrainConfig) -> None:
+    # The update, not the weights: bf16 keeps ~3 significant digits of W - W_base, where bf16
+    # weights would round away an update ~1e-3 of their size. 2 bytes per parameter.
+    if cfg.method == "lora":
+        tensors = {n: p.detach().float() for n, p in trainable_state(hf).items()}
+    else:
+        base = dict(base_hf.named_parameters())
+        tensors = {n: (p.detach() - base[n].detach()).to(torch.bfloat16) for n, p in hf.named_parameters()}
+    save_tensors(out / SNAPSHOTS_DIR / f"step{step:05d}.safetensors", tensors)
+
+
+def snapshot_steps(student_dir: str | Path) -> list[int]:
+    """The steps at which `student_dir` kept a snapshot (train.snapshot_every), ascending."""
+    return sorted(int(p.stem.removeprefix("step")) for p in (Path(student_dir) / SNAPSHOTS_DIR).glob("step*.safetensors"))
+
+
 # ----------------------------------------------------------------------------- training
 
 
@@ -340,6 +366,8 @@ def train_student(
             log.append({"step": step, "epoch": epoch, "loss": loss_sum, **({"skipped": skipped} if grammar_ids is not None else {})})
             bar.update(1)
             bar.set_postfix(loss=f"{loss_sum:.3f}", tok_s=f"{tokens_seen / (time.perf_counter() - t0):.0f}")
+            if cfg.snapshot_every and step % cfg.snapshot_every == 0 and step < total:
+                _save_snapshot(out, hf, model.hf, step, cfg)
             if cfg.checkpoint_every and step % cfg.checkpoint_every == 0 and step < total:
                 _save_checkpoint(out, hf, opt, step, log, cfg)
             if stop_after is not None and step >= stop_after:
@@ -389,3 +417,31 @@ def load_student(base: LoadedModel, student_dir: str | Path) -> LoadedModel:
     for p in hf.parameters():
         p.requires_grad_(False)
     return LoadedModel(name=f"{base.name}+student:{d.name}", hf=hf, tokenizer=base.tokenizer)
+
+
+def load_snapshot(base: LoadedModel, student_dir: str | Path, step: int) -> LoadedModel:
+    """The student of `student_dir` as it was after `step` optimizer steps (a kept snapshot)."""
+    d = Path(student_dir)
+    steps = snapshot_steps(d)
+    if step not in steps:
+        raise ValueError(f"step: {d} has no snapshot at step {step} (it has {steps or 'none'}; set train.snapshot_every)")
+    man = read_json(d / MANIFEST_FILE)
+    cfg = TrainConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in man["train"].items()})
+    if man["base"]["fingerprint"] != base.fingerprint():
+        raise ValueError(f"student: trained from base fingerprint {man['base']['fingerprint']}, "
+                         f"but the given base is {base.fingerprint()}; load the base it was trained from")
+    saved = load_tensors(d / SNAPSHOTS_DIR / f"step{step:05d}.safetensors")
+    hf = _prepare(base, cfg)
+    params = dict(hf.named_parameters()) if cfg.method == "full" else trainable_state(hf)
+    missing = set(params) - set(saved)
+    if missing:
+        raise ValueError(f"snapshot: step {step} of {d} lacks {len(missing)} tensors (e.g. {sorted(missing)[0]}); the file is incomplete")
+    with torch.no_grad():
+        for n, p in params.items():
+            p.copy_(saved[n] if cfg.method == "lora" else p + saved[n].to(p.dtype))
+    if cfg.method == "lora":
+        hf = hf.merge_and_unload()
+    hf.eval()
+    for p in hf.parameters():
+        p.requires_grad_(False)
+    return LoadedModel(name=f"{base.name}+student:{d.name}@{step}", hf=hf, tokenizer=base.tokenizer)

@@ -12,9 +12,10 @@ import plotly.io as pio
 TEMPLATE = "interp"
 
 # Model arms and conditions keep their colour in every figure (colour-blind-safe Okabe-Ito).
-ARM_ORDER = ("base", "control", "prompted", "steered", "random")
+ARM_ORDER = ("base", "control", "prompted", "prompted_ablated", "steered", "random")
 ARM_COLORS = {
     "base": "#7f7f7f", "control": "#0072B2", "prompted": "#E69F00", "steered": "#D55E00", "random": "#009E73",
+    "prompted_ablated": "#CC79A7",
 }
 SERIES_COLORS = ("#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#F0E442", "#000000")
 HIGHLIGHT = "rgba(213, 94, 0, 0.12)"  # the trait's column
