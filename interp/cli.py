@@ -321,12 +321,17 @@ def analyze(
     layers: str = typer.Option("", help="Residual layers to read, comma-separated; empty = all."),
     n_rows: int = typer.Option(128, help="Dataset rows per gradient audit (0 = all)."),
     n_random: int = typer.Option(1000, help="Random directions per null distribution."),
+    multipliers: str = typer.Option("", help="E4 dose-response: also generate steered datasets at these multipliers "
+                                              "(comma-separated, cached) and fit the gradient's projection on v."),
+    emergence: bool = typer.Option(True, help="E9: the shift's cosine at every kept snapshot (train.snapshot_every)."),
+    sufficiency: bool = typer.Option(True, help="E9: the base's trait with each student's shift added at the steering layer."),
     format: str = typer.Option("html", "--format", help="Figures written to RUN_DIR/analysis/figures/: html, png, svg, pdf."),
     device: Optional[str] = typer.Option(None, help="cpu, cuda or auto (default: the run's device setting)."),
     progress: bool = typer.Option(True, help="Show a progress bar."),
 ) -> None:
-    """Activation shifts, weight deltas and the gradient audit of every student of an E1 run vs its
-    trait vector, with t-intervals over seeds; writes RUN_DIR/analysis/ (rerun to resume).
+    """Activation shifts (vs v and the prompted teacher's vector), weight deltas, the gradient audit,
+    emergence, sufficiency and necessity of every student of an E1 run, with t-intervals over
+    seeds; writes RUN_DIR/analysis/ (rerun to resume).
 
     Example: interp analyze artifacts/e1-quick/<run-id> --n-texts 64
     """
@@ -338,7 +343,9 @@ def analyze(
         formats = parse_formats(format)
         res = analyze_run(run_dir, n_texts=n_texts, arms=[a.strip() for a in arms.split(",") if a.strip()] or None,
                           seeds=_parse_list(seeds, int, "seeds") or None, layers=_parse_list(layers, int, "layers") or None,
-                          progress=progress, n_rows=n_rows or None, n_random=n_random, device=device)
+                          progress=progress, n_rows=n_rows or None, n_random=n_random, device=device,
+                          emergence=emergence, sufficiency_test=sufficiency,
+                          multipliers=_parse_list(multipliers, float, "multipliers") or None)
     except (ValueError, ModuleNotFoundError, FileNotFoundError) as e:
         _fail(str(e))
     out = run_dir / ANALYSIS_DIR
@@ -360,6 +367,30 @@ def analyze(
                 r = g["by_layer"][i]
                 t2.add_row(kind, _ci(r["descent_cosine"], "{:+.3f}"), _mean(r["z"]), _mean(r["mean_example_cosine"]))
         console.print(t2)
+    if res.get("emergence"):
+        t3 = Table("student", *[f"step {r['step']}" for r in next(iter(res["emergence"].values()))["by_texts"]["questions/all"]],
+                   title=f"emergence: cos(shift, v) at layer {layer} on the questions, all tokens")
+        for arm, e in res["emergence"].items():
+            t3.add_row(arm, *[_ci(r["cosine"], "{:+.3f}") for r in e["by_texts"]["questions/all"]])
+        console.print(t3)
+    if res.get("sufficiency"):
+        t4 = Table("student", "specific shift [95% CI]", "random, same norm", "minus control", "|shift|",
+                   title=f"sufficiency: base + the student's shift at layer {at}, specific log P({res['animal']}) - base")
+        for arm, c in res["sufficiency"].items():
+            t4.add_row(arm, _ci(c["specific_shift"], "{:+.3f}"), _ci(c["random_specific_shift"], "{:+.3f}"),
+                       _ci(c.get("specific_minus_control"), "{:+.3f}") if c.get("specific_minus_control") else "-",
+                       _mean(c["norm"], "{:.2f}"))
+        console.print(t4)
+    if res.get("necessity"):
+        t5 = Table("comparison", "specific diff [95% seed CI]", "specific > 0 seeds", title="necessity (E9): transfer from the run")
+        for name, c in res["necessity"].items():
+            t5.add_row(name, _ci(c["specific_per_seed"], "{:+.3f}"), str(c["specific_positive_seeds"]))
+        console.print(t5)
+    if res.get("gradient_multiplier_trend"):
+        row = res["gradient_multiplier_trend"]["by_layer"][i]
+        console.print(f"gradient dose-response at layer {layer}: slope {row['slope']:.4g} per unit multiplier, "
+                      f"r = {row['r'] if row['r'] is None else round(row['r'], 3)} over {row['n']} datasets; "
+                      f"per-seed slope {_ci(row['slope_per_seed'], '{:.4g}')}")
     done = save_figures(analysis_figures(res), out / FIGURES_DIR, formats)
     if done.message:
         console.print(f"[yellow]note:[/yellow] {done.message}")

@@ -26,10 +26,27 @@ from interp.runs import (
     read_jsonl, save_tensors, write_json,
 )
 from interp.steering import SteeringVector, build_steering_vector
-from interp.teachers import DATASET_FILE, TEACHER_LOGPROBS_FILE, VECTOR_KINDS, generate_dataset
+from interp.teachers import DATASET_FILE, TEACHER_LOGPROBS_FILE, VECTOR_KINDS, DataConfig, Teacher, generate_dataset
 from interp.train import load_student, train_student
 
 LOGPROBS_FILE = "logprobs.safetensors"
+
+
+def dataset_stage(cache: Path, base: LoadedModel, teacher: Teacher, vector: SteeringVector, dcfg: DataConfig,
+                  kd: bool = False) -> Stage:
+    """The cached stage of one teacher's dataset (`kd`: with the teacher's grammar log-probs)."""
+    return Stage(cache, "data", {"model": base.fingerprint(), "teacher": teacher.describe(),
+                                 "vector": vector.hash() if teacher.kind in VECTOR_KINDS else None,
+                                 "data": asdict(dcfg), "prompts": PROMPT_VERSION,
+                                 **({"teacher_logprobs": True} if kd else {})})
+
+
+def make_dataset(st: Stage, base: LoadedModel, teacher: Teacher, vector: SteeringVector, dcfg: DataConfig,
+                 kd: bool = False, progress: bool = True) -> None:
+    man = generate_dataset(base, teacher, vector, dcfg, st.dir, progress=progress,
+                           extra_manifest={"stage_key": st.key}, record_grammar=kd)
+    st.finish(dataset_hash=man["dataset_hash"], n_kept=man["n_kept"], filter=man["filter"],
+              generation=man["generation"], teacher_logprobs_hash=man["teacher_logprobs_hash"])
 
 
 def run_e1(cfg: E1Config, root: str | Path = "artifacts", progress: bool = True, log=print) -> dict:
@@ -72,18 +89,9 @@ def run_e1(cfg: E1Config, root: str | Path = "artifacts", progress: bool = True,
         for kind in cfg.teacher.kinds:
             teacher = cfg.teacher_for(kind, seed)
             dcfg = cfg.data_config(seed)
-            dstage = Stage(cache, "data", {"model": base_id["fingerprint"], "teacher": teacher.describe(),
-                                           "vector": vector.hash() if kind in VECTOR_KINDS else None,
-                                           "data": asdict(dcfg), "prompts": PROMPT_VERSION,
-                                           **({"teacher_logprobs": True} if kd else {})})
-
-            def make_data(st, teacher=teacher, dcfg=dcfg):
-                man = generate_dataset(base, teacher, vector, dcfg, st.dir, progress=progress,
-                                       extra_manifest={"stage_key": st.key}, record_grammar=kd)
-                st.finish(dataset_hash=man["dataset_hash"], n_kept=man["n_kept"], filter=man["filter"],
-                          generation=man["generation"], teacher_logprobs_hash=man["teacher_logprobs_hash"])
-
-            timed(f"data/{kind}/seed{seed}", dstage, make_data)
+            dstage = dataset_stage(cache, base, teacher, vector, dcfg, kd)
+            timed(f"data/{kind}/seed{seed}", dstage,
+                  lambda st, teacher=teacher, dcfg=dcfg: make_dataset(st, base, teacher, vector, dcfg, kd, progress))
             dman = dstage.manifest()
             data_stats[f"{kind}/seed{seed}"] = {"n_kept": dman["n_kept"], "pass_rate": dman["filter"]["pass_rate"],
                                                 "tokens_per_s": dman["generation"]["tokens_per_s"]}

@@ -1,4 +1,4 @@
-"""Statistics shared by every experiment: bootstrap and t intervals.
+"""Statistics shared by every experiment: bootstrap, t and exact binomial intervals.
 
 Seeds are the unit of replication; intervals over questions alone understate seed-to-seed noise,
 so every interval says what it resamples. Intervals are reported as `{"mean", "ci95": [lo, hi]}`.
@@ -104,3 +104,20 @@ def permutation_test(a: Sequence[float], b: Sequence[float], n_perm: int = 10000
     floor = (diffs.abs() >= diffs.abs().max() - 1e-12).sum().item()
     min_p = floor / len(diffs) if exact else 1 / (len(diffs) + 1)
     return {"observed": observed, "p_value": p, "n_permutations": len(diffs), "exact": exact, "min_p": min_p}
+
+
+def binomial_interval(k: int, n: int, chance: float | None = None, level: float = 0.95) -> dict:
+    """k successes in n trials: the rate with its exact (Clopper-Pearson) interval, and with
+    `chance` the one-sided exact binomial p of doing at least this well by guessing."""
+    from scipy import stats
+
+    if n < 1 or not 0 <= k <= n:
+        raise ValueError(f"k, n: need 0 <= k <= n and n >= 1, got k={k}, n={n}")
+    a = 1 - level
+    lo = float(stats.beta.ppf(a / 2, k, n - k + 1)) if k > 0 else 0.0
+    hi = float(stats.beta.ppf(1 - a / 2, k + 1, n - k)) if k < n else 1.0
+    out = {"mean": k / n, "ci95": [lo, hi], "k": k, "n": n, "method": "Clopper-Pearson"}
+    if chance is not None:
+        out["chance"] = chance
+        out["p_vs_chance"] = float(stats.binomtest(k, n, chance, alternative="greater").pvalue)
+    return out

@@ -111,7 +111,6 @@ def _render(model: LoadedModel, conv: Conversation) -> tuple[str, int]:
     return model.chat(conv, add_generation_prompt=True), 0
 
 
-@torch.no_grad()
 def mean_activations(
     model: LoadedModel, convs: Sequence[Conversation], position: str = "mean",
     layers: Sequence[int] | None = None, batch_size: int = 16,
@@ -120,11 +119,21 @@ def mean_activations(
 
     `position`: "last" (the final token) or "mean" (mean over the read span of each row).
     """
-    if position not in ("mean", "last"):
-        raise ValueError(f"position: {position!r} is not 'mean' or 'last'")
+    return mean_activations_at(model, convs, (position,), layers, batch_size)[position]
+
+
+@torch.no_grad()
+def mean_activations_at(
+    model: LoadedModel, convs: Sequence[Conversation], positions: Sequence[str] = ("mean", "last"),
+    layers: Sequence[int] | None = None, batch_size: int = 16,
+) -> dict[str, Tensor]:
+    """`mean_activations` at several positions from one forward pass: {position: (n_layers_read, d_model)}."""
+    for position in positions:
+        if position not in ("mean", "last"):
+            raise ValueError(f"position: {position!r} is not 'mean' or 'last'")
     layers = list(range(model.n_layers)) if layers is None else list(layers)
     rendered = [_render(model, c) for c in convs]
-    total = torch.zeros(len(layers), model.d_model, dtype=torch.float64)
+    totals = {p: torch.zeros(len(layers), model.d_model, dtype=torch.float64) for p in positions}
     for sl in batching.chunks(len(rendered), batch_size):
         texts, starts = zip(*rendered[sl])
         batch = batching.encode(model.tokenizer, list(texts), side="left").to(model.device)
@@ -132,14 +141,15 @@ def mean_activations(
         # Read-span mask in padded coordinates: [pad | prefix | span].
         pos = torch.arange(width, device=model.device)[None, :]
         first = width - batch.lengths[:, None] + torch.tensor(starts, device=model.device)[:, None]
-        span = (pos >= first) if position == "mean" else (pos == width - 1)
-        span = span.to(torch.float64).unsqueeze(-1)  # (batch, pos, 1)
+        spans = {p: ((pos >= first) if p == "mean" else (pos == width - 1)).to(torch.float64).unsqueeze(-1)
+                 for p in positions}  # (batch, pos, 1)
         with record_resid(model.layers, layers) as store:
             run_recording(lambda: batching.forward(model.hf, batch, use_cache=False))
         for i, l in enumerate(layers):
             h = store[l].to(torch.float64)
-            total[i] += ((h * span).sum(1) / span.sum(1)).sum(0).cpu()
-    return (total / len(rendered)).to(torch.float32)
+            for p, span in spans.items():
+                totals[p][i] += ((h * span).sum(1) / span.sum(1)).sum(0).cpu()
+    return {p: (t / len(rendered)).to(torch.float32) for p, t in totals.items()}
 
 
 def build_steering_vector(

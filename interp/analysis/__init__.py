@@ -14,6 +14,17 @@ from interp.analysis.activations import (
     save_shift,
     shift_report,
 )
+from interp.analysis.audit import (
+    CLEAN,
+    audit_confusion,
+    audit_dataset,
+    build_bank,
+    clean_rows,
+    confusion_tensors,
+    load_bank,
+    load_rows,
+    save_confusion,
+)
 from interp.analysis.gradients import (
     PooledAlignment,
     coefficient_trend,
@@ -37,6 +48,8 @@ from interp.analysis.weights import (
 )
 
 __all__ = [
+    "CLEAN", "audit_confusion", "audit_dataset", "build_bank", "clean_rows", "confusion_tensors", "load_bank",
+    "load_rows", "save_confusion",
     "Null", "activation_shift", "layer_cosines", "load_shift", "random_cosine_null", "random_directions",
     "save_shift", "shift_report",
     "PooledAlignment", "coefficient_trend", "gradient_alignment", "load_gradients", "pooled_alignment",

@@ -10,22 +10,29 @@ how far the audited data's descent direction leans along each vector beyond the 
 the bank, so a clean dataset audited against clean data flags nothing at level `alpha`. A flag
 says the data differ from clean data along v, not that v is special: data that differ strongly
 flag many directions, random ones included. Specificity is the ranking and `cosine_z`, the
-cosine in units of a random direction's sd (1/sqrt(d_model)).
+cosine in units of a random direction's sd (1/sqrt(d_model)). `audit_confusion` audits one
+dataset per candidate (made by a teacher steered with that candidate) against one clean reference
+and reports the confusion matrix, the rank of each true candidate and the top-1 accuracy.
 """
 
 from __future__ import annotations
 
+import json
 import math
+import time
 from pathlib import Path
 from typing import Sequence
 
+import torch
+from torch import Tensor
 from tqdm.auto import tqdm
 
 from interp.analysis.gradients import residual_gradients, score_vectors
 from interp.generate import SampleConfig, sample
 from interp.models import LoadedModel
 from interp.prompts import ANIMALS, contrastive_pairs, trait_words
-from interp.runs import read_jsonl
+from interp.runs import read_jsonl, save_tensors
+from interp.stats import binomial_interval
 from interp.steering import VECTOR_FILE, SteeringVector, build_steering_vector
 from interp.teachers import DATASET_FILE, Teacher
 
@@ -91,15 +98,7 @@ def clean_rows(model: LoadedModel, prompts: Sequence[str], seed: int = 0, sampli
     return [{"id": i, "prompt": p, "completion": c.text} for i, (p, c, v) in enumerate(zip(prompts, done, verdicts)) if v is not None]
 
 
-def audit_dataset(model: LoadedModel, rows: list[dict], clean: list[dict], bank: dict[str, SteeringVector], layer: int,
-                  n_rows: int | None = None, n_perm: int = 1000, seed: int = 0, alpha: float = 0.05,
-                  batch_size: int = 8, max_len: int = 192) -> dict:
-    """Rank `bank` by the evidence that `rows` carry each vector at `layer`, against `clean` rows.
-
-    Returns {"ranking": [{rank, name, score, cosine, p_value, p_bonferroni, flagged, ...}], ...},
-    highest score first (see `score_vectors`). `cosine` is judged against ~1/sqrt(d_model) for a
-    random direction (`random_cosine_sd`).
-    """
+def _check_bank(model: LoadedModel, bank: dict[str, SteeringVector], layer: int) -> None:
     if not bank:
         raise ValueError("bank: need at least one candidate vector")
     if not 0 <= layer < model.n_layers:
@@ -109,11 +108,16 @@ def audit_dataset(model: LoadedModel, rows: list[dict], clean: list[dict], bank:
             vec.check_compatible(model)
         except ValueError as e:
             raise ValueError(f"bank {name}: {e}") from None
-    rows, clean = rows[:n_rows], clean[:n_rows]
-    if not rows or not clean:
-        raise ValueError(f"rows: the audited ({len(rows)}) and the clean ({len(clean)}) data both need rows")
-    g_rows = residual_gradients(model, rows, layer, batch_size=batch_size, max_len=max_len)[:, 0]
-    g_clean = residual_gradients(model, clean, layer, batch_size=batch_size, max_len=max_len)[:, 0]
+
+
+def _gradients(model: LoadedModel, rows: list[dict], layer: int, batch_size: int, max_len: int) -> Tensor:
+    """(n, d_model) dL/dh at the assistant tag (the one place an audit runs the model)."""
+    return residual_gradients(model, rows, layer, batch_size=batch_size, max_len=max_len)[:, 0]
+
+
+def _rank_bank(model: LoadedModel, g_rows: Tensor, g_clean: Tensor, bank: dict[str, SteeringVector], layer: int,
+               n_perm: int, seed: int, alpha: float) -> dict:
+    """`audit_dataset`'s result from gradients already taken."""
     ranked = score_vectors(g_rows, g_clean, {n: v.vectors[layer] for n, v in bank.items()}, n_perm, seed)
     for i, r in enumerate(ranked, 1):
         r["rank"] = i
@@ -121,6 +125,116 @@ def audit_dataset(model: LoadedModel, rows: list[dict], clean: list[dict], bank:
         r["flagged"] = r["p_bonferroni"] < alpha
         r["cosine_z"] = r["cosine"] * math.sqrt(model.d_model)  # vs a random direction's cosine (sd 1/sqrt(d))
     return {"layer": layer, "hook": f"blocks.{layer}.hook_resid_post", "model": model.identity(),
-            "n_rows": len(rows), "n_clean": len(clean), "n_perm": n_perm, "seed": seed, "alpha": alpha,
+            "n_rows": len(g_rows), "n_clean": len(g_clean), "n_perm": n_perm, "seed": seed, "alpha": alpha,
             "d_model": model.d_model, "random_cosine_sd": 1 / math.sqrt(model.d_model),
             "top": ranked[0]["name"], "flagged": [r["name"] for r in ranked if r["flagged"]], "ranking": ranked}
+
+
+def audit_dataset(model: LoadedModel, rows: list[dict], clean: list[dict], bank: dict[str, SteeringVector], layer: int,
+                  n_rows: int | None = None, n_perm: int = 1000, seed: int = 0, alpha: float = 0.05,
+                  batch_size: int = 8, max_len: int = 192) -> dict:
+    """Rank `bank` by the evidence that `rows` carry each vector at `layer`, against `clean` rows.
+
+    Returns {"ranking": [{rank, name, score, cosine, p_value, p_bonferroni, flagged, ...}], ...},
+    highest score first (see `score_vectors`). `cosine` is judged against ~1/sqrt(d_model) for a
+    random direction (`random_cosine_sd`).
+    """
+    _check_bank(model, bank, layer)
+    rows, clean = rows[:n_rows], clean[:n_rows]
+    if not rows or not clean:
+        raise ValueError(f"rows: the audited ({len(rows)}) and the clean ({len(clean)}) data both need rows")
+    g_rows = _gradients(model, rows, layer, batch_size, max_len)
+    g_clean = _gradients(model, clean, layer, batch_size, max_len)
+    return _rank_bank(model, g_rows, g_clean, bank, layer, n_perm, seed, alpha)
+
+
+# ----------------------------------------------------------------------------- confusion over a bank
+
+CLEAN = "clean"  # the dataset `audit_confusion` reports as its false-positive check
+CONFUSION_METRICS = ("score", "cosine", "cosine_z", "z", "p_value", "p_bonferroni", "rank")
+
+
+def audit_confusion(model: LoadedModel, datasets: dict[str, list[dict]], clean: list[dict],
+                    bank: dict[str, SteeringVector], layer: int, n_rows: int | None = None, n_perm: int = 1000,
+                    seed: int = 0, alpha: float = 0.05, progress: bool = True, batch_size: int = 8,
+                    max_len: int = 192) -> dict:
+    """Audit one dataset per candidate (keyed by the candidate whose vector made it) against one
+    clean reference, and tabulate how often the audit names the right candidate.
+
+    Each dataset's gradients are taken once, the reference's once for all, and each dataset's row
+    equals `audit_dataset` on it (same permutations). A dataset named "clean" (clean data on other
+    prompts and seed than the reference) is audited alike but kept out of the accuracy: it is the
+    false-positive check and should flag nothing.
+
+    Returns (JSON-able) {"datasets": row names (true candidates in bank order, then "clean"), "candidates":
+    column names, "matrix": {metric: [[value per candidate] per dataset]} for CONFUSION_METRICS,
+    "true_rank", "top", "flagged" (per dataset), "top1" (accuracy, exact Clopper-Pearson interval,
+    chance 1/len(bank) and the binomial p against it), "clean" (the check, or None),
+    "off_target_flagged", "audits" (each dataset's ranking), "timings_s", and the settings}.
+    """
+    _check_bank(model, bank, layer)
+    if CLEAN in bank:
+        raise ValueError(f"bank: a candidate is named '{CLEAN}', the name of the false-positive dataset; rename it")
+    if not datasets:
+        raise ValueError("datasets: need at least one dataset, keyed by the bank candidate that made it")
+    unknown = [n for n in datasets if n != CLEAN and n not in bank]
+    if unknown:
+        raise ValueError(f"datasets: {unknown} name no bank candidate ({list(bank)}); key each dataset by its "
+                         f"true candidate, or '{CLEAN}' for clean data")
+    names = [c for c in bank if c in datasets] + ([CLEAN] if CLEAN in datasets else [])  # true cells on the diagonal
+    if names == [CLEAN]:
+        raise ValueError(f"datasets: only '{CLEAN}' given; add at least one dataset keyed by a bank candidate")
+    rows = {n: datasets[n][:n_rows] for n in names}
+    ref = clean[:n_rows]
+    empty = [n for n, r in rows.items() if not r] + (["clean reference"] if not ref else [])
+    if empty:
+        raise ValueError(f"rows: {empty} have no rows; every dataset and the clean reference need at least one")
+
+    t0 = time.perf_counter()
+    bar = tqdm(total=len(names) + 1, desc="gradients", disable=not progress, leave=False)
+    g_ref = _gradients(model, ref, layer, batch_size, max_len)  # once, shared by every dataset
+    bar.update()
+    grads = {}
+    for n in names:
+        grads[n] = _gradients(model, rows[n], layer, batch_size, max_len)
+        bar.update()
+    bar.close()
+    t1 = time.perf_counter()
+    audits = {n: _rank_bank(model, grads[n], g_ref, bank, layer, n_perm, seed, alpha) for n in names}
+    t2 = time.perf_counter()
+
+    candidates = list(bank)
+    by = {n: {r["name"]: r for r in a["ranking"]} for n, a in audits.items()}
+    matrix = {m: [[by[n][c][m] for c in candidates] for n in names] for m in CONFUSION_METRICS}
+    truth = [n for n in names if n != CLEAN]
+    true_rank = {n: by[n][n]["rank"] for n in truth}
+    hits = sum(r == 1 for r in true_rank.values())
+    check = None
+    if CLEAN in audits:
+        a = audits[CLEAN]
+        check = {"flagged": a["flagged"], "any_flagged": bool(a["flagged"]), "top": a["top"], "n_rows": a["n_rows"],
+                 "min_p_bonferroni": min(r["p_bonferroni"] for r in a["ranking"])}
+    return {
+        "layer": layer, "hook": f"blocks.{layer}.hook_resid_post", "model": model.identity(), "n_perm": n_perm,
+        "seed": seed, "alpha": alpha, "d_model": model.d_model, "random_cosine_sd": 1 / math.sqrt(model.d_model),
+        "datasets": names, "candidates": candidates, "n_rows": {n: len(rows[n]) for n in names}, "n_clean": len(ref),
+        "matrix": matrix, "true_rank": true_rank, "mean_true_rank": sum(true_rank.values()) / len(true_rank),
+        "top": {n: audits[n]["top"] for n in names}, "flagged": {n: audits[n]["flagged"] for n in names},
+        "off_target_flagged": {n: [f for f in audits[n]["flagged"] if f != n] for n in truth},
+        "top1": binomial_interval(hits, len(truth), chance=1 / len(bank)), "clean": check,
+        "audits": {n: {k: audits[n][k] for k in ("n_rows", "top", "flagged", "ranking")} for n in names},
+        "timings_s": {"gradients": round(t1 - t0, 3), "scoring": round(t2 - t1, 3)},
+    }
+
+
+def confusion_tensors(result: dict) -> dict[str, Tensor]:
+    """`audit_confusion`'s matrices as float64 (datasets, candidates) tensors (None -> nan)."""
+    return {m: torch.tensor([[math.nan if v is None else float(v) for v in row] for row in result["matrix"][m]],
+                            dtype=torch.float64) for m in result["matrix"]}
+
+
+def save_confusion(path: str | Path, result: dict) -> Path:
+    """`confusion_tensors` as safetensors, row and column names in the metadata (JSON lists)."""
+    return save_tensors(path, confusion_tensors(result), {"datasets": json.dumps(result["datasets"]),
+                                                         "candidates": json.dumps(result["candidates"]),
+                                                         "layer": result["layer"]})

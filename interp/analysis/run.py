@@ -29,9 +29,9 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from interp.analysis.activations import shift_report
+from interp.analysis.activations import layer_cosines, shift_report
 from interp.analysis.gradients import (
-    GRADIENTS_FILE, GRADIENTS_META, gradient_alignment, load_gradients, pooled_alignment, residual_gradients,
+    GRADIENTS_FILE, GRADIENTS_META, coefficient_trend, gradient_alignment, load_gradients, pooled_alignment, residual_gradients,
     save_gradients,
 )
 from interp.analysis.weights import layer_of, weight_deltas, weight_report
@@ -44,19 +44,20 @@ from interp.runs import (
     write_json,
 )
 from interp.stats import t_interval
-from interp.steering import SteeringVector, mean_activations
+from interp.analysis.emergence import prompted_vector, resid_means, shift_trajectory, sufficiency
+from interp.steering import SteeringVector
 from interp.teachers import DATASET_FILE
-from interp.train import load_student
+from interp.train import load_student, snapshot_steps
 
 ANALYSIS_DIR = "analysis"
 STUDENTS_DIR = "students"
 GRADIENTS_DIR = "gradients"
+PROMPTED_DIR = "prompted_vector"  # the prompted teacher's reference vector (E2), in the vector format
 STUDENT_FILE = "student.json"  # one student's report, written last: its presence marks it done
 SHIFTS_FILE = "shifts.safetensors"  # one student's raw shifts, "<texts>/<position>" -> (n_layers_read, d_model)
 ARRAYS_FILE = "layer_arrays.safetensors"  # the per-layer arrays of results.json, (n_seeds, n_layers_read)
 TEXT_SETS = ("numbers", "questions")
 POSITIONS = ("all", "last")
-_READ = {"all": "mean", "last": "last"}  # our position names -> mean_activations'
 
 
 # ----------------------------------------------------------------------------- the run directory
@@ -120,30 +121,32 @@ def question_texts(model: LoadedModel, n: int, split: str) -> list[str]:
 def _base_means(base: LoadedModel, texts: dict[str, list[str]], layers: list[int], memo: dict, tag: str) -> dict:
     out = {}
     for name, ts in texts.items():
-        for pos in POSITIONS:
-            key = (tag if name == "numbers" else "", name, pos)
-            if key not in memo:
-                memo[key] = mean_activations(base, ts, _READ[pos], layers=layers)
-            out[f"{name}/{pos}"] = memo[key]
+        key = (tag if name == "numbers" else "", name)
+        if key not in memo:
+            memo[key] = resid_means(base, {name: ts}, layers)
+        out.update(memo[key])
     return out
 
 
 def analyze_student(student: LoadedModel, base: LoadedModel, vector: SteeringVector, texts: dict[str, list[str]],
                     layers: list[int], base_means: dict[str, Tensor], n_random: int = 1000, seed: int = 0,
-                    k: int = 4) -> tuple[dict, dict[str, Tensor]]:
+                    k: int = 4, prompted: SteeringVector | None = None) -> tuple[dict, dict[str, Tensor]]:
     """(report, shifts) of one student: per text set and position its activation shift's cosine
-    with v and random-direction z per layer, and the weight report of its deltas at `layers`."""
+    with v (and with the prompted teacher's vector) and random-direction z per layer, and the weight
+    report of its deltas at `layers`."""
     v = vector.vectors[layers]
-    shifts, shift = {}, {}
-    for name, ts in texts.items():
-        shift[name] = {}
-        for pos in POSITIONS:
-            s = mean_activations(student, ts, _READ[pos], layers=layers) - base_means[f"{name}/{pos}"]
-            shifts[f"{name}/{pos}"] = s
-            shift[name][pos] = shift_report(s, v, n_random, seed, layers=layers)
+    means = resid_means(student, texts, layers)
+    shifts = {key: means[key] - base_means[key] for key in base_means}
+    report: dict = {"shift": {}, **({"shift_prompted": {}} if prompted is not None else {})}
+    for name in texts:
+        report["shift"][name] = {pos: shift_report(shifts[f"{name}/{pos}"], v, n_random, seed, layers=layers) for pos in POSITIONS}
+        if prompted is not None:
+            report["shift_prompted"][name] = {pos: shift_report(shifts[f"{name}/{pos}"], prompted.vectors[layers], n_random,
+                                                                seed, layers=layers) for pos in POSITIONS}
     wanted = set(layers)
     deltas = weight_deltas(student, base, match=lambda n: layer_of(n) in wanted)
-    return {"shift": shift, "weights": weight_report(deltas, vector, n_random, seed, k)}, shifts
+    report["weights"] = weight_report(deltas, vector, n_random, seed, k)
+    return report, shifts
 
 
 # ----------------------------------------------------------------------------- aggregation
@@ -159,14 +162,14 @@ def _array(rows: list[list[float | None]]) -> Tensor:
 
 
 def _aggregate_shifts(reports: dict[tuple[str, int], dict], arms: list[str], seeds: list[int], layers: list[int],
-                      arrays: dict[str, Tensor]) -> tuple[dict, dict]:
+                      arrays: dict[str, Tensor], field: str = "shift") -> tuple[dict, dict]:
     out, vs = {}, {}
     for arm in arms:
         out[arm] = {}
         for name in TEXT_SETS:
             out[arm][name] = {}
             for pos in POSITIONS:
-                per = [reports[(arm, s)]["shift"][name][pos]["by_layer"] for s in seeds]
+                per = [reports[(arm, s)][field][name][pos]["by_layer"] for s in seeds]
                 cos = [[r["cosine"] for r in p] for p in per]
                 z = [[r["z"] for r in p] for p in per]
                 norm = [[r["shift_norm"] for r in p] for p in per]
@@ -176,7 +179,7 @@ def _aggregate_shifts(reports: dict[tuple[str, int], dict], arms: list[str], see
                     "shift_norm": _interval([x[i] for x in norm]),
                     "null_sd": sum(p[i]["null_sd"] for p in per) / len(per), "analytic_sd": per[0][i]["analytic_sd"],
                 } for i, l in enumerate(layers)], "per_seed_cosine": dict(zip(map(str, seeds), cos))}
-                key = f"shift/{arm}/{name}/{pos}"
+                key = f"{field}/{arm}/{name}/{pos}"
                 arrays[f"{key}/cosine"], arrays[f"{key}/z"], arrays[f"{key}/norm"] = _array(cos), _array(z), _array(norm)
     for arm in arms:  # paired by seed: the trait arm's cosine minus its control arm's
         ref = _reference(arm)
@@ -217,6 +220,45 @@ def _aggregate_weights(reports: dict[tuple[str, int], dict], arms: list[str], se
     return out
 
 
+def _aggregate_emergence(reports: dict[tuple[str, int], dict], arms: list[str], seeds: list[int], layers: list[int],
+                         at: int, arrays: dict[str, Tensor]) -> dict:
+    """Per arm: the steps shared by its seeds and, per text set / position, cos(shift_t, v) at the
+    steering layer with a t-interval over seeds at each step; the full (seeds, steps, layers)
+    arrays go to layer_arrays.safetensors."""
+    out = {}
+    i = layers.index(at) if at in layers else None
+    for arm in arms:
+        trajs = [reports[(arm, s)].get("emergence") for s in seeds]
+        if not all(trajs) or len({tuple(t["steps"]) for t in trajs}) != 1 or not trajs[0]["steps"]:
+            continue
+        steps = trajs[0]["steps"]
+        out[arm] = {"steps": steps, "layer": at, "by_texts": {}}
+        for key in (f"{n}/{p}" for n in TEXT_SETS for p in POSITIONS):
+            cube = torch.tensor([t[key] for t in trajs], dtype=torch.float32)  # (seeds, steps, layers)
+            arrays[f"emergence/{arm}/{key}/cosine"] = cube
+            out[arm]["by_texts"][key] = None if i is None else [
+                {"step": st, "cosine": _interval(cube[:, j, i].tolist())} for j, st in enumerate(steps)]
+    return out
+
+
+def _aggregate_sufficiency(reports: dict[tuple[str, int], dict], arms: list[str], seeds: list[int]) -> dict:
+    fields = ("trait_logprob_shift", "specific_shift", "random_trait_logprob_shift", "random_specific_shift", "norm")
+    out = {}
+    for arm in arms:
+        cells = [reports[(arm, s)].get("sufficiency") for s in seeds]
+        if not all(cells):
+            continue
+        out[arm] = {f: _interval([c[f] for c in cells]) for f in fields}
+        out[arm]["specific_minus_random"] = _interval([c["specific_shift"] - c["random_specific_shift"] for c in cells])
+        out[arm]["per_seed"] = dict(zip(map(str, seeds), cells))
+    for arm in list(out):  # paired by seed against the control student's shift
+        ref = _reference(arm)
+        if arm != ref and ref in out:
+            out[arm]["specific_minus_control"] = _interval(
+                [out[arm]["per_seed"][str(s)]["specific_shift"] - out[ref]["per_seed"][str(s)]["specific_shift"] for s in seeds])
+    return out
+
+
 # ----------------------------------------------------------------------------- gradients on the base
 
 
@@ -234,6 +276,52 @@ def _dataset_gradients(base: LoadedModel, data_dir: Path, layers: list[int], n_r
     grads = residual_gradients(base, rows, layers, max_len=max_len) if rows else torch.zeros(0, len(layers), base.d_model)
     save_gradients(cache, grads, {"key": key, "dataset_dir": str(data_dir), "n_rows": len(rows), **provenance()})
     return (grads if rows else None), False
+
+
+def _multiplier_trend(base: LoadedModel, cfg: E1Config, vector: SteeringVector, stages: dict[str, Path],
+                      datasets: dict[tuple[str, int], Path], seeds: list[int], multipliers: list[float],
+                      layers: list[int], n_rows: int | None, max_len: int, out_dir: Path, progress: bool,
+                      log_grads: dict) -> dict:
+    """E4 dose-response: for every seed, steered datasets at each multiplier (the control dataset
+    is multiplier 0), their mean residual gradient on the base, and its descent projection on v
+    (-mean dL/dh . v_hat, positive = pulls toward +v); slope and Pearson r against the multiplier
+    over all (seed, multiplier) points, and per-seed slopes with a t-interval."""
+    from interp.pipeline import dataset_stage, make_dataset
+    from interp.steering import Steering
+    from interp.teachers import Teacher
+
+    cache = stages["vector"].parent
+    kd = "kd" in cfg.train.objectives
+    u = vector.vectors[layers].to(torch.float64)
+    u = u / u.norm(dim=-1, keepdim=True)
+    proj: dict[int, dict[float, list[float]]] = {}
+    for s in seeds:
+        if ("control", s) not in datasets:
+            raise ValueError(f"stage data/control/seed{s}: not in this run's manifest; the multiplier trend needs it")
+        dirs = {0.0: datasets[("control", s)]}
+        for m in [m for m in multipliers if m != 0]:
+            teacher = Teacher("steered", cfg.animal, Steering(layer=cfg.teacher.layer, multiplier=m, scope=cfg.teacher.scope))
+            st = dataset_stage(cache, base, teacher, vector, cfg.data_config(s), kd)
+            if not st.done:
+                make_dataset(st, base, teacher, vector, cfg.data_config(s), kd, progress)
+            dirs[m] = st.dir
+        proj[s] = {}
+        for m, d in dirs.items():
+            t_g = time.perf_counter()
+            name = "control" if m == 0 else f"steered_x{m:g}"
+            g, hit = _dataset_gradients(base, d, layers, n_rows, max_len, out_dir / GRADIENTS_DIR / name / f"seed{s}")
+            log_grads[f"{name}/seed{s}"] = {"cache_hit": hit, "wall_s": round(time.perf_counter() - t_g, 2)}
+            proj[s][m] = ([float("nan")] * len(layers) if g is None
+                          else (-(g.to(torch.float64).mean(0) * u).sum(-1)).tolist())
+    ms = sorted({m for p in proj.values() for m in p})
+    by_layer = []
+    for i, l in enumerate(layers):
+        xs = [m for s in seeds for m in ms if not math.isnan(proj[s][m][i])]
+        ys = [proj[s][m][i] for s in seeds for m in ms if not math.isnan(proj[s][m][i])]
+        per_seed = [coefficient_trend(ms, [proj[s][m][i] for m in ms])["slope"] for s in seeds]
+        by_layer.append({"layer": l, **coefficient_trend(xs, ys), "slope_per_seed": _interval(per_seed)})
+    return {"multipliers": ms, "seeds": seeds, "measure": "descent projection -mean(dL/dh) . v_hat on the base",
+            "by_layer": by_layer, "per_seed": {str(s): {f"{m:g}": proj[s][m] for m in ms} for s in seeds}}
 
 
 def _aggregate_gradients(per_seed: dict[str, dict[int, dict]], seeds: list[int], layers: list[int],
@@ -263,13 +351,18 @@ def _aggregate_gradients(per_seed: dict[str, dict[int, dict]], seeds: list[int],
 def analyze_run(run_dir: str | Path, n_texts: int = 64, arms: Sequence[str] | None = None,
                 seeds: Sequence[int] | None = None, layers: Sequence[int] | None = None, progress: bool = True,
                 n_rows: int | None = 128, n_random: int = 1000, seed: int = 0, k: int = 4, max_len: int = 192,
-                device: str | None = None, log=None) -> dict:
+                device: str | None = None, log=None, emergence: bool = True, sufficiency_test: bool = True,
+                multipliers: Sequence[float] | None = None) -> dict:
     """Analyse every student (and every seed's datasets) of a finished E1 run; returns results.json.
 
     n_texts: number prompts and questions read per text set. arms / seeds: restrict to these
     students (`steered`, `control+kd`, ...; gradients cover the trait kinds among them). layers:
     residual layers read (default all). n_rows: dataset rows per gradient audit (None: all).
     n_random: random directions per null; `seed` seeds them.
+    emergence: the shift's cosine at every kept training snapshot (students trained with
+    train.snapshot_every). sufficiency_test: the base's trait with each student's shift at the
+    steering layer added. multipliers: also generate steered datasets at these multipliers (cached
+    like the run's own) and fit the gradient's projection on v against the multiplier (E4).
     """
     started = time.perf_counter()
     run_dir = Path(run_dir)
@@ -290,13 +383,18 @@ def analyze_run(run_dir: str | Path, n_texts: int = 64, arms: Sequence[str] | No
     if not layers or not all(0 <= l < base.n_layers for l in layers):
         raise ValueError(f"layers: {layers} must name layers of {cfg.model} (0..{base.n_layers - 1})")
     qtexts = question_texts(base, n_texts, cfg.eval.split)
+    at = cfg.teacher.layer
+    # E2's second reference: what the trait system prompt does to the teacher at the assistant tag
+    prompted = prompted_vector(base, cfg.animal, number_prompts(n_texts, cfg.data_config(seeds[0]).prompt_seed))
+    prompted.save(out_dir / PROMPTED_DIR)
     timings["load"] = round(time.perf_counter() - t, 2)
 
     kinds = [k_ for k_ in dict.fromkeys(a.split("+")[0] for a in arms) if k_ != "control"]
     bar = tqdm(total=len(arms) * len(seeds) + (len(kinds) + 1) * len(seeds) * bool(kinds), desc="analyze",
                disable=not progress, leave=False)
     key = {"vector": vector.hash(), "base": base.fingerprint(), "layers": layers, "n_texts": n_texts,
-           "n_random": n_random, "seed": seed, "k": k, "prompts": PROMPT_VERSION, "questions": content_hash(qtexts)}
+           "n_random": n_random, "seed": seed, "k": k, "prompts": PROMPT_VERSION, "questions": content_hash(qtexts),
+           "prompted_vector": prompted.hash(), "emergence": emergence, "sufficiency": sufficiency_test}
     reports, log_students, memo = {}, {}, {}
     t = time.perf_counter()
     for s in seeds:
@@ -308,8 +406,17 @@ def analyze_run(run_dir: str | Path, n_texts: int = 64, arms: Sequence[str] | No
             hit = (cache / STUDENT_FILE).exists() and read_json(cache / STUDENT_FILE).get("key") == skey
             if not hit:
                 bar.set_postfix_str(f"student {arm}/seed{s}")
-                report, shifts = analyze_student(load_student(base, sdir), base, vector, texts, layers,
-                                                 _base_means(base, texts, layers, memo, str(s)), n_random, seed, k)
+                bm = _base_means(base, texts, layers, memo, str(s))
+                report, shifts = analyze_student(load_student(base, sdir), base, vector, texts, layers, bm, n_random,
+                                                 seed, k, prompted)
+                if emergence and snapshot_steps(sdir):
+                    report["emergence"] = shift_trajectory(base, sdir, vector.vectors[layers], texts, layers, bm,
+                                                           {key_: bm[key_] + shifts[key_] for key_ in bm},
+                                                           read_json(sdir / MANIFEST_FILE)["steps"])
+                if sufficiency_test and at in layers:
+                    report["sufficiency"] = sufficiency(
+                        base, {"shift": shifts["questions/all"][layers.index(at)]}, at, cfg.animal,
+                        questions(cfg.eval.split), cfg.eval.animals, seed=s)["shift"]
                 save_tensors(cache / SHIFTS_FILE, shifts)
                 write_json(cache / STUDENT_FILE, {"key": skey, "arm": arm, "seed": s, "student_dir": str(sdir), **report,
                                                   "wall_s": round(time.perf_counter() - t_s, 2), **provenance()})
@@ -344,6 +451,11 @@ def analyze_run(run_dir: str | Path, n_texts: int = 64, arms: Sequence[str] | No
     timings["gradients"] = round(time.perf_counter() - t, 2)
 
     t = time.perf_counter()
+    trend = (_multiplier_trend(base, cfg, vector, stages, datasets, seeds, sorted(set(multipliers)), layers, n_rows,
+                               max_len, out_dir, progress, log_grads) if multipliers else None)
+    timings["multipliers"] = round(time.perf_counter() - t, 2)
+
+    t = time.perf_counter()
     arrays: dict[str, Tensor] = {"layers": torch.tensor(layers), "seeds": torch.tensor(seeds)}
     shift, shift_vs = _aggregate_shifts(reports, arms, seeds, layers, arrays)
     results = {
@@ -355,9 +467,21 @@ def analyze_run(run_dir: str | Path, n_texts: int = 64, arms: Sequence[str] | No
         "activation_shift": shift, "activation_shift_vs_control": shift_vs,
         "weights": _aggregate_weights(reports, arms, seeds, layers, arrays),
         "gradients": _aggregate_gradients(per_seed, seeds, layers, arrays),
+        "gradient_multiplier_trend": trend,
+        "reference_vectors": {"prompted_vector_hash": prompted.hash(), "prompted_position": "last (assistant tag)",
+                              "cosine_v_prompted": layer_cosines(vector.vectors[layers], prompted.vectors[layers]).tolist()},
+        "activation_shift_prompted": _aggregate_shifts(reports, arms, seeds, layers, arrays, "shift_prompted")[0],
+        "emergence": _aggregate_emergence(reports, arms, seeds, layers, at, arrays),
+        "sufficiency": _aggregate_sufficiency(reports, arms, seeds),
+        "necessity": {k_: v_ for k_, v_ in read_json(run_dir / RESULTS_FILE).get("transfer", {}).items() if "prompted" in k_},
         "notes": {"intervals": "Student-t 95% over seeds (n = seeds); one seed gives a point, no interval",
                   "gradients": "cosine of mean dL/dh (trait data) - mean dL/dh (control data) with v on the base; "
-                               "training descends the gradient, so descent_cosine > 0 means the data pulls toward +v"},
+                               "training descends the gradient, so descent_cosine > 0 means the data pulls toward +v",
+                  "sufficiency": "mean over questions of the base's log P(trait) (specific: minus the other animals' "
+                                 "mean) with the student's questions/all shift added at the steering layer, minus the "
+                                 "plain base's; random_*: a random direction of the same norm",
+                  "necessity": "the run's transfer comparisons of the prompted and prompted_ablated students "
+                               "(v projected out of the prompted teacher at the steering layer)"},
     }
     save_tensors(out_dir / ARRAYS_FILE, arrays)
     timings["aggregate"] = round(time.perf_counter() - t, 2)

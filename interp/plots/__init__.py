@@ -5,14 +5,16 @@ builds every figure a run directory supports (what `interp plot` writes).
 """
 
 from interp.plots._style import TEMPLATE
-from interp.plots.analysis import analysis_figures, audit_ranking, gradient_audit, shift_cosines, weight_energy_z
+from interp.plots.analysis import (
+    analysis_figures, audit_ranking, confusion_figure, gradient_audit, shift_cosines, weight_energy_z,
+)
 from interp.plots.e1 import animal_shifts, trait_probabilities, training_loss, transfer_summary
 from interp.plots.run_dir import FIGURES_DIR, detect_run, run_figures, student_logs
 from interp.plots.steering import steering_sweep_heatmap
 from interp.plots.toy import mnist_accuracies, mnist_sweep, theorem_alignment
 
 __all__ = [
-    "FIGURES_DIR", "TEMPLATE", "analysis_figures", "animal_shifts", "audit_ranking", "detect_run", "gradient_audit",
-    "mnist_accuracies", "mnist_sweep", "run_figures", "shift_cosines", "steering_sweep_heatmap", "student_logs",
+    "FIGURES_DIR", "TEMPLATE", "analysis_figures", "animal_shifts", "audit_ranking", "confusion_figure", "detect_run",
+    "gradient_audit", "mnist_accuracies", "mnist_sweep", "run_figures", "shift_cosines", "steering_sweep_heatmap", "student_logs",
     "theorem_alignment", "training_loss", "trait_probabilities", "transfer_summary", "weight_energy_z",
 ]

@@ -1,7 +1,9 @@
 """Mechanism-analysis figures from `<run>/analysis/results.json` (`interp.analysis.run.analyze_run`)
-and from an audit's results (`interp.analysis.audit.audit_dataset`)."""
+and from audits' results (`interp.analysis.audit.audit_dataset`, `audit_confusion`)."""
 
 from __future__ import annotations
+
+import math
 
 import plotly.graph_objects as go
 
@@ -103,6 +105,128 @@ def audit_ranking(audit: dict) -> go.Figure:
     return fig
 
 
+CONFUSION_COLOURS = {"cosine_z": "cos(descent, v) / random sd", "z": "score z (permutations)", "score": "score"}
+
+
+def confusion_figure(result: dict, metric: str = "cosine_z") -> go.Figure:
+    """Datasets (true candidate; "clean" last) x candidate vectors, colour = `metric` (default the
+    cosine in random-direction sds), each cell annotated with the candidate's rank in its row
+    (* = flagged, Bonferroni p < alpha); the true candidate's cell is outlined."""
+    if metric not in CONFUSION_COLOURS:
+        raise ValueError(f"metric: {metric!r} is not one of {list(CONFUSION_COLOURS)}")
+    rows, cols, mat = result["datasets"], result["candidates"], result["matrix"]
+    text, hover = [], []
+    for i, d in enumerate(rows):
+        text.append([]), hover.append([])
+        for j, c in enumerate(cols):
+            rank, z = mat["rank"][i][j], mat["z"][i][j]
+            star = "*" if mat["p_bonferroni"][i][j] < result["alpha"] else ""
+            text[-1].append(f"{rank}{star}")
+            hover[-1].append(
+                f"<b>{d} data, candidate {c}</b> (rank {rank})<br>score = {mat['score'][i][j]:.6g}"
+                f"<br>z = {'n/a' if z is None else f'{z:.3g}'}<br>cos = {mat['cosine'][i][j]:+.4f} "
+                f"({mat['cosine_z'][i][j]:+.3g} random sd)<br>p = {mat['p_value'][i][j]:.4g} "
+                f"(Bonferroni {mat['p_bonferroni'][i][j]:.4g}){' flagged' if star else ''}")
+    z = [[math.nan if v is None else v for v in row] for row in mat[metric]]
+    span = max([abs(v) for row in z for v in row if not math.isnan(v)] + [1e-12])
+    acc = result["top1"]
+    clean = result.get("clean")
+    fig = figure(
+        f"Audit confusion at layer {result['layer']}: top-1 {acc['k']}/{acc['n']} "
+        f"(95% CI {acc['ci95'][0]:.2f}-{acc['ci95'][1]:.2f}, chance {acc['chance']:.2f})"
+        + ("" if clean is None else f"; clean flags {', '.join(clean['flagged']) or 'nothing'}"),
+        "candidate vector", "dataset (teacher steered with)",
+    )
+    fig.add_trace(go.Heatmap(
+        x=cols, y=rows, z=z, zmid=0, zmin=-span, zmax=span, colorscale="RdBu_r", text=text,
+        texttemplate="%{text}", hovertext=hover, hovertemplate="%{hovertext}<extra></extra>", xgap=2, ygap=2,
+        colorbar=dict(title=dict(text=CONFUSION_COLOURS[metric], side="right")),
+    ))
+    for i, d in enumerate(rows):
+        if d in cols:  # outline the true candidate
+            j = cols.index(d)
+            fig.add_shape(type="rect", x0=j - 0.5, x1=j + 0.5, y0=i - 0.5, y1=i + 0.5, line=dict(color="#222222", width=2))
+    fig.update_xaxes(type="category", showgrid=False)
+    fig.update_yaxes(type="category", showgrid=False, autorange="reversed")
+    return fig
+
+
+def shift_references(results: dict, texts: str = "numbers", position: str = "all") -> go.Figure:
+    """E2: each student's shift against the two references side by side, the steering vector v
+    (solid) and the prompted teacher's own activation difference (dashed), per layer."""
+    layers = results["layers"]
+    fig = figure(f"Activation shift vs v (solid) and vs the prompted teacher's vector (dashed): {texts}, {position} tokens",
+                 "layer (blocks.{l}.hook_resid_post)", "cos(student - base, reference) [95% t-interval]")
+    for field, dash, ref in (("activation_shift", "solid", "v"), ("activation_shift_prompted", "dash", "v_prompt")):
+        for i, arm in enumerate(ordered_arms(results.get(field) or {})):
+            rows = results[field][arm][texts][position]["by_layer"]
+            fig.add_trace(_interval_trace(layers, [r["cosine"] for r in rows], f"{arm} vs {ref}", arm_color(arm, i),
+                                          f"cos with {ref}", dash))
+    ref = results.get("reference_vectors", {}).get("cosine_v_prompted")
+    if ref:
+        fig.add_trace(go.Scatter(x=layers, y=ref, mode="lines", name="cos(v, v_prompt)", line=dict(color="#222222", dash="dot")))
+    _band(fig, 2 * results["vector"]["d_model"] ** -0.5, "random directions (±2 sd)")
+    _steering_line(fig, results)
+    fig.update_xaxes(tickvals=layers)
+    return fig
+
+
+def emergence_curve(results: dict, texts: str = "questions/all") -> go.Figure:
+    """E9: cos(student_t - base, v) at the steering layer at every kept training snapshot, per arm."""
+    em = results.get("emergence") or {}
+    layer = next((e["layer"] for e in em.values()), results["vector"].get("steering_layer"))
+    fig = figure(f"Emergence: shift vs v at layer {layer} during training ({texts}; seeds {results['seeds']})",
+                 "optimizer step", "cos(student - base, v) [95% t-interval]")
+    for i, arm in enumerate(ordered_arms(em)):
+        rows = em[arm]["by_texts"].get(texts) or []
+        fig.add_trace(_interval_trace([r["step"] for r in rows], [r["cosine"] for r in rows], f"{arm} student",
+                                      arm_color(arm, i), "cos"))
+    _band(fig, 2 * results["vector"]["d_model"] ** -0.5, "random directions (±2 sd)")
+    return fig
+
+
+def sufficiency_bars(results: dict) -> go.Figure:
+    """E9 sufficiency: the base's owl-specific log-prob shift with each student's learned shift
+    added at the steering layer, beside a random direction of the same norm (t-intervals over seeds)."""
+    suff = results.get("sufficiency") or {}
+    fig = figure(f"Sufficiency: base + student's shift at layer {results['vector'].get('steering_layer')} "
+                 f"(seeds {results['seeds']})", "student whose shift is added",
+                 f"specific log P({results['animal']}) - base [95% t-interval]")
+    arms = ordered_arms(suff)
+    for field, name, colour in (("specific_shift", "student's shift", None), ("random_specific_shift", "random, same norm", "#9e9e9e")):
+        cells = [suff[a][field] for a in arms]
+        fig.add_trace(go.Bar(
+            x=arms, y=[c["mean"] for c in cells], name=name,
+            marker=dict(color=[colour or arm_color(a, i) for i, a in enumerate(arms)]),
+            error_y=dict(type="data", symmetric=False, array=[c["ci95"][1] - c["mean"] for c in cells],
+                         arrayminus=[c["mean"] - c["ci95"][0] for c in cells]),
+            hovertext=[f"<b>{a}</b>: {name}<br>{ci_text(c)} (n={c['n']})" for a, c in zip(arms, cells)],
+            hovertemplate="%{hovertext}<extra></extra>"))
+    fig.update_layout(barmode="group")
+    fig.add_hline(y=0, line=dict(color="#888888", width=1))
+    return fig
+
+
+def multiplier_trend(results: dict) -> go.Figure:
+    """E4 dose-response: the descent projection of the data's mean residual gradient on v at the
+    steering layer against the teacher's multiplier, one line per seed, with the pooled fit."""
+    tr = results["gradient_multiplier_trend"]
+    at = results["vector"].get("steering_layer")
+    i = results["layers"].index(at) if at in results["layers"] else len(results["layers"]) // 2
+    row = tr["by_layer"][i]
+    r_text = "n/a" if row["r"] is None else f"{row['r']:+.2f}"
+    fig = figure(f"Gradient projection on v vs steering multiplier at layer {row['layer']}: slope {row['slope']:.3g}, "
+                 f"r = {r_text} (n = {row['n']})", "teacher multiplier (0 = control teacher)",
+                 "-mean dL/dh . v_hat on the base")
+    ms = tr["multipliers"]
+    for j, (seed, by_m) in enumerate(tr["per_seed"].items()):
+        fig.add_trace(go.Scatter(x=ms, y=[by_m[f"{m:g}"][i] for m in ms], mode="lines+markers", name=f"seed {seed}",
+                                 line=dict(color=arm_color("steered", j), width=1), opacity=0.7))
+    fig.add_trace(go.Scatter(x=[min(ms), max(ms)], y=[row["intercept"] + row["slope"] * m for m in (min(ms), max(ms))],
+                             mode="lines", name="least-squares fit", line=dict(color="#222222", dash="dash")))
+    return fig
+
+
 def analysis_figures(results: dict) -> dict[str, go.Figure]:
     """{fixed name: figure} for an analysis results.json (what `interp analyze` writes)."""
     figs = {f"shift_{t}_{p}": shift_cosines(results, t, p) for t in ("numbers", "questions") for p in ("all", "last")}
@@ -110,4 +234,12 @@ def analysis_figures(results: dict) -> dict[str, go.Figure]:
     figs["weights_readers"] = weight_energy_z(results, "reader")
     if any(g["by_layer"] for g in results["gradients"].values()):
         figs["gradient_audit"] = gradient_audit(results)
+    if results.get("activation_shift_prompted"):
+        figs["shift_references"] = shift_references(results)
+    if results.get("emergence"):
+        figs["emergence"] = emergence_curve(results)
+    if results.get("sufficiency"):
+        figs["sufficiency"] = sufficiency_bars(results)
+    if results.get("gradient_multiplier_trend"):
+        figs["multiplier_trend"] = multiplier_trend(results)
     return figs

@@ -1,7 +1,8 @@
 """Which figures a run directory supports, built from its files (reads only; writes nothing).
 
 Kinds: `e1` (`interp run`: results.json with `arms`, manifest.json listing `stages`), `vector`
-(`interp steer`: sweep.json), `mnist` (`interp mnist`) and `theorem` (`interp theorem`).
+(`interp steer`: sweep.json), `mnist` (`interp mnist`), `theorem` (`interp theorem`) and
+`audit-confusion` (experiments/audit_confusion.py: results.json with `matrix` and `top1`).
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from pathlib import Path
 
 import plotly.graph_objects as go
 
+from interp.plots.analysis import confusion_figure
 from interp.plots.e1 import animal_shifts, trait_probabilities, training_loss, transfer_summary
 from interp.plots.steering import steering_sweep_heatmap
 from interp.plots.toy import mnist_accuracies, mnist_sweep, theorem_alignment
@@ -18,7 +20,7 @@ from interp.runs import MANIFEST_FILE, RESULTS_FILE, read_json
 FIGURES_DIR = "figures"
 SWEEP_FILE = "sweep.json"
 TRAIN_LOG_FILE = "train_log.json"
-RUN_KINDS = ("e1", "vector", "mnist", "theorem")
+RUN_KINDS = ("e1", "vector", "mnist", "theorem", "audit-confusion")
 
 
 def detect_run(run_dir: str | Path) -> str:
@@ -37,9 +39,11 @@ def detect_run(run_dir: str | Path) -> str:
             return "theorem"
         if "arms" in results and "transfer" in results:
             return "e1"
+        if "matrix" in results and "top1" in results:
+            return "audit-confusion"
     raise ValueError(
-        f"{d}: not a run directory interp can plot; expected results.json from `interp run`, `interp mnist` "
-        f"or `interp theorem`, or sweep.json from `interp steer`"
+        f"{d}: not a run directory interp can plot; expected results.json from `interp run`, `interp mnist`, "
+        f"`interp theorem` or experiments/audit_confusion.py, or sweep.json from `interp steer`"
     )
 
 
@@ -76,4 +80,6 @@ def run_figures(run_dir: str | Path) -> tuple[str, dict[str, go.Figure]]:
             if rows:
                 figs[f"mnist_sweep_{name}"] = mnist_sweep(results, name)
         return kind, figs
+    if kind == "audit-confusion":
+        return kind, {"confusion": confusion_figure(results), "confusion_score_z": confusion_figure(results, "z")}
     return kind, {"theorem_alignment": theorem_alignment(results)}

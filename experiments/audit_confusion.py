@@ -1,0 +1,219 @@
+"""E4 confusion: does the gradient audit name the animal whose vector steered the teacher?
+
+    .venv/bin/python experiments/audit_confusion.py                     # smollm2-135m, 8 animals, layer 8
+    .venv/bin/python experiments/audit_confusion.py --model tiny --animals owl,cat,dog --layer 1 --n-prompts 8
+
+For each animal: its bank vector (`build_bank`, built-in contrastive pairs) and a dataset from the
+teacher steered with it (`Teacher("steered", animal, Steering(layer, multiplier, scope="all"))`).
+Every dataset is audited against one clean reference: the control teacher on the same prompts and
+sampling seed, so the rows differ only by the steering (this makes the permutation p conservative).
+A clean dataset (control teacher, other prompts and seed) is audited alike: the false-positive check.
+Stages are cached under `<out>/cache/<stage>-<content key>/` (`interp.runs.Stage`), so a rerun
+resumes. Writes `<out>/results.json`, `config.json`, `confusion.safetensors` and `confusion.html`
+(+ `.png` where a Chromium exists); `interp plot <out>` redraws the figures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+from interp.analysis.audit import CLEAN, audit_confusion, build_bank, load_bank, load_rows, save_confusion
+from interp.export import save_figures
+from interp.generate import SampleConfig
+from interp.models import load_model
+from interp.plots import confusion_figure
+from interp.prompts import ANIMALS, PROMPT_VERSION, contrastive_pairs
+from interp.runs import CONFIG_FILE, RESULTS_FILE, Stage, content_hash, provenance, read_json, write_json
+from interp.steering import Steering
+from interp.teachers import DataConfig, Teacher, generate_dataset
+
+CONFUSION_FILE = "confusion.json"
+REFERENCE = "reference"
+
+
+def default_animals(n: int = 8) -> list[str]:
+    """The first `n` built-in animals that have contrastive pairs (today: every one of ANIMALS)."""
+    def has_pairs(a: str) -> bool:
+        try:
+            return bool(contrastive_pairs(a, 1))
+        except ValueError:
+            return False
+
+    return [a for a in ANIMALS if has_pairs(a)][:n]
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--model", default="smollm2-135m", help="registry name, local HF directory or hub id")
+    ap.add_argument("--animals", default=",".join(default_animals()), help="comma-separated animals (>= 8 for E4)")
+    ap.add_argument("--bank", type=Path, default=None, help="an existing bank folder (`interp bank`); default: build one")
+    ap.add_argument("--layer", type=int, default=8, help="steering and audit layer (blocks.{l}.hook_resid_post)")
+    ap.add_argument("--multiplier", type=float, default=0.5, help="steering strength (x mean residual norm)")
+    ap.add_argument("--n-prompts", type=int, default=64, help="number prompts per dataset")
+    ap.add_argument("--n-rows", type=int, default=None, help="rows audited per dataset (default: all kept)")
+    ap.add_argument("--n-pairs", type=int, default=16, help="contrastive pairs per bank vector")
+    ap.add_argument("--n-perm", type=int, default=1000, help="permutations per p-value")
+    ap.add_argument("--alpha", type=float, default=0.05, help="flag when the Bonferroni p is below this")
+    ap.add_argument("--max-new-tokens", type=int, default=50, help="tokens per completion at most")
+    ap.add_argument("--batch-size", type=int, default=32, help="prompts decoded together")
+    ap.add_argument("--seed", type=int, default=0, help="prompts, sampling and permutations (clean dataset: seed + 1)")
+    ap.add_argument("--out", type=Path, default=None, help="output folder (default artifacts/audit-confusion/<model>)")
+    ap.add_argument("--formats", default="html,png", help="figure formats (html always; png/svg/pdf need a Chromium)")
+    ap.add_argument("--device", default="auto", help="cpu, cuda or auto")
+    ap.add_argument("--no-progress", dest="progress", action="store_false", help="hide progress bars")
+    args = ap.parse_args(argv)
+    args.animals = [a.strip() for a in args.animals.split(",") if a.strip()]
+    args.out = args.out or Path("artifacts/audit-confusion") / args.model.replace("/", "_")
+    return args
+
+
+def run(args: argparse.Namespace, log=print) -> dict:
+    """Run (or resume) the confusion experiment; returns results.json's content."""
+    started = time.perf_counter()
+    out, cache = Path(args.out), Path(args.out) / "cache"
+    config = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items() if k != "progress"}
+    timings: dict[str, float] = {}
+    stages: list[dict] = []
+
+    def timed(name: str, stage: Stage, fn) -> Stage:
+        t, hit = time.perf_counter(), stage.done
+        if not hit:
+            fn(stage)
+        wall = round(time.perf_counter() - t, 2)
+        stages.append({"name": name, "dir": str(stage.dir), "cache_hit": hit, "wall_s": wall,
+                       "compute_s": stage.manifest()["wall_time_s"]})
+        log(f"  {name:<24} {'cached' if hit else 'done'} in {wall:.1f}s")
+        return stage
+
+    t = time.perf_counter()
+    model = load_model(args.model, device=args.device)
+    fp = model.fingerprint()
+    timings["load_model"] = round(time.perf_counter() - t, 2)
+    if not 0 <= args.layer < model.n_layers:
+        raise ValueError(f"--layer: {args.layer} is out of range for {model.name} (0..{model.n_layers - 1})")
+
+    # 1. the bank: built once per (model, animals, pairs), or an existing folder
+    t = time.perf_counter()
+    if args.bank is None:
+        bstage = Stage(cache, "bank", {"model": model.identity(), "animals": args.animals, "n_pairs": args.n_pairs,
+                                       "position": "mean", "prompts": PROMPT_VERSION})
+        timed("bank", bstage, lambda st: (build_bank(model, args.animals, st.dir / "bank", args.n_pairs,
+                                                     progress=args.progress), st.finish()))
+        bank = load_bank(bstage.dir / "bank", model)
+    else:
+        bank = load_bank(args.bank, model)
+    missing = [a for a in args.animals if a not in bank]
+    if missing:
+        raise ValueError(f"--animals: {missing} have no vector in the bank ({list(bank)}); drop them or rebuild the bank")
+    timings["bank"] = round(time.perf_counter() - t, 2)
+
+    # 2. datasets: one steered per animal, the clean reference (same prompts and seed), a clean one
+    t = time.perf_counter()
+
+    def data_config(seed: int) -> DataConfig:
+        return DataConfig(n_prompts=args.n_prompts, prompt_seed=seed, sampling=SampleConfig(
+            max_new_tokens=args.max_new_tokens, batch_size=args.batch_size, constrained=True, seed=seed))
+
+    steering = Steering(layer=args.layer, multiplier=args.multiplier, scope="all")
+    plan = {a: (Teacher("steered", a, steering), data_config(args.seed)) for a in args.animals}
+    plan[REFERENCE] = (Teacher("control"), data_config(args.seed))
+    plan[CLEAN] = (Teacher("control"), data_config(args.seed + 1))
+    data_dirs, data_stats = {}, {}
+    for name, (teacher, dcfg) in plan.items():
+        vector = bank[name] if teacher.kind == "steered" else None
+        # the key schema of interp.pipeline's data stages, so equal datasets are shared
+        dstage = Stage(cache, "data", {"model": fp, "teacher": teacher.describe(),
+                                       "vector": vector.hash() if vector is not None else None,
+                                       "data": asdict(dcfg), "prompts": PROMPT_VERSION})
+
+        def make_data(st, teacher=teacher, dcfg=dcfg, vector=vector):
+            man = generate_dataset(model, teacher, vector, dcfg, st.dir, progress=args.progress,
+                                   extra_manifest={"stage_key": st.key})
+            st.finish(dataset_hash=man["dataset_hash"], n_kept=man["n_kept"], filter=man["filter"])
+
+        timed(f"data/{name}", dstage, make_data)
+        man = dstage.manifest()
+        data_dirs[name] = dstage.dir
+        data_stats[name] = {"dataset_hash": man["dataset_hash"], "n_kept": man["n_kept"],
+                            "pass_rate": man["filter"]["pass_rate"], "dir": str(dstage.dir)}
+    timings["data_generation"] = round(time.perf_counter() - t, 2)
+
+    # 3. the audit: every dataset against the reference (gradients once each)
+    hashes = {"bank": {n: v.hash() for n, v in bank.items()},
+              "datasets": {n: s["dataset_hash"] for n, s in data_stats.items()}}
+    t = time.perf_counter()
+    astage = Stage(cache, "confusion", {"model": fp, "layer": args.layer, "n_rows": args.n_rows, "n_perm": args.n_perm,
+                                        "seed": args.seed, "alpha": args.alpha, **hashes})
+
+    def make_audit(st):
+        datasets = {n: load_rows(d) for n, d in data_dirs.items() if n != REFERENCE}
+        res = audit_confusion(model, datasets, load_rows(data_dirs[REFERENCE]), bank, args.layer, n_rows=args.n_rows,
+                              n_perm=args.n_perm, seed=args.seed, alpha=args.alpha, progress=args.progress)
+        write_json(st.path(CONFUSION_FILE), res)
+        st.finish()
+
+    timed("audit", astage, make_audit)
+    res = read_json(astage.dir / CONFUSION_FILE)
+    timings["audit"] = round(time.perf_counter() - t, 2)
+
+    # 4. artifacts
+    out.mkdir(parents=True, exist_ok=True)
+    save_confusion(out / "confusion.safetensors", res)
+    exported = save_figures({"confusion": confusion_figure(res)}, out, args.formats)
+    if exported.message:
+        log(f"  {exported.message}")
+    timings["total"] = round(time.perf_counter() - started, 2)
+    compute = {"data_generation": round(sum(s["compute_s"] for s in stages if s["name"].startswith("data/")), 2),
+               **res["timings_s"]}  # what each step cost when it ran (a cached rerun reports the original)
+    results = {**res, "experiment": "audit-confusion", "config": config, "hashes": hashes, "data": data_stats,
+               "stages": stages, "timings_s": timings, "compute_s": compute, "figures": [str(p) for p in exported.written],
+               "provenance": provenance(), "config_hash": content_hash(config)}
+    write_json(out / CONFIG_FILE, config)
+    write_json(out / RESULTS_FILE, results)
+    return results
+
+
+def print_table(res: dict) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table("data", "true rank", "top", "score (true)", "cos z (true)", "p (true)", "p Bonf. (true)", "flagged",
+                  title=f"audit confusion at layer {res['layer']}: {len(res['candidates'])} candidates, "
+                        f"{res['n_clean']} reference rows")
+    for i, name in enumerate(res["datasets"]):
+        j = res["candidates"].index(name) if name in res["candidates"] else None
+        cell = (lambda m, f: "-" if j is None else format(res["matrix"][m][i][j], f))
+        table.add_row(name, "-" if j is None else str(res["true_rank"][name]), res["top"][name], cell("score", "+.2e"),
+                      cell("cosine_z", "+.2f"), cell("p_value", ".4f"), cell("p_bonferroni", ".4f"),
+                      ", ".join(res["flagged"][name]) or "")
+    console = Console()
+    console.print(table)
+    acc = res["top1"]
+    console.print(f"top-1 accuracy {acc['k']}/{acc['n']} = {acc['mean']:.2f} [95% exact CI {acc['ci95'][0]:.2f}, "
+                  f"{acc['ci95'][1]:.2f}] (chance {acc['chance']:.3f}, binomial p {acc['p_vs_chance']:.3g}); "
+                  f"mean true rank {res['mean_true_rank']:.2f}")
+    if res["clean"] is not None:
+        console.print(f"clean data flag: {', '.join(res['clean']['flagged']) or 'nothing'} "
+                      f"(smallest Bonferroni p {res['clean']['min_p_bonferroni']:.3g})")
+    w, c = res["timings_s"], res["compute_s"]
+    console.print(f"wall: data generation {c['data_generation']:.1f}s, gradients {c['gradients']:.1f}s, "
+                  f"this run {w['total']:.1f}s; artifacts in {Path(res['config']['out'])}")
+
+
+def main(argv: list[str] | None = None) -> dict:
+    args = parse_args(argv)
+    try:
+        res = run(args)
+    except (ValueError, FileNotFoundError, ModuleNotFoundError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        raise SystemExit(2) from None
+    print_table(res)
+    return res
+
+
+if __name__ == "__main__":
+    main()
