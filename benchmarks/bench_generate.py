@@ -21,18 +21,7 @@ from interp.models import load_model
 from interp.prompts import contrastive_pairs, number_prompts
 from interp.steering import Steering, build_steering_vector, steer
 
-
-def matmul_gflops(dtype: torch.dtype, n: int = 1024, reps: int = 20) -> float:
-    a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
-    a @ b
-    t = time.perf_counter()
-    for _ in range(reps):
-        a @ b
-    return 2 * n**3 * reps / (time.perf_counter() - t) / 1e9
-
-
-def best_of(fn, repeats: int) -> float:
-    return min(fn() for _ in range(repeats))
+from _common import best_of, machine_rates, print_machine  # benchmarks/ is on sys.path when run as a script
 
 
 def main() -> None:
@@ -43,10 +32,8 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=2)
     args = ap.parse_args()
 
-    rates = {"fp32": matmul_gflops(torch.float32), "bf16": matmul_gflops(torch.bfloat16)}
-    dtype_name = max(rates, key=rates.get)
-    print(f"matmul: fp32 {rates['fp32']:.0f} GFLOP/s, bf16 {rates['bf16']:.0f} GFLOP/s -> sampling in fp32 "
-          f"(bf16 sampling changes the samples; fp32 is the reference arithmetic)")
+    rates = machine_rates("cpu")
+    print_machine(rates, torch.device("cpu"), "fp32", "bf16 sampling changes the samples; fp32 is the reference arithmetic")
     m = load_model(args.model, device="cpu")
     n_params = sum(p.numel() for p in m.hf.parameters())
     vec = build_steering_vector(m, contrastive_pairs("owl", 8), trait="owl")

@@ -361,11 +361,11 @@ def analyze(
         table.add_row(arm, *cells, *[_mean(mods.get(m, {}).get("z")) for m in ("mlp.down_proj", "self_attn.o_proj")])
     console.print(table)
     if any(g["by_layer"] for g in res["gradients"].values()):
-        t2 = Table("data", "descent cos [95% CI]", "z", "mean per-example cos", title=f"gradient audit on the base at layer {layer} (vs control data)")
+        t2 = Table("data", "descent cos [95% CI]", "descent z", "mean per-example cos", title=f"gradient audit on the base at layer {layer} (vs control data)")
         for kind, g in res["gradients"].items():
             if g["by_layer"]:
                 r = g["by_layer"][i]
-                t2.add_row(kind, _ci(r["descent_cosine"], "{:+.3f}"), _mean(r["z"]), _mean(r["mean_example_cosine"]))
+                t2.add_row(kind, _ci(r["descent_cosine"], "{:+.3f}"), _mean(r.get("descent_z")), _mean(r["mean_example_cosine"]))
         console.print(t2)
     if res.get("emergence"):
         t3 = Table("student", *[f"step {r['step']}" for r in next(iter(res["emergence"].values()))["by_texts"]["questions/all"]],

@@ -308,7 +308,8 @@ def _multiplier_trend(base: LoadedModel, cfg: E1Config, vector: SteeringVector, 
         proj[s] = {}
         for m, d in dirs.items():
             t_g = time.perf_counter()
-            name = "control" if m == 0 else f"steered_x{m:g}"
+            # the run's own steered dataset keeps its gradient cache (same rows, same key)
+            name = "control" if m == 0 else "steered" if d == datasets.get(("steered", s)) else f"steered_x{m:g}"
             g, hit = _dataset_gradients(base, d, layers, n_rows, max_len, out_dir / GRADIENTS_DIR / name / f"seed{s}")
             log_grads[f"{name}/seed{s}"] = {"cache_hit": hit, "wall_s": round(time.perf_counter() - t_g, 2)}
             proj[s][m] = ([float("nan")] * len(layers) if g is None
@@ -337,7 +338,8 @@ def _aggregate_gradients(per_seed: dict[str, dict[int, dict]], seeds: list[int],
         ex = [by_seed[s]["mean_example_cosine"] for s in done]
         out[kind] = {"reference": "control", "seeds": done, "by_layer": [{
             "layer": l, "cosine": _interval([c[i] for c in cos]), "descent_cosine": _interval([-c[i] for c in cos]),
-            "z": _interval([x[i] for x in z]), "mean_example_cosine": _interval([x[i] for x in ex]),
+            "z": _interval([x[i] for x in z]), "descent_z": _interval([-x[i] for x in z if x[i] is not None]),
+            "mean_example_cosine": _interval([x[i] for x in ex]),
             "analytic_sd": by_seed[done[0]]["pooled"]["analytic_sd"],
         } for i, l in enumerate(layers)], "per_seed": {str(s): by_seed[s] for s in done}}
         arrays[f"gradients/{kind}/cosine"], arrays[f"gradients/{kind}/z"] = _array(cos), _array(z)
