@@ -11,22 +11,22 @@ prompts, and the ratios: interp / HF, steered overhead, fraction of the compute 
 
 from __future__ import annotations
 
-import argparse
 import time
+from pathlib import Path
 
 import torch
 
 from interp.generate import SampleConfig, sample
 from interp.models import load_model
+from interp.runs import write_json
 from interp.prompts import contrastive_pairs, number_prompts
 from interp.steering import Steering, build_steering_vector, steer
 
-from _common import best_of, machine_rates, print_machine  # benchmarks/ is on sys.path when run as a script
+from _common import best_of, machine_rates, parser, print_machine  # benchmarks/ is on sys.path when run as a script
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--model", default="smollm2-135m")
+    ap = parser(__doc__)
     ap.add_argument("--batch", type=int, default=32)
     ap.add_argument("--new-tokens", type=int, default=40)
     ap.add_argument("--repeats", type=int, default=2)
@@ -71,8 +71,12 @@ def main() -> None:
     print(f"HF generate (sampling, batch {args.batch}): {hf:.0f} tok/s")
     for name, r in rows.items():
         print(f"interp {name:<20} {r:8.0f} tok/s   x{r / hf:.2f} vs HF   {r / bound:.1%} of compute bound")
-    print(f"steered overhead: free {rows['free, unsteered'] / rows['free, steered'] - 1:+.1%}, "
-          f"grammar {rows['grammar, unsteered'] / rows['grammar, steered'] - 1:+.1%}")
+    overhead = {k: rows[f"{k}, unsteered"] / rows[f"{k}, steered"] - 1 for k in ("free", "grammar")}
+    print(f"steered overhead: free {overhead['free']:+.1%}, grammar {overhead['grammar']:+.1%}")
+    if args.out:
+        write_json(Path(args.out), {"model": args.model, "batch": args.batch, "new_tokens": args.new_tokens,
+                                    "matmul_gflops": rates, "compute_bound_tok_s": bound, "hf_generate_tok_s": hf,
+                                    "interp_tok_s": rows, "steered_overhead": overhead})
 
 
 if __name__ == "__main__":

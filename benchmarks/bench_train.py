@@ -35,6 +35,7 @@ from interp.models import load_model
 from interp.prompts import number_prompts
 from interp.train import (
     TrainConfig, _collate, _epoch_batches, _optimizer, _prepare, build_examples, completion_logits, trainable_state,
+    weights_finite,
 )
 
 from _common import (  # benchmarks/ is on sys.path when run as a script
@@ -92,7 +93,7 @@ def train_arm(model, examples, batches, cfg: TrainConfig, device, autocast: torc
         opt.step()
         sync(device)
         t4 = time.perf_counter()
-        if not torch.stack([torch.isfinite(p).all() for p in params]).all():
+        if not weights_finite(params):
             raise RuntimeError("weights became non-finite")
         opt.zero_grad(set_to_none=True)
         t5 = time.perf_counter()

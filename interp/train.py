@@ -187,10 +187,18 @@ class SignSGD(torch.optim.Optimizer):
 
 def _optimizer(cfg: TrainConfig, params: list[nn.Parameter]) -> torch.optim.Optimizer:
     if cfg.optimizer == "adamw":
-        return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay, foreach=True)
+        # fused: one kernel per step instead of a dozen passes over 2x the weights (3.9x faster on
+        # smollm2, same update up to float rounding; benchmarks/bench_train.py)
+        return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay, fused=True)
     if cfg.optimizer == "sgd":
         return torch.optim.SGD(params, lr=cfg.lr)
     return SignSGD(params, lr=cfg.lr)
+
+
+def weights_finite(params: list[nn.Parameter]) -> bool:
+    """No inf or nan in any parameter: one fused norm pass (a per-tensor isfinite cost 5% of a step)."""
+    # the max |w| (inf-norm) cannot overflow the way a 2-norm of large finite weights can; NaN propagates
+    return bool(torch.isfinite(torch.nn.utils.get_total_norm(params, norm_type=float("inf"), foreach=True)))
 
 
 def _prepare(model: LoadedModel, cfg: TrainConfig) -> nn.Module:
@@ -355,7 +363,7 @@ def train_student(
                 opt.step()
             # A finite loss can still come with an update that overflows the weights; catch it
             # here, before a checkpoint could save them as the "last good" one.
-            if not torch.stack([torch.isfinite(p).all() for p in params]).all():
+            if not weights_finite(params):
                 raise TrainingDiverged(
                     f"weights became non-finite at step {global_step + 1} (loss {loss_sum}); not checkpointed. "
                     f"Last good checkpoint: {out / CHECKPOINT_DIR if (out / CHECKPOINT_DIR).exists() else 'none'}; "

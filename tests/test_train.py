@@ -294,3 +294,35 @@ def test_length_bucketing_covers_every_example_once_and_cuts_padding():
     order = torch.randperm(200, generator=torch.Generator().manual_seed(0)).tolist()
     plain = [order[i : i + 8] for i in range(0, 200, 8)]
     assert padded(batches) < 0.9 * padded(plain)
+
+
+def test_weights_finite_sees_nan_and_inf_but_not_large_finite_weights():
+    from interp.train import weights_finite
+
+    big = [torch.nn.Parameter(torch.tensor([1e30, -3e37])), torch.nn.Parameter(torch.randn(4, 4))]
+    assert weights_finite(big)  # a 2-norm would overflow here; the weights are still finite
+    for bad in (float("nan"), float("inf"), -float("inf")):
+        assert not weights_finite(big + [torch.nn.Parameter(torch.tensor([0.0, bad]))])
+
+
+def test_fused_adamw_matches_the_foreach_update_to_float_rounding():
+    """train_student uses fused AdamW for speed (benchmarks/bench_train.py); the update it makes
+    must equal the reference foreach implementation up to float32 rounding."""
+    from interp.train import _optimizer
+
+    g = torch.Generator().manual_seed(0)
+    init = [torch.randn(64, 32, generator=g), torch.randn(32, generator=g)]
+    grads = [[torch.randn_like(p) for p in init] for _ in range(5)]
+    runs = []
+    for make in (lambda ps: _optimizer(TrainConfig(lr=1e-3, weight_decay=0.01), ps),
+                 lambda ps: torch.optim.AdamW(ps, lr=1e-3, weight_decay=0.01, foreach=True)):
+        ps = [torch.nn.Parameter(p.clone()) for p in init]
+        opt = make(ps)
+        for gs in grads:
+            for p, gr in zip(ps, gs):
+                p.grad = gr.clone()
+            opt.step()
+        runs.append([p.detach() for p in ps])
+    for a, b, p0 in zip(*runs, init):
+        assert not torch.equal(a, p0)
+        torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-7)
