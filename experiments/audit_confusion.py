@@ -7,7 +7,8 @@ For each animal: its bank vector (`build_bank`, built-in contrastive pairs) and 
 teacher steered with it (`Teacher("steered", animal, Steering(layer, multiplier, scope="all"))`).
 Every dataset is audited against one clean reference: the control teacher on the same prompts and
 sampling seed, so the rows differ only by the steering (this makes the permutation p conservative).
-A clean dataset (control teacher, other prompts and seed) is audited alike: the false-positive check.
+A clean dataset (control teacher, the same prompts, another sampling seed) is audited alike: the
+false-positive check, differing from the reference only by sampling noise.
 Stages are cached under `<out>/cache/<stage>-<content key>/` (`interp.runs.Stage`), so a rerun
 resumes. Writes `<out>/results.json`, `config.json`, `confusion.safetensors` and `confusion.html`
 (+ `.png` where a Chromium exists); `interp plot <out>` redraws the figures.
@@ -60,7 +61,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--alpha", type=float, default=0.05, help="flag when the Bonferroni p is below this")
     ap.add_argument("--max-new-tokens", type=int, default=50, help="tokens per completion at most")
     ap.add_argument("--batch-size", type=int, default=32, help="prompts decoded together")
-    ap.add_argument("--seed", type=int, default=0, help="prompts, sampling and permutations (clean dataset: seed + 1)")
+    ap.add_argument("--seed", type=int, default=0, help="prompts, sampling and permutations (clean dataset: sampling seed + 1)")
+    ap.add_argument("--position", default="assistant_tag", choices=["assistant_tag", "completion"],
+                    help="where the residual gradient is read: the assistant tag, or the mean over completion positions")
     ap.add_argument("--out", type=Path, default=None, help="output folder (default artifacts/audit-confusion/<model>)")
     ap.add_argument("--formats", default="html,png", help="figure formats (html always; png/svg/pdf need a Chromium)")
     ap.add_argument("--device", default="auto", help="cpu, cuda or auto")
@@ -114,14 +117,15 @@ def run(args: argparse.Namespace, log=print) -> dict:
     # 2. datasets: one steered per animal, the clean reference (same prompts and seed), a clean one
     t = time.perf_counter()
 
-    def data_config(seed: int) -> DataConfig:
+    def data_config(seed: int, sample_seed: int | None = None) -> DataConfig:
         return DataConfig(n_prompts=args.n_prompts, prompt_seed=seed, sampling=SampleConfig(
-            max_new_tokens=args.max_new_tokens, batch_size=args.batch_size, constrained=True, seed=seed))
+            max_new_tokens=args.max_new_tokens, batch_size=args.batch_size, constrained=True,
+            seed=seed if sample_seed is None else sample_seed))
 
     steering = Steering(layer=args.layer, multiplier=args.multiplier, scope="all")
     plan = {a: (Teacher("steered", a, steering), data_config(args.seed)) for a in args.animals}
     plan[REFERENCE] = (Teacher("control"), data_config(args.seed))
-    plan[CLEAN] = (Teacher("control"), data_config(args.seed + 1))
+    plan[CLEAN] = (Teacher("control"), data_config(args.seed, args.seed + 1))
     data_dirs, data_stats = {}, {}
     for name, (teacher, dcfg) in plan.items():
         vector = bank[name] if teacher.kind == "steered" else None
@@ -147,12 +151,13 @@ def run(args: argparse.Namespace, log=print) -> dict:
               "datasets": {n: s["dataset_hash"] for n, s in data_stats.items()}}
     t = time.perf_counter()
     astage = Stage(cache, "confusion", {"model": fp, "layer": args.layer, "n_rows": args.n_rows, "n_perm": args.n_perm,
-                                        "seed": args.seed, "alpha": args.alpha, **hashes})
+                                        "seed": args.seed, "alpha": args.alpha, "position": args.position, **hashes})
 
     def make_audit(st):
         datasets = {n: load_rows(d) for n, d in data_dirs.items() if n != REFERENCE}
         res = audit_confusion(model, datasets, load_rows(data_dirs[REFERENCE]), bank, args.layer, n_rows=args.n_rows,
-                              n_perm=args.n_perm, seed=args.seed, alpha=args.alpha, progress=args.progress)
+                              n_perm=args.n_perm, seed=args.seed, alpha=args.alpha, progress=args.progress,
+                              position=args.position)
         write_json(st.path(CONFUSION_FILE), res)
         st.finish()
 

@@ -249,6 +249,41 @@ def test_per_example_gradients_do_not_depend_on_the_batch(tiny, number_rows):
         residual_gradients(tiny, number_rows[:1], 1, position="last")
 
 
+def test_completion_position_gradient_is_the_mean_over_completion_positions(tiny, number_rows):
+    """position="completion" against a direct autograd of one unpadded example: dL/dh at every
+    position, averaged over the positions that predict a completion token; the assistant tag is
+    the first of them. Also independent of batching."""
+    from interp.train import build_examples, completion_logits, _collate
+
+    layer = 2
+    got = residual_gradients(tiny, number_rows[:3], layer, position="completion", batch_size=3)[:, 0]
+    tag = residual_gradients(tiny, number_rows[:3], layer, batch_size=3)[:, 0]
+    for i, ex in enumerate(build_examples(tiny, number_rows[:3], 192)):
+        batch, labels = _collate([ex], tiny.tokenizer.pad_token_id)
+        where = labels != -100
+        h = {}
+
+        def grab(module, args, output):
+            out = output[0] if isinstance(output, tuple) else output
+            out.retain_grad()
+            h["h"] = out
+
+        hook = tiny.layers[layer].register_forward_hook(grab)
+        try:
+            with torch.enable_grad():
+                logits = completion_logits(tiny.hf, batch, where).float()
+                torch.nn.functional.cross_entropy(logits, labels[where]).backward()
+        finally:
+            hook.remove()
+            tiny.hf.zero_grad(set_to_none=True)
+        g = h["h"].grad[0]  # (T, d)
+        pos = where[0].nonzero()[:, 0]
+        torch.testing.assert_close(got[i], g[pos].mean(0), rtol=1e-4, atol=1e-7)
+        torch.testing.assert_close(tag[i], g[pos[0]], rtol=1e-4, atol=1e-7)
+    alone = residual_gradients(tiny, number_rows[:3], layer, position="completion", batch_size=1)[:, 0]
+    torch.testing.assert_close(got, alone, rtol=1e-4, atol=1e-6)
+
+
 def test_audit_ranks_first_the_trait_vector_the_data_carries(tiny):
     """Trait vectors "say digit k": the descent direction of answering k, averaged over held-out
     prompts. Dataset A answers every prompt with 7, B with the base model's own top digit. The

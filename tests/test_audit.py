@@ -45,7 +45,7 @@ def planted(monkeypatch, tiny):
     calls = []
     state = {"bank": None}
 
-    def fake(model, rows, layers, batch_size=8, max_len=192):
+    def fake(model, rows, layers, position="assistant_tag", batch_size=8, max_len=192):
         calls.append(len(rows))
         out = torch.zeros(len(rows), 1, model.d_model)
         for i, r in enumerate(rows):

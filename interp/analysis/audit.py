@@ -110,9 +110,10 @@ def _check_bank(model: LoadedModel, bank: dict[str, SteeringVector], layer: int)
             raise ValueError(f"bank {name}: {e}") from None
 
 
-def _gradients(model: LoadedModel, rows: list[dict], layer: int, batch_size: int, max_len: int) -> Tensor:
-    """(n, d_model) dL/dh at the assistant tag (the one place an audit runs the model)."""
-    return residual_gradients(model, rows, layer, batch_size=batch_size, max_len=max_len)[:, 0]
+def _gradients(model: LoadedModel, rows: list[dict], layer: int, batch_size: int, max_len: int,
+               position: str = "assistant_tag") -> Tensor:
+    """(n, d_model) dL/dh at `position` (the one place an audit runs the model)."""
+    return residual_gradients(model, rows, layer, position=position, batch_size=batch_size, max_len=max_len)[:, 0]
 
 
 def _rank_bank(model: LoadedModel, g_rows: Tensor, g_clean: Tensor, bank: dict[str, SteeringVector], layer: int,
@@ -132,8 +133,9 @@ def _rank_bank(model: LoadedModel, g_rows: Tensor, g_clean: Tensor, bank: dict[s
 
 def audit_dataset(model: LoadedModel, rows: list[dict], clean: list[dict], bank: dict[str, SteeringVector], layer: int,
                   n_rows: int | None = None, n_perm: int = 1000, seed: int = 0, alpha: float = 0.05,
-                  batch_size: int = 8, max_len: int = 192) -> dict:
+                  batch_size: int = 8, max_len: int = 192, position: str = "assistant_tag") -> dict:
     """Rank `bank` by the evidence that `rows` carry each vector at `layer`, against `clean` rows.
+    `position`: where the residual gradient is read (`gradients.GRADIENT_POSITIONS`).
 
     Returns {"ranking": [{rank, name, score, cosine, p_value, p_bonferroni, flagged, ...}], ...},
     highest score first (see `score_vectors`). `cosine` is judged against ~1/sqrt(d_model) for a
@@ -143,8 +145,9 @@ def audit_dataset(model: LoadedModel, rows: list[dict], clean: list[dict], bank:
     rows, clean = rows[:n_rows], clean[:n_rows]
     if not rows or not clean:
         raise ValueError(f"rows: the audited ({len(rows)}) and the clean ({len(clean)}) data both need rows")
-    g_rows = _gradients(model, rows, layer, batch_size, max_len)
-    g_clean = _gradients(model, clean, layer, batch_size, max_len)
+    g_rows = _gradients(model, rows, layer, batch_size, max_len, position)
+    g_clean = _gradients(model, clean, layer, batch_size, max_len, position)
+    # (the ranking records where the gradients were read)
     return _rank_bank(model, g_rows, g_clean, bank, layer, n_perm, seed, alpha)
 
 
@@ -157,7 +160,7 @@ CONFUSION_METRICS = ("score", "cosine", "cosine_z", "z", "p_value", "p_bonferron
 def audit_confusion(model: LoadedModel, datasets: dict[str, list[dict]], clean: list[dict],
                     bank: dict[str, SteeringVector], layer: int, n_rows: int | None = None, n_perm: int = 1000,
                     seed: int = 0, alpha: float = 0.05, progress: bool = True, batch_size: int = 8,
-                    max_len: int = 192) -> dict:
+                    max_len: int = 192, position: str = "assistant_tag") -> dict:
     """Audit one dataset per candidate (keyed by the candidate whose vector made it) against one
     clean reference, and tabulate how often the audit names the right candidate.
 
@@ -192,11 +195,11 @@ def audit_confusion(model: LoadedModel, datasets: dict[str, list[dict]], clean: 
 
     t0 = time.perf_counter()
     bar = tqdm(total=len(names) + 1, desc="gradients", disable=not progress, leave=False)
-    g_ref = _gradients(model, ref, layer, batch_size, max_len)  # once, shared by every dataset
+    g_ref = _gradients(model, ref, layer, batch_size, max_len, position)  # once, shared by every dataset
     bar.update()
     grads = {}
     for n in names:
-        grads[n] = _gradients(model, rows[n], layer, batch_size, max_len)
+        grads[n] = _gradients(model, rows[n], layer, batch_size, max_len, position)
         bar.update()
     bar.close()
     t1 = time.perf_counter()
@@ -215,7 +218,8 @@ def audit_confusion(model: LoadedModel, datasets: dict[str, list[dict]], clean: 
         check = {"flagged": a["flagged"], "any_flagged": bool(a["flagged"]), "top": a["top"], "n_rows": a["n_rows"],
                  "min_p_bonferroni": min(r["p_bonferroni"] for r in a["ranking"])}
     return {
-        "layer": layer, "hook": f"blocks.{layer}.hook_resid_post", "model": model.identity(), "n_perm": n_perm,
+        "layer": layer, "hook": f"blocks.{layer}.hook_resid_post", "position": position, "model": model.identity(),
+        "n_perm": n_perm,
         "seed": seed, "alpha": alpha, "d_model": model.d_model, "random_cosine_sd": 1 / math.sqrt(model.d_model),
         "datasets": names, "candidates": candidates, "n_rows": {n: len(rows[n]) for n in names}, "n_clean": len(ref),
         "matrix": matrix, "true_rank": true_rank, "mean_true_rank": sum(true_rank.values()) / len(true_rank),

@@ -30,6 +30,9 @@ from interp.train import _collate, build_examples, completion_logits
 
 GRADIENTS_FILE = "gradients.safetensors"
 GRADIENTS_META = "gradients.json"
+# assistant_tag: the last prompt token (predicts the first completion token); completion: the mean
+# over every position that predicts a completion token (the tag included)
+GRADIENT_POSITIONS = ("assistant_tag", "completion")
 
 
 @contextlib.contextmanager
@@ -65,14 +68,15 @@ def residual_gradients(
     model: LoadedModel, rows: list[dict], layers: int | Sequence[int], position: str = "assistant_tag",
     max_len: int = 192, batch_size: int = 8,
 ) -> Tensor:
-    """Per-example dL/dh at the assistant-tag position: (n_examples, n_layers_requested, d_model).
+    """Per-example dL/dh at the assistant-tag position (or averaged over the completion-predicting
+    positions, `position="completion"`): (n_examples, n_layers_requested, d_model).
 
     `rows` have 'prompt' and 'completion' (a dataset.jsonl). Each example's loss is its mean
     cross-entropy over its completion tokens (end-of-turn included), so rows in one batch do not
     mix: the gradient of the batch's summed loss at row i's activations is row i's own.
     """
-    if position != "assistant_tag":
-        raise ValueError(f"position: {position!r}; only 'assistant_tag' (the last prompt token) is supported")
+    if position not in GRADIENT_POSITIONS:
+        raise ValueError(f"position: {position!r} is not one of {GRADIENT_POSITIONS}")
     layers = [layers] if isinstance(layers, int) else list(layers)
     if not layers or len(set(layers)) != len(layers):
         raise ValueError(f"layers: {layers} must name at least one layer, each once")
@@ -98,7 +102,11 @@ def residual_gradients(
             grads = torch.autograd.grad(loss, [store[l] for l in layers])
         rows_idx = torch.arange(len(chunk), device=model.device)
         for j, g in enumerate(grads):
-            out[sl, j] = g[rows_idx, tag].float().cpu()
+            if position == "assistant_tag":
+                out[sl, j] = g[rows_idx, tag].float().cpu()
+            else:  # mean over the positions whose residual predicts a completion token
+                w = where.to(g.dtype).unsqueeze(-1)
+                out[sl, j] = ((g * w).sum(1) / w.sum(1)).float().cpu()
     return out
 
 
