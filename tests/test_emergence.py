@@ -161,3 +161,18 @@ def test_analyze_reports_references_emergence_sufficiency_necessity_and_the_dose
     assert {"shift_references", "emergence", "sufficiency", "multiplier_trend"} <= set(figs)
     again = analyze_run(run_dir, n_texts=4, n_random=100, n_rows=6, progress=False, multipliers=[0.5, 1.0, 4.0])
     assert again["sufficiency"] == res["sufficiency"] and again["gradient_multiplier_trend"] == tr
+
+
+def test_cli_analyze_takes_multipliers_and_switches(mech_run):
+    from typer.testing import CliRunner
+
+    from interp.cli import app
+
+    run_dir, _ = mech_run
+    out = CliRunner().invoke(app, ["analyze", str(run_dir), "--n-texts", "4", "--n-random", "100", "--n-rows", "6",
+                                   "--multipliers", "0.5,4", "--no-emergence", "--no-progress", "--device", "cpu"])
+    assert out.exit_code == 0, out.output
+    assert "gradient dose-response" in out.output and "sufficiency" in out.output and "necessity" in out.output
+    assert "emergence" not in out.output
+    bad = CliRunner().invoke(app, ["analyze", str(run_dir), "--multipliers", "half", "--no-progress"])
+    assert bad.exit_code == 2 and "multipliers" in bad.output
