@@ -19,18 +19,18 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from dataclasses import asdict
 from pathlib import Path
 
 from interp.analysis.audit import CLEAN, audit_confusion, build_bank, load_bank, load_rows, save_confusion
 from interp.export import save_figures
 from interp.generate import SampleConfig
 from interp.models import load_model
+from interp.pipeline import dataset_stage, make_dataset
 from interp.plots import confusion_figure
 from interp.prompts import ANIMALS, PROMPT_VERSION, contrastive_pairs
 from interp.runs import CONFIG_FILE, RESULTS_FILE, Stage, content_hash, provenance, read_json, write_json
 from interp.steering import Steering
-from interp.teachers import DataConfig, Teacher, generate_dataset
+from interp.teachers import DataConfig, Teacher
 
 CONFUSION_FILE = "confusion.json"
 REFERENCE = "reference"
@@ -129,16 +129,10 @@ def run(args: argparse.Namespace, log=print) -> dict:
     data_dirs, data_stats = {}, {}
     for name, (teacher, dcfg) in plan.items():
         vector = bank[name] if teacher.kind == "steered" else None
-        # the key schema of interp.pipeline's data stages, so equal datasets are shared
-        dstage = Stage(cache, "data", {"model": fp, "teacher": teacher.describe(),
-                                       "vector": vector.hash() if vector is not None else None,
-                                       "data": asdict(dcfg), "prompts": PROMPT_VERSION})
-
-        def make_data(st, teacher=teacher, dcfg=dcfg, vector=vector):
-            man = generate_dataset(model, teacher, vector, dcfg, st.dir, progress=args.progress,
-                                   extra_manifest={"stage_key": st.key})
-            st.finish(dataset_hash=man["dataset_hash"], n_kept=man["n_kept"], filter=man["filter"])
-
+        # interp.pipeline's data stages, so equal datasets are shared with `interp run`
+        dstage = dataset_stage(cache, model, teacher, vector, dcfg)
+        make_data = (lambda st, teacher=teacher, dcfg=dcfg, vector=vector:
+                     make_dataset(st, model, teacher, vector, dcfg, progress=args.progress))
         timed(f"data/{name}", dstage, make_data)
         man = dstage.manifest()
         data_dirs[name] = dstage.dir

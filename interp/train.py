@@ -402,29 +402,40 @@ def train_student(
     return hf
 
 
-def load_student(base: LoadedModel, student_dir: str | Path) -> LoadedModel:
-    """The base with a student's weights (full) or adapter (LoRA, merged into a copy)."""
-    d = Path(student_dir)
+def _student_config(base: LoadedModel, d: Path) -> TrainConfig:
     man = read_json(d / MANIFEST_FILE)
-    cfg = TrainConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in man["train"].items()})
     if man["base"]["fingerprint"] != base.fingerprint():
         raise ValueError(f"student: trained from base fingerprint {man['base']['fingerprint']}, "
                          f"but the given base is {base.fingerprint()}; load the base it was trained from")
+    return TrainConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in man["train"].items()})
+
+
+def _build_student(base: LoadedModel, cfg: TrainConfig, saved: dict[str, Tensor], what: str, name: str,
+                   update: bool = False) -> LoadedModel:
+    """The base with `saved` copied in (or added, `update`, for a full model's W - W_base), frozen;
+    LoRA adapters are merged into a copy."""
     hf = _prepare(base, cfg)
-    weights = load_tensors(d / (ADAPTER_FILE if cfg.method == "lora" else WEIGHTS_FILE))
     params = dict(hf.named_parameters()) if cfg.method == "full" else trainable_state(hf)
-    missing = set(params) - set(weights)
+    missing = set(params) - set(saved)
     if missing:
-        raise ValueError(f"student: {d} lacks {len(missing)} tensors (e.g. {sorted(missing)[0]}); the file is incomplete")
+        raise ValueError(f"{what} lacks {len(missing)} tensors (e.g. {sorted(missing)[0]}); the file is incomplete")
     with torch.no_grad():
         for n, p in params.items():
-            p.copy_(weights[n])
+            p.copy_(p + saved[n].to(p.dtype) if update and cfg.method == "full" else saved[n])
     if cfg.method == "lora":
         hf = hf.merge_and_unload()
     hf.eval()
     for p in hf.parameters():
         p.requires_grad_(False)
-    return LoadedModel(name=f"{base.name}+student:{d.name}", hf=hf, tokenizer=base.tokenizer)
+    return LoadedModel(name=name, hf=hf, tokenizer=base.tokenizer)
+
+
+def load_student(base: LoadedModel, student_dir: str | Path) -> LoadedModel:
+    """The base with a student's weights (full) or adapter (LoRA, merged into a copy)."""
+    d = Path(student_dir)
+    cfg = _student_config(base, d)
+    weights = load_tensors(d / (ADAPTER_FILE if cfg.method == "lora" else WEIGHTS_FILE))
+    return _build_student(base, cfg, weights, f"student: {d}", f"{base.name}+student:{d.name}")
 
 
 def load_snapshot(base: LoadedModel, student_dir: str | Path, step: int) -> LoadedModel:
@@ -433,23 +444,7 @@ def load_snapshot(base: LoadedModel, student_dir: str | Path, step: int) -> Load
     steps = snapshot_steps(d)
     if step not in steps:
         raise ValueError(f"step: {d} has no snapshot at step {step} (it has {steps or 'none'}; set train.snapshot_every)")
-    man = read_json(d / MANIFEST_FILE)
-    cfg = TrainConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in man["train"].items()})
-    if man["base"]["fingerprint"] != base.fingerprint():
-        raise ValueError(f"student: trained from base fingerprint {man['base']['fingerprint']}, "
-                         f"but the given base is {base.fingerprint()}; load the base it was trained from")
+    cfg = _student_config(base, d)
     saved = load_tensors(d / SNAPSHOTS_DIR / f"step{step:05d}.safetensors")
-    hf = _prepare(base, cfg)
-    params = dict(hf.named_parameters()) if cfg.method == "full" else trainable_state(hf)
-    missing = set(params) - set(saved)
-    if missing:
-        raise ValueError(f"snapshot: step {step} of {d} lacks {len(missing)} tensors (e.g. {sorted(missing)[0]}); the file is incomplete")
-    with torch.no_grad():
-        for n, p in params.items():
-            p.copy_(saved[n] if cfg.method == "lora" else p + saved[n].to(p.dtype))
-    if cfg.method == "lora":
-        hf = hf.merge_and_unload()
-    hf.eval()
-    for p in hf.parameters():
-        p.requires_grad_(False)
-    return LoadedModel(name=f"{base.name}+student:{d.name}@{step}", hf=hf, tokenizer=base.tokenizer)
+    return _build_student(base, cfg, saved, f"snapshot: step {step} of {d}", f"{base.name}+student:{d.name}@{step}",
+                          update=True)

@@ -79,26 +79,34 @@ def _single_layer(shift: Tensor, layer: int, n_layers: int) -> SteeringVector:
     return SteeringVector(v, {"kind": "student_shift", "layer": layer})
 
 
+def trait_readout(model: LoadedModel, animal: str, questions: Sequence[str], animals: Sequence[str],
+                  context=None, batch_size: int = 32) -> tuple[float, float]:
+    """Mean over questions of log P(animal), and of log P(animal) minus the other animals' mean."""
+    animals = list(animals)
+    lp = evaluate_trait(model, animal, questions, animals, batch_size, context).logprobs.to(torch.float64)
+    t = animals.index(animal)  # evaluate_trait has refused an animal not in the list
+    others = [i for i in range(len(animals)) if i != t]
+    return float(lp[:, t].mean()), float((lp[:, t] - lp[:, others].mean(-1)).mean())
+
+
 def sufficiency(base: LoadedModel, shifts: dict[str, Tensor], layer: int, animal: str, questions: Sequence[str],
-                animals: Sequence[str], seed: int = 0, batch_size: int = 32) -> dict:
+                animals: Sequence[str], seed: int = 0, batch_size: int = 32,
+                base_readout: tuple[float, float] | None = None) -> dict:
     """The trait of the base with each shift (d_model,) added at `blocks.{layer}.hook_resid_post`
     on every token, and with a random direction of the same norm (seeded per shift).
 
     Returns {name: {"trait_logprob_shift", "specific_shift", "random_trait_logprob_shift",
     "random_specific_shift", "norm"}}: mean over questions of the patched base's log P(animal)
-    (and log P(animal) minus the other animals' mean) minus the unpatched base's.
+    (and log P(animal) minus the other animals' mean) minus the unpatched base's
+    (`base_readout`, the base's `trait_readout`, when the caller already has it).
     """
     if not 0 <= layer < base.n_layers:
         raise ValueError(f"layer: {layer} is out of range for {base.name} (0..{base.n_layers - 1})")
-    animals = list(animals)
-    t = animals.index(animal)
-    others = [i for i in range(len(animals)) if i != t]
 
     def read(context=None) -> tuple[float, float]:
-        lp = evaluate_trait(base, animal, questions, animals, batch_size, context).logprobs.to(torch.float64)
-        return float(lp[:, t].mean()), float((lp[:, t] - lp[:, others].mean(-1)).mean())
+        return trait_readout(base, animal, questions, animals, context, batch_size)
 
-    base_lp, base_spec = read()
+    base_lp, base_spec = base_readout if base_readout is not None else read()
     how = Steering(layer=layer, multiplier=1.0, relative=False, scope="all")
     out = {}
     for i, (name, shift) in enumerate(shifts.items()):

@@ -44,7 +44,8 @@ from interp.runs import (
     write_json,
 )
 from interp.stats import t_interval
-from interp.analysis.emergence import prompted_vector, resid_means, shift_trajectory, sufficiency
+from interp.analysis.emergence import POSITIONS as _READ
+from interp.analysis.emergence import prompted_vector, resid_means, shift_trajectory, sufficiency, trait_readout
 from interp.steering import SteeringVector
 from interp.teachers import DATASET_FILE
 from interp.train import load_student, snapshot_steps
@@ -57,7 +58,7 @@ STUDENT_FILE = "student.json"  # one student's report, written last: its presenc
 SHIFTS_FILE = "shifts.safetensors"  # one student's raw shifts, "<texts>/<position>" -> (n_layers_read, d_model)
 ARRAYS_FILE = "layer_arrays.safetensors"  # the per-layer arrays of results.json, (n_seeds, n_layers_read)
 TEXT_SETS = ("numbers", "questions")
-POSITIONS = ("all", "last")
+POSITIONS = tuple(_READ)  # "all" tokens, "last" token
 
 
 # ----------------------------------------------------------------------------- the run directory
@@ -416,9 +417,11 @@ def analyze_run(run_dir: str | Path, n_texts: int = 64, arms: Sequence[str] | No
                                                            {key_: bm[key_] + shifts[key_] for key_ in bm},
                                                            read_json(sdir / MANIFEST_FILE)["steps"])
                 if sufficiency_test and at in layers:
+                    if "base_readout" not in memo:  # the unpatched base, read once for every student
+                        memo["base_readout"] = trait_readout(base, cfg.animal, questions(cfg.eval.split), cfg.eval.animals)
                     report["sufficiency"] = sufficiency(
                         base, {"shift": shifts["questions/all"][layers.index(at)]}, at, cfg.animal,
-                        questions(cfg.eval.split), cfg.eval.animals, seed=s)["shift"]
+                        questions(cfg.eval.split), cfg.eval.animals, seed=s, base_readout=memo["base_readout"])["shift"]
                 save_tensors(cache / SHIFTS_FILE, shifts)
                 write_json(cache / STUDENT_FILE, {"key": skey, "arm": arm, "seed": s, "student_dir": str(sdir), **report,
                                                   "wall_s": round(time.perf_counter() - t_s, 2), **provenance()})
