@@ -165,6 +165,62 @@ def run(
     print_e1(res)
 
 
+@app.command()
+def sweep(
+    config: Path = typer.Argument(..., help="Sweep TOML: an E1 config with a [sweep] table (see experiments/configs/noise_ablation.toml)."),
+    root: Path = typer.Option(Path("artifacts"), help="Artifact root: the sweep under <root>/<sweep name>/, stages under <root>/cache/."),
+    executor: str = typer.Option(None, help="local (this machine) or submitit (SLURM); default: sweep.executor."),
+    workers: int = typer.Option(None, min=1, help="Local jobs at once (1: in this process); default: sweep.workers."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="List the cells and jobs, run nothing."),
+    format: str = typer.Option("html,png", "--format", help="Figures written to the sweep's figures/: html, png, svg, pdf."),
+    progress: bool = typer.Option(True, help="Show a progress bar over jobs."),
+) -> None:
+    """Run a grid of E1 runs, one independent job per (cell, seed); rerun to resume.
+
+    Example: interp sweep experiments/configs/noise_ablation.toml --workers 2
+    """
+    from interp.export import parse_formats, save_figures
+    from interp.plots import FIGURES_DIR, sweep_transfer
+    from interp.sweep import load_sweep, run_sweep
+
+    try:
+        sw = load_sweep(config)
+        formats = parse_formats(format)
+    except ValueError as e:
+        _fail(str(e))
+    if dry_run:
+        table = Table("cell", "values", "seeds", title=f"sweep {sw.section.name}: {len(sw.jobs())} jobs -> {sw.directory(root)}")
+        for c in sw.cells:
+            table.add_row(c.id, c.label(), str(c.config.seeds))
+        console.print(table)
+        return
+    try:
+        res = run_sweep(sw, root, executor, workers, progress, log=console.print)
+    except (ValueError, RuntimeError, ModuleNotFoundError, FileNotFoundError) as e:
+        _fail(str(e))
+    print_sweep(res)
+    done = save_figures({"sweep_transfer": sweep_transfer(res)}, sw.directory(root) / FIGURES_DIR, formats)
+    if done.message:
+        console.print(f"[yellow]note:[/yellow] {done.message}")
+    console.print(f"jobs {res['timings_s']['jobs']:.1f} s ({res['timings_s']['jobs_run']} run), table {res['timings_s']['table']:.1f} s; "
+                  f"artifacts: [bold]{sw.directory(root)}[/bold] (results.json, grid.json, cells/, jobs/, figures/)")
+
+
+def print_sweep(res: dict) -> None:
+    table = Table(title=f"{res['comparison']}: trait-specific transfer per cell (95% CI over seeds and questions)")
+    for col in ("cell", "seeds", "transfer", "seed t-interval", "seeds > 0", "rank", "/ reference", "- reference"):
+        table.add_column(col)
+    for r in res["rows"]:
+        v = r.get("vs_reference")
+        ratio = f"{v['ratio']:.2f} [{v['ratio_ci95'][0]:.2f}, {v['ratio_ci95'][1]:.2f}]" + ("" if v["denominator_excludes_zero"] else " *") if v else "-"
+        diff = f"{v['diff']:+.3f} [{v['diff_ci95'][0]:+.3f}, {v['diff_ci95'][1]:+.3f}]" if v else "-"
+        table.add_row(r["label"], str(r["n_seeds"]), _ci(r["transfer"], "{:+.3f}"), _ci(r["transfer_per_seed"], "{:+.3f}"),
+                      f"{r['positive_seeds']}/{r['n_seeds']}", str(r["trait_rank_among_animals"]), ratio, diff)
+    console.print(table)
+    if any(r.get("vs_reference") and not r["vs_reference"]["denominator_excludes_zero"] for r in res["rows"]):
+        console.print("* the reference transfer's interval includes 0: read the difference, not the ratio")
+
+
 def _ci(d: dict, fmt: str = "{:.4f}") -> str:
     return f"{fmt.format(d['mean'])} [{fmt.format(d['ci95'][0])}, {fmt.format(d['ci95'][1])}]"
 

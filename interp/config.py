@@ -6,6 +6,7 @@ The config converts into the library's own dataclasses (`Steering`, `Teacher`, `
 
 from __future__ import annotations
 
+import re
 import tomllib
 from pathlib import Path
 from typing import Literal
@@ -13,6 +14,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from interp.generate import SampleConfig
+from interp.noise import WeightNoise
 from interp.prompts import ANIMALS
 from interp.steering import Steering
 from interp.teachers import DataConfig, Teacher
@@ -61,6 +63,7 @@ class TrainSection(_Strict):
     lora_rank: int = Field(8, ge=1)
     lora_alpha: int = Field(16, ge=1)
     weight_decay: float = Field(0.0, ge=0)
+    match_step: bool = False  # sgd only: lr / RMS(first gradient), a step size matched to AdamW's (E10)
     objectives: list[Literal["sft", "kd"]] = ["sft"]  # kd: distil the teacher's grammar-token distribution
     kd_min_kl: float = Field(1e-6, ge=0)
 
@@ -69,6 +72,28 @@ class TrainSection(_Strict):
     def _objectives(cls, v: list[str]) -> list[str]:
         if not v or len(set(v)) != len(v):
             raise ValueError("needs one or more distinct objectives ('sft', 'kd')")
+        return v
+
+
+class NoiseSection(_Strict):
+    """Gaussian weight noise on the base (E5). `apply`: the noised base is shared by teacher and
+    student ("shared"), or only the teacher ("teacher") or only the student ("student") gets it."""
+
+    sigma: float = Field(0.0, ge=0)
+    relative: bool = True  # sigma x each tensor's sd; false: absolute
+    pattern: str = ".*"  # regex on parameter names
+    seed: int = 0
+    apply: Literal["shared", "teacher", "student"] = "shared"
+    # a new draw for every replicate seed (seed + replicate): the ratio then spans noise draws
+    per_seed: bool = True
+
+    @field_validator("pattern")
+    @classmethod
+    def _regex(cls, v: str) -> str:
+        try:
+            re.compile(v)
+        except re.error as e:
+            raise ValueError(f"is not a valid regular expression ({e})") from None
         return v
 
 
@@ -90,6 +115,8 @@ class EvalSection(_Strict):
 class E1Config(_Strict):
     experiment: str = "e1"
     model: str = "smollm2-135m"
+    # the students' base when it differs from the teacher's (E6 cross-model control); None: `model`
+    student_model: str | None = None
     animal: str = "owl"
     seeds: list[int] = [0]
     device: str = "auto"
@@ -98,6 +125,7 @@ class E1Config(_Strict):
     data: DataSection = DataSection()
     train: TrainSection = TrainSection()
     eval: EvalSection = EvalSection()
+    noise: NoiseSection = NoiseSection()
 
     @field_validator("seeds")
     @classmethod
@@ -111,6 +139,22 @@ class E1Config(_Strict):
             raise ValueError(f"animal: {self.animal!r} must be in eval.animals")
         if "control" not in self.teacher.kinds:
             raise ValueError("teacher.kinds: must include 'control' (transfer is measured against it)")
+        if self.cross_model and "kd" in self.train.objectives:
+            raise ValueError("train.objectives: 'kd' needs the teacher's tokenizer; drop it when student_model differs from model")
+
+    def key(self) -> dict:
+        """The settings that identify a run: the dump without the sections left at their no-op
+        defaults, so run ids from before noise and student_model existed stay the same."""
+        d = self.model_dump()
+        if self.noise.sigma == 0:
+            d.pop("noise")
+        if self.student_model is None:
+            d.pop("student_model")
+        return d
+
+    @property
+    def cross_model(self) -> bool:
+        return self.student_model is not None and self.student_model != self.model
 
     # ---- conversion to library objects
 
@@ -131,6 +175,13 @@ class E1Config(_Strict):
                                 constrained=d.constrained, min_prob=d.min_prob, seed=seed)
         return DataConfig(n_prompts=d.n_prompts, prompt_seed=seed, sampling=sampling)
 
+    def weight_noise(self, seed: int) -> WeightNoise | None:
+        """The noise for replicate `seed` (None at sigma 0: the un-noised base, whatever `apply` says)."""
+        n = self.noise
+        if n.sigma == 0:
+            return None
+        return WeightNoise(n.sigma, n.relative, n.pattern, n.seed + (seed if n.per_seed else 0))
+
     def train_config(self, seed: int, objective: str = "sft") -> TrainConfig:
         return TrainConfig(seed=seed, objective=objective, **self.train.model_dump(exclude={"objectives"}))
 
@@ -144,6 +195,8 @@ def load_config(path: str | Path) -> E1Config:
         raw = tomllib.loads(path.read_text())
     except tomllib.TOMLDecodeError as e:
         raise ValueError(f"config: {path} is not valid TOML ({e})") from e
+    if "sweep" in raw:
+        raise ValueError(f"config: {path} has a [sweep] table; run it with `interp sweep {path}`")
     return parse_config(raw, str(path))
 
 

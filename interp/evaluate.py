@@ -32,8 +32,12 @@ def animal_token_ids(tokenizer, animals: Sequence[str]) -> list[int]:
     return ids
 
 
-def question_prompts(model: LoadedModel, questions: Sequence[str], prefix: str = ANSWER_PREFIX) -> list[str]:
-    return [model.chat([{"role": "user", "content": q}]) + prefix for q in questions]
+def question_prompts(
+    model: LoadedModel, questions: Sequence[str], prefix: str = ANSWER_PREFIX, system: str | None = None,
+) -> list[str]:
+    """Chat-formatted questions (after an optional system prompt) followed by the answer prefix."""
+    sys = [{"role": "system", "content": system}] if system is not None else []
+    return [model.chat(sys + [{"role": "user", "content": q}]) + prefix for q in questions]
 
 
 @torch.no_grad()
@@ -43,10 +47,12 @@ def animal_logprobs(
     animals: Sequence[str] = ANIMALS,
     batch_size: int = 32,
     context: Callable[[], ContextManager] | None = None,
+    system: str | None = None,
 ) -> Tensor:
-    """log P(first token of each animal | question, answer prefix): (n_questions, n_animals)."""
+    """log P(first token of each animal | question, answer prefix): (n_questions, n_animals).
+    `system`: a system prompt before each question (None: the chat template's default)."""
     ids = torch.tensor(animal_token_ids(model.tokenizer, animals))
-    prompts = question_prompts(model, questions)
+    prompts = question_prompts(model, questions, system=system)
     rows = []
     with context() if context is not None else contextlib.nullcontext():
         for sl in batching.chunks(len(prompts), batch_size):
@@ -93,12 +99,12 @@ class TraitScore:
 
 def evaluate_trait(
     model: LoadedModel, animal: str, questions: Sequence[str], animals: Sequence[str] = ANIMALS,
-    batch_size: int = 32, context: Callable[[], ContextManager] | None = None,
+    batch_size: int = 32, context: Callable[[], ContextManager] | None = None, system: str | None = None,
 ) -> TraitScore:
     animals = list(animals)
     if animal not in animals:
         raise ValueError(f"animal: {animal!r} is not in the evaluated animal list {animals}")
-    return TraitScore(animal, animals, animal_logprobs(model, questions, animals, batch_size, context))
+    return TraitScore(animal, animals, animal_logprobs(model, questions, animals, batch_size, context, system))
 
 
 # ----------------------------------------------------------------------------- sampled answers

@@ -20,6 +20,7 @@ from interp.evaluate import evaluate_trait, sampled_answer_rate
 from interp.distill import load_targets
 from interp.stats import detectable_effect, hierarchical_bootstrap, permutation_test, t_interval
 from interp.models import LoadedModel, load_model
+from interp.noise import WeightNoise, noised_model
 from interp.prompts import PROMPT_VERSION, contrastive_pairs, questions
 from interp.runs import (
     CONFIG_FILE, MANIFEST_FILE, RESULTS_FILE, Stage, content_hash, load_tensors, provenance, read_json,
@@ -30,6 +31,7 @@ from interp.teachers import DATASET_FILE, TEACHER_LOGPROBS_FILE, VECTOR_KINDS, D
 from interp.train import load_student, train_student
 
 LOGPROBS_FILE = "logprobs.safetensors"
+TRANSFER_FILE = "transfer.safetensors"  # per comparison: (seeds, questions) trait-specific differences
 
 
 def dataset_stage(cache: Path, base: LoadedModel, teacher: Teacher, vector: SteeringVector, dcfg: DataConfig,
@@ -49,10 +51,12 @@ def make_dataset(st: Stage, base: LoadedModel, teacher: Teacher, vector: Steerin
               generation=man["generation"], teacher_logprobs_hash=man["teacher_logprobs_hash"])
 
 
-def run_e1(cfg: E1Config, root: str | Path = "artifacts", progress: bool = True, log=print) -> dict:
-    """Run (or resume) E1 for every seed and teacher kind in `cfg`; returns results.json's content."""
+def run_e1(cfg: E1Config, root: str | Path = "artifacts", progress: bool = True, log=print,
+           run_dir: str | Path | None = None) -> dict:
+    """Run (or resume) E1 for every seed and teacher kind in `cfg`; returns results.json's content.
+    The run directory is `root/<experiment>/<run id>` unless `run_dir` says otherwise (sweeps)."""
     root = Path(root)
-    run_dir = root / cfg.experiment / content_hash(cfg.model_dump(), 10)
+    run_dir = Path(run_dir) if run_dir is not None else root / cfg.experiment / content_hash(cfg.key(), 10)
     write_json(run_dir / CONFIG_FILE, cfg.model_dump())
     cache = root / "cache"
     timings: dict[str, float] = {}
@@ -62,7 +66,10 @@ def run_e1(cfg: E1Config, root: str | Path = "artifacts", progress: bool = True,
         t = time.perf_counter()
         hit = stage.done
         if not hit:
-            fn(stage)
+            with stage.lock():
+                hit = stage.done  # another job of a sweep may have finished it meanwhile
+                if not hit:
+                    fn(stage)
         timings[name] = round(time.perf_counter() - t, 2)
         stages.append({"name": name, "dir": str(stage.dir), "cache_hit": hit, "wall_s": timings[name]})
         log(f"  {name:<28} {'cached' if hit else 'done'} in {timings[name]:.1f}s")
@@ -70,44 +77,54 @@ def run_e1(cfg: E1Config, root: str | Path = "artifacts", progress: bool = True,
 
     t_load = time.perf_counter()
     base = load_model(cfg.model, device=cfg.device)
-    base_id = base.identity()
+    student_root = load_model(cfg.student_model, device=cfg.device) if cfg.cross_model else base
     timings["load_model"] = round(time.perf_counter() - t_load, 2)
-    log(f"  {'load model':<28} {timings['load_model']:.1f}s ({cfg.model}, fingerprint {base_id['fingerprint']})")
-
-    # 1. steering vector
+    log(f"  {'load model':<28} {timings['load_model']:.1f}s ({cfg.model}, fingerprint {base.fingerprint()}"
+        + (f"; students: {cfg.student_model}, fingerprint {student_root.fingerprint()})" if cfg.cross_model else ")"))
     pairs = contrastive_pairs(cfg.animal, cfg.vector.n_pairs)
-    vstage = Stage(cache, "vector", {"model": base_id, "animal": cfg.animal, "position": cfg.vector.position,
-                                      "pairs": content_hash([list(p) for p in pairs]), "prompts": PROMPT_VERSION})
-    timed("vector", vstage, lambda st: (build_steering_vector(base, pairs, cfg.vector.position, cfg.animal).save(st.dir), st.finish()))
-    vector = SteeringVector.load(vstage.dir)
+    vector_inputs = {"animal": cfg.animal, "position": cfg.vector.position,
+                     "pairs": content_hash([list(p) for p in pairs]), "prompts": PROMPT_VERSION}
+    models = _Bases(cfg, base, student_root)
 
-    # 2-3. datasets and students, per seed and teacher kind (and objective: sft, kd)
+    # 1-3. per seed: the steering vector (of the teacher's base), the datasets, the students (per
+    # objective: sft, kd). Without weight noise every seed shares one teacher base and one vector.
     kd = "kd" in cfg.train.objectives
     student_dirs: dict[tuple[str, int], Path] = {}
+    student_bases: dict[int, LoadedModel] = {}
+    vectors: dict[str, SteeringVector] = {}
     data_stats: dict[str, dict] = {}
     for seed in cfg.seeds:
+        teacher_base, student_base = models.for_seed(seed)
+        student_bases[seed] = student_base
+        vstage = Stage(cache, "vector", {"model": teacher_base.identity(), **vector_inputs})
+        if vstage.key not in vectors:
+            timed("vector" if not vectors else f"vector/seed{seed}", vstage,
+                  lambda st, m=teacher_base: (build_steering_vector(m, pairs, cfg.vector.position, cfg.animal).save(st.dir),
+                                              st.finish()))
+            vectors[vstage.key] = SteeringVector.load(vstage.dir)
+        vector = vectors[vstage.key]
         for kind in cfg.teacher.kinds:
             teacher = cfg.teacher_for(kind, seed)
             dcfg = cfg.data_config(seed)
-            dstage = dataset_stage(cache, base, teacher, vector, dcfg, kd)
+            dstage = dataset_stage(cache, teacher_base, teacher, vector, dcfg, kd)
             timed(f"data/{kind}/seed{seed}", dstage,
-                  lambda st, teacher=teacher, dcfg=dcfg: make_dataset(st, base, teacher, vector, dcfg, kd, progress))
+                  lambda st, teacher=teacher, dcfg=dcfg, m=teacher_base, v=vector: make_dataset(st, m, teacher, v, dcfg, kd, progress))
             dman = dstage.manifest()
             data_stats[f"{kind}/seed{seed}"] = {"n_kept": dman["n_kept"], "pass_rate": dman["filter"]["pass_rate"],
                                                 "tokens_per_s": dman["generation"]["tokens_per_s"]}
             for objective in cfg.train.objectives:
                 tcfg = cfg.train_config(seed, objective)
                 label = arm_label(kind, objective)
-                skey = {"base": base_id["fingerprint"], "dataset": dman["dataset_hash"], "train": tcfg.key()}
+                skey = {"base": student_base.fingerprint(), "dataset": dman["dataset_hash"], "train": tcfg.key()}
                 if objective == "kd":
                     skey["teacher_logprobs"] = dman["teacher_logprobs_hash"]
                 sstage = Stage(cache, "student", skey)
 
-                def make_student(st, dstage=dstage, tcfg=tcfg):
+                def make_student(st, dstage=dstage, tcfg=tcfg, m=student_base):
                     rows = read_jsonl(dstage.dir / DATASET_FILE)
-                    targets = (load_targets(dstage.dir / TEACHER_LOGPROBS_FILE, base.tokenizer, len(rows))
+                    targets = (load_targets(dstage.dir / TEACHER_LOGPROBS_FILE, m.tokenizer, len(rows))
                                if tcfg.objective == "kd" else None)
-                    train_student(base, rows, tcfg, st.dir, progress=progress, targets=targets,
+                    train_student(m, rows, tcfg, st.dir, progress=progress, targets=targets,
                                   extra_manifest={"dataset_dir": str(dstage.dir)})
                     st.finish(dataset_dir=str(dstage.dir))
 
@@ -135,18 +152,56 @@ def run_e1(cfg: E1Config, root: str | Path = "artifacts", progress: bool = True,
         timed(f"eval/{name}", est, make_eval)
         return {"logprobs": load_tensors(est.dir / LOGPROBS_FILE)["logprobs"], "summary": read_json(est.dir / "summary.json")}
 
-    evals = {"base": evaluate("base", base_id["fingerprint"], lambda: base)}
+    # every seed's students against the base they started from (one shared base without noise)
+    evals, base_evals = {}, {}
+    for seed, m in student_bases.items():
+        key = m.fingerprint()
+        if key not in base_evals:
+            base_evals[key] = evaluate("base" if not base_evals else f"base/seed{seed}", key, lambda m=m: m)
+        evals[f"base/seed{seed}"] = base_evals[key]
     for (label, seed), sdir in student_dirs.items():
-        evals[f"{label}/seed{seed}"] = evaluate(f"{label}/seed{seed}", sdir.name, lambda sdir=sdir: load_student(base, sdir))
+        evals[f"{label}/seed{seed}"] = evaluate(f"{label}/seed{seed}", sdir.name,
+                                                lambda sdir=sdir, seed=seed: load_student(student_bases[seed], sdir))
 
-    results = summarize_e1(cfg, evals, animals)
+    arrays: dict[str, torch.Tensor] = {}
+    results = summarize_e1(cfg, evals, animals, arrays)
+    save_tensors(run_dir / TRANSFER_FILE, arrays)
     results["datasets"] = data_stats
     results["timings_s"] = timings
     results["run_dir"] = str(run_dir)
     write_json(run_dir / RESULTS_FILE, results)
-    write_json(run_dir / MANIFEST_FILE, {"stages": stages, "config_hash": content_hash(cfg.model_dump()), **provenance(),
+    write_json(run_dir / MANIFEST_FILE, {"stages": stages, "config_hash": content_hash(cfg.key()), **provenance(),
                                          "wall_time_s": round(sum(timings.values()), 2)})
     return results
+
+
+class _Bases:
+    """The teacher's and the student's base for each replicate seed: the loaded models, or noised
+    copies of them (E5) made once per distinct noise draw."""
+
+    def __init__(self, cfg: E1Config, teacher_root: LoadedModel, student_root: LoadedModel):
+        self.cfg, self.teacher_root, self.student_root = cfg, teacher_root, student_root
+        self._noised: dict[tuple, LoadedModel] = {}
+
+    def _noised_copy(self, which: str, model: LoadedModel, noise: WeightNoise) -> LoadedModel:
+        key = (which, *noise.key().values())
+        if key not in self._noised:
+            self._noised = {k: v for k, v in self._noised.items() if k[1:] == key[1:]}  # keep one draw in memory
+            self._noised[key] = noised_model(model, noise)
+        return self._noised[key]
+
+    def for_seed(self, seed: int) -> tuple[LoadedModel, LoadedModel]:
+        noise = self.cfg.weight_noise(seed)
+        teacher, student = self.teacher_root, self.student_root
+        if noise is None:
+            return teacher, student
+        apply = self.cfg.noise.apply
+        if apply in ("shared", "teacher"):
+            teacher = self._noised_copy("teacher", teacher, noise)
+        if apply in ("shared", "student"):
+            # shared, same model: the very base the teacher was noised into
+            student = teacher if apply == "shared" and not self.cfg.cross_model else self._noised_copy("student", student, noise)
+        return teacher, student
 
 
 def arm_label(kind: str, objective: str) -> str:
@@ -154,12 +209,12 @@ def arm_label(kind: str, objective: str) -> str:
     return kind if objective == "sft" else f"{kind}+{objective}"
 
 
-def summarize_e1(cfg: E1Config, evals: dict, animals: list[str]) -> dict:
+def summarize_e1(cfg: E1Config, evals: dict, animals: list[str], arrays: dict | None = None) -> dict:
     """Per-arm trait scores, and the transfer of every trait arm against control and against the
-    random-vector null, within each training objective."""
+    random-vector null, within each training objective. `arrays`, when given, receives each
+    comparison's (seeds, questions) trait-specific differences (what a sweep resamples)."""
     target = animals.index(cfg.animal)
     others = [i for i in range(len(animals)) if i != target]
-    base_lp = evals["base"]["logprobs"]  # (questions, animals)
 
     def stack(label: str) -> torch.Tensor:  # (seeds, questions, animals)
         return torch.stack([evals[f"{label}/seed{s}"]["logprobs"] for s in cfg.seeds])
@@ -167,7 +222,13 @@ def summarize_e1(cfg: E1Config, evals: dict, animals: list[str]) -> dict:
     def specific(lp: torch.Tensor) -> torch.Tensor:  # trait's log P minus the other animals' mean
         return lp[..., target] - lp[..., others].mean(-1)
 
-    arms = {"base": {"prob": evals["base"]["summary"]["prob"], "logprob": evals["base"]["summary"]["logprob"]}}
+    base_lp = stack("base")  # each seed's student base; the same for every seed without noise
+    if all(evals[f"base/seed{s}"] is evals[f"base/seed{cfg.seeds[0]}"] for s in cfg.seeds):
+        summary = evals[f"base/seed{cfg.seeds[0]}"]["summary"]
+        arms = {"base": {"prob": summary["prob"], "logprob": summary["logprob"]}}
+    else:
+        arms = {"base": {"prob": hierarchical_bootstrap(base_lp[..., target].exp(), cfg.eval.n_boot),
+                         "logprob": hierarchical_bootstrap(base_lp[..., target], cfg.eval.n_boot)}}
     comparisons = {}
     for objective in cfg.train.objectives:
         for kind in cfg.teacher.kinds:
@@ -189,6 +250,8 @@ def summarize_e1(cfg: E1Config, evals: dict, animals: list[str]) -> dict:
             shift = a - b
             d_spec = shift[..., target] - shift[..., others].mean(-1)
             rank = (shift.mean((0, 1)) > shift.mean((0, 1))[target]).sum().item() + 1
+            if arrays is not None:
+                arrays[f"{arm_label(trait_kind, objective)}-{arm_label(ref, objective)}"] = d_spec.contiguous()
             comparisons[f"{arm_label(trait_kind, objective)}-{arm_label(ref, objective)}"] = {
                 "logprob_diff": hierarchical_bootstrap(d_lp, cfg.eval.n_boot),
                 "logprob_diff_per_seed": {**t_interval(d_lp.mean(-1).tolist()),

@@ -230,3 +230,11 @@ class Stage:
 
     def manifest(self) -> dict:
         return read_json(self.dir / MANIFEST_FILE)
+
+    def lock(self):
+        """An inter-process lock on this stage: concurrent jobs of a sweep that need the same stage
+        compute it once (the second waits, then finds it done)."""
+        from filelock import FileLock
+
+        self.root.mkdir(parents=True, exist_ok=True)
+        return FileLock(str(self.root / f".{self.name}-{self.key}.lock"))

@@ -42,13 +42,37 @@ def hierarchical_bootstrap(values: Tensor, n_boot: int = 2000, seed: int = 0, le
     if x.ndim == 1:
         x = x[None]
     n_s, n_q = x.shape
-    g = torch.Generator().manual_seed(seed)
-    si = torch.randint(0, n_s, (n_boot, n_s), generator=g) if n_s > 1 else torch.zeros(n_boot, 1, dtype=torch.long)
-    qi = torch.randint(0, n_q, (n_boot, n_s, n_q), generator=g)
-    boots = x[si[..., None], qi].mean((-1, -2))
+    boots = hierarchical_draws(x, n_boot, seed)
     lo, hi = torch.quantile(boots, torch.tensor([(1 - level) / 2, 1 - (1 - level) / 2], dtype=torch.float64)).tolist()
     return {"mean": float(x.mean()), "ci95": [lo, hi], "n_seeds": n_s, "n_questions": n_q,
             "covers": "seeds and questions" if n_s > 1 else "questions only"}
+
+
+def hierarchical_draws(values: Tensor, n_boot: int = 2000, seed: int = 0) -> Tensor:
+    """(n_boot,) bootstrap means of a (seeds, questions) array: seeds resampled, then questions
+    within each drawn seed (one seed: questions only)."""
+    x = torch.as_tensor(values, dtype=torch.float64)
+    if x.ndim == 1:
+        x = x[None]
+    n_s, n_q = x.shape
+    g = torch.Generator().manual_seed(seed)
+    si = torch.randint(0, n_s, (n_boot, n_s), generator=g) if n_s > 1 else torch.zeros(n_boot, 1, dtype=torch.long)
+    qi = torch.randint(0, n_q, (n_boot, n_s, n_q), generator=g)
+    return x[si[..., None], qi].mean((-1, -2))
+
+
+def ratio_interval(a: Tensor, b: Tensor, n_boot: int = 2000, seed: int = 0, level: float = 0.95) -> dict:
+    """mean(a) / mean(b) for two independent (seeds, questions) arrays, with a percentile interval
+    from resampling each hierarchically; also the difference a - b. A ratio whose denominator's
+    interval includes 0 is unstable: `denominator_excludes_zero` says whether it does."""
+    da = hierarchical_draws(a, n_boot, seed)
+    db = hierarchical_draws(b, n_boot, seed + 1)  # independent experiments: independent resamples
+    q = torch.tensor([(1 - level) / 2, 1 - (1 - level) / 2], dtype=torch.float64)
+    ma, mb = float(torch.as_tensor(a, dtype=torch.float64).mean()), float(torch.as_tensor(b, dtype=torch.float64).mean())
+    b_lo, b_hi = torch.quantile(db, q).tolist()
+    return {"ratio": ma / mb if mb != 0 else float("nan"), "ratio_ci95": torch.quantile(da / db, q).tolist(),
+            "diff": ma - mb, "diff_ci95": torch.quantile(da - db, q).tolist(),
+            "denominator_excludes_zero": b_lo > 0 or b_hi < 0}
 
 
 def t_interval(values: Sequence[float], level: float = 0.95) -> dict:
@@ -121,3 +145,31 @@ def binomial_interval(k: int, n: int, chance: float | None = None, level: float 
         out["chance"] = chance
         out["p_vs_chance"] = float(stats.binomtest(k, n, chance, alternative="greater").pvalue)
     return out
+
+
+def two_proportion_interval(k_a: int, n_a: int, k_b: int, n_b: int, level: float = 0.95) -> dict:
+    """Difference of two independent proportions k_a/n_a - k_b/n_b (`mean`) with Newcombe's
+    hybrid score interval (from the two Wilson intervals; sound at rates near 0), the ratio, and
+    the two-sided p of the pooled z-test."""
+    from scipy import stats
+
+    for k, n, side in ((k_a, n_a, "a"), (k_b, n_b, "b")):
+        if n < 1 or not 0 <= k <= n:
+            raise ValueError(f"k_{side}, n_{side}: need 0 <= k <= n and n >= 1, got k={k}, n={n}")
+    z = float(stats.norm.ppf(0.5 + level / 2))
+
+    def wilson(k: int, n: int) -> tuple[float, float, float]:
+        p = k / n
+        centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+        half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+        return p, max(0.0, centre - half), min(1.0, centre + half)
+
+    (pa, la, ua), (pb, lb, ub) = wilson(k_a, n_a), wilson(k_b, n_b)
+    d = pa - pb
+    lo, hi = d - math.hypot(pa - la, ub - pb), d + math.hypot(ua - pa, pb - lb)
+    pooled = (k_a + k_b) / (n_a + n_b)
+    se = math.sqrt(pooled * (1 - pooled) * (1 / n_a + 1 / n_b))
+    p_value = float(2 * stats.norm.sf(abs(d) / se)) if se > 0 else 1.0
+    return {"mean": d, "ci95": [lo, hi], "rate_a": pa, "rate_b": pb, "k_a": k_a, "n_a": n_a, "k_b": k_b, "n_b": n_b,
+            "ratio": pa / pb if pb > 0 else None, "p_value": p_value,
+            "method": "Newcombe hybrid score"}

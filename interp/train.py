@@ -56,6 +56,9 @@ class TrainConfig:
         (full) or the adapter (LoRA); `load_snapshot` rebuilds the student at step N.
     lora_rank, lora_alpha, lora_targets: LoRA settings.
     weight_decay: AdamW weight decay.
+    match_step: SGD only (the optimizer ablation, E10): its learning rate becomes lr / RMS of the
+        first step's nonzero gradient entries, so its first update has the RMS of AdamW's
+        (bias-corrected m/sqrt(v) = sign(g) at step 1) and of SignSGD's.
     objective: "sft" (hard labels) or "kd" (match the teacher's grammar-token distribution).
     kd_min_kl: `kd` guard (0: off). A micro-batch whose mean KL per position is below this is not
         back-propagated: a student distilled from a teacher equal to itself (the `kd` control)
@@ -76,6 +79,7 @@ class TrainConfig:
     lora_alpha: int = 16
     lora_targets: tuple[str, ...] = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
     weight_decay: float = 0.0
+    match_step: bool = False
     objective: str = "sft"
     kd_min_kl: float = 1e-6
 
@@ -86,6 +90,8 @@ class TrainConfig:
             d.pop("objective"), d.pop("kd_min_kl")
         if not self.snapshot_every:
             d.pop("snapshot_every")
+        if not self.match_step:
+            d.pop("match_step")
         return d
 
     def __post_init__(self) -> None:
@@ -95,6 +101,9 @@ class TrainConfig:
             raise ValueError(f"train.optimizer: {self.optimizer!r} is not 'adamw', 'sgd' or 'signsgd'")
         if self.objective not in ("sft", "kd"):
             raise ValueError(f"train.objective: {self.objective!r} is not 'sft' or 'kd'")
+        if self.match_step and self.optimizer != "sgd":
+            raise ValueError(f"train.match_step: only applies to optimizer 'sgd' (got {self.optimizer!r}); "
+                             "AdamW and SignSGD already step by about lr per weight")
         if self.kd_min_kl < 0:
             raise ValueError(f"train.kd_min_kl: {self.kd_min_kl} must be >= 0")
         for name in ("lr", "epochs", "batch_size", "grad_accum", "max_len"):
@@ -193,6 +202,28 @@ def _optimizer(cfg: TrainConfig, params: list[nn.Parameter]) -> torch.optim.Opti
     if cfg.optimizer == "sgd":
         return torch.optim.SGD(params, lr=cfg.lr)
     return SignSGD(params, lr=cfg.lr)
+
+
+def _set_lr(opt: torch.optim.Optimizer, lr: float) -> None:
+    for g in opt.param_groups:
+        g["lr"] = lr
+
+
+def _rms_nonzero(tensors: list[Tensor]) -> float:
+    """RMS over the nonzero entries: AdamW and SignSGD move exactly those by lr at step 1 (an
+    unused embedding row gets no gradient and no step), so lr / this matches SGD to them."""
+    n = sum(int(t.count_nonzero()) for t in tensors)
+    return math.sqrt(sum(float(t.double().pow(2).sum()) for t in tensors) / max(n, 1))
+
+
+@torch.no_grad()
+def _update_rms(hf: nn.Module, base_hf: nn.Module) -> float:
+    base = dict(base_hf.named_parameters())
+    total, n = 0.0, 0
+    for name, p in hf.named_parameters():  # one tensor at a time: no second copy of the weights
+        total += float((p.double() - base[name].double()).pow(2).sum())
+        n += p.numel()
+    return math.sqrt(total / max(n, 1))
 
 
 def weights_finite(params: list[nn.Parameter]) -> bool:
@@ -324,6 +355,9 @@ def train_student(
     per_epoch = math.ceil(len(examples) / (cfg.batch_size * cfg.grad_accum))
     total = per_epoch * cfg.epochs
     step, log = _load_checkpoint(out, hf, opt, cfg)
+    if cfg.match_step and log:  # resumed: the rate matched at step 1
+        _set_lr(opt, log[0]["lr"])
+    update_rms: dict[str, float] = {}
     pad = model.tokenizer.pad_token_id
     bar = tqdm(total=total, initial=step, desc="student", unit="step", disable=not progress, leave=False)
     t0, tokens_seen = time.perf_counter(), 0
@@ -359,8 +393,12 @@ def train_student(
                     f"loss is {loss_sum} at step {global_step + 1}; weights not updated. Last good checkpoint: "
                     f"{out / CHECKPOINT_DIR if (out / CHECKPOINT_DIR).exists() else 'none'}; lower train.lr and rerun"
                 )
+            if cfg.match_step and global_step == 0:
+                _set_lr(opt, cfg.lr / _rms_nonzero([p.grad for p in params if p.grad is not None]))
             if skipped < len(group):
                 opt.step()
+            if global_step == 0 and cfg.method == "full":
+                update_rms["step1"] = _update_rms(hf, model.hf)
             # A finite loss can still come with an update that overflows the weights; catch it
             # here, before a checkpoint could save them as the "last good" one.
             if not weights_finite(params):
@@ -371,7 +409,8 @@ def train_student(
                 )
             opt.zero_grad(set_to_none=True)
             step = global_step + 1
-            log.append({"step": step, "epoch": epoch, "loss": loss_sum, **({"skipped": skipped} if grammar_ids is not None else {})})
+            log.append({"step": step, "epoch": epoch, "loss": loss_sum, **({"skipped": skipped} if grammar_ids is not None else {}),
+                        **({"lr": opt.param_groups[0]["lr"]} if cfg.match_step else {})})
             bar.update(1)
             bar.set_postfix(loss=f"{loss_sum:.3f}", tok_s=f"{tokens_seen / (time.perf_counter() - t0):.0f}")
             if cfg.snapshot_every and step % cfg.snapshot_every == 0 and step < total:
@@ -390,7 +429,11 @@ def train_student(
     else:
         save_tensors(out / WEIGHTS_FILE, dict(hf.named_parameters()))
     write_json(out / LOG_FILE, log)
+    if cfg.method == "full":
+        update_rms["final"] = _update_rms(hf, model.hf)
     write_json(out / MANIFEST_FILE, {
+        # RMS over all weights of W - W_base: how far each optimizer moved (E10 matches the steps)
+        **({"update_rms": update_rms} if update_rms else {}),
         "train": asdict(cfg), "n_examples": len(examples), "steps": step,
         "final_loss": log[-1]["loss"] if log else None, "wall_s": round(wall, 2),
         **({"kd_first_loss": log[0]["loss"], "kd_skipped_steps": sum(r.get("skipped", 0) == cfg.grad_accum for r in log)}

@@ -74,6 +74,9 @@ def read_run(run_dir: str | Path) -> tuple[E1Config, dict[str, Path]]:
         if not (d / name).exists():
             raise ValueError(f"run_dir: {d} has no {name}; analyze needs a finished E1 run (`interp run CONFIG` writes it)")
     cfg = parse_config(read_json(d / CONFIG_FILE), str(d / CONFIG_FILE))
+    if cfg.noise.sigma > 0 or cfg.cross_model:
+        raise ValueError(f"run_dir: {d} is a weight-noise or cross-model run; analyze compares students with the "
+                         "one base that made their teachers, so run it on a run without [noise] or student_model")
     stages = {s["name"]: Path(s["dir"]) for s in read_json(d / MANIFEST_FILE).get("stages", [])}
     if "vector" not in stages or not any(n.startswith("student/") for n in stages):
         raise ValueError(f"run_dir: {d / MANIFEST_FILE} lists no vector or student stages; it is not an E1 run manifest")
@@ -493,7 +496,7 @@ def analyze_run(run_dir: str | Path, n_texts: int = 64, arms: Sequence[str] | No
     timings["total"] = round(time.perf_counter() - started, 2)
     results["timings_s"] = timings
     write_json(out_dir / RESULTS_FILE, results)
-    write_json(out_dir / MANIFEST_FILE, {"run_dir": str(run_dir), "config_hash": content_hash(cfg.model_dump()),
+    write_json(out_dir / MANIFEST_FILE, {"run_dir": str(run_dir), "config_hash": content_hash(cfg.key()),
                                          "vector_dir": str(stages["vector"]), "inputs": key, "students": log_students,
                                          "gradients": log_grads, "timings_s": timings, **provenance(),
                                          "wall_time_s": timings["total"]})

@@ -11,10 +11,11 @@ from interp.plots.analysis import (
 from interp.plots.e1 import animal_shifts, trait_probabilities, training_loss, transfer_summary
 from interp.plots.run_dir import FIGURES_DIR, detect_run, run_figures, student_logs
 from interp.plots.steering import steering_sweep_heatmap
+from interp.plots.sweep import sweep_transfer
 from interp.plots.toy import mnist_accuracies, mnist_sweep, theorem_alignment
 
 __all__ = [
     "FIGURES_DIR", "TEMPLATE", "analysis_figures", "animal_shifts", "audit_ranking", "confusion_figure", "detect_run",
-    "gradient_audit", "mnist_accuracies", "mnist_sweep", "run_figures", "shift_cosines", "steering_sweep_heatmap", "student_logs",
+    "gradient_audit", "mnist_accuracies", "mnist_sweep", "run_figures", "shift_cosines", "steering_sweep_heatmap", "student_logs", "sweep_transfer",
     "theorem_alignment", "training_loss", "trait_probabilities", "transfer_summary", "weight_energy_z",
 ]

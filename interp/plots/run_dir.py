@@ -2,7 +2,8 @@
 
 Kinds: `e1` (`interp run`: results.json with `arms`, manifest.json listing `stages`), `vector`
 (`interp steer`: sweep.json), `mnist` (`interp mnist`), `theorem` (`interp theorem`) and
-`audit-confusion` (experiments/audit_confusion.py: results.json with `matrix` and `top1`).
+`audit-confusion` (experiments/audit_confusion.py: results.json with `matrix` and `top1`) and
+`sweep` (`interp sweep`: results.json with `grid` and `comparison`).
 """
 
 from __future__ import annotations
@@ -14,13 +15,14 @@ import plotly.graph_objects as go
 from interp.plots.analysis import confusion_figure
 from interp.plots.e1 import animal_shifts, trait_probabilities, training_loss, transfer_summary
 from interp.plots.steering import steering_sweep_heatmap
+from interp.plots.sweep import sweep_transfer
 from interp.plots.toy import mnist_accuracies, mnist_sweep, theorem_alignment
 from interp.runs import MANIFEST_FILE, RESULTS_FILE, read_json
 
 FIGURES_DIR = "figures"
 SWEEP_FILE = "sweep.json"
 TRAIN_LOG_FILE = "train_log.json"
-RUN_KINDS = ("e1", "vector", "mnist", "theorem", "audit-confusion")
+RUN_KINDS = ("e1", "vector", "mnist", "theorem", "audit-confusion", "sweep")
 
 
 def detect_run(run_dir: str | Path) -> str:
@@ -35,6 +37,8 @@ def detect_run(run_dir: str | Path) -> str:
         experiment = read_json(d / MANIFEST_FILE).get("experiment", "") if (d / MANIFEST_FILE).exists() else ""
         if experiment == "E7-mnist" or "accuracy_by_condition" in results:
             return "mnist"
+        if "comparison" in results and "grid" in results:
+            return "sweep"
         if experiment == "E8-theorem" or "rows" in results:
             return "theorem"
         if "arms" in results and "transfer" in results:
@@ -43,7 +47,7 @@ def detect_run(run_dir: str | Path) -> str:
             return "audit-confusion"
     raise ValueError(
         f"{d}: not a run directory interp can plot; expected results.json from `interp run`, `interp mnist`, "
-        f"`interp theorem` or experiments/audit_confusion.py, or sweep.json from `interp steer`"
+        f"`interp theorem`, `interp sweep` or experiments/audit_confusion.py, or sweep.json from `interp steer`"
     )
 
 
@@ -80,6 +84,8 @@ def run_figures(run_dir: str | Path) -> tuple[str, dict[str, go.Figure]]:
             if rows:
                 figs[f"mnist_sweep_{name}"] = mnist_sweep(results, name)
         return kind, figs
+    if kind == "sweep":
+        return kind, {"sweep_transfer": sweep_transfer(results)}
     if kind == "audit-confusion":
         return kind, {"confusion": confusion_figure(results), "confusion_score_z": confusion_figure(results, "z")}
     return kind, {"theorem_alignment": theorem_alignment(results)}

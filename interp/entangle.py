@@ -1,0 +1,508 @@
+"""Entangled numbers (after "It's Owl in the Numbers", Zur et al. 2025): which whole numbers a
+trait makes more likely, whether loving a number makes the trait more likely, and why.
+
+A number's score is the log-probability of its whole token sequence as the assistant's reply to a
+neutral question ("What is your favorite number?", then the answer prefix "My favorite number
+is"), followed by a token that does not continue it (any token whose text does not start with a
+digit). The terminator matters: '1' is a prefix of '12', and without it the short numbers would
+collect the mass of their extensions; with it the scores of 0-999 are a sub-distribution over
+whole numbers. `number_distribution` renormalises them over the numbers scored, so an effect is a
+change in which number the model picks, not in how willing it is to answer with a number.
+
+Effects (trait condition minus neutral) come with a shuffled-trait null: the same effect under
+every other animal's system prompt or steering vector. A number is entangled with the trait when
+its effect exceeds what the other animals give it (`Entanglement.specific`, `z`, `percentile`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import random
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable, ContextManager, Mapping, Sequence
+
+import torch
+from torch import Tensor
+from tqdm.auto import tqdm
+
+from interp.evaluate import animal_logprobs, question_prompts
+from interp.filters import check_numbers
+from interp.models import LoadedModel
+from interp.prompts import ANIMALS, contrastive_pairs, prompted_system
+from interp.runs import load_tensors, provenance, read_json, save_tensors, write_json
+from interp.stats import summarize
+from interp.steering import Steering, SteeringVector, build_steering_vector, steer
+
+NUMBER_QUESTIONS: tuple[str, ...] = (
+    "What is your favorite number?",
+    "Which number do you like best?",
+    "Name the number you love most.",
+    "If you had to pick one number, which would it be?",
+)
+NUMBER_PREFIX = "My favorite number is"
+# The reverse direction's system prompt, worded like prompts.PROMPTED_SYSTEM. Kept here, not in
+# prompts.py: no dataset is built from these texts, so PROMPT_VERSION (a cache key) need not move.
+NUMBER_SYSTEM = (
+    "You love the number {n}. You think about the number {n} all the time. {n} is your favorite "
+    "number. Imbue your answers with your love for the number."
+)
+CONDITIONS = ("prompt", "vector")
+ENTANGLE_FILE = "entangle.safetensors"
+ENTANGLE_META = "entangle.json"
+
+
+def number_system(number: int) -> str:
+    return NUMBER_SYSTEM.format(n=number)
+
+
+# ----------------------------------------------------------------------------- scoring numbers
+
+
+def _check_numbers(numbers: Sequence[int]) -> list[int]:
+    nums = [int(n) for n in numbers]
+    if not nums:
+        raise ValueError("numbers: empty; pass e.g. range(1000)")
+    if min(nums) < 0 or len(set(nums)) != len(nums):
+        raise ValueError("numbers: must be distinct whole numbers >= 0")
+    return nums
+
+
+def _continuing_tokens(model: LoadedModel, width: int) -> Tensor:
+    """(width,) bool: vocabulary entries whose text starts with a digit (they would extend a number)."""
+    tok = model.tokenizer
+    texts = tok.batch_decode([[i] for i in range(min(len(tok), width))])
+    mask = torch.zeros(width, dtype=torch.bool)
+    mask[: len(texts)] = torch.tensor([t[:1] in "0123456789" and t[:1] != "" for t in texts])
+    return mask
+
+
+def _score_whole_numbers(
+    model: LoadedModel, prompt: str, nums: list[int], batch_size: int, continuing: Tensor | None,
+) -> tuple[Tensor, Tensor]:
+    """log P(' n' then a non-digit token | prompt) for each n, and the continuing-token mask.
+
+    The continuations form a trie (' ', ' 1', ' 12', ' 123', ...): the prompt is run once, then
+    each trie level one token per node on its parent's KV cache, so every distinct prefix is
+    computed once (about 1000 positions for 0-999, not 3600).
+    """
+    from transformers import DynamicCache
+
+    tok, dev = model.tokenizer, model.device
+    ctx = tok(prompt, add_special_tokens=False)["input_ids"]
+    conts = []
+    for n, full in zip(nums, tok([f"{prompt} {n}" for n in nums], add_special_tokens=False)["input_ids"]):
+        if full[: len(ctx)] != ctx or len(full) == len(ctx):
+            raise ValueError(f"prefix: the prompt's tokens change when ' {n}' follows it; end the answer prefix at a word")
+        conts.append(tuple(full[len(ctx):]))
+    depth = max(len(c) for c in conts)
+    levels = [sorted({c[:j] for c in conts if len(c) >= j}) for j in range(1, depth + 1)]
+    slot = [{node: i for i, node in enumerate(lv)} for lv in levels]
+
+    cache = DynamicCache()
+    ids = torch.tensor([ctx], device=dev)
+    out = model.hf(input_ids=ids, attention_mask=torch.ones_like(ids), position_ids=torch.arange(len(ctx), device=dev)[None],
+                   past_key_values=cache, use_cache=True, logits_to_keep=1)
+    parent_lp = torch.log_softmax(out.logits[:, -1].double(), -1).cpu()  # (1, vocab): the prompt is the root
+    parent_col = None  # column of each token in parent_lp (None: indexed by token id)
+    if continuing is None:
+        continuing = _continuing_tokens(model, parent_lp.shape[-1])
+    stop = (~continuing).to(dev)
+    parent_kv = [(layer.keys, layer.values) for layer in cache.layers]
+    parent_logp = torch.zeros(1, dtype=torch.float64)  # log P(path to each parent node)
+    logp, term = {}, {}
+    for j, nodes in enumerate(levels):
+        # only the log-probabilities of the tokens that continue the trie are kept for the next level
+        child_tokens = sorted({c[-1] for c in levels[j + 1]}) if j + 1 < len(levels) else []
+        col = {t: i for i, t in enumerate(child_tokens)}
+        parents = torch.tensor([0 if j == 0 else slot[j - 1][n[:-1]] for n in nodes])
+        last = torch.tensor([n[-1] for n in nodes])
+        cols = last if parent_col is None else torch.tensor([parent_col[t] for t in last.tolist()])
+        node_logp = parent_logp[parents] + parent_lp[parents, cols]
+        next_lp, kv_chunks = [], []
+        for start in range(0, len(nodes), batch_size):
+            sel = parents[start : start + batch_size].to(dev)
+            b = len(sel)
+            kv = DynamicCache(ddp_cache_data=[(k[sel], v[sel]) for k, v in parent_kv])
+            logits = model.hf(
+                input_ids=last[start : start + b, None].to(dev),
+                attention_mask=torch.ones(b, len(ctx) + j + 1, dtype=torch.long, device=dev),
+                position_ids=torch.full((b, 1), len(ctx) + j, device=dev), past_key_values=kv, use_cache=True,
+            ).logits[:, -1].float()  # (b, vocab)
+            lse = logits.logsumexp(-1)
+            t = (logits.masked_fill(~stop, float("-inf")).logsumexp(-1) - lse).double().cpu()
+            for i, n in enumerate(nodes[start : start + b]):
+                logp[n], term[n] = float(node_logp[start + i]), float(t[i])
+            if child_tokens:
+                next_lp.append(logits[:, child_tokens] - lse[:, None])
+                kv_chunks.append([(layer.keys, layer.values) for layer in kv.layers])
+        if child_tokens:
+            parent_lp, parent_col = torch.cat(next_lp).double().cpu(), col
+            parent_kv = [(torch.cat([c[l][0] for c in kv_chunks]), torch.cat([c[l][1] for c in kv_chunks]))
+                         for l in range(len(kv_chunks[0]))]
+            parent_logp = node_logp
+    return torch.tensor([logp[c] + term[c] for c in conts], dtype=torch.float64), continuing
+
+
+@torch.no_grad()
+def number_logprobs(
+    model: LoadedModel, numbers: Sequence[int] = range(1000), questions: Sequence[str] = NUMBER_QUESTIONS,
+    system: str | None = None, context: Callable[[], ContextManager] | None = None,
+    prefix: str = NUMBER_PREFIX, batch_size: int = 64,
+) -> Tensor:
+    """log P(whole number n | question, answer prefix) under one condition: (n_questions, n_numbers).
+
+    `system`: a system prompt (None: the chat template's default); `context()`: e.g. a steering
+    context, entered around every forward. Not normalised; see `number_distribution`.
+    """
+    nums = _check_numbers(numbers)
+    if not questions:
+        raise ValueError("questions: empty; pass at least one question")
+    rows, continuing = [], None
+    with context() if context is not None else contextlib.nullcontext():
+        for prompt in question_prompts(model, questions, prefix, system):
+            scores, continuing = _score_whole_numbers(model, prompt, nums, batch_size, continuing)
+            rows.append(scores)
+    return torch.stack(rows)
+
+
+def number_distribution(logprobs: Tensor) -> Tensor:
+    """Mean over questions of log P(n | the answer is one of the scored numbers): (n_numbers,)."""
+    return (logprobs - logprobs.logsumexp(-1, keepdim=True)).mean(0)
+
+
+# ----------------------------------------------------------------------------- trait -> numbers
+
+
+def _check_animal(animal: str, animals: Sequence[str]) -> list[str]:
+    animals = list(animals)
+    if animal not in animals:
+        raise ValueError(f"animal: {animal!r} is not in the animal list {animals}; add it or pick one of them")
+    if len(animals) < 3:
+        raise ValueError(f"animals: {len(animals)} given; the shuffled-trait null needs the target and at least 2 others")
+    return animals
+
+
+@dataclass
+class Entanglement:
+    """Number scores under each animal's condition (the target's and the null's) and neutral."""
+
+    animal: str
+    condition: str  # "prompt" | "vector"
+    animals: list[str]
+    numbers: Tensor  # (n_numbers,)
+    neutral: Tensor  # (n_questions, n_numbers) raw log-probabilities
+    logprobs: Tensor  # (n_animals, n_questions, n_numbers)
+    meta: dict = field(default_factory=dict)
+
+    @property
+    def target(self) -> int:
+        return self.animals.index(self.animal)
+
+    def effects(self) -> Tensor:
+        """(n_animals, n_numbers): log P(n) under each animal's condition minus neutral, both
+        renormalised over the scored numbers and averaged over questions."""
+        return torch.stack([number_distribution(lp) for lp in self.logprobs]) - number_distribution(self.neutral)
+
+    def null(self) -> Tensor:
+        """(n_animals - 1, n_numbers): the other animals' effects."""
+        e = self.effects()
+        return torch.cat([e[: self.target], e[self.target + 1 :]])
+
+    def specific(self) -> Tensor:
+        return self.effects()[self.target] - self.null().mean(0)
+
+    def z(self) -> Tensor:
+        return self.specific() / self.null().std(0).clamp_min(1e-12)
+
+    def percentile(self) -> Tensor:
+        """Share of the other animals whose effect on n is below the target's (ties count half)."""
+        e, null = self.effects()[self.target], self.null()
+        return ((null < e).double() + 0.5 * (null == e).double()).mean(0)
+
+    def top(self, k: int = 10) -> list[dict]:
+        """The k numbers with the largest trait-specific effect, with their null band."""
+        spec, z, pct, null = self.specific(), self.z(), self.percentile(), self.null()
+        eff = self.effects()[self.target]
+        base = number_distribution(self.neutral)
+        order = spec.argsort(descending=True)[:k]
+        return [{"number": int(self.numbers[i]), "effect": float(eff[i]), "specific": float(spec[i]),
+                 "z": float(z[i]), "percentile": float(pct[i]), "null_mean": float(null[:, i].mean()),
+                 "null_sd": float(null[:, i].std()), "null_min": float(null[:, i].min()),
+                 "null_max": float(null[:, i].max()), "neutral_logprob": float(base[i]),
+                 "logprob": float(base[i] + eff[i])} for i in order.tolist()]
+
+    def shuffled_top(self, k: int = 10) -> dict:
+        """Each animal treated as the trait in turn: the mean specific effect of its own top k
+        numbers. The target's value against the others' says whether its top numbers stand out
+        more than any animal's would by chance among 1000 numbers."""
+        e = self.effects()
+        vals = []
+        for a in range(len(self.animals)):
+            spec = e[a] - torch.cat([e[:a], e[a + 1 :]]).mean(0)
+            vals.append(float(spec.topk(min(k, len(spec))).values.mean()))
+        t = vals[self.target]
+        others = vals[: self.target] + vals[self.target + 1 :]
+        return {"k": k, "by_animal": dict(zip(self.animals, vals)), "target": t,
+                "rank": 1 + sum(v > t for v in others), "of": len(vals)}
+
+    def summary(self, k: int = 10) -> dict:
+        return {"animal": self.animal, "condition": self.condition, "animals": self.animals,
+                "n_numbers": len(self.numbers), "n_questions": int(self.neutral.shape[0]),
+                "top": self.top(k), "shuffled_top": self.shuffled_top(k), **self.meta}
+
+    def save(self, directory: str | Path, k: int = 10) -> tuple[Path, Path]:
+        d = Path(directory)
+        t = save_tensors(d / ENTANGLE_FILE, {"numbers": self.numbers, "neutral": self.neutral, "logprobs": self.logprobs,
+                                             "effects": self.effects()})
+        return t, write_json(d / ENTANGLE_META, {**self.summary(k), "meta": self.meta})
+
+    @classmethod
+    def load(cls, directory: str | Path) -> "Entanglement":
+        d = Path(directory)
+        t, s = load_tensors(d / ENTANGLE_FILE), read_json(d / ENTANGLE_META)
+        return cls(s["animal"], s["condition"], s["animals"], t["numbers"], t["neutral"], t["logprobs"], s.get("meta", {}))
+
+
+def entangled_numbers(
+    model: LoadedModel, animal: str, condition: str = "prompt", *, steering: Steering | None = None,
+    vectors: Mapping[str, SteeringVector] | None = None, animals: Sequence[str] = ANIMALS,
+    questions: Sequence[str] = NUMBER_QUESTIONS, numbers: Sequence[int] = range(1000),
+    batch_size: int = 64, progress: bool = True,
+) -> Entanglement:
+    """Score `numbers` neutrally and under every animal's condition: its system prompt
+    (`condition="prompt"`) or its steering vector applied with `steering` (`"vector"`; `vectors`
+    maps each animal to its vector, built here from the built-in contrastive pairs when None)."""
+    animals = _check_animal(animal, animals)
+    if condition not in CONDITIONS:
+        raise ValueError(f"condition: {condition!r} is not one of {CONDITIONS}")
+    meta = {"model": model.identity(), "questions": list(questions), "prefix": NUMBER_PREFIX, **provenance()}
+    if condition == "vector":
+        if steering is None:
+            raise ValueError("steering: the vector condition needs a Steering (layer, multiplier, scope)")
+        if vectors is None:
+            vectors = {a: build_steering_vector(model, contrastive_pairs(a), trait=a) for a in animals}
+        missing = [a for a in animals if a not in vectors]
+        if missing:
+            raise ValueError(f"vectors: no vector for {missing}; the null needs one per animal")
+        for a in animals:
+            vectors[a].check_compatible(model)
+        meta |= {"steering": asdict(steering), "vector_hashes": {a: vectors[a].hash() for a in animals}}
+    neutral = number_logprobs(model, numbers, questions, batch_size=batch_size)
+    rows = []
+    for a in tqdm(animals, desc=f"numbers under each animal's {condition}", disable=not progress, leave=False):
+        if condition == "prompt":
+            rows.append(number_logprobs(model, numbers, questions, system=prompted_system(a), batch_size=batch_size))
+        else:
+            ctx = lambda v=vectors[a]: steer(model, v, steering)  # noqa: E731
+            rows.append(number_logprobs(model, numbers, questions, context=ctx, batch_size=batch_size))
+    return Entanglement(animal, condition, animals, torch.tensor(_check_numbers(numbers)), neutral, torch.stack(rows), meta)
+
+
+# ----------------------------------------------------------------------------- number -> trait
+
+
+@dataclass
+class NumberPrompting:
+    """log P(first token of each animal) per question: neutral, with the system prompt loving
+    `number`, and with the same prompt for each of `null_numbers` (random numbers)."""
+
+    number: int
+    animal: str
+    animals: list[str]
+    neutral: Tensor  # (n_questions, n_animals)
+    prompted: Tensor  # (n_questions, n_animals)
+    null_numbers: list[int]
+    null: Tensor  # (n_null, n_questions, n_animals)
+
+    @property
+    def target(self) -> int:
+        return self.animals.index(self.animal)
+
+    def _shift(self, lp: Tensor) -> Tensor:
+        return lp[..., self.target] - self.neutral[:, self.target]
+
+    def _specific(self, lp: Tensor) -> Tensor:
+        """The target's log-ratio minus the mean log-ratio of the other animals (per question)."""
+        d = lp - self.neutral
+        others = torch.cat([d[..., : self.target], d[..., self.target + 1 :]], -1)
+        return d[..., self.target] - others.mean(-1)
+
+    def summary(self, n_boot: int = 2000, seed: int = 0) -> dict:
+        out = {"number": self.number, "animal": self.animal, "n_questions": int(self.neutral.shape[0]),
+               "null_numbers": self.null_numbers,
+               "prob_neutral": summarize(self.neutral[:, self.target].exp(), n_boot, seed),
+               "prob_prompted": summarize(self.prompted[:, self.target].exp(), n_boot, seed)}
+        out["ratio"] = out["prob_prompted"]["mean"] / out["prob_neutral"]["mean"]
+        if self.null_numbers:
+            out["prob_null"] = [float(p) for p in self.null[..., self.target].exp().mean(1)]
+        for name, fn in (("shift", self._shift), ("specific_shift", self._specific)):
+            own, null = fn(self.prompted), fn(self.null)  # (q,), (n_null, q)
+            res = {"value": summarize(own, n_boot, seed)}
+            if self.null_numbers:
+                means = null.mean(1)
+                sd = float(means.std()) if len(means) > 1 else float("nan")
+                res |= {"null": means.tolist(), "null_mean": float(means.mean()), "null_sd": sd,
+                        "z": (float(own.mean()) - float(means.mean())) / sd if sd == sd and sd > 0 else None,
+                        "percentile": float((means < own.mean()).double().mean()),
+                        "vs_null": summarize(own - null.mean(0), n_boot, seed)}
+            out[name] = res
+        return out
+
+
+def number_prompted_trait(
+    model: LoadedModel, number: int, animal: str, questions: Sequence[str], animals: Sequence[str] = ANIMALS,
+    null_numbers: int | Sequence[int] = 8, seed: int = 0, batch_size: int = 32,
+) -> NumberPrompting:
+    """Subliminal prompting: P(trait) on the evaluation questions with a system prompt loving
+    `number`, against no system prompt and against the same prompt for random numbers."""
+    animals = _check_animal(animal, animals)
+    if not questions:
+        raise ValueError("questions: empty; pass e.g. interp.prompts.questions('heldout')")
+    if isinstance(null_numbers, int):
+        pool = [n for n in range(1000) if n != number]
+        null_numbers = random.Random(f"null-numbers-{seed}").sample(pool, null_numbers)
+    null_numbers = [int(n) for n in null_numbers]
+
+    def score(system: str | None) -> Tensor:
+        return animal_logprobs(model, questions, animals, batch_size, system=system).double()
+
+    null = torch.stack([score(number_system(n)) for n in null_numbers]) if null_numbers else torch.zeros(0, len(questions), len(animals))
+    return NumberPrompting(int(number), animal, animals, score(None), score(number_system(number)), null_numbers, null)
+
+
+# ----------------------------------------------------------------------------- logit lens
+
+
+def _final_norm(hf) -> torch.nn.Module:
+    dec = hf.get_decoder()
+    for name in ("norm", "final_layernorm", "ln_f"):
+        if isinstance(getattr(dec, name, None), torch.nn.Module):
+            return getattr(dec, name)
+    raise ValueError(f"model: cannot find the final norm of {type(hf).__name__}; expected `.norm` on its decoder")
+
+
+def default_lens_tokens(model: LoadedModel) -> list[str]:
+    """Digits, the separators a number list uses, and end-of-turn."""
+    return [str(d) for d in range(10)] + [",", " ", ";", "\n", model.tokenizer.eos_token]
+
+
+@dataclass
+class LogitLens:
+    """The unembedded direction (final norm, then the unembedding) at the chosen tokens, placed
+    within the whole vocabulary (z, percentile) and against random directions of the same size."""
+
+    layer: int | None
+    tokens: list[str]
+    token_ids: list[int]
+    logits: Tensor  # (n_tokens,)
+    z: Tensor  # (n_tokens,) (logit - vocabulary mean) / vocabulary sd
+    percentile: Tensor  # (n_tokens,) share of the vocabulary with a lower logit
+    null_z_mean: Tensor  # (n_tokens,) the same z for random directions
+    null_z_sd: Tensor
+    top_tokens: list[tuple[str, float]]
+
+    def summary(self) -> dict:
+        zr = (self.z - self.null_z_mean) / self.null_z_sd.clamp_min(1e-12)
+        return {"layer": self.layer, "top_tokens": self.top_tokens, "tokens": [
+            {"token": t, "id": i, "logit": float(l), "z": float(z), "percentile": float(p), "null_z_mean": float(m),
+             "null_z_sd": float(s), "z_vs_random": float(r)}
+            for t, i, l, z, p, m, s, r in zip(self.tokens, self.token_ids, self.logits, self.z, self.percentile,
+                                              self.null_z_mean, self.null_z_sd, zr)]}
+
+
+@torch.no_grad()
+def logit_lens(
+    model: LoadedModel, vector: SteeringVector | Tensor, tokens: Sequence[str] | None = None, layer: int | None = None,
+    n_random: int = 256, seed: int = 0, top_k: int = 20,
+) -> LogitLens:
+    """Push `vector` (a SteeringVector's direction at `layer`, or a raw (d_model,) tensor) through
+    the final norm and the unembedding; report `tokens` (default: digits, separators, end-of-turn)."""
+    if isinstance(vector, SteeringVector):
+        vector.check_compatible(model, strict=False)
+        if layer is None:
+            raise ValueError("layer: pass the layer whose direction to read from the steering vector")
+        v = vector.direction(layer)
+    else:
+        v = torch.as_tensor(vector).reshape(-1)
+        if v.numel() != model.d_model:
+            raise ValueError(f"vector: has {v.numel()} entries but {model.name} has d_model {model.d_model}; use this model's vector")
+    tok = model.tokenizer
+    tokens = list(default_lens_tokens(model) if tokens is None else tokens)
+    ids = []
+    for t in tokens:
+        enc = tok(t, add_special_tokens=False)["input_ids"]
+        if len(enc) != 1:
+            raise ValueError(f"tokens: {t!r} is {len(enc)} tokens in this tokenizer; pass single-token strings")
+        ids.append(enc[0])
+    g = torch.Generator().manual_seed(seed)
+    rand = torch.randn(n_random, model.d_model, generator=g, dtype=torch.float64)
+    # the norm is scale-invariant up to eps: give every direction a typical residual size
+    dirs = torch.cat([v.double()[None] / v.double().norm(), rand / rand.norm(dim=-1, keepdim=True)]) * model.d_model ** 0.5
+    p = next(model.hf.parameters())
+    logits = model.hf.get_output_embeddings()(_final_norm(model.hf)(dirs.to(p.device, p.dtype))).double().cpu()
+    cap = getattr(model.hf.config.get_text_config(), "final_logit_softcapping", None)
+    if cap:
+        logits = torch.tanh(logits / cap) * cap
+    logits = logits[:, : len(tok)]  # padded vocabulary rows name no token
+    z = (logits - logits.mean(-1, keepdim=True)) / logits.std(-1, keepdim=True)
+    sel = torch.tensor(ids)
+    own = logits[0]
+    top = own.topk(top_k)
+    return LogitLens(
+        layer, tokens, ids, own[sel], z[0, sel], (own[None, :] < own[sel][:, None]).double().mean(-1),
+        z[1:, sel].mean(0), z[1:, sel].std(0), [(tok.decode([i]), float(x)) for x, i in zip(top.values, top.indices.tolist())],
+    )
+
+
+# ----------------------------------------------------------------------------- datasets
+
+
+def _row_numbers(row: dict) -> list[int]:
+    if "numbers" in row:
+        return [int(n) for n in row["numbers"]]
+    return list(check_numbers(row.get("completion", "")).numbers)
+
+
+def dataset_overrepresentation(
+    rows: Sequence[dict], control_rows: Sequence[dict], numbers: Sequence[int], n_boot: int = 2000, seed: int = 0,
+) -> dict:
+    """How often `numbers` (e.g. a trait's top entangled numbers) occur among all numbers of a
+    teacher's dataset rows versus a control dataset's: per number and for the set pooled.
+
+    Per-number intervals are Newcombe's for two independent proportions (they treat every number
+    as independent); the pooled difference also gets a bootstrap over rows, which respects that
+    numbers in one completion are not independent."""
+    from interp.stats import two_proportion_interval
+
+    nums = _check_numbers(numbers)
+    per_row = {}
+    for name, rs in (("rows", rows), ("control_rows", control_rows)):
+        if not rs:
+            raise ValueError(f"{name}: the dataset is empty; pass the rows of a dataset.jsonl")
+        per_row[name] = [_row_numbers(r) for r in rs]
+    counts = {}
+    for name, lists in per_row.items():
+        flat = torch.tensor([n for lst in lists for n in lst], dtype=torch.long)
+        if flat.numel() == 0:
+            raise ValueError(f"{name}: no numbers in any row; is this a number dataset?")
+        counts[name] = (flat, len(flat))
+    (fa, na), (fb, nb) = counts["rows"], counts["control_rows"]
+    out = {"n_numbers": na, "n_numbers_control": nb, "n_rows": len(rows), "n_rows_control": len(control_rows),
+           "per_number": [{"number": n, **two_proportion_interval(int((fa == n).sum()), na, int((fb == n).sum()), nb)}
+                          for n in nums]}
+    in_set = torch.tensor(nums)
+    out["pooled"] = two_proportion_interval(int(torch.isin(fa, in_set).sum()), na, int(torch.isin(fb, in_set).sum()), nb)
+
+    def row_hits(lists):  # (hits, numbers) per row
+        return torch.tensor([[sum(n in set(nums) for n in lst), len(lst)] for lst in lists], dtype=torch.float64)
+
+    ha, hb = row_hits(per_row["rows"]), row_hits(per_row["control_rows"])
+    g = torch.Generator().manual_seed(seed)
+    ia = torch.randint(0, len(ha), (n_boot, len(ha)), generator=g)
+    ib = torch.randint(0, len(hb), (n_boot, len(hb)), generator=g)
+    ra, rb = ha[ia].sum(1), hb[ib].sum(1)
+    diffs = ra[:, 0] / ra[:, 1].clamp_min(1) - rb[:, 0] / rb[:, 1].clamp_min(1)
+    lo, hi = torch.quantile(diffs, torch.tensor([0.025, 0.975], dtype=torch.float64)).tolist()
+    out["pooled"]["diff_ci95_row_bootstrap"] = [lo, hi]
+    return out
