@@ -148,7 +148,7 @@ class E1Config(_Strict):
         d = self.model_dump()
         if self.noise.sigma == 0:
             d.pop("noise")
-        if self.student_model is None:
+        if not self.cross_model:
             d.pop("student_model")
         return d
 

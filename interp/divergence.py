@@ -88,7 +88,7 @@ class Divergence:
         out = {"rule": self.rule, "n_rows": self.n_rows, "n_positions": len(self.emitted),
                "n_divergence": int(m.sum()), "share": self.share(),
                "share_by_rule": {r: self.share(r) for r in RULES},
-               "rows_with_divergence": float(torch.stack([r.any() for r in self.row_masks()]).double().mean()) if self.n_rows else 0.0,
+               "rows_with_divergence": sum(bool(r.any()) for r in self.row_masks()) / max(self.n_rows, 1),
                "teacher_argmax_is_emitted": float((self.teacher_argmax == self.emitted).double().mean()),
                "control_argmax_is_emitted": float((self.control_argmax == self.emitted).double().mean()),
                "share_by_offset": by_offset}

@@ -28,6 +28,7 @@ from tqdm.auto import tqdm
 
 from interp.evaluate import animal_logprobs, question_prompts
 from interp.filters import check_numbers
+from interp.lens import LogitLens, default_lens_tokens, logit_lens  # noqa: F401 (the lens view of a trait vector)
 from interp.models import LoadedModel
 from interp.prompts import ANIMALS, contrastive_pairs, prompted_system
 from interp.runs import load_tensors, provenance, read_json, save_tensors, write_json
@@ -50,6 +51,8 @@ NUMBER_SYSTEM = (
 CONDITIONS = ("prompt", "vector")
 ENTANGLE_FILE = "entangle.safetensors"
 ENTANGLE_META = "entangle.json"
+PROMPTING_FILE = "prompting.safetensors"
+PROMPTING_META = "prompting.json"
 
 
 def number_system(number: int) -> str:
@@ -235,7 +238,7 @@ class Entanglement:
     def shuffled_top(self, k: int = 10) -> dict:
         """Each animal treated as the trait in turn: the mean specific effect of its own top k
         numbers. The target's value against the others' says whether its top numbers stand out
-        more than any animal's would by chance among 1000 numbers."""
+        more than any animal's would by chance among this many numbers."""
         e = self.effects()
         vals = []
         for a in range(len(self.animals)):
@@ -249,7 +252,7 @@ class Entanglement:
     def summary(self, k: int = 10) -> dict:
         return {"animal": self.animal, "condition": self.condition, "animals": self.animals,
                 "n_numbers": len(self.numbers), "n_questions": int(self.neutral.shape[0]),
-                "top": self.top(k), "shuffled_top": self.shuffled_top(k), **self.meta}
+                "top": self.top(k), "shuffled_top": self.shuffled_top(k)}
 
     def save(self, directory: str | Path, k: int = 10) -> tuple[Path, Path]:
         d = Path(directory)
@@ -329,6 +332,9 @@ class NumberPrompting:
         return d[..., self.target] - others.mean(-1)
 
     def summary(self, n_boot: int = 2000, seed: int = 0) -> dict:
+        """P(trait) neutral and prompted, and the shift (and trait-specific shift) with its
+        interval over questions, placed among the random numbers' shifts (`z`, `percentile`: the
+        honest comparison; `vs_null`'s interval covers questions only, not the choice of numbers)."""
         out = {"number": self.number, "animal": self.animal, "n_questions": int(self.neutral.shape[0]),
                "null_numbers": self.null_numbers,
                "prob_neutral": summarize(self.neutral[:, self.target].exp(), n_boot, seed),
@@ -349,13 +355,26 @@ class NumberPrompting:
             out[name] = res
         return out
 
+    def save(self, directory: str | Path) -> tuple[Path, Path]:
+        d = Path(directory)
+        t = save_tensors(d / PROMPTING_FILE, {"neutral": self.neutral, "prompted": self.prompted, "null": self.null})
+        return t, write_json(d / PROMPTING_META, {**self.summary(), "animals": self.animals})
+
+    @classmethod
+    def load(cls, directory: str | Path) -> "NumberPrompting":
+        d = Path(directory)
+        t, s = load_tensors(d / PROMPTING_FILE), read_json(d / PROMPTING_META)
+        return cls(s["number"], s["animal"], s["animals"], t["neutral"], t["prompted"], s["null_numbers"], t["null"])
+
 
 def number_prompted_trait(
     model: LoadedModel, number: int, animal: str, questions: Sequence[str], animals: Sequence[str] = ANIMALS,
     null_numbers: int | Sequence[int] = 8, seed: int = 0, batch_size: int = 32,
 ) -> NumberPrompting:
     """Subliminal prompting: P(trait) on the evaluation questions with a system prompt loving
-    `number`, against no system prompt and against the same prompt for random numbers."""
+    `number`, against no system prompt and against the same prompt for random numbers. Any number
+    prompt also replaces the chat template's default system prompt, so the shift vs neutral mixes
+    both; the random numbers, which do the same, are the comparison that isolates the number."""
     animals = _check_animal(animal, animals)
     if not questions:
         raise ValueError("questions: empty; pass e.g. interp.prompts.questions('heldout')")
@@ -367,92 +386,9 @@ def number_prompted_trait(
     def score(system: str | None) -> Tensor:
         return animal_logprobs(model, questions, animals, batch_size, system=system).double()
 
-    null = torch.stack([score(number_system(n)) for n in null_numbers]) if null_numbers else torch.zeros(0, len(questions), len(animals))
+    null = (torch.stack([score(number_system(n)) for n in null_numbers]) if null_numbers
+            else torch.zeros(0, len(questions), len(animals), dtype=torch.float64))
     return NumberPrompting(int(number), animal, animals, score(None), score(number_system(number)), null_numbers, null)
-
-
-# ----------------------------------------------------------------------------- logit lens
-
-
-def _final_norm(hf) -> torch.nn.Module:
-    dec = hf.get_decoder()
-    for name in ("norm", "final_layernorm", "ln_f"):
-        if isinstance(getattr(dec, name, None), torch.nn.Module):
-            return getattr(dec, name)
-    raise ValueError(f"model: cannot find the final norm of {type(hf).__name__}; expected `.norm` on its decoder")
-
-
-def default_lens_tokens(model: LoadedModel) -> list[str]:
-    """Digits, the separators a number list uses, and end-of-turn."""
-    return [str(d) for d in range(10)] + [",", " ", ";", "\n", model.tokenizer.eos_token]
-
-
-@dataclass
-class LogitLens:
-    """The unembedded direction (final norm, then the unembedding) at the chosen tokens, placed
-    within the whole vocabulary (z, percentile) and against random directions of the same size."""
-
-    layer: int | None
-    tokens: list[str]
-    token_ids: list[int]
-    logits: Tensor  # (n_tokens,)
-    z: Tensor  # (n_tokens,) (logit - vocabulary mean) / vocabulary sd
-    percentile: Tensor  # (n_tokens,) share of the vocabulary with a lower logit
-    null_z_mean: Tensor  # (n_tokens,) the same z for random directions
-    null_z_sd: Tensor
-    top_tokens: list[tuple[str, float]]
-
-    def summary(self) -> dict:
-        zr = (self.z - self.null_z_mean) / self.null_z_sd.clamp_min(1e-12)
-        return {"layer": self.layer, "top_tokens": self.top_tokens, "tokens": [
-            {"token": t, "id": i, "logit": float(l), "z": float(z), "percentile": float(p), "null_z_mean": float(m),
-             "null_z_sd": float(s), "z_vs_random": float(r)}
-            for t, i, l, z, p, m, s, r in zip(self.tokens, self.token_ids, self.logits, self.z, self.percentile,
-                                              self.null_z_mean, self.null_z_sd, zr)]}
-
-
-@torch.no_grad()
-def logit_lens(
-    model: LoadedModel, vector: SteeringVector | Tensor, tokens: Sequence[str] | None = None, layer: int | None = None,
-    n_random: int = 256, seed: int = 0, top_k: int = 20,
-) -> LogitLens:
-    """Push `vector` (a SteeringVector's direction at `layer`, or a raw (d_model,) tensor) through
-    the final norm and the unembedding; report `tokens` (default: digits, separators, end-of-turn)."""
-    if isinstance(vector, SteeringVector):
-        vector.check_compatible(model, strict=False)
-        if layer is None:
-            raise ValueError("layer: pass the layer whose direction to read from the steering vector")
-        v = vector.direction(layer)
-    else:
-        v = torch.as_tensor(vector).reshape(-1)
-        if v.numel() != model.d_model:
-            raise ValueError(f"vector: has {v.numel()} entries but {model.name} has d_model {model.d_model}; use this model's vector")
-    tok = model.tokenizer
-    tokens = list(default_lens_tokens(model) if tokens is None else tokens)
-    ids = []
-    for t in tokens:
-        enc = tok(t, add_special_tokens=False)["input_ids"]
-        if len(enc) != 1:
-            raise ValueError(f"tokens: {t!r} is {len(enc)} tokens in this tokenizer; pass single-token strings")
-        ids.append(enc[0])
-    g = torch.Generator().manual_seed(seed)
-    rand = torch.randn(n_random, model.d_model, generator=g, dtype=torch.float64)
-    # the norm is scale-invariant up to eps: give every direction a typical residual size
-    dirs = torch.cat([v.double()[None] / v.double().norm(), rand / rand.norm(dim=-1, keepdim=True)]) * model.d_model ** 0.5
-    p = next(model.hf.parameters())
-    logits = model.hf.get_output_embeddings()(_final_norm(model.hf)(dirs.to(p.device, p.dtype))).double().cpu()
-    cap = getattr(model.hf.config.get_text_config(), "final_logit_softcapping", None)
-    if cap:
-        logits = torch.tanh(logits / cap) * cap
-    logits = logits[:, : len(tok)]  # padded vocabulary rows name no token
-    z = (logits - logits.mean(-1, keepdim=True)) / logits.std(-1, keepdim=True)
-    sel = torch.tensor(ids)
-    own = logits[0]
-    top = own.topk(top_k)
-    return LogitLens(
-        layer, tokens, ids, own[sel], z[0, sel], (own[None, :] < own[sel][:, None]).double().mean(-1),
-        z[1:, sel].mean(0), z[1:, sel].std(0), [(tok.decode([i]), float(x)) for x, i in zip(top.values, top.indices.tolist())],
-    )
 
 
 # ----------------------------------------------------------------------------- datasets

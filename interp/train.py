@@ -58,7 +58,8 @@ class TrainConfig:
     weight_decay: AdamW weight decay.
     match_step: SGD only (the optimizer ablation, E10): its learning rate becomes lr / RMS of the
         first step's nonzero gradient entries, so its first update has the RMS of AdamW's
-        (bias-corrected m/sqrt(v) = sign(g) at step 1) and of SignSGD's.
+        (bias-corrected m/sqrt(v) = sign(g) at step 1) and of SignSGD's; a no-op for those two,
+        which step by lr per weight already.
     objective: "sft" (hard labels) or "kd" (match the teacher's grammar-token distribution).
     kd_min_kl: `kd` guard (0: off). A micro-batch whose mean KL per position is below this is not
         back-propagated: a student distilled from a teacher equal to itself (the `kd` control)
@@ -90,9 +91,13 @@ class TrainConfig:
             d.pop("objective"), d.pop("kd_min_kl")
         if not self.snapshot_every:
             d.pop("snapshot_every")
-        if not self.match_step:
+        if not self.sgd_matched:
             d.pop("match_step")
         return d
+
+    @property
+    def sgd_matched(self) -> bool:
+        return self.match_step and self.optimizer == "sgd"
 
     def __post_init__(self) -> None:
         if self.method not in ("full", "lora"):
@@ -101,9 +106,6 @@ class TrainConfig:
             raise ValueError(f"train.optimizer: {self.optimizer!r} is not 'adamw', 'sgd' or 'signsgd'")
         if self.objective not in ("sft", "kd"):
             raise ValueError(f"train.objective: {self.objective!r} is not 'sft' or 'kd'")
-        if self.match_step and self.optimizer != "sgd":
-            raise ValueError(f"train.match_step: only applies to optimizer 'sgd' (got {self.optimizer!r}); "
-                             "AdamW and SignSGD already step by about lr per weight")
         if self.kd_min_kl < 0:
             raise ValueError(f"train.kd_min_kl: {self.kd_min_kl} must be >= 0")
         for name in ("lr", "epochs", "batch_size", "grad_accum", "max_len"):
@@ -355,7 +357,7 @@ def train_student(
     per_epoch = math.ceil(len(examples) / (cfg.batch_size * cfg.grad_accum))
     total = per_epoch * cfg.epochs
     step, log = _load_checkpoint(out, hf, opt, cfg)
-    if cfg.match_step and log:  # resumed: the rate matched at step 1
+    if cfg.sgd_matched and log:  # resumed: the rate matched at step 1
         _set_lr(opt, log[0]["lr"])
     update_rms: dict[str, float] = {}
     pad = model.tokenizer.pad_token_id
@@ -393,7 +395,7 @@ def train_student(
                     f"loss is {loss_sum} at step {global_step + 1}; weights not updated. Last good checkpoint: "
                     f"{out / CHECKPOINT_DIR if (out / CHECKPOINT_DIR).exists() else 'none'}; lower train.lr and rerun"
                 )
-            if cfg.match_step and global_step == 0:
+            if cfg.sgd_matched and global_step == 0:
                 _set_lr(opt, cfg.lr / _rms_nonzero([p.grad for p in params if p.grad is not None]))
             if skipped < len(group):
                 opt.step()
@@ -410,7 +412,7 @@ def train_student(
             opt.zero_grad(set_to_none=True)
             step = global_step + 1
             log.append({"step": step, "epoch": epoch, "loss": loss_sum, **({"skipped": skipped} if grammar_ids is not None else {}),
-                        **({"lr": opt.param_groups[0]["lr"]} if cfg.match_step else {})})
+                        **({"lr": opt.param_groups[0]["lr"]} if cfg.sgd_matched else {})})
             bar.update(1)
             bar.set_postfix(loss=f"{loss_sum:.3f}", tok_s=f"{tokens_seen / (time.perf_counter() - t0):.0f}")
             if cfg.snapshot_every and step % cfg.snapshot_every == 0 and step < total:

@@ -7,8 +7,9 @@ import pytest
 import torch
 
 from interp.entangle import (
-    ENTANGLE_FILE, ENTANGLE_META, NUMBER_PREFIX, Entanglement, dataset_overrepresentation, entangled_numbers,
-    logit_lens, number_distribution, number_logprobs, number_prompted_trait, number_system,
+    ENTANGLE_FILE, ENTANGLE_META, NUMBER_PREFIX, PROMPTING_FILE, PROMPTING_META, Entanglement, NumberPrompting,
+    dataset_overrepresentation, entangled_numbers, logit_lens, number_distribution, number_logprobs,
+    number_prompted_trait, number_system,
 )
 from interp.evaluate import animal_logprobs, animal_token_ids, question_prompts
 from interp.models import load_model
@@ -98,7 +99,8 @@ def test_a_planted_tie_between_a_digit_and_the_trait_word_ranks_its_number_first
     assert all("7" in str(r["number"]) for r in top)
     shuffled = e.shuffled_top(5)
     assert shuffled["rank"] == 1 and shuffled["target"] > 2 * max(v for a, v in shuffled["by_animal"].items() if a != "owl")
-    other = entangled_numbers(model, "cat", "vector", steering=s, vectors=vectors, animals=ANIMALS5, questions=Q[:1], progress=False)
+    other = entangled_numbers(model, "cat", "vector", steering=s, vectors=vectors, animals=ANIMALS5, questions=Q[:1],
+                              progress=False)
     assert 777 not in [r["number"] for r in other.top(10)]
 
 
@@ -170,6 +172,21 @@ def test_number_prompting_scores_the_number_prompt_against_neutral_and_random_nu
     assert "87" in number_system(87)
 
 
+def test_number_prompting_and_the_lens_round_trip_through_their_files(tiny, tiny_gemma, owl_vector, tmp_path):
+    r = number_prompted_trait(tiny, 87, "owl", Q, animals=ANIMALS5, null_numbers=2)
+    t_path, j_path = r.save(tmp_path)
+    assert (t_path.name, j_path.name) == (PROMPTING_FILE, PROMPTING_META)
+    back = NumberPrompting.load(tmp_path)
+    assert back.null_numbers == r.null_numbers and torch.equal(back.null, r.null) and back.animals == ANIMALS5
+    assert read_json(j_path)["shift"]["value"]["mean"] == pytest.approx(r.summary()["shift"]["value"]["mean"])
+    lens = logit_lens(tiny, owl_vector, layer=2, n_random=8)
+    saved = read_json(lens.save(tmp_path))
+    assert [t["token"] for t in saved["tokens"]] == lens.tokens and saved["layer"] == 2
+    # Gemma's final norm and tied unembedding are found the same way
+    g = logit_lens(tiny_gemma, torch.randn(tiny_gemma.d_model), n_random=8)
+    assert g.z.shape == (len(g.tokens),) and torch.isfinite(g.z).all()
+
+
 # ----------------------------------------------------------------------------- datasets and intervals
 
 
@@ -214,6 +231,7 @@ def test_bad_inputs_raise_one_line_value_errors(tiny, owl_vector):
         (lambda: logit_lens(tiny, torch.zeros(32)), "vector: has 32 entries"),
         (lambda: logit_lens(tiny, SteeringVector(torch.zeros(4, 32)), layer=1), "vector: shape"),
         (lambda: logit_lens(tiny, owl_vector), "layer: pass"),
+        (lambda: logit_lens(tiny, owl_vector, layer=9), "layer: pass"),
         (lambda: logit_lens(tiny, owl_vector, ["owl owl owl"], layer=1), "tokens: 'owl owl owl'"),
         (lambda: number_prompted_trait(tiny, 5, "unicorn", Q), "animal: 'unicorn'"),
         (lambda: dataset_overrepresentation([], [{"numbers": [1]}], [1]), "rows: the dataset is empty"),
@@ -222,3 +240,27 @@ def test_bad_inputs_raise_one_line_value_errors(tiny, owl_vector):
         with pytest.raises(ValueError, match=msg) as info:
             call()
         assert "\n" not in str(info.value)
+
+
+# ----------------------------------------------------------------------------- figures
+
+
+def test_figures_hold_the_summaries_numbers(planted, prompt_entanglement, tiny):
+    from interp.plots import entangled_numbers_bars, logit_lens_bars, number_prompting_shift
+    from interp.plots._style import TEMPLATE
+
+    summary = prompt_entanglement.summary(k=5)
+    fig = entangled_numbers_bars(summary)
+    assert list(fig.data[0].x) == [str(r["number"]) for r in summary["top"]]
+    assert list(fig.data[0].y) == [r["effect"] for r in summary["top"]]
+    assert list(fig.data[1].error_y.array) == pytest.approx([r["null_max"] - r["null_mean"] for r in summary["top"]])
+    model, vectors, _ = planted
+    lens = logit_lens(model, vectors["owl"], layer=model.n_layers - 1, n_random=16).summary()
+    fig2 = logit_lens_bars(lens)
+    assert list(fig2.data[0].y) == [r["z"] for r in lens["tokens"]] and "7" in list(fig2.data[0].x)
+    prompting = number_prompted_trait(tiny, 87, "owl", Q, animals=ANIMALS5, null_numbers=2).summary(n_boot=100)
+    fig3 = number_prompting_shift(prompting)
+    assert fig3.data[0].y[0] == prompting["shift"]["value"]["mean"] and list(fig3.data[1].y) == prompting["shift"]["null"]
+    for f in (fig, fig2, fig3):
+        assert f.layout.template.layout.font.family.startswith("Inter") and f.layout.xaxis.title.text
+    assert TEMPLATE == "interp"

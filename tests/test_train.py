@@ -10,7 +10,7 @@ import torch
 
 import interp.train as train_mod
 from interp.models import load_model
-from interp.runs import load_tensors
+from interp.runs import load_tensors, read_json
 from interp.train import (
     CHECKPOINT_DIR,
     LOG_FILE,
@@ -254,6 +254,29 @@ def test_signsgd_moves_every_parameter_with_a_gradient_by_exactly_lr(tiny, rows,
         assert torch.equal(delta[nz].sign(), -g[nz].sign())
         assert (delta[~nz] == 0).all()
     assert n_zero < sum(p.numel() for p in base.values())
+
+
+def test_matched_sgd_first_step_has_the_rms_of_adamw_and_signsgd(tiny, rows, tmp_path):
+    """E10's matched step size: at step 1 AdamW and SignSGD move every weight that has a gradient
+    by lr; SGD with match_step gets lr / RMS(nonzero gradient), the same update RMS."""
+    lr = 1e-3
+    rms = {}
+    for opt in ("adamw", "signsgd", "sgd"):
+        cfg = TrainConfig(optimizer=opt, lr=lr, epochs=1, batch_size=len(rows), match_step=True)  # one step
+        train_student(tiny, rows, cfg, tmp_path / opt, progress=False)
+        rms[opt] = read_json(tmp_path / opt / "manifest.json")["update_rms"]["step1"]
+    grads = torch.cat([g.flatten() for g in _one_step_grads(tiny, rows, TrainConfig(batch_size=len(rows))).values()])
+    nz = grads[grads != 0].double()
+    assert rms["signsgd"] == pytest.approx(lr * (len(nz) / len(grads)) ** 0.5, rel=1e-3)
+    assert rms["adamw"] == pytest.approx(rms["signsgd"], rel=1e-2)  # eps keeps AdamW a hair short
+    assert rms["sgd"] == pytest.approx(rms["signsgd"], rel=1e-3)
+    log = read_json(tmp_path / "sgd" / "train_log.json")
+    assert log[0]["lr"] == pytest.approx(lr / float(nz.pow(2).mean().sqrt()), rel=1e-3)
+    # unmatched SGD steps by lr x gradient: a far smaller update here
+    train_student(tiny, rows, TrainConfig(optimizer="sgd", lr=lr, epochs=1, batch_size=len(rows)), tmp_path / "raw", progress=False)
+    assert read_json(tmp_path / "raw" / "manifest.json")["update_rms"]["step1"] < rms["sgd"] / 5
+    assert "match_step" in TrainConfig(optimizer="sgd", match_step=True).key()
+    assert "match_step" not in TrainConfig(optimizer="adamw", match_step=True).key()  # a no-op there
 
 
 def test_signsgd_step_on_known_gradients():

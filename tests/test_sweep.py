@@ -1,0 +1,218 @@
+"""`interp sweep`: grid expansion, noise conditions, resume after interruption, and the same table
+whichever executor ran the jobs (this process, a process pool, submitit)."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import pytest
+
+import interp.pipeline
+from interp.config import load_config, parse_config
+from interp.models import load_model
+from interp.runs import MANIFEST_FILE, RESULTS_FILE, read_json
+from interp.sweep import JOBS_DIR, load_sweep, parse_sweep, run_sweep
+
+RAW = {
+    "experiment": "t", "model": "tiny", "seeds": [0, 1],
+    "teacher": {"kinds": ["control", "steered"], "layer": 2, "multiplier": 1.0},
+    "data": {"n_prompts": 8, "batch_size": 8, "max_new_tokens": 12},
+    "train": {"epochs": 1, "batch_size": 8, "lr": 1e-3},
+    "eval": {"split": "tuning", "n_boot": 200},
+    "sweep": {"name": "sw", "grid": {"noise.sigma": [0.0, 0.5], "noise.apply": ["shared", "teacher", "student"]},
+              "reference": {"noise.sigma": 0.0}, "n_boot": 200},
+}
+
+
+def _raw(**sweep) -> dict:
+    raw = copy.deepcopy(RAW)
+    raw["sweep"].update(sweep)
+    return raw
+
+
+def _quiet(*a, **k):
+    pass
+
+
+def _table(res: dict) -> list[tuple]:
+    return [(r["label"], r["cell"], r["per_seed"], r["transfer"], r["vs_reference"]) for r in res["rows"]]
+
+
+SMALL = {"grid": {"noise.sigma": [0.0, 0.5]}}  # 2 cells x 2 seeds: the executor and resume tests
+
+
+@pytest.fixture(scope="module")
+def in_process(tmp_path_factory):
+    root = tmp_path_factory.mktemp("sweep-a")
+    return root, run_sweep(parse_sweep(_raw()), root, progress=False, log=_quiet)
+
+
+@pytest.fixture(scope="module")
+def small(tmp_path_factory):
+    root = tmp_path_factory.mktemp("sweep-small")
+    return run_sweep(parse_sweep(_raw(**SMALL)), root, progress=False, log=_quiet)
+
+
+def test_grid_expands_and_sigma_zero_cells_share_one_run():
+    sw = parse_sweep(_raw())
+    assert len(sw.cells) == 6
+    ids = [c.id for c in sw.cells]
+    assert len(set(ids[:3])) == 1  # sigma 0: `apply` changes nothing
+    assert len(set(ids)) == 4
+    assert len(sw.jobs()) == 4 * 2
+    assert [s for _, s in sw.jobs()] == [0] * 4 + [1] * 4  # seeds outermost
+    assert sw.reference_cell() is sw.cells[0]
+
+
+def test_bad_sweep_input_gives_one_line_errors(tmp_path):
+    with pytest.raises(ValueError, match=r"noise\.sigme"):
+        parse_sweep(_raw(grid={"noise.sigme": [0.1]}))
+    with pytest.raises(ValueError, match=r"noise\.sigma.*greater than or equal to 0"):
+        parse_sweep(_raw(grid={"noise.sigma": [-1.0]}))
+    with pytest.raises(ValueError, match="sweep.reference"):
+        parse_sweep(_raw(reference={"noise.sigma": 0.7}))
+    with pytest.raises(ValueError, match="sweep.grid"):
+        parse_sweep(_raw(grid={}))
+    with pytest.raises(ValueError, match="distinct values"):
+        parse_sweep(_raw(grid={"noise.sigma": [0.1, 0.1]}))
+    with pytest.raises(ValueError, match="noise.pattern.*regular expression"):
+        parse_config({"model": "tiny", "noise": {"pattern": "(", "sigma": 0.1}})
+    p = tmp_path / "s.toml"
+    p.write_text('model = "tiny"\n[sweep]\ngrid = { "noise.sigma" = [0.0, 0.1] }\n')
+    with pytest.raises(ValueError, match="interp sweep"):
+        load_config(p)  # `interp run` on a sweep file points to `interp sweep`
+    assert len(load_sweep(p).cells) == 2
+    p.write_text('model = "tiny"\n')
+    with pytest.raises(ValueError, match=r"no \[sweep\] table"):
+        load_sweep(p)
+
+
+def test_noise_conditions_noise_the_right_model(in_process):
+    """shared: teacher and student both noised (one base); teacher: data from the noised base,
+    students from the clean one; student: the clean teacher's datasets (cache hits of sigma 0),
+    students from the noised base."""
+    root, res = in_process
+    clean = load_model("tiny", device="cpu").fingerprint()
+    rows = {r["noise.apply"]: r for r in res["rows"] if r["noise.sigma"] == 0.5}
+    ref = res["rows"][0]
+
+    def stages(row):
+        return {s["name"]: s for s in read_json(Path(row["run_dir"]) / MANIFEST_FILE)["stages"]}
+
+    def student_base(row, kind="steered"):
+        return read_json(Path(stages(row)[f"student/{kind}/seed0"]["dir"]) / "config.json")["base"]
+
+    def data_dir(row, kind="steered"):
+        return stages(row)[f"data/{kind}/seed0"]["dir"]
+
+    assert student_base(ref) == clean
+    assert student_base(rows["teacher"]) == clean
+    assert student_base(rows["shared"]) != clean
+    assert student_base(rows["student"]) == student_base(rows["shared"])  # the same draw for seed 0
+    assert data_dir(rows["student"]) == data_dir(ref)
+    assert data_dir(rows["teacher"]) == data_dir(rows["shared"]) != data_dir(ref)
+    # each seed draws its own noise (per_seed): seed 1's noised base differs from seed 0's
+    s1 = read_json(Path(stages(rows["shared"])["student/steered/seed1"]["dir"]) / "config.json")["base"]
+    assert s1 not in (clean, student_base(rows["shared"]))
+    # the table: one row per grid cell; sigma 0's three rows are the reference itself
+    assert [r["noise.apply"] for r in res["rows"]] == ["shared", "teacher", "student"] * 2
+    for r in res["rows"][:3]:
+        assert r["vs_reference"]["ratio"] == pytest.approx(1.0) and r["vs_reference"]["diff"] == 0
+    for r in res["rows"]:
+        x = r["per_seed"]
+        assert r["transfer"]["mean"] == pytest.approx(sum(x) / len(x))
+        lo, hi = r["vs_reference"]["diff_ci95"]
+        assert lo <= r["vs_reference"]["diff"] <= hi
+
+
+def test_same_table_from_a_process_pool_and_from_submitit(small, tmp_path):
+    b = run_sweep(parse_sweep(_raw(**SMALL, workers=2)), tmp_path / "pool", progress=False, log=_quiet)
+    assert _table(b) == _table(small)
+    pytest.importorskip("submitit")
+    c = run_sweep(parse_sweep(_raw(**SMALL, executor="submitit", slurm={"cluster": "debug"})), tmp_path / "submitit",
+                  progress=False, log=_quiet)
+    assert _table(c) == _table(small)
+
+
+def test_interrupted_sweep_resumes_to_the_same_table(small, tmp_path, monkeypatch):
+    real = interp.pipeline.run_e1
+    calls = {"n": 0}
+
+    def dies_on_third_job(*a, **k):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise KeyboardInterrupt  # as if the machine went away mid-sweep
+        return real(*a, **k)
+
+    monkeypatch.setattr(interp.pipeline, "run_e1", dies_on_third_job)
+    sw = parse_sweep(_raw(**SMALL))
+    with pytest.raises(KeyboardInterrupt):
+        run_sweep(sw, tmp_path, progress=False, log=_quiet)
+    jobs = sorted(p.name for p in (sw.directory(tmp_path) / JOBS_DIR).iterdir() if (p / RESULTS_FILE).exists())
+    assert len(jobs) == 2  # what finished is kept
+    monkeypatch.setattr(interp.pipeline, "run_e1", real)
+    lines = []
+    res = run_sweep(sw, tmp_path, progress=False, log=lines.append)
+    assert "2 done before, 2 to run" in lines[0]
+    assert _table(res) == _table(small)
+
+
+def test_failed_job_is_reported_after_the_others_ran(tmp_path, monkeypatch):
+    real = interp.pipeline.run_e1
+
+    def fails_when_noised(cfg, *a, **k):
+        if cfg.noise.sigma > 0:
+            raise ValueError("boom")
+        return real(cfg, *a, **k)
+
+    monkeypatch.setattr(interp.pipeline, "run_e1", fails_when_noised)
+    sw = parse_sweep(_raw(**SMALL))
+    with pytest.raises(RuntimeError, match=r"2 of 4 jobs failed.*boom.*rerun"):
+        run_sweep(sw, tmp_path, progress=False, log=_quiet)
+    done = [p for p in (sw.directory(tmp_path) / JOBS_DIR).iterdir() if (p / RESULTS_FILE).exists()]
+    assert len(done) == 2
+
+
+def test_cross_model_students_train_from_the_other_base(tmp_path):
+    cfg = parse_config({**{k: v for k, v in RAW.items() if k != "sweep"}, "seeds": [0], "student_model": "tiny-gemma"})
+    res = interp.pipeline.run_e1(cfg, tmp_path, progress=False, log=_quiet)
+    gemma = load_model("tiny-gemma", device="cpu").fingerprint()
+    stages = {s["name"]: s for s in read_json(Path(res["run_dir"]) / MANIFEST_FILE)["stages"]}
+    assert read_json(Path(stages["student/steered/seed0"]["dir"]) / "config.json")["base"] == gemma
+    # the datasets are the tiny teacher's, the same ones a same-model run uses
+    same = interp.pipeline.run_e1(parse_config({**cfg.model_dump(), "student_model": None}), tmp_path, progress=False, log=_quiet)
+    same_stages = {s["name"]: s for s in read_json(Path(same["run_dir"]) / MANIFEST_FILE)["stages"]}
+    assert stages["data/steered/seed0"]["dir"] == same_stages["data/steered/seed0"]["dir"]
+    assert "steered-control" in res["transfer"]
+    with pytest.raises(ValueError, match="kd.*student_model"):
+        parse_config({**cfg.model_dump(), "train": {**cfg.model_dump()["train"], "objectives": ["sft", "kd"]}})
+
+
+def test_run_ids_without_noise_or_student_model_are_unchanged():
+    """Adding [noise] and student_model must not move existing runs to new directories."""
+    cfg = parse_config({"model": "tiny"})
+    assert "noise" not in cfg.key() and "student_model" not in cfg.key()
+    assert "noise" in parse_config({"model": "tiny", "noise": {"sigma": 0.1}}).key()
+
+
+def test_sweep_cli_dry_run_lists_cells(tmp_path):
+    from typer.testing import CliRunner
+
+    from interp.cli import app
+
+    p = tmp_path / "s.toml"
+    p.write_text('model = "tiny"\nseeds = [0, 1]\n[sweep]\nname = "x"\ngrid = { "noise.sigma" = [0.0, 0.1] }\n')
+    r = CliRunner().invoke(app, ["sweep", str(p), "--dry-run", "--root", str(tmp_path)])
+    assert r.exit_code == 0, r.output
+    assert "4 jobs" in r.output and "noise.sigma=0.1" in r.output
+    r = CliRunner().invoke(app, ["run", str(p)])
+    assert r.exit_code != 0 and "interp sweep" in r.output
+
+
+def test_noise_ablation_configs_parse():
+    configs = Path(__file__).resolve().parent.parent / "experiments" / "configs"
+    for name in ("noise_ablation.toml", "noise_ablation_gemma.toml", "optimizer_ablation.toml", "cross_model.toml",
+                 "cross_model_gemma.toml"):
+        sw = load_sweep(configs / name)
+        assert sw.jobs() and sw.reference_cell() is not None, name
