@@ -208,14 +208,16 @@ def sweep(
 
 def print_sweep(res: dict) -> None:
     table = Table(title=f"{res['comparison']}: trait-specific transfer per cell (95% CI over seeds and questions)")
-    for col in ("cell", "seeds", "transfer", "seed t-interval", "seeds > 0", "rank", "/ reference", "- reference"):
+    for col in ("cell", "seeds", "transfer", "seed t-interval", "seeds > 0", "rank", "/ reference", "- reference",
+                "- reference, paired seeds"):
         table.add_column(col)
     for r in res["rows"]:
         v = r.get("vs_reference")
         ratio = f"{v['ratio']:.2f} [{v['ratio_ci95'][0]:.2f}, {v['ratio_ci95'][1]:.2f}]" + ("" if v["denominator_excludes_zero"] else " *") if v else "-"
         diff = f"{v['diff']:+.3f} [{v['diff_ci95'][0]:+.3f}, {v['diff_ci95'][1]:+.3f}]" if v else "-"
+        paired = _ci(v["diff_paired_by_seed"], "{:+.3f}") if v and "diff_paired_by_seed" in v else "-"
         table.add_row(r["label"], str(r["n_seeds"]), _ci(r["transfer"], "{:+.3f}"), _ci(r["transfer_per_seed"], "{:+.3f}"),
-                      f"{r['positive_seeds']}/{r['n_seeds']}", str(r["trait_rank_among_animals"]), ratio, diff)
+                      f"{r['positive_seeds']}/{r['n_seeds']}", str(r["trait_rank_among_animals"]), ratio, diff, paired)
     console.print(table)
     if any(r.get("vs_reference") and not r["vs_reference"]["denominator_excludes_zero"] for r in res["rows"]):
         console.print("* the reference transfer's interval includes 0: read the difference, not the ratio")
@@ -456,6 +458,216 @@ def analyze(
 
 def _mean(d: dict | None, fmt: str = "{:+.2f}") -> str:
     return "-" if d is None else fmt.format(d["mean"])
+
+
+def _animals(animal: str, text: str) -> list[str]:
+    """The target first, then the null animals (default: every built-in one)."""
+    from interp.prompts import ANIMALS
+
+    others = [a.strip() for a in text.split(",") if a.strip()] or list(ANIMALS)
+    return [animal] + [a for a in dict.fromkeys(others) if a != animal]
+
+
+@app.command()
+def entangle(
+    animal: str = typer.Option("owl", help="Trait animal."),
+    condition: str = typer.Option("prompt", help="Trait condition: 'prompt' (system prompt) or 'vector' (steering)."),
+    number: Optional[int] = typer.Option(None, help="Number -> trait instead: P(animal) when the model loves this number."),
+    model: str = typer.Option("smollm2-135m", help="Registry name, local HF directory or hub id."),
+    top: int = typer.Option(10, min=1, help="Top numbers reported (and tested in --dataset)."),
+    animals: str = typer.Option("", help="Null animals, comma-separated (default: every built-in animal)."),
+    questions: int = typer.Option(0, min=0, help="Questions used: the first N number questions, or of --split with --number (0 = all)."),
+    max_number: int = typer.Option(999, min=0, help="Score the whole numbers 0..max_number."),
+    layer: int = typer.Option(8, help="Steering layer (vector condition, --lens)."),
+    multiplier: float = typer.Option(0.5, help="Steering multiplier (x the layer's residual norm)."),
+    scope: str = typer.Option("all", help="Steered tokens: all, prompt or generated."),
+    vectors: Optional[Path] = typer.Option(None, help="Bank folder with a vector per animal (`interp bank`); default: built here."),
+    lens: bool = typer.Option(False, help="Also the logit lens of the trait vector at --layer over digits and separators."),
+    dataset: Optional[Path] = typer.Option(None, help="A teacher's dataset: are the top numbers over-represented vs --control-dataset?"),
+    control_dataset: Optional[Path] = typer.Option(None, help="The control teacher's dataset for --dataset."),
+    null_numbers: int = typer.Option(8, min=0, help="Random numbers compared with --number."),
+    split: str = typer.Option("heldout", help="Evaluation questions for --number: tuning, heldout or all."),
+    seed: int = typer.Option(0, help="Seed of the random numbers and of the bootstrap."),
+    out: Optional[Path] = typer.Option(None, help="Output directory (default artifacts/entangle/<model>-<animal>-<condition or number>)."),
+    format: str = typer.Option("html,png", "--format", help="Figures written to OUT/figures/: html, png, svg, pdf."),
+    batch_size: int = typer.Option(64, min=1),
+    device: str = typer.Option("auto", help="cpu, cuda or auto."),
+    progress: bool = typer.Option(True, help="Show a progress bar."),
+) -> None:
+    """Entangled numbers: which whole numbers a trait makes likelier (against every other animal's
+    condition as the null), or with --number, how much loving a number raises P(trait).
+
+    Example: interp entangle --animal owl --condition prompt --top 10 --lens
+             interp entangle --animal owl --number 87
+    """
+    import time
+
+    from interp.analysis.audit import load_bank, load_rows
+    from interp.entangle import (
+        NUMBER_QUESTIONS, dataset_overrepresentation, entangled_numbers, logit_lens, number_prompted_trait,
+    )
+    from interp.export import parse_formats, save_figures
+    from interp.models import load_model
+    from interp.plots import FIGURES_DIR, entangled_numbers_bars, logit_lens_bars, number_prompting_shift
+    from interp.prompts import contrastive_pairs
+    from interp.prompts import questions as question_split
+    from interp.runs import provenance, write_json
+    from interp.steering import Steering, build_steering_vector
+
+    started = time.perf_counter()
+    names = _animals(animal, animals)
+    what = condition if number is None else f"loves{number}"
+    out = out or Path("artifacts/entangle") / f"{model.replace('/', '_')}-{animal}-{what}"
+    figs, results = {}, {}
+    try:
+        formats = parse_formats(format)
+        if (dataset is None) != (control_dataset is None):
+            raise ValueError("dataset: pass --dataset and --control-dataset together (the trait's and the control teacher's)")
+        m = load_model(model, device=device)
+        if number is not None:
+            qs = question_split(split)[: questions or None]
+            r = number_prompted_trait(m, number, animal, qs, names, null_numbers, seed, batch_size)
+            r.save(out)
+            results = r.summary(seed=seed)
+            figs["number_prompting"] = number_prompting_shift(results)
+        else:
+            bank = load_bank(vectors, m) if vectors else None
+            steering = Steering(layer=layer, multiplier=multiplier, scope=scope) if condition == "vector" else None
+            e = entangled_numbers(m, animal, condition, steering=steering, vectors=bank, animals=names,
+                                  questions=NUMBER_QUESTIONS[: questions or None], numbers=range(max_number + 1),
+                                  batch_size=batch_size, progress=progress)
+            e.save(out, k=top)
+            results = e.summary(top)
+            figs["entangled_numbers"] = entangled_numbers_bars(results)
+            if lens:
+                vec = bank[animal] if bank and animal in bank else build_steering_vector(m, contrastive_pairs(animal), trait=animal)
+                lv = logit_lens(m, vec, layer=layer)
+                lv.save(out)
+                results["lens"] = lv.summary()
+                figs["logit_lens"] = logit_lens_bars(results["lens"])
+            if dataset is not None:
+                over = dataset_overrepresentation(load_rows(dataset), load_rows(control_dataset),
+                                                  [r["number"] for r in results["top"]], seed=seed)
+                write_json(out / "overrepresentation.json", {"dataset": str(dataset), "control": str(control_dataset), **over})
+                results["overrepresentation"] = over
+    except (ValueError, ModuleNotFoundError, FileNotFoundError) as e:
+        _fail(str(e))
+    wall = round(time.perf_counter() - started, 2)
+    write_json(out / "manifest.json", {"command": "entangle", "model": model, "animal": animal, "condition": condition,
+                                       "number": number, "animals": names, **provenance(), "wall_time_s": wall})
+    if number is not None:
+        _print_prompting(results, animal)
+    else:
+        _print_entangled(results, top)
+    done = save_figures(figs, out / FIGURES_DIR, formats)
+    if done.message:
+        console.print(f"[yellow]note:[/yellow] {done.message}")
+    console.print(f"wall time {wall:.1f} s; artifacts: [bold]{out}[/bold]")
+
+
+def _print_entangled(res: dict, top: int) -> None:
+    table = Table("rank", "number", "effect", "other animals: mean [min, max]", "specific", "z", "above others",
+                  title=f"numbers the {res['animal']} {res['condition']} makes likelier: Δ log P vs neutral "
+                        f"({res['n_numbers']} numbers, {res['n_questions']} questions, {len(res['animals']) - 1} null animals)")
+    for i, r in enumerate(res["top"], 1):
+        table.add_row(str(i), str(r["number"]), f"{r['effect']:+.3f}", f"{r['null_mean']:+.3f} [{r['null_min']:+.3f}, {r['null_max']:+.3f}]",
+                      f"{r['specific']:+.3f}", f"{r['z']:+.2f}", f"{r['percentile']:.0%}")
+    console.print(table)
+    sh = res["shuffled_top"]
+    console.print(f"shuffled-trait null: the mean specific effect of {res['animal']}'s top {sh['k']} is {sh['target']:+.3f}, "
+                  f"rank {sh['rank']} of {sh['of']} animals treated as the trait")
+    if res.get("lens"):
+        t2 = Table("token", "logit", "z in vocabulary", "above vocabulary", "z vs random directions",
+                   title=f"logit lens of the {res['animal']} vector at layer {res['lens']['layer']}")
+        for r in res["lens"]["tokens"]:
+            t2.add_row(repr(r["token"]), f"{r['logit']:+.3f}", f"{r['z']:+.2f}", f"{r['percentile']:.1%}", f"{r['z_vs_random']:+.2f}")
+        console.print(t2)
+        console.print("top tokens of the direction: " + ", ".join(repr(t) for t, _ in res["lens"]["top_tokens"][:10]))
+    if res.get("overrepresentation"):
+        p = res["overrepresentation"]["pooled"]
+        console.print(f"top {top} numbers in the dataset: {p['rate_a']:.2%} of its numbers vs {p['rate_b']:.2%} in the control's; "
+                      f"difference {p['mean']:+.2%} [{p['ci95'][0]:+.2%}, {p['ci95'][1]:+.2%}] (Newcombe), "
+                      f"[{p['diff_ci95_row_bootstrap'][0]:+.2%}, {p['diff_ci95_row_bootstrap'][1]:+.2%}] (rows bootstrap)")
+
+
+def _print_prompting(res: dict, animal: str) -> None:
+    n = res["number"]
+    table = Table("system prompt", f"P({animal}) [95% CI]", "Δ log P vs none [95% CI]", "specific Δ [95% CI]",
+                  title=f"subliminal prompting: the model loves {n} ({res['n_questions']} questions)")
+    table.add_row("none", _ci(res["prob_neutral"], "{:.4f}"), "-", "-")
+    table.add_row(f"loves {n}", _ci(res["prob_prompted"], "{:.4f}"), _ci(res["shift"]["value"], "{:+.3f}"),
+                  _ci(res["specific_shift"]["value"], "{:+.3f}"))
+    if res.get("prob_null"):
+        sh, sp = res["shift"], res["specific_shift"]
+        table.add_row(f"loves a random number (x{len(res['null_numbers'])})", f"{sum(res['prob_null']) / len(res['prob_null']):.4f}",
+                      f"{sh['null_mean']:+.3f} (sd {sh['null_sd']:.3f})", f"{sp['null_mean']:+.3f} (sd {sp['null_sd']:.3f})")
+    console.print(table)
+    if res.get("prob_null"):
+        for name in ("shift", "specific_shift"):
+            d = res[name]
+            z = "-" if d["z"] is None else f"{d['z']:+.2f}"
+            console.print(f"{name.replace('_', ' ')} vs random numbers: z {z}, above {d['percentile']:.0%} of them, "
+                          f"difference {_ci(d['vs_null'], '{:+.3f}')} (interval over questions)")
+
+
+@app.command()
+def divergence(
+    dataset: Path = typer.Argument(..., help="Dataset directory (`interp generate`, an E1 data stage)."),
+    model: Optional[str] = typer.Option(None, help="The teacher's model (default: the one its manifest names)."),
+    vector: Optional[Path] = typer.Option(None, help="The trait vector a steered/random teacher used (a SteeringVector directory)."),
+    rule: str = typer.Option("paper", help="paper (trait argmax emitted, control's not), emitted or argmax."),
+    top: int = typer.Option(10, min=1, help="Most frequent divergence tokens shown."),
+    out: Optional[Path] = typer.Option(None, help="Output directory (default artifacts/divergence/<dataset>-<rule>)."),
+    format: str = typer.Option("html,png", "--format", help="Figures written to OUT/figures/: html, png, svg, pdf."),
+    batch_size: int = typer.Option(16, min=1),
+    device: str = typer.Option("auto", help="cpu, cuda or auto."),
+) -> None:
+    """Divergence tokens of a teacher's dataset: the positions where the control teacher (same
+    base, no trait) would have chosen another token; their share overall and by position.
+
+    Example: interp divergence artifacts/datasets/steered-owl-s0 --vector artifacts/vectors/smollm2-135m-owl-mean
+    """
+    import time
+
+    from interp.divergence import dataset_divergence, dataset_manifest
+    from interp.export import parse_formats, save_figures
+    from interp.models import load_model
+    from interp.plots import FIGURES_DIR, divergence_by_offset
+    from interp.steering import SteeringVector
+
+    started = time.perf_counter()
+    try:
+        formats = parse_formats(format)
+        name = model or dataset_manifest(dataset).get("model", {}).get("model")
+        if not name:
+            raise ValueError(f"model: {dataset / 'manifest.json'} names no model; pass --model")
+        m = load_model(name, device=device)
+        vec = SteeringVector.load(vector) if vector else None
+        div = dataset_divergence(m, dataset, vec, rule=rule, batch_size=batch_size)
+    except (ValueError, ModuleNotFoundError, FileNotFoundError) as e:
+        _fail(str(e))
+    out = out or Path("artifacts/divergence") / f"{dataset.name}-{rule}"
+    div.save(out, m.tokenizer)
+    s = div.summary(m.tokenizer, top)
+    console.print(f"divergence tokens of {dataset} ({div.meta['teacher']['kind']} teacher vs control, rule {rule}): "
+                  f"[bold]{s['share']:.2%}[/bold] of {s['n_positions']} completion tokens in {s['n_rows']} rows; "
+                  f"{s['rows_with_divergence']:.0%} of rows have one")
+    console.print("share by rule: " + ", ".join(f"{r} {v:.2%}" for r, v in s["share_by_rule"].items())
+                  + f"; emitted token = trait argmax {s['teacher_argmax_is_emitted']:.0%}, = control argmax {s['control_argmax_is_emitted']:.0%}")
+    by = s["share_by_offset"]
+    table = Table("offset", *[f"+{k}" for k in range(10)], title="share of divergence tokens by completion-token offset")
+    for start in range(0, len(by), 10):
+        table.add_row(str(start), *[f"{v:.0%}" for v in by[start : start + 10]])
+    console.print(table)
+    if s.get("top_divergence_tokens"):
+        t2 = Table("token", "count", title=f"most frequent divergence tokens (of {s['n_divergence']})")
+        for tok, count in s["top_divergence_tokens"]:
+            t2.add_row(repr(tok), str(count))
+        console.print(t2)
+    done = save_figures({"divergence_by_offset": divergence_by_offset(s)}, out / FIGURES_DIR, formats)
+    if done.message:
+        console.print(f"[yellow]note:[/yellow] {done.message}")
+    console.print(f"wall time {time.perf_counter() - started:.1f} s; artifacts: [bold]{out}[/bold] (divergence.safetensors, divergence.json, figures/)")
 
 
 @app.command()

@@ -20,6 +20,8 @@ from interp.steering import Steering
 from interp.teachers import DataConfig, Teacher
 from interp.train import TrainConfig
 
+MIXED_KINDS = ("steered", "prompted", "prompted_ablated")  # control and random carry no animal
+
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -47,7 +49,22 @@ class DataSection(_Strict):
     temperature: float = Field(1.0, ge=0)
     max_new_tokens: int = Field(50, ge=1)
     batch_size: int = Field(32, ge=1)
+    # threshold sampling (a mitigation): tokens below this probability are never sampled
     min_prob: float = Field(0.0, ge=0, lt=1)
+    # mixing (a mitigation): the trait teachers' datasets (steered, prompted, prompted_ablated) are
+    # replaced by equal shares of theirs and of same-kind teachers of these animals (each with its
+    # own vector), same total rows; control and random data stay unmixed (`interp.mix`)
+    mix_animals: list[str] = []
+
+    @field_validator("mix_animals")
+    @classmethod
+    def _mix(cls, v: list[str]) -> list[str]:
+        unknown = [a for a in v if a not in ANIMALS]
+        if unknown:
+            raise ValueError(f"{unknown} have no built-in contrastive pairs; choose from {ANIMALS}")
+        if len(set(v)) != len(v):
+            raise ValueError("needs distinct animals")
+        return v
 
 
 class TrainSection(_Strict):
@@ -66,6 +83,20 @@ class TrainSection(_Strict):
     match_step: bool = False  # sgd only: lr / RMS(first gradient), a step size matched to AdamW's (E10)
     objectives: list[Literal["sft", "kd"]] = ["sft"]  # kd: distil the teacher's grammar-token distribution
     kd_min_kl: float = Field(1e-6, ge=0)
+    # loss only on the trait data's divergence positions (vs the control teacher), or only on the
+    # others; control students always train on every position (`interp.pipeline`)
+    loss_positions: Literal["all", "divergence", "non_divergence"] = "all"
+    divergence_rule: Literal["paper", "emitted", "argmax"] = "paper"
+    # a mitigation: project the trait vector out of every student's residual while it trains, at
+    # the steering layer (true) or at these layers
+    project_out: bool | list[int] = False
+
+    @field_validator("project_out")
+    @classmethod
+    def _layers(cls, v: bool | list[int]) -> bool | list[int]:
+        if isinstance(v, list) and (not v or min(v) < 0 or len(set(v)) != len(v)):
+            raise ValueError("needs true, false or a list of distinct layer indices >= 0")
+        return v
 
     @field_validator("objectives")
     @classmethod
@@ -141,15 +172,32 @@ class E1Config(_Strict):
             raise ValueError("teacher.kinds: must include 'control' (transfer is measured against it)")
         if self.cross_model and "kd" in self.train.objectives:
             raise ValueError("train.objectives: 'kd' needs the teacher's tokenizer; drop it when student_model differs from model")
+        if self.cross_model and self.train.loss_positions != "all":
+            raise ValueError("train.loss_positions: divergence positions are the teacher's tokens; use 'all' when "
+                             "student_model differs from model")
+        if self.cross_model and self.train.project_out:
+            raise ValueError("train.project_out: the trait vector lives in the teacher's residual stream; drop it when "
+                             "student_model differs from model")
+        if self.animal in self.data.mix_animals:
+            raise ValueError(f"data.mix_animals: {self.animal!r} is the trait itself; list other animals")
+        if self.data.mix_animals and self.train.loss_positions != "all":
+            raise ValueError("train.loss_positions: not supported with data.mix_animals; run them separately")
 
     def key(self) -> dict:
-        """The settings that identify a run: the dump without the sections left at their no-op
-        defaults, so run ids from before noise and student_model existed stay the same."""
+        """The settings that identify a run: the dump without the settings left at their no-op
+        defaults, so run ids from before noise, student_model, mixing, loss positions and
+        projection existed stay the same."""
         d = self.model_dump()
         if self.noise.sigma == 0:
             d.pop("noise")
         if not self.cross_model:
             d.pop("student_model")
+        if not self.data.mix_animals:
+            d["data"].pop("mix_animals")
+        if self.train.loss_positions == "all":
+            d["train"].pop("loss_positions"), d["train"].pop("divergence_rule")
+        if not self.train.project_out:
+            d["train"].pop("project_out")
         return d
 
     @property
@@ -162,12 +210,18 @@ class E1Config(_Strict):
         t = self.teacher
         return Steering(layer=t.layer, multiplier=t.multiplier, scope=t.scope)
 
-    def teacher_for(self, kind: str, seed: int = 0) -> Teacher:
+    def teacher_for(self, kind: str, seed: int = 0, animal: str | None = None) -> Teacher:
+        """The teacher of `kind` for replicate `seed`; `animal` (default: the trait) for the
+        teachers whose data is mixed in (`data.mix_animals`)."""
         steer = self.steering() if kind in ("steered", "random") else None
         if kind == "prompted_ablated":  # project v out at the steering layer, on every token
             steer = Steering(layer=self.teacher.layer, operator="project", scope="all")
         rs = self.teacher.random_seed + (seed if self.teacher.random_per_seed else 0)
-        return Teacher(kind, self.animal, steer, rs)
+        return Teacher(kind, animal or self.animal, steer, rs)
+
+    def mixed(self, kind: str) -> bool:
+        """Whether `kind`'s dataset is mixed with other animals' (the kinds that carry an animal)."""
+        return bool(self.data.mix_animals) and kind in MIXED_KINDS
 
     def data_config(self, seed: int) -> DataConfig:
         d = self.data
@@ -182,8 +236,13 @@ class E1Config(_Strict):
             return None
         return WeightNoise(n.sigma, n.relative, n.pattern, n.seed + (seed if n.per_seed else 0))
 
+    def project_layers(self) -> tuple[int, ...]:
+        p = self.train.project_out
+        return (self.teacher.layer,) if p is True else tuple(p or ())
+
     def train_config(self, seed: int, objective: str = "sft") -> TrainConfig:
-        return TrainConfig(seed=seed, objective=objective, **self.train.model_dump(exclude={"objectives"}))
+        return TrainConfig(seed=seed, objective=objective, project_out=self.project_layers(),
+                           **self.train.model_dump(exclude={"objectives", "project_out"}))
 
 
 def load_config(path: str | Path) -> E1Config:

@@ -207,22 +207,33 @@ def teacher_from_manifest(manifest: dict) -> Teacher:
     return Teacher(d["kind"], d.get("animal", "owl"), steering, d.get("random_seed", 0))
 
 
+def dataset_manifest(dataset_dir: str | Path) -> dict:
+    """The manifest.json of a dataset directory written by `generate_dataset` (`interp generate`)."""
+    d = Path(dataset_dir)
+    if not (d / MANIFEST_FILE).exists() or not (d / DATASET_FILE).exists():
+        raise FileNotFoundError(f"dataset: {d} lacks {MANIFEST_FILE} or {DATASET_FILE}; pass a directory from `interp generate`")
+    return read_json(d / MANIFEST_FILE)
+
+
 def dataset_divergence(
     model: LoadedModel, dataset_dir: str | Path, vector: SteeringVector | None = None,
     control: Teacher = Teacher("control"), rule: str = "paper", batch_size: int = 16,
 ) -> Divergence:
-    """`divergence_tokens` for a dataset directory: teacher, grammar and model read from its manifest."""
+    """`divergence_tokens` for a dataset directory: teacher, grammar and model read from its
+    manifest; `vector` must be the trait vector the manifest records (`trait_vector_hash`)."""
     d = Path(dataset_dir)
-    if not (d / MANIFEST_FILE).exists() or not (d / DATASET_FILE).exists():
-        raise FileNotFoundError(f"dataset: {d} lacks {MANIFEST_FILE} or {DATASET_FILE}; pass a directory from `interp generate`")
-    manifest = read_json(d / MANIFEST_FILE)
+    manifest = dataset_manifest(d)
     fp = manifest.get("model", {}).get("fingerprint")
     if fp and fp != model.fingerprint():
         raise ValueError(f"model: the dataset was written by {manifest['model'].get('model')} (fingerprint {fp}); "
                          f"load that model, not {model.name}")
     teacher = teacher_from_manifest(manifest)
-    if vector is not None and manifest.get("trait_vector_hash") not in (None, vector.hash()):
-        raise ValueError(f"vector: hash {vector.hash()} is not the trait vector {manifest['trait_vector_hash']} "
+    want = manifest.get("trait_vector_hash")
+    if vector is None and teacher.kind in VECTOR_KINDS:
+        raise ValueError(f"vector: this dataset's {teacher.kind} teacher used the trait vector {want or '(hash not recorded)'}; "
+                         "pass that vector (a SteeringVector directory, e.g. the run's vector stage)")
+    if vector is not None and want not in (None, vector.hash()):
+        raise ValueError(f"vector: hash {vector.hash()} is not the trait vector {want} "
                          "this dataset was written with; pass that vector")
     sampling = manifest.get("sampling", {})
     div = divergence_tokens(model, read_jsonl(d / DATASET_FILE), teacher, vector, control,

@@ -5,19 +5,35 @@ finished, an interrupted run resumes (a stage without its manifest is redone; tr
 from its checkpoint), and a changed setting recomputes only the stages that depend on it. The run
 directory `<root>/<experiment>/<run-id>/` holds `config.json`, `manifest.json` (the stages used,
 their wall times) and `results.json`.
+
+Issue 11's settings add stages only when set (so existing runs keep their ids and caches):
+- `train.loss_positions` ("divergence" / "non_divergence"): each trait teacher's dataset (every
+  kind but control, the random-vector teacher included) gets a `divergence` stage against the
+  control teacher on the same base, and its students learn only from those positions or only from
+  the others. Control students learn from every position: their data has no divergence positions
+  by definition (under the paper's rule none at all), so they stay the ordinary reference; the
+  random-vector students, masked by their own divergence positions, are the matched null.
+- `data.mix_animals`: the steered, prompted and prompted_ablated teachers' students learn from a
+  `mix` stage, equal shares of their teacher's data and of same-kind teachers of the listed
+  animals (one vector stage per animal), as many rows as the unmixed data; control and random
+  data carry no animal and stay unmixed.
+- `train.project_out`: every student (control included) trains with the trait vector projected
+  out of its residual stream; the student's key records the vector's hash.
 """
 
 from __future__ import annotations
 
 import time
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import torch
 
 from interp.config import E1Config
+from interp.divergence import RULES, Divergence, dataset_divergence
 from interp.evaluate import evaluate_trait, sampled_answer_rate
 from interp.distill import load_targets
+from interp.mix import mix_datasets
 from interp.stats import detectable_effect, hierarchical_bootstrap, permutation_test, t_interval
 from interp.models import LoadedModel, load_model
 from interp.noise import WeightNoise, noised_model
@@ -51,6 +67,37 @@ def make_dataset(st: Stage, base: LoadedModel, teacher: Teacher, vector: Steerin
               generation=man["generation"], teacher_logprobs_hash=man["teacher_logprobs_hash"])
 
 
+def vector_inputs(cfg: E1Config, animal: str) -> dict:
+    """What a vector stage depends on besides the model: the animal's contrastive pairs."""
+    pairs = contrastive_pairs(animal, cfg.vector.n_pairs)
+    return {"animal": animal, "position": cfg.vector.position, "pairs": content_hash([list(p) for p in pairs]),
+            "prompts": PROMPT_VERSION}
+
+
+def mix_stage(cache: Path, sources: dict[str, Stage], kd: bool = False) -> Stage:
+    """The cached mix of dataset stages {animal: stage}, the trait's first (`interp.mix`)."""
+    return Stage(cache, "mix", {"datasets": {a: st.key for a, st in sources.items()}, "order": list(sources),
+                                **({"teacher_logprobs": True} if kd else {})})
+
+
+def make_mix(st: Stage, sources: dict[str, Stage], kd: bool = False) -> None:
+    man = mix_datasets({a: s.dir for a, s in sources.items()}, st.dir, teacher_logprobs=kd,
+                       extra_manifest={"stage_key": st.key})
+    st.finish(**{k: man[k] for k in ("dataset_hash", "n_kept", "shares", "shares_wanted", "teacher_logprobs_hash")})
+
+
+def divergence_stage(cache: Path, dstage: Stage) -> Stage:
+    """The cached divergence tokens of a dataset stage against the control teacher (every rule's
+    positions follow from the three token arrays kept, so the rule is not an input)."""
+    return Stage(cache, "divergence", {"dataset": dstage.key, "control": Teacher("control").describe()})
+
+
+def make_divergence(st: Stage, base: LoadedModel, dstage: Stage, vector: SteeringVector, batch_size: int) -> None:
+    div = dataset_divergence(base, dstage.dir, vector, batch_size=batch_size)
+    div.save(st.dir, base.tokenizer)
+    st.finish(share_by_rule={r: div.share(r) for r in RULES}, n_positions=len(div.emitted), dataset_dir=str(dstage.dir))
+
+
 def run_e1(cfg: E1Config, root: str | Path = "artifacts", progress: bool = True, log=print,
            run_dir: str | Path | None = None) -> dict:
     """Run (or resume) E1 for every seed and teacher kind in `cfg`; returns results.json's content.
@@ -81,9 +128,6 @@ def run_e1(cfg: E1Config, root: str | Path = "artifacts", progress: bool = True,
     timings["load_model"] = round(time.perf_counter() - t_load, 2)
     log(f"  {'load model':<28} {timings['load_model']:.1f}s ({cfg.model}, fingerprint {base.fingerprint()}"
         + (f"; students: {cfg.student_model}, fingerprint {student_root.fingerprint()})" if cfg.cross_model else ")"))
-    pairs = contrastive_pairs(cfg.animal, cfg.vector.n_pairs)
-    vector_inputs = {"animal": cfg.animal, "position": cfg.vector.position,
-                     "pairs": content_hash([list(p) for p in pairs]), "prompts": PROMPT_VERSION}
     models = _Bases(cfg, base, student_root)
 
     # 1-3. per seed: the steering vector (of the teacher's base), the datasets, the students (per
@@ -93,40 +137,72 @@ def run_e1(cfg: E1Config, root: str | Path = "artifacts", progress: bool = True,
     student_bases: dict[int, LoadedModel] = {}
     vectors: dict[str, SteeringVector] = {}
     data_stats: dict[str, dict] = {}
+
+    def vector_for(animal: str, m: LoadedModel, seed: int) -> SteeringVector:
+        vstage = Stage(cache, "vector", {"model": m.identity(), **vector_inputs(cfg, animal)})
+        if vstage.key not in vectors:
+            name = "vector" + ("" if animal == cfg.animal else f"/{animal}")
+            seen = any(s["name"] == name for s in stages)  # another seed's (noised) base made one already
+            pairs = contrastive_pairs(animal, cfg.vector.n_pairs)
+            timed(name if not seen else f"{name}/seed{seed}", vstage,
+                  lambda st: (build_steering_vector(m, pairs, cfg.vector.position, animal).save(st.dir), st.finish()))
+            vectors[vstage.key] = SteeringVector.load(vstage.dir)
+        return vectors[vstage.key]
+
+    def dataset(name: str, teacher: Teacher, vector: SteeringVector, dcfg: DataConfig, m: LoadedModel) -> Stage:
+        dstage = dataset_stage(cache, m, teacher, vector, dcfg, kd)
+        return timed(name, dstage, lambda st: make_dataset(st, m, teacher, vector, dcfg, kd, progress))
+
     for seed in cfg.seeds:
         teacher_base, student_base = models.for_seed(seed)
         student_bases[seed] = student_base
-        vstage = Stage(cache, "vector", {"model": teacher_base.identity(), **vector_inputs})
-        if vstage.key not in vectors:
-            timed("vector" if not vectors else f"vector/seed{seed}", vstage,
-                  lambda st, m=teacher_base: (build_steering_vector(m, pairs, cfg.vector.position, cfg.animal).save(st.dir),
-                                              st.finish()))
-            vectors[vstage.key] = SteeringVector.load(vstage.dir)
-        vector = vectors[vstage.key]
+        vector = vector_for(cfg.animal, teacher_base, seed)
         for kind in cfg.teacher.kinds:
-            teacher = cfg.teacher_for(kind, seed)
             dcfg = cfg.data_config(seed)
-            dstage = dataset_stage(cache, teacher_base, teacher, vector, dcfg, kd)
-            timed(f"data/{kind}/seed{seed}", dstage,
-                  lambda st, teacher=teacher, dcfg=dcfg, m=teacher_base, v=vector: make_dataset(st, m, teacher, v, dcfg, kd, progress))
+            dstage = dataset(f"data/{kind}/seed{seed}", cfg.teacher_for(kind, seed), vector, dcfg, teacher_base)
             dman = dstage.manifest()
             data_stats[f"{kind}/seed{seed}"] = {"n_kept": dman["n_kept"], "pass_rate": dman["filter"]["pass_rate"],
                                                 "tokens_per_s": dman["generation"]["tokens_per_s"]}
+            data_dir = dstage.dir
+            if cfg.mixed(kind):  # the students learn from the trait's data diluted with other animals'
+                sources = {cfg.animal: dstage}
+                for a in cfg.data.mix_animals:
+                    sources[a] = dataset(f"data/{kind}-{a}/seed{seed}", cfg.teacher_for(kind, seed, a),
+                                         vector_for(a, teacher_base, seed), dcfg, teacher_base)
+                mstage = timed(f"mix/{kind}/seed{seed}", mix_stage(cache, sources, kd),
+                               lambda st, sources=sources: make_mix(st, sources, kd))
+                dman, data_dir = mstage.manifest(), mstage.dir
+                data_stats[f"{kind}/seed{seed}"]["mix"] = dman["shares"]
+            divergence = None
+            if cfg.train.loss_positions != "all" and kind != "control":
+                divergence = timed(f"divergence/{kind}/seed{seed}", divergence_stage(cache, dstage),
+                                   lambda st, dstage=dstage, m=teacher_base, v=vector: make_divergence(
+                                       st, m, dstage, v, cfg.data.batch_size))
+                data_stats[f"{kind}/seed{seed}"]["divergence_share"] = divergence.manifest()["share_by_rule"][
+                    cfg.train.divergence_rule]
             for objective in cfg.train.objectives:
                 tcfg = cfg.train_config(seed, objective)
+                if divergence is None:  # control students learn from every position (see module doc)
+                    tcfg = replace(tcfg, loss_positions="all")
                 label = arm_label(kind, objective)
                 skey = {"base": student_base.fingerprint(), "dataset": dman["dataset_hash"], "train": tcfg.key()}
                 if objective == "kd":
                     skey["teacher_logprobs"] = dman["teacher_logprobs_hash"]
+                if divergence is not None:
+                    skey["divergence"] = divergence.key
+                if tcfg.project_out:
+                    skey["project_out_vector"] = vector.hash()
                 sstage = Stage(cache, "student", skey)
 
-                def make_student(st, dstage=dstage, tcfg=tcfg, m=student_base):
-                    rows = read_jsonl(dstage.dir / DATASET_FILE)
-                    targets = (load_targets(dstage.dir / TEACHER_LOGPROBS_FILE, m.tokenizer, len(rows))
+                def make_student(st, data_dir=data_dir, tcfg=tcfg, m=student_base, divergence=divergence, v=vector):
+                    rows = read_jsonl(data_dir / DATASET_FILE)
+                    targets = (load_targets(data_dir / TEACHER_LOGPROBS_FILE, m.tokenizer, len(rows))
                                if tcfg.objective == "kd" else None)
-                    train_student(m, rows, tcfg, st.dir, progress=progress, targets=targets,
-                                  extra_manifest={"dataset_dir": str(dstage.dir)})
-                    st.finish(dataset_dir=str(dstage.dir))
+                    masks = Divergence.load(divergence.dir).row_masks(tcfg.divergence_rule) if divergence else None
+                    train_student(m, rows, tcfg, st.dir, progress=progress, targets=targets, divergence_masks=masks,
+                                  project_vector=v if tcfg.project_out else None,
+                                  extra_manifest={"dataset_dir": str(data_dir)})
+                    st.finish(dataset_dir=str(data_dir))
 
                 timed(f"student/{label}/seed{seed}", sstage, make_student)
                 student_dirs[(label, seed)] = sstage.dir

@@ -279,7 +279,11 @@ def summarize_sweep(sweep: Sweep, root: str | Path = "artifacts", log=print) -> 
                "per_seed": x.mean(-1).tolist(), "positive_seeds": t["specific_positive_seeds"],
                "trait_rank_among_animals": t["trait_rank_among_animals"], "run_dir": str(d / CELLS_DIR / c.id)}
         if ref is not None:
-            row["vs_reference"] = ratio_interval(x, arrays[ref.id], n_boot, seed=i)
+            r = arrays[ref.id]
+            row["vs_reference"] = ratio_interval(x, r, n_boot, seed=i)
+            if c.config.seeds == ref.config.seeds:
+                # the same seed is the same prompts and data order in both cells: pair by seed
+                row["vs_reference"]["diff_paired_by_seed"] = t_interval((x.mean(-1) - r.mean(-1)).tolist())
         rows.append(row)
     out = {"sweep": sweep.section.name, "comparison": comp, "metric": "trait-specific log P difference (E1)",
            "reference": sweep.section.reference, "grid": sweep.section.grid, "rows": rows, **provenance()}

@@ -13,6 +13,7 @@ stops training and leaves the last good checkpoint in place.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import math
 import shutil
@@ -27,6 +28,7 @@ from tqdm.auto import tqdm
 from interp import batching
 from interp.models import LoadedModel
 from interp.runs import MANIFEST_FILE, load_tensors, provenance, read_json, save_tensors, write_json
+from interp.steering import Steering, SteeringVector, steer
 
 WEIGHTS_FILE = "model.safetensors"
 ADAPTER_FILE = "adapter.safetensors"
@@ -35,6 +37,7 @@ TRAINER_FILE = "trainer.json"
 CHECKPOINT_DIR = "checkpoint"
 SNAPSHOTS_DIR = "snapshots"
 LOG_FILE = "train_log.json"
+LOSS_POSITIONS = ("all", "divergence", "non_divergence")
 
 
 class TrainingDiverged(RuntimeError):
@@ -56,14 +59,25 @@ class TrainConfig:
         (full) or the adapter (LoRA); `load_snapshot` rebuilds the student at step N.
     lora_rank, lora_alpha, lora_targets: LoRA settings.
     weight_decay: AdamW weight decay.
-    match_step: SGD only (the optimizer ablation, E10): its learning rate becomes lr / RMS of the
-        first step's nonzero gradient entries, so its first update has the RMS of AdamW's
-        (bias-corrected m/sqrt(v) = sign(g) at step 1) and of SignSGD's; a no-op for those two,
-        which step by lr per weight already.
+    match_step: SGD only (the optimizer ablation, E10): every step's learning rate is lr / RMS of
+        that step's nonzero gradient entries, so each update has the RMS of a SignSGD step (and of
+        AdamW's first, where bias-corrected m/sqrt(v) = sign(g)) while its direction stays the raw
+        gradient's. Matching only the first step's rate diverged on smollm2 (NaN loss by step 11:
+        later gradients grow). A no-op for AdamW and SignSGD, which step by about lr per weight.
     objective: "sft" (hard labels) or "kd" (match the teacher's grammar-token distribution).
     kd_min_kl: `kd` guard (0: off). A micro-batch whose mean KL per position is below this is not
         back-propagated: a student distilled from a teacher equal to itself (the `kd` control)
         starts at KL ~1e-10, pure float noise, which AdamW would rescale into full-size steps.
+    loss_positions: "all" completion tokens, only the "divergence" positions of the dataset
+        (`interp.divergence`: where a control teacher would have chosen another token) or only
+        the others ("non_divergence"); the last two need `train_student(divergence_masks=...)`.
+        The loss is the mean over the positions that count in each optimizer step; a step with
+        none is skipped (the data order and the step count stay those of "all").
+    divergence_rule: which positions are divergence positions ("paper", "emitted", "argmax";
+        `interp.divergence.RULES`); only read when loss_positions is not "all".
+    project_out: layers at which the trait direction is projected out of the student's residual
+        stream (`Steering(operator="project")`, every token) during its training forwards only;
+        needs `train_student(project_vector=...)`. Empty: off.
     """
 
     method: str = "full"
@@ -83,9 +97,13 @@ class TrainConfig:
     match_step: bool = False
     objective: str = "sft"
     kd_min_kl: float = 1e-6
+    loss_positions: str = "all"
+    divergence_rule: str = "paper"
+    project_out: tuple[int, ...] = ()
 
     def key(self) -> dict:
-        """The settings that define the student (the kd fields only matter for kd)."""
+        """The settings that define the student (the kd fields only matter for kd; the later
+        options only when set, so the keys of students trained before them stay the same)."""
         d = asdict(self)
         if self.objective == "sft":
             d.pop("objective"), d.pop("kd_min_kl")
@@ -93,6 +111,10 @@ class TrainConfig:
             d.pop("snapshot_every")
         if not self.sgd_matched:
             d.pop("match_step")
+        if self.loss_positions == "all":
+            d.pop("loss_positions"), d.pop("divergence_rule")
+        if not self.project_out:
+            d.pop("project_out")
         return d
 
     @property
@@ -108,6 +130,12 @@ class TrainConfig:
             raise ValueError(f"train.objective: {self.objective!r} is not 'sft' or 'kd'")
         if self.kd_min_kl < 0:
             raise ValueError(f"train.kd_min_kl: {self.kd_min_kl} must be >= 0")
+        if self.loss_positions not in LOSS_POSITIONS:
+            raise ValueError(f"train.loss_positions: {self.loss_positions!r} is not one of {LOSS_POSITIONS}")
+        if self.divergence_rule not in ("paper", "emitted", "argmax"):
+            raise ValueError(f"train.divergence_rule: {self.divergence_rule!r} is not 'paper', 'emitted' or 'argmax'")
+        if any(not isinstance(l, int) or l < 0 for l in self.project_out):
+            raise ValueError(f"train.project_out: {list(self.project_out)} must be layer indices >= 0")
         for name in ("lr", "epochs", "batch_size", "grad_accum", "max_len"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"train.{name}: {getattr(self, name)} must be > 0")
@@ -118,11 +146,16 @@ class Example:
     prompt_ids: list[int]
     completion_ids: list[int]
     teacher_logprobs: Tensor | None = None  # (len(completion_ids), 13), kd only
+    loss_mask: Tensor | None = None  # (len(completion_ids),) bool: the positions whose loss counts (None: all)
 
 
-def build_examples(model: LoadedModel, rows: list[dict], max_len: int, targets: list[Tensor] | None = None) -> list[Example]:
+def build_examples(
+    model: LoadedModel, rows: list[dict], max_len: int, targets: list[Tensor] | None = None,
+    loss_masks: list[Tensor] | None = None,
+) -> list[Example]:
     """`rows` have 'prompt' (user text) and 'completion'; the student sees no system prompt.
-    `targets` (kd): the teacher's per-row grammar log-probabilities, one per completion token."""
+    `targets` (kd): the teacher's per-row grammar log-probabilities, one per completion token.
+    `loss_masks`: per row, which completion tokens (end-of-turn included) the loss counts."""
     from interp.generate import stop_token_ids
 
     tok = model.tokenizer
@@ -140,19 +173,61 @@ def build_examples(model: LoadedModel, rows: list[dict], max_len: int, targets: 
             if len(t) != len(c):
                 raise ValueError(f"teacher targets: row {i} has {len(t)} positions but its completion re-tokenises "
                                  f"to {len(c)} tokens; kd needs the teacher's own token sequence")
-        out.append(Example(p[-keep:], c, t))
+        m = None
+        if loss_masks is not None:
+            m = torch.as_tensor(loss_masks[i], dtype=torch.bool)
+            if m.shape != (len(c),):
+                raise ValueError(f"divergence masks: row {i} has {tuple(m.shape)} positions but its completion has "
+                                 f"{len(c)} tokens (end-of-turn included); compute them on this dataset and tokenizer")
+        out.append(Example(p[-keep:], c, t, m))
     return out
+
+
+def position_masks(divergence_masks: list[Tensor], loss_positions: str) -> list[Tensor] | None:
+    """The per-row loss masks `loss_positions` asks for, from per-row divergence masks
+    (`Divergence.row_masks()`): themselves, their complement, or None for "all"."""
+    if loss_positions == "all":
+        return None
+    return [m.bool() if loss_positions == "divergence" else ~m.bool() for m in divergence_masks]
 
 
 def _collate(examples: list[Example], pad_id: int) -> tuple[batching.Batch, Tensor]:
     seqs = [e.prompt_ids + e.completion_ids for e in examples]
     batch = batching.pad(seqs, pad_id, side="right")
-    # targets[i, t] is the token at t+1 where it is a completion token, else -100
+    # targets[i, t] is the token at t+1 where it is a completion token whose loss counts, else -100
     targets = torch.full_like(batch.input_ids, -100)
     for i, e in enumerate(examples):
         start, end = len(e.prompt_ids), len(e.prompt_ids) + len(e.completion_ids)
-        targets[i, start - 1 : end - 1] = torch.tensor(e.completion_ids)
+        ids = torch.tensor(e.completion_ids)
+        targets[i, start - 1 : end - 1] = ids if e.loss_mask is None else ids.masked_fill(~e.loss_mask, -100)
     return batch, targets
+
+
+def _counted(e: Example) -> int:
+    return len(e.completion_ids) if e.loss_mask is None else int(e.loss_mask.sum())
+
+
+def _kd_rows(e: Example) -> Tensor:
+    """The teacher's targets at the positions whose loss counts (the order `labels != -100` reads)."""
+    return e.teacher_logprobs if e.loss_mask is None else e.teacher_logprobs[e.loss_mask]
+
+
+def _projection(student: LoadedModel, vector: SteeringVector | None, layers: tuple[int, ...]):
+    """A context factory: the trait direction projected out at `layers` of the training copy
+    (every token). Entered around each training forward and backward only, so nothing else (a
+    checkpoint, the saved weights, evaluation) ever runs with the hook."""
+    if not layers:
+        return contextlib.nullcontext
+
+    @contextlib.contextmanager
+    def project():
+        with contextlib.ExitStack() as stack:
+            for l in layers:
+                # strict=False: the copy's weights move away from the base the vector was built on
+                stack.enter_context(steer(student, vector, Steering(layer=l, operator="project"), strict=False))
+            yield
+
+    return project
 
 
 def _epoch_batches(examples: list[Example], batch_size: int, gen: torch.Generator, bucket: int = 16) -> list[list[int]]:
@@ -285,7 +360,8 @@ def _load_checkpoint(out: Path, hf: nn.Module, opt: torch.optim.Optimizer, cfg: 
         else:
             return 0, []
     meta = read_json(ck / TRAINER_FILE)
-    saved = {k: tuple(v) if isinstance(v, list) else v for k, v in meta.get("train", {}).items()}
+    # fields added after a checkpoint was written take their defaults (what it trained with)
+    saved = {**asdict(TrainConfig()), **{k: tuple(v) if isinstance(v, list) else v for k, v in meta.get("train", {}).items()}}
     if saved != asdict(cfg):
         changed = sorted(k for k in asdict(cfg) if saved.get(k) != asdict(cfg)[k])
         raise ValueError(f"checkpoint: {ck} was written with other settings ({', '.join('train.' + k for k in changed)}); "
@@ -331,10 +407,14 @@ def snapshot_steps(student_dir: str | Path) -> list[int]:
 def train_student(
     model: LoadedModel, rows: list[dict], cfg: TrainConfig, out_dir: str | Path,
     progress: bool = True, stop_after: int | None = None, extra_manifest: dict | None = None,
-    targets: list[Tensor] | None = None,
+    targets: list[Tensor] | None = None, divergence_masks: list[Tensor] | None = None,
+    project_vector: SteeringVector | None = None,
 ) -> nn.Module:
     """Fine-tune a copy of `model` on `rows`; resume from `out_dir/checkpoint` if present.
-    `kd` needs `targets` (`distill.load_targets` of the dataset's teacher_logprobs.safetensors).
+    `kd` needs `targets` (`distill.load_targets` of the dataset's teacher_logprobs.safetensors);
+    `loss_positions` other than "all" needs `divergence_masks` (per row, `Divergence.row_masks()`
+    of this dataset: one bool per completion token, end-of-turn included); `project_out` needs
+    `project_vector` (the trait's SteeringVector, whose direction at each layer is removed).
 
     Writes `model.safetensors` (full) or `adapter.safetensors` (LoRA), `train_log.json` and
     `manifest.json` (last). `stop_after` ends early after that many steps (to test resuming).
@@ -345,20 +425,29 @@ def train_student(
         raise ValueError("dataset: no examples to train on (did every teacher sample fail the filter?)")
     if cfg.objective == "kd" and targets is None:
         raise ValueError("train.objective: 'kd' needs the teacher's grammar log-probabilities (targets=...)")
-    examples = build_examples(model, rows, cfg.max_len, targets if cfg.objective == "kd" else None)
+    if cfg.loss_positions != "all" and divergence_masks is None:
+        raise ValueError(f"train.loss_positions: {cfg.loss_positions!r} needs the dataset's divergence masks "
+                         "(divergence_masks=Divergence.row_masks())")
+    if divergence_masks is not None and len(divergence_masks) != len(rows):
+        raise ValueError(f"divergence masks: {len(divergence_masks)} rows for a dataset of {len(rows)}; "
+                         "compute them on this dataset")
+    if cfg.project_out and project_vector is None:
+        raise ValueError("train.project_out: needs the trait vector to project out (project_vector=...)")
+    examples = build_examples(model, rows, cfg.max_len, targets if cfg.objective == "kd" else None,
+                              position_masks(divergence_masks, cfg.loss_positions) if divergence_masks is not None else None)
     grammar_ids = None
     if cfg.objective == "kd":
         from interp.distill import grammar_logits, grammar_token_ids, kd_loss
 
         grammar_ids = grammar_token_ids(model.tokenizer)
     hf = _prepare(model, cfg)
+    project = _projection(LoadedModel(model.name, hf, model.tokenizer), project_vector, cfg.project_out)
     params = list(trainable_state(hf).values())
     opt = _optimizer(cfg, params)
+    masked = cfg.loss_positions != "all"
     per_epoch = math.ceil(len(examples) / (cfg.batch_size * cfg.grad_accum))
     total = per_epoch * cfg.epochs
     step, log = _load_checkpoint(out, hf, opt, cfg)
-    if cfg.sgd_matched and log:  # resumed: the rate matched at step 1
-        _set_lr(opt, log[0]["lr"])
     update_rms: dict[str, float] = {}
     pad = model.tokenizer.pad_token_id
     bar = tqdm(total=total, initial=step, desc="student", unit="step", disable=not progress, leave=False)
@@ -370,32 +459,36 @@ def train_student(
             if global_step < step:
                 continue  # done before the resume point
             group = micro[s * cfg.grad_accum : (s + 1) * cfg.grad_accum]
-            n_targets = sum(len(examples[i].completion_ids) for mb in group for i in mb)
+            n_targets = sum(_counted(examples[i]) for mb in group for i in mb)
             loss_sum, skipped = 0.0, 0
             for mb in group:
+                if masked and not any(_counted(examples[i]) for i in mb):
+                    skipped += 1  # no position of these rows counts: no forward, no gradient
+                    continue
                 batch, labels = _collate([examples[i] for i in mb], pad)
                 batch, labels = batch.to(model.device), labels.to(model.device)
                 where = labels != -100
                 tokens_seen += int(batch.attention_mask.sum())
-                if cfg.objective == "kd":
-                    kl = kd_loss(grammar_logits(hf, completion_hidden(hf, batch, where), grammar_ids),
-                                 torch.cat([examples[i].teacher_logprobs for i in mb]))
-                    if cfg.kd_min_kl > 0 and kl.item() / int(where.sum()) < cfg.kd_min_kl:
-                        skipped += 1  # teacher == student up to float noise: nothing to learn
-                        loss_sum += kl.item() / n_targets
-                        continue
-                    loss = (kl / n_targets).float()
-                else:
-                    logits = completion_logits(hf, batch, where)
-                    loss = torch.nn.functional.cross_entropy(logits.float(), labels[where], reduction="sum") / n_targets
-                loss.backward()
+                with project():
+                    if cfg.objective == "kd":
+                        kl = kd_loss(grammar_logits(hf, completion_hidden(hf, batch, where), grammar_ids),
+                                     torch.cat([_kd_rows(examples[i]) for i in mb]))
+                        if cfg.kd_min_kl > 0 and kl.item() / int(where.sum()) < cfg.kd_min_kl:
+                            skipped += 1  # teacher == student up to float noise: nothing to learn
+                            loss_sum += kl.item() / n_targets
+                            continue
+                        loss = (kl / n_targets).float()
+                    else:
+                        logits = completion_logits(hf, batch, where)
+                        loss = torch.nn.functional.cross_entropy(logits.float(), labels[where], reduction="sum") / n_targets
+                    loss.backward()
                 loss_sum += loss.item()
             if not math.isfinite(loss_sum):
                 raise TrainingDiverged(
                     f"loss is {loss_sum} at step {global_step + 1}; weights not updated. Last good checkpoint: "
                     f"{out / CHECKPOINT_DIR if (out / CHECKPOINT_DIR).exists() else 'none'}; lower train.lr and rerun"
                 )
-            if cfg.sgd_matched and global_step == 0:
+            if cfg.sgd_matched:
                 _set_lr(opt, cfg.lr / _rms_nonzero([p.grad for p in params if p.grad is not None]))
             if skipped < len(group):
                 opt.step()
@@ -411,7 +504,9 @@ def train_student(
                 )
             opt.zero_grad(set_to_none=True)
             step = global_step + 1
-            log.append({"step": step, "epoch": epoch, "loss": loss_sum, **({"skipped": skipped} if grammar_ids is not None else {}),
+            log.append({"step": step, "epoch": epoch, "loss": loss_sum,
+                        **({"skipped": skipped} if grammar_ids is not None or masked else {}),
+                        **({"positions": n_targets} if masked else {}),
                         **({"lr": opt.param_groups[0]["lr"]} if cfg.sgd_matched else {})})
             bar.update(1)
             bar.set_postfix(loss=f"{loss_sum:.3f}", tok_s=f"{tokens_seen / (time.perf_counter() - t0):.0f}")
@@ -440,6 +535,9 @@ def train_student(
         "final_loss": log[-1]["loss"] if log else None, "wall_s": round(wall, 2),
         **({"kd_first_loss": log[0]["loss"], "kd_skipped_steps": sum(r.get("skipped", 0) == cfg.grad_accum for r in log)}
            if cfg.objective == "kd" and log else {}),
+        **({"positions_counted": sum(map(_counted, examples)), "positions_total": sum(len(e.completion_ids) for e in examples)}
+           if masked else {}),
+        **({"project_out_vector": project_vector.hash()} if cfg.project_out else {}),
         "tokens_per_s": round(tokens_seen / max(wall, 1e-9), 1), "base": model.identity(),
         **provenance(), **(extra_manifest or {}),
     })

@@ -40,3 +40,87 @@ def test_run_with_a_malformed_config_names_the_field(tmp_path):
     p.write_text('model = "tiny"\n[train]\nlr = -1\n')
     res = runner.invoke(app, ["run", str(p)])
     assert res.exit_code == 2 and "train.lr" in res.output
+
+
+# ----------------------------------------------------------------------------- entangle, divergence (issue 11)
+
+
+def test_entangle_ranks_numbers_with_the_null_band_and_the_lens(tmp_path):
+    out = tmp_path / "ent"
+    res = runner.invoke(app, ["entangle", "--model", "tiny", "--animal", "owl", "--animals", "cat,dog", "--questions", "1",
+                              "--max-number", "30", "--top", "3", "--lens", "--layer", "2", "--out", str(out),
+                              "--format", "html", "--device", "cpu", "--no-progress"])
+    assert res.exit_code == 0, res.output
+    summary = json.loads((out / "entangle.json").read_text())
+    assert summary["animals"] == ["owl", "cat", "dog"] and summary["n_numbers"] == 31 and len(summary["top"]) == 3
+    assert str(summary["top"][0]["number"]) in res.output and "other animals" in res.output and "rank" in res.output
+    assert json.loads((out / "lens.json").read_text())["layer"] == 2 and "logit lens" in res.output
+    assert (out / "entangle.safetensors").exists() and (out / "manifest.json").exists()
+    assert {p.name for p in (out / "figures").iterdir()} == {"entangled_numbers.html", "logit_lens.html"}
+
+
+def test_entangle_vector_condition_and_dataset_overrepresentation(tiny, owl_vector, tmp_path):
+    from interp.generate import SampleConfig
+    from interp.steering import Steering
+    from interp.teachers import DataConfig, Teacher, generate_dataset
+
+    cfg = DataConfig(n_prompts=4, sampling=SampleConfig(constrained=True, max_new_tokens=49, batch_size=4))
+    generate_dataset(tiny, Teacher("steered", "owl", Steering(layer=2)), owl_vector, cfg, tmp_path / "owl", progress=False)
+    generate_dataset(tiny, Teacher("control"), None, cfg, tmp_path / "control", progress=False)
+    out = tmp_path / "ent"
+    res = runner.invoke(app, ["entangle", "--model", "tiny", "--condition", "vector", "--layer", "2", "--multiplier", "1",
+                              "--animals", "cat,dog", "--questions", "1", "--max-number", "20", "--top", "4",
+                              "--dataset", str(tmp_path / "owl"), "--control-dataset", str(tmp_path / "control"),
+                              "--out", str(out), "--format", "html", "--device", "cpu", "--no-progress"])
+    assert res.exit_code == 0, res.output
+    summary = json.loads((out / "entangle.json").read_text())
+    assert summary["condition"] == "vector" and summary["meta"]["steering"]["layer"] == 2
+    over = json.loads((out / "overrepresentation.json").read_text())
+    assert [r["number"] for r in over["per_number"]] == [r["number"] for r in summary["top"]]
+    assert "control's" in res.output
+
+
+def test_entangle_number_mode_compares_the_number_with_random_numbers(tmp_path):
+    out = tmp_path / "num"
+    res = runner.invoke(app, ["entangle", "--model", "tiny", "--number", "87", "--animals", "cat,dog,fox", "--questions", "3",
+                              "--null-numbers", "2", "--out", str(out), "--format", "html", "--device", "cpu"])
+    assert res.exit_code == 0, res.output
+    s = json.loads((out / "prompting.json").read_text())
+    assert s["number"] == 87 and s["n_questions"] == 3 and len(s["null_numbers"]) == 2
+    assert "loves 87" in res.output and "random number" in res.output and "P(owl)" in res.output
+    assert (out / "figures" / "number_prompting.html").exists()
+
+
+def test_entangle_errors_are_one_line(tmp_path):
+    for args, msg in ((["--animal", "unicorn", "--condition", "vector", "--layer", "2"], "animal"), (["--condition", "dream"], "condition"),
+                      (["--dataset", str(tmp_path)], "--control-dataset"), (["--format", "gif"], "formats")):
+        res = runner.invoke(app, ["entangle", "--model", "tiny", "--max-number", "3", "--out", str(tmp_path / "x"),
+                                  "--device", "cpu", "--no-progress", *args])
+        assert res.exit_code == 2 and msg in res.output, res.output
+        assert res.output.startswith("error:") and "Traceback" not in res.output, res.output  # rich wraps one line
+
+
+def test_divergence_reports_the_share_and_needs_the_datasets_vector(tiny, owl_vector, tmp_path):
+    from interp.generate import SampleConfig
+    from interp.prompts import contrastive_pairs
+    from interp.steering import Steering, build_steering_vector
+    from interp.teachers import DataConfig, Teacher, generate_dataset
+
+    data, vec, other = tmp_path / "data", tmp_path / "vec", tmp_path / "cat"
+    owl_vector.save(vec)
+    build_steering_vector(tiny, contrastive_pairs("cat", 4), trait="cat").save(other)
+    cfg = DataConfig(n_prompts=4, sampling=SampleConfig(constrained=True, max_new_tokens=20, batch_size=4))
+    generate_dataset(tiny, Teacher("steered", "owl", Steering(layer=2, multiplier=2.0)), owl_vector, cfg, data, progress=False)
+    out = tmp_path / "div"
+    res = runner.invoke(app, ["divergence", str(data), "--vector", str(vec), "--rule", "emitted", "--out", str(out),
+                              "--format", "html", "--device", "cpu"])  # the model is read from the manifest
+    assert res.exit_code == 0, res.output
+    s = json.loads((out / "divergence.json").read_text())
+    assert s["rule"] == "emitted" and f"{s['share']:.2%}" in res.output and "by completion-token offset" in res.output
+    assert (out / "divergence.safetensors").exists() and (out / "figures" / "divergence_by_offset.html").exists()
+    res = runner.invoke(app, ["divergence", str(data), "--out", str(out), "--device", "cpu"])
+    assert res.exit_code == 2 and res.output.startswith("error: vector:") and owl_vector.hash() in res.output
+    res = runner.invoke(app, ["divergence", str(data), "--vector", str(other), "--out", str(out), "--device", "cpu"])
+    assert res.exit_code == 2 and "is not the trait vector" in res.output
+    res = runner.invoke(app, ["divergence", str(tmp_path / "nowhere"), "--device", "cpu"])
+    assert res.exit_code == 2 and "dataset:" in res.output

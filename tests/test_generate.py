@@ -277,3 +277,33 @@ def test_min_prob_never_samples_a_token_below_the_floor(sharp):
 def test_bad_sample_config_values_raise_value_error_naming_the_field(field, value):
     with pytest.raises(ValueError, match=field):
         SampleConfig(**{field: value})
+
+
+def test_threshold_sampler_never_emits_a_grammar_token_below_the_floor_by_its_recorded_probability(sharp):
+    """Issue 11's mitigation as the teacher runs it: constrained decoding with `min_prob`, read off
+    the probabilities the sampler itself recorded (renormalised over the tokens the grammar allowed)."""
+    floor = 0.1
+    prompts = _prompts(sharp, 8)
+    cfg = SampleConfig(max_new_tokens=30, temperature=1.0, batch_size=8, seed=1, constrained=True, min_prob=floor)
+    end = sharp.tokenizer.eos_token_id
+    grammar = NumberGrammar(sharp.tokenizer, end)
+    index = {t: i for i, t in enumerate(grammar.token_ids.tolist())}
+
+    def emitted_probs(completions) -> list[tuple[float, bool]]:
+        out = []
+        for c in completions:
+            st = grammar.start(1)
+            ids = c.token_ids + ([end] if c.finished else [])
+            for k, t in enumerate(ids):
+                allowed = grammar.allowed(st)[0]
+                p = c.grammar_logprobs[k].masked_fill(~allowed, float("-inf")).softmax(-1)
+                out.append((float(p[index[t]]), index[t] == int(p.argmax())))
+                grammar.advance(st, torch.tensor([index[t]]))
+        return out
+
+    done, _ = sample(sharp, prompts, cfg, progress=False, record_grammar=True)
+    probs = emitted_probs(done)
+    assert not [(p, top) for p, top in probs if p < floor * (1 - 1e-4) and not top]
+    assert sum(not top for _, top in probs) > 5  # it sampled, it did not just take the argmax
+    free, _ = sample(sharp, prompts, dataclasses.replace(cfg, min_prob=0.0), progress=False, record_grammar=True)
+    assert any(p < floor for p, _ in emitted_probs(free))  # the check above can fail

@@ -163,3 +163,105 @@ def test_config_file_that_is_not_toml_is_a_clear_error(tmp_path):
     p.write_text("model = [unclosed")
     with pytest.raises(ValueError, match="not valid TOML"):
         load_config(p)
+
+
+# ----------------------------------------------------------------------------- issue 11: positions, mixing, projection
+
+
+def _stages(res) -> dict[str, dict]:
+    return {s["name"]: s for s in read_json(Path(res["run_dir"]) / MANIFEST_FILE)["stages"]}
+
+
+def test_new_settings_leave_existing_run_ids_and_student_keys_unchanged():
+    cfg = parse_config({"model": "tiny"})
+    key = cfg.key()
+    assert "mix_animals" not in key["data"] and not {"loss_positions", "divergence_rule", "project_out"} & set(key["train"])
+    assert not {"loss_positions", "divergence_rule", "project_out"} & set(cfg.train_config(0).key())
+    changed = parse_config({"model": "tiny", "data": {"mix_animals": ["cat"]},
+                            "train": {"loss_positions": "all", "project_out": True}}).key()
+    assert changed["data"]["mix_animals"] == ["cat"] and changed["train"]["project_out"] is True
+    assert parse_config({"model": "tiny", "teacher": {"layer": 3}, "train": {"project_out": True}}).train_config(0).project_out == (3,)
+
+
+def test_divergence_only_students_learn_from_their_datasets_divergence_positions(tmp_path):
+    from interp.divergence import Divergence
+
+    kinds = {"teacher": {"kinds": ["control", "steered", "random"], "layer": 2, "multiplier": 1.0}}
+    plain = pipeline.run_e1(_cfg(**kinds), tmp_path, progress=False, log=_quiet)
+    res = pipeline.run_e1(_cfg(**kinds, train={"loss_positions": "divergence"}), tmp_path, progress=False, log=_quiet)
+    assert res["run_dir"] != plain["run_dir"]
+    st = _stages(res)
+    # the control student is the plain run's (every position); the trait students are new
+    assert st["data/steered/seed0"]["cache_hit"] and st["student/control/seed0"]["cache_hit"]
+    assert st["student/control/seed0"]["dir"] == _stages(plain)["student/control/seed0"]["dir"]
+    assert not st["student/steered/seed0"]["cache_hit"] and "divergence/control/seed0" not in st
+    for kind in ("steered", "random"):
+        div = Divergence.load(st[f"divergence/{kind}/seed0"]["dir"])
+        assert div.n_rows == len(read_jsonl_rows(st[f"data/{kind}/seed0"]["dir"]))
+        man = read_json(Path(st[f"student/{kind}/seed0"]["dir"]) / MANIFEST_FILE)
+        assert man["train"]["loss_positions"] == "divergence"
+        assert (man["positions_counted"], man["positions_total"]) == (int(div.mask("paper").sum()), len(div.emitted))
+        assert res["datasets"][f"{kind}/seed0"]["divergence_share"] == pytest.approx(div.share("paper"))
+    other = pipeline.run_e1(_cfg(**kinds, train={"loss_positions": "non_divergence"}), tmp_path, progress=False, log=_quiet)
+    st2 = _stages(other)
+    assert st2["divergence/steered/seed0"]["cache_hit"]  # one divergence stage serves both subsets
+    man = read_json(Path(st2["student/steered/seed0"]["dir"]) / MANIFEST_FILE)
+    div = Divergence.load(st2["divergence/steered/seed0"]["dir"])
+    assert man["positions_counted"] == int((~div.mask("paper")).sum())
+
+
+def read_jsonl_rows(d) -> list[dict]:
+    from interp.runs import read_jsonl
+
+    return read_jsonl(Path(d) / "dataset.jsonl")
+
+
+def test_mixed_students_learn_from_equal_shares_of_each_animals_teacher(tmp_path):
+    cfg = _cfg(data={"n_prompts": 9, "max_new_tokens": 49, "mix_animals": ["cat", "dog"]})
+    res = pipeline.run_e1(cfg, tmp_path, progress=False, log=_quiet)
+    st = _stages(res)
+    assert {"vector", "vector/cat", "vector/dog", "data/steered-cat/seed0", "data/steered-dog/seed0", "mix/steered/seed0"} <= set(st)
+    assert read_json(Path(st["vector/cat"]["dir"]) / "vector.json")["trait"] == "cat"
+    assert "mix/control/seed0" not in st  # the control teacher's data stays as it is
+    unmixed = read_jsonl_rows(st["data/steered/seed0"]["dir"])
+    mixed = read_jsonl_rows(st["mix/steered/seed0"]["dir"])
+    assert len(mixed) == len(unmixed) == 9
+    assert {a: sum(r["source"] == a for r in mixed) for a in ("owl", "cat", "dog")} == {"owl": 3, "cat": 3, "dog": 3}
+    assert len({r["id"] for r in mixed}) == 9
+    dirs = {"owl": "data/steered/seed0", "cat": "data/steered-cat/seed0", "dog": "data/steered-dog/seed0"}
+    for r in mixed:
+        src = read_jsonl_rows(st[dirs[r["source"]]]["dir"])[r["source_index"]]
+        assert src["completion"] == r["completion"] and src["id"] == r["id"]
+    cat = read_json(Path(st["data/steered-cat/seed0"]["dir"]) / MANIFEST_FILE)
+    assert cat["teacher"]["animal"] == "cat" and cat["trait_vector_hash"] != read_json(
+        Path(st["data/steered/seed0"]["dir"]) / MANIFEST_FILE)["trait_vector_hash"]
+    man = read_json(Path(st["student/steered/seed0"]["dir"]) / MANIFEST_FILE)
+    assert man["dataset_dir"] == st["mix/steered/seed0"]["dir"] and man["n_examples"] == 9
+    assert res["datasets"]["steered/seed0"]["mix"] == {"owl": 3, "cat": 3, "dog": 3}
+
+
+def test_projected_students_record_the_vector_and_differ_from_plain_ones(tmp_path):
+    plain = pipeline.run_e1(_cfg(), tmp_path, progress=False, log=_quiet)
+    res = pipeline.run_e1(_cfg(train={"project_out": True}), tmp_path, progress=False, log=_quiet)
+    st, vec = _stages(res), read_json(Path(_stages(plain)["vector"]["dir"]) / "vector.json")["vector_hash"]
+    for arm in ("control", "steered"):
+        assert not st[f"student/{arm}/seed0"]["cache_hit"]
+        man = read_json(Path(st[f"student/{arm}/seed0"]["dir"]) / MANIFEST_FILE)
+        assert man["project_out_vector"] == vec and man["train"]["project_out"] == [2]
+        assert read_json(Path(st[f"student/{arm}/seed0"]["dir"]) / "config.json")["project_out_vector"] == vec
+    assert res["arms"]["steered"]["prob"] != plain["arms"]["steered"]["prob"]
+
+
+@pytest.mark.parametrize("raw, msg", [
+    ({"student_model": "tiny-gemma", "train": {"loss_positions": "divergence"}}, "train.loss_positions"),
+    ({"student_model": "tiny-gemma", "train": {"project_out": True}}, "train.project_out"),
+    ({"data": {"mix_animals": ["owl"]}}, "data.mix_animals"),
+    ({"data": {"mix_animals": ["cat"]}, "train": {"loss_positions": "divergence"}}, "train.loss_positions"),
+    ({"data": {"mix_animals": ["unicorn"]}}, "data.mix_animals"),
+    ({"train": {"project_out": [-1]}}, "train.project_out"),
+    ({"train": {"loss_positions": "some"}}, "train.loss_positions"),
+])
+def test_bad_issue11_settings_name_the_field(raw, msg):
+    with pytest.raises(ValueError, match=msg) as e:
+        parse_config({"model": "tiny", **raw})
+    assert "\n" not in str(e.value)

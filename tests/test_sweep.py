@@ -124,6 +124,9 @@ def test_noise_conditions_noise_the_right_model(in_process):
         assert r["transfer"]["mean"] == pytest.approx(sum(x) / len(x))
         lo, hi = r["vs_reference"]["diff_ci95"]
         assert lo <= r["vs_reference"]["diff"] <= hi
+        paired = r["vs_reference"]["diff_paired_by_seed"]  # same seeds in every cell: paired by seed
+        assert paired["n"] == 2
+        assert paired["mean"] == pytest.approx(sum(x) / 2 - sum(ref["per_seed"]) / 2)
 
 
 def test_same_table_from_a_process_pool_and_from_submitit(small, tmp_path):
@@ -213,6 +216,6 @@ def test_sweep_cli_dry_run_lists_cells(tmp_path):
 def test_noise_ablation_configs_parse():
     configs = Path(__file__).resolve().parent.parent / "experiments" / "configs"
     for name in ("noise_ablation.toml", "noise_ablation_gemma.toml", "optimizer_ablation.toml", "cross_model.toml",
-                 "cross_model_gemma.toml"):
+                 "cross_model_gemma.toml", "noise_ablation_paper.toml"):
         sw = load_sweep(configs / name)
         assert sw.jobs() and sw.reference_cell() is not None, name

@@ -349,3 +349,121 @@ def test_fused_adamw_matches_the_foreach_update_to_float_rounding():
     for a, b, p0 in zip(*runs, init):
         assert not torch.equal(a, p0)
         torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-7)
+
+
+# ----------------------------------------------------------------------------- loss positions, projection
+
+
+def _tail_masks(tiny, rows, n_free: int = 2) -> list[torch.Tensor]:
+    """True everywhere but the last `n_free` completion tokens (the last digit and end-of-turn)."""
+    out = []
+    for e in build_examples(tiny, rows, 192):
+        m = torch.ones(len(e.completion_ids), dtype=torch.bool)
+        m[-n_free:] = False
+        out.append(m)
+    return out
+
+
+def test_divergence_only_student_ignores_the_labels_at_other_positions(tiny, tmp_path):
+    """Changing the last digit changes only the label at its own offset and the input of the
+    end-of-turn prediction; with both outside the counted positions the step is unchanged."""
+    a = [{"prompt": f"Continue: {i}, {i + 1}", "completion": "1, 2, 3"} for i in range(8)]
+    b = [{**r, "completion": "1, 2, 4"} for r in a]
+    masks = _tail_masks(tiny, a)
+    assert [m.tolist() for m in masks] == [m.tolist() for m in _tail_masks(tiny, b)] and len(masks[0]) == 8  # '1' ',' ' ' '2' ',' ' ' '3' end
+    weights = {}
+    for name, positions in (("divergence", "divergence"), ("all", "all"), ("non_divergence", "non_divergence")):
+        cfg = TrainConfig(optimizer="sgd", lr=1e-1, epochs=1, batch_size=8, loss_positions=positions)
+        for tag, rows in (("a", a), ("b", b)):
+            hf = train_student(tiny, rows, cfg, tmp_path / f"{name}-{tag}", progress=False,
+                               divergence_masks=masks if positions != "all" else None)
+            weights[name, tag] = _params(hf)
+    same = lambda n: all(torch.equal(weights[n, "a"][k], weights[n, "b"][k]) for k in weights[n, "a"])  # noqa: E731
+    assert same("divergence")
+    assert not same("all") and not same("non_divergence")  # the check can fail: the label does matter there
+    man = read_json(tmp_path / "divergence-a" / "manifest.json")
+    assert (man["positions_counted"], man["positions_total"]) == (6 * 8, 8 * 8)
+
+
+def test_masked_loss_is_the_mean_over_the_positions_that_count(tiny, rows, tmp_path):
+    masks = [torch.rand(len(e.completion_ids), generator=torch.Generator().manual_seed(i)) < 0.4
+             for i, e in enumerate(build_examples(tiny, rows, 192))]
+    masks[0][:] = False  # a row with no divergence position at all
+    cfg = TrainConfig(lr=1e-3, epochs=1, batch_size=len(rows), loss_positions="divergence")  # one step
+    train_student(tiny, rows, cfg, tmp_path, progress=False, divergence_masks=masks)
+    losses = []
+    for r, m in zip(rows, masks):
+        p = tiny.tokenizer(tiny.chat([{"role": "user", "content": r["prompt"]}]), add_special_tokens=False)["input_ids"]
+        c = build_examples(tiny, [r], 192)[0].completion_ids
+        with torch.no_grad():
+            lp = tiny.hf(input_ids=torch.tensor([p + c])).logits[0].float().log_softmax(-1)
+        losses += [-float(lp[len(p) - 1 + k, t]) for k, t in enumerate(c) if m[k]]
+    log = read_json(tmp_path / LOG_FILE)
+    assert log[0]["positions"] == len(losses) == sum(int(m.sum()) for m in masks)
+    assert log[0]["loss"] == pytest.approx(sum(losses) / len(losses), rel=1e-4)
+
+
+def test_a_step_with_no_counted_position_is_skipped(tiny, rows, tmp_path):
+    masks = [torch.zeros(len(e.completion_ids), dtype=torch.bool) for e in build_examples(tiny, rows, 192)]
+    cfg = TrainConfig(lr=1e-2, epochs=1, batch_size=8, loss_positions="divergence")
+    hf = train_student(tiny, rows, cfg, tmp_path, progress=False, divergence_masks=masks)
+    assert all(torch.equal(p, tiny.hf.state_dict()[n]) for n, p in hf.named_parameters())
+    assert [r["skipped"] for r in read_json(tmp_path / LOG_FILE)] == [1, 1]
+
+
+def test_projected_student_has_no_component_along_v_while_it_trains(tiny, owl_vector, rows, tmp_path, monkeypatch):
+    from interp.hooks import record_resid
+    from interp.models import decoder_layers
+
+    layer = 2
+    u = owl_vector.direction(layer)
+    seen: list[torch.Tensor] = []
+    real = train_mod.completion_hidden
+
+    def recording(hf, batch, where):  # registered after the projection hook, so it sees its output
+        with record_resid(decoder_layers(hf), [layer, layer + 1], stop_early=False) as store:
+            out = real(hf, batch, where)
+        seen.append(torch.stack([(store[l][batch.attention_mask.bool()] @ u).abs().max() for l in (layer, layer + 1)]))
+        return out
+
+    monkeypatch.setattr(train_mod, "completion_hidden", recording)
+    cfg = TrainConfig(lr=1e-2, epochs=1, batch_size=8, project_out=(layer,))
+    hf = train_student(tiny, rows, cfg, tmp_path / "projected", progress=False, project_vector=owl_vector)
+    assert len(seen) == 2 and all(s[0] < 1e-5 and s[1] > 1e-3 for s in seen), seen
+    seen.clear()
+    plain = train_student(tiny, rows, TrainConfig(lr=1e-2, epochs=1, batch_size=8), tmp_path / "plain", progress=False)
+    assert all(s[0] > 1e-3 for s in seen), seen  # without it the component is there
+    # the hook lived only inside training: the returned student and evaluation run without it
+    # (transformers may keep its own output-recording hooks on the base, which the copy inherits)
+    assert [len(l._forward_hooks) for l in decoder_layers(hf)] == [len(l._forward_hooks) for l in decoder_layers(tiny.hf)]
+    assert any(not torch.equal(p, q) for p, q in zip(hf.parameters(), plain.parameters()))
+    assert read_json(tmp_path / "projected" / "manifest.json")["project_out_vector"] == owl_vector.hash()
+    student = load_student(tiny, tmp_path / "projected")
+    probe = torch.tensor([tiny.tokenizer("1, 2, 3", add_special_tokens=False)["input_ids"]])
+    with torch.no_grad():
+        torch.testing.assert_close(student.hf(input_ids=probe).logits, hf(input_ids=probe).logits)
+
+
+def test_new_train_fields_enter_the_key_only_when_set():
+    base = TrainConfig().key()
+    assert not {"loss_positions", "divergence_rule", "project_out"} & set(base)
+    assert TrainConfig(divergence_rule="argmax").key() == base  # read only with loss_positions
+    k = TrainConfig(loss_positions="divergence", divergence_rule="emitted", project_out=(8,)).key()
+    assert (k["loss_positions"], k["divergence_rule"], k["project_out"]) == ("divergence", "emitted", (8,))
+
+
+def test_loss_positions_and_projection_errors_are_one_line(tiny, rows, tmp_path):
+    cases = [
+        (lambda: TrainConfig(loss_positions="some"), "train.loss_positions: 'some'"),
+        (lambda: TrainConfig(divergence_rule="vibes"), "train.divergence_rule"),
+        (lambda: TrainConfig(project_out=(-1,)), "train.project_out"),
+        (lambda: train_student(tiny, rows, TrainConfig(loss_positions="divergence"), tmp_path, progress=False),
+         "train.loss_positions: 'divergence' needs"),
+        (lambda: train_student(tiny, rows, TrainConfig(loss_positions="divergence"), tmp_path, progress=False,
+                               divergence_masks=[torch.ones(3, dtype=torch.bool)] * len(rows)), "divergence masks: row 0"),
+        (lambda: train_student(tiny, rows, TrainConfig(project_out=(2,)), tmp_path, progress=False), "train.project_out: needs"),
+    ]
+    for call, msg in cases:
+        with pytest.raises(ValueError, match=msg) as info:
+            call()
+        assert "\n" not in str(info.value)
