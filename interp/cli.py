@@ -207,17 +207,19 @@ def sweep(
 
 
 def print_sweep(res: dict) -> None:
-    table = Table(title=f"{res['comparison']}: trait-specific transfer per cell (95% CI over seeds and questions)")
-    for col in ("cell", "seeds", "transfer", "seed t-interval", "seeds > 0", "rank", "/ reference", "- reference",
-                "- reference, paired seeds"):
+    keys = res.get("grid_keys", list(res["grid"]))
+    table = Table(title=f"{res['comparison']}: trait-specific transfer per cell ({', '.join(keys)}); "
+                        "95% t-intervals over seeds, ratio interval by bootstrap")
+    for col in ("cell", "seeds", "transfer", "> 0", "rank", "- reference (paired)", "/ reference"):
         table.add_column(col)
     for r in res["rows"]:
         v = r.get("vs_reference")
-        ratio = f"{v['ratio']:.2f} [{v['ratio_ci95'][0]:.2f}, {v['ratio_ci95'][1]:.2f}]" + ("" if v["denominator_excludes_zero"] else " *") if v else "-"
-        diff = f"{v['diff']:+.3f} [{v['diff_ci95'][0]:+.3f}, {v['diff_ci95'][1]:+.3f}]" if v else "-"
-        paired = _ci(v["diff_paired_by_seed"], "{:+.3f}") if v and "diff_paired_by_seed" in v else "-"
-        table.add_row(r["label"], str(r["n_seeds"]), _ci(r["transfer"], "{:+.3f}"), _ci(r["transfer_per_seed"], "{:+.3f}"),
-                      f"{r['positive_seeds']}/{r['n_seeds']}", str(r["trait_rank_among_animals"]), ratio, diff, paired)
+        ratio = (f"{v['ratio']:.2f} [{v['ratio_ci95'][0]:.2f}, {v['ratio_ci95'][1]:.2f}]"
+                 + ("" if v["denominator_excludes_zero"] else " *")) if v else "-"
+        paired = v.get("diff_paired_by_seed") if v else None
+        diff = _ci(paired, "{:+.2f}") if paired else (f"{v['diff']:+.2f} [{v['diff_ci95'][0]:+.2f}, {v['diff_ci95'][1]:+.2f}]" if v else "-")
+        table.add_row(", ".join(str(r[k]) for k in keys), str(r["n_seeds"]), _ci(r["transfer_per_seed"], "{:+.2f}"),
+                      f"{r['positive_seeds']}/{r['n_seeds']}", str(r["trait_rank_among_animals"]), diff, ratio)
     console.print(table)
     if any(r.get("vs_reference") and not r["vs_reference"]["denominator_excludes_zero"] for r in res["rows"]):
         console.print("* the reference transfer's interval includes 0: read the difference, not the ratio")

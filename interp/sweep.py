@@ -286,7 +286,8 @@ def summarize_sweep(sweep: Sweep, root: str | Path = "artifacts", log=print) -> 
                 row["vs_reference"]["diff_paired_by_seed"] = t_interval((x.mean(-1) - r.mean(-1)).tolist())
         rows.append(row)
     out = {"sweep": sweep.section.name, "comparison": comp, "metric": "trait-specific log P difference (E1)",
-           "reference": sweep.section.reference, "grid": sweep.section.grid, "rows": rows, **provenance()}
+           "reference": sweep.section.reference, "grid": sweep.section.grid,
+           "grid_keys": list(sweep.section.grid), "rows": rows, **provenance()}  # JSON sorts keys: keep the order
     write_json(d / RESULTS_FILE, out)
     return out
 

@@ -219,3 +219,20 @@ def test_noise_ablation_configs_parse():
                  "cross_model_gemma.toml", "noise_ablation_paper.toml"):
         sw = load_sweep(configs / name)
         assert sw.jobs() and sw.reference_cell() is not None, name
+
+
+def test_sweep_directory_plots_from_its_results_file(in_process):
+    """`interp plot` on a sweep directory: the grid's first field on the x axis (JSON sorts keys,
+    so the order is kept in `grid_keys`), one series per `apply`, t-interval bars."""
+    from interp.plots import run_figures
+
+    root, res = in_process
+    kind, figs = run_figures(Path(res["rows"][0]["run_dir"]).parent.parent)
+    fig = figs["sweep_transfer"]
+    assert kind == "sweep" and fig.layout.xaxis.title.text == "noise.sigma"
+    names = [t.name for t in fig.data if t.showlegend is not False]
+    assert names == ["noise.apply=shared", "noise.apply=teacher", "noise.apply=student"]
+    shared = fig.data[0]
+    rows = [r for r in res["rows"] if r["noise.apply"] == "shared"]
+    assert list(shared.y) == [r["transfer"]["mean"] for r in rows]
+    assert list(shared.error_y.array) == pytest.approx([r["transfer_per_seed"]["ci95"][1] - r["transfer"]["mean"] for r in rows])

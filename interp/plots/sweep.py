@@ -11,7 +11,7 @@ def sweep_transfer(results: dict) -> go.Figure:
     """Transfer per cell with its 95% t-interval over seeds (the bootstrap's with one seed) and
     per-seed points: the first grid field on the x axis, one series per combination of the others.
     Seeds are the unit of replication; with few seeds a bootstrap over them is too narrow."""
-    keys = list(results["grid"])
+    keys = results.get("grid_keys", list(results["grid"]))
     x_key, series_keys = keys[0], keys[1:]
     xs = [str(v) for v in results["grid"][x_key]]
     groups: dict[str, list[dict]] = {}
