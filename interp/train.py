@@ -488,9 +488,10 @@ def train_student(
                     f"loss is {loss_sum} at step {global_step + 1}; weights not updated. Last good checkpoint: "
                     f"{out / CHECKPOINT_DIR if (out / CHECKPOINT_DIR).exists() else 'none'}; lower train.lr and rerun"
                 )
-            if cfg.sgd_matched:
-                _set_lr(opt, cfg.lr / _rms_nonzero([p.grad for p in params if p.grad is not None]))
             if skipped < len(group):
+                if cfg.sgd_matched:
+                    # an all-zero gradient moves nothing whatever the rate
+                    _set_lr(opt, cfg.lr / max(_rms_nonzero([p.grad for p in params if p.grad is not None]), 1e-30))
                 opt.step()
             if global_step == 0 and cfg.method == "full":
                 update_rms["step1"] = _update_rms(hf, model.hf)

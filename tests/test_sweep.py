@@ -216,7 +216,7 @@ def test_sweep_cli_dry_run_lists_cells(tmp_path):
 def test_noise_ablation_configs_parse():
     configs = Path(__file__).resolve().parent.parent / "experiments" / "configs"
     for name in ("noise_ablation.toml", "noise_ablation_gemma.toml", "optimizer_ablation.toml", "cross_model.toml",
-                 "cross_model_gemma.toml", "noise_ablation_paper.toml"):
+                 "cross_model_gemma.toml", "noise_ablation_paper.toml", "optimizer_sgd_lr.toml"):
         sw = load_sweep(configs / name)
         assert sw.jobs() and sw.reference_cell() is not None, name
 
