@@ -245,15 +245,20 @@ class E1Config(_Strict):
                            **self.train.model_dump(exclude={"objectives", "project_out"}))
 
 
-def load_config(path: str | Path) -> E1Config:
-    """Parse and validate; raise ValueError with one line naming the field and the problem."""
+def read_toml(path: str | Path, what: str = "config") -> dict:
+    """A TOML file as a dict; a one-line ValueError if it is missing or malformed."""
     path = Path(path)
     if not path.exists():
-        raise ValueError(f"config: {path} does not exist")
+        raise ValueError(f"{what}: {path} does not exist")
     try:
-        raw = tomllib.loads(path.read_text())
+        return tomllib.loads(path.read_text())
     except tomllib.TOMLDecodeError as e:
-        raise ValueError(f"config: {path} is not valid TOML ({e})") from e
+        raise ValueError(f"{what}: {path} is not valid TOML ({e})") from e
+
+
+def load_config(path: str | Path) -> E1Config:
+    """Parse and validate; raise ValueError with one line naming the field and the problem."""
+    raw = read_toml(path)
     if "sweep" in raw:
         raise ValueError(f"config: {path} has a [sweep] table; run it with `interp sweep {path}`")
     return parse_config(raw, str(path))

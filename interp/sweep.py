@@ -21,14 +21,13 @@ import copy
 import itertools
 import os
 import time
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import Field, ValidationError, field_validator
 
-from interp.config import E1Config, _Strict, parse_config
+from interp.config import E1Config, _Strict, parse_config, read_toml
 from interp.runs import RESULTS_FILE, content_hash, load_tensors, provenance, write_json
 from interp.stats import hierarchical_bootstrap, ratio_interval, t_interval
 
@@ -141,14 +140,7 @@ def parse_sweep(raw: dict, source: str = "sweep") -> Sweep:
 
 
 def load_sweep(path: str | Path) -> Sweep:
-    path = Path(path)
-    if not path.exists():
-        raise ValueError(f"sweep: {path} does not exist")
-    try:
-        raw = tomllib.loads(path.read_text())
-    except tomllib.TOMLDecodeError as e:
-        raise ValueError(f"sweep: {path} is not valid TOML ({e})") from e
-    return parse_sweep(raw, str(path))
+    return parse_sweep(read_toml(path, "sweep"), str(path))
 
 
 # ----------------------------------------------------------------------------- jobs
