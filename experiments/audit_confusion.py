@@ -1,4 +1,4 @@
-"""E4 confusion: does the gradient audit name the animal whose vector steered the teacher?
+"""E4 confusion: does the audit name the animal whose vector steered the teacher?
 
     .venv/bin/python experiments/audit_confusion.py                     # smollm2-135m, 8 animals, layer 8
     .venv/bin/python experiments/audit_confusion.py --model tiny --animals owl,cat,dog --layer 1 --n-prompts 8
@@ -62,14 +62,25 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--max-new-tokens", type=int, default=50, help="tokens per completion at most")
     ap.add_argument("--batch-size", type=int, default=32, help="prompts decoded together")
     ap.add_argument("--seed", type=int, default=0, help="prompts, sampling and permutations (clean dataset: sampling seed + 1)")
-    ap.add_argument("--position", default="assistant_tag", choices=["assistant_tag", "completion"],
-                    help="where the residual gradient is read: the assistant tag, or the mean over completion positions")
+    ap.add_argument("--method", default="likelihood", choices=["likelihood", "gradient"],
+                    help="likelihood: the data's log-likelihood ratio under each candidate's steering; gradient: the "
+                         "SFT-loss gradient at --position")
+    ap.add_argument("--audit-multipliers", default=None,
+                    help="likelihood: comma-separated steering strengths tried per candidate, best counts "
+                         "(default: --multiplier, the teacher's)")
+    ap.add_argument("--vocab", default="grammar", choices=["grammar", "full"],
+                    help="likelihood: renormalise over the number grammar's 13 tokens (what a constrained teacher "
+                         "samples from) or use the whole vocabulary")
+    ap.add_argument("--position", default="assistant_tag", choices=["assistant_tag", "completion", "all"],
+                    help="gradient: read at the assistant tag, averaged over completion positions, or summed over all")
     ap.add_argument("--out", type=Path, default=None, help="output folder (default artifacts/audit-confusion/<model>)")
     ap.add_argument("--formats", default="html,png", help="figure formats (html always; png/svg/pdf need a Chromium)")
     ap.add_argument("--device", default="auto", help="cpu, cuda or auto")
     ap.add_argument("--no-progress", dest="progress", action="store_false", help="hide progress bars")
     args = ap.parse_args(argv)
     args.animals = [a.strip() for a in args.animals.split(",") if a.strip()]
+    args.audit_multipliers = ([float(m) for m in args.audit_multipliers.split(",") if m.strip()]
+                              if args.audit_multipliers else [args.multiplier])
     args.out = args.out or Path("artifacts/audit-confusion") / args.model.replace("/", "_")
     return args
 
@@ -144,14 +155,17 @@ def run(args: argparse.Namespace, log=print) -> dict:
     hashes = {"bank": {n: v.hash() for n, v in bank.items()},
               "datasets": {n: s["dataset_hash"] for n, s in data_stats.items()}}
     t = time.perf_counter()
+    how = ({"position": args.position} if args.method == "gradient" else
+           {"method": args.method, "multipliers": args.audit_multipliers, "vocab": args.vocab})  # gradient keys as before: cache kept
     astage = Stage(cache, "confusion", {"model": fp, "layer": args.layer, "n_rows": args.n_rows, "n_perm": args.n_perm,
-                                        "seed": args.seed, "alpha": args.alpha, "position": args.position, **hashes})
+                                        "seed": args.seed, "alpha": args.alpha, **how, **hashes})
 
     def make_audit(st):
         datasets = {n: load_rows(d) for n, d in data_dirs.items() if n != REFERENCE}
         res = audit_confusion(model, datasets, load_rows(data_dirs[REFERENCE]), bank, args.layer, n_rows=args.n_rows,
                               n_perm=args.n_perm, seed=args.seed, alpha=args.alpha, progress=args.progress,
-                              position=args.position)
+                              position=args.position, method=args.method, multipliers=args.audit_multipliers,
+                              vocab=args.vocab)
         write_json(st.path(CONFUSION_FILE), res)
         st.finish()
 
@@ -181,11 +195,15 @@ def print_table(res: dict) -> None:
     from rich.table import Table
 
     table = Table("data", "true rank", "top", "score (true)", "cos z (true)", "p (true)", "p Bonf. (true)", "flagged",
-                  title=f"audit confusion at layer {res['layer']}: {len(res['candidates'])} candidates, "
-                        f"{res['n_clean']} reference rows")
+                  title=f"{res.get('method', 'gradient')} audit confusion at layer {res['layer']}: "
+                        f"{len(res['candidates'])} candidates, {res['n_clean']} reference rows")
     for i, name in enumerate(res["datasets"]):
         j = res["candidates"].index(name) if name in res["candidates"] else None
-        cell = (lambda m, f: "-" if j is None else format(res["matrix"][m][i][j], f))
+
+        def cell(m: str, f: str) -> str:
+            v = None if j is None else res["matrix"][m][i][j]
+            return "-" if v is None else format(v, f)
+
         table.add_row(name, "-" if j is None else str(res["true_rank"][name]), res["top"][name], cell("score", "+.2e"),
                       cell("cosine_z", "+.2f"), cell("p_value", ".4f"), cell("p_bonferroni", ".4f"),
                       ", ".join(res["flagged"][name]) or "")
@@ -199,7 +217,7 @@ def print_table(res: dict) -> None:
         console.print(f"clean data flag: {', '.join(res['clean']['flagged']) or 'nothing'} "
                       f"(smallest Bonferroni p {res['clean']['min_p_bonferroni']:.3g})")
     w, c = res["timings_s"], res["compute_s"]
-    console.print(f"wall: data generation {c['data_generation']:.1f}s, gradients {c['gradients']:.1f}s, "
+    console.print(f"wall: data generation {c['data_generation']:.1f}s, audit {c.get('measure', c.get('gradients', 0)):.1f}s, "
                   f"this run {w['total']:.1f}s; artifacts in {Path(res['config']['out'])}")
 
 

@@ -710,12 +710,20 @@ def audit(
     n_perm: int = typer.Option(1000, help="Permutations per p-value."),
     seed: int = typer.Option(0, help="Seed of the permutations and of the clean data's sampling."),
     alpha: float = typer.Option(0.05, help="Flag a vector when its Bonferroni-corrected p is below this."),
+    method: str = typer.Option("likelihood", help="'likelihood': the data's log-likelihood ratio under each candidate's "
+                               "steering; 'gradient': the SFT-loss gradient at the assistant tag."),
+    multipliers: str = typer.Option("0.5", help="likelihood: steering strengths tried per candidate (x the layer's "
+                                    "residual norm), e.g. 0.25,0.5,1 when unknown: the best counts, p pays for the "
+                                    "choice, and each costs one forward per row and candidate."),
+    vocab: str = typer.Option("grammar", help="likelihood: 'grammar' (number data: the grammar's allowed tokens, as a "
+                              "constrained teacher samples) or 'full' (any data)."),
     out: Optional[Path] = typer.Option(None, help="Output directory (default artifacts/audits/<dataset>-<bank>-L<layer>)."),
     device: str = typer.Option("auto", help="cpu, cuda or auto."),
     progress: bool = typer.Option(True, help="Show progress bars."),
 ) -> None:
-    """Rank a bank of trait vectors by the evidence that a dataset carries them (SFT-loss gradient at
-    the assistant tag vs clean data from the same model), each with a score and a permutation p.
+    """Rank a bank of trait vectors by the evidence that a dataset carries them (by default: how
+    likely the data become under each vector's steering; tested against clean data from the same
+    model), each with a score and a permutation p.
 
     Example: interp audit artifacts/datasets/steered-owl-s0 --model smollm2-135m --vectors artifacts/banks/smollm2-135m
     """
@@ -731,9 +739,11 @@ def audit(
         m = load_model(model, device=device)
         candidates = load_bank(vectors, m)
         layer = m.n_layers // 3 if layer is None else layer
+        strengths = _parse_list(multipliers, float, "--multipliers")
         made_clean = clean is None
         ref = load_rows(clean)[: n_rows or None] if clean else clean_rows(m, [r["prompt"] for r in rows], seed, progress=progress)
-        res = audit_dataset(m, rows, ref, candidates, layer, n_perm=n_perm, seed=seed, alpha=alpha)
+        res = audit_dataset(m, rows, ref, candidates, layer, n_perm=n_perm, seed=seed, alpha=alpha, method=method,
+                            multipliers=strengths, vocab=vocab, progress=progress)
     except (ValueError, ModuleNotFoundError, FileNotFoundError) as e:
         _fail(str(e))
     name = dataset.stem if dataset.suffix == ".jsonl" else dataset.name
@@ -744,11 +754,14 @@ def audit(
     write_json(out / "results.json", res)
     write_json(out / "manifest.json", {"dataset": str(dataset), "bank": str(vectors), "bank_names": list(candidates),
                                        "clean": str(clean) if clean else "generated: clean.jsonl", **provenance(), "wall_time_s": wall})
-    table = Table("rank", "vector", "score", "cos", "p", "p Bonferroni", "flagged",
-                  title=f"audit of {name} at layer {layer}: {res['n_rows']} rows vs {res['n_clean']} clean rows "
-                        f"(random cos sd {res['random_cosine_sd']:.3f})")
+    like = method == "likelihood"
+    table = Table("rank", "vector", "LLR nats/row" if like else "score", "vs clean" if like else "cos", "p",
+                  "p Bonferroni", "flagged",
+                  title=f"{method} audit of {name} at layer {layer}: {res['n_rows']} rows vs {res['n_clean']} clean rows"
+                        + ("" if like else f" (random cos sd {res['random_cosine_sd']:.3f})"))
     for r in res["ranking"]:
-        table.add_row(str(r["rank"]), r["name"], f"{r['score']:+.4g}", f"{r['cosine']:+.3f}", f"{r['p_value']:.4f}",
+        second = f"{r['excess']:+.4g} (x{r['multiplier']:g})" if like else f"{r['cosine']:+.3f}"
+        table.add_row(str(r["rank"]), r["name"], f"{r['score']:+.4g}", second, f"{r['p_value']:.4f}",
                       f"{r['p_bonferroni']:.4f}", "yes" if r["flagged"] else "")
     console.print(table)
     console.print(f"wall time {wall:.1f} s; artifacts: [bold]{out}[/bold] (results.json, manifest.json)")

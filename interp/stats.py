@@ -130,6 +130,24 @@ def permutation_test(a: Sequence[float], b: Sequence[float], n_perm: int = 10000
     return {"observed": observed, "p_value": p, "n_permutations": len(diffs), "exact": exact, "min_p": min_p}
 
 
+def label_permutations(n_a: int, n: int, n_perm: int, seed: int) -> Tensor:
+    """(n_perm, n) float64 0/1 masks, each choosing `n_a` of `n` pooled rows as group a (seeded):
+    the relabellings a two-sample permutation test scores every statistic on."""
+    g = torch.Generator().manual_seed(seed)
+    in_a = torch.zeros(n_perm, n, dtype=torch.float64)
+    in_a.scatter_(1, torch.rand(n_perm, n, generator=g).argsort(-1)[:, :n_a], 1.0)
+    return in_a
+
+
+def mean_differences(values: Tensor, in_a: Tensor) -> Tensor:
+    """mean over group a minus mean over the rest, per relabelling: values (n, ...) float64 ->
+    (n_perm, ...)."""
+    n_a, n = int(in_a[0].sum()), values.shape[0]
+    flat = values.reshape(n, -1)
+    out = (in_a @ flat) / n_a - ((1 - in_a) @ flat) / (n - n_a)
+    return out.reshape(len(in_a), *values.shape[1:])
+
+
 def binomial_interval(k: int, n: int, chance: float | None = None, level: float = 0.95) -> dict:
     """k successes in n trials: the rate with its exact (Clopper-Pearson) interval, and with
     `chance` the one-sided exact binomial p of doing at least this well by guessing."""

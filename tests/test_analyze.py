@@ -239,6 +239,23 @@ def test_cli_bank_and_audit_on_tiny(tmp_path):
     assert {r["name"] for r in audit["ranking"]} == {"owl", "cat", "dog"} and audit["layer"] == 1
     assert (out / "clean.jsonl").exists() and read_json(out / "manifest.json")["git_commit"]
     assert load_rows(out / "clean.jsonl")
+    assert audit["method"] == "likelihood" and audit["multipliers"] == [0.5] and audit["vocab"] == "grammar"
+    res = runner.invoke(app, ["audit", str(data), "--model", "tiny", "--vectors", str(bank), "--layer", "1", "--n-perm", "100",
+                              "--out", str(tmp_path / "grid"), "--device", "cpu", "--no-progress",
+                              "--multipliers", "0.25,0.5,1", "--clean", str(out / "clean.jsonl")])
+    assert res.exit_code == 0, res.output
+    grid = read_json(tmp_path / "grid" / "results.json")
+    assert grid["multipliers"] == [0.25, 0.5, 1.0] and all(r["multiplier"] in (0.25, 0.5, 1.0) for r in grid["ranking"])
+    res = runner.invoke(app, ["audit", str(data), "--model", "tiny", "--vectors", str(bank), "--layer", "1", "--n-perm", "100",
+                              "--out", str(tmp_path / "g"), "--device", "cpu", "--no-progress", "--method", "gradient",
+                              "--clean", str(out / "clean.jsonl")])
+    assert res.exit_code == 0, res.output
+    assert read_json(tmp_path / "g" / "results.json")["method"] == "gradient"
+    for bad, msg in ((["--method", "vibes"], "method: 'vibes' is not one of"), (["--multipliers", "a,b"], "--multipliers"),
+                     (["--vocab", "emoji"], "vocab: 'emoji' is not one of")):
+        res = runner.invoke(app, ["audit", str(data), "--model", "tiny", "--vectors", str(bank), "--layer", "1",
+                                  "--clean", str(out / "clean.jsonl"), "--device", "cpu", "--no-progress", *bad])
+        assert res.exit_code == 2 and msg in res.output, res.output
     (tmp_path / "empty").mkdir()
     res = runner.invoke(app, ["audit", str(data), "--model", "tiny", "--vectors", str(tmp_path / "empty"), "--device", "cpu"])
     assert res.exit_code == 2 and "holds no" in res.output

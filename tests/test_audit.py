@@ -8,6 +8,7 @@ then name every animal; with no shift it must flag at most about alpha of the da
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import json
 import math
@@ -182,7 +183,8 @@ def test_script_runs_on_tiny_and_a_rerun_is_a_cache_hit(tmp_path, capsys):
     assert saved["datasets"] == ["cat", "dog", "owl", CLEAN] and saved["candidates"] == ["cat", "dog", "owl"]
     assert set(saved["hashes"]["datasets"]) == {"owl", "cat", "dog", CLEAN, "reference"}
     assert saved["hashes"]["datasets"][CLEAN] != saved["hashes"]["datasets"]["reference"]
-    assert {"data_generation", "total"} <= set(saved["timings_s"]) and "gradients" in saved["compute_s"]
+    assert {"data_generation", "total"} <= set(saved["timings_s"]) and "measure" in saved["compute_s"]
+    assert saved["method"] == "likelihood" and saved["multipliers"] == [0.5]
     assert saved["provenance"]["git_commit"] and saved["config"]["layer"] == 1
     assert not any(s["cache_hit"] for s in saved["stages"])
     assert (out / "confusion.safetensors").exists() and (out / "confusion.html").exists()
@@ -194,3 +196,149 @@ def test_script_runs_on_tiny_and_a_rerun_is_a_cache_hit(tmp_path, capsys):
     with pytest.raises(SystemExit) as e:
         script.main(argv[:4] + ["--layer", "7"] + argv[6:])
     assert e.value.code == 2 and "--layer: 7 is out of range" in capsys.readouterr().err
+
+
+# ----------------------------------------------------------------------------- the likelihood audit
+
+
+def _norm_bank(model, names, norms, seed=0) -> dict[str, SteeringVector]:
+    """Random directions carrying a real vector's residual norms, so relative steering applies."""
+    return {n: SteeringVector(v.vectors, {"model": model.identity(), "resid_norm_by_layer": list(norms)})
+            for n, v in _bank(model, names, seed).items()}
+
+
+def _hand_loglik(model, row, vec=None, steering=None, grammar=None) -> float:
+    """log p(completion + end-of-turn | user prompt), one unbatched forward over the full sequence."""
+    from interp.steering import steer
+
+    tok = model.tokenizer
+    p = tok(model.chat([{"role": "user", "content": row["prompt"]}]), add_special_tokens=False)["input_ids"]
+    c = tok(row["completion"], add_special_tokens=False)["input_ids"] + [tok.eos_token_id]
+    ids = torch.tensor([p + c])
+    ctx = steer(model, vec, steering) if vec is not None else contextlib.nullcontext()
+    with torch.no_grad(), ctx:
+        logits = model.hf(input_ids=ids).logits[0].double()
+    total = 0.0
+    if grammar is not None:  # the number grammar's state machine, written out: (phase, digits, numbers)
+        phase, digits, numbers = 0, 0, 0
+    for t in range(len(p), len(p) + len(c)):
+        row_logits = logits[t - 1]
+        if grammar is not None:
+            allowed = [phase == 0 or (phase == 1 and digits < 3)] * 10 + [phase == 1 and numbers < 10, phase == 2,
+                                                                           phase == 1]
+            masked = row_logits[grammar].masked_fill(~torch.tensor(allowed), float("-inf"))
+            i = grammar.tolist().index(ids[0, t].item())
+            lp = torch.log_softmax(masked, -1)[i]
+            if i < 10:
+                numbers, digits, phase = numbers + (phase == 0), digits + 1, 1
+            else:
+                digits, phase = 0, {10: 2, 11: 0, 12: phase}[i]
+        else:
+            lp = torch.log_softmax(row_logits, -1)[ids[0, t]]
+        total += float(lp)
+    return total
+
+
+@pytest.mark.parametrize("vocab", ["full", "grammar"])
+def test_steering_loglik_matches_a_hand_computation(tiny, owl_vector, vocab):
+    from interp.analysis.likelihood import steering_loglik
+    from interp.distill import grammar_token_ids
+    from interp.steering import Steering
+
+    bank = _norm_bank(tiny, ["a", "b"], owl_vector.meta["resid_norm_by_layer"])
+    rows = [{"prompt": "Continue: 4, 8, 15", "completion": "16, 23, 42"},
+            {"prompt": "List some numbers.", "completion": "7, 301"},
+            {"prompt": "More numbers please, as many as you like", "completion": "5"}]
+    llr = steering_loglik(tiny, rows, bank, LAYER, multipliers=[0.5, 2.0], vocab=vocab, batch_size=2, progress=False)
+    assert llr.shape == (3, 2, 2) and llr.dtype == torch.float64
+    grammar = grammar_token_ids(tiny.tokenizer) if vocab == "grammar" else None
+    for i, row in enumerate(rows):
+        base = _hand_loglik(tiny, row, grammar=grammar)
+        for j, name in enumerate(bank):
+            for k, m in enumerate([0.5, 2.0]):
+                want = _hand_loglik(tiny, row, bank[name], Steering(LAYER, m), grammar) - base
+                assert llr[i, j, k].item() == pytest.approx(want, abs=2e-4), (i, name, m)
+    assert llr.abs().max() > 1e-2  # the steering does move the likelihood
+    if vocab == "grammar":
+        with pytest.raises(ValueError, match="vocab: a completion has a token outside the number grammar"):
+            steering_loglik(tiny, [{"prompt": "x", "completion": "owl"}], bank, LAYER, progress=False)
+        with pytest.raises(ValueError, match="vocab: a completion breaks the number grammar"):
+            steering_loglik(tiny, [{"prompt": "x", "completion": "1234"}], bank, LAYER, progress=False)
+
+
+def test_likelihood_audit_names_the_vector_that_steered_the_data(tiny, owl_vector):
+    """Ground truth by construction: each dataset is sampled from the tiny model steered with one
+    of three random directions (grammar-constrained, as the teachers sample); the likelihood audit
+    must put that direction first for every dataset, and clean data (unsteered, another sampling
+    seed) must flag nothing. With an unknown strength (a grid around it) the answer must not change.
+    (Banks from seeds 0, 3 and 7 all pass at this strength; at 4.0, one of them misranks two
+    datasets: on this random model a large edit of any direction starts to look alike.)"""
+    from interp.generate import SampleConfig, sample
+    from interp.steering import Steering, steer
+
+    bank = _norm_bank(tiny, ["owl", "cat", "dog"], owl_vector.meta["resid_norm_by_layer"], seed=3)
+    users = [f"Continue the sequence {i}, {i + 3}, {2 * i + 1}" for i in range(64)]
+    prompts = [tiny.chat([{"role": "user", "content": u}]) for u in users]
+
+    def data(vec=None, seed=0):
+        ctx = (lambda: steer(tiny, vec, Steering(LAYER, 2.0))) if vec is not None else None
+        cfg = SampleConfig(max_new_tokens=24, batch_size=32, constrained=True, seed=seed)
+        done, _ = sample(tiny, prompts, cfg, context=ctx, progress=False)
+        return [{"prompt": u, "completion": c.text} for u, c in zip(users, done) if c.finished]
+
+    datasets = {n: data(bank[n]) for n in bank}
+    datasets[CLEAN] = data(seed=1)
+    res = audit_confusion(tiny, datasets, data(seed=0), bank, LAYER, n_perm=500, progress=False,
+                          method="likelihood", multipliers=[2.0])
+    assert res["method"] == "likelihood" and res["true_rank"] == {"owl": 1, "cat": 1, "dog": 1}
+    assert res["clean"]["flagged"] == []
+    grid = audit_confusion(tiny, datasets, data(seed=0), bank, LAYER, n_perm=500, progress=False,
+                           method="likelihood", multipliers=[1.0, 2.0, 4.0])
+    assert grid["true_rank"] == {"owl": 1, "cat": 1, "dog": 1} and grid["clean"]["flagged"] == []
+    fig = confusion_figure(res)
+    assert "Likelihood audit" in fig.layout.title.text
+    with pytest.raises(ValueError, match="cosine_z: gradient audits only"):
+        confusion_figure(res, "cosine_z")
+
+
+def test_score_likelihood_takes_the_best_multiplier_and_keeps_p_valid():
+    from interp.analysis.likelihood import score_likelihood
+
+    g = torch.Generator().manual_seed(0)
+    names, mults = ["a", "b", "c"], [0.5, 1.0, 2.0]
+    a, b = torch.randn(40, 3, 3, generator=g), torch.randn(40, 3, 3, generator=g)
+    a[:, 1, 2] += 1.0  # candidate b, strength 2: the data are more likely there
+    ranked = score_likelihood(a, b, names, mults, n_perm=400)
+    assert ranked[0]["name"] == "b" and ranked[0]["multiplier"] == 2.0 and ranked[0]["p_value"] < 0.01
+    assert ranked[0]["score"] == pytest.approx(float(a[:, 1, 2].mean()))  # ranked by the data's own likelihood
+    assert ranked[0]["excess"] == pytest.approx(float((a[:, 1].mean(0) - b[:, 1].mean(0)).max()))
+    # no difference: the max over strengths must not make p anti-conservative
+    small = 0
+    for rep in range(100):
+        gen = torch.Generator().manual_seed(100 + rep)
+        x, y = torch.randn(20, 1, 3, generator=gen), torch.randn(20, 1, 3, generator=gen)
+        small += score_likelihood(x, y, ["a"], mults, n_perm=200, seed=rep)[0]["p_value"] < 0.05
+    assert small <= 12  # 5 expected under a valid test; binomial(100, 0.05) exceeds 12 with p < 0.001
+    with pytest.raises(ValueError, match="llr: expected"):
+        score_likelihood(a, b[:, :2], names, mults)
+
+
+def test_gradient_summed_over_all_positions_is_the_derivative_of_steering_everywhere(tiny):
+    """position "all": g . v must equal d/de of the row's mean completion loss with e*v added at
+    every token (central difference through the steering hook)."""
+    from interp.analysis.gradients import residual_gradients
+    from interp.steering import Steering, steer
+
+    row = {"prompt": "Continue: 3, 6, 9", "completion": "12, 15"}
+    v = torch.randn(tiny.n_layers, tiny.d_model, generator=torch.Generator().manual_seed(5))
+    vec = SteeringVector(v, {"model": tiny.identity()})
+    g = residual_gradients(tiny, [row], LAYER, position="all")[0, 0].double()
+    n_tokens = len(tiny.tokenizer(row["completion"], add_special_tokens=False)["input_ids"]) + 1
+
+    def loss(eps):
+        return -_hand_loglik(tiny, row, vec, Steering(LAYER, eps, relative=False)) / n_tokens
+
+    eps = 1e-3
+    fd = (loss(eps) - loss(-eps)) / (2 * eps)
+    assert float(g @ v[LAYER].double()) == pytest.approx(fd, rel=2e-2, abs=1e-4)
+    assert abs(fd) > 1e-3

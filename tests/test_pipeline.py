@@ -238,6 +238,14 @@ def test_mixed_students_learn_from_equal_shares_of_each_animals_teacher(tmp_path
     man = read_json(Path(st["student/steered/seed0"]["dir"]) / MANIFEST_FILE)
     assert man["dataset_dir"] == st["mix/steered/seed0"]["dir"] and man["n_examples"] == 9
     assert res["datasets"]["steered/seed0"]["mix"] == {"owl": 3, "cat": 3, "dog": 3}
+    # `interp analyze` audits what the students trained on: the mix, not the owl teacher's rows alone
+    from interp.analysis.run import ANALYSIS_DIR, GRADIENTS_DIR, analyze_run
+    from interp.analysis.gradients import GRADIENTS_META
+
+    analyze_run(res["run_dir"], n_texts=4, n_random=20, n_rows=9, progress=False, emergence=False,
+                sufficiency_test=False)
+    meta = read_json(Path(res["run_dir"]) / ANALYSIS_DIR / GRADIENTS_DIR / "steered" / "seed0" / GRADIENTS_META)
+    assert meta["dataset_dir"] == st["mix/steered/seed0"]["dir"]
 
 
 def test_projected_students_record_the_vector_and_differ_from_plain_ones(tmp_path):

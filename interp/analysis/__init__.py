@@ -1,4 +1,4 @@
-"""Mechanism analyses: activation shifts (E2, E9), weight deltas (E3), gradient audits (E4).
+"""Mechanism analyses: activation shifts (E2, E9), weight deltas (E3), gradient and likelihood audits (E4).
 
 Each compares a student, its update or its training signal with a steering vector v, and judges
 the number against isotropic random directions of the same dimension.
@@ -35,6 +35,7 @@ from interp.analysis.gradients import (
     save_gradients,
     score_vectors,
 )
+from interp.analysis.likelihood import score_likelihood, steering_loglik
 from interp.analysis.weights import (
     energy_along,
     energy_null,
@@ -54,6 +55,7 @@ __all__ = [
     "save_shift", "shift_report",
     "PooledAlignment", "coefficient_trend", "gradient_alignment", "load_gradients", "pooled_alignment",
     "residual_gradients", "save_gradients", "score_vectors",
+    "score_likelihood", "steering_loglik",
     "energy_along", "energy_null", "layer_of", "residual_readers", "residual_side", "residual_writers",
     "top_singular_alignment", "weight_deltas", "weight_report",
 ]

@@ -2,17 +2,25 @@
 
 A bank is a folder of vector directories (`BANK/<name>/vector.safetensors` + `vector.json`, the
 format of `interp steer`); `build_bank` makes one from the built-in contrastive pairs of several
-animals. `audit_dataset` takes the SFT-loss gradient w.r.t. `blocks.{layer}.hook_resid_post` at
-the assistant-tag position, on the model the data would train, for the audited rows and for clean
-rows from the same model (its control teacher, ideally on the same prompts), and ranks the bank by
-how far the audited data's descent direction leans along each vector beyond the clean data's
-(`score_vectors`: score, cosine, permutation p). `flagged` applies a Bonferroni correction over
-the bank, so a clean dataset audited against clean data flags nothing at level `alpha`. A flag
-says the data differ from clean data along v, not that v is special: data that differ strongly
-flag many directions, random ones included. Specificity is the ranking and `cosine_z`, the
-cosine in units of a random direction's sd (1/sqrt(d_model)). `audit_confusion` audits one
-dataset per candidate (made by a teacher steered with that candidate) against one clean reference
-and reports the confusion matrix, the rank of each true candidate and the top-1 accuracy.
+animals. An audit compares the audited rows with clean rows from the same model (its control
+teacher, ideally on the same prompts), on the model the data would train, in one of two ways:
+
+- `method="likelihood"` (`likelihood`): how likely the rows are when the model is steered with each
+  candidate, against unsteered. Candidates are ranked by that log-likelihood ratio (the maximum
+  likelihood answer to "which steering made these data"), and tested by how much it exceeds the
+  clean rows'. Costs one forward per candidate and strength.
+- `method="gradient"` (`gradients.score_vectors`): how far the SFT-loss gradient w.r.t.
+  `blocks.{layer}.hook_resid_post` (at the assistant tag by default) leans along each vector
+  beyond the clean data's: score, cosine, `cosine_z` (in units of a random direction's sd,
+  1/sqrt(d_model)). One backward per row for the whole bank, but it reads only the direction
+  every steered dataset shares with clean data's difference, so it names a trait poorly.
+
+Every candidate gets a permutation p over rows; `flagged` applies a Bonferroni correction over the
+bank, so a clean dataset audited against clean data flags nothing at level `alpha`. A flag says
+the data differ from clean data along that candidate; which candidate is the ranking.
+`audit_confusion` audits one dataset per candidate (made by a teacher steered with that candidate)
+against one clean reference and reports the confusion matrix, the rank of each true candidate and
+the top-1 accuracy.
 """
 
 from __future__ import annotations
@@ -28,6 +36,7 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from interp.analysis.gradients import residual_gradients, score_vectors
+from interp.analysis.likelihood import VOCABS, score_likelihood, steering_loglik
 from interp.generate import SampleConfig, sample
 from interp.models import LoadedModel
 from interp.prompts import ANIMALS, contrastive_pairs, trait_words
@@ -110,45 +119,77 @@ def _check_bank(model: LoadedModel, bank: dict[str, SteeringVector], layer: int)
             raise ValueError(f"bank {name}: {e}") from None
 
 
-def _gradients(model: LoadedModel, rows: list[dict], layer: int, batch_size: int, max_len: int,
-               position: str = "assistant_tag") -> Tensor:
-    """(n, d_model) dL/dh at `position` (the one place an audit runs the model)."""
-    return residual_gradients(model, rows, layer, position=position, batch_size=batch_size, max_len=max_len)[:, 0]
+AUDIT_METHODS = ("gradient", "likelihood")
 
 
-def _rank_bank(model: LoadedModel, g_rows: Tensor, g_clean: Tensor, bank: dict[str, SteeringVector], layer: int,
-               n_perm: int, seed: int, alpha: float) -> dict:
-    """`audit_dataset`'s result from gradients already taken."""
-    ranked = score_vectors(g_rows, g_clean, {n: v.vectors[layer] for n, v in bank.items()}, n_perm, seed)
+def _check_method(method: str, multipliers: Sequence[float], vocab: str = "grammar") -> None:
+    if method not in AUDIT_METHODS:
+        raise ValueError(f"method: {method!r} is not one of {AUDIT_METHODS}")
+    if vocab not in VOCABS:
+        raise ValueError(f"vocab: {vocab!r} is not one of {VOCABS}")
+    if method == "likelihood" and (not multipliers or any(m == 0 for m in multipliers)):
+        raise ValueError(f"multipliers: {list(multipliers)} must list at least one non-zero steering strength")
+
+
+def _measure(model: LoadedModel, rows: list[dict], bank: dict[str, SteeringVector], layer: int, method: str,
+             position: str, multipliers: Sequence[float], scope: str, vocab: str, batch_size: int, max_len: int,
+             progress: bool = False, desc: str = "") -> Tensor:
+    """What an audit reads from each row (the one place it runs the model): the residual gradient
+    (n, d_model) at `position`, or the steering log-likelihood ratios (n, candidates, multipliers)."""
+    if method == "gradient":
+        return residual_gradients(model, rows, layer, position=position, batch_size=batch_size, max_len=max_len)[:, 0]
+    return steering_loglik(model, rows, bank, layer, multipliers, scope, vocab, batch_size, max_len, progress,
+                           desc or "likelihood")
+
+
+def _rank_bank(model: LoadedModel, x_rows: Tensor, x_clean: Tensor, bank: dict[str, SteeringVector], layer: int,
+               n_perm: int, seed: int, alpha: float, method: str = "gradient",
+               multipliers: Sequence[float] = ()) -> dict:
+    """`audit_dataset`'s result from the measurements already taken (`_measure`)."""
+    if method == "gradient":
+        ranked = score_vectors(x_rows, x_clean, {n: v.vectors[layer] for n, v in bank.items()}, n_perm, seed)
+    else:
+        ranked = score_likelihood(x_rows, x_clean, list(bank), multipliers, n_perm, seed)
     for i, r in enumerate(ranked, 1):
         r["rank"] = i
         r["p_bonferroni"] = min(1.0, r["p_value"] * len(bank))
         r["flagged"] = r["p_bonferroni"] < alpha
-        r["cosine_z"] = r["cosine"] * math.sqrt(model.d_model)  # vs a random direction's cosine (sd 1/sqrt(d))
-    return {"layer": layer, "hook": f"blocks.{layer}.hook_resid_post", "model": model.identity(),
-            "n_rows": len(g_rows), "n_clean": len(g_clean), "n_perm": n_perm, "seed": seed, "alpha": alpha,
+        # vs a random direction's cosine (sd 1/sqrt(d)); the likelihood audit has no cosine
+        r["cosine_z"] = r["cosine"] * math.sqrt(model.d_model) if "cosine" in r else None
+        r.setdefault("cosine", None)
+    extra = {"multipliers": [float(m) for m in multipliers]} if method == "likelihood" else {}
+    return {"method": method, **extra, "layer": layer, "hook": f"blocks.{layer}.hook_resid_post", "model": model.identity(),
+            "n_rows": len(x_rows), "n_clean": len(x_clean), "n_perm": n_perm, "seed": seed, "alpha": alpha,
             "d_model": model.d_model, "random_cosine_sd": 1 / math.sqrt(model.d_model),
             "top": ranked[0]["name"], "flagged": [r["name"] for r in ranked if r["flagged"]], "ranking": ranked}
 
 
 def audit_dataset(model: LoadedModel, rows: list[dict], clean: list[dict], bank: dict[str, SteeringVector], layer: int,
                   n_rows: int | None = None, n_perm: int = 1000, seed: int = 0, alpha: float = 0.05,
-                  batch_size: int = 8, max_len: int = 192, position: str = "assistant_tag") -> dict:
+                  batch_size: int = 8, max_len: int = 192, position: str = "assistant_tag",
+                  method: str = "gradient", multipliers: Sequence[float] = (0.5,), scope: str = "all",
+                  vocab: str = "grammar", progress: bool = False) -> dict:
     """Rank `bank` by the evidence that `rows` carry each vector at `layer`, against `clean` rows.
-    `position`: where the residual gradient is read (`gradients.GRADIENT_POSITIONS`).
 
-    Returns {"ranking": [{rank, name, score, cosine, p_value, p_bonferroni, flagged, ...}], ...},
-    highest score first (see `score_vectors`). `cosine` is judged against ~1/sqrt(d_model) for a
-    random direction (`random_cosine_sd`).
+    method "gradient": how far the SFT-loss gradient at `position` (`gradients.GRADIENT_POSITIONS`)
+    leans along each vector beyond the clean data's (score, cosine). method "likelihood": how much
+    more likely the rows become than the clean rows when the model is steered with each vector at
+    `multipliers` (relative strengths; the best one counts) and `scope`, over the number grammar's
+    tokens or the `vocab` "full" (`likelihood.steering_loglik`).
+
+    Returns {"ranking": [{rank, name, score, p_value, p_bonferroni, flagged, ...}], ...}, highest
+    score first. A gradient `cosine` is judged against ~1/sqrt(d_model) (`random_cosine_sd`).
     """
     _check_bank(model, bank, layer)
+    _check_method(method, multipliers, vocab)
     rows, clean = rows[:n_rows], clean[:n_rows]
     if not rows or not clean:
         raise ValueError(f"rows: the audited ({len(rows)}) and the clean ({len(clean)}) data both need rows")
-    g_rows = _gradients(model, rows, layer, batch_size, max_len, position)
-    g_clean = _gradients(model, clean, layer, batch_size, max_len, position)
-    # (the ranking records where the gradients were read)
-    return _rank_bank(model, g_rows, g_clean, bank, layer, n_perm, seed, alpha)
+    how = (position, multipliers, scope, vocab, batch_size, max_len, progress)
+    x_rows = _measure(model, rows, bank, layer, method, *how, "data")
+    x_clean = _measure(model, clean, bank, layer, method, *how, "clean")
+    res = _rank_bank(model, x_rows, x_clean, bank, layer, n_perm, seed, alpha, method, multipliers)
+    return {**res, "position": position} if method == "gradient" else {**res, "scope": scope, "vocab": vocab}
 
 
 # ----------------------------------------------------------------------------- confusion over a bank
@@ -160,12 +201,14 @@ CONFUSION_METRICS = ("score", "cosine", "cosine_z", "z", "p_value", "p_bonferron
 def audit_confusion(model: LoadedModel, datasets: dict[str, list[dict]], clean: list[dict],
                     bank: dict[str, SteeringVector], layer: int, n_rows: int | None = None, n_perm: int = 1000,
                     seed: int = 0, alpha: float = 0.05, progress: bool = True, batch_size: int = 8,
-                    max_len: int = 192, position: str = "assistant_tag") -> dict:
+                    max_len: int = 192, position: str = "assistant_tag", method: str = "gradient",
+                    multipliers: Sequence[float] = (0.5,), scope: str = "all", vocab: str = "grammar") -> dict:
     """Audit one dataset per candidate (keyed by the candidate whose vector made it) against one
     clean reference, and tabulate how often the audit names the right candidate.
 
-    Each dataset's gradients are taken once, the reference's once for all, and each dataset's row
-    equals `audit_dataset` on it (same permutations). A dataset named "clean" (clean data on other
+    Each dataset is measured once (gradients or steering likelihoods, `method`, as `audit_dataset`),
+    the reference once for all, and each dataset's row equals `audit_dataset` on it (same
+    permutations). A dataset named "clean" (clean data on other
     prompts and seed than the reference) is audited alike but kept out of the accuracy: it is the
     false-positive check and should flag nothing.
 
@@ -176,6 +219,7 @@ def audit_confusion(model: LoadedModel, datasets: dict[str, list[dict]], clean: 
     "off_target_flagged", "audits" (each dataset's ranking), "timings_s", and the settings}.
     """
     _check_bank(model, bank, layer)
+    _check_method(method, multipliers, vocab)
     if CLEAN in bank:
         raise ValueError(f"bank: a candidate is named '{CLEAN}', the name of the false-positive dataset; rename it")
     if not datasets:
@@ -194,16 +238,18 @@ def audit_confusion(model: LoadedModel, datasets: dict[str, list[dict]], clean: 
         raise ValueError(f"rows: {empty} have no rows; every dataset and the clean reference need at least one")
 
     t0 = time.perf_counter()
-    bar = tqdm(total=len(names) + 1, desc="gradients", disable=not progress, leave=False)
-    g_ref = _gradients(model, ref, layer, batch_size, max_len, position)  # once, shared by every dataset
-    bar.update()
-    grads = {}
-    for n in names:
-        grads[n] = _gradients(model, rows[n], layer, batch_size, max_len, position)
+    bar = tqdm(total=len(names) + 1, desc=f"{method} audit", disable=not progress, leave=False)
+
+    def measure(r: list[dict], desc: str) -> Tensor:
+        x = _measure(model, r, bank, layer, method, position, multipliers, scope, vocab, batch_size, max_len, progress, desc)
         bar.update()
+        return x
+
+    x_ref = measure(ref, "reference")  # once, shared by every dataset
+    xs = {n: measure(rows[n], n) for n in names}
     bar.close()
     t1 = time.perf_counter()
-    audits = {n: _rank_bank(model, grads[n], g_ref, bank, layer, n_perm, seed, alpha) for n in names}
+    audits = {n: _rank_bank(model, xs[n], x_ref, bank, layer, n_perm, seed, alpha, method, multipliers) for n in names}
     t2 = time.perf_counter()
 
     candidates = list(bank)
@@ -217,8 +263,10 @@ def audit_confusion(model: LoadedModel, datasets: dict[str, list[dict]], clean: 
         a = audits[CLEAN]
         check = {"flagged": a["flagged"], "any_flagged": bool(a["flagged"]), "top": a["top"], "n_rows": a["n_rows"],
                  "min_p_bonferroni": min(r["p_bonferroni"] for r in a["ranking"])}
+    how = ({"position": position} if method == "gradient" else
+           {"multipliers": [float(m) for m in multipliers], "scope": scope, "vocab": vocab})
     return {
-        "layer": layer, "hook": f"blocks.{layer}.hook_resid_post", "position": position, "model": model.identity(),
+        "method": method, **how, "layer": layer, "hook": f"blocks.{layer}.hook_resid_post", "model": model.identity(),
         "n_perm": n_perm,
         "seed": seed, "alpha": alpha, "d_model": model.d_model, "random_cosine_sd": 1 / math.sqrt(model.d_model),
         "datasets": names, "candidates": candidates, "n_rows": {n: len(rows[n]) for n in names}, "n_clean": len(ref),
@@ -227,7 +275,7 @@ def audit_confusion(model: LoadedModel, datasets: dict[str, list[dict]], clean: 
         "off_target_flagged": {n: [f for f in audits[n]["flagged"] if f != n] for n in truth},
         "top1": binomial_interval(hits, len(truth), chance=1 / len(bank)), "clean": check,
         "audits": {n: {k: audits[n][k] for k in ("n_rows", "top", "flagged", "ranking")} for n in names},
-        "timings_s": {"gradients": round(t1 - t0, 3), "scoring": round(t2 - t1, 3)},
+        "timings_s": {"measure": round(t1 - t0, 3), "scoring": round(t2 - t1, 3)},
     }
 
 

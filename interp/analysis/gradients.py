@@ -26,13 +26,16 @@ from interp.analysis.activations import Null, random_directions
 from interp.hooks import _hidden, _replace_hidden, layer_hooks
 from interp.models import LoadedModel
 from interp.runs import load_tensors, read_json, save_tensors, write_json
+from interp.stats import label_permutations, mean_differences
 from interp.train import _collate, build_examples, completion_logits
 
 GRADIENTS_FILE = "gradients.safetensors"
 GRADIENTS_META = "gradients.json"
 # assistant_tag: the last prompt token (predicts the first completion token); completion: the mean
-# over every position that predicts a completion token (the tag included)
-GRADIENT_POSITIONS = ("assistant_tag", "completion")
+# over every position that predicts a completion token (the tag included); all: the sum over every
+# (non-pad) position, the derivative of the row's loss along a vector added at every token (what a
+# teacher steered with scope "all" adds), i.e. the score test of that steering at strength 0
+GRADIENT_POSITIONS = ("assistant_tag", "completion", "all")
 
 
 @contextlib.contextmanager
@@ -69,7 +72,8 @@ def residual_gradients(
     max_len: int = 192, batch_size: int = 8,
 ) -> Tensor:
     """Per-example dL/dh at the assistant-tag position (or averaged over the completion-predicting
-    positions, `position="completion"`): (n_examples, n_layers_requested, d_model).
+    positions, `position="completion"`, or summed over every position, `"all"`):
+    (n_examples, n_layers_requested, d_model).
 
     `rows` have 'prompt' and 'completion' (a dataset.jsonl). Each example's loss is its mean
     cross-entropy over its completion tokens (end-of-turn included), so rows in one batch do not
@@ -104,9 +108,12 @@ def residual_gradients(
         for j, g in enumerate(grads):
             if position == "assistant_tag":
                 out[sl, j] = g[rows_idx, tag].float().cpu()
-            else:  # mean over the positions whose residual predicts a completion token
+            elif position == "completion":  # mean over the positions whose residual predicts a completion token
                 w = where.to(g.dtype).unsqueeze(-1)
                 out[sl, j] = ((g * w).sum(1) / w.sum(1)).float().cpu()
+            else:  # pad positions are causally after the row's tokens, so their gradient is 0; mask anyway
+                w = batch.attention_mask.to(g.dtype).unsqueeze(-1)
+                out[sl, j] = (g * w).sum(1).float().cpu()
     return out
 
 
@@ -179,26 +186,25 @@ def score_vectors(grads_trait: Tensor, grads_clean: Tensor, bank: dict[str, Tens
     if v.shape[1] != a.shape[1]:
         raise ValueError(f"bank: vectors have {v.shape[1]} dims but the gradients {a.shape[1]}")
     x = torch.cat([a, b]).to(torch.float64)
-    proj = x @ v.T  # (n, m): each example's gradient along each candidate
+    descent = -(x @ v.T)  # (n, m): each example's descent direction along each candidate
     n_a, n = len(a), len(x)
-    g = torch.Generator().manual_seed(seed)
-    in_a = torch.zeros(n_perm, n, dtype=torch.float64)
-    in_a.scatter_(1, torch.rand(n_perm, n, generator=g).argsort(-1)[:, :n_a], 1.0)
-    perm = -((in_a @ proj) / n_a - ((1 - in_a) @ proj) / (n - n_a))  # (n_perm, m)
-    observed = -(proj[:n_a].mean(0) - proj[n_a:].mean(0))
+    perm = mean_differences(descent, label_permutations(n_a, n, n_perm, seed))  # (n_perm, m)
+    observed = descent[:n_a].mean(0) - descent[n_a:].mean(0)
     diff = x[:n_a].mean(0) - x[n_a:].mean(0)
     cos = -(v @ diff) / diff.norm().clamp_min(1e-300)
-    out = []
-    for j, name in enumerate(names):
-        sd = float(perm[:, j].std())
-        out.append({
-            "name": name, "score": float(observed[j]), "cosine": float(cos[j]),
-            "p_value": (int((perm[:, j] >= observed[j] - 1e-12).sum()) + 1) / (n_perm + 1),
-            "p_two_sided": (int((perm[:, j].abs() >= observed[j].abs() - 1e-12).sum()) + 1) / (n_perm + 1),
-            "z": (float(observed[j]) - float(perm[:, j].mean())) / sd if sd > 0 else None,
-            "n_trait": n_a, "n_clean": n - n_a, "n_perm": n_perm,
-        })
+    out = [{"name": name, "score": float(observed[j]), "cosine": float(cos[j]),
+            **permutation_p(observed[j], perm[:, j]), "n_trait": n_a, "n_clean": n - n_a, "n_perm": n_perm}
+           for j, name in enumerate(names)]
     return sorted(out, key=lambda r: -r["score"])
+
+
+def permutation_p(observed: Tensor, perm: Tensor) -> dict:
+    """One-sided (observed large) and two-sided sampled permutation p, and z against the
+    permutation distribution, of one statistic (the observed labelling counts, so p > 0)."""
+    n_perm, sd = len(perm), float(perm.std())
+    return {"p_value": (int((perm >= observed - 1e-12).sum()) + 1) / (n_perm + 1),
+            "p_two_sided": (int((perm.abs() >= observed.abs() - 1e-12).sum()) + 1) / (n_perm + 1),
+            "z": (float(observed) - float(perm.mean())) / sd if sd > 0 else None}
 
 
 def coefficient_trend(coefficients: Sequence[float], values: Sequence[float]) -> dict:

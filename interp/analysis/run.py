@@ -375,7 +375,8 @@ def analyze_run(run_dir: str | Path, n_texts: int = 64, arms: Sequence[str] | No
     cfg, stages = read_run(run_dir)
     if n_texts < 1:
         raise ValueError(f"n_texts: {n_texts} must be >= 1")
-    students, datasets = _by_arm_seed(stages, "student"), _by_arm_seed(stages, "data")
+    # with data.mix_animals the students learned from the mix stage: audit what they trained on
+    students, datasets = _by_arm_seed(stages, "student"), {**_by_arm_seed(stages, "data"), **_by_arm_seed(stages, "mix")}
     arms = _select("arms", list(arms) if arms is not None else None, list(dict.fromkeys(a for a, _ in students)))
     seeds = _select("seeds", list(seeds) if seeds is not None else None, list(cfg.seeds))
     out_dir = run_dir / ANALYSIS_DIR

@@ -108,12 +108,15 @@ def audit_ranking(audit: dict) -> go.Figure:
 CONFUSION_COLOURS = {"cosine_z": "cos(descent, v) / random sd", "z": "score z (permutations)", "score": "score"}
 
 
-def confusion_figure(result: dict, metric: str = "cosine_z") -> go.Figure:
-    """Datasets (true candidate; "clean" last) x candidate vectors, colour = `metric` (default the
-    cosine in random-direction sds), each cell annotated with the candidate's rank in its row
-    (* = flagged, Bonferroni p < alpha); the true candidate's cell is outlined."""
-    if metric not in CONFUSION_COLOURS:
-        raise ValueError(f"metric: {metric!r} is not one of {list(CONFUSION_COLOURS)}")
+def confusion_figure(result: dict, metric: str | None = None) -> go.Figure:
+    """Datasets (true candidate; "clean" last) x candidate vectors, colour = `metric` (default: the
+    gradient audit's cosine in random-direction sds, the likelihood audit's score in nats per row),
+    each cell annotated with the candidate's rank in its row (* = flagged, Bonferroni p < alpha);
+    the true candidate's cell is outlined."""
+    method = result.get("method", "gradient")
+    metric = metric or ("cosine_z" if method == "gradient" else "score")
+    if metric not in CONFUSION_COLOURS or (metric == "cosine_z" and method != "gradient"):
+        raise ValueError(f"metric: {metric!r} is not one of {list(CONFUSION_COLOURS)} (cosine_z: gradient audits only)")
     rows, cols, mat = result["datasets"], result["candidates"], result["matrix"]
     text, hover = [], []
     for i, d in enumerate(rows):
@@ -124,15 +127,17 @@ def confusion_figure(result: dict, metric: str = "cosine_z") -> go.Figure:
             text[-1].append(f"{rank}{star}")
             hover[-1].append(
                 f"<b>{d} data, candidate {c}</b> (rank {rank})<br>score = {mat['score'][i][j]:.6g}"
-                f"<br>z = {'n/a' if z is None else f'{z:.3g}'}<br>cos = {mat['cosine'][i][j]:+.4f} "
-                f"({mat['cosine_z'][i][j]:+.3g} random sd)<br>p = {mat['p_value'][i][j]:.4g} "
+                f"<br>z = {'n/a' if z is None else f'{z:.3g}'}"
+                + ("" if mat["cosine"][i][j] is None else
+                   f"<br>cos = {mat['cosine'][i][j]:+.4f} ({mat['cosine_z'][i][j]:+.3g} random sd)")
+                + f"<br>p = {mat['p_value'][i][j]:.4g} "
                 f"(Bonferroni {mat['p_bonferroni'][i][j]:.4g}){' flagged' if star else ''}")
     z = [[math.nan if v is None else v for v in row] for row in mat[metric]]
     span = max([abs(v) for row in z for v in row if not math.isnan(v)] + [1e-12])
     acc = result["top1"]
     clean = result.get("clean")
     fig = figure(
-        f"Audit confusion at layer {result['layer']}: top-1 {acc['k']}/{acc['n']} "
+        f"{method.capitalize()} audit confusion at layer {result['layer']}: top-1 {acc['k']}/{acc['n']} "
         f"(95% CI {acc['ci95'][0]:.2f}-{acc['ci95'][1]:.2f}, chance {acc['chance']:.2f})"
         + ("" if clean is None else f"; clean flags {', '.join(clean['flagged']) or 'nothing'}"),
         "candidate vector", "dataset (teacher steered with)",
@@ -140,7 +145,8 @@ def confusion_figure(result: dict, metric: str = "cosine_z") -> go.Figure:
     fig.add_trace(go.Heatmap(
         x=cols, y=rows, z=z, zmid=0, zmin=-span, zmax=span, colorscale="RdBu_r", text=text,
         texttemplate="%{text}", hovertext=hover, hovertemplate="%{hovertext}<extra></extra>", xgap=2, ygap=2,
-        colorbar=dict(title=dict(text=CONFUSION_COLOURS[metric], side="right")),
+        colorbar=dict(title=dict(text="LLR score (nats/row)" if metric == "score" and method == "likelihood"
+                                 else CONFUSION_COLOURS[metric], side="right")),
     ))
     for i, d in enumerate(rows):
         if d in cols:  # outline the true candidate
