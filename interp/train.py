@@ -26,6 +26,7 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from interp import batching
+from interp.divergence import RULES
 from interp.models import LoadedModel
 from interp.runs import MANIFEST_FILE, load_tensors, provenance, read_json, save_tensors, write_json
 from interp.steering import Steering, SteeringVector, steer
@@ -132,8 +133,8 @@ class TrainConfig:
             raise ValueError(f"train.kd_min_kl: {self.kd_min_kl} must be >= 0")
         if self.loss_positions not in LOSS_POSITIONS:
             raise ValueError(f"train.loss_positions: {self.loss_positions!r} is not one of {LOSS_POSITIONS}")
-        if self.divergence_rule not in ("paper", "emitted", "argmax"):
-            raise ValueError(f"train.divergence_rule: {self.divergence_rule!r} is not 'paper', 'emitted' or 'argmax'")
+        if self.divergence_rule not in RULES:
+            raise ValueError(f"train.divergence_rule: {self.divergence_rule!r} is not one of {RULES}")
         if any(not isinstance(l, int) or l < 0 for l in self.project_out):
             raise ValueError(f"train.project_out: {list(self.project_out)} must be layer indices >= 0")
         for name in ("lr", "epochs", "batch_size", "grad_accum", "max_len"):

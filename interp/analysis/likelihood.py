@@ -50,7 +50,7 @@ def _row_logliks(model: LoadedModel, batch: batching.Batch, labels: Tensor, gram
         logits = completion_logits(model.hf, batch, where)
     else:  # only the grammar's unembedding rows: 13 instead of the whole vocabulary
         logits = grammar_logits(model.hf, completion_hidden(model.hf, batch, where), grammar)
-        logits = logits.float().masked_fill(~allowed, float("-inf"))
+        logits = logits.masked_fill(~allowed, float("-inf"))
     lp = torch.log_softmax(logits.float(), -1).gather(-1, labels[where].unsqueeze(-1)).squeeze(-1)
     out = torch.zeros(len(labels), dtype=torch.float64, device=lp.device)
     return out.index_add_(0, where.nonzero()[:, 0], lp.to(torch.float64)).cpu()
