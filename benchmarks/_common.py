@@ -138,6 +138,38 @@ def timed(fn: Callable[[], object], device: torch.device | str = "cpu") -> float
     return time.perf_counter() - t
 
 
+def layer_gemm_gflops(model, tokens: int, dtype: torch.dtype, device, trials: int = 3, backward: bool = True) -> float:
+    """FLOP-weighted matmul rate over one decoder layer's GEMMs at `tokens` rows, forward and (with
+    `backward`) the input and weight gradients: the ceiling the model's own shapes allow, vs the
+    square benchmark."""
+    c = model.hf.config.get_text_config()
+    d, ff = c.hidden_size, c.intermediate_size
+    hd = getattr(c, "head_dim", None) or d // c.num_attention_heads
+    q, kv = c.num_attention_heads * hd, c.num_key_value_heads * hd
+    shapes = []
+    for k, n in ((d, q), (d, kv), (d, kv), (q, d), (d, ff), (d, ff), (ff, d)):
+        shapes += [(tokens, k, n), (tokens, n, k), (k, tokens, n)] if backward else [(tokens, k, n)]  # fwd, dgrad, wgrad
+    flops = seconds = 0.0
+    for m_, k, n in shapes:
+        a = torch.randn(m_, k, dtype=dtype, device=device)
+        b = torch.randn(k, n, dtype=dtype, device=device)
+        a @ b
+        t = min(_timed_mm(a, b, device) for _ in range(trials))
+        flops += 2 * m_ * k * n
+        seconds += t
+    return flops / seconds / 1e9
+
+
+def _timed_mm(a, b, device) -> float:
+    reps = 10 if torch.device(device).type == "cuda" else 1  # amortise the synchronisation on a GPU
+    sync(device)
+    t = time.perf_counter()
+    for _ in range(reps):
+        a @ b
+    sync(device)
+    return (time.perf_counter() - t) / reps
+
+
 # ----------------------------------------------------------------------------- memory
 
 

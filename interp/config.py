@@ -90,6 +90,9 @@ class TrainSection(_Strict):
     # a mitigation: project the trait vector out of every student's residual while it trains, at
     # the steering layer (true) or at these layers
     project_out: bool | list[int] = False
+    # recompute each layer's activations in the backward instead of keeping them: less memory,
+    # more time, the same weights to the bit (so it is not part of the run's key)
+    grad_checkpointing: bool = False
 
     @field_validator("project_out")
     @classmethod
@@ -198,6 +201,7 @@ class E1Config(_Strict):
             d["train"].pop("loss_positions"), d["train"].pop("divergence_rule")
         if not self.train.project_out:
             d["train"].pop("project_out")
+        d["train"].pop("grad_checkpointing")
         return d
 
     @property

@@ -141,26 +141,33 @@ def sample(
     """Sample one completion per rendered prompt. `context()` (e.g. a steering context) wraps each
     batch's whole decode. `record_grammar` keeps the teacher's distribution over the 13 grammar
     tokens at every step (`Completion.grammar_logprobs`), at no extra forward cost.
-    Returns the completions and throughput statistics."""
+    Returns the completions and throughput statistics (wall time, and its split into the prompts'
+    forward, `prefill_s`, and the `steps` one-token forwards with their sampling, `decode_s`)."""
     tok = model.tokenizer
     stops = torch.tensor(stop_token_ids(tok))
     end_id = stops[0].item() if tok.eos_token_id is None else tok.eos_token_id
     grammar = NumberGrammar(tok, end_id, cfg.max_numbers) if cfg.constrained or record_grammar else None
     out: list[Completion] = []
     n_tokens, t0 = 0, time.perf_counter()
+    phases = {"prefill_s": 0.0, "decode_s": 0.0, "prompt_tokens": 0, "padded_prompt_tokens": 0, "steps": 0}
     bar = tqdm(total=len(prompts), desc=desc, unit="seq", disable=not progress, leave=False)
     for b_idx, sl in enumerate(batching.chunks(len(prompts), cfg.batch_size)):
         gen = torch.Generator().manual_seed(cfg.seed * 1_000_003 + b_idx)
         batch = batching.encode(tok, prompts[sl], side="left").to(model.device)
         with context() if context is not None else contextlib.nullcontext():
-            rows, produced = _decode(model, batch, cfg, gen, stops, grammar, record_grammar)
+            rows, produced, timing = _decode(model, batch, cfg, gen, stops, grammar, record_grammar)
+        for k, v in timing.items():
+            phases[k] += v
+        phases["prompt_tokens"] += int(batch.attention_mask.sum())
+        phases["padded_prompt_tokens"] += batch.input_ids.numel()
         out += rows
         n_tokens += produced
         bar.update(len(rows))
         bar.set_postfix(tok_s=f"{n_tokens / (time.perf_counter() - t0):.0f}")
     bar.close()
     wall = time.perf_counter() - t0
-    return out, {"new_tokens": n_tokens, "wall_s": round(wall, 3), "tokens_per_s": round(n_tokens / max(wall, 1e-9), 1)}
+    return out, {"new_tokens": n_tokens, "wall_s": round(wall, 3), "tokens_per_s": round(n_tokens / max(wall, 1e-9), 1),
+                 **{k: round(v, 3) if isinstance(v, float) else v for k, v in phases.items()}}
 
 
 class _Head:
@@ -187,7 +194,7 @@ class _Head:
         return torch.tanh(logits / self.cap) * self.cap if self.cap else logits
 
 
-def _decode(model, batch, cfg, gen, stops, grammar, record) -> tuple[list[Completion], int]:
+def _decode(model, batch, cfg, gen, stops, grammar, record) -> tuple[list[Completion], int, dict]:
     from transformers import DynamicCache
 
     hf, tok = model.hf, model.tokenizer
@@ -196,7 +203,9 @@ def _decode(model, batch, cfg, gen, stops, grammar, record) -> tuple[list[Comple
     mask = batch.attention_mask
     pos = batch.position_ids[:, -1:]
     head = _Head(hf, grammar.token_ids if cfg.constrained else None)
+    t0 = time.perf_counter()
     logits = head(batch.input_ids, mask, batch.position_ids, cache)
+    t1 = time.perf_counter()
     done = torch.zeros(bsz, dtype=torch.bool)
     ended = torch.zeros(bsz, dtype=torch.bool)
     tokens = torch.full((bsz, cfg.max_new_tokens), tok.pad_token_id, dtype=torch.long)
@@ -226,6 +235,7 @@ def _decode(model, batch, cfg, gen, stops, grammar, record) -> tuple[list[Comple
         mask = torch.cat([mask, mask.new_ones(bsz, 1)], dim=1)  # finished rows decode on, ignored
         pos = pos + 1
         logits = head(nxt[:, None].to(model.device), mask, pos, cache)
+    timing = {"prefill_s": t1 - t0, "decode_s": time.perf_counter() - t1, "steps": step + 1}
     rows = []
     for i in range(bsz):
         ids = tokens[i].tolist()
@@ -233,4 +243,4 @@ def _decode(model, batch, cfg, gen, stops, grammar, record) -> tuple[list[Comple
         body = ids[:cut] if cut is not None else [t for t in ids if t != tok.pad_token_id]
         lp = recorded[i, : len(body) + 1].clone() if record else None
         rows.append(Completion(tok.decode(body, skip_special_tokens=True), body, bool(ended[i]), lp))
-    return rows, produced
+    return rows, produced, timing

@@ -18,7 +18,7 @@ import copy
 import math
 import shutil
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import torch
@@ -39,6 +39,8 @@ CHECKPOINT_DIR = "checkpoint"
 SNAPSHOTS_DIR = "snapshots"
 LOG_FILE = "train_log.json"
 LOSS_POSITIONS = ("all", "divergence", "non_divergence")
+# settings that change how a student is computed but not what it is (same weights to the bit)
+RUNTIME_FIELDS = ("grad_checkpointing",)
 
 
 class TrainingDiverged(RuntimeError):
@@ -79,6 +81,11 @@ class TrainConfig:
     project_out: layers at which the trait direction is projected out of the student's residual
         stream (`Steering(operator="project")`, every token) during its training forwards only;
         needs `train_student(project_vector=...)`. Empty: off.
+    grad_checkpointing: recompute each decoder layer's activations during the backward instead of
+        keeping them from the forward (non-reentrant `torch.utils.checkpoint`). The recomputation
+        repeats the same operations, so the trained weights are the same to the bit; it trades
+        about a fifth more step time for about a third less peak memory (benchmarks/bench_train.py).
+        Not part of `key()`.
     """
 
     method: str = "full"
@@ -101,6 +108,7 @@ class TrainConfig:
     loss_positions: str = "all"
     divergence_rule: str = "paper"
     project_out: tuple[int, ...] = ()
+    grad_checkpointing: bool = False
 
     def key(self) -> dict:
         """The settings that define the student (the kd fields only matter for kd; the later
@@ -116,6 +124,8 @@ class TrainConfig:
             d.pop("loss_positions"), d.pop("divergence_rule")
         if not self.project_out:
             d.pop("project_out")
+        for name in RUNTIME_FIELDS:
+            d.pop(name)
         return d
 
     @property
@@ -316,8 +326,16 @@ def _prepare(model: LoadedModel, cfg: TrainConfig) -> nn.Module:
     if cfg.method == "lora":
         from peft import LoraConfig, get_peft_model
 
-        hf = get_peft_model(hf, LoraConfig(r=cfg.lora_rank, lora_alpha=cfg.lora_alpha, lora_dropout=0.0,
-                                           target_modules=list(cfg.lora_targets), bias="none"))
+        # peft draws the A matrices from the global RNG: seed it from the config (and restore it), so
+        # the same config gives the same adapter whatever ran before in the process
+        device = next(hf.parameters()).device
+        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+            torch.manual_seed(cfg.seed)
+            hf = get_peft_model(hf, LoraConfig(r=cfg.lora_rank, lora_alpha=cfg.lora_alpha, lora_dropout=0.0,
+                                               target_modules=list(cfg.lora_targets), bias="none"))
+    if cfg.grad_checkpointing:
+        # non-reentrant: works with frozen inputs (LoRA) and with the forward hooks of project_out
+        hf.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     hf.train()
     return hf
 
@@ -363,8 +381,11 @@ def _load_checkpoint(out: Path, hf: nn.Module, opt: torch.optim.Optimizer, cfg: 
     meta = read_json(ck / TRAINER_FILE)
     # fields added after a checkpoint was written take their defaults (what it trained with)
     saved = {**asdict(TrainConfig()), **{k: tuple(v) if isinstance(v, list) else v for k, v in meta.get("train", {}).items()}}
-    if saved != asdict(cfg):
-        changed = sorted(k for k in asdict(cfg) if saved.get(k) != asdict(cfg)[k])
+    now = asdict(cfg)
+    for name in RUNTIME_FIELDS:  # a run may resume with checkpointing switched on or off
+        saved.pop(name), now.pop(name)
+    if saved != now:
+        changed = sorted(k for k in now if saved.get(k) != now[k])
         raise ValueError(f"checkpoint: {ck} was written with other settings ({', '.join('train.' + k for k in changed)}); "
                          "resume with the same config or delete the checkpoint to start over")
     weights = load_tensors(ck / WEIGHTS_FILE)
@@ -559,7 +580,7 @@ def _build_student(base: LoadedModel, cfg: TrainConfig, saved: dict[str, Tensor]
                    update: bool = False) -> LoadedModel:
     """The base with `saved` copied in (or added, `update`, for a full model's W - W_base), frozen;
     LoRA adapters are merged into a copy."""
-    hf = _prepare(base, cfg)
+    hf = _prepare(base, replace(cfg, grad_checkpointing=False))  # a training-time setting
     params = dict(hf.named_parameters()) if cfg.method == "full" else trainable_state(hf)
     missing = set(params) - set(saved)
     if missing:

@@ -181,6 +181,9 @@ def test_new_settings_leave_existing_run_ids_and_student_keys_unchanged():
                             "train": {"loss_positions": "all", "project_out": True}}).key()
     assert changed["data"]["mix_animals"] == ["cat"] and changed["train"]["project_out"] is True
     assert parse_config({"model": "tiny", "teacher": {"layer": 3}, "train": {"project_out": True}}).train_config(0).project_out == (3,)
+    gc = parse_config({"model": "tiny", "train": {"grad_checkpointing": True}})
+    assert gc.key() == key and gc.train_config(0).key() == cfg.train_config(0).key()  # the same students, to the bit
+    assert gc.train_config(0).grad_checkpointing
 
 
 def test_divergence_only_students_learn_from_their_datasets_divergence_positions(tmp_path):

@@ -467,3 +467,38 @@ def test_loss_positions_and_projection_errors_are_one_line(tiny, rows, tmp_path)
         with pytest.raises(ValueError, match=msg) as info:
             call()
         assert "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize("method", ["full", "lora"])
+def test_gradient_checkpointing_keeps_fewer_activations_and_gives_the_same_weights_to_the_bit(tiny, rows, tmp_path, method):
+    kw = dict(method=method, lr=1e-3, epochs=1, batch_size=8, seed=1, lora_rank=4)
+    kept, params = {}, {}
+    for gc in (False, True):
+        sizes = []
+
+        def pack(t):
+            sizes.append(t.numel())
+            return t
+
+        with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):  # what the forward keeps for the backward
+            hf = train_student(tiny, rows, TrainConfig(grad_checkpointing=gc, **kw), tmp_path / str(gc), progress=False)
+        kept[gc], params[gc] = sum(sizes), _params(hf)
+    assert kept[True] < 0.5 * kept[False]
+    assert params[True].keys() == params[False].keys()
+    assert all(torch.equal(params[True][n], params[False][n]) for n in params[False])
+    assert TrainConfig(grad_checkpointing=True, **kw).key() == TrainConfig(**kw).key()
+    # the adapters' initialisation comes from the config's seed, not from the global RNG
+    torch.manual_seed(12345)
+    again = _params(train_student(tiny, rows, TrainConfig(**kw), tmp_path / "again", progress=False))
+    assert all(torch.equal(again[n], params[False][n]) for n in again)
+    loaded = load_student(tiny, tmp_path / "True").hf
+    assert not any(getattr(m, "gradient_checkpointing", False) for m in loaded.modules())
+
+
+def test_a_run_resumes_with_gradient_checkpointing_switched_on(tiny, rows, tmp_path):
+    cfg = TrainConfig(lr=1e-3, epochs=2, batch_size=8, seed=3)
+    straight = _params(train_student(tiny, rows, cfg, tmp_path / "straight", progress=False))
+    train_student(tiny, rows, cfg, tmp_path / "r", progress=False, stop_after=1)
+    resumed = _params(train_student(tiny, rows, TrainConfig(grad_checkpointing=True, lr=1e-3, epochs=2, batch_size=8,
+                                                            seed=3), tmp_path / "r", progress=False))
+    assert all(torch.equal(straight[n], resumed[n]) for n in straight)
