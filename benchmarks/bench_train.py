@@ -267,7 +267,7 @@ def main() -> None:
     if "fused" in adamw:
         rep.row("AdamW step, fused=True", f"{adamw['fused'] * 1e3:.1f} ms",
                 f"x{adamw['foreach'] / adamw['fused']:.2f} vs foreach (same update up to float rounding)")
-    for name, r in (("full fp32", full32), (f"LoRA {work}", lora)):
+    for name, r in (("full fp32", full32), ("full bf16 autocast", full16), (f"LoRA {work}", lora)):
         ph = r["phases_s_per_step"]
         tot = sum(ph.values())
         rep.row(f"{name} step breakdown", f"{tot:.2f} s", ", ".join(f"{k} {v / tot:.0%}" for k, v in ph.items()))
