@@ -154,13 +154,14 @@ def layer_gemm_gflops(model, tokens: int, dtype: torch.dtype, device, trials: in
         a = torch.randn(m_, k, dtype=dtype, device=device)
         b = torch.randn(k, n, dtype=dtype, device=device)
         a @ b
-        t = min(_timed_mm(a, b, device) for _ in range(trials))
+        t = min(timed_mm(a, b, device) for _ in range(trials))
         flops += 2 * m_ * k * n
         seconds += t
     return flops / seconds / 1e9
 
 
-def _timed_mm(a, b, device) -> float:
+def timed_mm(a, b, device) -> float:
+    """Seconds of one `a @ b` on `device` (synchronised)."""
     reps = 10 if torch.device(device).type == "cuda" else 1  # amortise the synchronisation on a GPU
     sync(device)
     t = time.perf_counter()

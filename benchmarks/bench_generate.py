@@ -28,7 +28,7 @@ from interp.runs import write_json
 from interp.prompts import contrastive_pairs, number_prompts
 from interp.steering import Steering, build_steering_vector, steer
 
-from _common import Report, best_of, layer_gemm_gflops, machine_rates, parser, print_machine  # benchmarks/ is on sys.path when run as a script
+from _common import Report, best_of, layer_gemm_gflops, timed_mm, machine_rates, parser, print_machine  # benchmarks/ is on sys.path when run as a script
 
 
 def main() -> None:
@@ -99,7 +99,9 @@ def main() -> None:
     width = pre["padded_prompt_tokens"] // args.batch
     fwd_rate = {"prefill": layer_gemm_gflops(m, pre["padded_prompt_tokens"], torch.float32, "cpu", backward=False),
                 "decode": layer_gemm_gflops(m, args.batch, torch.float32, "cpu", backward=False)}
-    head_rate = (2 * args.batch * emb) / min(_timed_head(m, args.batch) for _ in range(3)) / 1e9
+    w_out = m.hf.get_output_embeddings().weight.detach()
+    h = torch.randn(args.batch, w_out.shape[1])
+    head_rate = (2 * args.batch * emb) / min(timed_mm(h, w_out.T, "cpu") for _ in range(3)) / 1e9
     print(f"\nprofile (fp32, batch {args.batch}, prompts padded to {width} tokens, {pre['prompt_tokens'] / args.batch:.0f} real "
           f"on average; {body / 1e6:.1f}M parameters outside the embedding, {emb / 1e6:.1f}M in the vocabulary projection):")
     print(f"  layer matmuls at {pre['padded_prompt_tokens']} rows (prefill): {fwd_rate['prefill']:.0f} GFLOP/s "
@@ -142,17 +144,6 @@ def main() -> None:
                                     "layer_matmul_gflops": fwd_rate, "head_matmul_gflops": head_rate,
                                     "ceilings": ceilings, "shared_prefix_tokens": shared,
                                     "targets": rep.to_dict()["targets"]})
-
-
-def _timed_head(m, rows: int) -> float:
-    """Seconds of the full vocabulary projection of `rows` hidden states."""
-    w = m.hf.get_output_embeddings().weight.detach()
-    h = torch.randn(rows, w.shape[1])
-    torch.nn.functional.linear(h, w)
-    t = time.perf_counter()
-    for _ in range(5):
-        torch.nn.functional.linear(h, w)
-    return (time.perf_counter() - t) / 5
 
 
 if __name__ == "__main__":

@@ -18,7 +18,7 @@ from interp.noise import WeightNoise
 from interp.prompts import ANIMALS
 from interp.steering import Steering
 from interp.teachers import DataConfig, Teacher
-from interp.train import TrainConfig
+from interp.train import RUNTIME_FIELDS, TrainConfig
 
 MIXED_KINDS = ("steered", "prompted", "prompted_ablated")  # control and random carry no animal
 
@@ -201,7 +201,8 @@ class E1Config(_Strict):
             d["train"].pop("loss_positions"), d["train"].pop("divergence_rule")
         if not self.train.project_out:
             d["train"].pop("project_out")
-        d["train"].pop("grad_checkpointing")
+        for name in RUNTIME_FIELDS:  # how a student is computed, not what it is
+            d["train"].pop(name)
         return d
 
     @property
