@@ -110,6 +110,7 @@ def generate(
     temperature: float = typer.Option(1.0),
     batch_size: int = typer.Option(32),
     random_seed: int = typer.Option(0, help="Seed of the random direction (random teacher)."),
+    dtype: str = typer.Option("fp32", help="Weights while sampling: fp32, or bf16 (about 1.8x faster on a CPU with bf16 matmul)."),
     out: Path = typer.Option(None, help="Output directory (default artifacts/datasets/<teacher>-<animal>-s<seed>)."),
     device: str = typer.Option("auto"),
 ) -> None:
@@ -127,7 +128,7 @@ def generate(
         steering = Steering(layer=layer, multiplier=multiplier, scope=scope, operator=op)
         t = Teacher(teacher, animal, steering if teacher in VECTOR_KINDS else None, random_seed)
         cfg = DataConfig(n, prompt_seed, SampleConfig(temperature=temperature, batch_size=batch_size,
-                                                      constrained=constrained, seed=seed))
+                                                      constrained=constrained, seed=seed, dtype=dtype))
         m = load_model(model, device=device)
         vec = SteeringVector.load(vector) if vector else None
         out = out or Path("artifacts/datasets") / f"{teacher}-{animal}-s{seed}"

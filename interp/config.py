@@ -55,6 +55,9 @@ class DataSection(_Strict):
     # replaced by equal shares of theirs and of same-kind teachers of these animals (each with its
     # own vector), same total rows; control and random data stay unmixed (`interp.mix`)
     mix_animals: list[str] = []
+    # the teacher's weights while sampling: "bf16" is about 1.8x faster on a CPU with bf16 matmul
+    # and gives other samples from the same distribution within the README's measured tolerance
+    dtype: Literal["fp32", "bf16"] = "fp32"
 
     @field_validator("mix_animals")
     @classmethod
@@ -188,8 +191,8 @@ class E1Config(_Strict):
 
     def key(self) -> dict:
         """The settings that identify a run: the dump without the settings left at their no-op
-        defaults, so run ids from before noise, student_model, mixing, loss positions and
-        projection existed stay the same."""
+        defaults, so run ids from before noise, student_model, mixing, loss positions,
+        projection and the sampling dtype existed stay the same."""
         d = self.model_dump()
         if self.noise.sigma == 0:
             d.pop("noise")
@@ -197,6 +200,8 @@ class E1Config(_Strict):
             d.pop("student_model")
         if not self.data.mix_animals:
             d["data"].pop("mix_animals")
+        if self.data.dtype == "fp32":
+            d["data"].pop("dtype")
         if self.train.loss_positions == "all":
             d["train"].pop("loss_positions"), d["train"].pop("divergence_rule")
         if not self.train.project_out:
@@ -231,7 +236,7 @@ class E1Config(_Strict):
     def data_config(self, seed: int) -> DataConfig:
         d = self.data
         sampling = SampleConfig(max_new_tokens=d.max_new_tokens, temperature=d.temperature, batch_size=d.batch_size,
-                                constrained=d.constrained, min_prob=d.min_prob, seed=seed)
+                                constrained=d.constrained, min_prob=d.min_prob, seed=seed, dtype=d.dtype)
         return DataConfig(n_prompts=d.n_prompts, prompt_seed=seed, sampling=sampling)
 
     def weight_noise(self, seed: int) -> WeightNoise | None:

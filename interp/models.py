@@ -8,6 +8,7 @@ float32 once and cached as safetensors under `$INTERP_CACHE` (default `~/.cache/
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import importlib
 import importlib.util
@@ -15,7 +16,7 @@ import os
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import torch
 from torch import nn
@@ -89,6 +90,7 @@ class LoadedModel:
     hf: nn.Module
     tokenizer: Any
     _views: dict = field(default_factory=dict, repr=False)
+    _pinned_fingerprint: str | None = field(default=None, repr=False)  # set by `weights_in`
 
     @property
     def n_layers(self) -> int:
@@ -107,7 +109,7 @@ class LoadedModel:
         return decoder_layers(self.hf)
 
     def fingerprint(self) -> str:
-        return fingerprint(self.hf)
+        return self._pinned_fingerprint or fingerprint(self.hf)
 
     def identity(self) -> dict:
         """What a vector or dataset records to prove which model produced it."""
@@ -151,6 +153,37 @@ def shared_copy(hf: nn.Module) -> nn.Module:
 
     memo = {id(t): t for t in list(hf.parameters()) + list(hf.buffers())}
     return copy.deepcopy(hf, memo)
+
+
+# Names a config may give a compute dtype (sampling in bf16 is about 1.8x faster on a CPU with
+# bf16 matmul, and on recent GPUs).
+DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
+
+
+@contextlib.contextmanager
+def weights_in(model: LoadedModel, dtype: torch.dtype | str) -> Iterator[LoadedModel]:
+    """The model's floating-point parameters held in `dtype` inside the block. On exit the original
+    tensors themselves are put back (not a round trip through `dtype`), so the model is
+    bit-identical after, on error too. Buffers (rotary frequencies) keep their dtype. Inside, the
+    model keeps its fp32 fingerprint: it is the same model computed at another precision, so
+    vectors built on it still apply."""
+    if isinstance(dtype, str):
+        if dtype not in DTYPES:
+            raise ValueError(f"dtype: {dtype!r} is not one of {sorted(DTYPES)}")
+        dtype = DTYPES[dtype]
+    saved: list[tuple[nn.Parameter, torch.Tensor]] = []
+    pinned = model._pinned_fingerprint
+    model._pinned_fingerprint = model.fingerprint()
+    try:
+        for p in model.hf.parameters():  # tied weights are one Parameter, listed once
+            if p.is_floating_point() and p.dtype != dtype:
+                saved.append((p, p.data))
+                p.data = p.data.to(dtype)
+        yield model
+    finally:
+        for p, data in saved:
+            p.data = data
+        model._pinned_fingerprint = pinned
 
 
 def decoder_layers(hf: nn.Module) -> nn.ModuleList:
@@ -271,6 +304,8 @@ def _save_plain(hf: nn.Module, tok, target: Path, source: str) -> None:
         tmp.mkdir()
         cfg = hf.config.to_dict()
         cfg.pop("quantization_config", None)
+        # a GGUF-loaded config names no architecture; tools reading the folder (llama.cpp's converter) need one
+        cfg["architectures"] = cfg.get("architectures") or [type(hf).__name__]
         write_json(tmp / "config.json", cfg)
         save_model(hf, str(tmp / "model.safetensors"))  # drops tied duplicates (lm_head = embed)
         tok.save_pretrained(str(tmp))

@@ -35,6 +35,7 @@ from interp.evaluate import evaluate_trait, sampled_answer_rate
 from interp.distill import load_targets
 from interp.mix import mix_datasets
 from interp.stats import detectable_effect, hierarchical_bootstrap, permutation_test, t_interval
+from interp.generate import FREE_SAMPLER
 from interp.models import LoadedModel, load_model
 from interp.noise import WeightNoise, noised_model
 from interp.prompts import PROMPT_VERSION, contrastive_pairs, questions
@@ -53,9 +54,14 @@ TRANSFER_FILE = "transfer.safetensors"  # per comparison: (seeds, questions) tra
 def dataset_stage(cache: Path, base: LoadedModel, teacher: Teacher, vector: SteeringVector, dcfg: DataConfig,
                   kd: bool = False) -> Stage:
     """The cached stage of one teacher's dataset (`kd`: with the teacher's grammar log-probs)."""
+    data = asdict(dcfg)
+    if dcfg.sampling.dtype == "fp32":  # the default before the field existed: keys stay the same
+        data["sampling"].pop("dtype")
+    if not dcfg.sampling.constrained:  # free samples depend on how a whole-vocabulary step draws
+        data["sampler"] = FREE_SAMPLER
     return Stage(cache, "data", {"model": base.fingerprint(), "teacher": teacher.describe(),
                                  "vector": vector.hash() if teacher.kind in VECTOR_KINDS else None,
-                                 "data": asdict(dcfg), "prompts": PROMPT_VERSION,
+                                 "data": data, "prompts": PROMPT_VERSION,
                                  **({"teacher_logprobs": True} if kd else {})})
 
 
@@ -210,7 +216,8 @@ def run_e1(cfg: E1Config, root: str | Path = "artifacts", progress: bool = True,
     # 4. evaluation of the base and every student
     qs = questions(cfg.eval.split)
     animals = list(cfg.eval.animals)
-    eval_inputs = {"questions": content_hash(qs), "animals": animals, "animal": cfg.animal, "sampled": cfg.eval.sampled}
+    eval_inputs = {"questions": content_hash(qs), "animals": animals, "animal": cfg.animal, "sampled": cfg.eval.sampled,
+                   **({"sampler": FREE_SAMPLER} if cfg.eval.sampled else {})}
 
     def evaluate(name: str, key: str, model_fn) -> dict:
         est = Stage(cache, "eval", {"model": key, **eval_inputs})

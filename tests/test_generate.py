@@ -9,8 +9,8 @@ import pytest
 import torch
 
 from interp.filters import check_numbers
-from interp.generate import NumberGrammar, SampleConfig, sample, stop_token_ids
-from interp.models import load_model
+from interp.generate import NumberGrammar, SampleConfig, draw_inverse_cdf, sample, stop_token_ids
+from interp.models import LoadedModel, load_model, weights_in
 from interp.prompts import number_prompts
 from interp.steering import Steering, steer
 
@@ -235,6 +235,84 @@ def test_steering_changes_greedy_output_and_leaves_the_model_bit_identical(tiny,
     assert [(len(layer._forward_hooks), len(layer._forward_pre_hooks)) for layer in tiny.layers] == hooks
 
 
+# ----------------------------------------------------------------------------- the free-step draw
+
+
+def test_inverse_cdf_draws_follow_the_distribution_and_never_a_zero_entry():
+    g = torch.Generator().manual_seed(0)
+    logits = torch.randn(4, 5000, generator=g) * 2
+    logits[:, ::3] = float("-inf")  # a third of the vocabulary forbidden
+    probs = torch.softmax(logits, -1) * 3.0  # unnormalised: the draw scales to the row's total
+    n = 20_000
+    draws = torch.cat([draw_inverse_cdf(probs.repeat(1000, 1), g).reshape(1000, 4) for _ in range(n // 1000)])
+    p = probs / probs.sum(-1, keepdim=True)
+    assert not (p.gather(1, draws.T) == 0).any()  # zero-probability entries are never drawn
+    for row in range(4):
+        freq = torch.bincount(draws[:, row], minlength=5000).double() / n
+        # the 20 likeliest entries and 20 random allowed ones, each within 5 binomial sd
+        idx = torch.cat([p[row].topk(20).indices, torch.arange(1, 5000, 3)[torch.randperm(1666, generator=g)[:20]]])
+        sd = (p[row, idx] * (1 - p[row, idx]) / n).sqrt()
+        assert ((freq[idx] - p[row, idx]).abs() < 5 * sd + 1e-9).all(), row
+    a = draw_inverse_cdf(probs, torch.Generator().manual_seed(3))
+    assert torch.equal(a, draw_inverse_cdf(probs, torch.Generator().manual_seed(3)))
+
+
+# ----------------------------------------------------------------------------- sampling dtype
+
+
+@pytest.mark.parametrize("constrained", [False, True])
+def test_bf16_sampling_is_sampling_a_bf16_copy_and_leaves_the_model_bit_identical(sharp, owl_vector, constrained):
+    """dtype="bf16" must sample exactly what a model stored in bf16 samples (steering included), and
+    put the fp32 weights back untouched."""
+    import copy
+
+    prompts = _prompts(sharp, 4)
+    cfg = SampleConfig(max_new_tokens=8, temperature=1.0, batch_size=4, seed=5, constrained=constrained, dtype="bf16")
+    probe = sharp.tokenizer(prompts[1], add_special_tokens=False, return_tensors="pt")["input_ids"]
+    with torch.no_grad():
+        before = sharp.hf(probe).logits
+    fp = sharp.fingerprint()
+    steering = Steering(layer=1, multiplier=4.0)
+    def run(m, c):
+        return sample(m, prompts, c, context=lambda: steer(m, owl_vector, steering, strict=False), progress=False,
+                      record_grammar=True)[0]
+
+    ours, again = run(sharp, cfg), run(sharp, cfg)
+    copy16 = LoadedModel(sharp.name, copy.deepcopy(sharp.hf).to(torch.bfloat16), sharp.tokenizer)
+    copy16.hf.model.rotary_emb.inv_freq = sharp.hf.model.rotary_emb.inv_freq.clone()  # buffers keep fp32
+    ref, fp32 = run(copy16, cfg), run(sharp, dataclasses.replace(cfg, dtype="fp32"))
+
+    def lp(rows):
+        return torch.cat([r.grammar_logprobs for r in rows])
+
+    assert _ids(ours) == _ids(ref) == _ids(again)
+    assert torch.equal(lp(ours), lp(ref))
+    # the arithmetic did change, so the equalities above can fail
+    assert _ids(ours) != _ids(fp32) or not torch.equal(lp(ours), lp(fp32))
+    with torch.no_grad():
+        after = sharp.hf(probe).logits
+    assert torch.equal(before, after) and sharp.fingerprint() == fp
+    assert {p.dtype for p in sharp.hf.parameters()} == {torch.float32}
+
+
+def test_weights_in_puts_the_original_tensors_back_on_error_and_keeps_the_fingerprint(tiny, owl_vector):
+    fp = tiny.fingerprint()
+    with weights_in(tiny, "bf16"):
+        assert tiny.fingerprint() == fp
+        with steer(tiny, owl_vector, Steering(layer=1, multiplier=4.0)):  # strict: the vector still fits
+            pass
+    originals = [(p.data_ptr(), p.detach().clone()) for p in tiny.hf.parameters()]
+    with pytest.raises(RuntimeError, match="boom"):
+        with weights_in(tiny, "bf16"):
+            assert {p.dtype for p in tiny.hf.parameters()} == {torch.bfloat16}
+            raise RuntimeError("boom")
+    # the very same storage is back, with the same values (not a copy through bf16)
+    assert all(p.data_ptr() == ptr and torch.equal(p, o) for p, (ptr, o) in zip(tiny.hf.parameters(), originals))
+    with pytest.raises(ValueError, match="dtype"):
+        with weights_in(tiny, "fp8"):
+            pass
+
+
 # ----------------------------------------------------------------------------- threshold sampling
 
 
@@ -272,7 +350,8 @@ def test_min_prob_never_samples_a_token_below_the_floor(sharp):
 
 @pytest.mark.parametrize(
     "field, value",
-    [("max_new_tokens", 0), ("temperature", -0.5), ("batch_size", 0), ("min_prob", 1.0), ("min_prob", -0.1)],
+    [("max_new_tokens", 0), ("temperature", -0.5), ("batch_size", 0), ("min_prob", 1.0), ("min_prob", -0.1),
+     ("dtype", "fp16")],
 )
 def test_bad_sample_config_values_raise_value_error_naming_the_field(field, value):
     with pytest.raises(ValueError, match=field):
@@ -307,3 +386,30 @@ def test_threshold_sampler_never_emits_a_grammar_token_below_the_floor_by_its_re
     assert sum(not top for _, top in probs) > 5  # it sampled, it did not just take the argmax
     free, _ = sample(sharp, prompts, dataclasses.replace(cfg, min_prob=0.0), progress=False, record_grammar=True)
     assert any(p < floor for p, _ in emitted_probs(free))  # the check above can fail
+
+
+def test_sampling_dtype_experiment_pairs_the_dtypes_and_resumes(tmp_path):
+    """experiments/sampling_dtype.py on tiny: four datasets, the signal in each dtype, and a rerun
+    that reads every stage from the cache."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parent.parent / "experiments" / "sampling_dtype.py"
+    spec = importlib.util.spec_from_file_location("sampling_dtype", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    argv = ["--model", "tiny", "--layer", "1", "--n-prompts", "8", "--out", str(tmp_path), "--no-progress", "--n-boot", "500"]
+    lines: list[str] = []
+    res = mod.run(mod.parse_args(argv), log=lines.append)
+    assert set(res["llr_per_row"]) == {"control/fp32", "steered/fp32", "control/bf16", "steered/bf16"}
+    assert res["paired_prompts"] == 8
+    for d in ("fp32", "bf16"):  # each signal is the difference of its datasets' mean LLRs
+        rows = res["llr_per_row"]
+        assert res["signal"][d]["steered_minus_control"] == pytest.approx(
+            rows[f"steered/{d}"]["mean"] - rows[f"control/{d}"]["mean"])
+    lo, hi = res["difference"]["ci95"]
+    assert lo <= res["difference"]["value"] <= hi
+    assert all(v["compared"] == 8 for v in res["identical_completions"].values())
+    again: list[str] = []
+    assert mod.run(mod.parse_args(argv), log=again.append)["difference"] == res["difference"]
+    assert all("cached" in line for line in again) and not any("cached" in line for line in lines)

@@ -186,6 +186,37 @@ def test_new_settings_leave_existing_run_ids_and_student_keys_unchanged():
     assert gc.train_config(0).grad_checkpointing
 
 
+def test_sampling_dtype_keys_runs_and_datasets_only_when_it_is_not_the_default(tmp_path):
+    from interp.steering import SteeringVector
+    from interp.teachers import Teacher
+
+    cfg, bf = parse_config({"model": "tiny"}), parse_config({"model": "tiny", "data": {"dtype": "bf16"}})
+    assert "dtype" not in cfg.key()["data"] and bf.key()["data"]["dtype"] == "bf16"
+    assert cfg.data_config(0).sampling.dtype == "fp32" and bf.data_config(0).sampling.dtype == "bf16"
+    m = load_model("tiny", device="cpu")
+    vec = SteeringVector(torch.zeros(m.n_layers, m.d_model))
+    teacher = Teacher("control", "owl", None, 0)
+    fp32_stage = pipeline.dataset_stage(tmp_path, m, teacher, vec, cfg.data_config(0))
+    bf16_stage = pipeline.dataset_stage(tmp_path, m, teacher, vec, bf.data_config(0))
+    assert "dtype" not in json.dumps(fp32_stage.inputs["data"])  # keys cached before the field existed still hit
+    assert bf16_stage.inputs["data"]["sampling"]["dtype"] == "bf16" and bf16_stage.key != fp32_stage.key
+    # free (whole-vocabulary) samples carry the draw's version; grammar datasets keep their keys
+    free = parse_config({"model": "tiny", "data": {"constrained": False}}).data_config(0)
+    assert "sampler" not in fp32_stage.inputs["data"]
+    assert pipeline.dataset_stage(tmp_path, m, teacher, vec, free).inputs["data"]["sampler"] == pipeline.FREE_SAMPLER
+    with pytest.raises(ValueError, match="dtype"):
+        parse_config({"model": "tiny", "data": {"dtype": "fp16"}})
+
+
+def test_a_run_with_a_bf16_teacher_samples_in_bf16_and_records_it(tmp_path):
+    res = pipeline.run_e1(_cfg(data={"dtype": "bf16"}), tmp_path, progress=False, log=_quiet)
+    data = [s for s in _stages(res).values() if s["name"].startswith("data/")]
+    assert {s["name"] for s in data} == {"data/control/seed0", "data/steered/seed0"}
+    for s in data:
+        man = read_json(Path(s["dir"]) / MANIFEST_FILE)
+        assert man["sampling"]["dtype"] == "bf16"
+
+
 def test_divergence_only_students_learn_from_their_datasets_divergence_positions(tmp_path):
     from interp.divergence import Divergence
 
