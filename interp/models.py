@@ -164,7 +164,8 @@ DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
 def weights_in(model: LoadedModel, dtype: torch.dtype | str) -> Iterator[LoadedModel]:
     """The model's floating-point parameters held in `dtype` inside the block. On exit the original
     tensors themselves are put back (not a round trip through `dtype`), so the model is
-    bit-identical after, on error too. Buffers (rotary frequencies) keep their dtype. Inside, the
+    bit-identical after, on error too; meanwhile both copies are held (bf16 adds half the fp32
+    weights' memory). Buffers (rotary frequencies) keep their dtype. Inside, the
     model keeps its fp32 fingerprint: it is the same model computed at another precision, so
     vectors built on it still apply."""
     if isinstance(dtype, str):
