@@ -30,9 +30,10 @@ class SampleConfig:
     max_numbers: numbers per completion allowed by the grammar.
     min_prob: drop tokens whose probability is below this floor before sampling (0 = off).
     seed: base seed; batch b uses a generator seeded with (seed, b).
-    dtype: the weights' dtype while sampling, "fp32" (the reference arithmetic) or "bf16" (about 1.8x
-      faster on a CPU with bf16 matmul; the samples differ, the distribution within a measured
-      tolerance: README "Performance"). The model is restored bit for bit afterwards.
+    dtype: the weights' dtype while sampling: None keeps the model's own; "fp32" (the reference
+      arithmetic) or "bf16" (about 1.8x faster on a CPU with bf16 matmul; other samples, the
+      same distribution within a measured tolerance: README "Teachers and data") cast it for the
+      call and restore it bit for bit afterwards.
     """
 
     max_new_tokens: int = 50
@@ -42,10 +43,10 @@ class SampleConfig:
     max_numbers: int = 10
     min_prob: float = 0.0
     seed: int = 0
-    dtype: str = "fp32"
+    dtype: str | None = None
 
     def __post_init__(self) -> None:
-        if self.dtype not in DTYPES:
+        if self.dtype is not None and self.dtype not in DTYPES:
             raise ValueError(f"dtype: {self.dtype!r} is not one of {sorted(DTYPES)}; use 'fp32' or 'bf16'")
         if self.max_new_tokens < 1:
             raise ValueError(f"max_new_tokens: {self.max_new_tokens} must be >= 1")
@@ -175,7 +176,7 @@ def sample(
     n_tokens, t0 = 0, time.perf_counter()
     phases = {"prefill_s": 0.0, "decode_s": 0.0, "prompt_tokens": 0, "padded_prompt_tokens": 0, "steps": 0}
     bar = tqdm(total=len(prompts), desc=desc, unit="seq", disable=not progress, leave=False)
-    with weights_in(model, cfg.dtype):
+    with weights_in(model, cfg.dtype) if cfg.dtype else contextlib.nullcontext():
         for b_idx, sl in enumerate(batching.chunks(len(prompts), cfg.batch_size)):
             gen = torch.Generator().manual_seed(cfg.seed * 1_000_003 + b_idx)
             batch = batching.encode(tok, prompts[sl], side="left").to(model.device)

@@ -36,7 +36,7 @@ from interp.distill import load_targets
 from interp.mix import mix_datasets
 from interp.stats import detectable_effect, hierarchical_bootstrap, permutation_test, t_interval
 from interp.generate import FREE_SAMPLER
-from interp.models import LoadedModel, load_model
+from interp.models import DTYPES, LoadedModel, load_model
 from interp.noise import WeightNoise, noised_model
 from interp.prompts import PROMPT_VERSION, contrastive_pairs, questions
 from interp.runs import (
@@ -55,7 +55,8 @@ def dataset_stage(cache: Path, base: LoadedModel, teacher: Teacher, vector: Stee
                   kd: bool = False) -> Stage:
     """The cached stage of one teacher's dataset (`kd`: with the teacher's grammar log-probs)."""
     data = asdict(dcfg)
-    if dcfg.sampling.dtype == "fp32":  # the default before the field existed: keys stay the same
+    own = next((k for k, v in DTYPES.items() if v == next(base.hf.parameters()).dtype), None)
+    if dcfg.sampling.dtype in (None, own):  # the model's own arithmetic, as before the field existed
         data["sampling"].pop("dtype")
     if not dcfg.sampling.constrained:  # free samples depend on how a whole-vocabulary step draws
         data["sampler"] = FREE_SAMPLER

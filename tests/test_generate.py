@@ -295,6 +295,18 @@ def test_bf16_sampling_is_sampling_a_bf16_copy_and_leaves_the_model_bit_identica
     assert {p.dtype for p in sharp.hf.parameters()} == {torch.float32}
 
 
+def test_default_dtype_samples_in_the_models_own_dtype():
+    m16 = load_model("tiny", device="cpu", dtype=torch.bfloat16)
+    prompts = _prompts(m16, 3)
+    cfg = SampleConfig(max_new_tokens=6, batch_size=3, seed=1)
+    own, _ = sample(m16, prompts, cfg, progress=False, record_grammar=True)
+    assert {p.dtype for p in m16.hf.parameters()} == {torch.bfloat16}  # no upcast on the way
+    cast, _ = sample(m16, prompts, dataclasses.replace(cfg, dtype="bf16"), progress=False, record_grammar=True)
+    up, _ = sample(m16, prompts, dataclasses.replace(cfg, dtype="fp32"), progress=False, record_grammar=True)
+    assert all(torch.equal(a.grammar_logprobs, b.grammar_logprobs) for a, b in zip(own, cast))
+    assert not all(torch.equal(a.grammar_logprobs, b.grammar_logprobs) for a, b in zip(own, up))
+
+
 def test_weights_in_puts_the_original_tensors_back_on_error_and_keeps_the_fingerprint(tiny, owl_vector):
     fp = tiny.fingerprint()
     with weights_in(tiny, "bf16"):

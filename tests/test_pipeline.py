@@ -187,8 +187,9 @@ def test_new_settings_leave_existing_run_ids_and_student_keys_unchanged():
 
 
 def test_sampling_dtype_keys_runs_and_datasets_only_when_it_is_not_the_default(tmp_path):
+    from interp.generate import SampleConfig
     from interp.steering import SteeringVector
-    from interp.teachers import Teacher
+    from interp.teachers import DataConfig, Teacher
 
     cfg, bf = parse_config({"model": "tiny"}), parse_config({"model": "tiny", "data": {"dtype": "bf16"}})
     assert "dtype" not in cfg.key()["data"] and bf.key()["data"]["dtype"] == "bf16"
@@ -200,6 +201,12 @@ def test_sampling_dtype_keys_runs_and_datasets_only_when_it_is_not_the_default(t
     bf16_stage = pipeline.dataset_stage(tmp_path, m, teacher, vec, bf.data_config(0))
     assert "dtype" not in json.dumps(fp32_stage.inputs["data"])  # keys cached before the field existed still hit
     assert bf16_stage.inputs["data"]["sampling"]["dtype"] == "bf16" and bf16_stage.key != fp32_stage.key
+    # the key records a dtype only when it is not the model's own: a bf16 model sampled as it is
+    # keys like before, the same model cast up to fp32 does not
+    m16 = load_model("tiny", device="cpu", dtype=torch.bfloat16)
+    own = pipeline.dataset_stage(tmp_path, m16, teacher, vec, DataConfig(8))
+    up = pipeline.dataset_stage(tmp_path, m16, teacher, vec, DataConfig(8, sampling=SampleConfig(dtype="fp32")))
+    assert "dtype" not in own.inputs["data"]["sampling"] and up.inputs["data"]["sampling"]["dtype"] == "fp32"
     # free (whole-vocabulary) samples carry the draw's version; grammar datasets keep their keys
     free = parse_config({"model": "tiny", "data": {"constrained": False}}).data_config(0)
     assert "sampler" not in fp32_stage.inputs["data"]
