@@ -22,10 +22,10 @@ from typing import Callable
 
 import torch
 
+from interp.models import DTYPES  # re-exported: the benchmarks' dtype names are the library's
+
 # transformers/peft deprecation notices are noise in a benchmark table
 warnings.filterwarnings("ignore", category=FutureWarning)
-
-DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
 
 # Published dense peaks (TFLOP/s, no sparsity); fp32 is the non-tensor-core rate, which is what
 # torch uses for fp32 matmul unless TF32 is enabled. Matched as substrings of the device name.

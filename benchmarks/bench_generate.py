@@ -232,9 +232,9 @@ def dtype_tolerance(m, prompts, done, vec, s, dtype: str) -> dict:
     def kl(a, b) -> float:
         return float(torch.cat([(x.exp() * (x - y)).sum(-1) for x, y in zip(a, b)]).mean())
 
-    ref = logprobs("fp32", True)
-    noise, signal = kl(ref, logprobs(dtype, True)), kl(ref, logprobs("fp32", False))
-    agree = float(torch.cat([x.argmax(-1) == y.argmax(-1) for x, y in zip(ref, logprobs(dtype, True))]).float().mean())
+    ref, low = logprobs("fp32", True), logprobs(dtype, True)
+    noise, signal = kl(ref, low), kl(ref, logprobs("fp32", False))
+    agree = float(torch.cat([x.argmax(-1) == y.argmax(-1) for x, y in zip(ref, low)]).float().mean())
     print(f"\n{dtype} tolerance on {len(done)} fp32 steered grammar samples ({sum(len(c.token_ids) for c in done)} tokens): "
           f"KL(fp32 || {dtype}) {noise:.2e} nats/token vs the steering's own KL {signal:.2e} (ratio {noise / signal:.3f}); "
           f"the most likely token agrees at {agree:.1%} of positions")

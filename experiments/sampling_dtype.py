@@ -34,7 +34,7 @@ from interp.models import DTYPES, load_model
 from interp.pipeline import dataset_stage, make_dataset
 from interp.prompts import contrastive_pairs
 from interp.runs import CONFIG_FILE, RESULTS_FILE, Stage, content_hash, provenance, read_json, write_json
-from interp.stats import bootstrap_ci
+from interp.stats import summarize
 from interp.steering import Steering, build_steering_vector
 from interp.teachers import DataConfig, Teacher
 
@@ -58,11 +58,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args = ap.parse_args(argv)
     args.out = args.out or Path("artifacts/sampling-dtype") / args.model.replace("/", "_")
     return args
-
-
-def _interval(x: torch.Tensor, n_boot: int, seed: int) -> dict:
-    lo, hi = bootstrap_ci(x, n_boot, seed)
-    return {"mean": float(x.mean()), "ci95": [lo, hi], "n": int(x.numel())}
 
 
 def run(args: argparse.Namespace, log=print) -> dict:
@@ -134,7 +129,7 @@ def run(args: argparse.Namespace, log=print) -> dict:
 
     res = {
         "experiment": "sampling-dtype", "model": model.name, "animal": args.animal, "dtype": args.dtype,
-        "llr_per_row": {k: _interval(v, args.n_boot, args.seed) for k, v in llr.items()},
+        "llr_per_row": {k: summarize(v, args.n_boot, args.seed) for k, v in llr.items()},
         "paired_prompts": len(common),
         "signal": {d: {"steered_minus_control": point[d], "ci95": torch.quantile(draws[d], q).tolist()} for d in dtypes},
         "difference": {"value": point[args.dtype] - point["fp32"], "ci95": [lo_d, hi_d]},
