@@ -227,6 +227,10 @@ def print_sweep(res: dict) -> None:
 
 
 def _ci(d: dict, fmt: str = "{:.4f}") -> str:
+    from interp.stats import NO_INTERVAL, has_interval
+
+    if not has_interval(d):
+        return f"{fmt.format(d['mean'])} ({NO_INTERVAL})"
     return f"{fmt.format(d['mean'])} [{fmt.format(d['ci95'][0])}, {fmt.format(d['ci95'][1])}]"
 
 
@@ -244,7 +248,7 @@ def print_e1(res: dict) -> None:
         perm, ps = d["permutation_specific"], d["specific_per_seed"]
         mde = ps.get("detectable_80")
         t2.add_row(name, _ci(d["logprob_diff"], "{:+.3f}"), f"{d['prob_ratio']:.2f}x", _ci(d["specific_logprob_diff"], "{:+.3f}"),
-                   _ci(ps, "{:+.3f}") + f" (n={ps['n']})", f"{mde:.3f}" if mde is not None else "-",
+                   _ci(ps, "{:+.3f}") + (f" (n={ps['n']})" if ps["n"] > 1 else ""), f"{mde:.3f}" if mde is not None else "-",
                    str(d["trait_rank_among_animals"]), f"{perm['p_value']:.3f} (min {perm['min_p']:.3f})",
                    d["logprob_diff"]["covers"])
     console.print(t2)

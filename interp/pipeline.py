@@ -351,5 +351,5 @@ def summarize_e1(cfg: E1Config, evals: dict, animals: list[str], arrays: dict | 
                 "permutation_specific": permutation_test(specific(a).mean(-1).tolist(), specific(b).mean(-1).tolist()),
             }
     return {"experiment": cfg.experiment, "model": cfg.model, "animal": cfg.animal, "seeds": cfg.seeds,
-            "objectives": list(cfg.train.objectives), "n_questions": int(base_lp.shape[0]),
+            "objectives": list(cfg.train.objectives), "n_questions": int(base_lp.shape[1]),
             "question_split": cfg.eval.split, "arms": arms, "transfer": comparisons}

@@ -89,6 +89,15 @@ def t_interval(values: Sequence[float], level: float = 0.95) -> dict:
     return {"mean": mean, "ci95": [mean - half, mean + half], "sd": sd, "n": n}
 
 
+NO_INTERVAL = "n = 1: no interval"
+
+
+def has_interval(d: dict) -> bool:
+    """Whether an interval `{"mean", "ci95", "n"?}` has any spread to report: a t-interval over
+    one replicate (`n` 1) is the mean twice, not a 95% interval."""
+    return d.get("n", 2) >= 2 or d["ci95"][0] != d["ci95"][1]
+
+
 def detectable_effect(values: Sequence[float], level: float = 0.95, power: float = 0.8) -> float | None:
     """The smallest true mean a two-sided one-sample t-test over these replicates would detect
     with probability `power` at this level, taking their sd as the truth (the size of effect a

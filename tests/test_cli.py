@@ -1,10 +1,15 @@
+import io
 import json
+import sys
+from pathlib import Path
 
+from rich.console import Console
 from typer.testing import CliRunner
 
 from interp.cli import app
 
 runner = CliRunner()
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 
 def test_models_lists_the_registry():
@@ -124,3 +129,35 @@ def test_divergence_reports_the_share_and_needs_the_datasets_vector(tiny, owl_ve
     assert res.exit_code == 2 and "is not the trait vector" in res.output
     res = runner.invoke(app, ["divergence", str(tmp_path / "nowhere"), "--device", "cpu"])
     assert res.exit_code == 2 and "dataset:" in res.output
+
+
+def _printed(fn, *args, width: int = 80) -> str:
+    """What a cli printer writes to a console `width` columns wide (a log, not a terminal)."""
+    from interp import cli
+
+    old = cli.console
+    cli.console = Console(width=width, record=True, file=io.StringIO())
+    try:
+        fn(*args)
+        return cli.console.export_text()
+    finally:
+        cli.console = old
+
+
+def _e1_results(n_seeds: int) -> dict:
+    from test_pipeline import _synthetic_results
+
+    res = _synthetic_results(n_seeds)
+    return {**res, "timings_s": {}, "run_dir": "artifacts/t/x"}
+
+
+def test_e1_table_with_one_seed_says_there_is_no_interval_instead_of_a_zero_width_one():
+    from interp.cli import print_e1
+
+    res = _e1_results(1)
+    out = _printed(print_e1, res, width=400)
+    ps = res["transfer"]["steered-control"]["specific_per_seed"]
+    assert ps["n"] == 1 and ps["ci95"][0] == ps["ci95"][1]  # what the t-interval holds for one seed
+    assert "n = 1: no interval" in out
+    assert f"[{ps['mean']:+.3f}, {ps['mean']:+.3f}]" not in out
+    assert "5 tuning questions" in out  # the questions, not the seeds

@@ -314,3 +314,26 @@ def test_bad_issue11_settings_name_the_field(raw, msg):
     with pytest.raises(ValueError, match=msg) as e:
         parse_config({"model": "tiny", **raw})
     assert "\n" not in str(e.value)
+
+
+def _synthetic_results(n_seeds: int, n_questions: int = 5) -> dict:
+    """summarize_e1 on made-up log-probs (seeds, questions, animals): no model, known shapes."""
+    from interp.evaluate import TraitScore
+
+    cfg = _cfg(seeds=list(range(n_seeds)))
+    animals = ["owl", "cat", "dog"]
+    g = torch.Generator().manual_seed(0)
+    base = {"logprobs": -3 + 0.1 * torch.randn(n_questions, 3, generator=g)}
+    base["summary"] = TraitScore("owl", animals, base["logprobs"]).summary(100)
+    evals = {f"base/seed{s}": base for s in cfg.seeds}
+    for s in cfg.seeds:
+        for kind, up in (("control", 0.0), ("steered", 0.5)):
+            lp = base["logprobs"] + 0.1 * torch.randn(n_questions, 3, generator=g)
+            lp[:, 0] += up
+            evals[f"{kind}/seed{s}"] = {"logprobs": lp}
+    return pipeline.summarize_e1(cfg, evals, animals)
+
+
+def test_results_count_questions_not_seeds():
+    res = _synthetic_results(n_seeds=2, n_questions=5)
+    assert res["n_questions"] == 5 and res["seeds"] == [0, 1]

@@ -426,3 +426,26 @@ def test_interp_plot_without_a_browser_notes_it_and_writes_html(sweep_dir, tmp_p
     text = " ".join(out.output.split())
     assert out.exit_code == 0 and "note: png skipped: no Chromium found" in text
     assert [p.name for p in (run_dir / "figures").iterdir()] == ["steering_sweep.html"]
+
+
+def _sufficiency_results(per_seed: list[float]) -> dict:
+    from interp.stats import t_interval
+
+    return {"seeds": list(range(len(per_seed))), "animal": "owl", "vector": {"steering_layer": 1},
+            "sufficiency": {"steered": {"specific_shift": t_interval(per_seed),
+                                        "random_specific_shift": t_interval([-v for v in per_seed])}}}
+
+
+def test_a_figure_over_one_seed_says_there_is_no_interval_and_draws_no_bars():
+    from interp.plots.analysis import sufficiency_bars
+
+    fig = sufficiency_bars(_sufficiency_results([0.707]))
+    assert "n = 1: no interval" in fig.layout.yaxis.title.text and "95%" not in fig.layout.yaxis.title.text
+    for tr in fig.data:
+        assert tr.error_y.array is None  # no zero-width bars
+        assert "n = 1: no interval" in tr.hovertext[0]
+    fig = sufficiency_bars(_sufficiency_results([0.5, 0.9, 0.7]))
+    assert "[95% t-interval]" in fig.layout.yaxis.title.text
+    lo, hi = _lo_hi(fig.data[0])
+    want = _sufficiency_results([0.5, 0.9, 0.7])["sufficiency"]["steered"]["specific_shift"]["ci95"]
+    assert _close([lo[0], hi[0]], want)

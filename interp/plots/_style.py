@@ -9,6 +9,8 @@ from __future__ import annotations
 import plotly.graph_objects as go
 import plotly.io as pio
 
+from interp.stats import NO_INTERVAL, has_interval
+
 TEMPLATE = "interp"
 
 # Model arms and conditions keep their colour in every figure (colour-blind-safe Okabe-Ito).
@@ -60,7 +62,10 @@ def ordered_arms(arms) -> list[str]:
 
 
 def error_bars(intervals: list[dict], axis: str = "y") -> dict:
-    """Asymmetric error bars from `{"mean", "ci95": [lo, hi]}` intervals (`error_y` or `error_x`)."""
+    """Asymmetric error bars from `{"mean", "ci95": [lo, hi]}` intervals (`error_y` or `error_x`);
+    none when no interval has a spread (one replicate: `n = 1: no interval`)."""
+    if intervals and not any(has_interval(d) for d in intervals):
+        return {}
     return {f"error_{axis}": dict(
         type="data", symmetric=False, thickness=1.5, width=6,
         array=[d["ci95"][1] - d["mean"] for d in intervals],
@@ -69,8 +74,15 @@ def error_bars(intervals: list[dict], axis: str = "y") -> dict:
 
 
 def ci_text(d: dict, fmt: str = ".6g") -> str:
-    """`mean [lo, hi]` with exact values, for hover text."""
+    """`mean [lo, hi]` with exact values, for hover text (`mean (n = 1: no interval)` for one replicate)."""
+    if not has_interval(d):
+        return f"{d['mean']:{fmt}} ({NO_INTERVAL})"
     return f"{d['mean']:{fmt}} [{d['ci95'][0]:{fmt}}, {d['ci95'][1]:{fmt}}]"
+
+
+def interval_title(title: str, n: int, interval: str = "[95% t-interval]") -> str:
+    """An axis title naming its interval, or saying there is none when `n` (replicates) is 1."""
+    return title.replace(interval, f"({NO_INTERVAL})") if n < 2 else title
 
 
 def jitter(n: int, width: float = 0.25) -> list[float]:

@@ -7,7 +7,7 @@ import math
 
 import plotly.graph_objects as go
 
-from interp.plots._style import REFERENCE_LINE, arm_color, ci_text, figure, ordered_arms
+from interp.plots._style import REFERENCE_LINE, arm_color, ci_text, error_bars, figure, interval_title, ordered_arms
 
 NULL_BAND = "rgba(127, 127, 127, 0.15)"
 
@@ -29,8 +29,7 @@ def _interval_trace(x: list[int], cells: list[dict | None], name: str, color: st
     return go.Scatter(
         x=[l for l, _ in pts], y=[c["mean"] for _, c in pts], mode="lines+markers", name=name,
         line=dict(color=color, dash=dash), marker=dict(size=7, color=color),
-        error_y=dict(type="data", symmetric=False, thickness=1.2, width=4,
-                     array=[c["ci95"][1] - c["mean"] for _, c in pts], arrayminus=[c["mean"] - c["ci95"][0] for _, c in pts]),
+        **{k: {**v, "thickness": 1.2, "width": 4} for k, v in error_bars([c for _, c in pts]).items()},
         hovertext=[f"<b>{name}</b>, layer {l}<br>{hover} = {ci_text(c)} (n={c['n']})" for l, c in pts],
         hovertemplate="%{hovertext}<extra></extra>",
     )
@@ -41,7 +40,7 @@ def shift_cosines(results: dict, texts: str = "numbers", position: str = "all") 
     the random-direction band (+-2 sd of the cosine of a random direction)."""
     layers, seeds = results["layers"], results["seeds"]
     fig = figure(f"Activation shift vs trait vector ({texts}, {position} tokens; seeds {seeds})",
-                 "layer (blocks.{l}.hook_resid_post)", "cos(student - base, v) [95% t-interval]")
+                 "layer (blocks.{l}.hook_resid_post)", interval_title("cos(student - base, v) [95% t-interval]", len(results["seeds"])))
     sds = []
     for i, arm in enumerate(ordered_arms(results["activation_shift"])):
         rows = results["activation_shift"][arm][texts][position]["by_layer"]
@@ -59,7 +58,7 @@ def weight_energy_z(results: dict, role: str = "writer") -> go.Figure:
     and arm (colour: arm, dash: module); |z| < 2 shaded."""
     layers = results["layers"]
     fig = figure(f"Weight update along v: residual {role}s (z vs random directions; seeds {results['seeds']})",
-                 "layer", "z of energy fraction along v [95% t-interval]")
+                 "layer", interval_title("z of energy fraction along v [95% t-interval]", len(results["seeds"])))
     dashes = ("solid", "dash", "dot", "dashdot", "longdash")
     for i, arm in enumerate(ordered_arms(results["weights"])):
         rows = results["weights"][arm]["by_layer"]
@@ -78,7 +77,7 @@ def gradient_audit(results: dict) -> go.Figure:
     on the base (positive: training on the data pulls the residual toward +v)."""
     layers = results["layers"]
     fig = figure(f"Gradient audit: pooled (trait - control data) descent direction vs v (seeds {results['seeds']})",
-                 "layer", "cos(-(mean dL/dh trait - control), v) [95% t-interval]")
+                 "layer", interval_title("cos(-(mean dL/dh trait - control), v) [95% t-interval]", len(results["seeds"])))
     for i, kind in enumerate(ordered_arms(results["gradients"])):
         rows = results["gradients"][kind]["by_layer"]
         if rows:
@@ -162,7 +161,7 @@ def shift_references(results: dict, texts: str = "numbers", position: str = "all
     (solid) and the prompted teacher's own activation difference (dashed), per layer."""
     layers = results["layers"]
     fig = figure(f"Activation shift vs v (solid) and vs the prompted teacher's vector (dashed): {texts}, {position} tokens",
-                 "layer (blocks.{l}.hook_resid_post)", "cos(student - base, reference) [95% t-interval]")
+                 "layer (blocks.{l}.hook_resid_post)", interval_title("cos(student - base, reference) [95% t-interval]", len(results["seeds"])))
     for field, dash, ref in (("activation_shift", "solid", "v"), ("activation_shift_prompted", "dash", "v_prompt")):
         for i, arm in enumerate(ordered_arms(results.get(field) or {})):
             rows = results[field][arm][texts][position]["by_layer"]
@@ -182,7 +181,7 @@ def emergence_curve(results: dict, texts: str = "questions/all") -> go.Figure:
     em = results.get("emergence") or {}
     layer = next((e["layer"] for e in em.values()), results["vector"].get("steering_layer"))
     fig = figure(f"Emergence: shift vs v at layer {layer} during training ({texts}; seeds {results['seeds']})",
-                 "optimizer step", "cos(student - base, v) [95% t-interval]")
+                 "optimizer step", interval_title("cos(student - base, v) [95% t-interval]", len(results["seeds"])))
     for i, arm in enumerate(ordered_arms(em)):
         rows = em[arm]["by_texts"].get(texts) or []
         fig.add_trace(_interval_trace([r["step"] for r in rows], [r["cosine"] for r in rows], f"{arm} student",
@@ -197,15 +196,14 @@ def sufficiency_bars(results: dict) -> go.Figure:
     suff = results.get("sufficiency") or {}
     fig = figure(f"Sufficiency: base + student's shift at layer {results['vector'].get('steering_layer')} "
                  f"(seeds {results['seeds']})", "student whose shift is added",
-                 f"specific log P({results['animal']}) - base [95% t-interval]")
+                 interval_title(f"specific log P({results['animal']}) - base [95% t-interval]", len(results["seeds"])))
     arms = ordered_arms(suff)
     for field, name, colour in (("specific_shift", "student's shift", None), ("random_specific_shift", "random, same norm", "#9e9e9e")):
         cells = [suff[a][field] for a in arms]
         fig.add_trace(go.Bar(
             x=arms, y=[c["mean"] for c in cells], name=name,
             marker=dict(color=[colour or arm_color(a, i) for i, a in enumerate(arms)]),
-            error_y=dict(type="data", symmetric=False, array=[c["ci95"][1] - c["mean"] for c in cells],
-                         arrayminus=[c["mean"] - c["ci95"][0] for c in cells]),
+            **error_bars(cells),
             hovertext=[f"<b>{a}</b>: {name}<br>{ci_text(c)} (n={c['n']})" for a, c in zip(arms, cells)],
             hovertemplate="%{hovertext}<extra></extra>"))
     fig.update_layout(barmode="group")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import plotly.graph_objects as go
 
-from interp.plots._style import REFERENCE_LINE, SERIES_COLORS, error_bars, figure, jitter
+from interp.plots._style import REFERENCE_LINE, SERIES_COLORS, ci_text, error_bars, figure, jitter
 
 
 def sweep_transfer(results: dict) -> go.Figure:
@@ -26,7 +26,7 @@ def sweep_transfer(results: dict) -> go.Figure:
         pos = [xs.index(str(r[x_key])) + offsets[j] for r in rows]
         hover = [f"<b>{r['label']}</b><br>transfer {r['transfer']['mean']:+.3f} "
                  f"[{r['transfer']['ci95'][0]:+.3f}, {r['transfer']['ci95'][1]:+.3f}] (bootstrap)<br>seed t-interval "
-                 f"[{r['transfer_per_seed']['ci95'][0]:+.3f}, {r['transfer_per_seed']['ci95'][1]:+.3f}]<br>seeds > 0: "
+                 f"{ci_text(r['transfer_per_seed'], '+.3f')}<br>seeds > 0: "
                  f"{r['positive_seeds']}/{r['n_seeds']}"
                  + (f"<br>ratio to reference {r['vs_reference']['ratio']:.2f} [{r['vs_reference']['ratio_ci95'][0]:.2f}, "
                     f"{r['vs_reference']['ratio_ci95'][1]:.2f}]" if r.get("vs_reference") else "") for r in rows]
