@@ -41,7 +41,7 @@ from interp.noise import WeightNoise, noised_model
 from interp.prompts import PROMPT_VERSION, contrastive_pairs, questions
 from interp.runs import (
     CONFIG_FILE, MANIFEST_FILE, RESULTS_FILE, Stage, content_hash, load_tensors, provenance, read_json,
-    read_jsonl, save_tensors, write_json,
+    read_jsonl, relative_path, save_tensors, write_json,
 )
 from interp.steering import SteeringVector, build_steering_vector
 from interp.teachers import DATASET_FILE, TEACHER_LOGPROBS_FILE, VECTOR_KINDS, DataConfig, Teacher, generate_dataset
@@ -125,7 +125,7 @@ def run_e1(cfg: E1Config, root: str | Path = "artifacts", progress: bool = True,
                 if not hit:
                     fn(stage)
         timings[name] = round(time.perf_counter() - t, 2)
-        stages.append({"name": name, "dir": str(stage.dir), "cache_hit": hit, "wall_s": timings[name]})
+        stages.append({"name": name, "dir": relative_path(stage.dir, root), "cache_hit": hit, "wall_s": timings[name]})
         log(f"  {name:<28} {'cached' if hit else 'done'} in {timings[name]:.1f}s")
         return stage
 
@@ -136,6 +136,30 @@ def run_e1(cfg: E1Config, root: str | Path = "artifacts", progress: bool = True,
     log(f"  {'load model':<28} {timings['load_model']:.1f}s ({cfg.model}, fingerprint {base.fingerprint()}"
         + (f"; students: {cfg.student_model}, fingerprint {student_root.fingerprint()})" if cfg.cross_model else ")"))
     models = _Bases(cfg, base, student_root)
+
+    # 4. evaluation (defined first: a student is evaluated by the process that trained it)
+    qs = questions(cfg.eval.split)
+    animals = list(cfg.eval.animals)
+    eval_inputs = {"questions": content_hash(qs), "animals": animals, "animal": cfg.animal, "sampled": cfg.eval.sampled,
+                   **({"sampler": FREE_SAMPLER} if cfg.eval.sampled else {})}
+
+    def evaluate(name: str, key: str, model_fn) -> dict:
+        est = Stage(cache, "eval", {"model": key, **eval_inputs})
+        if name in timings:  # evaluated already, right after training
+            return {"logprobs": load_tensors(est.dir / LOGPROBS_FILE)["logprobs"], "summary": read_json(est.dir / "summary.json")}
+
+        def make_eval(st):
+            m = model_fn()
+            score = evaluate_trait(m, cfg.animal, qs, animals)
+            save_tensors(st.path(LOGPROBS_FILE), {"logprobs": score.logprobs})
+            summary = score.summary(cfg.eval.n_boot)
+            if cfg.eval.sampled:
+                summary["sampled"] = sampled_answer_rate(m, cfg.animal, qs, cfg.eval.n_samples_per_question)
+            write_json(st.path("summary.json"), summary)
+            st.finish()
+
+        timed(f"eval/{name}", est, make_eval)
+        return {"logprobs": load_tensors(est.dir / LOGPROBS_FILE)["logprobs"], "summary": read_json(est.dir / "summary.json")}
 
     # 1-3. per seed: the steering vector (of the teacher's base), the datasets, the students (per
     # objective: sft, kd). Without weight noise every seed shares one teacher base and one vector.
@@ -206,35 +230,18 @@ def run_e1(cfg: E1Config, root: str | Path = "artifacts", progress: bool = True,
                     targets = (load_targets(data_dir / TEACHER_LOGPROBS_FILE, m.tokenizer, len(rows))
                                if tcfg.objective == "kd" else None)
                     masks = Divergence.load(divergence.dir).row_masks(tcfg.divergence_rule) if divergence else None
-                    train_student(m, rows, tcfg, st.dir, progress=progress, targets=targets, divergence_masks=masks,
-                                  project_vector=v if tcfg.project_out else None,
-                                  extra_manifest={"dataset_dir": str(data_dir)})
+                    hf = train_student(m, rows, tcfg, st.dir, progress=progress, targets=targets, divergence_masks=masks,
+                                       project_vector=v if tcfg.project_out else None,
+                                       extra_manifest={"dataset_dir": str(data_dir)})
+                    # Evaluated here, from the fp32 weights in memory: the same numbers as a
+                    # reload of model.safetensors (tested), with no reload, and the only way when
+                    # train.keep = "none". Before finish: a finished student always has its eval.
+                    evaluate(f"{label}/seed{seed}", st.dir.name,
+                             lambda: LoadedModel(f"{m.name}+student:{st.dir.name}", hf, m.tokenizer))
                     st.finish(dataset_dir=str(data_dir))
 
                 timed(f"student/{label}/seed{seed}", sstage, make_student)
                 student_dirs[(label, seed)] = sstage.dir
-
-    # 4. evaluation of the base and every student
-    qs = questions(cfg.eval.split)
-    animals = list(cfg.eval.animals)
-    eval_inputs = {"questions": content_hash(qs), "animals": animals, "animal": cfg.animal, "sampled": cfg.eval.sampled,
-                   **({"sampler": FREE_SAMPLER} if cfg.eval.sampled else {})}
-
-    def evaluate(name: str, key: str, model_fn) -> dict:
-        est = Stage(cache, "eval", {"model": key, **eval_inputs})
-
-        def make_eval(st):
-            m = model_fn()
-            score = evaluate_trait(m, cfg.animal, qs, animals)
-            save_tensors(st.path(LOGPROBS_FILE), {"logprobs": score.logprobs})
-            summary = score.summary(cfg.eval.n_boot)
-            if cfg.eval.sampled:
-                summary["sampled"] = sampled_answer_rate(m, cfg.animal, qs, cfg.eval.n_samples_per_question)
-            write_json(st.path("summary.json"), summary)
-            st.finish()
-
-        timed(f"eval/{name}", est, make_eval)
-        return {"logprobs": load_tensors(est.dir / LOGPROBS_FILE)["logprobs"], "summary": read_json(est.dir / "summary.json")}
 
     # every seed's students against the base they started from (one shared base without noise)
     evals, base_evals = {}, {}
@@ -254,7 +261,7 @@ def run_e1(cfg: E1Config, root: str | Path = "artifacts", progress: bool = True,
     results["timings_s"] = timings
     results["run_dir"] = str(run_dir)
     write_json(run_dir / RESULTS_FILE, results)
-    write_json(run_dir / MANIFEST_FILE, {"stages": stages, "config_hash": content_hash(cfg.key()), **provenance(),
+    write_json(run_dir / MANIFEST_FILE, {"root": relative_path(root, run_dir), "stages": stages, "config_hash": content_hash(cfg.key()), **provenance(),
                                          "wall_time_s": round(sum(timings.values()), 2)})
     return results
 

@@ -182,6 +182,36 @@ def run_id(cfg: Any) -> str:
     return time.strftime("%Y%m%d-%H%M%S", time.gmtime()) + "-" + content_hash(asdict(cfg) if is_dataclass(cfg) else cfg, n=8)
 
 
+# ----------------------------------------------------------------------------- run manifests
+
+
+def relative_path(path: str | Path, start: str | Path) -> str:
+    """`path` relative to `start` (both resolved first), with forward slashes: what a manifest
+    stores so that a run directory and its artifact root can move together."""
+    return Path(os.path.relpath(Path(path).resolve(), Path(start).resolve())).as_posix()
+
+
+def stage_dirs(run_dir: str | Path) -> dict[str, Path]:
+    """{stage name: stage directory} of a run's manifest, whatever the working directory.
+
+    A manifest with `root` (the artifact root relative to the run directory) lists each stage's
+    `dir` relative to that root. Older manifests hold the paths as the creating process saw them
+    (relative to its working directory); those are looked up as given, then under each folder above
+    the run directory, then as `<folder>/cache/<stage dir name>` (a root that moved)."""
+    d = Path(run_dir)
+    man = read_json(d / MANIFEST_FILE)
+    if "root" in man:
+        root = Path(os.path.normpath(d / man["root"]))
+        return {s["name"]: root / s["dir"] for s in man.get("stages", [])}
+    above = list(d.resolve().parents)
+    out = {}
+    for s in man.get("stages", []):
+        p = Path(s["dir"])
+        found = [c for c in (p, *(a / p for a in above), *(a / "cache" / p.name for a in above)) if c.exists()]
+        out[s["name"]] = found[0] if found else p
+    return out
+
+
 # ----------------------------------------------------------------------------- stages
 
 

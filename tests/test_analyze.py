@@ -25,7 +25,7 @@ from interp.analysis.run import (
 from interp.cli import app
 from interp.plots import analysis_figures, audit_ranking
 from interp.prompts import number_prompts
-from interp.runs import MANIFEST_FILE, load_tensors, read_json, save_tensors, write_jsonl
+from interp.runs import MANIFEST_FILE, load_tensors, read_json, save_tensors, stage_dirs, write_jsonl
 from interp.steering import SteeringVector
 from interp.train import WEIGHTS_FILE, load_student
 
@@ -63,7 +63,7 @@ def run(tmp_path_factory, tiny):
         cfg = _cfg(seeds=[0, 1])
         res = pipeline.run_e1(cfg, root, progress=False, log=_quiet)
         run_dir = Path(res["run_dir"])
-        stages = {s["name"]: Path(s["dir"]) for s in read_json(run_dir / MANIFEST_FILE)["stages"]}
+        stages = stage_dirs(run_dir)
         v = SteeringVector.load(stages["vector"])
         _plant(tiny, stages["student/steered/seed0"], v.direction(LAYER), number_texts(tiny, 6, 0))
         results = analyze_run(run_dir, **SETTINGS)

@@ -10,7 +10,7 @@ from interp.config import load_config, parse_config
 import torch
 
 from interp.models import load_model
-from interp.runs import MANIFEST_FILE, load_tensors, read_json
+from interp.runs import MANIFEST_FILE, load_tensors, read_json, stage_dirs
 
 TINY = Path(__file__).resolve().parent.parent / "experiments" / "configs" / "tiny.toml"
 
@@ -47,7 +47,7 @@ def test_full_pipeline_on_tiny_model_writes_results(tmp_path):
     assert lo <= t["logprob_diff"]["mean"] <= hi
     assert res["arms"]["base"]["prob"]["mean"] > 0
     # the dataset manifest records its genealogy
-    data_dirs = [Path(s["dir"]) for s in read_json(run_dir / MANIFEST_FILE)["stages"] if s["name"].startswith("data/steered")]
+    data_dirs = [d for name, d in stage_dirs(run_dir).items() if name.startswith("data/steered")]
     man = read_json(data_dirs[0] / MANIFEST_FILE)
     assert man["teacher"]["kind"] == "steered" and man["vector_hash"] and man["model"]["fingerprint"]
     assert re.fullmatch(r"[0-9a-f]{40}(-dirty)?", man["git_commit"])  # the suite runs inside a git checkout
@@ -120,8 +120,8 @@ def test_seeds_give_per_seed_intervals(tmp_path):
     assert {"steered+kd-control+kd", "steered+kd-random+kd", "prompted+kd-random+kd"} <= set(res["transfer"])
     # the guarded kd control (teacher = base) is the base itself: same weights, shifts at float noise
     assert max(abs(v) for v in res["arms"]["control+kd"]["per_animal_logprob_shift"].values()) < 1e-5
-    stages = read_json(Path(res["run_dir"]) / MANIFEST_FILE)["stages"]
-    kd_dir = next(Path(s["dir"]) for s in stages if s["name"] == "student/control+kd/seed0")
+    stages = stage_dirs(res["run_dir"])
+    kd_dir = stages["student/control+kd/seed0"]
     base = load_model("tiny", device="cpu").hf.state_dict()
     assert all(torch.equal(t, base[n]) for n, t in load_tensors(kd_dir / "model.safetensors").items())
     assert any(v != 0 for v in res["arms"]["steered+kd"]["per_animal_logprob_shift"].values())
@@ -129,15 +129,14 @@ def test_seeds_give_per_seed_intervals(tmp_path):
     assert len(res["arms"]["steered"]["per_seed_prob"]) == 2
     assert {"prompted-control", "prompted-random", "steered-random"} <= set(res["transfer"])
     # the prompted teacher's data came from the system-prompted chat; the student never sees it
-    stages = read_json(Path(res["run_dir"]) / MANIFEST_FILE)["stages"]
-    pdir = next(Path(s["dir"]) for s in stages if s["name"] == "data/prompted/seed0")
+    pdir = stages["data/prompted/seed0"]
     assert read_json(pdir / MANIFEST_FILE)["teacher"] == {"kind": "prompted", "animal": "owl"}
     # a new random direction for every seed, each of the trait vector's norm
-    rdirs = [next(Path(s["dir"]) for s in stages if s["name"] == f"data/random/seed{k}") for k in (0, 1)]
+    rdirs = [stages[f"data/random/seed{k}"] for k in (0, 1)]
     rmans = [read_json(d / MANIFEST_FILE) for d in rdirs]
     assert rmans[0]["teacher"]["random_seed"] != rmans[1]["teacher"]["random_seed"]
     assert rmans[0]["vector_hash"] != rmans[1]["vector_hash"] and rmans[0]["trait_vector_hash"] == rmans[1]["trait_vector_hash"]
-    edir = next(Path(s["dir"]) for s in stages if s["name"] == "eval/steered/seed1")
+    edir = stages["eval/steered/seed1"]
     sampled = read_json(edir / "summary.json")["sampled"]
     assert sampled["n_samples"] == 25 * 2 and 0 <= sampled["rate"]["mean"] <= 1
 
@@ -169,7 +168,9 @@ def test_config_file_that_is_not_toml_is_a_clear_error(tmp_path):
 
 
 def _stages(res) -> dict[str, dict]:
-    return {s["name"]: s for s in read_json(Path(res["run_dir"]) / MANIFEST_FILE)["stages"]}
+    """The run's manifest entries, each `dir` resolved to the stage directory."""
+    dirs = stage_dirs(res["run_dir"])
+    return {s["name"]: {**s, "dir": str(dirs[s["name"]])} for s in read_json(Path(res["run_dir"]) / MANIFEST_FILE)["stages"]}
 
 
 def test_new_settings_leave_existing_run_ids_and_student_keys_unchanged():
@@ -337,3 +338,25 @@ def _synthetic_results(n_seeds: int, n_questions: int = 5) -> dict:
 def test_results_count_questions_not_seeds():
     res = _synthetic_results(n_seeds=2, n_questions=5)
     assert res["n_questions"] == 5 and res["seeds"] == [0, 1]
+
+
+def test_a_run_under_a_relative_root_is_read_from_any_directory_and_after_the_root_moves(tmp_path, monkeypatch):
+    from interp.analysis.run import read_run
+    from interp.plots.run_dir import run_figures
+
+    (tmp_path / "project").mkdir()
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.chdir(tmp_path / "project")
+    res = pipeline.run_e1(_cfg(), "artifacts", progress=False, log=_quiet)  # the CLI's default root
+    run_dir = (tmp_path / "project" / res["run_dir"]).resolve()
+    assert read_json(run_dir / MANIFEST_FILE)["root"] == "../.."
+    for where, rdir in ((tmp_path / "elsewhere", run_dir),  # another working directory
+                        (tmp_path / "elsewhere", tmp_path / "moved" / run_dir.relative_to(tmp_path / "project" / "artifacts"))):
+        if not rdir.exists():
+            shutil.move(tmp_path / "project" / "artifacts", tmp_path / "moved")
+        monkeypatch.chdir(where)
+        dirs = stage_dirs(rdir)
+        assert dirs and all((d / MANIFEST_FILE).exists() for n, d in dirs.items() if not n.startswith("eval/"))
+        cfg, stages = read_run(rdir)  # what `interp analyze` reads first
+        assert stages == dirs and cfg.key() == _cfg().key()
+        assert "training_loss" in run_figures(rdir)[1]  # `interp plot` keeps the students' loss

@@ -11,7 +11,7 @@ import pytest
 import interp.pipeline
 from interp.config import load_config, parse_config
 from interp.models import load_model
-from interp.runs import MANIFEST_FILE, RESULTS_FILE, read_json
+from interp.runs import MANIFEST_FILE, RESULTS_FILE, read_json, stage_dirs
 from interp.sweep import JOBS_DIR, load_sweep, parse_sweep, run_sweep
 
 RAW = {
@@ -98,7 +98,7 @@ def test_noise_conditions_noise_the_right_model(in_process):
     ref = res["rows"][0]
 
     def stages(row):
-        return {s["name"]: s for s in read_json(Path(row["run_dir"]) / MANIFEST_FILE)["stages"]}
+        return {name: {"dir": str(d)} for name, d in stage_dirs(row["run_dir"]).items()}
 
     def student_base(row, kind="steered"):
         return read_json(Path(stages(row)[f"student/{kind}/seed0"]["dir"]) / "config.json")["base"]
@@ -181,11 +181,11 @@ def test_cross_model_students_train_from_the_other_base(tmp_path):
     cfg = parse_config({**{k: v for k, v in RAW.items() if k != "sweep"}, "seeds": [0], "student_model": "tiny-gemma"})
     res = interp.pipeline.run_e1(cfg, tmp_path, progress=False, log=_quiet)
     gemma = load_model("tiny-gemma", device="cpu").fingerprint()
-    stages = {s["name"]: s for s in read_json(Path(res["run_dir"]) / MANIFEST_FILE)["stages"]}
+    stages = {name: {"dir": str(d)} for name, d in stage_dirs(res["run_dir"]).items()}
     assert read_json(Path(stages["student/steered/seed0"]["dir"]) / "config.json")["base"] == gemma
     # the datasets are the tiny teacher's, the same ones a same-model run uses
     same = interp.pipeline.run_e1(parse_config({**cfg.model_dump(), "student_model": None}), tmp_path, progress=False, log=_quiet)
-    same_stages = {s["name"]: s for s in read_json(Path(same["run_dir"]) / MANIFEST_FILE)["stages"]}
+    same_stages = {name: {"dir": str(d)} for name, d in stage_dirs(same["run_dir"]).items()}
     assert stages["data/steered/seed0"]["dir"] == same_stages["data/steered/seed0"]["dir"]
     assert "steered-control" in res["transfer"]
     with pytest.raises(ValueError, match="kd.*student_model"):

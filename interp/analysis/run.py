@@ -41,7 +41,7 @@ from interp.models import LoadedModel, load_model
 from interp.prompts import PROMPT_VERSION, number_prompts, questions
 from interp.runs import (
     CONFIG_FILE, MANIFEST_FILE, RESULTS_FILE, content_hash, provenance, read_json, read_jsonl, save_tensors,
-    write_json,
+    stage_dirs, write_json,
 )
 from interp.stats import t_interval
 from interp.analysis.emergence import POSITIONS as _READ
@@ -77,7 +77,7 @@ def read_run(run_dir: str | Path) -> tuple[E1Config, dict[str, Path]]:
     if cfg.noise.sigma > 0 or cfg.cross_model:
         raise ValueError(f"run_dir: {d} is a weight-noise or cross-model run; analyze compares students with the "
                          "one base that made their teachers, so run it on a run without [noise] or student_model")
-    stages = {s["name"]: Path(s["dir"]) for s in read_json(d / MANIFEST_FILE).get("stages", [])}
+    stages = stage_dirs(d)
     if "vector" not in stages or not any(n.startswith("student/") for n in stages):
         raise ValueError(f"run_dir: {d / MANIFEST_FILE} lists no vector or student stages; it is not an E1 run manifest")
     for name, sdir in stages.items():

@@ -17,7 +17,7 @@ from interp.plots.e1 import animal_shifts, trait_probabilities, training_loss, t
 from interp.plots.steering import steering_sweep_heatmap
 from interp.plots.sweep import sweep_transfer
 from interp.plots.toy import mnist_accuracies, mnist_sweep, theorem_alignment
-from interp.runs import MANIFEST_FILE, RESULTS_FILE, read_json
+from interp.runs import MANIFEST_FILE, RESULTS_FILE, read_json, stage_dirs
 
 FIGURES_DIR = "figures"
 SWEEP_FILE = "sweep.json"
@@ -57,10 +57,10 @@ def student_logs(run_dir: str | Path) -> dict[str, list[dict]]:
     if not (d / MANIFEST_FILE).exists():
         return {}
     logs = {}
-    for stage in read_json(d / MANIFEST_FILE).get("stages", []):
-        log = Path(stage["dir"]) / TRAIN_LOG_FILE
-        if stage["name"].startswith("student/") and log.exists():
-            logs[stage["name"].removeprefix("student/")] = read_json(log)
+    for name, sdir in stage_dirs(d).items():
+        log = sdir / TRAIN_LOG_FILE
+        if name.startswith("student/") and log.exists():
+            logs[name.removeprefix("student/")] = read_json(log)
     return logs
 
 
