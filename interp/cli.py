@@ -94,6 +94,33 @@ def steer(
     console.print(f"sweep saved to {out / 'sweep.json'}")
 
 
+def dataset_dir_name(model: str, teacher: str, animal: str, layer: int, multiplier: float, seed: int) -> Path:
+    """`interp generate`'s default output: every choice that changes the data is in the name."""
+    from interp.teachers import VECTOR_KINDS
+
+    steering = f"-L{layer}x{multiplier:g}" if teacher in VECTOR_KINDS else ""
+    return Path("artifacts/datasets") / f"{model.replace('/', '_')}-{teacher}-{animal}{steering}-s{seed}"
+
+
+def _check_generate(teacher: str, animal: str, vector: Path | None, out: Path, force: bool) -> None:
+    """Before loading anything: a known animal, the vector's own trait, no dataset overwritten silently."""
+    from interp.prompts import ANIMALS
+    from interp.runs import MANIFEST_FILE, read_json
+    from interp.steering import VECTOR_META
+    from interp.teachers import VECTOR_KINDS
+
+    trait = None
+    if vector is not None and teacher in VECTOR_KINDS and (vector / VECTOR_META).exists():
+        trait = read_json(vector / VECTOR_META).get("trait")
+    if trait is not None and animal != trait:
+        _fail(f"--animal: {animal!r}, but the vector in {vector} was built for {trait!r}; "
+              f"pass --animal {trait} or a vector built for {animal!r}")
+    if animal not in ANIMALS and animal != trait:
+        _fail(f"--animal: {animal!r} is not a known animal; choose one of {', '.join(ANIMALS)}")
+    if (out / MANIFEST_FILE).exists() and not force:
+        _fail(f"--out: {out} already holds a dataset ({MANIFEST_FILE}); pass --force to overwrite it, or another --out")
+
+
 @app.command()
 def generate(
     teacher: str = typer.Option("steered", help="control, prompted, steered, random or prompted_ablated."),
@@ -111,7 +138,9 @@ def generate(
     batch_size: int = typer.Option(32),
     random_seed: int = typer.Option(0, help="Seed of the random direction (random teacher)."),
     dtype: str = typer.Option("fp32", help="Weights while sampling: fp32, or bf16 (about 1.8x faster on a CPU with bf16 matmul)."),
-    out: Path = typer.Option(None, help="Output directory (default artifacts/datasets/<teacher>-<animal>-s<seed>)."),
+    out: Path = typer.Option(None, help="Output directory (default artifacts/datasets/<model>-<teacher>-<animal>"
+                                        "[-L<layer>x<multiplier>]-s<seed>)."),
+    force: bool = typer.Option(False, "--force", help="Overwrite a dataset already in the output directory."),
     device: str = typer.Option("auto"),
 ) -> None:
     """Sample a teacher on number prompts, filter, and write samples.jsonl, dataset.jsonl, manifest.json.
@@ -123,6 +152,8 @@ def generate(
     from interp.steering import Steering, SteeringVector
     from interp.teachers import VECTOR_KINDS, DataConfig, Teacher, generate_dataset
 
+    out = out or dataset_dir_name(model, teacher, animal, layer, multiplier, seed)
+    _check_generate(teacher, animal, vector, out, force)
     try:
         op = "project" if teacher == "prompted_ablated" else "add"
         steering = Steering(layer=layer, multiplier=multiplier, scope=scope, operator=op)
@@ -131,7 +162,6 @@ def generate(
                                                       constrained=constrained, seed=seed, dtype=dtype))
         m = load_model(model, device=device)
         vec = SteeringVector.load(vector) if vector else None
-        out = out or Path("artifacts/datasets") / f"{teacher}-{animal}-s{seed}"
         man = generate_dataset(m, t, vec, cfg, out)
     except (ValueError, ModuleNotFoundError, FileNotFoundError) as e:
         _fail(str(e))

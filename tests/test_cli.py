@@ -161,3 +161,41 @@ def test_e1_table_with_one_seed_says_there_is_no_interval_instead_of_a_zero_widt
     assert "n = 1: no interval" in out
     assert f"[{ps['mean']:+.3f}, {ps['mean']:+.3f}]" not in out
     assert "5 tuning questions" in out  # the questions, not the seeds
+
+
+def test_generate_refuses_an_unknown_animal_before_writing_anything(tmp_path):
+    res = runner.invoke(app, ["generate", "--model", "tiny", "--teacher", "prompted", "--animal", "ow1", "--n", "2",
+                              "--out", str(tmp_path / "d"), "--device", "cpu"])
+    assert res.exit_code == 2 and "'ow1' is not a known animal" in res.output and "owl" in res.output
+    assert not (tmp_path / "d").exists()
+
+
+def test_generate_refuses_an_animal_other_than_the_vectors_own_trait(tmp_path):
+    from interp.runs import write_json
+
+    write_json(tmp_path / "vec" / "vector.json", {"trait": "owl"})  # what `interp steer --animal owl` records
+    res = runner.invoke(app, ["generate", "--model", "tiny", "--vector", str(tmp_path / "vec"), "--animal", "cat",
+                              "--layer", "2", "--n", "2", "--out", str(tmp_path / "d"), "--device", "cpu"])
+    assert res.exit_code == 2 and "built for 'owl'" in res.output and "--animal owl" in res.output
+    assert not (tmp_path / "d").exists()
+
+
+def test_generate_default_paths_name_model_teacher_layer_and_multiplier():
+    from interp.cli import dataset_dir_name
+
+    a = dataset_dir_name("tiny", "steered", "owl", 8, 0.5, 0)
+    assert a.name == "tiny-steered-owl-L8x0.5-s0"
+    others = {dataset_dir_name("smollm2-135m", "steered", "owl", 8, 0.5, 0), dataset_dir_name("tiny", "steered", "owl", 6, 0.5, 0),
+              dataset_dir_name("tiny", "steered", "owl", 8, 1.0, 0), dataset_dir_name("tiny", "control", "owl", 8, 0.5, 0)}
+    assert a not in others and len(others) == 4
+
+
+def test_generate_does_not_overwrite_a_dataset_without_force(tmp_path):
+    args = ["generate", "--model", "tiny", "--teacher", "control", "--n", "2", "--out", str(tmp_path / "d"), "--device", "cpu"]
+    assert runner.invoke(app, args).exit_code == 0
+    before = (tmp_path / "d" / "manifest.json").read_text()
+    res = runner.invoke(app, args + ["--seed", "1"])
+    assert res.exit_code == 2 and "--force" in res.output
+    assert (tmp_path / "d" / "manifest.json").read_text() == before  # untouched
+    assert runner.invoke(app, args + ["--seed", "1", "--force"]).exit_code == 0
+    assert (tmp_path / "d" / "manifest.json").read_text() != before
