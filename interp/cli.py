@@ -14,6 +14,21 @@ app = typer.Typer(no_args_is_help=True, add_completion=False, help="Subliminal-l
 console = Console()
 
 
+def _version(value: bool) -> None:
+    if value:
+        from interp import __version__
+        from interp.runs import git_commit
+
+        console.print(f"interp {__version__} (git {git_commit() or 'unknown'})")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
+                                       help="Print the package version and git commit, then exit.")) -> None:
+    """Subliminal-learning interpretability toolkit."""
+
+
 def _fail(msg: str) -> None:
     console.print(f"[red]error:[/red] {msg}")
     raise typer.Exit(2)
@@ -269,19 +284,23 @@ def print_e1(res: dict) -> None:
     for arm, d in res["arms"].items():
         table.add_row(arm if arm == "base" else f"{arm} student", _ci(d["prob"]), _ci(d["logprob"], "{:.3f}"))
     console.print(table)
-    t2 = Table(title="transfer (trait student minus reference student)")
-    t2.add_column("comparison", no_wrap=True)
-    for col in ("delta log P [95% CI]", "P ratio", "specific delta log P [95% CI]", "specific, seed t-interval",
-                "detectable (80%)", "trait rank", "permutation p", "interval covers"):
-        t2.add_column(col)
+    # one small table per comparison (measure, value): fits 80 columns, so a log stays readable
     for name, d in res["transfer"].items():
         perm, ps = d["permutation_specific"], d["specific_per_seed"]
         mde = ps.get("detectable_80")
-        t2.add_row(name, _ci(d["logprob_diff"], "{:+.3f}"), f"{d['prob_ratio']:.2f}x", _ci(d["specific_logprob_diff"], "{:+.3f}"),
-                   _ci(ps, "{:+.3f}") + (f" (n={ps['n']})" if ps["n"] > 1 else ""), f"{mde:.3f}" if mde is not None else "-",
-                   str(d["trait_rank_among_animals"]), f"{perm['p_value']:.3f} (min {perm['min_p']:.3f})",
-                   d["logprob_diff"]["covers"])
-    console.print(t2)
+        t2 = Table("measure", "value", title=f"transfer {name}: trait minus reference student")
+        for measure, value in (
+            ("delta log P [95% CI]", _ci(d["logprob_diff"], "{:+.3f}")),
+            ("  interval covers", d["logprob_diff"]["covers"]),
+            ("P ratio", f"{d['prob_ratio']:.2f}x"),
+            ("specific delta log P [95% CI]", _ci(d["specific_logprob_diff"], "{:+.3f}")),
+            ("specific, seed t-interval", _ci(ps, "{:+.3f}") + (f" (n={ps['n']})" if ps["n"] > 1 else "")),
+            ("detectable (80%)", f"{mde:.3f}" if mde is not None else "-"),
+            ("trait rank among animals", str(d["trait_rank_among_animals"])),
+            ("permutation p", f"{perm['p_value']:.3f} (min {perm['min_p']:.3f})"),
+        ):
+            t2.add_row(measure, value)
+        console.print(t2)
     console.print("stage wall times (s): " + ", ".join(f"{k} {v}" for k, v in res["timings_s"].items()))
     console.print(f"artifacts: [bold]{res['run_dir']}[/bold] (results.json, manifest.json, config.json)")
 

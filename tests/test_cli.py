@@ -199,3 +199,27 @@ def test_generate_does_not_overwrite_a_dataset_without_force(tmp_path):
     assert (tmp_path / "d" / "manifest.json").read_text() == before  # untouched
     assert runner.invoke(app, args + ["--seed", "1", "--force"]).exit_code == 0
     assert (tmp_path / "d" / "manifest.json").read_text() != before
+
+
+def test_e1_tables_fit_80_columns_with_every_interval_on_one_line():
+    from interp.cli import _ci, print_e1
+
+    res = _e1_results(2)
+    out = _printed(print_e1, res, width=80)
+    assert max(len(line) for line in out.splitlines()) <= 80
+    lines = out.splitlines()
+    for name, d in res["transfer"].items():
+        assert any(name in line for line in lines)
+        for cell in (_ci(d["logprob_diff"], "{:+.3f}"), _ci(d["specific_logprob_diff"], "{:+.3f}"),
+                     _ci(d["specific_per_seed"], "{:+.3f}"), f"{d['permutation_specific']['p_value']:.3f}"):
+            assert any(cell in line for line in lines), cell  # not wrapped across lines
+    for arm, d in res["arms"].items():
+        assert any(_ci(d["prob"]) in line for line in lines)
+
+
+def test_version_prints_the_package_version_and_commit():
+    from interp import __version__
+    from interp.runs import git_commit
+
+    res = runner.invoke(app, ["--version"])
+    assert res.exit_code == 0 and res.output.strip() == f"interp {__version__} (git {git_commit()})"
