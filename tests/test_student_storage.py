@@ -1,0 +1,243 @@
+"""Students at the machine's floor: the bf16 training dtype, what a student keeps on disk, and
+evaluation in the process that trained it; none of it may move an fp32 student or a run id."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+import interp.precision as precision
+from interp import pipeline
+from interp.config import load_config, parse_config, read_toml
+from interp.evaluate import evaluate_trait
+from interp.prompts import questions
+from interp.runs import content_hash, load_tensors, read_json, stage_dirs
+from interp.sweep import load_sweep
+from interp.train import UPDATE_FILE, WEIGHTS_FILE, TrainConfig, load_student, train_student
+
+CONFIGS = Path(__file__).resolve().parent.parent / "experiments" / "configs"
+
+
+@pytest.fixture(scope="module")
+def rows() -> list[dict]:
+    return [{"prompt": f"Continue: {i}, {2 * i + 1}, {i * i % 97}", "completion": "1, 2, 3"} for i in range(16)]
+
+
+def _digest(hf) -> str:
+    h = hashlib.sha256()
+    for n, p in sorted(hf.named_parameters()):
+        h.update(n.encode())
+        h.update(p.detach().numpy().tobytes())
+    return h.hexdigest()[:16]
+
+
+def _update_vector(hf, base) -> torch.Tensor:
+    b = dict(base.hf.named_parameters())
+    return torch.cat([(p.detach() - b[n].detach()).flatten() for n, p in sorted(hf.named_parameters())])
+
+
+def _cfg(**over):
+    raw = {
+        "experiment": "t", "model": "tiny", "seeds": [0],
+        "teacher": {"kinds": ["control", "steered"], "layer": 2, "multiplier": 1.0},
+        "data": {"n_prompts": 8, "batch_size": 8, "max_new_tokens": 12},
+        "train": {"epochs": 1, "batch_size": 4, "lr": 1e-3},
+        "eval": {"split": "tuning", "n_boot": 200},
+    }
+    for k, v in over.items():
+        raw[k] = {**raw[k], **v} if isinstance(v, dict) else v
+    return parse_config(raw)
+
+
+# ----------------------------------------------------------------------------- fp32 unchanged
+
+
+def test_fp32_students_are_bit_identical_to_those_of_commit_ff8caf8(tiny, rows, tmp_path):
+    # digests of the tiny students that commit ff8caf8 trained (one torch thread, as here)
+    a = train_student(tiny, rows, TrainConfig(epochs=2, batch_size=4, lr=1e-3), tmp_path / "a", progress=False)
+    b = train_student(tiny, rows, TrainConfig(epochs=1, batch_size=4, lr=1e-3, weight_decay=0.01), tmp_path / "b",
+                      progress=False)
+    assert (_digest(a), _digest(b)) == ("0451fa640cd94d5c", "4e92d0831178e24d")
+
+
+def test_committed_configs_keep_their_run_ids():
+    # the ids every committed config hashed to at ff8caf8 (sweeps: their cells' ids); a change to
+    # a config's key, or to the key rules, fails here
+    pinned = {
+        "cross_model.toml": ["52ba3e4053", "86e475748b"], "cross_model_gemma.toml": ["577c138b51", "87f5296669"],
+        "divergence_positions.toml": ["367868cdde", "53c58d0e8e", "af7e4f6066"], "e1_cpu.toml": "307af3ced5",
+        "e1_paper.toml": "da8284029a", "e2_cpu.toml": "4bef0e2d2a",
+        "mitigation_mixing.toml": ["65350423eb", "bb4db408c2"],
+        "mitigation_projection.toml": ["07d6f31ffb", "15f380b4ef"],
+        "mitigation_threshold.toml": ["185ec1b470", "6fbbe89aca"],
+        "noise_ablation.toml": ["2a699a7d11", "7172a4234d", "7172a4234d", "7172a4234d", "857b787588", "9e7bacdd86"],
+        "noise_ablation_gemma.toml": ["13d77bb6fb", "7b4dfd3b68", "bb932f679c", "bb932f679c", "bb932f679c",
+                                      "cb1927cb94"],
+        "noise_ablation_paper.toml": ["15ade3f48b", "1fc5ee0787", "25c93d5a7b", "2f0b3b61ac", "5edb1c8504",
+                                      "751605b754", "94b84ef4e8", "e321bfe718", "e5a4788ac6", "e5a4788ac6",
+                                      "e5a4788ac6", "fe44b87f3c"],
+        "optimizer_ablation.toml": ["80f266126a", "de9a028abf", "f7267bbee4"],
+        "optimizer_sgd_lr.toml": ["9ff455ead1", "f729327991"], "quick.toml": "2dabfbf15c",
+        "quick_seeds.toml": "54b3925982", "tiny.toml": "2d8f911be3",
+    }
+    for name, want in pinned.items():
+        path = CONFIGS / name
+        got = (sorted(c.id for c in load_sweep(path).cells) if "sweep" in read_toml(path)
+               else content_hash(load_config(path).key(), 10))
+        assert got == want, name
+
+
+def test_dtype_and_keep_enter_the_keys_only_when_not_the_default():
+    base = TrainConfig(seed=3, lr=1e-4)
+    assert "dtype" not in base.key() and "keep" not in base.key()
+    assert content_hash(base.key()) == content_hash(TrainConfig(seed=3, lr=1e-4, dtype="fp32", keep="weights").key())
+    assert TrainConfig(dtype="bf16").key()["dtype"] == "bf16"
+    assert TrainConfig(keep="update").key()["keep"] == "update"
+    ids = {content_hash(_cfg(train=t).key(), 10) for t in ({}, {"dtype": "bf16"}, {"keep": "update"}, {"keep": "none"})}
+    assert len(ids) == 4
+    assert "dtype" not in _cfg().key()["train"] and "keep" not in _cfg().key()["train"]
+
+
+@pytest.mark.parametrize("field,value", [("dtype", "fp16"), ("keep", "all")])
+def test_bad_dtype_or_keep_is_one_line_naming_the_field(field, value):
+    with pytest.raises(ValueError, match=rf"train\.{field}") as e:
+        TrainConfig(**{field: value})
+    assert "\n" not in str(e.value)
+    with pytest.raises(ValueError, match=rf"train\.{field}"):
+        _cfg(train={field: value})
+
+
+# ----------------------------------------------------------------------------- bf16 training
+
+
+def test_bf16_training_steps_fp32_master_weights_close_to_the_fp32_student(tiny, rows, tmp_path, monkeypatch):
+    monkeypatch.setattr(precision, "matmul_gflops", lambda *a, **k: {"fp32": 100.0, "bf16": 250.0})
+    f32 = train_student(tiny, rows, TrainConfig(epochs=2, batch_size=4, lr=1e-3), tmp_path / "f", progress=False)
+    b16 = train_student(tiny, rows, TrainConfig(epochs=2, batch_size=4, lr=1e-3, dtype="bf16"), tmp_path / "b",
+                        progress=False)
+    assert all(p.dtype == torch.float32 for p in b16.parameters())  # the student is the fp32 master
+    u32, u16 = _update_vector(f32, tiny), _update_vector(b16, tiny)
+    assert torch.cosine_similarity(u32, u16, dim=0) > 0.99  # same direction of learning ...
+    assert not torch.equal(u32, u16)  # ... by other arithmetic
+    man = read_json(tmp_path / "b" / "manifest.json")
+    assert man["train"]["dtype"] == "bf16" and man["matmul_gflops"] == {"fp32": 100.0, "bf16": 250.0}
+    # the student saved is the master the optimizer stepped
+    saved = load_tensors(tmp_path / "b" / WEIGHTS_FILE)
+    assert all(torch.equal(saved[n], p) for n, p in b16.named_parameters())
+
+
+def test_bf16_training_resumes_to_the_same_student(tiny, rows, tmp_path, monkeypatch):
+    monkeypatch.setattr(precision, "matmul_gflops", lambda *a, **k: {"fp32": 100.0, "bf16": 250.0})
+    cfg = TrainConfig(epochs=2, batch_size=4, lr=1e-3, dtype="bf16")
+    whole = train_student(tiny, rows, cfg, tmp_path / "whole", progress=False)
+    train_student(tiny, rows, cfg, tmp_path / "cut", progress=False, stop_after=3)
+    resumed = train_student(tiny, rows, cfg, tmp_path / "cut", progress=False)
+    assert _digest(whole) == _digest(resumed)
+
+
+def test_bf16_is_refused_in_one_line_where_its_matmul_is_slower(tiny, rows, tmp_path, monkeypatch):
+    monkeypatch.setattr(precision, "matmul_gflops", lambda *a, **k: {"fp32": 150.0, "bf16": 20.0})
+    with pytest.raises(ValueError, match=r"train\.dtype: bf16 matmul runs at 20 GFLOP/s .* against 150 in fp32") as e:
+        train_student(tiny, rows, TrainConfig(epochs=1, batch_size=4, dtype="bf16"), tmp_path / "s", progress=False)
+    assert "\n" not in str(e.value) and not (tmp_path / "s").exists()  # refused before any work
+
+
+def test_matmul_rates_are_measured_for_both_dtypes():
+    rates = precision.matmul_gflops.__wrapped__("cpu", n=64, reps=2, trials=1)
+    assert set(rates) == {"fp32", "bf16"} and all(r > 0 for r in rates.values())
+
+
+# ----------------------------------------------------------------------------- what is kept
+
+
+def test_keep_update_halves_the_bytes_and_loads_within_bf16_rounding(tiny, rows, tmp_path):
+    cfg = TrainConfig(epochs=2, batch_size=4, lr=1e-3)
+    full = train_student(tiny, rows, cfg, tmp_path / "w", progress=False)
+    upd = train_student(tiny, rows, TrainConfig(epochs=2, batch_size=4, lr=1e-3, keep="update"), tmp_path / "u",
+                        progress=False)
+    assert _digest(full) == _digest(upd)  # what is kept does not change the training
+    w, u = tmp_path / "w" / WEIGHTS_FILE, tmp_path / "u" / UPDATE_FILE
+    assert not (tmp_path / "u" / WEIGHTS_FILE).exists()
+    assert u.stat().st_size <= 0.51 * w.stat().st_size
+    assert read_json(tmp_path / "u" / "manifest.json")["kept_bytes"] == u.stat().st_size
+    loaded = dict(load_student(tiny, tmp_path / "u").hf.named_parameters())
+    base = dict(tiny.hf.named_parameters())
+    for n, p in full.named_parameters():
+        delta = p.detach() - base[n].detach()
+        # bf16 keeps 8 significant bits of the update: error <= 2^-8 of it, plus fp32 rounding of the sum
+        tol = delta.abs() * 2**-8 + p.detach().abs() * 2**-23 + 1e-12
+        assert ((loaded[n] - p.detach()).abs() <= tol).all(), n
+
+
+def test_a_truncated_or_missing_update_is_refused_naming_the_file(tiny, rows, tmp_path):
+    train_student(tiny, rows, TrainConfig(epochs=1, batch_size=8, keep="update"), tmp_path / "s", progress=False)
+    f = tmp_path / "s" / UPDATE_FILE
+    f.write_bytes(f.read_bytes()[: f.stat().st_size // 2])
+    with pytest.raises(ValueError, match=str(f)) as e:
+        load_student(tiny, tmp_path / "s")
+    assert "\n" not in str(e.value)
+    f.unlink()
+    with pytest.raises(ValueError, match=rf"{f} is missing"):
+        load_student(tiny, tmp_path / "s")
+
+
+def test_keep_none_writes_no_weights_and_loading_says_why(tiny, rows, tmp_path):
+    train_student(tiny, rows, TrainConfig(epochs=1, batch_size=8, keep="none"), tmp_path / "s", progress=False)
+    assert not list((tmp_path / "s").glob("*.safetensors"))
+    assert read_json(tmp_path / "s" / "manifest.json")["kept_bytes"] == 0
+    with pytest.raises(ValueError, match=r"kept no weights \(train\.keep = \"none\"\)"):
+        load_student(tiny, tmp_path / "s")
+
+
+# ----------------------------------------------------------------------------- in-process evaluation
+
+
+def test_students_evaluated_in_process_score_what_their_saved_weights_score(tiny, tmp_path):
+    cfg = _cfg()
+    res = pipeline.run_e1(cfg, tmp_path, progress=False, log=lambda *a: None)
+    stages = stage_dirs(Path(res["run_dir"]))
+    qs = questions(cfg.eval.split)
+    for kind in cfg.teacher.kinds:
+        cached = load_tensors(stages[f"eval/{kind}/seed0"] / pipeline.LOGPROBS_FILE)["logprobs"]
+        reloaded = evaluate_trait(load_student(tiny, stages[f"student/{kind}/seed0"]), cfg.animal, qs,
+                                  list(cfg.eval.animals)).logprobs
+        assert torch.equal(cached, reloaded), kind
+
+
+def test_a_run_that_keeps_no_weights_reports_the_same_transfer(tmp_path):
+    kept = pipeline.run_e1(_cfg(), tmp_path / "a", progress=False, log=lambda *a: None)
+    none = pipeline.run_e1(_cfg(train={"keep": "none"}), tmp_path / "b", progress=False, log=lambda *a: None)
+    assert json.dumps(kept["transfer"], sort_keys=True) == json.dumps(none["transfer"], sort_keys=True)
+    assert not list((tmp_path / "b" / "cache").glob("student-*/*.safetensors"))
+    assert list((tmp_path / "a" / "cache").glob(f"student-*/{WEIGHTS_FILE}"))
+
+
+def test_train_dtype_experiment_pairs_each_bf16_student_with_its_fp32_twin(tmp_path, monkeypatch):
+    """experiments/train_dtype.py on tiny: the two runs share their datasets; the script pairs the
+    students by seed and teacher and its differences are the per-seed values' differences."""
+    import importlib.util
+
+    monkeypatch.setattr(precision, "matmul_gflops", lambda *a, **k: {"fp32": 100.0, "bf16": 250.0})
+    spec = importlib.util.spec_from_file_location("train_dtype", CONFIGS.parent / "train_dtype.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    over = {"seeds": [0, 1], "teacher": {"kinds": ["control", "steered", "random"], "layer": 2, "multiplier": 1.0}}
+    a = pipeline.run_e1(_cfg(**over), tmp_path, progress=False, log=lambda *a: None)
+    b = pipeline.run_e1(_cfg(**over, experiment="t16", train={"dtype": "bf16", "keep": "update"}), tmp_path,
+                        progress=False, log=lambda *a: None)
+    da, db = stage_dirs(Path(a["run_dir"])), stage_dirs(Path(b["run_dir"]))
+    assert da["data/steered/seed1"] == db["data/steered/seed1"]  # the same dataset stage
+    res = mod.compare(Path(a["run_dir"]), Path(b["run_dir"]))
+    assert res["seeds"] == [0, 1] and len(res["update_cosine"]) == 6
+    assert all(0.9 < c["cos"] <= 1.0 + 1e-6 for c in res["update_cosine"].values())
+    got = res["per_arm_specific_shift"]["steered"]["bf16_minus_fp32"]["mean"]
+    want = sum(y - x for x, y in zip(a["arms"]["steered"]["per_seed_specific_shift"],
+                                     b["arms"]["steered"]["per_seed_specific_shift"])) / 2
+    assert got == pytest.approx(want, abs=1e-12)
+    t = res["transfer"]["steered-random"]["bf16"]["mean"]
+    sa, ra = (b["arms"][k]["per_seed_specific_shift"] for k in ("steered", "random"))
+    assert t == pytest.approx(sum(x - y for x, y in zip(sa, ra)) / 2, abs=1e-12)
