@@ -24,7 +24,7 @@ from typing import Callable, ContextManager, Mapping, Sequence
 
 import torch
 from torch import Tensor
-from tqdm.auto import tqdm
+from interp.progress import tqdm
 
 from interp.evaluate import animal_logprobs, question_prompts
 from interp.filters import check_numbers

@@ -134,7 +134,7 @@ def steering_sweep(
     questions: Sequence[str], animals: Sequence[str] = ANIMALS, scope: str = "all", progress: bool = True,
 ) -> dict:
     """Trait probability under steering for every (layer, multiplier), against the unsteered model."""
-    from tqdm.auto import tqdm
+    from interp.progress import tqdm
 
     from interp.steering import Steering, steer
 

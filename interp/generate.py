@@ -15,7 +15,7 @@ from typing import Callable, ContextManager
 
 import torch
 from torch import Tensor
-from tqdm.auto import tqdm
+from interp.progress import tqdm
 
 from interp import batching
 from interp.models import DTYPES, LoadedModel, weights_in

@@ -166,7 +166,7 @@ def _job_args(sweep: Sweep, root: Path, threads: int | None) -> list[tuple]:
 
 
 def _run_local(args: list[tuple], workers: int, progress: bool) -> tuple[list[dict], list[str]]:
-    from tqdm.auto import tqdm
+    from interp.progress import tqdm
 
     done, failed = [], []
     bar = tqdm(total=len(args), desc="sweep jobs", unit="job", disable=not progress)
@@ -199,7 +199,7 @@ def _run_submitit(args: list[tuple], folder: Path, params: dict, progress: bool)
         import submitit
     except ImportError:
         raise ValueError("sweep.executor: 'submitit' needs the submitit package; pip install 'interp[cluster]'") from None
-    from tqdm.auto import tqdm
+    from interp.progress import tqdm
 
     params = dict(params)
     ex = submitit.AutoExecutor(folder=str(folder), cluster=params.pop("cluster", None))

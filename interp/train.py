@@ -23,7 +23,7 @@ from pathlib import Path
 
 import torch
 from torch import Tensor, nn
-from tqdm.auto import tqdm
+from interp.progress import tqdm
 
 from interp import batching
 from interp.divergence import RULES

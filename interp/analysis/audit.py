@@ -33,7 +33,7 @@ from typing import Sequence
 
 import torch
 from torch import Tensor
-from tqdm.auto import tqdm
+from interp.progress import tqdm
 
 from interp.analysis.gradients import residual_gradients, score_vectors
 from interp.analysis.likelihood import VOCABS, score_likelihood, steering_loglik

@@ -25,7 +25,7 @@ from typing import Sequence
 
 import torch
 from torch import Tensor
-from tqdm.auto import tqdm
+from interp.progress import tqdm
 
 from interp import batching
 from interp.analysis.gradients import permutation_p

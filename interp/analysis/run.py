@@ -27,7 +27,7 @@ from typing import Sequence
 
 import torch
 from torch import Tensor
-from tqdm.auto import tqdm
+from interp.progress import tqdm
 
 from interp.analysis.activations import layer_cosines, shift_report
 from interp.analysis.gradients import (
