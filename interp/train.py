@@ -28,7 +28,8 @@ from interp.progress import tqdm
 from interp import batching
 from interp.divergence import RULES
 from interp.models import LoadedModel
-from interp.runs import MANIFEST_FILE, load_tensors, provenance, read_json, save_tensors, write_json
+from interp.guards import CollapseGuard, check_resume
+from interp.runs import MANIFEST_FILE, content_hash, file_hash, load_tensors, provenance, read_json, save_tensors, write_json
 from interp.steering import Steering, SteeringVector, steer
 
 WEIGHTS_FILE = "model.safetensors"
@@ -361,11 +362,13 @@ def _save_checkpoint(out: Path, hf: nn.Module, opt: torch.optim.Optimizer, step:
             else:
                 scalars[f"{idx}.{k}"] = v
     save_tensors(tmp / OPTIMIZER_FILE, tensors)
-    write_json(tmp / TRAINER_FILE, {"step": step, "param_groups": state["param_groups"], "scalars": scalars, "log": log,
-                                    "train": asdict(cfg)})
+    meta = {"step": step, "param_groups": state["param_groups"], "scalars": scalars, "log": log, "train": asdict(cfg),
+            "files": {f: file_hash(tmp / f) for f in (WEIGHTS_FILE, OPTIMIZER_FILE)}}
+    write_json(tmp / TRAINER_FILE, {**meta, "checksum": content_hash(meta)})
     final = out / CHECKPOINT_DIR
     old = out / (CHECKPOINT_DIR + ".old")
     if final.exists():
+        shutil.rmtree(old, ignore_errors=True)  # a kill after both renames left it: `final` is complete
         final.rename(old)
     tmp.rename(final)
     shutil.rmtree(old, ignore_errors=True)
@@ -380,6 +383,7 @@ def _load_checkpoint(out: Path, hf: nn.Module, opt: torch.optim.Optimizer, cfg: 
         else:
             return 0, []
     meta = read_json(ck / TRAINER_FILE)
+    _verify_checkpoint(ck, meta)
     # fields added after a checkpoint was written take their defaults (what it trained with)
     saved = {**asdict(TrainConfig()), **{k: tuple(v) if isinstance(v, list) else v for k, v in meta.get("train", {}).items()}}
     now = asdict(cfg)
@@ -403,6 +407,18 @@ def _load_checkpoint(out: Path, hf: nn.Module, opt: torch.optim.Optimizer, cfg: 
         state.setdefault(int(idx), {})[k] = v
     opt.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
     return int(meta["step"]), meta["log"]
+
+
+def _verify_checkpoint(ck: Path, meta: dict) -> None:
+    """Refuse a checkpoint whose trainer.json, weights or optimizer state no longer match the
+    checksum and hashes written with it (checkpoints from before them have none to check)."""
+    if "checksum" in meta and content_hash({k: v for k, v in meta.items() if k != "checksum"}) != meta["checksum"]:
+        raise ValueError(f"checkpoint: {ck / TRAINER_FILE} does not match its checksum (edited or corrupted); "
+                         f"delete {ck} to start over")
+    for name, h in meta.get("files", {}).items():
+        if not (ck / name).is_file() or file_hash(ck / name) != h:
+            raise ValueError(f"checkpoint: {ck / name} does not match the hash in {TRAINER_FILE} (edited or corrupted); "
+                             f"delete {ck} to start over")
 
 
 # ----------------------------------------------------------------------------- snapshots
@@ -471,6 +487,8 @@ def train_student(
     per_epoch = math.ceil(len(examples) / (cfg.batch_size * cfg.grad_accum))
     total = per_epoch * cfg.epochs
     step, log = _load_checkpoint(out, hf, opt, cfg)
+    check_resume(step, log, total, out / CHECKPOINT_DIR)
+    guard = CollapseGuard(log[0]["loss"] if log else None)  # a finite loss can still be a collapse
     update_rms: dict[str, float] = {}
     pad = model.tokenizer.pad_token_id
     bar = tqdm(total=total, initial=step, desc="student", unit="step", disable=not progress, leave=False)
@@ -503,6 +521,7 @@ def train_student(
                         loss = (kl / n_targets).float()
                     else:
                         logits = completion_logits(hf, batch, where)
+                        guard.observe(logits)
                         loss = torch.nn.functional.cross_entropy(logits.float(), labels[where], reduction="sum") / n_targets
                     loss.backward()
                 loss_sum += loss.item()
@@ -511,6 +530,8 @@ def train_student(
                     f"loss is {loss_sum} at step {global_step + 1}; weights not updated. Last good checkpoint: "
                     f"{out / CHECKPOINT_DIR if (out / CHECKPOINT_DIR).exists() else 'none'}; lower train.lr and rerun"
                 )
+            if (collapse := guard.check(loss_sum)) is not None:
+                raise TrainingDiverged(f"{collapse} at step {global_step + 1}; weights not updated; lower train.lr and rerun")
             if skipped < len(group):
                 if cfg.sgd_matched:
                     # an all-zero gradient moves nothing whatever the rate
