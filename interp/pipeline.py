@@ -41,7 +41,7 @@ from interp.noise import WeightNoise, noised_model
 from interp.prompts import PROMPT_VERSION, contrastive_pairs, questions
 from interp.runs import (
     CONFIG_FILE, MANIFEST_FILE, RESULTS_FILE, Stage, content_hash, load_tensors, provenance, read_json,
-    read_jsonl, relative_path, save_tensors, write_json,
+    read_jsonl, relative_path, save_tensors, tensor_hash, verify_rows, write_json,
 )
 from interp.steering import SteeringVector, build_steering_vector
 from interp.teachers import DATASET_FILE, TEACHER_LOGPROBS_FILE, VECTOR_KINDS, DataConfig, Teacher, generate_dataset
@@ -81,6 +81,19 @@ def vector_inputs(cfg: E1Config, animal: str) -> dict:
             "prompts": PROMPT_VERSION}
 
 
+def verify_data(st: Stage, kd: bool = False) -> None:
+    """Refuse a dataset (or mix) stage whose rows, or kd targets, no longer match the hashes its
+    manifest recorded: an edited dataset.jsonl would otherwise train a student that its key, and
+    the results' row counts, attribute to the recorded data."""
+    man = st.manifest()
+    verify_rows(st.dir / DATASET_FILE, man["dataset_hash"])
+    if kd and man.get("teacher_logprobs_hash") is not None:
+        path = st.dir / TEACHER_LOGPROBS_FILE
+        if tensor_hash(load_tensors(path)["logprobs"]) != man["teacher_logprobs_hash"]:
+            raise ValueError(f"{path}: does not match the teacher_logprobs_hash in its manifest.json (edited or "
+                             f"corrupted); delete {st.dir} and rerun to recompute it")
+
+
 def mix_stage(cache: Path, sources: dict[str, Stage], kd: bool = False) -> Stage:
     """The cached mix of dataset stages {animal: stage}, the trait's first (`interp.mix`)."""
     return Stage(cache, "mix", {"datasets": {a: st.key for a, st in sources.items()}, "order": list(sources),
@@ -118,11 +131,13 @@ def run_e1(cfg: E1Config, root: str | Path = "artifacts", progress: bool = True,
 
     def timed(name: str, stage: Stage, fn) -> Stage:
         t = time.perf_counter()
-        hit = stage.done
-        if not hit:
-            with stage.lock():
-                hit = stage.done  # another job of a sweep may have finished it meanwhile
-                if not hit:
+        with stage.lock():
+            hit = stage.done  # another job of a sweep may have finished it meanwhile
+            stage.clean()  # what an interrupted writer left: temp files; a finished stage's checkpoint
+            if hit:
+                stage.verify()  # its files still match the hashes its manifest recorded
+            else:
+                with stage.computing(name):  # a full disk: one line naming the stage
                     fn(stage)
         timings[name] = round(time.perf_counter() - t, 2)
         stages.append({"name": name, "dir": relative_path(stage.dir, root), "cache_hit": hit, "wall_s": timings[name]})
@@ -168,6 +183,7 @@ def run_e1(cfg: E1Config, root: str | Path = "artifacts", progress: bool = True,
             dcfg = cfg.data_config(seed)
             dstage = dataset(f"data/{kind}/seed{seed}", cfg.teacher_for(kind, seed), vector, dcfg, teacher_base)
             dman = dstage.manifest()
+            verify_data(dstage, kd)
             data_stats[f"{kind}/seed{seed}"] = {"n_kept": dman["n_kept"], "pass_rate": dman["filter"]["pass_rate"],
                                                 "tokens_per_s": dman["generation"]["tokens_per_s"]}
             data_dir = dstage.dir
@@ -179,6 +195,7 @@ def run_e1(cfg: E1Config, root: str | Path = "artifacts", progress: bool = True,
                 mstage = timed(f"mix/{kind}/seed{seed}", mix_stage(cache, sources, kd),
                                lambda st, sources=sources: make_mix(st, sources, kd))
                 dman, data_dir = mstage.manifest(), mstage.dir
+                verify_data(mstage, kd)
                 data_stats[f"{kind}/seed{seed}"]["mix"] = dman["shares"]
             divergence = None
             if cfg.train.loss_positions != "all" and kind != "control":

@@ -2,16 +2,20 @@
 
 Every artifact is a directory with fixed file names. A stage's directory is named by the content
 hash of everything it depends on, so a rerun of the same config finds finished stages and a
-changed setting recomputes only what depends on it. A stage is finished when its `manifest.json`
-exists; the manifest is written last, atomically, so an interrupted stage is simply redone.
+changed setting recomputes only what depends on it. A stage is finished when `Stage.finish` has
+written its `manifest.json`, last and atomically, so an interrupted stage is simply redone. The
+manifest records a hash of every file the stage keeps and its own checksum; a reused stage whose
+files no longer match is refused in one line naming the file (`Stage.verify`).
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import json
 import os
+import re
 import shutil
 import subprocess
 import tempfile
@@ -74,14 +78,18 @@ def read_json(path: str | Path) -> Any:
     path = Path(path)
     try:
         return json.loads(path.read_text())
-    except json.JSONDecodeError as e:
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise ValueError(f"{path}: not valid JSON ({e}); delete it and rerun to recompute") from e
 
 
 def read_jsonl(path: str | Path) -> list[dict]:
     path = Path(path)
     rows = []
-    for i, line in enumerate(path.read_text().splitlines(), 1):
+    try:
+        text = path.read_text()
+    except UnicodeDecodeError as e:
+        raise ValueError(f"{path}: not UTF-8 text ({e}); the file is corrupted") from e
+    for i, line in enumerate(text.splitlines(), 1):
         if not line.strip():
             continue
         try:
@@ -212,6 +220,70 @@ def stage_dirs(run_dir: str | Path) -> dict[str, Path]:
     return out
 
 
+# ----------------------------------------------------------------------------- integrity
+
+TMP_SUFFIX = ".tmp"  # atomic writes (`atomic_path`) and a checkpoint being written end in it
+# working directories a finished stage no longer needs: a student's checkpoint (train.CHECKPOINT_DIR)
+# and its partner from the swap of two checkpoints
+SCRATCH = ("checkpoint", "checkpoint.old", "checkpoint" + TMP_SUFFIX)
+
+
+def file_hashes(directory: str | Path) -> dict[str, str]:
+    """{path relative to `directory`: file_hash} of every file a finished stage keeps (not its
+    manifest, temporary files or scratch directories)."""
+    d = Path(directory)
+    out = {}
+    for p in sorted(d.rglob("*")):
+        rel = p.relative_to(d)
+        if (p.is_file() and rel.as_posix() != MANIFEST_FILE and not p.name.endswith(TMP_SUFFIX)
+                and rel.parts[0] not in SCRATCH):
+            out[rel.as_posix()] = file_hash(p)
+    return out
+
+
+def verify_rows(path: str | Path, expected: str | None) -> list[dict]:
+    """The rows of a JSONL file whose `content_hash` a manifest recorded (a dataset's
+    `dataset_hash`); a file that no longer matches (rows removed, an answer edited) is refused."""
+    path = Path(path)
+    rows = read_jsonl(path)
+    if expected is not None and content_hash(rows) != expected:
+        raise ValueError(f"{path}: does not match the dataset_hash in its manifest.json ({len(rows)} rows; edited or "
+                         f"corrupted); delete {path.parent} and rerun to recompute it")
+    return rows
+
+
+class Manifest(dict):
+    """A manifest's content; reading a key it lacks raises a one-line ValueError naming the file."""
+
+    def __init__(self, data: dict, path: Path, where: str = ""):
+        super().__init__(data)
+        self.path, self.where = Path(path), where
+
+    def __missing__(self, key: str):
+        raise ValueError(f"{self.path}: has no `{self.where}{key}` (incomplete, or written by another version); "
+                         f"delete {self.path.parent} and rerun to recompute it")
+
+    def __getitem__(self, key: str):
+        v = super().__getitem__(key)
+        return Manifest(v, self.path, f"{self.where}{key}.") if type(v) is dict else v
+
+
+def safe_name(value: str, what: str = "") -> str:
+    """`value` as one path component under an artifact root: no separators, no `..`, not hidden,
+    not the stage cache's name; a one-line ValueError naming `what` otherwise."""
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._+-]{0,127}", value or "") or ".." in value or value == "cache":
+        raise ValueError(f"{what + ': ' if what else ''}{value!r} becomes a directory name; use letters, digits and "
+                         ". _ + - (no '/', no '..', not starting with '.', not 'cache')")
+    return value
+
+
+def _disk_full(e: BaseException) -> bool:
+    """ENOSPC or a quota, as an OSError or as safetensors' own error carrying the message."""
+    if isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT):
+        return True
+    return "No space left on device" in str(e) or "Disk quota exceeded" in str(e)
+
+
 # ----------------------------------------------------------------------------- stages
 
 
@@ -235,7 +307,10 @@ class Stage:
 
     @property
     def done(self) -> bool:
-        return (self.dir / MANIFEST_FILE).exists()
+        """`finish` wrote the manifest. A manifest the stage's own function wrote, with a kill
+        before `finish` ran, does not count: the stage is redone (to the same bytes)."""
+        path = self.dir / MANIFEST_FILE
+        return path.exists() and "stage" in read_json(path)
 
     def path(self, filename: str) -> Path:
         self.dir.mkdir(parents=True, exist_ok=True)
@@ -254,12 +329,60 @@ class Stage:
             **provenance(),
             "wall_time_s": round(time.time() - self.started, 3),
             **extra,
+            "files": file_hashes(self.dir),  # what `verify` checks before the stage is reused
         }
+        manifest.pop("checksum", None)  # a stage function's own manifest, finished again
+        manifest["checksum"] = content_hash(manifest)  # the manifest's own integrity
         write_json(self.path(MANIFEST_FILE), manifest)
         return manifest
 
     def manifest(self) -> dict:
-        return read_json(self.dir / MANIFEST_FILE)
+        """The manifest; a key it lacks is a one-line ValueError naming the file, not a KeyError."""
+        path = self.dir / MANIFEST_FILE
+        return Manifest(read_json(path), path)
+
+    def verify(self) -> None:
+        """Refuse a finished stage whose files do not match the hashes its manifest recorded
+        (edited, truncated, bit-flipped or deleted): one line naming the file. Stages finished
+        before the hashes were recorded have none to check."""
+        man = self.manifest()
+        if "checksum" in man and content_hash({k: v for k, v in man.items() if k != "checksum"}) != man["checksum"]:
+            raise ValueError(f"{self.dir / MANIFEST_FILE}: does not match its checksum (edited or corrupted); "
+                             f"delete {self.dir} and rerun to recompute it")
+        for rel, h in man.get("files", {}).items():
+            p = self.dir / rel
+            if not p.is_file() or file_hash(p) != h:
+                what = "is missing" if not p.is_file() else "does not match the hash recorded in its stage's manifest.json"
+                raise ValueError(f"{p}: {what} (edited or corrupted); delete {self.dir} and rerun to recompute it")
+
+    def clean(self) -> None:
+        """Remove what an interrupted writer left in the stage: temporary files always, and the
+        scratch directories (a student's checkpoint) once the stage is finished. Call it holding
+        `lock()`: an unfinished stage's checkpoint is where training resumes."""
+        if not self.dir.is_dir():
+            return
+        done = self.done
+        for p in sorted(self.dir.iterdir()):
+            if p.name.endswith(TMP_SUFFIX) or (done and p.name in SCRATCH):
+                shutil.rmtree(p, ignore_errors=True) if p.is_dir() else p.unlink(missing_ok=True)
+        for p in sorted(self.dir.rglob(f"*{TMP_SUFFIX}")):  # inside kept subdirectories (snapshots/)
+            shutil.rmtree(p, ignore_errors=True) if p.is_dir() else p.unlink(missing_ok=True)
+
+    @contextlib.contextmanager
+    def computing(self, label: str) -> Iterator[None]:
+        """Around a stage's computation: a full disk becomes one line naming the stage, and the
+        temporary files it left are removed (the stage has no manifest, so it is redone)."""
+        try:
+            yield
+        except Exception as e:
+            if not _disk_full(e):
+                raise
+            self.clean()
+            written = sum(p.stat().st_size for p in self.dir.rglob("*") if p.is_file()) if self.dir.is_dir() else 0
+            free = shutil.disk_usage(self.root).free
+            raise ValueError(f"{label}: no space left on the device of {self.root} ({free} bytes free, {written} bytes of "
+                             f"stage {self.dir.name} written before it filled); free space (e.g. `make clean-cache`) "
+                             "and rerun") from None
 
     def lock(self):
         """An inter-process lock on this stage: concurrent jobs of a sweep that need the same stage
