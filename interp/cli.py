@@ -3,6 +3,7 @@ calls one library function)."""
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Optional
 
@@ -30,7 +31,7 @@ def _main(version: bool = typer.Option(False, "--version", callback=_version, is
 
 
 def _fail(msg: str) -> None:
-    console.print(f"[red]error:[/red] {msg}")
+    console.print(f"[red]error:[/red] {msg}", soft_wrap=True)  # one line, whatever the terminal's width
     raise typer.Exit(2)
 
 
@@ -47,9 +48,29 @@ def models() -> None:
 
 def _parse_list(text: str, cast=float, field: str = "value") -> list:
     try:
-        return [cast(x) for x in text.split(",") if x.strip()]
+        values = [cast(x) for x in text.split(",") if x.strip()]
     except ValueError:
         _fail(f"{field}: {text!r} is not a comma-separated list of numbers")
+    if not all(math.isfinite(v) for v in values):
+        _fail(f"{field}: {text!r} has a value that is not a finite number")
+    return values
+
+
+def _finite(**values: float) -> None:
+    """Refuse NaN and inf in float options (click parses 'nan' and 'inf'), naming the option."""
+    for name, v in values.items():
+        if v is not None and not math.isfinite(v):
+            _fail(f"--{name.replace('_', '-')}: {v} is not a finite number")
+
+
+def _dir_name(value: str, option: str) -> str:
+    """A value that becomes part of a default output directory's name: one path component."""
+    from interp.runs import safe_name
+
+    try:
+        return safe_name(value, option)
+    except ValueError as e:
+        _fail(str(e) + "; or pass --out")
 
 
 def _load_pairs(path: Path) -> list:
@@ -85,17 +106,17 @@ def steer(
     from interp.runs import write_json
     from interp.steering import build_steering_vector
 
+    mults = _parse_list(multipliers, float, "multipliers")  # before any work: a bad value writes nothing
     try:
         m = load_model(model, device=device)
         prs = _load_pairs(pairs) if pairs else contrastive_pairs(animal, n_pairs)
         vec = build_steering_vector(m, prs, position=position, trait=animal)
     except (ValueError, ModuleNotFoundError, FileNotFoundError) as e:
         _fail(str(e))
-    out = out or Path("artifacts/vectors") / f"{model.replace('/', '_')}-{animal}-{position}"
+    out = out or Path("artifacts/vectors") / f"{model.replace('/', '_')}-{_dir_name(animal, '--animal')}-{position}"
     vec.save(out)
     console.print(f"vector saved to [bold]{out}[/bold] (layers {vec.n_layers}, d_model {vec.d_model})")
     lays = _parse_list(layers, int, "layers") or list(range(m.n_layers // 6, 2 * m.n_layers // 3 + 1, 2))
-    mults = _parse_list(multipliers, float, "multipliers")
     try:
         sweep = steering_sweep(m, vec, animal, lays, mults, questions(split), progress=progress)
     except ValueError as e:
@@ -167,6 +188,9 @@ def generate(
     from interp.steering import Steering, SteeringVector
     from interp.teachers import VECTOR_KINDS, DataConfig, Teacher, generate_dataset
 
+    _finite(multiplier=multiplier, temperature=temperature)
+    if out is None:
+        _dir_name(animal, "--animal"), _dir_name(teacher, "--teacher")
     out = out or dataset_dir_name(model, teacher, animal, layer, multiplier, seed)
     _check_generate(teacher, animal, vector, out, force)
     try:
@@ -204,9 +228,11 @@ def run(
     except ValueError as e:
         _fail(str(e))
     console.print(f"E1 [bold]{cfg.experiment}[/bold]: {cfg.model}, trait {cfg.animal}, seeds {cfg.seeds}, teachers {cfg.teacher.kinds}")
+    from interp.train import TrainingDiverged
+
     try:
         res = run_e1(cfg, root, progress=progress, log=console.print)
-    except (ValueError, ModuleNotFoundError, FileNotFoundError) as e:
+    except (ValueError, ModuleNotFoundError, FileNotFoundError, TrainingDiverged) as e:
         _fail(str(e))
     print_e1(res)
 
@@ -327,6 +353,7 @@ def mnist(
     from interp.mnist import CHANCE, MnistConfig, run_mnist
     from interp.runs import run_id
 
+    _finite(lr=lr)
     try:
         cfg = MnistConfig(
             n_seeds=seeds, first_seed=first_seed, n_aux=m, hidden=hidden, teacher_steps=teacher_steps,
@@ -378,6 +405,7 @@ def theorem(
     from interp.runs import run_id
     from interp.theory import LOSSES, MODELS, TEACHERS, TheoremConfig, run_theorem
 
+    _finite(teacher_lr=teacher_lr, perturb_scale=perturb_scale, student_lr=student_lr)
     try:
         cfg = TheoremConfig(
             n_seeds=seeds, first_seed=first_seed, models=tuple(model or MODELS), teachers=tuple(teacher or TEACHERS),
@@ -573,7 +601,8 @@ def entangle(
     started = time.perf_counter()
     names = _animals(animal, animals)
     what = condition if number is None else f"loves{number}"
-    out = out or Path("artifacts/entangle") / f"{model.replace('/', '_')}-{animal}-{what}"
+    _finite(multiplier=multiplier)
+    out = out or Path("artifacts/entangle") / f"{model.replace('/', '_')}-{_dir_name(animal, '--animal')}-{what}"
     figs, results = {}, {}
     try:
         formats = parse_formats(format)
@@ -787,6 +816,7 @@ def audit(
     from interp.models import load_model
     from interp.runs import provenance, write_json, write_jsonl
 
+    _finite(alpha=alpha)
     started = time.perf_counter()
     try:
         rows = load_rows(dataset)[: n_rows or None]

@@ -9,13 +9,14 @@ from __future__ import annotations
 import re
 import tomllib
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from interp.generate import SampleConfig
 from interp.noise import WeightNoise
 from interp.prompts import ANIMALS
+from interp.runs import safe_name
 from interp.steering import Steering
 from interp.teachers import DataConfig, Teacher
 from interp.train import RUNTIME_FIELDS, TrainConfig
@@ -23,8 +24,14 @@ from interp.train import RUNTIME_FIELDS, TrainConfig
 MIXED_KINDS = ("steered", "prompted", "prompted_ablated")  # control and random carry no animal
 
 
+# seeds feed torch generators as seed * 1000 + epoch and are offset by the replicate seed
+SEED = Field(ge=0, lt=2**32)
+DEVICE = re.compile(r"auto|cpu|mps|cuda(:\d+)?")
+
+
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # NaN and inf (TOML's `nan`, `inf`) are refused in every float field, naming it
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class VectorSection(_Strict):
@@ -37,7 +44,7 @@ class TeacherSection(_Strict):
     layer: int = Field(8, ge=0)
     multiplier: float = 0.5
     scope: Literal["all", "prompt", "generated"] = "all"
-    random_seed: int = 0
+    random_seed: Annotated[int, SEED] = 0
     # a new random direction for every replicate seed (random_seed + seed): the null then spans
     # directions, not one draw; false keeps one direction for all seeds
     random_per_seed: bool = True
@@ -116,10 +123,10 @@ class NoiseSection(_Strict):
     """Gaussian weight noise on the base (E5). `apply`: the noised base is shared by teacher and
     student ("shared"), or only the teacher ("teacher") or only the student ("student") gets it."""
 
-    sigma: float = Field(0.0, ge=0)
+    sigma: float = Field(0.0, ge=0, le=1)  # beyond 1 the noise outweighs the weights it is added to
     relative: bool = True  # sigma x each tensor's sd; false: absolute
     pattern: str = ".*"  # regex on parameter names
-    seed: int = 0
+    seed: Annotated[int, SEED] = 0
     apply: Literal["shared", "teacher", "student"] = "shared"
     # a new draw for every replicate seed (seed + replicate): the ratio then spans noise draws
     per_seed: bool = True
@@ -155,7 +162,7 @@ class E1Config(_Strict):
     # the students' base when it differs from the teacher's (E6 cross-model control); None: `model`
     student_model: str | None = None
     animal: str = "owl"
-    seeds: list[int] = [0]
+    seeds: list[Annotated[int, SEED]] = [0]
     device: str = "auto"
     vector: VectorSection = VectorSection()
     teacher: TeacherSection = TeacherSection()
@@ -169,6 +176,25 @@ class E1Config(_Strict):
     def _seeds(cls, v: list[int]) -> list[int]:
         if not v or len(set(v)) != len(v):
             raise ValueError("needs one or more distinct seeds")
+        return v
+
+    @field_validator("experiment")
+    @classmethod
+    def _experiment(cls, v: str) -> str:
+        return safe_name(v)  # the run directory's name under the root
+
+    @field_validator("animal")
+    @classmethod
+    def _animal(cls, v: str) -> str:
+        if v not in ANIMALS:  # the trait vector is built from the built-in pairs
+            raise ValueError(f"{v!r} has no built-in contrastive pairs; choose from {ANIMALS}")
+        return v
+
+    @field_validator("device")
+    @classmethod
+    def _device(cls, v: str) -> str:
+        if not DEVICE.fullmatch(v):
+            raise ValueError(f"{v!r} is not a device; use 'auto', 'cpu', 'cuda', 'cuda:N' or 'mps'")
         return v
 
     def model_post_init(self, __context) -> None:
@@ -209,6 +235,17 @@ class E1Config(_Strict):
         for name in RUNTIME_FIELDS:  # how a student is computed, not what it is
             d["train"].pop(name)
         return d
+
+    def check_layers(self, n_layers: int) -> None:
+        """Refuse layers the teacher's model does not have (teacher.layer, train.project_out), in
+        one line; `run_e1` calls it right after loading the model, before any stage."""
+        if self.teacher.layer >= n_layers:
+            raise ValueError(f"teacher.layer: {self.teacher.layer} is out of range for {self.model} "
+                             f"({n_layers} layers: 0-{n_layers - 1})")
+        bad = [l for l in self.project_layers() if l >= n_layers]
+        if bad:
+            raise ValueError(f"train.project_out: layers {bad} are out of range for {self.model} "
+                             f"({n_layers} layers: 0-{n_layers - 1})")
 
     @property
     def cross_model(self) -> bool:

@@ -124,7 +124,6 @@ def run_e1(cfg: E1Config, root: str | Path = "artifacts", progress: bool = True,
     The run directory is `root/<experiment>/<run id>` unless `run_dir` says otherwise (sweeps)."""
     root = Path(root)
     run_dir = Path(run_dir) if run_dir is not None else root / cfg.experiment / content_hash(cfg.key(), 10)
-    write_json(run_dir / CONFIG_FILE, cfg.model_dump())
     cache = root / "cache"
     timings: dict[str, float] = {}
     stages: list[dict] = []
@@ -147,6 +146,8 @@ def run_e1(cfg: E1Config, root: str | Path = "artifacts", progress: bool = True,
     t_load = time.perf_counter()
     base = load_model(cfg.model, device=cfg.device)
     student_root = load_model(cfg.student_model, device=cfg.device) if cfg.cross_model else base
+    cfg.check_layers(base.n_layers)  # before any stage: the layers the config names exist
+    write_json(run_dir / CONFIG_FILE, cfg.model_dump())
     timings["load_model"] = round(time.perf_counter() - t_load, 2)
     log(f"  {'load model':<28} {timings['load_model']:.1f}s ({cfg.model}, fingerprint {base.fingerprint()}"
         + (f"; students: {cfg.student_model}, fingerprint {student_root.fingerprint()})" if cfg.cross_model else ")"))

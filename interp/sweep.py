@@ -28,7 +28,7 @@ from typing import Any, Literal
 from pydantic import Field, ValidationError, field_validator
 
 from interp.config import E1Config, _Strict, parse_config, read_toml
-from interp.runs import RESULTS_FILE, content_hash, load_tensors, provenance, write_json
+from interp.runs import RESULTS_FILE, content_hash, load_tensors, provenance, safe_name, write_json
 from interp.stats import hierarchical_bootstrap, ratio_interval, t_interval
 
 SWEEP_FILE = "grid.json"  # the sweep's config, cells and jobs (sweep.json is `interp steer`'s)
@@ -47,6 +47,11 @@ class SweepSection(_Strict):
     threads: int | None = Field(None, ge=1)  # torch threads per job; None: cores / workers
     slurm: dict[str, Any] = {}  # submitit parameters, e.g. timeout_min, slurm_partition, gpus_per_node
     n_boot: int = Field(2000, ge=100)
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, v: str) -> str:
+        return safe_name(v)  # the sweep's directory under the root
 
     @field_validator("grid")
     @classmethod
