@@ -210,24 +210,58 @@ def generate(
     console.print(f"{man['generation']['tokens_per_s']} tok/s; written to [bold]{out}[/bold]")
 
 
+def _json_output(command):
+    """`--json` (the command's `json_out`): what the command returns, its results, on stdout as
+    one JSON document; every other line (tables, stage logs, errors) on stderr."""
+    import functools
+
+    @functools.wraps(command)
+    def wrapper(*args, **kwargs):
+        if not kwargs.get("json_out"):
+            command(*args, **kwargs)
+            return
+        import contextlib
+        import json
+        import sys
+
+        stdout = sys.stdout
+        with contextlib.redirect_stdout(sys.stderr):
+            res = command(*args, **kwargs)
+        stdout.write(json.dumps(res, sort_keys=True, default=str) + "\n")
+        stdout.flush()
+
+    return wrapper
+
+
+JSON_HELP = "Print the results on stdout as JSON (what results.json holds); everything else goes to stderr."
+
+
 @app.command()
+@_json_output
 def run(
     config: Path = typer.Argument(..., help="Experiment TOML (see experiments/configs/quick.toml)."),
+    overrides: Optional[list[str]] = typer.Argument(None, help="Config fields to override, FIELD=VALUE with a TOML "
+                                                    "value, e.g. train.lr=2e-4 seeds=[0,1]; the run id is the overridden config's."),
     root: Path = typer.Option(Path("artifacts"), help="Artifact root: runs under <root>/<experiment>/, stages under <root>/cache/."),
     progress: bool = typer.Option(True, help="Show progress bars."),
-) -> None:
+    dry_run: bool = typer.Option(False, "--dry-run", help="List the stages, which are cached, and the run directory; "
+                                 "compute nothing (the models are loaded for their fingerprints)."),
+    json_out: bool = typer.Option(False, "--json", help=JSON_HELP),
+) -> dict:
     """Run E1 end to end (vector, teachers, datasets, students, evaluation); rerun to resume.
 
-    Example: interp run experiments/configs/quick.toml
+    Example: interp run experiments/configs/quick.toml train.lr=2e-4 seeds=[0,1]
     """
-    from interp.config import load_config
+    from interp.overrides import load_config_with
     from interp.pipeline import run_e1
 
     try:
-        cfg = load_config(config)
+        cfg = load_config_with(config, overrides or ())
     except ValueError as e:
         _fail(str(e))
     console.print(f"E1 [bold]{cfg.experiment}[/bold]: {cfg.model}, trait {cfg.animal}, seeds {cfg.seeds}, teachers {cfg.teacher.kinds}")
+    if dry_run:
+        return print_plan(cfg, root)
     from interp.train import TrainingDiverged
 
     try:
@@ -235,9 +269,30 @@ def run(
     except (ValueError, ModuleNotFoundError, FileNotFoundError, TrainingDiverged) as e:
         _fail(str(e))
     print_e1(res)
+    return res
+
+
+def print_plan(cfg, root: Path) -> dict:
+    """`interp run --dry-run`: the stages `run_e1` would meet and which are cached."""
+    from interp.plan import CACHED, plan_e1
+
+    try:
+        plan = plan_e1(cfg, root)
+    except (ValueError, ModuleNotFoundError, FileNotFoundError) as e:
+        _fail(str(e))
+    n_cached = sum(s["status"] == CACHED for s in plan["stages"])
+    table = Table("stage", "status", "directory (under the root)",
+                  title=f"dry run: {n_cached} of {len(plan['stages'])} stages cached")
+    for s in plan["stages"]:
+        table.add_row(s["name"], s["status"], s["dir"] or f"keyed by {s['waits_on']}")
+    console.print(table)
+    console.print(f"run directory: [bold]{plan['run_dir']}[/bold]; nothing computed"
+                  + ("; a pending stage's key needs an earlier stage's output" if n_cached < len(plan["stages"]) else ""))
+    return plan
 
 
 @app.command()
+@_json_output
 def sweep(
     config: Path = typer.Argument(..., help="Sweep TOML: an E1 config with a [sweep] table (see experiments/configs/noise_ablation.toml)."),
     root: Path = typer.Option(Path("artifacts"), help="Artifact root: the sweep under <root>/<sweep name>/, stages under <root>/cache/."),
@@ -246,7 +301,8 @@ def sweep(
     dry_run: bool = typer.Option(False, "--dry-run", help="List the cells and jobs, run nothing."),
     format: str = typer.Option("html,png", "--format", help="Figures written to the sweep's figures/: html, png, svg, pdf."),
     progress: bool = typer.Option(True, help="Show a progress bar over jobs."),
-) -> None:
+    json_out: bool = typer.Option(False, "--json", help=JSON_HELP + " With --dry-run: the cells."),
+) -> dict:
     """Run a grid of E1 runs, one independent job per (cell, seed); rerun to resume.
 
     Example: interp sweep experiments/configs/noise_ablation.toml --workers 2
@@ -265,7 +321,8 @@ def sweep(
         for c in sw.cells:
             table.add_row(c.id, c.label(), str(c.config.seeds))
         console.print(table)
-        return
+        return {"sweep": sw.section.name, "directory": str(sw.directory(root)), "n_jobs": len(sw.jobs()),
+                "cells": [{"id": c.id, "label": c.label(), "seeds": c.config.seeds} for c in sw.cells]}
     try:
         res = run_sweep(sw, root, executor, workers, progress, log=console.print)
     except (ValueError, RuntimeError, ModuleNotFoundError, FileNotFoundError) as e:
@@ -276,6 +333,7 @@ def sweep(
         console.print(f"[yellow]note:[/yellow] {done.message}")
     console.print(f"jobs {res['timings_s']['jobs']:.1f} s ({res['timings_s']['jobs_run']} run), table {res['timings_s']['table']:.1f} s; "
                   f"artifacts: [bold]{sw.directory(root)}[/bold] (results.json, grid.json, cells/, jobs/, figures/)")
+    return res
 
 
 def print_sweep(res: dict) -> None:
@@ -455,6 +513,7 @@ def plot(
 
 
 @app.command()
+@_json_output
 def analyze(
     run_dir: Path = typer.Argument(..., help="A finished E1 run directory (`interp run`)."),
     n_texts: int = typer.Option(64, help="Number prompts and evaluation questions read per text set."),
@@ -470,7 +529,8 @@ def analyze(
     format: str = typer.Option("html", "--format", help="Figures written to RUN_DIR/analysis/figures/: html, png, svg, pdf."),
     device: Optional[str] = typer.Option(None, help="cpu, cuda or auto (default: the run's device setting)."),
     progress: bool = typer.Option(True, help="Show a progress bar."),
-) -> None:
+    json_out: bool = typer.Option(False, "--json", help=JSON_HELP),
+) -> dict:
     """Activation shifts (vs v and the prompted teacher's vector), weight deltas, the gradient audit,
     emergence, sufficiency and necessity of every student of an E1 run, with t-intervals over
     seeds; writes RUN_DIR/analysis/ (rerun to resume).
@@ -538,6 +598,7 @@ def analyze(
         console.print(f"[yellow]note:[/yellow] {done.message}")
     console.print(f"wall time {res['timings_s']['total']:.1f} s; artifacts: [bold]{out}[/bold] (results.json, "
                   f"layer_arrays.safetensors, manifest.json, {len(done.written)} figure files)")
+    return res
 
 
 def _mean(d: dict | None, fmt: str = "{:+.2f}") -> str:
@@ -783,6 +844,7 @@ def bank(
 
 
 @app.command()
+@_json_output
 def audit(
     dataset: Path = typer.Argument(..., help="Dataset directory (`interp generate`, an E1 data stage) or a .jsonl file."),
     model: str = typer.Option("smollm2-135m", help="The model the data would train (registry name, HF directory or hub id)."),
@@ -803,7 +865,8 @@ def audit(
     out: Optional[Path] = typer.Option(None, help="Output directory (default artifacts/audits/<dataset>-<bank>-L<layer>)."),
     device: str = typer.Option("auto", help="cpu, cuda or auto."),
     progress: bool = typer.Option(True, help="Show progress bars."),
-) -> None:
+    json_out: bool = typer.Option(False, "--json", help=JSON_HELP),
+) -> dict:
     """Rank a bank of trait vectors by the evidence that a dataset carries them (by default: how
     likely the data become under each vector's steering; tested against clean data from the same
     model), each with a score and a permutation p.
@@ -849,6 +912,7 @@ def audit(
                       f"{r['p_bonferroni']:.4f}", "yes" if r["flagged"] else "")
     console.print(table)
     console.print(f"wall time {wall:.1f} s; artifacts: [bold]{out}[/bold] (results.json, manifest.json)")
+    return res
 
 
 if __name__ == "__main__":

@@ -1,0 +1,135 @@
+"""What `run_e1` would do, without doing it (`interp run --dry-run`): every stage with its cache
+directory and whether it is cached, computing nothing (the models are loaded: their fingerprints
+are in the keys).
+
+A stage's key can depend on what an earlier stage produced: a student's on its dataset's hash, a
+steered dataset's on the vector's hash. Where that earlier stage is not cached, the stage is listed
+as `pending` with the stage it waits on, and no directory.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+from interp.config import E1Config
+from interp.generate import FREE_SAMPLER
+from interp.models import load_model
+from interp.pipeline import _Bases, arm_label, dataset_stage, divergence_stage, mix_stage, vector_inputs
+from interp.prompts import questions
+from interp.runs import Stage, content_hash, relative_path
+from interp.steering import SteeringVector
+from interp.teachers import VECTOR_KINDS
+
+CACHED, TO_COMPUTE, PENDING = "cached", "to compute", "pending"
+
+
+def plan_e1(cfg: E1Config, root: str | Path = "artifacts") -> dict:
+    """{"run_id", "run_dir", "stages": [{"name", "status", "dir" | None, "waits_on" | None}]}, in
+    the order `run_e1` meets them; `status` is cached, to compute or pending (see the module doc).
+    Writes nothing."""
+    root = Path(root)
+    cache = root / "cache"
+    run_id = content_hash(cfg.key(), 10)
+    base = load_model(cfg.model, device=cfg.device)
+    student_root = load_model(cfg.student_model, device=cfg.device) if cfg.cross_model else base
+    bases = _Bases(cfg, base, student_root)
+    kd = "kd" in cfg.train.objectives
+    stages: list[dict] = []
+    seen: dict[str, dict] = {}  # stage dir -> entry: a stage shared by seeds is listed once
+
+    def add(name: str, stage: Stage | None, waits_on: str | None = None) -> dict:
+        if stage is None:
+            entry = {"name": name, "status": PENDING, "dir": None, "waits_on": waits_on}
+        else:
+            rel = relative_path(stage.dir, root)
+            if rel in seen:
+                return seen[rel]
+            entry = {"name": name, "status": CACHED if stage.done else TO_COMPUTE, "dir": rel, "waits_on": None}
+            seen[rel] = entry
+        stages.append(entry)
+        return entry
+
+    vectors: dict[str, tuple[dict, SteeringVector | None]] = {}
+
+    def vector_for(animal: str, m, seed: int) -> tuple[dict, SteeringVector | None]:
+        vstage = Stage(cache, "vector", {"model": m.identity(), **vector_inputs(cfg, animal)})
+        if vstage.key not in vectors:
+            name = "vector" + ("" if animal == cfg.animal else f"/{animal}")
+            if any(s["name"] == name for s in stages):
+                name = f"{name}/seed{seed}"
+            entry = add(name, vstage)
+            vectors[vstage.key] = (entry, SteeringVector.load(vstage.dir) if entry["status"] == CACHED else None)
+        return vectors[vstage.key]
+
+    def dataset(name: str, kind: str, teacher, vec: tuple[dict, SteeringVector | None], dcfg, m) -> tuple[dict, Stage | None]:
+        ventry, vector = vec
+        if kind in VECTOR_KINDS and vector is None:  # keyed by the vector's hash
+            return add(name, None, ventry["name"]), None
+        st = dataset_stage(cache, m, teacher, vector, dcfg, kd)
+        return add(name, st), st
+
+    qs = questions(cfg.eval.split)
+    eval_inputs = {"questions": content_hash(qs), "animals": list(cfg.eval.animals), "animal": cfg.animal,
+                   "sampled": cfg.eval.sampled, **({"sampler": FREE_SAMPLER} if cfg.eval.sampled else {})}
+    student_evals: list[tuple[str, Stage | None, str | None]] = []
+    student_bases = {}
+    for seed in cfg.seeds:
+        teacher_base, student_base = bases.for_seed(seed)
+        student_bases[seed] = student_base
+        vec = vector_for(cfg.animal, teacher_base, seed)
+        for kind in cfg.teacher.kinds:
+            dcfg = cfg.data_config(seed)
+            dentry, dstage = dataset(f"data/{kind}/seed{seed}", kind, cfg.teacher_for(kind, seed), vec, dcfg, teacher_base)
+            data_entry, data_stage = dentry, dstage
+            if cfg.mixed(kind):
+                sources = {cfg.animal: (dentry, dstage)}
+                for a in cfg.data.mix_animals:
+                    sources[a] = dataset(f"data/{kind}-{a}/seed{seed}", kind, cfg.teacher_for(kind, seed, a),
+                                         vector_for(a, teacher_base, seed), dcfg, teacher_base)
+                missing = next((e["name"] for e, st in sources.values() if st is None), None)
+                mstage = None if missing else mix_stage(cache, {a: st for a, (_, st) in sources.items()}, kd)
+                data_entry, data_stage = add(f"mix/{kind}/seed{seed}", mstage, missing), mstage
+            divergence = None
+            if cfg.train.loss_positions != "all" and kind != "control":
+                divergence = divergence_stage(cache, dstage) if dstage is not None else None
+                add(f"divergence/{kind}/seed{seed}", divergence, None if dstage else dentry["name"])
+            for objective in cfg.train.objectives:
+                label = arm_label(kind, objective)
+                name = f"student/{label}/seed{seed}"
+                waits = None if data_entry["status"] == CACHED else data_entry["name"]
+                if waits is None and cfg.train.loss_positions != "all" and kind != "control" and not (
+                        divergence is not None and divergence.done):
+                    waits = f"divergence/{kind}/seed{seed}"  # the student's key holds it; its rule's masks too
+                if waits is not None:
+                    add(name, None, waits)
+                    student_evals.append((f"eval/{label}/seed{seed}", None, name))
+                    continue
+                tcfg = cfg.train_config(seed, objective)
+                if divergence is None:
+                    tcfg = replace(tcfg, loss_positions="all")
+                dman = data_stage.manifest()
+                skey = {"base": student_base.fingerprint(), "dataset": dman["dataset_hash"], "train": tcfg.key()}
+                if objective == "kd":
+                    skey["teacher_logprobs"] = dman["teacher_logprobs_hash"]
+                if divergence is not None:
+                    skey["divergence"] = divergence.key
+                if tcfg.project_out:
+                    if vec[1] is None:
+                        add(name, None, vec[0]["name"])
+                        student_evals.append((f"eval/{label}/seed{seed}", None, name))
+                        continue
+                    skey["project_out_vector"] = vec[1].hash()
+                sstage = Stage(cache, "student", skey)
+                add(name, sstage)
+                student_evals.append((f"eval/{label}/seed{seed}", Stage(cache, "eval", {"model": sstage.dir.name, **eval_inputs}), None))
+
+    base_keys: list[str] = []
+    for seed, m in student_bases.items():
+        key = m.fingerprint()
+        if key not in base_keys:
+            add("eval/base" if not base_keys else f"eval/base/seed{seed}", Stage(cache, "eval", {"model": key, **eval_inputs}))
+            base_keys.append(key)
+    for name, st, waits in student_evals:
+        add(name, st, waits)
+    return {"run_id": run_id, "run_dir": str(root / cfg.experiment / run_id), "stages": stages}
