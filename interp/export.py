@@ -1,4 +1,5 @@
-"""Write figures to disk: self-contained HTML always, PNG/SVG/PDF through kaleido and a Chromium.
+"""Write figures to disk: HTML always (the pages of a folder share one plotly.min.js), PNG/SVG/PDF
+through kaleido and a Chromium; and show them in notebooks with a static fallback.
 
 Kaleido 1.x renders in a headless Chromium it must find on this machine (its `get_chrome()`
 downloads one, which needs a network). We look for a browser the way choreographer (kaleido's
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import base64
 import logging
 import os
 from dataclasses import dataclass, field
@@ -23,6 +25,7 @@ import plotly.graph_objects as go
 from interp.runs import atomic_path
 
 FORMATS = ("html", "png", "svg", "pdf")
+PLOTLYJS_FILE = "plotly.min.js"  # beside the HTML pages of a figures folder, which all load it
 STATIC_FORMATS = ("png", "svg", "pdf")
 WIDTH, HEIGHT, PNG_SCALE = 1000, 600, 2  # static images: layout pixels, PNG at 2x for print
 RENDER_TIMEOUT_S = 60
@@ -82,9 +85,10 @@ def _render_sync(browser: str, jobs: list[tuple[go.Figure, dict]]) -> list[bytes
 
 
 def _html(fig: go.Figure, name: str) -> str:
-    """A standalone page (plotly.js inline, no network) whose figure fills the window."""
+    """A page whose figure fills the window; plotly.js comes from `PLOTLYJS_FILE` beside it (no
+    network), one copy per folder instead of 4.8 MB inside every page."""
     config = {"displaylogo": False, "responsive": True, "toImageButtonOptions": {"format": "svg", "filename": name}}
-    page = fig.to_html(include_plotlyjs=True, full_html=True, config=config, default_height="100vh")
+    page = fig.to_html(include_plotlyjs="directory", full_html=True, config=config, default_height="100vh")
     return page.replace("<head>", f"<head><title>{name}</title><style>body {{ margin: 0; }}</style>", 1)
 
 
@@ -98,6 +102,8 @@ def save_figures(
     done = Exported()
     for name, fig in figures.items():
         done.written.append(_write(out_dir / f"{name}.html", _html(fig, name).encode()))
+    if figures:
+        _write_plotlyjs(out_dir)
     static = [f for f in formats if f in STATIC_FORMATS]
     if not static or not figures:
         return done
@@ -120,6 +126,15 @@ def save_figures(
     return done
 
 
+def _write_plotlyjs(out_dir: Path) -> None:
+    """The plotly.js every HTML page in `out_dir` loads, written when missing or another version."""
+    from plotly.offline import get_plotlyjs
+
+    path, js = out_dir / PLOTLYJS_FILE, get_plotlyjs().encode()
+    if not path.is_file() or path.stat().st_size != len(js) or path.read_bytes() != js:
+        _write(path, js)
+
+
 def _write(path: Path, data: bytes) -> Path:
     with atomic_path(path) as tmp:
         tmp.write_bytes(data)
@@ -131,6 +146,40 @@ def _umask() -> int:
     mask = os.umask(0o022)
     os.umask(mask)
     return mask
+
+
+NOTEBOOK_RENDERER = "plotly_mimetype+interp_png"
+
+
+def _static_image_renderer():
+    from plotly.io.base_renderers import MimetypeRenderer
+
+    class StaticImage(MimetypeRenderer):
+        """A PNG of the figure beside plotly's JSON in a notebook's output: what GitHub, nbviewer
+        and nbconvert show, which do not run plotly.js. Nothing, and no error, without a Chromium."""
+
+        def to_mimebundle(self, fig_dict):
+            browser = find_chromium()
+            if browser is None:
+                return {}
+            try:
+                png = _render_sync(browser, [(go.Figure(fig_dict), {"format": "png", "width": WIDTH, "height": HEIGHT})])[0]
+            except Exception as e:  # noqa: BLE001 (the interactive figure must not be lost)
+                _log.warning("no static fallback for a figure: %s: %s", type(e).__name__, str(e).splitlines()[:1])
+                return {}
+            return {"image/png": base64.b64encode(png).decode()}
+
+    return StaticImage()
+
+
+def use_notebook_figures(static: bool = True) -> None:
+    """Display figures in a notebook as plotly's JSON (interactive in JupyterLab and VS Code) and,
+    with `static`, a PNG beside it, so a saved notebook still shows them where no JavaScript runs.
+    The notebooks call it first; the PNG needs a Chromium (`make chromium`), as static export does."""
+    import plotly.io as pio
+
+    pio.renderers["interp_png"] = _static_image_renderer()
+    pio.renderers.default = NOTEBOOK_RENDERER if static else "plotly_mimetype"
 
 
 def save_figure(fig: go.Figure, path_stem: str | Path, formats: str | Iterable[str] = ("html",), **size) -> Exported:

@@ -61,7 +61,7 @@ def test_entangle_ranks_numbers_with_the_null_band_and_the_lens(tmp_path):
     assert str(summary["top"][0]["number"]) in res.output and "other animals" in res.output and "rank" in res.output
     assert json.loads((out / "lens.json").read_text())["layer"] == 2 and "logit lens" in res.output
     assert (out / "entangle.safetensors").exists() and (out / "manifest.json").exists()
-    assert {p.name for p in (out / "figures").iterdir()} == {"entangled_numbers.html", "logit_lens.html"}
+    assert {p.name for p in (out / "figures").iterdir()} == {"entangled_numbers.html", "logit_lens.html", "plotly.min.js"}
 
 
 def test_entangle_vector_condition_and_dataset_overrepresentation(tiny, owl_vector, tmp_path):

@@ -62,5 +62,10 @@ def test_notebook_runs_top_to_bottom_on_the_tiny_model(path, tmp_path, kernel_of
     outputs = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs]
     assert not [o for o in outputs if o.output_type == "error"]
     assert any(PLOTLY_MIME in o.get("data", {}) for o in outputs), "no figure was displayed"
+    from interp.export import find_chromium
+
+    if find_chromium():  # the static fallback that a saved notebook shows where no JavaScript runs
+        figures = [o for o in outputs if PLOTLY_MIME in o.get("data", {})]
+        assert all("image/png" in o["data"] for o in figures), "a figure has no static PNG beside it"
     assert list((tmp_path / "artifacts").rglob("figures/*.html")), "no figure was exported"
     assert wall < 150, f"{path.name} took {wall:.0f} s; keep notebooks under about a minute"

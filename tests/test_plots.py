@@ -246,13 +246,19 @@ def test_detect_run_names_each_kind_and_refuses_other_folders(e1, sweep_dir, mni
 # ----------------------------------------------------------------------------- export
 
 
-def test_save_figure_writes_self_contained_html_with_the_data(e1, tmp_path):
+def test_html_pages_share_one_plotly_js_beside_them_and_open_offline(e1, tmp_path):
+    from plotly.offline import get_plotlyjs
+
     res, _ = e1
-    done = export.save_figure(plots.trait_probabilities(res), tmp_path / "fig", formats="html")
-    assert done.written == [tmp_path / "fig.html"] and done.message is None
+    figs = {"fig": plots.trait_probabilities(res), "shifts": plots.animal_shifts(res)}
+    done = export.save_figures(figs, tmp_path, formats="html")
+    assert done.written == [tmp_path / "fig.html", tmp_path / "shifts.html"] and done.message is None
     html = (tmp_path / "fig.html").read_text()
     assert json.dumps(res["arms"]["steered"]["prob"]["mean"]) in html
-    assert not re.search(r'<script[^>]*src="https?:', html) and len(html) > 1_000_000  # plotly.js inline: opens offline
+    assert not re.search(r'<script[^>]*src="https?:', html)  # no network
+    for page in done.written:  # kilobytes, not plotly.js's 4.8 MB each
+        assert '<script charset="utf-8" src="plotly.min.js">' in page.read_text() and page.stat().st_size < 200_000
+    assert (tmp_path / export.PLOTLYJS_FILE).read_text() == get_plotlyjs()
     assert not list(tmp_path.glob(".*.tmp"))  # atomic: no temporaries left
 
 
@@ -318,7 +324,8 @@ def test_interp_plot_writes_every_e1_figure_with_fixed_names(e1, tmp_path):
     out = CliRunner().invoke(app, ["plot", str(run_dir), "--format", "html"])
     assert out.exit_code == 0, out.output
     names = {p.name for p in (run_dir / "figures").iterdir()}
-    assert names == {"animal_shifts.html", "trait_probabilities.html", "training_loss.html", "transfer_summary.html"}
+    assert names == {"animal_shifts.html", "trait_probabilities.html", "training_loss.html", "transfer_summary.html",
+                     "plotly.min.js"}
     assert "e1 run: 4 figures, 4 files written" in " ".join(out.output.split())
 
 
@@ -333,7 +340,7 @@ def test_interp_plot_on_other_run_kinds(kind, names, request):
     run_dir = request.getfixturevalue(f"{kind}_dir" if kind != "vector" else "sweep_dir")
     out = CliRunner().invoke(app, ["plot", str(run_dir), "--format", "html"])
     assert out.exit_code == 0, out.output
-    assert sorted(p.name for p in (run_dir / "figures").iterdir()) == names
+    assert sorted(p.name for p in (run_dir / "figures").iterdir()) == sorted(names + [export.PLOTLYJS_FILE])
 
 
 def test_interp_plot_refuses_a_folder_that_is_not_a_run(tmp_path):
@@ -425,7 +432,7 @@ def test_interp_plot_without_a_browser_notes_it_and_writes_html(sweep_dir, tmp_p
     out = CliRunner().invoke(app, ["plot", str(run_dir), "--format", "html,png"])
     text = " ".join(out.output.split())
     assert out.exit_code == 0 and "note: png skipped: no Chromium found" in text
-    assert [p.name for p in (run_dir / "figures").iterdir()] == ["steering_sweep.html"]
+    assert sorted(p.name for p in (run_dir / "figures").iterdir()) == ["plotly.min.js", "steering_sweep.html"]
 
 
 def _sufficiency_results(per_seed: list[float]) -> dict:
@@ -449,3 +456,33 @@ def test_a_figure_over_one_seed_says_there_is_no_interval_and_draws_no_bars():
     lo, hi = _lo_hi(fig.data[0])
     want = _sufficiency_results([0.5, 0.9, 0.7])["sufficiency"]["steered"]["specific_shift"]["ci95"]
     assert _close([lo[0], hi[0]], want)
+
+
+def test_notebook_figures_carry_a_static_png_beside_the_plotly_json(monkeypatch):
+    import base64
+
+    import plotly.io as pio
+
+    monkeypatch.setattr(pio.renderers, "default", pio.renderers.default)  # restored after the test
+    monkeypatch.setattr(export, "find_chromium", lambda: "/usr/bin/chromium")
+    monkeypatch.setattr(export, "_render_sync", lambda browser, jobs: [b"\x89PNG fake"] * len(jobs))
+    export.use_notebook_figures()
+    bundle = go.Figure(go.Bar(y=[1, 2]))._repr_mimebundle_()
+    assert bundle["application/vnd.plotly.v1+json"]["data"][0]["y"] == [1, 2]  # interactive where plotly.js runs
+    assert base64.b64decode(bundle["image/png"]) == b"\x89PNG fake"  # what GitHub and nbviewer show
+    monkeypatch.setattr(export, "find_chromium", lambda: None)
+    bundle = go.Figure(go.Bar(y=[1, 2]))._repr_mimebundle_()
+    assert "application/vnd.plotly.v1+json" in bundle and "image/png" not in bundle  # no browser: no error
+
+
+@pytest.mark.slow
+def test_notebook_figures_png_is_rendered_by_chromium(monkeypatch):
+    import base64
+
+    import plotly.io as pio
+
+    _need_chromium()
+    monkeypatch.setattr(pio.renderers, "default", pio.renderers.default)
+    export.use_notebook_figures()
+    png = base64.b64decode(go.Figure(go.Bar(y=[1, 2]))._repr_mimebundle_()["image/png"])
+    assert png.startswith(b"\x89PNG") and read_png(png)[:2] == (export.WIDTH, export.HEIGHT)
