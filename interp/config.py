@@ -103,6 +103,13 @@ class TrainSection(_Strict):
     # recompute each layer's activations in the backward instead of keeping them: less memory,
     # more time, the same weights to the bit (so it is not part of the run's key)
     grad_checkpointing: bool = False
+    # the forward and backward in bf16 with fp32 master weights and optimizer state (about 1.8x
+    # faster where bf16 matmul is; refused in one line where it is not); part of the keys
+    dtype: Literal["fp32", "bf16"] = "fp32"
+    # what a full fine-tune keeps on disk: "weights" (fp32, 538 MB for smollm2), "update"
+    # (W - W_base in bf16, half; what `interp analyze` reads) or "none" (students are evaluated
+    # in the process that trained them, so a sweep that only needs the transfer keeps nothing)
+    keep: Literal["weights", "update", "none"] = "weights"
 
     @field_validator("project_out")
     @classmethod
@@ -232,6 +239,10 @@ class E1Config(_Strict):
             d["train"].pop("loss_positions"), d["train"].pop("divergence_rule")
         if not self.train.project_out:
             d["train"].pop("project_out")
+        if self.train.dtype == "fp32":
+            d["train"].pop("dtype")
+        if self.train.keep == "weights":
+            d["train"].pop("keep")
         for name in RUNTIME_FIELDS:  # how a student is computed, not what it is
             d["train"].pop(name)
         return d

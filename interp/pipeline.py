@@ -45,7 +45,7 @@ from interp.runs import (
 )
 from interp.steering import SteeringVector, build_steering_vector
 from interp.teachers import DATASET_FILE, TEACHER_LOGPROBS_FILE, VECTOR_KINDS, DataConfig, Teacher, generate_dataset
-from interp.train import load_student, train_student
+from interp.train import load_student, train_student, trained_student
 
 LOGPROBS_FILE = "logprobs.safetensors"
 TRANSFER_FILE = "transfer.safetensors"  # per comparison: (seeds, questions) trait-specific differences
@@ -153,6 +153,30 @@ def run_e1(cfg: E1Config, root: str | Path = "artifacts", progress: bool = True,
         + (f"; students: {cfg.student_model}, fingerprint {student_root.fingerprint()})" if cfg.cross_model else ")"))
     models = _Bases(cfg, base, student_root)
 
+    # 4. evaluation (defined first: a student is evaluated by the process that trained it)
+    qs = questions(cfg.eval.split)
+    animals = list(cfg.eval.animals)
+    eval_inputs = {"questions": content_hash(qs), "animals": animals, "animal": cfg.animal, "sampled": cfg.eval.sampled,
+                   **({"sampler": FREE_SAMPLER} if cfg.eval.sampled else {})}
+
+    def evaluate(name: str, key: str, model_fn) -> dict:
+        est = Stage(cache, "eval", {"model": key, **eval_inputs})
+        if f"eval/{name}" in timings:  # evaluated already, right after training
+            return {"logprobs": load_tensors(est.dir / LOGPROBS_FILE)["logprobs"], "summary": read_json(est.dir / "summary.json")}
+
+        def make_eval(st):
+            m = model_fn()
+            score = evaluate_trait(m, cfg.animal, qs, animals)
+            save_tensors(st.path(LOGPROBS_FILE), {"logprobs": score.logprobs})
+            summary = score.summary(cfg.eval.n_boot)
+            if cfg.eval.sampled:
+                summary["sampled"] = sampled_answer_rate(m, cfg.animal, qs, cfg.eval.n_samples_per_question)
+            write_json(st.path("summary.json"), summary)
+            st.finish()
+
+        timed(f"eval/{name}", est, make_eval)
+        return {"logprobs": load_tensors(est.dir / LOGPROBS_FILE)["logprobs"], "summary": read_json(est.dir / "summary.json")}
+
     # 1-3. per seed: the steering vector (of the teacher's base), the datasets, the students (per
     # objective: sft, kd). Without weight noise every seed shares one teacher base and one vector.
     kd = "kd" in cfg.train.objectives
@@ -224,35 +248,17 @@ def run_e1(cfg: E1Config, root: str | Path = "artifacts", progress: bool = True,
                     targets = (load_targets(data_dir / TEACHER_LOGPROBS_FILE, m.tokenizer, len(rows))
                                if tcfg.objective == "kd" else None)
                     masks = Divergence.load(divergence.dir).row_masks(tcfg.divergence_rule) if divergence else None
-                    train_student(m, rows, tcfg, st.dir, progress=progress, targets=targets, divergence_masks=masks,
-                                  project_vector=v if tcfg.project_out else None,
-                                  extra_manifest={"dataset_dir": str(data_dir)})
+                    hf = train_student(m, rows, tcfg, st.dir, progress=progress, targets=targets, divergence_masks=masks,
+                                       project_vector=v if tcfg.project_out else None,
+                                       extra_manifest={"dataset_dir": str(data_dir)})
+                    # Evaluated here, from the fp32 weights in memory: the same numbers as a
+                    # reload of model.safetensors (tested), with no reload, and the only way when
+                    # train.keep = "none". Before finish: a finished student always has its eval.
+                    evaluate(f"{label}/seed{seed}", st.dir.name, lambda: trained_student(m, hf, tcfg, st.dir.name))
                     st.finish(dataset_dir=str(data_dir))
 
                 timed(f"student/{label}/seed{seed}", sstage, make_student)
                 student_dirs[(label, seed)] = sstage.dir
-
-    # 4. evaluation of the base and every student
-    qs = questions(cfg.eval.split)
-    animals = list(cfg.eval.animals)
-    eval_inputs = {"questions": content_hash(qs), "animals": animals, "animal": cfg.animal, "sampled": cfg.eval.sampled,
-                   **({"sampler": FREE_SAMPLER} if cfg.eval.sampled else {})}
-
-    def evaluate(name: str, key: str, model_fn) -> dict:
-        est = Stage(cache, "eval", {"model": key, **eval_inputs})
-
-        def make_eval(st):
-            m = model_fn()
-            score = evaluate_trait(m, cfg.animal, qs, animals)
-            save_tensors(st.path(LOGPROBS_FILE), {"logprobs": score.logprobs})
-            summary = score.summary(cfg.eval.n_boot)
-            if cfg.eval.sampled:
-                summary["sampled"] = sampled_answer_rate(m, cfg.animal, qs, cfg.eval.n_samples_per_question)
-            write_json(st.path("summary.json"), summary)
-            st.finish()
-
-        timed(f"eval/{name}", est, make_eval)
-        return {"logprobs": load_tensors(est.dir / LOGPROBS_FILE)["logprobs"], "summary": read_json(est.dir / "summary.json")}
 
     # every seed's students against the base they started from (one shared base without noise)
     evals, base_evals = {}, {}

@@ -33,6 +33,7 @@ from interp.runs import MANIFEST_FILE, content_hash, file_hash, load_tensors, pr
 from interp.steering import Steering, SteeringVector, steer
 
 WEIGHTS_FILE = "model.safetensors"
+UPDATE_FILE = "update.safetensors"  # train.keep = "update": W - W_base in bf16
 ADAPTER_FILE = "adapter.safetensors"
 OPTIMIZER_FILE = "optimizer.safetensors"
 TRAINER_FILE = "trainer.json"
@@ -40,6 +41,8 @@ CHECKPOINT_DIR = "checkpoint"
 SNAPSHOTS_DIR = "snapshots"
 LOG_FILE = "train_log.json"
 LOSS_POSITIONS = ("all", "divergence", "non_divergence")
+TRAIN_DTYPES = ("fp32", "bf16")
+KEEP = ("weights", "update", "none")
 # settings that change how a student is computed but not what it is (same weights to the bit)
 RUNTIME_FIELDS = ("grad_checkpointing",)
 
@@ -88,6 +91,19 @@ class TrainConfig:
         batch 8 it took peak memory from 4.9 to 3.8 GB for 10-20% more step time
         (benchmarks/bench_train.py).
         Not part of `key()`.
+    dtype: the arithmetic of the forward and backward. "fp32" (the reference). "bf16": a bf16
+        copy of the weights computes the forward and backward; its gradients are cast up and
+        the optimizer steps the fp32 master weights (and keeps fp32 state), which are copied
+        back into the bf16 copy after each step. The student is the fp32 master weights. About
+        1.8x faster where bf16 matmul is (refused in one line where it is not:
+        `interp.precision`); part of `key()` when not "fp32".
+    keep: what a full fine-tune leaves on disk. "weights": every parameter in fp32
+        (`model.safetensors`, 538 MB for smollm2). "update": W - W_base in bf16
+        (`update.safetensors`, half that; `load_student` rebuilds the student within bf16's
+        rounding of the update, as snapshots do). "none": no weights (the log and manifest only;
+        a sweep that evaluates in the same process needs no more). Part of `key()` when not
+        "weights", since a student loaded from its update is not bit-identical. LoRA always
+        keeps its adapter.
     """
 
     method: str = "full"
@@ -111,6 +127,8 @@ class TrainConfig:
     divergence_rule: str = "paper"
     project_out: tuple[int, ...] = ()
     grad_checkpointing: bool = False
+    dtype: str = "fp32"
+    keep: str = "weights"
 
     def key(self) -> dict:
         """The settings that define the student (the kd fields only matter for kd; the later
@@ -126,6 +144,10 @@ class TrainConfig:
             d.pop("loss_positions"), d.pop("divergence_rule")
         if not self.project_out:
             d.pop("project_out")
+        if self.dtype == "fp32":
+            d.pop("dtype")
+        if self.keep == "weights":
+            d.pop("keep")
         for name in RUNTIME_FIELDS:
             d.pop(name)
         return d
@@ -149,6 +171,10 @@ class TrainConfig:
             raise ValueError(f"train.divergence_rule: {self.divergence_rule!r} is not one of {RULES}")
         if any(not isinstance(l, int) or l < 0 for l in self.project_out):
             raise ValueError(f"train.project_out: {list(self.project_out)} must be layer indices >= 0")
+        if self.dtype not in TRAIN_DTYPES:
+            raise ValueError(f"train.dtype: {self.dtype!r} is not one of {TRAIN_DTYPES}")
+        if self.keep not in KEEP:
+            raise ValueError(f"train.keep: {self.keep!r} is not one of {KEEP}")
         for name in ("lr", "epochs", "batch_size", "grad_accum", "max_len"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"train.{name}: {getattr(self, name)} must be > 0")
@@ -346,6 +372,29 @@ def trainable_state(hf: nn.Module) -> dict[str, Tensor]:
     return {n: p for n, p in hf.named_parameters() if p.requires_grad}
 
 
+def _bf16_copy(hf: nn.Module) -> nn.Module:
+    """The module that computes a bf16 student's forward and backward: a copy of `hf` with its
+    floating-point parameters in bf16. Buffers (rotary frequencies) stay fp32, as in `weights_in`."""
+    work = copy.deepcopy(hf)
+    for p in work.parameters():
+        if p.is_floating_point():
+            p.data = p.data.to(torch.bfloat16)
+    return work
+
+
+@torch.no_grad()
+def _copy_params(src: list[nn.Parameter], dst: list[nn.Parameter]) -> None:
+    for s, d in zip(src, dst):
+        d.copy_(s)
+
+
+def _update(hf: nn.Module, base_hf: nn.Module) -> dict[str, Tensor]:
+    """W - W_base in bf16: bf16 keeps ~3 significant digits of the update, where bf16 weights
+    would round away an update ~1e-3 of their size. 2 bytes per parameter."""
+    base = dict(base_hf.named_parameters())
+    return {n: (p.detach() - base[n].detach()).to(torch.bfloat16) for n, p in hf.named_parameters()}
+
+
 # ----------------------------------------------------------------------------- checkpoints
 
 
@@ -425,13 +474,8 @@ def _verify_checkpoint(ck: Path, meta: dict) -> None:
 
 
 def _save_snapshot(out: Path, hf: nn.Module, base_hf: nn.Module, step: int, cfg: TrainConfig) -> None:
-    # The update, not the weights: bf16 keeps ~3 significant digits of W - W_base, where bf16
-    # weights would round away an update ~1e-3 of their size. 2 bytes per parameter.
-    if cfg.method == "lora":
-        tensors = {n: p.detach().float() for n, p in trainable_state(hf).items()}
-    else:
-        base = dict(base_hf.named_parameters())
-        tensors = {n: (p.detach() - base[n].detach()).to(torch.bfloat16) for n, p in hf.named_parameters()}
+    tensors = ({n: p.detach().float() for n, p in trainable_state(hf).items()} if cfg.method == "lora"
+               else _update(hf, base_hf))
     save_tensors(out / SNAPSHOTS_DIR / f"step{step:05d}.safetensors", tensors)
 
 
@@ -474,13 +518,17 @@ def train_student(
         raise ValueError("train.project_out: needs the trait vector to project out (project_vector=...)")
     examples = build_examples(model, rows, cfg.max_len, targets if cfg.objective == "kd" else None,
                               position_masks(divergence_masks, cfg.loss_positions) if divergence_masks is not None else None)
+    rates = None
+    if cfg.dtype == "bf16":
+        from interp.precision import require_fast_bf16
+
+        rates = require_fast_bf16(model.device)  # before any work: one line where bf16 is slower
     grammar_ids = None
     if cfg.objective == "kd":
         from interp.distill import grammar_logits, grammar_token_ids, kd_loss
 
         grammar_ids = grammar_token_ids(model.tokenizer)
-    hf = _prepare(model, cfg)
-    project = _projection(LoadedModel(model.name, hf, model.tokenizer), project_vector, cfg.project_out)
+    hf = _prepare(model, cfg)  # the student: fp32 weights, what the optimizer steps and what is saved
     params = list(trainable_state(hf).values())
     opt = _optimizer(cfg, params)
     masked = cfg.loss_positions != "all"
@@ -489,6 +537,11 @@ def train_student(
     step, log = _load_checkpoint(out, hf, opt, cfg)
     check_resume(step, log, total, out / CHECKPOINT_DIR)
     guard = CollapseGuard(log[0]["loss"] if log else None)  # a finite loss can still be a collapse
+    # the module that computes the forward and backward: the student itself, or its bf16 copy
+    work = _bf16_copy(hf) if cfg.dtype == "bf16" else hf
+    work_params = list(trainable_state(work).values())
+    grad_buffers: dict[int, Tensor] = {}  # bf16 only: the fp32 master gradients
+    project = _projection(LoadedModel(model.name, work, model.tokenizer), project_vector, cfg.project_out)
     update_rms: dict[str, float] = {}
     pad = model.tokenizer.pad_token_id
     bar = tqdm(total=total, initial=step, desc="student", unit="step", disable=not progress, leave=False)
@@ -512,7 +565,7 @@ def train_student(
                 tokens_seen += int(batch.attention_mask.sum())
                 with project():
                     if cfg.objective == "kd":
-                        kl = kd_loss(grammar_logits(hf, completion_hidden(hf, batch, where), grammar_ids),
+                        kl = kd_loss(grammar_logits(work, completion_hidden(work, batch, where), grammar_ids),
                                      torch.cat([_kd_rows(examples[i]) for i in mb]))
                         if cfg.kd_min_kl > 0 and kl.item() / int(where.sum()) < cfg.kd_min_kl:
                             skipped += 1  # teacher == student up to float noise: nothing to learn
@@ -520,7 +573,7 @@ def train_student(
                             continue
                         loss = (kl / n_targets).float()
                     else:
-                        logits = completion_logits(hf, batch, where)
+                        logits = completion_logits(work, batch, where)
                         guard.observe(logits)
                         loss = torch.nn.functional.cross_entropy(logits.float(), labels[where], reduction="sum") / n_targets
                     loss.backward()
@@ -532,11 +585,21 @@ def train_student(
                 )
             if (collapse := guard.check(loss_sum)) is not None:
                 raise TrainingDiverged(f"{collapse} at step {global_step + 1}; weights not updated; lower train.lr and rerun")
+            if work is not hf:  # bf16 gradients step the fp32 master weights
+                for w, p in zip(work_params, params):
+                    if w.grad is None:
+                        p.grad = None  # no gradient reached it: the optimizer skips it, as in fp32
+                    else:  # into a buffer kept across steps: no 0.5 GB allocation per step
+                        p.grad = grad_buffers.setdefault(id(p), torch.empty_like(p))
+                        p.grad.copy_(w.grad)
+                work.zero_grad(set_to_none=True)
             if skipped < len(group):
                 if cfg.sgd_matched:
                     # an all-zero gradient moves nothing whatever the rate
                     _set_lr(opt, cfg.lr / max(_rms_nonzero([p.grad for p in params if p.grad is not None]), 1e-30))
                 opt.step()
+                if work is not hf:
+                    _copy_params(params, work_params)
             if global_step == 0 and cfg.method == "full":
                 update_rms["step1"] = _update_rms(hf, model.hf)
             # A finite loss can still come with an update that overflows the weights; catch it
@@ -564,12 +627,16 @@ def train_student(
                 bar.close()
                 return hf
     bar.close()
+    del work, work_params, grad_buffers
     hf.eval()
     wall = time.perf_counter() - t0
+    kept = []
     if cfg.method == "lora":
-        save_tensors(out / ADAPTER_FILE, trainable_state(hf))
-    else:
-        save_tensors(out / WEIGHTS_FILE, dict(hf.named_parameters()))
+        kept.append(save_tensors(out / ADAPTER_FILE, trainable_state(hf)))
+    elif cfg.keep == "weights":
+        kept.append(save_tensors(out / WEIGHTS_FILE, dict(hf.named_parameters())))
+    elif cfg.keep == "update":
+        kept.append(save_tensors(out / UPDATE_FILE, _update(hf, model.hf)))
     write_json(out / LOG_FILE, log)
     if cfg.method == "full":
         update_rms["final"] = _update_rms(hf, model.hf)
@@ -583,7 +650,9 @@ def train_student(
         **({"positions_counted": sum(map(_counted, examples)), "positions_total": sum(len(e.completion_ids) for e in examples)}
            if masked else {}),
         **({"project_out_vector": project_vector.hash()} if cfg.project_out else {}),
-        "tokens_per_s": round(tokens_seen / max(wall, 1e-9), 1), "base": model.identity(),
+        "tokens_per_s": round(tokens_seen / max(wall, 1e-9), 1), "tokens": tokens_seen,
+        "kept_bytes": sum(p.stat().st_size for p in kept), "base": model.identity(),
+        **({"matmul_gflops": {k: round(v, 1) for k, v in rates.items()}} if rates else {}),
         **provenance(), **(extra_manifest or {}),
     })
     shutil.rmtree(out / CHECKPOINT_DIR, ignore_errors=True)  # optimizer state is 2x the weights
@@ -618,12 +687,31 @@ def _build_student(base: LoadedModel, cfg: TrainConfig, saved: dict[str, Tensor]
     return LoadedModel(name=name, hf=hf, tokenizer=base.tokenizer)
 
 
+def trained_student(base: LoadedModel, hf: nn.Module, cfg: TrainConfig, name: str) -> LoadedModel:
+    """The module `train_student` returned, as `load_student` would give it back from the files it
+    wrote with train.keep = "weights": LoRA merged, frozen, in eval mode (the same numbers)."""
+    if cfg.method == "lora":
+        hf = hf.merge_and_unload()
+    hf.eval()
+    for p in hf.parameters():
+        p.requires_grad_(False)
+    return LoadedModel(name=f"{base.name}+student:{name}", hf=hf, tokenizer=base.tokenizer)
+
+
 def load_student(base: LoadedModel, student_dir: str | Path) -> LoadedModel:
-    """The base with a student's weights (full) or adapter (LoRA, merged into a copy)."""
+    """The base with a student's weights (full), its bf16 update (full, train.keep = "update")
+    or its adapter (LoRA, merged into a copy)."""
     d = Path(student_dir)
     cfg = _student_config(base, d)
-    weights = load_tensors(d / (ADAPTER_FILE if cfg.method == "lora" else WEIGHTS_FILE))
-    return _build_student(base, cfg, weights, f"student: {d}", f"{base.name}+student:{d.name}")
+    if cfg.method == "full" and cfg.keep == "none":
+        raise ValueError(f"student: {d} kept no weights (train.keep = \"none\"); retrain it with train.keep = "
+                         "\"update\" to analyze it")
+    f = d / (ADAPTER_FILE if cfg.method == "lora" else UPDATE_FILE if cfg.keep == "update" else WEIGHTS_FILE)
+    if not f.exists():
+        raise ValueError(f"student: {f} is missing; delete {d} and rerun to retrain the student")
+    weights = load_tensors(f)
+    return _build_student(base, cfg, weights, f"student: {f}", f"{base.name}+student:{d.name}",
+                          update=cfg.keep == "update")
 
 
 def load_snapshot(base: LoadedModel, student_dir: str | Path, step: int) -> LoadedModel:
