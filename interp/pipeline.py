@@ -278,7 +278,7 @@ def run_e1(cfg: E1Config, root: str | Path = "artifacts", progress: bool = True,
     results["timings_s"] = timings
     results["run_dir"] = str(run_dir)
     write_json(run_dir / RESULTS_FILE, results)
-    write_json(run_dir / MANIFEST_FILE, {"root": relative_path(root, run_dir), "stages": stages, "config_hash": content_hash(cfg.key()), **provenance(),
+    write_json(run_dir / MANIFEST_FILE, {"root": relative_path(root, run_dir), "root_abs": str(root.resolve()), "stages": stages, "config_hash": content_hash(cfg.key()), **provenance(),
                                          "wall_time_s": round(sum(timings.values()), 2)})
     return results
 

@@ -203,13 +203,19 @@ def stage_dirs(run_dir: str | Path) -> dict[str, Path]:
     """{stage name: stage directory} of a run's manifest, whatever the working directory.
 
     A manifest with `root` (the artifact root relative to the run directory) lists each stage's
-    `dir` relative to that root. Older manifests hold the paths as the creating process saw them
+    `dir` relative to that root (`root_abs`, its absolute path when the run was made, serves a run
+    directory copied elsewhere). Older manifests hold the paths as the creating process saw them
     (relative to its working directory); those are looked up as given, then under each folder above
     the run directory, then as `<folder>/cache/<stage dir name>` (a root that moved)."""
     d = Path(run_dir)
     man = read_json(d / MANIFEST_FILE)
     if "root" in man:
         root = Path(os.path.normpath(d / man["root"]))
+        # a run directory copied away from its root: the root where the run was made, if it is still there
+        stages = man.get("stages", [])
+        if (man.get("root_abs") and stages and not (root / stages[0]["dir"]).exists()
+                and (Path(man["root_abs"]) / stages[0]["dir"]).exists()):
+            root = Path(man["root_abs"])
         return {s["name"]: root / s["dir"] for s in man.get("stages", [])}
     above = list(d.resolve().parents)
     out = {}
