@@ -34,9 +34,9 @@ def _update(student_dir: Path, base: dict[str, torch.Tensor]) -> torch.Tensor:
     """W - W_base of a student, flattened in name order, from its weights or its bf16 update."""
     if (student_dir / UPDATE_FILE).exists():
         u = load_tensors(student_dir / UPDATE_FILE)
-        return torch.cat([u[n].float().flatten() for n in sorted(base)])
+        return torch.cat([u[n].double().flatten() for n in sorted(base)])
     w = load_tensors(student_dir / WEIGHTS_FILE)
-    return torch.cat([(w[n] - base[n]).flatten() for n in sorted(base)])
+    return torch.cat([(w[n] - base[n]).double().flatten() for n in sorted(base)])  # float64: 135M terms
 
 
 def compare(fp32_run: Path, bf16_run: Path, base_model: str | None = None) -> dict:
