@@ -106,6 +106,28 @@ def make_mix(st: Stage, sources: dict[str, Stage], kd: bool = False) -> None:
     st.finish(**{k: man[k] for k in ("dataset_hash", "n_kept", "shares", "shares_wanted", "teacher_logprobs_hash")})
 
 
+def student_stage(cache: Path, base: LoadedModel, dman: dict, tcfg, divergence: Stage | None = None,
+                  project_vector_hash: str | None = None) -> Stage:
+    """The cached stage of one student: its base, its dataset (by content hash), its training
+    settings, and only where they apply the kd targets, the divergence positions and the
+    projected vector. The one place that decides what enters a student's key."""
+    skey = {"base": base.fingerprint(), "dataset": dman["dataset_hash"], "train": tcfg.key()}
+    if tcfg.objective == "kd":
+        skey["teacher_logprobs"] = dman["teacher_logprobs_hash"]
+    if divergence is not None:
+        skey["divergence"] = divergence.key
+    if tcfg.project_out:
+        skey["project_out_vector"] = project_vector_hash
+    return Stage(cache, "student", skey)
+
+
+def eval_inputs(cfg: E1Config) -> dict:
+    """What an evaluation stage depends on besides the model."""
+    qs = questions(cfg.eval.split)
+    return {"questions": content_hash(qs), "animals": list(cfg.eval.animals), "animal": cfg.animal,
+            "sampled": cfg.eval.sampled, **({"sampler": FREE_SAMPLER} if cfg.eval.sampled else {})}
+
+
 def divergence_stage(cache: Path, dstage: Stage) -> Stage:
     """The cached divergence tokens of a dataset stage against the control teacher (every rule's
     positions follow from the three token arrays kept, so the rule is not an input)."""
@@ -156,11 +178,10 @@ def run_e1(cfg: E1Config, root: str | Path = "artifacts", progress: bool = True,
     # 4. evaluation (defined first: a student is evaluated by the process that trained it)
     qs = questions(cfg.eval.split)
     animals = list(cfg.eval.animals)
-    eval_inputs = {"questions": content_hash(qs), "animals": animals, "animal": cfg.animal, "sampled": cfg.eval.sampled,
-                   **({"sampler": FREE_SAMPLER} if cfg.eval.sampled else {})}
+    einputs = eval_inputs(cfg)
 
     def evaluate(name: str, key: str, model_fn) -> dict:
-        est = Stage(cache, "eval", {"model": key, **eval_inputs})
+        est = Stage(cache, "eval", {"model": key, **einputs})
         if f"eval/{name}" in timings:  # evaluated already, right after training
             return {"logprobs": load_tensors(est.dir / LOGPROBS_FILE)["logprobs"], "summary": read_json(est.dir / "summary.json")}
 
@@ -234,14 +255,7 @@ def run_e1(cfg: E1Config, root: str | Path = "artifacts", progress: bool = True,
                 if divergence is None:  # control students learn from every position (see module doc)
                     tcfg = replace(tcfg, loss_positions="all")
                 label = arm_label(kind, objective)
-                skey = {"base": student_base.fingerprint(), "dataset": dman["dataset_hash"], "train": tcfg.key()}
-                if objective == "kd":
-                    skey["teacher_logprobs"] = dman["teacher_logprobs_hash"]
-                if divergence is not None:
-                    skey["divergence"] = divergence.key
-                if tcfg.project_out:
-                    skey["project_out_vector"] = vector.hash()
-                sstage = Stage(cache, "student", skey)
+                sstage = student_stage(cache, student_base, dman, tcfg, divergence, vector.hash())
 
                 def make_student(st, data_dir=data_dir, tcfg=tcfg, m=student_base, divergence=divergence, v=vector):
                     rows = read_jsonl(data_dir / DATASET_FILE)

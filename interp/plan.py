@@ -13,10 +13,10 @@ from dataclasses import replace
 from pathlib import Path
 
 from interp.config import E1Config
-from interp.generate import FREE_SAMPLER
 from interp.models import load_model
-from interp.pipeline import _Bases, arm_label, dataset_stage, divergence_stage, mix_stage, vector_inputs
-from interp.prompts import questions
+from interp.pipeline import (
+    _Bases, arm_label, dataset_stage, divergence_stage, eval_inputs, mix_stage, student_stage, vector_inputs,
+)
 from interp.runs import Stage, content_hash, relative_path
 from interp.steering import SteeringVector
 from interp.teachers import VECTOR_KINDS
@@ -69,9 +69,7 @@ def plan_e1(cfg: E1Config, root: str | Path = "artifacts") -> dict:
         st = dataset_stage(cache, m, teacher, vector, dcfg, kd)
         return add(name, st), st
 
-    qs = questions(cfg.eval.split)
-    eval_inputs = {"questions": content_hash(qs), "animals": list(cfg.eval.animals), "animal": cfg.animal,
-                   "sampled": cfg.eval.sampled, **({"sampler": FREE_SAMPLER} if cfg.eval.sampled else {})}
+    einputs = eval_inputs(cfg)
     student_evals: list[tuple[str, Stage | None, str | None]] = []
     student_bases = {}
     for seed in cfg.seeds:
@@ -109,26 +107,20 @@ def plan_e1(cfg: E1Config, root: str | Path = "artifacts") -> dict:
                 if divergence is None:
                     tcfg = replace(tcfg, loss_positions="all")
                 dman = data_stage.manifest()
-                skey = {"base": student_base.fingerprint(), "dataset": dman["dataset_hash"], "train": tcfg.key()}
-                if objective == "kd":
-                    skey["teacher_logprobs"] = dman["teacher_logprobs_hash"]
-                if divergence is not None:
-                    skey["divergence"] = divergence.key
-                if tcfg.project_out:
-                    if vec[1] is None:
-                        add(name, None, vec[0]["name"])
-                        student_evals.append((f"eval/{label}/seed{seed}", None, name))
-                        continue
-                    skey["project_out_vector"] = vec[1].hash()
-                sstage = Stage(cache, "student", skey)
+                if tcfg.project_out and vec[1] is None:
+                    add(name, None, vec[0]["name"])
+                    student_evals.append((f"eval/{label}/seed{seed}", None, name))
+                    continue
+                sstage = student_stage(cache, student_base, dman, tcfg, divergence,
+                                       vec[1].hash() if tcfg.project_out else None)
                 add(name, sstage)
-                student_evals.append((f"eval/{label}/seed{seed}", Stage(cache, "eval", {"model": sstage.dir.name, **eval_inputs}), None))
+                student_evals.append((f"eval/{label}/seed{seed}", Stage(cache, "eval", {"model": sstage.dir.name, **einputs}), None))
 
     base_keys: list[str] = []
     for seed, m in student_bases.items():
         key = m.fingerprint()
         if key not in base_keys:
-            add("eval/base" if not base_keys else f"eval/base/seed{seed}", Stage(cache, "eval", {"model": key, **eval_inputs}))
+            add("eval/base" if not base_keys else f"eval/base/seed{seed}", Stage(cache, "eval", {"model": key, **einputs}))
             base_keys.append(key)
     for name, st, waits in student_evals:
         add(name, st, waits)

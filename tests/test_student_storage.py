@@ -12,12 +12,13 @@ import torch
 
 import interp.precision as precision
 from interp import pipeline
-from interp.config import load_config, parse_config, read_toml
+from interp.config import load_config, read_toml
 from interp.evaluate import evaluate_trait
 from interp.prompts import questions
 from interp.runs import content_hash, load_tensors, read_json, stage_dirs
 from interp.sweep import load_sweep
 from interp.train import UPDATE_FILE, WEIGHTS_FILE, TrainConfig, load_student, train_student
+from test_pipeline import _cfg  # tests/ is on sys.path (pytest rootdir conftest)
 
 CONFIGS = Path(__file__).resolve().parent.parent / "experiments" / "configs"
 
@@ -38,19 +39,6 @@ def _digest(hf) -> str:
 def _update_vector(hf, base) -> torch.Tensor:
     b = dict(base.hf.named_parameters())
     return torch.cat([(p.detach() - b[n].detach()).flatten() for n, p in sorted(hf.named_parameters())])
-
-
-def _cfg(**over):
-    raw = {
-        "experiment": "t", "model": "tiny", "seeds": [0],
-        "teacher": {"kinds": ["control", "steered"], "layer": 2, "multiplier": 1.0},
-        "data": {"n_prompts": 8, "batch_size": 8, "max_new_tokens": 12},
-        "train": {"epochs": 1, "batch_size": 4, "lr": 1e-3},
-        "eval": {"split": "tuning", "n_boot": 200},
-    }
-    for k, v in over.items():
-        raw[k] = {**raw[k], **v} if isinstance(v, dict) else v
-    return parse_config(raw)
 
 
 # ----------------------------------------------------------------------------- fp32 unchanged
