@@ -229,3 +229,23 @@ def test_train_dtype_experiment_pairs_each_bf16_student_with_its_fp32_twin(tmp_p
     t = res["transfer"]["steered-random"]["bf16"]["mean"]
     sa, ra = (b["arms"][k]["per_seed_specific_shift"] for k in ("steered", "random"))
     assert t == pytest.approx(sum(x - y for x, y in zip(sa, ra)) / 2, abs=1e-12)
+
+
+def test_the_e1_replication_and_protocol_configs_keep_the_run_ids_the_readme_cites():
+    # README, E1 section: the rerun of seeds 0-9, their bf16 twins, the exploration, and the
+    # pre-registered confirmation (whose id must not move once it has run)
+    pinned = {
+        "e1_replication/e1_cpu_sft_seeds0-9.toml": "47db15b159",
+        "e1_replication/train_dtype_bf16_seeds0-5.toml": "17aeb9d7c6",
+        "e1_protocol/explore_80rows.toml": "1a21a9d9fd",
+        "e1_protocol/confirm.toml": "c6fa6c290e",
+    }
+    for name, want in pinned.items():
+        assert content_hash(load_config(CONFIGS / name).key(), 10) == want, name
+    confirm, explore = (load_config(CONFIGS / "e1_protocol" / f) for f in ("confirm.toml", "explore_80rows.toml"))
+    # the confirmation differs from the exploration only where the committed rule says it may
+    assert set(confirm.seeds).isdisjoint(explore.seeds) and min(confirm.seeds) >= 2000
+    assert (confirm.eval.split, explore.eval.split) == ("heldout", "tuning")
+    same = lambda c: {**c.model_dump(), "experiment": None, "seeds": None, "eval": None,
+                      "train": {**c.train.model_dump(), "keep": None}}
+    assert same(confirm) == same(explore)
