@@ -182,8 +182,10 @@ def run_e1(cfg: E1Config, root: str | Path = "artifacts", progress: bool = True,
 
     def evaluate(name: str, key: str, model_fn) -> dict:
         est = Stage(cache, "eval", {"model": key, **einputs})
+        read = lambda: {"logprobs": load_tensors(est.dir / LOGPROBS_FILE)["logprobs"],
+                        "summary": read_json(est.dir / "summary.json")}
         if f"eval/{name}" in timings:  # evaluated already, right after training
-            return {"logprobs": load_tensors(est.dir / LOGPROBS_FILE)["logprobs"], "summary": read_json(est.dir / "summary.json")}
+            return read()
 
         def make_eval(st):
             m = model_fn()
@@ -196,7 +198,7 @@ def run_e1(cfg: E1Config, root: str | Path = "artifacts", progress: bool = True,
             st.finish()
 
         timed(f"eval/{name}", est, make_eval)
-        return {"logprobs": load_tensors(est.dir / LOGPROBS_FILE)["logprobs"], "summary": read_json(est.dir / "summary.json")}
+        return read()
 
     # 1-3. per seed: the steering vector (of the teacher's base), the datasets, the students (per
     # objective: sft, kd). Without weight noise every seed shares one teacher base and one vector.
