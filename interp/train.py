@@ -655,7 +655,15 @@ def train_student(
         **({"matmul_gflops": {k: round(v, 1) for k, v in rates.items()}} if rates else {}),
         **provenance(), **(extra_manifest or {}),
     })
-    shutil.rmtree(out / CHECKPOINT_DIR, ignore_errors=True)  # optimizer state is 2x the weights
+    # optimizer state is 2x the weights. Renamed first: a kill in the middle of the delete must not
+    # leave half a checkpoint that a rerun would try to resume from (a `.tmp` name is never read,
+    # and `Stage.clean` removes it)
+    ck = out / CHECKPOINT_DIR
+    if ck.exists():
+        trash = out / (CHECKPOINT_DIR + ".discard.tmp")
+        shutil.rmtree(trash, ignore_errors=True)
+        ck.rename(trash)
+        shutil.rmtree(trash, ignore_errors=True)
     return hf
 
 

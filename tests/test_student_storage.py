@@ -249,3 +249,26 @@ def test_the_e1_replication_and_protocol_configs_keep_the_run_ids_the_readme_cit
     same = lambda c: {**c.model_dump(), "experiment": None, "seeds": None, "eval": None,
                       "train": {**c.train.model_dump(), "keep": None}}
     assert same(confirm) == same(explore)
+
+
+def test_a_kill_while_the_finished_checkpoint_is_deleted_leaves_nothing_to_resume_from(tiny, rows, tmp_path, monkeypatch):
+    """train_student deletes its checkpoint last; a kill in the middle of that delete (simulated:
+    one file gone, then the process dies) must not leave half a checkpoint that the rerun refuses."""
+    import interp.train as train_mod
+
+    cfg = TrainConfig(epochs=2, batch_size=4, lr=1e-3, checkpoint_every=2)
+    whole = _digest(train_student(tiny, rows, cfg, tmp_path / "ref", progress=False))
+    real = train_mod.shutil.rmtree
+
+    def dies_midway(path, *a, **k):  # only the delete of the finished checkpoint, not a save's swap
+        files = sorted(p for p in Path(path).glob("*") if p.is_file())
+        if files and Path(path).name in ("checkpoint", "checkpoint.discard.tmp"):
+            files[0].unlink()
+            raise SystemExit("killed")
+        return real(path, *a, **k)
+
+    monkeypatch.setattr(train_mod.shutil, "rmtree", dies_midway)
+    with pytest.raises(SystemExit):
+        train_student(tiny, rows, cfg, tmp_path / "s", progress=False)
+    monkeypatch.setattr(train_mod.shutil, "rmtree", real)
+    assert _digest(train_student(tiny, rows, cfg, tmp_path / "s", progress=False)) == whole
