@@ -103,7 +103,8 @@ def save_tensors(path: str | Path, tensors: dict[str, torch.Tensor], metadata: d
     tensors = {k: v.detach().contiguous().cpu() for k, v in tensors.items()}
     meta = {k: str(v) for k, v in (metadata or {}).items()}
     with atomic_path(path) as tmp:
-        save_file(tensors, str(tmp), metadata=meta)
+        # no tensors and no metadata: safetensors writes an unreadable header for {} with metadata {}
+        save_file(tensors, str(tmp), metadata=meta if (meta or tensors) else None)
     return Path(path)
 
 

@@ -272,3 +272,13 @@ def test_a_kill_while_the_finished_checkpoint_is_deleted_leaves_nothing_to_resum
         train_student(tiny, rows, cfg, tmp_path / "s", progress=False)
     monkeypatch.setattr(train_mod.shutil, "rmtree", real)
     assert _digest(train_student(tiny, rows, cfg, tmp_path / "s", progress=False)) == whole
+
+
+def test_an_empty_tensor_file_reads_back(tmp_path):
+    """An optimizer that has not stepped yet (every micro-batch skipped) checkpoints no tensors;
+    safetensors wrote {} with metadata {} as an unreadable header, which broke resuming after a kill."""
+    from interp.runs import save_tensors
+
+    assert load_tensors(save_tensors(tmp_path / "e.safetensors", {})) == {}
+    t = {"a": torch.ones(2)}
+    assert torch.equal(load_tensors(save_tensors(tmp_path / "f.safetensors", t))["a"], t["a"])
