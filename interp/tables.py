@@ -1,0 +1,289 @@
+"""The tables a command prints, as text: pure functions from a results dict to a string.
+
+Rendered without colour at a fixed width (80 columns by default: a log or a narrow terminal), so
+what a test reads is what a user sees. Intervals are one cell each (`ci`), never split across
+lines; wide results are printed as several narrow tables rather than one wide one.
+"""
+
+from __future__ import annotations
+
+import io
+from typing import Iterable
+
+from rich.console import Console
+from rich.table import Table
+
+from interp.stats import NO_INTERVAL, has_interval
+
+WIDTH = 80
+
+
+def render(*items, width: int = WIDTH) -> str:
+    """Tables and lines of text as plain text `width` columns wide (no markup is interpreted)."""
+    console = Console(width=width, record=True, file=io.StringIO(), markup=False, highlight=False,
+                      emoji=False, color_system=None)
+    for item in items:
+        if item is not None:
+            console.print(item)
+    return console.export_text()
+
+
+def ci(d: dict, fmt: str = "{:.4f}") -> str:
+    """`mean [lo, hi]` of a summary, or `mean (no interval)` when it has none (one seed)."""
+    if not has_interval(d):
+        return f"{fmt.format(d['mean'])} ({NO_INTERVAL})"
+    return f"{fmt.format(d['mean'])} [{fmt.format(d['ci95'][0])}, {fmt.format(d['ci95'][1])}]"
+
+
+def mean(d: dict | None, fmt: str = "{:+.2f}") -> str:
+    return "-" if d is None else fmt.format(d["mean"])
+
+
+def _table(columns: Iterable[str], rows: Iterable[Iterable], title: str | None = None) -> Table:
+    table = Table(*columns, title=title)
+    for row in rows:
+        table.add_row(*[str(c) for c in row])
+    return table
+
+
+# ----------------------------------------------------------------------------- registry, vectors, datasets
+
+
+def models_table(rows: list[dict], width: int = WIDTH) -> str:
+    return render(_table(("name", "status", "description", "detail"),
+                         [(r["name"], r["status"], r["description"], r["detail"]) for r in rows]), width=width)
+
+
+def steer_table(sweep: dict, split: str, width: int = WIDTH) -> str:
+    """`interp steer`: P(trait) over the base's, one row per layer, one column per multiplier."""
+    layers = list(dict.fromkeys(c["layer"] for c in sweep["cells"]))
+    mults = list(dict.fromkeys(c["multiplier"] for c in sweep["cells"]))
+    cells = {(c["layer"], c["multiplier"]): c for c in sweep["cells"]}
+    return render(_table(("layer", *[f"x{mu:g}" for mu in mults]),
+                         [(l, *[f"{cells[(l, mu)]['ratio']:.1f}" for mu in mults]) for l in layers],
+                         title=f"P({sweep['animal']}) / base P ({sweep['base_prob']:.2e}), {split} questions"), width=width)
+
+
+def divergence_tables(s: dict, dataset: str, teacher: str, rule: str, width: int = WIDTH) -> str:
+    """`interp divergence`: the share of divergence tokens, by rule and by completion offset."""
+    head = (f"divergence tokens of {dataset} ({teacher} teacher vs control, rule {rule}): {s['share']:.2%} of "
+            f"{s['n_positions']} completion tokens in {s['n_rows']} rows; {s['rows_with_divergence']:.0%} of rows have one")
+    rules = ("share by rule: " + ", ".join(f"{r} {v:.2%}" for r, v in s["share_by_rule"].items())
+             + f"; emitted token = trait argmax {s['teacher_argmax_is_emitted']:.0%}, "
+               f"= control argmax {s['control_argmax_is_emitted']:.0%}")
+    by = s["share_by_offset"]
+    offsets = _table(("offset", *[f"+{k}" for k in range(10)]),
+                     [(start, *[f"{v:.0%}" for v in by[start:start + 10]]) for start in range(0, len(by), 10)],
+                     title="share of divergence tokens by completion-token offset")
+    top = (_table(("token", "count"), [(repr(tok), count) for tok, count in s["top_divergence_tokens"]],
+                  title=f"most frequent divergence tokens (of {s['n_divergence']})") if s.get("top_divergence_tokens") else None)
+    return render(head, rules, offsets, top, width=width)
+
+
+# ----------------------------------------------------------------------------- E1 and sweeps
+
+
+def plan_table(plan: dict, width: int = WIDTH) -> str:
+    """`interp run --dry-run`: the stages `run_e1` would meet and which are cached."""
+    from interp.plan import CACHED
+
+    n_cached = sum(s["status"] == CACHED for s in plan["stages"])
+    table = _table(("stage", "status", "directory (under the root)"),
+                   [(s["name"], s["status"], s["dir"] or f"keyed by {s['waits_on']}") for s in plan["stages"]],
+                   title=f"dry run: {n_cached} of {len(plan['stages'])} stages cached")
+    tail = (f"run directory: {plan['run_dir']}; nothing computed"
+            + ("; a pending stage's key needs an earlier stage's output" if n_cached < len(plan["stages"]) else ""))
+    return render(table, tail, width=width)
+
+
+def e1_tables(res: dict, width: int = WIDTH) -> str:
+    """`interp run`: the trait probability per arm, then one small (measure, value) table per
+    comparison, so the headline numbers fit 80 columns and a log stays readable."""
+    arms = _table(("model", f"P({res['animal']}) [95% CI]", "log P [95% CI]"),
+                  [(arm if arm == "base" else f"{arm} student", ci(d["prob"]), ci(d["logprob"], "{:.3f}"))
+                   for arm, d in res["arms"].items()],
+                  title=f"trait probability ({res['n_questions']} {res['question_split']} questions, seeds {res['seeds']})")
+    items = [arms]
+    for name, d in res["transfer"].items():
+        perm, ps = d["permutation_specific"], d["specific_per_seed"]
+        mde = ps.get("detectable_80")
+        items.append(_table(("measure", "value"), (
+            ("delta log P [95% CI]", ci(d["logprob_diff"], "{:+.3f}")),
+            ("  interval covers", d["logprob_diff"]["covers"]),
+            ("P ratio", f"{d['prob_ratio']:.2f}x"),
+            ("specific delta log P [95% CI]", ci(d["specific_logprob_diff"], "{:+.3f}")),
+            ("specific, seed t-interval", ci(ps, "{:+.3f}") + (f" (n={ps['n']})" if ps["n"] > 1 else "")),
+            ("detectable (80%)", f"{mde:.3f}" if mde is not None else "-"),
+            ("trait rank among animals", d["trait_rank_among_animals"]),
+            ("permutation p", f"{perm['p_value']:.3f} (min {perm['min_p']:.3f})"),
+        ), title=f"transfer {name}: trait minus reference student"))
+    items.append("stage wall times (s): " + ", ".join(f"{k} {v}" for k, v in res["timings_s"].items()))
+    return render(*items, width=width)
+
+
+def sweep_plan_table(plan: dict, width: int = WIDTH) -> str:
+    """`interp sweep --dry-run`: the cells and their seeds."""
+    return render(_table(("cell", "values", "seeds"), [(c["id"], c["label"], c["seeds"]) for c in plan["cells"]],
+                         title=f"sweep {plan['sweep']}: {plan['n_jobs']} jobs -> {plan['directory']}"), width=width)
+
+
+def sweep_tables(res: dict, width: int = WIDTH) -> str:
+    """`interp sweep`: each cell's transfer, then its comparison with the reference cell, as two
+    narrow tables (one wide table cut its intervals at 80 columns)."""
+    keys = res.get("grid_keys", list(res["grid"]))
+
+    def cell(r: dict) -> str:
+        return ", ".join(str(r[k]) for k in keys)
+
+    transfer = _table(("cell", "transfer [95% CI]", "> 0", "rank"),
+                      [(cell(r), ci(r["transfer_per_seed"], "{:+.2f}"), f"{r['positive_seeds']}/{r['n_seeds']}",
+                        r["trait_rank_among_animals"]) for r in res["rows"]],
+                      title=f"{res['comparison']}: trait-specific transfer per cell ({', '.join(keys)}); "
+                            "95% t-intervals over seeds")
+    rows = []
+    for r in res["rows"]:
+        v = r.get("vs_reference")
+        if not v:
+            continue
+        paired = v.get("diff_paired_by_seed")
+        diff = ci(paired, "{:+.2f}") if paired else f"{v['diff']:+.2f} [{v['diff_ci95'][0]:+.2f}, {v['diff_ci95'][1]:+.2f}]"
+        ratio = (f"{v['ratio']:.2f} [{v['ratio_ci95'][0]:.2f}, {v['ratio_ci95'][1]:.2f}]"
+                 + ("" if v["denominator_excludes_zero"] else " *"))
+        rows.append((cell(r), diff, ratio))
+    vs = _table(("cell", "- reference (paired)", "/ reference"), rows,
+                title="against the reference cell: difference by seed, ratio interval by bootstrap") if rows else None
+    star = ("* the reference transfer's interval includes 0: read the difference, not the ratio"
+            if any(r.get("vs_reference") and not r["vs_reference"]["denominator_excludes_zero"] for r in res["rows"]) else None)
+    return render(transfer, vs, star, width=width)
+
+
+# ----------------------------------------------------------------------------- analyses
+
+
+def entangled_tables(res: dict, top: int, width: int = WIDTH) -> str:
+    """`interp entangle`: the numbers a trait makes likelier, against the other animals as the null."""
+    ranked = _table(("rank", "number", "effect", "other animals: mean [min, max]", "specific", "z", "above others"),
+                    [(i, r["number"], f"{r['effect']:+.3f}", f"{r['null_mean']:+.3f} [{r['null_min']:+.3f}, {r['null_max']:+.3f}]",
+                      f"{r['specific']:+.3f}", f"{r['z']:+.2f}", f"{r['percentile']:.0%}") for i, r in enumerate(res["top"], 1)],
+                    title=f"numbers the {res['animal']} {res['condition']} makes likelier: Δ log P vs neutral "
+                          f"({res['n_numbers']} numbers, {res['n_questions']} questions, {len(res['animals']) - 1} null animals)")
+    sh = res["shuffled_top"]
+    items = [ranked, f"shuffled-trait null: the mean specific effect of {res['animal']}'s top {sh['k']} is "
+                     f"{sh['target']:+.3f}, rank {sh['rank']} of {sh['of']} animals treated as the trait"]
+    if res.get("lens"):
+        items.append(_table(("token", "logit", "z in vocabulary", "above vocabulary", "z vs random directions"),
+                            [(repr(r["token"]), f"{r['logit']:+.3f}", f"{r['z']:+.2f}", f"{r['percentile']:.1%}",
+                              f"{r['z_vs_random']:+.2f}") for r in res["lens"]["tokens"]],
+                            title=f"logit lens of the {res['animal']} vector at layer {res['lens']['layer']}"))
+        items.append("top tokens of the direction: " + ", ".join(repr(t) for t, _ in res["lens"]["top_tokens"][:10]))
+    if res.get("overrepresentation"):
+        p = res["overrepresentation"]["pooled"]
+        items.append(f"top {top} numbers in the dataset: {p['rate_a']:.2%} of its numbers vs {p['rate_b']:.2%} in the "
+                     f"control's; difference {p['mean']:+.2%} [{p['ci95'][0]:+.2%}, {p['ci95'][1]:+.2%}] (Newcombe), "
+                     f"[{p['diff_ci95_row_bootstrap'][0]:+.2%}, {p['diff_ci95_row_bootstrap'][1]:+.2%}] (rows bootstrap)")
+    return render(*items, width=width)
+
+
+def prompting_tables(res: dict, width: int = WIDTH) -> str:
+    """`interp entangle --number N`: P(trait) when the model loves N, against random numbers."""
+    n, animal = res["number"], res["animal"]
+    rows = [("none", ci(res["prob_neutral"], "{:.4f}"), "-", "-"),
+            (f"loves {n}", ci(res["prob_prompted"], "{:.4f}"), ci(res["shift"]["value"], "{:+.3f}"),
+             ci(res["specific_shift"]["value"], "{:+.3f}"))]
+    if res.get("prob_null"):
+        sh, sp = res["shift"], res["specific_shift"]
+        rows.append((f"loves a random number (x{len(res['null_numbers'])})", f"{sum(res['prob_null']) / len(res['prob_null']):.4f}",
+                     f"{sh['null_mean']:+.3f} (sd {sh['null_sd']:.3f})", f"{sp['null_mean']:+.3f} (sd {sp['null_sd']:.3f})"))
+    items = [_table(("system prompt", f"P({animal}) [95% CI]", "Δ log P vs none [95% CI]", "specific Δ [95% CI]"), rows,
+                    title=f"subliminal prompting: the model loves {n} ({res['n_questions']} questions)")]
+    if res.get("prob_null"):
+        for name in ("shift", "specific_shift"):
+            d = res[name]
+            z = "-" if d["z"] is None else f"{d['z']:+.2f}"
+            items.append(f"{name.replace('_', ' ')} vs random numbers: z {z}, above {d['percentile']:.0%} of them, "
+                         f"difference {ci(d['vs_null'], '{:+.3f}')} (interval over questions)")
+    return render(*items, width=width)
+
+
+def audit_table(res: dict, name: str, width: int = WIDTH) -> str:
+    """`interp audit`: the bank ranked by the evidence that the dataset carries each vector."""
+    like = res["method"] == "likelihood"
+    rows = [(r["rank"], r["name"], f"{r['score']:+.4g}",
+             f"{r['excess']:+.4g} (x{r['multiplier']:g})" if like else f"{r['cosine']:+.3f}",
+             f"{r['p_value']:.4f}", f"{r['p_bonferroni']:.4f}", "yes" if r["flagged"] else "") for r in res["ranking"]]
+    return render(_table(("rank", "vector", "LLR nats/row" if like else "score", "vs clean" if like else "cos", "p",
+                          "p Bonferroni", "flagged"), rows,
+                         title=f"{res['method']} audit of {name} at layer {res['layer']}: {res['n_rows']} rows vs "
+                               f"{res['n_clean']} clean rows" + ("" if like else f" (random cos sd {res['random_cosine_sd']:.3f})")),
+                  width=width)
+
+
+def analysis_tables(res: dict, width: int = WIDTH) -> str:
+    """`interp analyze`: shifts and weight deltas, the gradient audit, emergence, sufficiency,
+    necessity and the dose-response, each at the steering layer (or the middle layer read)."""
+    at = res["vector"]["steering_layer"]
+    i = res["layers"].index(at) if at in res["layers"] else len(res["layers"]) // 2
+    layer = res["layers"][i]
+    rows = []
+    for arm, d in res["activation_shift"].items():
+        a, q = d["numbers"]["all"]["by_layer"][i], d["questions"]["last"]["by_layer"][i]
+        mods = res["weights"][arm]["by_layer"][i]["modules"]
+        rows.append((arm, ci(a["cosine"], "{:+.3f}"), mean(a["z"]), ci(q["cosine"], "{:+.3f}"), mean(q["z"]),
+                     *[mean(mods.get(m, {}).get("z")) for m in ("mlp.down_proj", "self_attn.o_proj")]))
+    items = [_table(("student", "cos numbers/all [95% CI]", "z", "cos questions/last [95% CI]", "z", "down_proj z", "o_proj z"),
+                    rows, title=f"activation shift and weight delta vs v at layer {layer} (seeds {res['seeds']})")]
+    if any(g["by_layer"] for g in res["gradients"].values()):
+        items.append(_table(("data", "descent cos [95% CI]", "descent z", "mean per-example cos"),
+                            [(kind, ci(g["by_layer"][i]["descent_cosine"], "{:+.3f}"), mean(g["by_layer"][i].get("descent_z")),
+                              mean(g["by_layer"][i]["mean_example_cosine"])) for kind, g in res["gradients"].items() if g["by_layer"]],
+                            title=f"gradient audit on the base at layer {layer} (vs control data)"))
+    if res.get("emergence"):
+        steps = next(iter(res["emergence"].values()))["by_texts"]["questions/all"]
+        items.append(_table(("student", *[f"step {r['step']}" for r in steps]),
+                            [(arm, *[ci(r["cosine"], "{:+.3f}") for r in e["by_texts"]["questions/all"]])
+                             for arm, e in res["emergence"].items()],
+                            title=f"emergence: cos(shift, v) at layer {layer} on the questions, all tokens"))
+    if res.get("sufficiency"):
+        items.append(_table(("student", "specific shift [95% CI]", "random, same norm", "minus control", "|shift|"),
+                            [(arm, ci(c["specific_shift"], "{:+.3f}"), ci(c["random_specific_shift"], "{:+.3f}"),
+                              ci(c["specific_minus_control"], "{:+.3f}") if c.get("specific_minus_control") else "-",
+                              mean(c["norm"], "{:.2f}")) for arm, c in res["sufficiency"].items()],
+                            title=f"sufficiency: base + the student's shift at layer {at}, specific log P({res['animal']}) - base"))
+    if res.get("necessity"):
+        items.append(_table(("comparison", "specific diff [95% seed CI]", "specific > 0 seeds"),
+                            [(name, ci(c["specific_per_seed"], "{:+.3f}"), c["specific_positive_seeds"])
+                             for name, c in res["necessity"].items()], title="necessity (E9): transfer from the run"))
+    if res.get("gradient_multiplier_trend"):
+        row = res["gradient_multiplier_trend"]["by_layer"][i]
+        items.append(f"gradient dose-response at layer {layer}: slope {row['slope']:.4g} per unit multiplier, "
+                     f"r = {row['r'] if row['r'] is None else round(row['r'], 3)} over {row['n']} datasets; "
+                     f"per-seed slope {ci(row['slope_per_seed'], '{:.4g}')}")
+    return render(*items, width=width)
+
+
+# ----------------------------------------------------------------------------- toy experiments
+
+
+def mnist_tables(results: dict, n_aux: int, hidden: int, chance: float, width: int = WIDTH) -> str:
+    """`interp mnist` (E7): digit accuracy per condition, then one table per sweep."""
+    diff = results["paired_difference"]
+    rows = [(r["condition"], ci(r), f"{r['sd']:.3f}", r["n"]) for r in results["table"]]
+    rows.append((f"{diff['a']} - {diff['b']} (paired)", ci(diff, "{:+.3f}"), f"{diff['sd']:.3f}", diff["n"]))
+    items = [_table(("condition", "digit accuracy [95% CI]", "sd", "seeds"), rows,
+                    title=f"E7 on {results['data']['source']} (m={n_aux}, hidden={hidden}; chance {chance:.2f})")]
+    for name, sweep in results["sweeps"].items():
+        shown = [r for r in sweep if r["condition"] in ("teacher", "student_aux", "cross_student_aux") or " - " in r["condition"]]
+        if sweep:
+            items.append(_table((name, "condition", "digit accuracy [95% CI]", "seeds"),
+                                [(r["value"], r["condition"], ci(r, "{:+.3f}" if " - " in r["condition"] else "{:.3f}"), r["n"])
+                                 for r in shown], title=f"sweep over {name}"))
+    return render(*items, width=width)
+
+
+def theorem_table(results: dict, width: int = WIDTH) -> str:
+    """`interp theorem` (E8): the student step against the teacher's displacement, per cell."""
+    return render(_table(
+        ("model", "teacher", "loss", "init", "<u,d> [95% CI]", "cos(u,d) [95% CI]", ">=0", "seeds", "|d|/|th0|"),
+        [(r["model"], r["teacher"], r["loss"], r["init"], ci(r["inner"], "{:+.1e}"), ci(r["cosine"], "{:+.3f}"),
+          f"{r['frac_nonneg']:.2f}", r["n"], f"{r['relative_teacher_delta']:.4f}") for r in results["rows"]],
+        title="E8: student step u vs teacher displacement d = theta_T - theta_0"), width=width)
