@@ -240,3 +240,63 @@ def dataset_divergence(
                             bool(sampling.get("constrained", False)), int(sampling.get("max_numbers", 10)), rule, batch_size)
     div.meta["dataset"] = str(d)
     return div
+
+
+# ----------------------------------------------------------------------------- the command
+
+
+@dataclass(frozen=True)
+class DivergenceConfig:
+    """dataset: a dataset directory (`interp generate`, an E1 data stage).
+    model: the teacher's model (None: the one the dataset's manifest names).
+    vector: the trait vector directory a steered/random teacher used.
+    rule: paper, emitted or argmax (see the module docstring).
+    top: most frequent divergence tokens reported.
+    formats: figure formats written to figures/.
+    """
+
+    dataset: str
+    model: str | None = None
+    vector: str | None = None
+    rule: str = "paper"
+    top: int = 10
+    formats: tuple[str, ...] = ("html", "png")
+    batch_size: int = 16
+    device: str = "auto"
+
+    def __post_init__(self) -> None:
+        from interp.export import parse_formats
+
+        _check_rule(self.rule)
+        parse_formats(self.formats)
+
+    def default_dir(self) -> Path:
+        """artifacts/divergence/<dataset>-<rule>."""
+        return Path("artifacts/divergence") / f"{Path(self.dataset).name}-{self.rule}"
+
+
+def run_divergence(cfg: DivergenceConfig, out_dir: str | Path, log=None) -> dict:
+    """Divergence tokens of `cfg.dataset` into `out_dir`: divergence.safetensors, divergence.json,
+    figures/ and manifest.json (kind "divergence", last). Returns the summary with the top
+    `cfg.top` tokens, and the provenance under "meta"."""
+    import time
+
+    from interp.export import save_figures
+    from interp.models import load_model
+    from interp.plots import FIGURES_DIR, divergence_by_offset
+
+    out, started = Path(out_dir), time.perf_counter()
+    name = cfg.model or dataset_manifest(cfg.dataset).get("model", {}).get("model")
+    if not name:
+        raise ValueError(f"model: {Path(cfg.dataset) / MANIFEST_FILE} names no model; pass --model")
+    model = load_model(name, device=cfg.device)
+    vector = SteeringVector.load(cfg.vector) if cfg.vector else None
+    div = dataset_divergence(model, cfg.dataset, vector, rule=cfg.rule, batch_size=cfg.batch_size)
+    div.save(out, model.tokenizer)
+    summary = {**div.summary(model.tokenizer, cfg.top), "meta": div.meta}
+    done = save_figures({"divergence_by_offset": divergence_by_offset(summary)}, out / FIGURES_DIR, cfg.formats)
+    if done.message and log is not None:
+        log(f"note: {done.message}")
+    write_json(out / MANIFEST_FILE, {"kind": "divergence", "dataset": str(cfg.dataset), "model": name, "rule": cfg.rule,
+                                     **provenance(), "wall_time_s": round(time.perf_counter() - started, 2)})
+    return summary

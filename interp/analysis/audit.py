@@ -28,6 +28,7 @@ from __future__ import annotations
 import json
 import math
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
@@ -40,7 +41,7 @@ from interp.analysis.likelihood import VOCABS, score_likelihood, steering_loglik
 from interp.generate import SampleConfig, sample
 from interp.models import LoadedModel
 from interp.prompts import ANIMALS, contrastive_pairs, trait_words
-from interp.runs import read_jsonl, save_tensors
+from interp.runs import MANIFEST_FILE, RESULTS_FILE, provenance, read_jsonl, save_tensors, write_json, write_jsonl
 from interp.stats import binomial_interval
 from interp.steering import VECTOR_FILE, SteeringVector, build_steering_vector
 from interp.teachers import DATASET_FILE, Teacher
@@ -190,6 +191,78 @@ def audit_dataset(model: LoadedModel, rows: list[dict], clean: list[dict], bank:
     x_clean = _measure(model, clean, bank, layer, method, *how, "clean")
     res = _rank_bank(model, x_rows, x_clean, bank, layer, n_perm, seed, alpha, method, multipliers)
     return {**res, "position": position} if method == "gradient" else {**res, "scope": scope, "vocab": vocab}
+
+
+# ----------------------------------------------------------------------------- the command
+
+CLEAN_FILE = "clean.jsonl"  # the clean rows an audit generated when it was given none
+
+
+@dataclass(frozen=True)
+class AuditConfig:
+    """dataset: a dataset directory (`interp generate`, an E1 data stage) or a .jsonl file.
+    vectors: the bank folder, <name>/vector.safetensors + vector.json per candidate (`interp bank`).
+    model: the model the data would train.
+    clean: clean data from the same model (None: its control teacher on the dataset's prompts).
+    layer: residual layer read (None: a third of the way in).
+    n_rows: rows audited from each dataset (0: all).
+    n_perm, seed, alpha: permutations per p, their seed (and the clean data's), the flag level.
+    method, multipliers, vocab: see `audit_dataset`.
+    """
+
+    dataset: str
+    vectors: str
+    model: str = "smollm2-135m"
+    clean: str | None = None
+    layer: int | None = None
+    n_rows: int = 128
+    n_perm: int = 1000
+    seed: int = 0
+    alpha: float = 0.05
+    method: str = "likelihood"
+    multipliers: tuple[float, ...] = (0.5,)
+    vocab: str = "grammar"
+    device: str = "auto"
+
+    def __post_init__(self) -> None:
+        if not math.isfinite(self.alpha):
+            raise ValueError(f"alpha: {self.alpha} is not a finite number")
+        _check_method(self.method, self.multipliers, self.vocab)
+
+    @property
+    def name(self) -> str:
+        """The audited data's name: the directory's, or the .jsonl file's stem."""
+        p = Path(self.dataset)
+        return p.stem if p.suffix == ".jsonl" else p.name
+
+    def default_dir(self, layer: int) -> Path:
+        """artifacts/audits/<dataset>-<bank>-L<layer>."""
+        return Path("artifacts/audits") / f"{self.name}-{Path(self.vectors).name}-L{layer}"
+
+
+def run_audit(cfg: AuditConfig, out_dir: str | Path | None = None, progress: bool = True) -> dict:
+    """Audit `cfg.dataset` against the bank into `out_dir` (default `cfg.default_dir(layer)`):
+    clean.jsonl (when generated here), results.json, then manifest.json (kind "audit").
+    Returns results.json's content (its "layer" names the layer read)."""
+    from interp.models import load_model
+
+    started = time.perf_counter()
+    rows = load_rows(cfg.dataset)[: cfg.n_rows or None]
+    model = load_model(cfg.model, device=cfg.device)
+    candidates = load_bank(cfg.vectors, model)
+    layer = model.n_layers // 3 if cfg.layer is None else cfg.layer
+    ref = (load_rows(cfg.clean)[: cfg.n_rows or None] if cfg.clean is not None
+           else clean_rows(model, [r["prompt"] for r in rows], cfg.seed, progress=progress))
+    res = audit_dataset(model, rows, ref, candidates, layer, n_perm=cfg.n_perm, seed=cfg.seed, alpha=cfg.alpha,
+                        method=cfg.method, multipliers=list(cfg.multipliers), vocab=cfg.vocab, progress=progress)
+    out = Path(out_dir) if out_dir is not None else cfg.default_dir(layer)
+    if cfg.clean is None:
+        write_jsonl(out / CLEAN_FILE, ref)
+    write_json(out / RESULTS_FILE, res)
+    write_json(out / MANIFEST_FILE, {"kind": "audit", "dataset": str(cfg.dataset), "bank": str(cfg.vectors),
+                                     "bank_names": list(candidates), "clean": str(cfg.clean) if cfg.clean is not None else f"generated: {CLEAN_FILE}",
+                                     **provenance(), "wall_time_s": round(time.perf_counter() - started, 2)})
+    return res
 
 
 # ----------------------------------------------------------------------------- confusion over a bank
