@@ -35,6 +35,8 @@ SWEEP_FILE = "grid.json"  # the sweep's config, cells and jobs (sweep.json is `i
 JOBS_DIR = "jobs"  # one run directory per (cell, seed) job
 CELLS_DIR = "cells"  # one run directory per cell, all seeds: what the table reads
 EXECUTORS = ("local", "submitit")
+SUBMITIT_DIR = "submitit"  # under the sweep's directory: submitit's pickles and every job's stdout/stderr
+DEFAULT_TIMEOUT_MIN = 240  # submitit's own defaults (SLURM 5 min, local 2 min) would kill any real job
 
 
 class SweepSection(_Strict):
@@ -45,7 +47,9 @@ class SweepSection(_Strict):
     executor: Literal["local", "submitit"] = "local"
     workers: int = Field(1, ge=1)  # local: processes at once (1: in this process)
     threads: int | None = Field(None, ge=1)  # torch threads per job; None: cores / workers
-    slurm: dict[str, Any] = {}  # submitit parameters, e.g. timeout_min, slurm_partition, gpus_per_node
+    # submitit parameters, e.g. timeout_min, slurm_partition, gpus_per_node, cpus_per_task, mem_gb; and
+    # `cluster`: "slurm", "local" (subprocesses on this machine) or "debug" (in this process)
+    slurm: dict[str, Any] = {}
     n_boot: int = Field(2000, ge=100)
 
     @field_validator("name")
@@ -151,8 +155,11 @@ def load_sweep(path: str | Path) -> Sweep:
 # ----------------------------------------------------------------------------- jobs
 
 
-def run_job(config: dict, seed: int, root: str, run_dir: str, threads: int | None = None) -> dict:
-    """One (cell, seed) E1 run; plain arguments, so a process pool or a cluster can ship it."""
+def run_job(config: dict, seed: int, root: str, run_dir: str, threads: int | None = None,
+            log_stages: bool = False) -> dict:
+    """One (cell, seed) E1 run; plain arguments, so a process pool or a cluster can ship it (it is
+    pickled by reference: submitit's job imports it from here). `log_stages`: one line per stage on
+    stdout, which a submitit job writes to its log in the sweep's folder."""
     import torch
 
     from interp.pipeline import run_e1
@@ -161,26 +168,46 @@ def run_job(config: dict, seed: int, root: str, run_dir: str, threads: int | Non
         torch.set_num_threads(threads)
     cfg = parse_config({**config, "seeds": [seed]}, f"job seed {seed}")
     t = time.perf_counter()
-    run_e1(cfg, root, progress=False, log=lambda *a, **k: None, run_dir=run_dir)
+    log = (lambda *a, **k: print(*a, **k, flush=True)) if log_stages else (lambda *a, **k: None)
+    if log_stages:
+        log(f"job {Path(run_dir).name}: E1 seed {seed}, root {root}, cwd {os.getcwd()}")
+    run_e1(cfg, root, progress=False, log=log, run_dir=run_dir)
     return {"run_dir": run_dir, "seed": seed, "wall_s": round(time.perf_counter() - t, 2)}
 
 
-def _job_args(sweep: Sweep, root: Path, threads: int | None) -> list[tuple]:
-    d = sweep.directory(root)
-    return [(c.config.model_dump(), s, str(root), str(d / JOBS_DIR / f"{c.id}-seed{s}"), threads) for c, s in sweep.jobs()]
+def _jobs(sweep: Sweep, root: Path, threads: int | None) -> list[tuple[str, tuple]]:
+    """(name, run_job's arguments) per job. Paths are absolute: a job may start in another
+    directory (a cluster node), and it gets plain data only (a dict, numbers, strings)."""
+    d = sweep.directory(root).resolve()
+    return [(f"cell {c.label()} [{c.id}] seed {s}",
+             (c.config.model_dump(), s, str(root.resolve()), str(d / JOBS_DIR / f"{c.id}-seed{s}"), threads))
+            for c, s in sweep.jobs()]
 
 
-def _run_local(args: list[tuple], workers: int, progress: bool) -> tuple[list[dict], list[str]]:
+def _one_line(e: BaseException) -> str:
+    """An exception as one line. A submitit job's failure carries the job's traceback as text:
+    its last exception line (the first unindented line after the last frame) says what failed."""
+    lines = str(e).splitlines()
+    frames = [i for i, line in enumerate(lines) if line.startswith('  File "')]
+    if frames:
+        for line in lines[frames[-1] + 1:]:
+            if line.strip() and not line.startswith(" "):
+                return line.strip()
+    first = next((line.strip() for line in lines if line.strip()), "")
+    return f"{type(e).__name__}: {first}" if first else type(e).__name__
+
+
+def _run_local(jobs: list[tuple[str, tuple]], workers: int, progress: bool) -> tuple[list[dict], list[str]]:
     from interp.progress import tqdm
 
     done, failed = [], []
-    bar = tqdm(total=len(args), desc="sweep jobs", unit="job", disable=not progress)
+    bar = tqdm(total=len(jobs), desc="sweep jobs", unit="job", disable=not progress)
     if workers == 1:
-        for a in args:
+        for name, a in jobs:
             try:
                 done.append(run_job(*a))
             except Exception as e:  # keep going: every other job is independent
-                failed.append(f"{Path(a[3]).name}: {type(e).__name__}: {e}")
+                failed.append(f"{name}: {_one_line(e)}")
             bar.update(1)
     else:
         import multiprocessing
@@ -188,55 +215,95 @@ def _run_local(args: list[tuple], workers: int, progress: bool) -> tuple[list[di
 
         # spawn: a fresh interpreter per worker (fork would copy torch's thread pools)
         with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
-            futures = {pool.submit(run_job, *a): a for a in args}
+            futures = {pool.submit(run_job, *a): name for name, a in jobs}
             for f in as_completed(futures):
                 try:
                     done.append(f.result())
                 except Exception as e:
-                    failed.append(f"{Path(futures[f][3]).name}: {type(e).__name__}: {e}")
+                    failed.append(f"{futures[f]}: {_one_line(e)}")
                 bar.update(1)
     bar.close()
     return done, failed
 
 
-def _run_submitit(args: list[tuple], folder: Path, params: dict, progress: bool) -> tuple[list[dict], list[str]]:
+def slurm_options(partition: str | None = None, time_min: int | None = None, cpus: int | None = None,
+                  mem_gb: int | None = None, gpus: int | None = None, cluster: str | None = None) -> dict:
+    """`interp sweep`'s cluster options as `[sweep] slurm` keys (what is not given is left out):
+    they override the sweep file's."""
+    opts = {"slurm_partition": partition, "timeout_min": time_min, "cpus_per_task": cpus, "mem_gb": mem_gb,
+            "gpus_per_node": gpus, "cluster": cluster}
+    return {k: v for k, v in opts.items() if v is not None}
+
+
+def make_executor(folder: str | Path, params: dict, name: str = "interp-sweep"):
+    """A submitit AutoExecutor from `[sweep] slurm` (plus overrides): `cluster` picks the executor
+    (default: SLURM where `srun` is on PATH, else subprocesses on this machine), the rest goes to
+    `update_parameters` (generic: timeout_min, cpus_per_task, mem_gb, gpus_per_node, name; SLURM's
+    own with a `slurm_` prefix: slurm_partition, slurm_account, slurm_array_parallelism, ...)."""
     try:
         import submitit
     except ImportError:
         raise ValueError("sweep.executor: 'submitit' needs the submitit package; pip install 'interp[cluster]'") from None
+    params = dict(params)
+    cluster = params.pop("cluster", None)
+    if "timeout_min" not in params and "slurm_time" not in params:
+        params["timeout_min"] = DEFAULT_TIMEOUT_MIN
+    params.setdefault("name", name)
+    try:
+        ex = submitit.AutoExecutor(folder=str(folder), cluster=cluster)
+        ex.update_parameters(**params)
+    except (ValueError, NameError, AssertionError, RuntimeError) as e:
+        raise ValueError(f"sweep.slurm: {str(e).strip().splitlines()[0]}") from None
+    return ex
+
+
+def _run_submitit(jobs: list[tuple[str, tuple]], ex, progress: bool) -> tuple[list[dict], list[str]]:
     from interp.progress import tqdm
 
-    params = dict(params)
-    ex = submitit.AutoExecutor(folder=str(folder), cluster=params.pop("cluster", None))
-    ex.update_parameters(**params)
-    with ex.batch():
-        jobs = [ex.submit(run_job, *a) for a in args]
+    with ex.batch():  # one job array on SLURM
+        submitted = [ex.submit(run_job, *a, log_stages=True) for _, a in jobs]
     done, failed = [], []
-    for job, a in tqdm(list(zip(jobs, args)), desc="sweep jobs", unit="job", disable=not progress):
+    for job, (name, _) in tqdm(list(zip(submitted, jobs)), desc="sweep jobs", unit="job", disable=not progress):
         try:
             done.append(job.result())
         except Exception as e:
-            failed.append(f"{Path(a[3]).name} (job {job.job_id}): {type(e).__name__}: {e}")
+            log = getattr(getattr(job, "paths", None), "stderr", None)
+            failed.append(f"{name} (job {job.job_id}): {_one_line(e)}" + (f" (log: {log})" if log else ""))
     return done, failed
 
 
 def run_jobs(sweep: Sweep, root: str | Path = "artifacts", executor: str | None = None, workers: int | None = None,
-             progress: bool = True, log=print) -> list[dict]:
-    """Run every job not finished yet; raise, after the others ran, if any failed."""
+             progress: bool = True, log=print, slurm: dict | None = None) -> list[dict]:
+    """Run every job not finished yet; raise, after the others ran, if any failed. `slurm`
+    overrides `[sweep] slurm` (see `slurm_options`); given, the executor defaults to submitit."""
     root = Path(root)
-    executor = executor or sweep.section.executor
+    executor = executor or ("submitit" if slurm else sweep.section.executor)
     if executor not in EXECUTORS:
         raise ValueError(f"executor: {executor!r} is not one of {EXECUTORS}")
+    if slurm and executor != "submitit":
+        raise ValueError(f"cluster options ({', '.join(slurm)}) apply to --executor submitit, not {executor!r}")
     workers = workers or sweep.section.workers
-    threads = sweep.section.threads or (max(1, (os.cpu_count() or 1) // workers) if workers > 1 else None)
-    args = _job_args(sweep, root, threads)
-    todo = [a for a in args if not (Path(a[3]) / RESULTS_FILE).exists()]
-    log(f"sweep {sweep.section.name}: {len(sweep.cells)} cells, {len(args)} jobs, {len(args) - len(todo)} done before, "
-        f"{len(todo)} to run ({executor}{f', {workers} workers' if executor == 'local' else ''})")
+    params = {**sweep.section.slurm, **(slurm or {})}
+    if executor == "local":
+        threads = sweep.section.threads or (max(1, (os.cpu_count() or 1) // workers) if workers > 1 else None)
+    else:  # as many torch threads as the job was given cores
+        threads = sweep.section.threads or params.get("cpus_per_task") or params.get("slurm_cpus_per_task")
+    jobs = _jobs(sweep, root, threads)
+    todo = [j for j in jobs if not (Path(j[1][3]) / RESULTS_FILE).exists()]
+    if executor == "submitit":
+        folder = sweep.directory(root).resolve() / SUBMITIT_DIR
+        ex = make_executor(folder, params, f"interp-{sweep.section.name}")
+        how = f"submitit on {ex.cluster}, logs in {folder}"
+    else:
+        how = f"local, {workers} workers" if workers > 1 else "local, in this process"
+    log(f"sweep {sweep.section.name}: {len(sweep.cells)} cells, {len(jobs)} jobs, {len(jobs) - len(todo)} done before, "
+        f"{len(todo)} to run ({how})")
     if executor == "local":
         done, failed = _run_local(todo, workers, progress)
     else:
-        done, failed = _run_submitit(todo, sweep.directory(root) / "submitit", sweep.section.slurm, progress)
+        done, failed = _run_submitit(todo, ex, progress) if todo else ([], [])
+    for f in failed:
+        log(f"failed: {f}")
     if failed:
         raise RuntimeError(f"sweep: {len(failed)} of {len(todo)} jobs failed (first: {failed[0]}); "
                            "the others are kept, rerun the same command to resume")
@@ -290,15 +357,16 @@ def summarize_sweep(sweep: Sweep, root: str | Path = "artifacts", log=print) -> 
 
 
 def run_sweep(sweep: Sweep | str | Path, root: str | Path = "artifacts", executor: str | None = None,
-              workers: int | None = None, progress: bool = True, log=print) -> dict:
-    """Run (or resume) every job of the sweep, then build its table."""
+              workers: int | None = None, progress: bool = True, log=print, slurm: dict | None = None) -> dict:
+    """Run (or resume) every job of the sweep, then build its table. `slurm`: cluster options over
+    `[sweep] slurm` (see `slurm_options`)."""
     sweep = sweep if isinstance(sweep, Sweep) else load_sweep(sweep)
     d = sweep.directory(root)
     write_json(d / SWEEP_FILE, {"source": sweep.source, "sweep": sweep.section.model_dump(), "base": sweep.base,
                                 "cells": [{"id": c.id, "values": c.values} for c in sweep.cells],
                                 "jobs": [f"{c.id}-seed{s}" for c, s in sweep.jobs()], **provenance()})
     t = time.perf_counter()
-    done = run_jobs(sweep, root, executor, workers, progress, log)
+    done = run_jobs(sweep, root, executor, workers, progress, log, slurm)
     jobs_s = time.perf_counter() - t
     out = summarize_sweep(sweep, root, log)
     out["timings_s"] = {"jobs": round(jobs_s, 2), "jobs_run": len(done),
