@@ -1,0 +1,681 @@
+"""Prediction before training: a dataset's mean residual injected into the base (Data2Behavior /
+MDF, arXiv 2602.04735), read off as the trait it would teach, with no student trained.
+
+- `dataset_mean_residual(model, dataset, layer)`: the mean of `blocks.{layer}.hook_resid_post`
+  over the dataset's completion tokens (end-of-turn included), teacher-forced exactly as a student
+  sees them (`interp.train.build_examples`: the user turn under the chat template, no system
+  prompt, the same `max_len` truncation). `position="last"` reads the final token instead (MDF's
+  own signature).
+- `predict(...)`: for a dataset D and the same seed's control-teacher dataset C, add
+  alpha * (mean_D - mean_C) at one layer and every position while the base answers the evaluation
+  questions, and read the trait-specific shift (the trait's log-ratio vs the un-injected base
+  minus the mean of the other animals'). C is the reference, so the control dataset predicts
+  exactly 0 and the common "there are numbers here" component cancels.
+- `run_prediction(cfg, root)`: choose (layer, alpha, position) on exploration runs (tuning
+  questions only), then evaluate that one choice against the measured transfer of runs with
+  students (their own question split), with seed-bootstrap intervals on the correlations.
+
+Every stored mean and prediction is keyed by the model fingerprint and the dataset hashes, and
+carries them: a prediction read for another dataset or model is refused in one line.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable, Iterator, Sequence
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from interp import batching
+from interp.hooks import ResidEdit, edit_resid, record_resid, run_recording
+from interp.models import LoadedModel
+from interp.prompts import ANIMALS
+from interp.runs import (
+    CONFIG_FILE, MANIFEST_FILE, RESULTS_FILE, Stage, content_hash, file_hash, load_tensors, provenance, read_json,
+    save_tensors, stage_dirs, tensor_hash, verify_rows, write_json, write_jsonl,
+)
+
+POSITIONS = ("completion", "last")
+# In every key: a change to how means or predictions are computed must not reuse old stages.
+METHOD = "mdf-diff-v1"
+MEANS_FILE = "means.safetensors"
+PRED_FILE = "predictions.safetensors"
+PRED_META = "prediction.json"
+
+
+# ----------------------------------------------------------------------------- datasets
+
+
+def read_dataset(directory: str | Path) -> tuple[list[dict], str]:
+    """The rows of a dataset (or mix) stage and their content hash, verified against the
+    `dataset_hash` its manifest recorded (an edited dataset is refused in one line)."""
+    d = Path(directory)
+    man = read_json(d / MANIFEST_FILE)
+    if "dataset_hash" not in man:
+        raise ValueError(f"{d / MANIFEST_FILE}: has no dataset_hash; not a dataset stage")
+    from interp.teachers import DATASET_FILE
+
+    return verify_rows(d / DATASET_FILE, man["dataset_hash"]), man["dataset_hash"]
+
+
+# ----------------------------------------------------------------------------- mean residual
+
+
+@torch.no_grad()
+def completion_means(
+    model: LoadedModel, rows: Sequence[dict], layers: Sequence[int] | None = None, max_len: int = 192,
+    batch_size: int = 16,
+) -> dict:
+    """{position: (n_layers_read, d_model) float32} for both POSITIONS from one teacher-forced pass,
+    plus `n_rows` and `n_tokens`. "completion" pools every completion token of every row (a token-
+    weighted mean, as the SFT loss weighs them); "last" averages each row's final token."""
+    from interp.rows import build_examples
+
+    if not rows:
+        raise ValueError("dataset: has no rows to average")
+    layers = list(range(model.n_layers)) if layers is None else list(layers)
+    for l in layers:
+        if not 0 <= l < model.n_layers:
+            raise ValueError(f"layer: {l} is out of range for {model.name} (0..{model.n_layers - 1})")
+    examples = build_examples(model, list(rows), max_len)
+    sums = {p: torch.zeros(len(layers), model.d_model, dtype=torch.float64) for p in POSITIONS}
+    n_tokens = 0
+    for sl in batching.chunks(len(examples), batch_size):
+        ex = examples[sl]
+        batch = batching.pad([e.prompt_ids + e.completion_ids for e in ex], model.tokenizer.pad_token_id,
+                             side="right").to(model.device)
+        where = torch.zeros(batch.input_ids.shape, dtype=torch.bool)
+        last = torch.zeros_like(where)
+        for i, e in enumerate(ex):
+            where[i, len(e.prompt_ids): len(e.prompt_ids) + len(e.completion_ids)] = True
+            last[i, len(e.prompt_ids) + len(e.completion_ids) - 1] = True
+        with record_resid(model.layers, layers) as store:
+            run_recording(lambda: batching.forward(model.hf, batch, use_cache=False))
+        for i, l in enumerate(layers):
+            h = store[l].double().cpu()
+            sums["completion"][i] += h[where].sum(0)
+            sums["last"][i] += h[last].sum(0)
+        n_tokens += int(where.sum())
+    return {"completion": (sums["completion"] / n_tokens).float(), "last": (sums["last"] / len(examples)).float(),
+            "n_rows": len(examples), "n_tokens": n_tokens}
+
+
+def dataset_mean_residual(
+    model: LoadedModel, dataset: Sequence[dict] | str | Path, layer: int, position: str = "completion",
+    max_len: int = 192, batch_size: int = 16,
+) -> Tensor:
+    """Mean `blocks.{layer}.hook_resid_post` over a dataset (rows, or a dataset stage directory)
+    as a student sees it: (d_model,)."""
+    if position not in POSITIONS:
+        raise ValueError(f"position: {position!r} is not one of {POSITIONS}")
+    rows = read_dataset(dataset)[0] if isinstance(dataset, (str, Path)) else dataset
+    return completion_means(model, rows, [layer], max_len, batch_size)[position][0]
+
+
+@dataclass
+class DatasetMean:
+    """Every layer's mean residual of one dataset on one model, at both positions."""
+
+    means: dict[str, Tensor]  # position -> (n_layers, d_model)
+    model: str  # fingerprint of the model that read the data
+    dataset_hash: str
+    max_len: int
+    n_rows: int = 0
+    n_tokens: int = 0
+
+    def at(self, position: str, layer: int) -> Tensor:
+        if position not in self.means:
+            raise ValueError(f"position: {position!r} is not one of {sorted(self.means)}")
+        return self.means[position][layer]
+
+    def check(self, model: str, dataset_hash: str | None = None) -> None:
+        """Refuse a mean read on another model, or of another dataset than the caller means."""
+        if self.model != model:
+            raise ValueError(f"dataset mean: computed on model {self.model}, not {model}; recompute it on this model")
+        if dataset_hash is not None and self.dataset_hash != dataset_hash:
+            raise ValueError(f"dataset mean: computed for dataset {self.dataset_hash}, not {dataset_hash}; "
+                             "compute it for this dataset")
+
+    def save(self, directory: str | Path) -> Path:
+        meta = {"model": self.model, "dataset_hash": self.dataset_hash, "max_len": self.max_len,
+                "n_rows": self.n_rows, "n_tokens": self.n_tokens, "method": METHOD}
+        return save_tensors(Path(directory) / MEANS_FILE, self.means, metadata=meta)
+
+    @classmethod
+    def load(cls, directory: str | Path) -> "DatasetMean":
+        from safetensors import safe_open
+
+        path = Path(directory) / MEANS_FILE
+        tensors = load_tensors(path)
+        with safe_open(str(path), "pt") as f:
+            meta = f.metadata() or {}
+        if meta.get("method") != METHOD:
+            raise ValueError(f"{path}: written by method {meta.get('method')!r}, not {METHOD!r}; delete it and rerun")
+        return cls(tensors, meta["model"], meta["dataset_hash"], int(meta["max_len"]), int(meta["n_rows"]),
+                   int(meta["n_tokens"]))
+
+
+def compute_dataset_mean(model: LoadedModel, rows: Sequence[dict], dataset_hash: str, max_len: int = 192,
+                         batch_size: int = 16) -> DatasetMean:
+    out = completion_means(model, rows, None, max_len, batch_size)
+    return DatasetMean({p: out[p] for p in POSITIONS}, model.fingerprint(), dataset_hash, max_len,
+                       out["n_rows"], out["n_tokens"])
+
+
+def mean_stage(cache: Path, model: LoadedModel, dataset_hash: str, max_len: int) -> Stage:
+    """The cached means of one dataset on one model (every layer, both positions)."""
+    return Stage(cache, "datamean", {"model": model.fingerprint(), "dataset": dataset_hash, "max_len": max_len,
+                                     "method": METHOD})
+
+
+# ----------------------------------------------------------------------------- injection
+
+
+@dataclass(frozen=True)
+class Injection:
+    """Where and how strongly a dataset's mean difference is added: alpha x (mean_D - mean_ref)
+    at `blocks.{layer}.hook_resid_post`, every position."""
+
+    layer: int
+    alpha: float
+    position: str = "completion"
+
+    def __post_init__(self) -> None:
+        if self.position not in POSITIONS:
+            raise ValueError(f"position: {self.position!r} is not one of {POSITIONS}")
+        if not math.isfinite(self.alpha):
+            raise ValueError(f"alpha: {self.alpha} is not finite")
+
+    def label(self) -> str:
+        return f"L{self.layer} x{self.alpha:g} {self.position}"
+
+
+def injected_vector(mean: DatasetMean, reference: DatasetMean, inj: Injection) -> Tensor:
+    """alpha x (mean_D - mean_ref) at the injection's layer and position: what `inject` adds."""
+    if mean.model != reference.model:
+        raise ValueError(f"dataset mean: {mean.dataset_hash} was read on model {mean.model}, its reference "
+                         f"{reference.dataset_hash} on {reference.model}; read both on one model")
+    if mean.max_len != reference.max_len:
+        raise ValueError(f"dataset mean: max_len {mean.max_len} vs the reference's {reference.max_len}; "
+                         "read both as the same students would")
+    return inj.alpha * (mean.at(inj.position, inj.layer) - reference.at(inj.position, inj.layer))
+
+
+@contextlib.contextmanager
+def inject(model: LoadedModel, vector: Tensor, layer: int) -> Iterator[None]:
+    """Add `vector` to `blocks.{layer}.hook_resid_post` at every position inside the block; the
+    model is untouched after (the hook is removed, no weight is written)."""
+    if vector.shape != (model.d_model,):
+        raise ValueError(f"vector: shape {tuple(vector.shape)} does not fit d_model {model.d_model}")
+    v = vector.to(model.device, next(model.hf.parameters()).dtype)
+    with edit_resid(model.layers, [ResidEdit(layer, lambda h: h + v, "all")]):
+        yield
+
+
+def specific(logprobs: Tensor, target: int) -> Tensor:
+    """The target animal's log P minus the mean of the other animals': (..., n_animals) -> (...)."""
+    others = [i for i in range(logprobs.shape[-1]) if i != target]
+    return logprobs[..., target] - logprobs[..., others].mean(-1)
+
+
+@dataclass
+class Prediction:
+    """The base's answers with one dataset's mean difference injected, against the un-injected base."""
+
+    dataset_hash: str
+    reference_hash: str
+    model: str
+    injection: Injection
+    vector_hash: str  # of the exact vector added
+    questions_hash: str
+    animal: str
+    animals: list[str]
+    logprobs: Tensor  # (n_questions, n_animals), injected
+    base_logprobs: Tensor  # (n_questions, n_animals), not injected
+
+    @property
+    def target(self) -> int:
+        return self.animals.index(self.animal)
+
+    def shift(self) -> Tensor:
+        """Per question: the trait-specific shift of the injected base vs the base."""
+        return specific(self.logprobs, self.target) - specific(self.base_logprobs, self.target)
+
+    def specific_shift(self) -> float:
+        return float(self.shift().double().mean())
+
+    def per_animal_shift(self) -> dict[str, float]:
+        return dict(zip(self.animals, (self.logprobs - self.base_logprobs).double().mean(0).tolist()))
+
+    def trait_rank(self) -> int:
+        """1 = the trait's log P rose most (or fell least) of all the animals."""
+        d = (self.logprobs - self.base_logprobs).double().mean(0)
+        return int((d > d[self.target]).sum()) + 1
+
+    def check(self, dataset_hash: str, model: str | None = None, reference_hash: str | None = None) -> "Prediction":
+        """This prediction, if it was computed for `dataset_hash` (and the model and reference
+        given); otherwise a one-line refusal."""
+        if self.dataset_hash != dataset_hash:
+            raise ValueError(f"prediction: computed for dataset {self.dataset_hash}, not {dataset_hash}; "
+                             "predict this dataset itself")
+        if model is not None and self.model != model:
+            raise ValueError(f"prediction: computed on model {self.model}, not {model}; predict on this model")
+        if reference_hash is not None and self.reference_hash != reference_hash:
+            raise ValueError(f"prediction: made against reference dataset {self.reference_hash}, not {reference_hash}")
+        return self
+
+    def summary(self) -> dict:
+        return {"dataset_hash": self.dataset_hash, "reference_hash": self.reference_hash, "model": self.model,
+                **asdict(self.injection), "vector_hash": self.vector_hash, "questions_hash": self.questions_hash,
+                "specific_shift": self.specific_shift(), "trait_rank": self.trait_rank(),
+                "per_animal_shift": self.per_animal_shift()}
+
+
+def base_logprobs(model: LoadedModel, questions: Sequence[str], animals: Sequence[str] = ANIMALS,
+                  batch_size: int = 32) -> Tensor:
+    from interp.evaluate import animal_logprobs
+
+    return animal_logprobs(model, questions, animals, batch_size)
+
+
+def predict(
+    model: LoadedModel, mean: DatasetMean, reference: DatasetMean, injections: Sequence[Injection],
+    questions: Sequence[str], animal: str = "owl", animals: Sequence[str] = ANIMALS,
+    base: Tensor | None = None, batch_size: int = 32,
+) -> list[Prediction]:
+    """One `Prediction` per injection for dataset `mean` against `reference` (the same seed's
+    control data). `base`: the un-injected log-probs on these questions, if already computed."""
+    from interp.evaluate import animal_logprobs
+
+    animals = list(animals)
+    if animal not in animals:
+        raise ValueError(f"animal: {animal!r} is not in the evaluated animal list {animals}")
+    fp = model.fingerprint()
+    mean.check(fp)
+    reference.check(fp)
+    base = base_logprobs(model, questions, animals, batch_size) if base is None else base
+    qhash = content_hash(list(questions))
+    out = []
+    for inj in injections:
+        if not 0 <= inj.layer < model.n_layers:
+            raise ValueError(f"layer: {inj.layer} is out of range for {model.name} (0..{model.n_layers - 1})")
+        v = injected_vector(mean, reference, inj)
+        lp = animal_logprobs(model, questions, animals, batch_size, context=lambda v=v, l=inj.layer: inject(model, v, l))
+        out.append(Prediction(mean.dataset_hash, reference.dataset_hash, fp, inj, tensor_hash(v), qhash, animal,
+                              animals, lp, base))
+    return out
+
+
+def save_predictions(directory: str | Path, preds: Sequence[Prediction]) -> None:
+    """`predictions.safetensors` (injected log-probs per injection, and the base's) and
+    `prediction.json` (hashes, injections, summaries) of one dataset's predictions."""
+    if not preds:
+        raise ValueError("predictions: nothing to save")
+    p0 = preds[0]
+    if any((p.dataset_hash, p.reference_hash, p.model, p.questions_hash) !=
+           (p0.dataset_hash, p0.reference_hash, p0.model, p0.questions_hash) for p in preds):
+        raise ValueError("predictions: one file holds one dataset's predictions on one model and question set")
+    d = Path(directory)
+    save_tensors(d / PRED_FILE, {"logprobs": torch.stack([p.logprobs for p in preds]), "base": p0.base_logprobs})
+    write_json(d / PRED_META, {"dataset_hash": p0.dataset_hash, "reference_hash": p0.reference_hash, "model": p0.model,
+                               "questions_hash": p0.questions_hash, "animal": p0.animal, "animals": p0.animals,
+                               "method": METHOD, "injections": [asdict(p.injection) for p in preds],
+                               "vector_hashes": [p.vector_hash for p in preds],
+                               "summaries": [p.summary() for p in preds]})
+
+
+def load_predictions(directory: str | Path, dataset_hash: str, model: str | None = None,
+                     reference_hash: str | None = None) -> list[Prediction]:
+    """The predictions saved in `directory`, refused in one line unless they were computed for
+    `dataset_hash` (and `model`, `reference_hash` when given)."""
+    d = Path(directory)
+    meta = read_json(d / PRED_META)
+    t = load_tensors(d / PRED_FILE)
+    preds = [Prediction(meta["dataset_hash"], meta["reference_hash"], meta["model"], Injection(**inj), vh,
+                        meta["questions_hash"], meta["animal"], meta["animals"], lp, t["base"])
+             for inj, vh, lp in zip(meta["injections"], meta["vector_hashes"], t["logprobs"])]
+    for p in preds:
+        p.check(dataset_hash, model, reference_hash)
+    return preds
+
+
+# ----------------------------------------------------------------------------- correlation statistics
+
+
+def _pearson(x: np.ndarray, y: np.ndarray) -> float:
+    x, y = x - x.mean(), y - y.mean()
+    den = math.sqrt(float((x * x).sum() * (y * y).sum()))
+    return float((x * y).sum() / den) if den > 0 else float("nan")
+
+
+def _spearman(x: np.ndarray, y: np.ndarray) -> float:
+    from scipy.stats import rankdata
+
+    return _pearson(rankdata(x), rankdata(y))
+
+
+def correlations(pred: Sequence[float], meas: Sequence[float], clusters: Sequence, strata: Sequence | None = None,
+                 n_boot: int = 2000, seed: int = 0) -> dict:
+    """Pearson and Spearman r of `pred` vs `meas` with percentile intervals from resampling whole
+    clusters (seeds: a seed's datasets share its prompts and its control) with replacement, within
+    each stratum (run) when `strata` are given. Draws where either side is constant are dropped."""
+    x, y = np.asarray(pred, dtype=np.float64), np.asarray(meas, dtype=np.float64)
+    clusters = list(clusters)
+    strata = [0] * len(clusters) if strata is None else list(strata)
+    ids = sorted(set(zip(strata, clusters)), key=str)
+    by_stratum: dict = {}
+    for s, c in ids:
+        by_stratum.setdefault(s, []).append((s, c))
+    members = {k: np.array([i for i, kk in enumerate(zip(strata, clusters)) if kk == k]) for k in ids}
+    out = {"n": int(len(x)), "n_clusters": len(ids)}
+    for name, fn in (("pearson", _pearson), ("spearman", _spearman)):
+        point = fn(x, y) if len(x) >= 3 else float("nan")
+        draws = []
+        if len(ids) >= 3:
+            rng = np.random.default_rng(seed)
+            for _ in range(n_boot):
+                idx = np.concatenate([members[cs[j]] for cs in by_stratum.values()
+                                      for j in rng.integers(0, len(cs), len(cs))])
+                r = fn(x[idx], y[idx])
+                if math.isfinite(r):
+                    draws.append(r)
+        ci = [float(np.quantile(draws, 0.025)), float(np.quantile(draws, 0.975))] if len(draws) >= 100 else [None, None]
+        out[name] = {"r": point, "ci95": ci, "n_boot_valid": len(draws)}
+    return out
+
+
+# ----------------------------------------------------------------------------- runs with students
+
+
+@dataclass
+class RunData:
+    """What a finished E1 run offers a prediction: its datasets, and each one's measured transfer
+    (the student's trait-specific shift minus the same seed's control student's)."""
+
+    path: Path
+    name: str  # experiment/run id
+    model: str
+    animal: str
+    animals: list[str]
+    split: str
+    seeds: list[int]
+    kinds: list[str]  # every kind but control
+    max_len: int
+    datasets: dict  # (kind, seed) -> dataset stage directory, control included
+    measured: dict  # (kind, seed) -> float
+    results_hash: str
+    student_wall_s: list[float]  # students trained (and evaluated) by this run, not cache hits
+    data_wall_s: list[float]
+
+
+def read_run(run_dir: str | Path, objective: str = "sft") -> RunData:
+    """A finished E1 run directory, refused in one line where a prediction does not apply."""
+    d = Path(run_dir)
+    if not (d / RESULTS_FILE).is_file():
+        raise ValueError(f"run: {d} has no {RESULTS_FILE} (not finished?); predictions are compared with measured students")
+    cfg, res = read_json(d / CONFIG_FILE), read_json(d / RESULTS_FILE)
+    if cfg.get("student_model"):
+        raise ValueError(f"run: {d} trains students on {cfg['student_model']}, not the teacher's base; predictions "
+                         "inject into the students' own base, so use a same-model run")
+    if float(cfg.get("noise", {}).get("sigma", 0.0)) > 0:
+        raise ValueError(f"run: {d} noises each seed's base (noise.sigma > 0); predictions need the one shared base")
+    kinds = list(cfg["teacher"]["kinds"])
+    if "control" not in kinds:
+        raise ValueError(f"run: {d} has no control teacher; the control dataset is each prediction's reference")
+    if objective not in res["objectives"]:
+        raise ValueError(f"objective: {objective!r} is not among the run's {res['objectives']}")
+    label = (lambda k: k) if objective == "sft" else (lambda k: f"{k}+{objective}")
+    stages = stage_dirs(d)
+    seeds = list(res["seeds"])
+    datasets, measured = {}, {}
+    for s in seeds:
+        for k in kinds:
+            name = f"mix/{k}/seed{s}" if f"mix/{k}/seed{s}" in stages else f"data/{k}/seed{s}"
+            if name not in stages:
+                raise ValueError(f"run: {d}'s manifest lists no stage {name}")
+            datasets[(k, s)] = stages[name]
+    arms = res["arms"]
+    for i, s in enumerate(seeds):
+        ctrl = arms[label("control")]["per_seed_specific_shift"][i]
+        for k in kinds:
+            if k != "control":
+                measured[(k, s)] = arms[label(k)]["per_seed_specific_shift"][i] - ctrl
+    man = read_json(d / MANIFEST_FILE)
+    student = [st["wall_s"] for st in man["stages"] if st["name"].startswith("student/") and not st["cache_hit"]]
+    data = [st["wall_s"] for st in man["stages"] if st["name"].startswith("data/") and not st["cache_hit"]]
+    return RunData(d, f"{cfg['experiment']}/{d.name}", cfg["model"], cfg["animal"], list(cfg["eval"]["animals"]),
+                   cfg["eval"]["split"], seeds, [k for k in kinds if k != "control"], int(cfg["train"]["max_len"]),
+                   datasets, measured, file_hash(d / RESULTS_FILE), student, data)
+
+
+@dataclass(frozen=True)
+class PredictConfig:
+    """One prediction study. `explore` runs (tuning questions only) choose the operating point by
+    `rule` from the grid layers x alphas x positions; `fixed` skips the choice. `evaluate` runs
+    are then predicted at that one point on their own question split."""
+
+    explore: tuple[str, ...] = ()
+    evaluate: tuple[str, ...] = ()
+    layers: tuple[int, ...] = (4, 8, 12, 16, 20, 24)
+    alphas: tuple[float, ...] = (1.0, 2.0, 4.0, 8.0, 16.0, 32.0)
+    positions: tuple[str, ...] = POSITIONS
+    fixed: Injection | None = None
+    rule: str = "spearman"  # maximise it over the exploration datasets; ties: Pearson, then smaller alpha
+    objective: str = "sft"
+    n_boot: int = 2000
+    batch_size: int = 16
+    device: str = "cpu"
+
+    def __post_init__(self) -> None:
+        if not self.explore and self.fixed is None:
+            raise ValueError("explore: give exploration runs to choose the operating point, or a fixed one")
+        if self.rule not in ("spearman", "pearson"):
+            raise ValueError(f"rule: {self.rule!r} is not 'spearman' or 'pearson'")
+        for p in self.positions:
+            if p not in POSITIONS:
+                raise ValueError(f"positions: {p!r} is not one of {POSITIONS}")
+        for a in self.alphas:
+            if not math.isfinite(a):
+                raise ValueError(f"alphas: {a} is not finite")
+        if self.n_boot < 100:
+            raise ValueError(f"n_boot: {self.n_boot} is below 100")
+
+    def grid(self) -> list[Injection]:
+        return [Injection(l, a, p) for p in self.positions for l in self.layers for a in self.alphas]
+
+
+def choose(cells: list[dict], rule: str) -> dict:
+    """The exploration cell the rule picks: highest `rule` r, then Pearson r, then the smaller
+    alpha, then the earlier layer (a fixed order, so the choice is reproducible)."""
+    finite = [c for c in cells if math.isfinite(c[rule]["r"])]
+    if not finite:
+        raise ValueError("explore: no grid cell gave a finite correlation (every prediction constant?)")
+    other = "pearson" if rule == "spearman" else "spearman"
+    return max(finite, key=lambda c: (round(c[rule]["r"], 12), round(c[other]["r"] if math.isfinite(c[other]["r"]) else -2, 12),
+                                      -c["alpha"], -c["layer"]))
+
+
+def _table(rows: list[dict], preds_key: str = "predicted") -> dict:
+    """Per-run (or pooled) statistics of rows {run, seed, kind, predicted, measured, rank}."""
+    x = [r[preds_key] for r in rows]
+    y = [r["measured"] for r in rows]
+    cl = [r["seed"] for r in rows]
+    st = [r["run"] for r in rows]
+    out = {"all": correlations(x, y, cl, st)}
+    for kind in sorted({r["kind"] for r in rows}):
+        sub = [r for r in rows if r["kind"] == kind]
+        out[kind] = correlations([r[preds_key] for r in sub], [r["measured"] for r in sub], [r["seed"] for r in sub],
+                                 [r["run"] for r in sub])
+        out[kind]["trait_first"] = sum(r["rank"] == 1 for r in sub)
+        out[kind]["n_datasets"] = len(sub)
+        out[kind]["predicted_positive"] = sum(r[preds_key] > 0 for r in sub)
+        out[kind]["predicted_mean"] = float(np.mean([r[preds_key] for r in sub]))
+        out[kind]["measured_mean"] = float(np.mean([r["measured"] for r in sub]))
+    by = {(r["run"], r["seed"], r["kind"]): r for r in rows}
+    pairs = [(by[(ru, s, "steered")], by[(ru, s, "random")]) for (ru, s, k) in by if k == "steered" and (ru, s, "random") in by]
+    if pairs:  # E1's own comparison: does the prediction track steered - random seed by seed?
+        out["steered_minus_random"] = correlations(
+            [a[preds_key] - b[preds_key] for a, b in pairs], [a["measured"] - b["measured"] for a, b in pairs],
+            [a["seed"] for a, _ in pairs], [a["run"] for a, _ in pairs])
+        out["steered_minus_random"]["predicted_steered_above_random"] = sum(a[preds_key] > b[preds_key] for a, b in pairs)
+        out["steered_minus_random"]["n_seeds"] = len(pairs)
+    return out
+
+
+def run_prediction(cfg: PredictConfig, root: str | Path = "artifacts/predict", progress: bool = True,
+                   log: Callable[[str], None] = print) -> dict:
+    """Choose the operating point on `cfg.explore`, predict every dataset of `cfg.evaluate` there,
+    and write `<root>/<id>/` (config.json, manifest.json, results.json, datasets.jsonl). Every mean
+    and prediction is a stage under `<root>/cache/`, so a rerun resumes where it stopped."""
+    from interp.models import load_model
+    from interp.progress import tqdm
+    from interp.prompts import questions as split_questions
+
+    root = Path(root)
+    cache = root / "cache"
+    runs = {"explore": [read_run(p, cfg.objective) for p in cfg.explore],
+            "evaluate": [read_run(p, cfg.objective) for p in cfg.evaluate]}
+    for r in runs["explore"]:
+        if r.split != "tuning":  # the protocol: choosing on held-out questions would leak into the evaluation
+            raise ValueError(f"explore: run {r.name} is evaluated on {r.split!r} questions; choose only on 'tuning' runs")
+    every = runs["explore"] + runs["evaluate"]
+    if not every:
+        raise ValueError("runs: none given")
+    if len({r.model for r in every}) > 1:
+        raise ValueError(f"runs: use one model, not {sorted({r.model for r in every})}")
+    inputs = {"config": {**asdict(cfg), "explore": None, "evaluate": None},
+              "runs": {role: [{"name": r.name, "results_hash": r.results_hash} for r in rs] for role, rs in runs.items()}}
+    out_dir = root / content_hash(inputs, 10)
+    t0 = time.perf_counter()
+    model = load_model(every[0].model, device=cfg.device)
+    fp = model.fingerprint()
+    timings = {"load_model": round(time.perf_counter() - t0, 2)}
+    log(f"model {every[0].model} (fingerprint {fp}) in {timings['load_model']:.1f}s; writing {out_dir}")
+
+    means: dict[str, DatasetMean] = {}
+    mean_walls: list[float] = []
+
+    def mean_of(ddir: Path, max_len: int) -> tuple[DatasetMean, str]:
+        rows, dhash = read_dataset(ddir)
+        dman = read_json(ddir / MANIFEST_FILE)
+        teacher_fp = dman.get("model", {}).get("fingerprint")
+        if teacher_fp is not None and teacher_fp != fp:
+            raise ValueError(f"dataset: {ddir} was generated on model {teacher_fp}, not {fp}; load that run's base")
+        st = mean_stage(cache, model, dhash, max_len)
+        if st.key not in means:
+            with st.lock():
+                if st.done:
+                    st.verify()
+                else:
+                    t = time.perf_counter()
+                    compute_dataset_mean(model, rows, dhash, max_len, cfg.batch_size).save(st.dir)
+                    st.finish(dataset_dir=str(ddir), wall_s=round(time.perf_counter() - t, 3))
+            means[st.key] = DatasetMean.load(st.dir)
+            means[st.key].check(fp, dhash)
+            mean_walls.append(st.manifest()["wall_s"])
+        return means[st.key], dhash
+
+    bases: dict[str, Tensor] = {}
+    pred_walls: dict[str, list[float]] = {"explore": [], "evaluate": []}
+
+    def predictions(run: RunData, injections: list[Injection], what: str) -> list[dict]:
+        qs = split_questions(run.split)
+        qh = content_hash(qs)
+        bkey = content_hash([fp, qh, run.animals])
+        if bkey not in bases:
+            bases[bkey] = base_logprobs(model, qs, run.animals)
+        rows = []
+        todo = [(s, k) for s in run.seeds for k in run.kinds]
+        for s, k in tqdm(todo, desc=f"{what} {run.name}", disable=not progress, leave=False):
+            ref, ref_hash = mean_of(run.datasets[("control", s)], run.max_len)
+            mean, dhash = mean_of(run.datasets[(k, s)], run.max_len)
+            st = Stage(cache, "prediction", {"model": fp, "dataset": dhash, "reference": ref_hash,
+                                             "questions": qh, "animal": run.animal, "animals": run.animals,
+                                             "max_len": run.max_len, "injections": [asdict(i) for i in injections],
+                                             "method": METHOD})
+            with st.lock():
+                if st.done:
+                    st.verify()
+                else:
+                    t = time.perf_counter()
+                    save_predictions(st.dir, predict(model, mean, ref, injections, qs, run.animal, run.animals,
+                                                     bases[bkey]))
+                    st.finish(wall_s=round(time.perf_counter() - t, 3), per_injection_s=round(
+                        (time.perf_counter() - t) / len(injections), 3))
+            pred_walls[what].append(st.manifest()["per_injection_s"])
+            for p in load_predictions(st.dir, dhash, fp, ref_hash):
+                rows.append({"run": run.name, "seed": s, "kind": k, "dataset_hash": dhash, "reference_hash": ref_hash,
+                             **asdict(p.injection), "vector_hash": p.vector_hash,
+                             "vector_norm": float(injected_vector(mean, ref, p.injection).norm()),
+                             "predicted": p.specific_shift(), "rank": p.trait_rank(),
+                             "measured": run.measured[(k, s)], "split": run.split})
+        return rows
+
+    results: dict = {"model": every[0].model, "fingerprint": fp, "objective": cfg.objective, "method": METHOD}
+    # 1. the operating point, from exploration runs and their tuning questions only
+    if cfg.fixed is not None:
+        point = cfg.fixed
+        results["choice"] = {"how": "fixed by the caller", **asdict(point)}
+    else:
+        t = time.perf_counter()
+        grid = cfg.grid()
+        rows = [r for run in runs["explore"] for r in predictions(run, grid, "explore")]
+        cells = []
+        for inj in grid:
+            sub = [r for r in rows if (r["layer"], r["alpha"], r["position"]) == (inj.layer, inj.alpha, inj.position)]
+            tab = _table(sub)
+            cells.append({**asdict(inj), "pearson": tab["all"]["pearson"], "spearman": tab["all"]["spearman"],
+                          "steered_trait_first": tab.get("steered", {}).get("trait_first"),
+                          "steered_minus_random": tab.get("steered_minus_random", {}).get("pearson")})
+        best = choose(cells, cfg.rule)
+        point = Injection(best["layer"], best["alpha"], best["position"])
+        results["explore"] = {"runs": [r.name for r in runs["explore"]], "rule": (
+            f"maximise the {cfg.rule} r between predicted and measured transfer over the exploration datasets "
+            f"(steered and random, tuning questions); ties: the other r, then the smaller alpha, then the earlier layer"),
+            "cells": cells, "n_datasets": len(rows) // len(grid)}
+        results["explore_rows"] = rows
+        results["choice"] = {"how": "explore", **asdict(point), cfg.rule: best[cfg.rule]}
+        timings["explore"] = round(time.perf_counter() - t, 2)
+        log(f"operating point: {point.label()} ({cfg.rule} r {best[cfg.rule]['r']:+.3f} on {len(rows) // len(grid)} "
+            f"exploration datasets, {len(grid)} cells tried)")
+    # 2. the fixed point on every evaluation run
+    t = time.perf_counter()
+    rows = [r for run in runs["evaluate"] for r in predictions(run, [point], "evaluate")]
+    timings["evaluate"] = round(time.perf_counter() - t, 2)
+    results["evaluate"] = {"per_run": {run.name: {**_table([r for r in rows if r["run"] == run.name]),
+                                                  "split": run.split, "seeds": run.seeds}
+                                       for run in runs["evaluate"]}}
+    if len(runs["evaluate"]) > 1:
+        results["evaluate"]["pooled"] = _table(rows)
+    student = [w for r in every for w in r.student_wall_s]
+    data = [w for r in every for w in r.data_wall_s]
+    per_mean = float(np.median(mean_walls)) if mean_walls else None
+    walls = pred_walls["evaluate"] or pred_walls["explore"]  # the operating point's own injections when there are any
+    per_inj = float(np.median(walls)) if walls else None
+    results["cost_s"] = {
+        "dataset_mean_median": per_mean, "injected_eval_median": per_inj,
+        # a prediction reads its dataset and injects once; the control's mean is shared by a seed's datasets
+        "prediction": (per_mean + per_inj) if per_mean is not None and per_inj is not None else None,
+        "student_median": float(np.median(student)) if student else None, "n_students_timed": len(student),
+        "dataset_generation_median": float(np.median(data)) if data else None,
+        "note": "medians of stages computed (not cache hits); a student's time is its training plus evaluation",
+    }
+    results["timings_s"] = timings
+    write_jsonl(out_dir / "datasets.jsonl", rows)
+    write_json(out_dir / CONFIG_FILE, {**asdict(cfg), "explore": list(cfg.explore), "evaluate": list(cfg.evaluate)})
+    write_json(out_dir / RESULTS_FILE, {**results, "evaluate_rows": rows})
+    write_json(out_dir / MANIFEST_FILE, {
+        "inputs": inputs, "inputs_hash": content_hash(inputs),
+        "runs": {r.name: {"path": str(r.path.resolve()), "results_hash": r.results_hash,
+                          "datasets": {f"{k}/seed{s}": read_json(Path(p) / MANIFEST_FILE)["dataset_hash"]
+                                       for (k, s), p in r.datasets.items()}} for r in every},
+        "model": model.identity(), **provenance()})
+    results["out_dir"] = str(out_dir)
+    results["evaluate_rows"] = rows
+    return results
