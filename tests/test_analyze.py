@@ -20,7 +20,8 @@ from interp import pipeline
 from interp.analysis import activation_shift, layer_cosines, residual_gradients
 from interp.analysis.audit import audit_dataset, build_bank, clean_rows, load_bank, load_rows
 from interp.analysis.run import (
-    ANALYSIS_DIR, ARRAYS_FILE, SHIFTS_FILE, STUDENT_FILE, STUDENTS_DIR, analyze_run, load_analysis, number_texts,
+    ANALYSIS_DIR, ARRAYS_FILE, SHIFTS_FILE, STUDENT_FILE, STUDENTS_DIR, AnalyzeConfig, load_analysis, number_texts,
+    question_texts, run_analyze,
 )
 from interp.cli import app
 from interp.plots import analysis_figures, audit_ranking
@@ -33,7 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from test_pipeline import _cfg, _quiet  # noqa: E402
 
 LAYER = 1
-SETTINGS = dict(n_texts=6, n_random=200, n_rows=8, progress=False)
+SETTINGS = AnalyzeConfig(n_texts=6, n_random=200, n_rows=8)
 runner = CliRunner()
 
 
@@ -66,7 +67,7 @@ def run(tmp_path_factory, tiny):
         stages = stage_dirs(run_dir)
         v = SteeringVector.load(stages["vector"])
         _plant(tiny, stages["student/steered/seed0"], v.direction(LAYER), number_texts(tiny, 6, 0))
-        results = analyze_run(run_dir, **SETTINGS)
+        results = run_analyze(SETTINGS, run_dir, progress=False)
     finally:
         torch.set_num_threads(threads)
     return run_dir, results, stages, v
@@ -121,7 +122,7 @@ def test_planted_student_shows_v_from_its_layer_on_and_all_its_update_along_v(ru
 def test_stored_shift_equals_activation_shift_on_the_texts_students_trained_on(run, tiny):
     run_dir, _, stages, _ = run
     student = load_student(tiny, stages["student/control/seed1"])
-    texts = number_texts(tiny, SETTINGS["n_texts"], 1)
+    texts = number_texts(tiny, SETTINGS.n_texts, 1)
     assert all(p in t for p, t in zip(number_prompts(6, 1), texts))
     stored = load_tensors(run_dir / ANALYSIS_DIR / STUDENTS_DIR / "control" / "seed1" / SHIFTS_FILE)
     torch.testing.assert_close(stored["numbers/last"], activation_shift(student, tiny, texts, "last"), rtol=0, atol=1e-6)
@@ -130,7 +131,7 @@ def test_stored_shift_equals_activation_shift_on_the_texts_students_trained_on(r
 def test_rerun_is_a_cache_hit_and_an_interrupted_analysis_resumes(run):
     run_dir, first, _, _ = run
     (run_dir / ANALYSIS_DIR / STUDENTS_DIR / "control" / "seed1" / STUDENT_FILE).unlink()  # "interrupted"
-    again = analyze_run(run_dir, **SETTINGS)
+    again = run_analyze(SETTINGS, run_dir, progress=False)
     hits = {k: s["cache_hit"] for k, s in read_json(run_dir / ANALYSIS_DIR / MANIFEST_FILE)["students"].items()}
     assert hits == {"control/seed0": True, "steered/seed0": True, "control/seed1": False, "steered/seed1": True}
     grads = read_json(run_dir / ANALYSIS_DIR / MANIFEST_FILE)["gradients"]
@@ -138,23 +139,50 @@ def test_rerun_is_a_cache_hit_and_an_interrupted_analysis_resumes(run):
     first, again = dict(first), dict(again)
     first.pop("timings_s"), again.pop("timings_s")
     assert again == first
-    analyze_run(run_dir, **SETTINGS)
+    run_analyze(SETTINGS, run_dir, progress=False)
     man = read_json(run_dir / ANALYSIS_DIR / MANIFEST_FILE)
     assert all(s["cache_hit"] for s in man["students"].values())
+
+
+def test_a_students_cache_key_holds_exactly_the_settings_it_always_held(run, tiny):
+    """Splitting the analysis into steps must not move any cache: the key a student's report is
+    stored under is built from the same fields, with the same values, as before."""
+    from interp.prompts import PROMPT_VERSION
+    from interp.runs import content_hash
+    from interp.steering import SteeringVector as SV
+
+    run_dir, _, stages, v = run
+    stored = read_json(run_dir / ANALYSIS_DIR / STUDENTS_DIR / "steered" / "seed1" / STUDENT_FILE)["key"]
+    prompted = SV.load(run_dir / ANALYSIS_DIR / "prompted_vector")
+    split = read_json(run_dir / "config.json")["eval"]["split"]
+    assert stored == {"vector": v.hash(), "base": tiny.fingerprint(), "layers": [0, 1, 2, 3], "n_texts": 6,
+                      "n_random": 200, "seed": 0, "k": 4, "prompts": PROMPT_VERSION,
+                      "questions": content_hash(question_texts(tiny, 6, split)), "prompted_vector": prompted.hash(),
+                      "emergence": True, "sufficiency": True, "student": stages["student/steered/seed1"].name}
+
+
+def test_the_keyword_call_path_is_the_config_call_path(run):
+    from interp.analysis.run import analyze_run
+
+    run_dir, first, _, _ = run
+    again = analyze_run(run_dir, n_texts=6, n_random=200, n_rows=8, progress=False)
+    assert {k: v for k, v in again.items() if k != "timings_s"} == {k: v for k, v in first.items() if k != "timings_s"}
 
 
 def test_bad_inputs_are_one_line_errors(run, tmp_path):
     run_dir, *_ = run
     with pytest.raises(ValueError, match="results.json"):
-        analyze_run(tmp_path, progress=False)
+        run_analyze(AnalyzeConfig(), tmp_path, progress=False)
     with pytest.raises(ValueError, match="not a directory"):
-        analyze_run(tmp_path / "nope", progress=False)
+        run_analyze(AnalyzeConfig(), tmp_path / "nope", progress=False)
     with pytest.raises(ValueError, match=r"arms: \['prompted'\] not in this run"):
-        analyze_run(run_dir, arms=["prompted"], progress=False)
+        run_analyze(AnalyzeConfig(arms=["prompted"]), run_dir, progress=False)
     with pytest.raises(ValueError, match="seeds"):
-        analyze_run(run_dir, seeds=[7], progress=False)
+        run_analyze(AnalyzeConfig(seeds=[7]), run_dir, progress=False)
     with pytest.raises(ValueError, match="layers"):
-        analyze_run(run_dir, layers=[9], progress=False)
+        run_analyze(AnalyzeConfig(layers=[9]), run_dir, progress=False)
+    with pytest.raises(ValueError, match="n_texts"):
+        AnalyzeConfig(n_texts=0)
     res = runner.invoke(app, ["analyze", str(tmp_path), "--no-progress"])
     assert res.exit_code == 2 and res.output.startswith("error:") and "results.json" in res.output
 

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import math
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
@@ -30,6 +31,10 @@ from torch import Tensor
 from interp.progress import tqdm
 
 from interp.analysis.activations import layer_cosines, shift_report
+from interp.analysis.aggregate import (
+    POSITIONS, TEXT_SETS, aggregate_emergence, aggregate_gradients, aggregate_shifts, aggregate_sufficiency,
+    aggregate_weights, interval,
+)
 from interp.analysis.gradients import (
     GRADIENTS_FILE, GRADIENTS_META, coefficient_trend, gradient_alignment, load_gradients, pooled_alignment, residual_gradients,
     save_gradients,
@@ -43,8 +48,6 @@ from interp.runs import (
     CONFIG_FILE, MANIFEST_FILE, RESULTS_FILE, content_hash, provenance, read_json, read_jsonl, save_tensors,
     stage_dirs, write_json,
 )
-from interp.stats import t_interval
-from interp.analysis.emergence import POSITIONS as _READ
 from interp.analysis.emergence import prompted_vector, resid_means, shift_trajectory, sufficiency, trait_readout
 from interp.steering import SteeringVector
 from interp.teachers import DATASET_FILE
@@ -57,8 +60,10 @@ PROMPTED_DIR = "prompted_vector"  # the prompted teacher's reference vector (E2)
 STUDENT_FILE = "student.json"  # one student's report, written last: its presence marks it done
 SHIFTS_FILE = "shifts.safetensors"  # one student's raw shifts, "<texts>/<position>" -> (n_layers_read, d_model)
 ARRAYS_FILE = "layer_arrays.safetensors"  # the per-layer arrays of results.json, (n_seeds, n_layers_read)
-TEXT_SETS = ("numbers", "questions")
-POSITIONS = tuple(_READ)  # "all" tokens, "last" token
+__all__ = ["AnalyzeConfig", "RunInputs", "run_analyze", "analyze_run", "load_analysis", "read_run", "open_run",
+           "analyze_students", "audit_gradients", "aggregate_run", "analyze_student", "number_texts", "question_texts",
+           "ANALYSIS_DIR", "STUDENTS_DIR", "GRADIENTS_DIR", "PROMPTED_DIR", "STUDENT_FILE", "SHIFTS_FILE", "ARRAYS_FILE",
+           "TEXT_SETS", "POSITIONS"]
 
 
 # ----------------------------------------------------------------------------- the run directory
@@ -102,11 +107,6 @@ def _select(kind: str, wanted: Sequence | None, available: list) -> list:
     if bad or not wanted:
         raise ValueError(f"{kind}: {bad or list(wanted)} not in this run (it has {available})")
     return [a for a in available if a in wanted]
-
-
-def _reference(arm: str) -> str:
-    """The control arm a trait arm is compared with: `control`, or `control+kd` for `steered+kd`."""
-    return "control" + (arm[arm.index("+"):] if "+" in arm else "")
 
 
 # ----------------------------------------------------------------------------- one student
@@ -153,116 +153,6 @@ def analyze_student(student: LoadedModel, base: LoadedModel, vector: SteeringVec
     return report, shifts
 
 
-# ----------------------------------------------------------------------------- aggregation
-
-
-def _interval(values: Sequence[float | None]) -> dict | None:
-    vals = [float(x) for x in values if x is not None and not math.isnan(x)]
-    return t_interval(vals) if vals else None
-
-
-def _array(rows: list[list[float | None]]) -> Tensor:
-    return torch.tensor([[float("nan") if x is None else x for x in r] for r in rows], dtype=torch.float32)
-
-
-def _aggregate_shifts(reports: dict[tuple[str, int], dict], arms: list[str], seeds: list[int], layers: list[int],
-                      arrays: dict[str, Tensor], field: str = "shift") -> tuple[dict, dict]:
-    out, vs = {}, {}
-    for arm in arms:
-        out[arm] = {}
-        for name in TEXT_SETS:
-            out[arm][name] = {}
-            for pos in POSITIONS:
-                per = [reports[(arm, s)][field][name][pos]["by_layer"] for s in seeds]
-                cos = [[r["cosine"] for r in p] for p in per]
-                z = [[r["z"] for r in p] for p in per]
-                norm = [[r["shift_norm"] for r in p] for p in per]
-                out[arm][name][pos] = {"by_layer": [{
-                    "layer": l, "hook": f"blocks.{l}.hook_resid_post",
-                    "cosine": _interval([c[i] for c in cos]), "z": _interval([x[i] for x in z]),
-                    "shift_norm": _interval([x[i] for x in norm]),
-                    "null_sd": sum(p[i]["null_sd"] for p in per) / len(per), "analytic_sd": per[0][i]["analytic_sd"],
-                } for i, l in enumerate(layers)], "per_seed_cosine": dict(zip(map(str, seeds), cos))}
-                key = f"{field}/{arm}/{name}/{pos}"
-                arrays[f"{key}/cosine"], arrays[f"{key}/z"], arrays[f"{key}/norm"] = _array(cos), _array(z), _array(norm)
-    for arm in arms:  # paired by seed: the trait arm's cosine minus its control arm's
-        ref = _reference(arm)
-        if arm == ref or ref not in arms:
-            continue
-        vs[f"{arm}-{ref}"] = {name: {pos: {"by_layer": [{
-            "layer": l, "cosine_diff": _interval([out[arm][name][pos]["per_seed_cosine"][str(s)][i]
-                                                  - out[ref][name][pos]["per_seed_cosine"][str(s)][i] for s in seeds]),
-        } for i, l in enumerate(layers)]} for pos in POSITIONS} for name in TEXT_SETS}
-    return out, vs
-
-
-def _aggregate_weights(reports: dict[tuple[str, int], dict], arms: list[str], seeds: list[int], layers: list[int],
-                       arrays: dict[str, Tensor]) -> dict:
-    out = {}
-    for arm in arms:
-        rows = {s: {r["layer"]: r["modules"] for r in reports[(arm, s)]["weights"]["by_layer"]} for s in seeds}
-        modules = sorted({m for s in seeds for mods in rows[s].values() for m in mods})
-        by_layer = []
-        for l in layers:
-            mods = {}
-            for m in modules:
-                cells = [rows[s].get(l, {}).get(m) for s in seeds]
-                if not any(cells):
-                    continue
-                first = next(c for c in cells if c)
-                mods[m] = {"role": first["role"], "side": first["side"], "vector_layer": first["vector_layer"],
-                           "expected_random": first["expected_random"],
-                           "energy": _interval([c and c["energy"] for c in cells]),
-                           "z": _interval([c and c["z"] for c in cells]),
-                           "top_singular_cos": _interval([c and c["top_singular_cos"] and c["top_singular_cos"][0] for c in cells])}
-            by_layer.append({"layer": l, "modules": mods})
-        out[arm] = {"by_layer": by_layer}
-        for m in modules:
-            for field in ("energy", "z"):
-                arrays[f"weights/{arm}/{m}/{field}"] = _array(
-                    [[(rows[s].get(l, {}).get(m) or {}).get(field) for l in layers] for s in seeds])
-    return out
-
-
-def _aggregate_emergence(reports: dict[tuple[str, int], dict], arms: list[str], seeds: list[int], layers: list[int],
-                         at: int, arrays: dict[str, Tensor]) -> dict:
-    """Per arm: the steps shared by its seeds and, per text set / position, cos(shift_t, v) at the
-    steering layer with a t-interval over seeds at each step; the full (seeds, steps, layers)
-    arrays go to layer_arrays.safetensors."""
-    out = {}
-    i = layers.index(at) if at in layers else None
-    for arm in arms:
-        trajs = [reports[(arm, s)].get("emergence") for s in seeds]
-        if not all(trajs) or len({tuple(t["steps"]) for t in trajs}) != 1 or not trajs[0]["steps"]:
-            continue
-        steps = trajs[0]["steps"]
-        out[arm] = {"steps": steps, "layer": at, "by_texts": {}}
-        for key in (f"{n}/{p}" for n in TEXT_SETS for p in POSITIONS):
-            cube = torch.tensor([t[key] for t in trajs], dtype=torch.float32)  # (seeds, steps, layers)
-            arrays[f"emergence/{arm}/{key}/cosine"] = cube
-            out[arm]["by_texts"][key] = None if i is None else [
-                {"step": st, "cosine": _interval(cube[:, j, i].tolist())} for j, st in enumerate(steps)]
-    return out
-
-
-def _aggregate_sufficiency(reports: dict[tuple[str, int], dict], arms: list[str], seeds: list[int]) -> dict:
-    fields = ("trait_logprob_shift", "specific_shift", "random_trait_logprob_shift", "random_specific_shift", "norm")
-    out = {}
-    for arm in arms:
-        cells = [reports[(arm, s)].get("sufficiency") for s in seeds]
-        if not all(cells):
-            continue
-        out[arm] = {f: _interval([c[f] for c in cells]) for f in fields}
-        out[arm]["specific_minus_random"] = _interval([c["specific_shift"] - c["random_specific_shift"] for c in cells])
-        out[arm]["per_seed"] = dict(zip(map(str, seeds), cells))
-    for arm in list(out):  # paired by seed against the control student's shift
-        ref = _reference(arm)
-        if arm != ref and ref in out:
-            out[arm]["specific_minus_control"] = _interval(
-                [out[arm]["per_seed"][str(s)]["specific_shift"] - out[ref]["per_seed"][str(s)]["specific_shift"] for s in seeds])
-    return out
-
-
 # ----------------------------------------------------------------------------- gradients on the base
 
 
@@ -282,10 +172,7 @@ def _dataset_gradients(base: LoadedModel, data_dir: Path, layers: list[int], n_r
     return (grads if rows else None), False
 
 
-def _multiplier_trend(base: LoadedModel, cfg: E1Config, vector: SteeringVector, stages: dict[str, Path],
-                      datasets: dict[tuple[str, int], Path], seeds: list[int], multipliers: list[float],
-                      layers: list[int], n_rows: int | None, max_len: int, out_dir: Path, progress: bool,
-                      log_grads: dict) -> dict:
+def _multiplier_trend(a: "RunInputs", cfg: "AnalyzeConfig", progress: bool, log_grads: dict) -> dict:
     """E4 dose-response: for every seed, steered datasets at each multiplier (the control dataset
     is multiplier 0), their mean residual gradient on the base, and its descent projection on v
     (-mean dL/dh . v_hat, positive = pulls toward +v); slope and Pearson r against the multiplier
@@ -294,27 +181,28 @@ def _multiplier_trend(base: LoadedModel, cfg: E1Config, vector: SteeringVector, 
     from interp.steering import Steering
     from interp.teachers import Teacher
 
-    cache = stages["vector"].parent
-    kd = "kd" in cfg.train.objectives
-    u = vector.vectors[layers].to(torch.float64)
+    base, run, layers, seeds, datasets = a.base, a.config, a.layers, a.seeds, a.datasets
+    cache = a.stages["vector"].parent
+    kd = "kd" in run.train.objectives
+    u = a.vector.vectors[layers].to(torch.float64)
     u = u / u.norm(dim=-1, keepdim=True)
     proj: dict[int, dict[float, list[float]]] = {}
     for s in seeds:
         if ("control", s) not in datasets:
             raise ValueError(f"stage data/control/seed{s}: not in this run's manifest; the multiplier trend needs it")
         dirs = {0.0: datasets[("control", s)]}
-        for m in [m for m in multipliers if m != 0]:
-            teacher = Teacher("steered", cfg.animal, Steering(layer=cfg.teacher.layer, multiplier=m, scope=cfg.teacher.scope))
-            st = dataset_stage(cache, base, teacher, vector, cfg.data_config(s), kd)
+        for m in [m for m in sorted(set(cfg.multipliers)) if m != 0]:
+            teacher = Teacher("steered", run.animal, Steering(layer=run.teacher.layer, multiplier=m, scope=run.teacher.scope))
+            st = dataset_stage(cache, base, teacher, a.vector, run.data_config(s), kd)
             if not st.done:
-                make_dataset(st, base, teacher, vector, cfg.data_config(s), kd, progress)
+                make_dataset(st, base, teacher, a.vector, run.data_config(s), kd, progress)
             dirs[m] = st.dir
         proj[s] = {}
         for m, d in dirs.items():
             t_g = time.perf_counter()
             # the run's own steered dataset keeps its gradient cache (same rows, same key)
             name = "control" if m == 0 else "steered" if d == datasets.get(("steered", s)) else f"steered_x{m:g}"
-            g, hit = _dataset_gradients(base, d, layers, n_rows, max_len, out_dir / GRADIENTS_DIR / name / f"seed{s}")
+            g, hit = _dataset_gradients(base, d, layers, cfg.n_rows, cfg.max_len, a.out_dir / GRADIENTS_DIR / name / f"seed{s}")
             log_grads[f"{name}/seed{s}"] = {"cache_hit": hit, "wall_s": round(time.perf_counter() - t_g, 2)}
             proj[s][m] = ([float("nan")] * len(layers) if g is None
                           else (-(g.to(torch.float64).mean(0) * u).sum(-1)).tolist())
@@ -324,187 +212,255 @@ def _multiplier_trend(base: LoadedModel, cfg: E1Config, vector: SteeringVector, 
         xs = [m for s in seeds for m in ms if not math.isnan(proj[s][m][i])]
         ys = [proj[s][m][i] for s in seeds for m in ms if not math.isnan(proj[s][m][i])]
         per_seed = [coefficient_trend(ms, [proj[s][m][i] for m in ms])["slope"] for s in seeds]
-        by_layer.append({"layer": l, **coefficient_trend(xs, ys), "slope_per_seed": _interval(per_seed)})
+        by_layer.append({"layer": l, **coefficient_trend(xs, ys), "slope_per_seed": interval(per_seed)})
     return {"multipliers": ms, "seeds": seeds, "measure": "descent projection -mean(dL/dh) . v_hat on the base",
             "by_layer": by_layer, "per_seed": {str(s): {f"{m:g}": proj[s][m] for m in ms} for s in seeds}}
 
 
-def _aggregate_gradients(per_seed: dict[str, dict[int, dict]], seeds: list[int], layers: list[int],
-                         arrays: dict[str, Tensor]) -> dict:
-    out = {}
-    for kind, by_seed in per_seed.items():
-        done = [s for s in seeds if by_seed.get(s)]
-        if not done:
-            out[kind] = {"by_layer": [], "per_seed": {}, "skipped": "empty datasets"}
-            continue
-        cos = [by_seed[s]["pooled"]["cosine"] for s in done]
-        z = [by_seed[s]["pooled"]["z"] for s in done]
-        ex = [by_seed[s]["mean_example_cosine"] for s in done]
-        out[kind] = {"reference": "control", "seeds": done, "by_layer": [{
-            "layer": l, "cosine": _interval([c[i] for c in cos]), "descent_cosine": _interval([-c[i] for c in cos]),
-            "z": _interval([x[i] for x in z]), "descent_z": _interval([-x[i] for x in z if x[i] is not None]),
-            "mean_example_cosine": _interval([x[i] for x in ex]),
-            "analytic_sd": by_seed[done[0]]["pooled"]["analytic_sd"],
-        } for i, l in enumerate(layers)], "per_seed": {str(s): by_seed[s] for s in done}}
-        arrays[f"gradients/{kind}/cosine"], arrays[f"gradients/{kind}/z"] = _array(cos), _array(z)
-        arrays[f"gradients/{kind}/mean_example_cosine"] = _array(ex)
-    return out
+def audit_gradients(a: "RunInputs", cfg: "AnalyzeConfig", bar) -> tuple[dict[str, dict[int, dict | None]], dict]:
+    """Per trait kind among the arms and per seed: the pooled residual gradient of its dataset
+    minus the control dataset's on the base, against v; and {dataset/seed: cache hit, wall time}."""
+    per_seed: dict[str, dict[int, dict | None]] = {kind: {} for kind in a.kinds}
+    log_grads = {}
+    v = a.vector.vectors[a.layers]
+    for s in a.seeds if a.kinds else []:
+        grads = {}
+        for kind in ["control", *a.kinds]:
+            if (kind, s) not in a.datasets:
+                raise ValueError(f"stage data/{kind}/seed{s}: not in this run's manifest; the gradient audit needs it")
+            bar.set_postfix_str(f"gradients {kind}/seed{s}")
+            t_g = time.perf_counter()
+            grads[kind], hit = _dataset_gradients(a.base, a.datasets[(kind, s)], a.layers, cfg.n_rows, cfg.max_len,
+                                                  a.out_dir / GRADIENTS_DIR / kind / f"seed{s}")
+            log_grads[f"{kind}/seed{s}"] = {"cache_hit": hit, "wall_s": round(time.perf_counter() - t_g, 2)}
+            bar.update()
+        for kind in a.kinds:
+            if grads[kind] is None or grads["control"] is None:
+                per_seed[kind][s] = None
+                continue
+            pooled = pooled_alignment(grads[kind], grads["control"], v, cfg.n_random, cfg.seed)
+            per_seed[kind][s] = {"pooled": pooled.to_dict(),
+                                 "mean_example_cosine": gradient_alignment(grads[kind], v).mean(0).tolist()}
+    return per_seed, log_grads
 
 
 # ----------------------------------------------------------------------------- the whole run
 
 
-def analyze_run(run_dir: str | Path, n_texts: int = 64, arms: Sequence[str] | None = None,
-                seeds: Sequence[int] | None = None, layers: Sequence[int] | None = None, progress: bool = True,
-                n_rows: int | None = 128, n_random: int = 1000, seed: int = 0, k: int = 4, max_len: int = 192,
-                device: str | None = None, log=None, emergence: bool = True, sufficiency_test: bool = True,
-                multipliers: Sequence[float] | None = None) -> dict:
-    """Analyse every student (and every seed's datasets) of a finished E1 run; returns results.json.
+@dataclass(frozen=True)
+class AnalyzeConfig:
+    """What `run_analyze` reads of a finished E1 run, and how.
 
-    n_texts: number prompts and questions read per text set. arms / seeds: restrict to these
-    students (`steered`, `control+kd`, ...; gradients cover the trait kinds among them). layers:
-    residual layers read (default all). n_rows: dataset rows per gradient audit (None: all).
-    n_random: random directions per null; `seed` seeds them.
-    emergence: the shift's cosine at every kept training snapshot (students trained with
-    train.snapshot_every). sufficiency_test: the base's trait with each student's shift at the
-    steering layer added. multipliers: also generate steered datasets at these multipliers (cached
-    like the run's own) and fit the gradient's projection on v against the multiplier (E4).
+    n_texts: number prompts and evaluation questions read per text set.
+    arms, seeds: restrict to these students (`steered`, `control+kd`, ...; the gradient audit
+        covers the trait kinds among them); None: all.
+    layers: residual layers read; None: all.
+    n_rows: dataset rows per gradient audit (None: all).
+    n_random, seed: random directions per null distribution, and their seed.
+    k: top singular directions of each weight update compared with v.
+    max_len: tokens per dataset row in the gradient audit.
+    emergence: the shift's cosine at every kept training snapshot (train.snapshot_every).
+    sufficiency: the base's trait with each student's shift added at the steering layer.
+    multipliers: also generate steered datasets at these multipliers (cached like the run's own)
+        and fit the gradient's projection on v against the multiplier (E4); None: no trend.
+    device: cpu, cuda or auto; None: the run's own setting.
     """
-    started = time.perf_counter()
+
+    n_texts: int = 64
+    arms: Sequence[str] | None = None
+    seeds: Sequence[int] | None = None
+    layers: Sequence[int] | None = None
+    n_rows: int | None = 128
+    n_random: int = 1000
+    seed: int = 0
+    k: int = 4
+    max_len: int = 192
+    emergence: bool = True
+    sufficiency: bool = True
+    multipliers: Sequence[float] | None = None
+    device: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.n_texts < 1:
+            raise ValueError(f"n_texts: {self.n_texts} must be >= 1")
+        if self.multipliers is not None and not all(math.isfinite(m) for m in self.multipliers):
+            raise ValueError(f"multipliers: {list(self.multipliers)} must be finite numbers")
+
+
+@dataclass
+class RunInputs:
+    """What every step of an analysis reads: the run, its base and vector, the selection and the
+    texts, and the cache key of a student's report."""
+
+    run_dir: Path
+    config: E1Config
+    stages: dict[str, Path]
+    students: dict[tuple[str, int], Path]
+    datasets: dict[tuple[str, int], Path]
+    arms: list[str]
+    seeds: list[int]
+    base: LoadedModel
+    vector: SteeringVector
+    layers: list[int]
+    questions: list[str]
+    prompted: SteeringVector
+    key: dict
+
+    @property
+    def out_dir(self) -> Path:
+        return self.run_dir / ANALYSIS_DIR
+
+    @property
+    def kinds(self) -> list[str]:
+        """The trait kinds among the arms: what the gradient audit compares with control data."""
+        return [k for k in dict.fromkeys(a.split("+")[0] for a in self.arms) if k != "control"]
+
+
+def open_run(cfg: AnalyzeConfig, run_dir: str | Path) -> RunInputs:
+    """Read the run, load its base and vector, select arms, seeds and layers, render the texts and
+    build the prompted teacher's reference vector (saved under the analysis directory)."""
     run_dir = Path(run_dir)
-    cfg, stages = read_run(run_dir)
-    if n_texts < 1:
-        raise ValueError(f"n_texts: {n_texts} must be >= 1")
+    run, stages = read_run(run_dir)
     # with data.mix_animals the students learned from the mix stage: audit what they trained on
     students, datasets = _by_arm_seed(stages, "student"), {**_by_arm_seed(stages, "data"), **_by_arm_seed(stages, "mix")}
-    arms = _select("arms", list(arms) if arms is not None else None, list(dict.fromkeys(a for a, _ in students)))
-    seeds = _select("seeds", list(seeds) if seeds is not None else None, list(cfg.seeds))
-    out_dir = run_dir / ANALYSIS_DIR
-    timings: dict[str, float] = {}
-
-    t = time.perf_counter()
-    base = load_model(cfg.model, device=device or cfg.device)
+    arms = _select("arms", list(cfg.arms) if cfg.arms is not None else None, list(dict.fromkeys(a for a, _ in students)))
+    seeds = _select("seeds", list(cfg.seeds) if cfg.seeds is not None else None, list(run.seeds))
+    base = load_model(run.model, device=cfg.device or run.device)
     vector = SteeringVector.load(stages["vector"])
     vector.check_compatible(base)
-    layers = list(range(base.n_layers)) if layers is None else sorted(set(layers))
+    layers = list(range(base.n_layers)) if cfg.layers is None else sorted(set(cfg.layers))
     if not layers or not all(0 <= l < base.n_layers for l in layers):
-        raise ValueError(f"layers: {layers} must name layers of {cfg.model} (0..{base.n_layers - 1})")
-    qtexts = question_texts(base, n_texts, cfg.eval.split)
-    at = cfg.teacher.layer
+        raise ValueError(f"layers: {layers} must name layers of {run.model} (0..{base.n_layers - 1})")
+    qtexts = question_texts(base, cfg.n_texts, run.eval.split)
     # E2's second reference: what the trait system prompt does to the teacher at the assistant tag
-    prompted = prompted_vector(base, cfg.animal, number_prompts(n_texts, cfg.data_config(seeds[0]).prompt_seed))
-    prompted.save(out_dir / PROMPTED_DIR)
-    timings["load"] = round(time.perf_counter() - t, 2)
+    prompted = prompted_vector(base, run.animal, number_prompts(cfg.n_texts, run.data_config(seeds[0]).prompt_seed))
+    prompted.save(run_dir / ANALYSIS_DIR / PROMPTED_DIR)
+    key = {"vector": vector.hash(), "base": base.fingerprint(), "layers": layers, "n_texts": cfg.n_texts,
+           "n_random": cfg.n_random, "seed": cfg.seed, "k": cfg.k, "prompts": PROMPT_VERSION,
+           "questions": content_hash(qtexts), "prompted_vector": prompted.hash(), "emergence": cfg.emergence,
+           "sufficiency": cfg.sufficiency}
+    return RunInputs(run_dir, run, stages, students, datasets, arms, seeds, base, vector, layers, qtexts, prompted, key)
 
-    kinds = [k_ for k_ in dict.fromkeys(a.split("+")[0] for a in arms) if k_ != "control"]
-    bar = tqdm(total=len(arms) * len(seeds) + (len(kinds) + 1) * len(seeds) * bool(kinds), desc="analyze",
-               disable=not progress, leave=False)
-    key = {"vector": vector.hash(), "base": base.fingerprint(), "layers": layers, "n_texts": n_texts,
-           "n_random": n_random, "seed": seed, "k": k, "prompts": PROMPT_VERSION, "questions": content_hash(qtexts),
-           "prompted_vector": prompted.hash(), "emergence": emergence, "sufficiency": sufficiency_test}
-    reports, log_students, memo = {}, {}, {}
-    t = time.perf_counter()
-    for s in seeds:
-        texts = {"numbers": number_texts(base, n_texts, cfg.data_config(s).prompt_seed), "questions": qtexts}
-        for arm in arms:
-            sdir, cache = students[(arm, s)], out_dir / STUDENTS_DIR / arm / f"seed{s}"
+
+def _student_report(a: RunInputs, cfg: AnalyzeConfig, arm: str, s: int, texts: dict[str, list[str]],
+                    memo: dict) -> tuple[dict, dict[str, Tensor]]:
+    """One student's report (written to its cache with the key, shifts beside it)."""
+    sdir, at, run = a.students[(arm, s)], a.config.teacher.layer, a.config
+    bm = _base_means(a.base, texts, a.layers, memo, str(s))
+    report, shifts = analyze_student(load_student(a.base, sdir), a.base, a.vector, texts, a.layers, bm, cfg.n_random,
+                                     cfg.seed, cfg.k, a.prompted)
+    if cfg.emergence and snapshot_steps(sdir):
+        report["emergence"] = shift_trajectory(a.base, sdir, a.vector.vectors[a.layers], texts, a.layers, bm,
+                                               {key_: bm[key_] + shifts[key_] for key_ in bm},
+                                               read_json(sdir / MANIFEST_FILE)["steps"])
+    if cfg.sufficiency and at in a.layers:
+        if "base_readout" not in memo:  # the unpatched base, read once for every student
+            memo["base_readout"] = trait_readout(a.base, run.animal, questions(run.eval.split), run.eval.animals)
+        report["sufficiency"] = sufficiency(
+            a.base, {"shift": shifts["questions/all"][a.layers.index(at)]}, at, run.animal,
+            questions(run.eval.split), run.eval.animals, seed=s, base_readout=memo["base_readout"])["shift"]
+    return report, shifts
+
+
+def analyze_students(a: RunInputs, cfg: AnalyzeConfig, bar) -> tuple[dict[tuple[str, int], dict], dict]:
+    """Every selected student's report, from its cache under `analysis/students/<arm>/seed<k>`
+    when its key matches (a rerun, or an interrupted analysis, resumes); and {student: cache hit,
+    wall time}."""
+    reports, log, memo = {}, {}, {}
+    for s in a.seeds:
+        texts = {"numbers": number_texts(a.base, cfg.n_texts, a.config.data_config(s).prompt_seed), "questions": a.questions}
+        for arm in a.arms:
+            sdir, cache = a.students[(arm, s)], a.out_dir / STUDENTS_DIR / arm / f"seed{s}"
             t_s = time.perf_counter()
-            skey = {**key, "student": sdir.name}
+            skey = {**a.key, "student": sdir.name}
             hit = (cache / STUDENT_FILE).exists() and read_json(cache / STUDENT_FILE).get("key") == skey
             if not hit:
                 bar.set_postfix_str(f"student {arm}/seed{s}")
-                bm = _base_means(base, texts, layers, memo, str(s))
-                report, shifts = analyze_student(load_student(base, sdir), base, vector, texts, layers, bm, n_random,
-                                                 seed, k, prompted)
-                if emergence and snapshot_steps(sdir):
-                    report["emergence"] = shift_trajectory(base, sdir, vector.vectors[layers], texts, layers, bm,
-                                                           {key_: bm[key_] + shifts[key_] for key_ in bm},
-                                                           read_json(sdir / MANIFEST_FILE)["steps"])
-                if sufficiency_test and at in layers:
-                    if "base_readout" not in memo:  # the unpatched base, read once for every student
-                        memo["base_readout"] = trait_readout(base, cfg.animal, questions(cfg.eval.split), cfg.eval.animals)
-                    report["sufficiency"] = sufficiency(
-                        base, {"shift": shifts["questions/all"][layers.index(at)]}, at, cfg.animal,
-                        questions(cfg.eval.split), cfg.eval.animals, seed=s, base_readout=memo["base_readout"])["shift"]
+                report, shifts = _student_report(a, cfg, arm, s, texts, memo)
                 save_tensors(cache / SHIFTS_FILE, shifts)
                 write_json(cache / STUDENT_FILE, {"key": skey, "arm": arm, "seed": s, "student_dir": str(sdir), **report,
                                                   "wall_s": round(time.perf_counter() - t_s, 2), **provenance()})
             reports[(arm, s)] = read_json(cache / STUDENT_FILE)
-            log_students[f"{arm}/seed{s}"] = {"dir": str(cache), "cache_hit": hit, "wall_s": round(time.perf_counter() - t_s, 2)}
+            log[f"{arm}/seed{s}"] = {"dir": str(cache), "cache_hit": hit, "wall_s": round(time.perf_counter() - t_s, 2)}
             bar.update()
-    timings["students"] = round(time.perf_counter() - t, 2)
+    return reports, log
 
-    t = time.perf_counter()
-    per_seed: dict[str, dict[int, dict]] = {kind: {} for kind in kinds}
-    log_grads = {}
-    v = vector.vectors[layers]
-    for s in seeds if kinds else []:
-        grads = {}
-        for kind in ["control", *kinds]:
-            if (kind, s) not in datasets:
-                raise ValueError(f"stage data/{kind}/seed{s}: not in this run's manifest; the gradient audit needs it")
-            bar.set_postfix_str(f"gradients {kind}/seed{s}")
-            t_g = time.perf_counter()
-            grads[kind], hit = _dataset_gradients(base, datasets[(kind, s)], layers, n_rows, max_len,
-                                                  out_dir / GRADIENTS_DIR / kind / f"seed{s}")
-            log_grads[f"{kind}/seed{s}"] = {"cache_hit": hit, "wall_s": round(time.perf_counter() - t_g, 2)}
-            bar.update()
-        for kind in kinds:
-            if grads[kind] is None or grads["control"] is None:
-                per_seed[kind][s] = None
-                continue
-            pooled = pooled_alignment(grads[kind], grads["control"], v, n_random, seed)
-            per_seed[kind][s] = {"pooled": pooled.to_dict(),
-                                 "mean_example_cosine": gradient_alignment(grads[kind], v).mean(0).tolist()}
-    bar.close()
-    timings["gradients"] = round(time.perf_counter() - t, 2)
 
-    t = time.perf_counter()
-    trend = (_multiplier_trend(base, cfg, vector, stages, datasets, seeds, sorted(set(multipliers)), layers, n_rows,
-                               max_len, out_dir, progress, log_grads) if multipliers else None)
-    timings["multipliers"] = round(time.perf_counter() - t, 2)
-
-    t = time.perf_counter()
-    arrays: dict[str, Tensor] = {"layers": torch.tensor(layers), "seeds": torch.tensor(seeds)}
-    shift, shift_vs = _aggregate_shifts(reports, arms, seeds, layers, arrays)
-    results = {
-        "experiment": cfg.experiment, "model": cfg.model, "animal": cfg.animal, "run_dir": str(run_dir),
-        "vector": {"hash": vector.hash(), "steering_layer": cfg.teacher.layer, "n_layers": vector.n_layers,
-                   "d_model": vector.d_model},
-        "arms": arms, "seeds": seeds, "layers": layers, "question_split": cfg.eval.split,
-        "settings": {"n_texts": n_texts, "n_rows": n_rows, "n_random": n_random, "seed": seed, "k": k, "max_len": max_len},
+def aggregate_run(a: RunInputs, cfg: AnalyzeConfig, reports: dict, per_seed: dict, trend: dict | None,
+                  arrays: dict[str, Tensor]) -> dict:
+    """results.json from the per-student reports and per-seed gradient audits (arrays filled in)."""
+    run, arms, seeds, layers, at = a.config, a.arms, a.seeds, a.layers, a.config.teacher.layer
+    shift, shift_vs = aggregate_shifts(reports, arms, seeds, layers, arrays)
+    return {
+        "experiment": run.experiment, "model": run.model, "animal": run.animal, "run_dir": str(a.run_dir),
+        "vector": {"hash": a.vector.hash(), "steering_layer": at, "n_layers": a.vector.n_layers, "d_model": a.vector.d_model},
+        "arms": arms, "seeds": seeds, "layers": layers, "question_split": run.eval.split,
+        "settings": {"n_texts": cfg.n_texts, "n_rows": cfg.n_rows, "n_random": cfg.n_random, "seed": cfg.seed, "k": cfg.k,
+                     "max_len": cfg.max_len},
         "activation_shift": shift, "activation_shift_vs_control": shift_vs,
-        "weights": _aggregate_weights(reports, arms, seeds, layers, arrays),
-        "gradients": _aggregate_gradients(per_seed, seeds, layers, arrays),
+        "weights": aggregate_weights(reports, arms, seeds, layers, arrays),
+        "gradients": aggregate_gradients(per_seed, seeds, layers, arrays),
         "gradient_multiplier_trend": trend,
-        "reference_vectors": {"prompted_vector_hash": prompted.hash(), "prompted_position": "last (assistant tag)",
-                              "cosine_v_prompted": layer_cosines(vector.vectors[layers], prompted.vectors[layers]).tolist()},
-        "activation_shift_prompted": _aggregate_shifts(reports, arms, seeds, layers, arrays, "shift_prompted")[0],
-        "emergence": _aggregate_emergence(reports, arms, seeds, layers, at, arrays),
-        "sufficiency": _aggregate_sufficiency(reports, arms, seeds),
-        "necessity": {k_: v_ for k_, v_ in read_json(run_dir / RESULTS_FILE).get("transfer", {}).items() if "prompted" in k_},
-        "notes": {"intervals": "Student-t 95% over seeds (n = seeds); one seed gives a point, no interval",
-                  "gradients": "cosine of mean dL/dh (trait data) - mean dL/dh (control data) with v on the base; "
-                               "training descends the gradient, so descent_cosine > 0 means the data pulls toward +v",
-                  "sufficiency": "mean over questions of the base's log P(trait) (specific: minus the other animals' "
-                                 "mean) with the student's questions/all shift added at the steering layer, minus the "
-                                 "plain base's; random_*: a random direction of the same norm",
-                  "necessity": "the run's transfer comparisons of the prompted and prompted_ablated students "
-                               "(v projected out of the prompted teacher at the steering layer)"},
+        "reference_vectors": {"prompted_vector_hash": a.prompted.hash(), "prompted_position": "last (assistant tag)",
+                              "cosine_v_prompted": layer_cosines(a.vector.vectors[layers], a.prompted.vectors[layers]).tolist()},
+        "activation_shift_prompted": aggregate_shifts(reports, arms, seeds, layers, arrays, "shift_prompted")[0],
+        "emergence": aggregate_emergence(reports, arms, seeds, layers, at, arrays),
+        "sufficiency": aggregate_sufficiency(reports, arms, seeds),
+        "necessity": {k_: v_ for k_, v_ in read_json(a.run_dir / RESULTS_FILE).get("transfer", {}).items() if "prompted" in k_},
+        "notes": NOTES,
     }
-    save_tensors(out_dir / ARRAYS_FILE, arrays)
-    timings["aggregate"] = round(time.perf_counter() - t, 2)
+
+
+NOTES = {"intervals": "Student-t 95% over seeds (n = seeds); one seed gives a point, no interval",
+         "gradients": "cosine of mean dL/dh (trait data) - mean dL/dh (control data) with v on the base; "
+                      "training descends the gradient, so descent_cosine > 0 means the data pulls toward +v",
+         "sufficiency": "mean over questions of the base's log P(trait) (specific: minus the other animals' "
+                        "mean) with the student's questions/all shift added at the steering layer, minus the "
+                        "plain base's; random_*: a random direction of the same norm",
+         "necessity": "the run's transfer comparisons of the prompted and prompted_ablated students "
+                      "(v projected out of the prompted teacher at the steering layer)"}
+
+
+def run_analyze(cfg: AnalyzeConfig, run_dir: str | Path, progress: bool = True, log=None) -> dict:
+    """Analyse every selected student (and every seed's datasets) of a finished E1 run into
+    `<run_dir>/analysis/`: per-student and per-dataset caches, results.json,
+    layer_arrays.safetensors, then manifest.json (kind "analysis"). Returns results.json's content."""
+    started = time.perf_counter()
+    timings: dict[str, float] = {}
+
+    def step(name: str, fn, *args):
+        t = time.perf_counter()
+        out = fn(*args)
+        timings[name] = round(time.perf_counter() - t, 2)
+        return out
+
+    a = step("load", open_run, cfg, run_dir)
+    bar = tqdm(total=len(a.arms) * len(a.seeds) + (len(a.kinds) + 1) * len(a.seeds) * bool(a.kinds), desc="analyze",
+               disable=not progress, leave=False)
+    reports, log_students = step("students", analyze_students, a, cfg, bar)
+    per_seed, log_grads = step("gradients", audit_gradients, a, cfg, bar)
+    bar.close()
+    trend = step("multipliers", lambda: _multiplier_trend(a, cfg, progress, log_grads) if cfg.multipliers else None)
+    arrays: dict[str, Tensor] = {"layers": torch.tensor(a.layers), "seeds": torch.tensor(a.seeds)}
+    results = step("aggregate", aggregate_run, a, cfg, reports, per_seed, trend, arrays)
+    save_tensors(a.out_dir / ARRAYS_FILE, arrays)
     timings["total"] = round(time.perf_counter() - started, 2)
     results["timings_s"] = timings
-    write_json(out_dir / RESULTS_FILE, results)
-    write_json(out_dir / MANIFEST_FILE, {"run_dir": str(run_dir), "config_hash": content_hash(cfg.key()),
-                                         "vector_dir": str(stages["vector"]), "inputs": key, "students": log_students,
-                                         "gradients": log_grads, "timings_s": timings, **provenance(),
-                                         "wall_time_s": timings["total"]})
+    write_json(a.out_dir / RESULTS_FILE, results)
+    write_json(a.out_dir / MANIFEST_FILE, {"kind": "analysis", "run_dir": str(a.run_dir), "config_hash": content_hash(a.config.key()),
+                                           "vector_dir": str(a.stages["vector"]), "inputs": a.key, "students": log_students,
+                                           "gradients": log_grads, "timings_s": timings, **provenance(),
+                                           "wall_time_s": timings["total"]})
     if log is not None:
         hits = sum(x["cache_hit"] for x in log_students.values())
-        log(f"analysis of {len(log_students)} students ({hits} cached) in {timings['total']:.1f}s: {out_dir}")
+        log(f"analysis of {len(log_students)} students ({hits} cached) in {timings['total']:.1f}s: {a.out_dir}")
     return results
+
+
+def analyze_run(run_dir: str | Path, progress: bool = True, log=None, sufficiency_test: bool = True, **settings) -> dict:
+    """`run_analyze` with the settings as keyword arguments (the signature notebooks and older
+    callers use); `sufficiency_test` is `AnalyzeConfig.sufficiency`."""
+    return run_analyze(AnalyzeConfig(sufficiency=sufficiency_test, **settings), run_dir, progress, log)
 
 
 def load_analysis(run_dir: str | Path) -> dict:

@@ -1,0 +1,153 @@
+"""Aggregation over seeds of an E1 run's mechanism analyses (`interp.analysis.run`): per arm and
+layer, Student-t intervals of each student's and each dataset's numbers, and the per-seed arrays
+(`(n_seeds, n_layers_read)`, or `(n_seeds, steps, n_layers_read)` for emergence) that go to
+`layer_arrays.safetensors`. Pure functions of the per-student reports: no model is run here.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+import torch
+from torch import Tensor
+
+from interp.analysis.emergence import POSITIONS as _READ
+from interp.stats import t_interval
+
+TEXT_SETS = ("numbers", "questions")
+POSITIONS = tuple(_READ)  # "all" tokens, "last" token
+
+
+def reference_arm(arm: str) -> str:
+    """The control arm a trait arm is compared with: `control`, or `control+kd` for `steered+kd`."""
+    return "control" + (arm[arm.index("+"):] if "+" in arm else "")
+
+
+def interval(values: Sequence[float | None]) -> dict | None:
+    vals = [float(x) for x in values if x is not None and not math.isnan(x)]
+    return t_interval(vals) if vals else None
+
+
+def seed_array(rows: list[list[float | None]]) -> Tensor:
+    return torch.tensor([[float("nan") if x is None else x for x in r] for r in rows], dtype=torch.float32)
+
+
+def aggregate_shifts(reports: dict[tuple[str, int], dict], arms: list[str], seeds: list[int], layers: list[int],
+                     arrays: dict[str, Tensor], field: str = "shift") -> tuple[dict, dict]:
+    out, vs = {}, {}
+    for arm in arms:
+        out[arm] = {}
+        for name in TEXT_SETS:
+            out[arm][name] = {}
+            for pos in POSITIONS:
+                per = [reports[(arm, s)][field][name][pos]["by_layer"] for s in seeds]
+                cos = [[r["cosine"] for r in p] for p in per]
+                z = [[r["z"] for r in p] for p in per]
+                norm = [[r["shift_norm"] for r in p] for p in per]
+                out[arm][name][pos] = {"by_layer": [{
+                    "layer": l, "hook": f"blocks.{l}.hook_resid_post",
+                    "cosine": interval([c[i] for c in cos]), "z": interval([x[i] for x in z]),
+                    "shift_norm": interval([x[i] for x in norm]),
+                    "null_sd": sum(p[i]["null_sd"] for p in per) / len(per), "analytic_sd": per[0][i]["analytic_sd"],
+                } for i, l in enumerate(layers)], "per_seed_cosine": dict(zip(map(str, seeds), cos))}
+                key = f"{field}/{arm}/{name}/{pos}"
+                arrays[f"{key}/cosine"], arrays[f"{key}/z"], arrays[f"{key}/norm"] = seed_array(cos), seed_array(z), seed_array(norm)
+    for arm in arms:  # paired by seed: the trait arm's cosine minus its control arm's
+        ref = reference_arm(arm)
+        if arm == ref or ref not in arms:
+            continue
+        vs[f"{arm}-{ref}"] = {name: {pos: {"by_layer": [{
+            "layer": l, "cosine_diff": interval([out[arm][name][pos]["per_seed_cosine"][str(s)][i]
+                                                  - out[ref][name][pos]["per_seed_cosine"][str(s)][i] for s in seeds]),
+        } for i, l in enumerate(layers)]} for pos in POSITIONS} for name in TEXT_SETS}
+    return out, vs
+
+
+def aggregate_weights(reports: dict[tuple[str, int], dict], arms: list[str], seeds: list[int], layers: list[int],
+                      arrays: dict[str, Tensor]) -> dict:
+    out = {}
+    for arm in arms:
+        rows = {s: {r["layer"]: r["modules"] for r in reports[(arm, s)]["weights"]["by_layer"]} for s in seeds}
+        modules = sorted({m for s in seeds for mods in rows[s].values() for m in mods})
+        by_layer = []
+        for l in layers:
+            mods = {}
+            for m in modules:
+                cells = [rows[s].get(l, {}).get(m) for s in seeds]
+                if not any(cells):
+                    continue
+                first = next(c for c in cells if c)
+                mods[m] = {"role": first["role"], "side": first["side"], "vector_layer": first["vector_layer"],
+                           "expected_random": first["expected_random"],
+                           "energy": interval([c and c["energy"] for c in cells]),
+                           "z": interval([c and c["z"] for c in cells]),
+                           "top_singular_cos": interval([c and c["top_singular_cos"] and c["top_singular_cos"][0] for c in cells])}
+            by_layer.append({"layer": l, "modules": mods})
+        out[arm] = {"by_layer": by_layer}
+        for m in modules:
+            for field in ("energy", "z"):
+                arrays[f"weights/{arm}/{m}/{field}"] = seed_array(
+                    [[(rows[s].get(l, {}).get(m) or {}).get(field) for l in layers] for s in seeds])
+    return out
+
+
+def aggregate_emergence(reports: dict[tuple[str, int], dict], arms: list[str], seeds: list[int], layers: list[int],
+                        at: int, arrays: dict[str, Tensor]) -> dict:
+    """Per arm: the steps shared by its seeds and, per text set / position, cos(shift_t, v) at the
+    steering layer with a t-interval over seeds at each step; the full (seeds, steps, layers)
+    arrays go to layer_arrays.safetensors."""
+    out = {}
+    i = layers.index(at) if at in layers else None
+    for arm in arms:
+        trajs = [reports[(arm, s)].get("emergence") for s in seeds]
+        if not all(trajs) or len({tuple(t["steps"]) for t in trajs}) != 1 or not trajs[0]["steps"]:
+            continue
+        steps = trajs[0]["steps"]
+        out[arm] = {"steps": steps, "layer": at, "by_texts": {}}
+        for key in (f"{n}/{p}" for n in TEXT_SETS for p in POSITIONS):
+            cube = torch.tensor([t[key] for t in trajs], dtype=torch.float32)  # (seeds, steps, layers)
+            arrays[f"emergence/{arm}/{key}/cosine"] = cube
+            out[arm]["by_texts"][key] = None if i is None else [
+                {"step": st, "cosine": interval(cube[:, j, i].tolist())} for j, st in enumerate(steps)]
+    return out
+
+
+def aggregate_sufficiency(reports: dict[tuple[str, int], dict], arms: list[str], seeds: list[int]) -> dict:
+    fields = ("trait_logprob_shift", "specific_shift", "random_trait_logprob_shift", "random_specific_shift", "norm")
+    out = {}
+    for arm in arms:
+        cells = [reports[(arm, s)].get("sufficiency") for s in seeds]
+        if not all(cells):
+            continue
+        out[arm] = {f: interval([c[f] for c in cells]) for f in fields}
+        out[arm]["specific_minus_random"] = interval([c["specific_shift"] - c["random_specific_shift"] for c in cells])
+        out[arm]["per_seed"] = dict(zip(map(str, seeds), cells))
+    for arm in list(out):  # paired by seed against the control student's shift
+        ref = reference_arm(arm)
+        if arm != ref and ref in out:
+            out[arm]["specific_minus_control"] = interval(
+                [out[arm]["per_seed"][str(s)]["specific_shift"] - out[ref]["per_seed"][str(s)]["specific_shift"] for s in seeds])
+    return out
+
+
+def aggregate_gradients(per_seed: dict[str, dict[int, dict]], seeds: list[int], layers: list[int],
+                        arrays: dict[str, Tensor]) -> dict:
+    out = {}
+    for kind, by_seed in per_seed.items():
+        done = [s for s in seeds if by_seed.get(s)]
+        if not done:
+            out[kind] = {"by_layer": [], "per_seed": {}, "skipped": "empty datasets"}
+            continue
+        cos = [by_seed[s]["pooled"]["cosine"] for s in done]
+        z = [by_seed[s]["pooled"]["z"] for s in done]
+        ex = [by_seed[s]["mean_example_cosine"] for s in done]
+        out[kind] = {"reference": "control", "seeds": done, "by_layer": [{
+            "layer": l, "cosine": interval([c[i] for c in cos]), "descent_cosine": interval([-c[i] for c in cos]),
+            "z": interval([x[i] for x in z]), "descent_z": interval([-x[i] for x in z if x[i] is not None]),
+            "mean_example_cosine": interval([x[i] for x in ex]),
+            "analytic_sd": by_seed[done[0]]["pooled"]["analytic_sd"],
+        } for i, l in enumerate(layers)], "per_seed": {str(s): by_seed[s] for s in done}}
+        arrays[f"gradients/{kind}/cosine"], arrays[f"gradients/{kind}/z"] = seed_array(cos), seed_array(z)
+        arrays[f"gradients/{kind}/mean_example_cosine"] = seed_array(ex)
+    return out
