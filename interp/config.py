@@ -18,7 +18,7 @@ from interp.noise import WeightNoise
 from interp.prompts import ANIMALS
 from interp.runs import safe_name
 from interp.steering import Steering
-from interp.teachers import DataConfig, Teacher
+from interp.teachers import DataConfig, Teacher, build_teacher
 from interp.train import RUNTIME_FIELDS, TrainConfig
 
 MIXED_KINDS = ("steered", "prompted", "prompted_ablated")  # control and random carry no animal
@@ -271,11 +271,8 @@ class E1Config(_Strict):
     def teacher_for(self, kind: str, seed: int = 0, animal: str | None = None) -> Teacher:
         """The teacher of `kind` for replicate `seed`; `animal` (default: the trait) for the
         teachers whose data is mixed in (`data.mix_animals`)."""
-        steer = self.steering() if kind in ("steered", "random") else None
-        if kind == "prompted_ablated":  # project v out at the steering layer, on every token
-            steer = Steering(layer=self.teacher.layer, operator="project", scope="all")
         rs = self.teacher.random_seed + (seed if self.teacher.random_per_seed else 0)
-        return Teacher(kind, animal or self.animal, steer, rs)
+        return build_teacher(kind, animal or self.animal, self.steering(), rs)
 
     def mixed(self, kind: str) -> bool:
         """Whether `kind`'s dataset is mixed with other animals' (the kinds that carry an animal)."""

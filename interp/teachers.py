@@ -81,6 +81,16 @@ class Teacher:
         return d
 
 
+def build_teacher(kind: str, animal: str, steering: Steering, random_seed: int = 0) -> Teacher:
+    """The teacher of `kind` under the configured `steering` (layer, multiplier, scope): the one
+    place that decides which steering each kind gets, for `interp run` and `interp generate` alike.
+    steered and random add the vector with `steering`; prompted_ablated projects v out at
+    `steering.layer` on every token (its scope and multiplier do not apply); the others steer nothing."""
+    if kind == "prompted_ablated":
+        return Teacher(kind, animal, Steering(layer=steering.layer, operator="project", scope="all"), random_seed)
+    return Teacher(kind, animal, steering if kind in ("steered", "random") else None, random_seed)
+
+
 @dataclass(frozen=True)
 class DataConfig:
     """n_prompts: number prompts sampled (one completion each).

@@ -1,9 +1,7 @@
-import io
 import json
 import sys
 from pathlib import Path
 
-from rich.console import Console
 from typer.testing import CliRunner
 
 from interp.cli import app
@@ -131,19 +129,6 @@ def test_divergence_reports_the_share_and_needs_the_datasets_vector(tiny, owl_ve
     assert res.exit_code == 2 and "dataset:" in res.output
 
 
-def _printed(fn, *args, width: int = 80) -> str:
-    """What a cli printer writes to a console `width` columns wide (a log, not a terminal)."""
-    from interp import cli
-
-    old = cli.console
-    cli.console = Console(width=width, record=True, file=io.StringIO())
-    try:
-        fn(*args)
-        return cli.console.export_text()
-    finally:
-        cli.console = old
-
-
 def _e1_results(n_seeds: int) -> dict:
     from test_pipeline import _synthetic_results
 
@@ -152,10 +137,10 @@ def _e1_results(n_seeds: int) -> dict:
 
 
 def test_e1_table_with_one_seed_says_there_is_no_interval_instead_of_a_zero_width_one():
-    from interp.cli import print_e1
+    from interp.tables import e1_tables
 
     res = _e1_results(1)
-    out = _printed(print_e1, res, width=400)
+    out = e1_tables(res, width=400)
     ps = res["transfer"]["steered-control"]["specific_per_seed"]
     assert ps["n"] == 1 and ps["ci95"][0] == ps["ci95"][1]  # what the t-interval holds for one seed
     assert "n = 1: no interval" in out
@@ -202,10 +187,11 @@ def test_generate_does_not_overwrite_a_dataset_without_force(tmp_path):
 
 
 def test_e1_tables_fit_80_columns_with_every_interval_on_one_line():
-    from interp.cli import _ci, print_e1
+    from interp.tables import ci as _ci
+    from interp.tables import e1_tables
 
     res = _e1_results(2)
-    out = _printed(print_e1, res, width=80)
+    out = e1_tables(res, width=80)
     assert max(len(line) for line in out.splitlines()) <= 80
     lines = out.splitlines()
     for name, d in res["transfer"].items():
