@@ -7,7 +7,7 @@
 Measures the machine's matmul rate (fp32, bf16), then the steady-state tokens/s of the step
 `interp.train.train_student` takes (collate, forward, completion-only loss, backward, AdamW step,
 finite-weights check, zero_grad; no checkpoints), built from the same pieces (`_prepare`,
-`_optimizer`, `build_examples`, `_epoch_batches`, `_collate`, `completion_logits`), for:
+`make_optimizer`, `build_examples`, `_epoch_batches`, `collate`, `completion_logits`), for:
 
 - full fine-tuning in fp32 (what train_student runs) and in bf16 autocast (forward + loss under
   `torch.autocast`; a what-if: train_student has no autocast), and
@@ -37,10 +37,10 @@ import torch
 
 from interp.models import load_model
 from interp.prompts import number_prompts
-from interp.train import (
-    TrainConfig, _collate, _epoch_batches, _optimizer, _prepare, build_examples, completion_logits, trainable_state,
-    weights_finite,
-)
+from interp.optim import make_optimizer
+from interp.rows import build_examples, collate, completion_logits
+from interp.train import TrainConfig, _prepare, trainable_state, weights_finite
+from interp.trainer import _epoch_batches
 
 from _common import (  # benchmarks/ is on sys.path when run as a script
     DTYPES, PeakRSS, Report, layer_gemm_gflops, faster_dtype, maxrss_bytes, machine_rates, pick_device, print_machine, reference_rate,
@@ -72,7 +72,7 @@ def train_arm(model, examples, batches, cfg: TrainConfig, device, autocast: torc
     """Best-of-`repeats` tokens/s over `steps` consecutive steps, after `warmup` steps."""
     hf = _prepare(model, cfg)
     params = list(trainable_state(hf).values())
-    opt = _optimizer(cfg, params)
+    opt = make_optimizer(cfg, params)
     pad = model.tokenizer.pad_token_id
     phase = {"collate": 0.0, "forward+loss": 0.0, "backward": 0.0, "optimizer": 0.0, "finite check": 0.0}
     cast = (lambda: torch.autocast(device.type, dtype=autocast)) if autocast is not None else contextlib.nullcontext
@@ -81,7 +81,7 @@ def train_arm(model, examples, batches, cfg: TrainConfig, device, autocast: torc
     def step() -> tuple[int, int, int]:
         mb = batches[next(counter) % len(batches)]
         t0 = time.perf_counter()
-        batch, labels = _collate([examples[i] for i in mb], pad)
+        batch, labels = collate([examples[i] for i in mb], pad)
         batch, labels = batch.to(device), labels.to(device)
         where = labels != -100
         n_targets = sum(len(examples[i].completion_ids) for i in mb)

@@ -29,6 +29,7 @@ from torch import Tensor
 from interp import batching
 from interp.generate import NumberGrammar, stop_token_ids
 from interp.models import LoadedModel
+from interp.rows import build_examples, completion_logits
 from interp.runs import MANIFEST_FILE, load_tensors, provenance, read_json, read_jsonl, save_tensors, write_json
 from interp.steering import Steering, SteeringVector
 from interp.teachers import DATASET_FILE, VECTOR_KINDS, Teacher
@@ -139,8 +140,6 @@ def _argmax_tokens(
     vector: SteeringVector | None, allowed: list[Tensor] | None, grammar_ids: Tensor | None, batch_size: int,
 ) -> Tensor:
     """The teacher's argmax token at every completion offset, teacher-forced: (n_positions,)."""
-    from interp.train import completion_logits
-
     tok = model.tokenizer
     out = []
     for sl in batching.chunks(len(prompts), batch_size):
@@ -168,8 +167,6 @@ def divergence_tokens(
 ) -> Divergence:
     """Divergence positions of `rows` (dataset.jsonl rows: 'prompt', 'completion') written by
     `teacher` (with `vector` for the vector kinds), against `control` on the same base model."""
-    from interp.train import build_examples
-
     _check_rule(rule)
     if not rows:
         raise ValueError("rows: the dataset is empty; pass the rows of a dataset.jsonl")

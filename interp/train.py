@@ -9,35 +9,43 @@ order of epoch e comes from a generator seeded with (seed, e), so a resumed run 
 batches an uninterrupted one would. Checkpoints (`checkpoint/`: trainable weights, optimizer
 state as safetensors, `trainer.json` written last) are replaced atomically; a non-finite loss
 stops training and leaves the last good checkpoint in place.
+
+Here: the settings (`TrainConfig`), what a student directory keeps, and loading it back. The
+steps themselves are `interp.trainer`; the rows `interp.rows`; the optimizers `interp.optim`; the
+checkpoint files `interp.checkpoint`.
 """
 
 from __future__ import annotations
 
-import contextlib
 import copy
-import math
 import shutil
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import torch
 from torch import Tensor, nn
-from interp.progress import tqdm
 
-from interp import batching
+from interp.checkpoint import CHECKPOINT_DIR, TRAINER_FILE, read_checkpoint, restore_checkpoint
 from interp.divergence import RULES
 from interp.models import LoadedModel
-from interp.guards import CollapseGuard, check_resume
-from interp.runs import MANIFEST_FILE, content_hash, file_hash, load_tensors, provenance, read_json, save_tensors, write_json
-from interp.steering import Steering, SteeringVector, steer
+from interp.optim import OPTIMIZERS, make_optimizer
+from interp.precision import require_fast_bf16
+from interp.progress import tqdm
+from interp.rows import build_examples
+from interp.runs import MANIFEST_FILE, load_tensors, provenance, read_json, save_tensors, write_json
+from interp.steering import SteeringVector
+from interp.trainer import Trainer, TrainingDiverged, trainable_state, update_rms, weights_finite
+
+__all__ = [  # what other modules read from here; the checkpoint names live in `interp.checkpoint`
+    "ADAPTER_FILE", "CHECKPOINT_DIR", "LOG_FILE", "RUNTIME_FIELDS", "SNAPSHOTS_DIR", "TRAINER_FILE", "UPDATE_FILE",
+    "WEIGHTS_FILE", "TrainConfig", "TrainingDiverged", "load_snapshot", "load_student", "position_masks",
+    "snapshot_steps", "train_student", "trainable_state", "trained_student", "weights_finite",
+]
 
 WEIGHTS_FILE = "model.safetensors"
 UPDATE_FILE = "update.safetensors"  # train.keep = "update": W - W_base in bf16
 ADAPTER_FILE = "adapter.safetensors"
-OPTIMIZER_FILE = "optimizer.safetensors"
-TRAINER_FILE = "trainer.json"
-CHECKPOINT_DIR = "checkpoint"
 SNAPSHOTS_DIR = "snapshots"
 LOG_FILE = "train_log.json"
 LOSS_POSITIONS = ("all", "divergence", "non_divergence")
@@ -46,9 +54,6 @@ KEEP = ("weights", "update", "none")
 # settings that change how a student is computed but not what it is (same weights to the bit)
 RUNTIME_FIELDS = ("grad_checkpointing",)
 
-
-class TrainingDiverged(RuntimeError):
-    pass
 
 
 @dataclass(frozen=True)
@@ -159,7 +164,7 @@ class TrainConfig:
     def __post_init__(self) -> None:
         if self.method not in ("full", "lora"):
             raise ValueError(f"train.method: {self.method!r} is not 'full' or 'lora'")
-        if self.optimizer not in ("adamw", "sgd", "signsgd"):
+        if self.optimizer not in OPTIMIZERS:
             raise ValueError(f"train.optimizer: {self.optimizer!r} is not 'adamw', 'sgd' or 'signsgd'")
         if self.objective not in ("sft", "kd"):
             raise ValueError(f"train.objective: {self.objective!r} is not 'sft' or 'kd'")
@@ -180,172 +185,12 @@ class TrainConfig:
                 raise ValueError(f"train.{name}: {getattr(self, name)} must be > 0")
 
 
-@dataclass
-class Example:
-    prompt_ids: list[int]
-    completion_ids: list[int]
-    teacher_logprobs: Tensor | None = None  # (len(completion_ids), 13), kd only
-    loss_mask: Tensor | None = None  # (len(completion_ids),) bool: the positions whose loss counts (None: all)
-
-
-def build_examples(
-    model: LoadedModel, rows: list[dict], max_len: int, targets: list[Tensor] | None = None,
-    loss_masks: list[Tensor] | None = None,
-) -> list[Example]:
-    """`rows` have 'prompt' (user text) and 'completion'; the student sees no system prompt.
-    `targets` (kd): the teacher's per-row grammar log-probabilities, one per completion token.
-    `loss_masks`: per row, which completion tokens (end-of-turn included) the loss counts."""
-    from interp.generate import stop_token_ids
-
-    tok = model.tokenizer
-    end = tok.eos_token_id if tok.eos_token_id is not None else stop_token_ids(tok)[0]
-    out = []
-    for i, r in enumerate(rows):
-        p = tok(model.chat([{"role": "user", "content": r["prompt"]}]), add_special_tokens=False)["input_ids"]
-        c = tok(r["completion"], add_special_tokens=False)["input_ids"] + [end]
-        keep = max_len - len(c)
-        if keep < 1:
-            raise ValueError(f"train.max_len: {max_len} is too short for a completion of {len(c)} tokens")
-        t = None
-        if targets is not None:
-            t = targets[i]
-            if len(t) != len(c):
-                raise ValueError(f"teacher targets: row {i} has {len(t)} positions but its completion re-tokenises "
-                                 f"to {len(c)} tokens; kd needs the teacher's own token sequence")
-        m = None
-        if loss_masks is not None:
-            m = torch.as_tensor(loss_masks[i], dtype=torch.bool)
-            if m.shape != (len(c),):
-                raise ValueError(f"divergence masks: row {i} has {tuple(m.shape)} positions but its completion has "
-                                 f"{len(c)} tokens (end-of-turn included); compute them on this dataset and tokenizer")
-        out.append(Example(p[-keep:], c, t, m))
-    return out
-
-
 def position_masks(divergence_masks: list[Tensor], loss_positions: str) -> list[Tensor] | None:
     """The per-row loss masks `loss_positions` asks for, from per-row divergence masks
     (`Divergence.row_masks()`): themselves, their complement, or None for "all"."""
     if loss_positions == "all":
         return None
     return [m.bool() if loss_positions == "divergence" else ~m.bool() for m in divergence_masks]
-
-
-def _collate(examples: list[Example], pad_id: int) -> tuple[batching.Batch, Tensor]:
-    seqs = [e.prompt_ids + e.completion_ids for e in examples]
-    batch = batching.pad(seqs, pad_id, side="right")
-    # targets[i, t] is the token at t+1 where it is a completion token whose loss counts, else -100
-    targets = torch.full_like(batch.input_ids, -100)
-    for i, e in enumerate(examples):
-        start, end = len(e.prompt_ids), len(e.prompt_ids) + len(e.completion_ids)
-        ids = torch.tensor(e.completion_ids)
-        targets[i, start - 1 : end - 1] = ids if e.loss_mask is None else ids.masked_fill(~e.loss_mask, -100)
-    return batch, targets
-
-
-def _counted(e: Example) -> int:
-    return len(e.completion_ids) if e.loss_mask is None else int(e.loss_mask.sum())
-
-
-def _kd_rows(e: Example) -> Tensor:
-    """The teacher's targets at the positions whose loss counts (the order `labels != -100` reads)."""
-    return e.teacher_logprobs if e.loss_mask is None else e.teacher_logprobs[e.loss_mask]
-
-
-def _projection(student: LoadedModel, vector: SteeringVector | None, layers: tuple[int, ...]):
-    """A context factory: the trait direction projected out at `layers` of the training copy
-    (every token). Entered around each training forward and backward only, so nothing else (a
-    checkpoint, the saved weights, evaluation) ever runs with the hook."""
-    if not layers:
-        return contextlib.nullcontext
-
-    @contextlib.contextmanager
-    def project():
-        with contextlib.ExitStack() as stack:
-            for l in layers:
-                # strict=False: the copy's weights move away from the base the vector was built on
-                stack.enter_context(steer(student, vector, Steering(layer=l, operator="project"), strict=False))
-            yield
-
-    return project
-
-
-def _epoch_batches(examples: list[Example], batch_size: int, gen: torch.Generator, bucket: int = 16) -> list[list[int]]:
-    """A seeded shuffle, then length bucketing: within each run of `bucket` batches, examples are
-    sorted by length (little padding) and the batches are reshuffled (no short-to-long order)."""
-    order = torch.randperm(len(examples), generator=gen).tolist()
-    batches = []
-    for start in range(0, len(order), batch_size * bucket):
-        chunk = sorted(order[start : start + batch_size * bucket],
-                       key=lambda i: len(examples[i].prompt_ids) + len(examples[i].completion_ids))
-        group = [chunk[i : i + batch_size] for i in range(0, len(chunk), batch_size)]
-        batches += [group[j] for j in torch.randperm(len(group), generator=gen).tolist()]
-    return batches
-
-
-def completion_hidden(hf: nn.Module, batch: batching.Batch, where: Tensor) -> Tensor:
-    """Final hidden states at positions `where` (batch, pos) bool: (n_positions, d_model)."""
-    h = hf.get_decoder()(input_ids=batch.input_ids, attention_mask=batch.attention_mask,
-                         position_ids=batch.position_ids, use_cache=False).last_hidden_state
-    return h[where]
-
-
-def completion_logits(hf: nn.Module, batch: batching.Batch, where: Tensor) -> Tensor:
-    """Logits only at positions `where` (batch, pos) bool: (n_positions, vocab)."""
-    logits = hf.get_output_embeddings()(completion_hidden(hf, batch, where))
-    cap = getattr(hf.config.get_text_config(), "final_logit_softcapping", None)
-    return torch.tanh(logits / cap) * cap if cap else logits
-
-
-class SignSGD(torch.optim.Optimizer):
-    """theta -= lr * sign(grad): the non-adaptive sign method of the optimizer ablation."""
-
-    def __init__(self, params, lr: float):
-        super().__init__(params, {"lr": lr})
-
-    @torch.no_grad()
-    def step(self, closure=None):
-        for group in self.param_groups:
-            for p in group["params"]:
-                if p.grad is not None:
-                    p.add_(p.grad.sign(), alpha=-group["lr"])
-
-
-def _optimizer(cfg: TrainConfig, params: list[nn.Parameter]) -> torch.optim.Optimizer:
-    if cfg.optimizer == "adamw":
-        # fused: one kernel per step instead of a dozen passes over 2x the weights (3.9x faster on
-        # smollm2, same update up to float rounding; benchmarks/bench_train.py)
-        return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay, fused=True)
-    if cfg.optimizer == "sgd":
-        return torch.optim.SGD(params, lr=cfg.lr)
-    return SignSGD(params, lr=cfg.lr)
-
-
-def _set_lr(opt: torch.optim.Optimizer, lr: float) -> None:
-    for g in opt.param_groups:
-        g["lr"] = lr
-
-
-def _rms_nonzero(tensors: list[Tensor]) -> float:
-    """RMS over the nonzero entries: AdamW and SignSGD move exactly those by lr at step 1 (an
-    unused embedding row gets no gradient and no step), so lr / this matches SGD to them."""
-    n = sum(int(t.count_nonzero()) for t in tensors)
-    return math.sqrt(sum(float(t.double().pow(2).sum()) for t in tensors) / max(n, 1))
-
-
-@torch.no_grad()
-def _update_rms(hf: nn.Module, base_hf: nn.Module) -> float:
-    base = dict(base_hf.named_parameters())
-    total, n = 0.0, 0
-    for name, p in hf.named_parameters():  # one tensor at a time: no second copy of the weights
-        total += float((p.double() - base[name].double()).pow(2).sum())
-        n += p.numel()
-    return math.sqrt(total / max(n, 1))
-
-
-def weights_finite(params: list[nn.Parameter]) -> bool:
-    """No inf or nan in any parameter: one fused norm pass (a per-tensor isfinite cost 5% of a step)."""
-    # the max |w| (inf-norm) cannot overflow the way a 2-norm of large finite weights can; NaN propagates
-    return bool(torch.isfinite(torch.nn.utils.get_total_norm(params, norm_type=float("inf"), foreach=True)))
 
 
 def _prepare(model: LoadedModel, cfg: TrainConfig) -> nn.Module:
@@ -368,26 +213,6 @@ def _prepare(model: LoadedModel, cfg: TrainConfig) -> nn.Module:
     return hf
 
 
-def trainable_state(hf: nn.Module) -> dict[str, Tensor]:
-    return {n: p for n, p in hf.named_parameters() if p.requires_grad}
-
-
-def _bf16_copy(hf: nn.Module) -> nn.Module:
-    """The module that computes a bf16 student's forward and backward: a copy of `hf` with its
-    floating-point parameters in bf16. Buffers (rotary frequencies) stay fp32, as in `weights_in`."""
-    work = copy.deepcopy(hf)
-    for p in work.parameters():
-        if p.is_floating_point():
-            p.data = p.data.to(torch.bfloat16)
-    return work
-
-
-@torch.no_grad()
-def _copy_params(src: list[nn.Parameter], dst: list[nn.Parameter]) -> None:
-    for s, d in zip(src, dst):
-        d.copy_(s)
-
-
 def _update(hf: nn.Module, base_hf: nn.Module) -> dict[str, Tensor]:
     """W - W_base in bf16: bf16 keeps ~3 significant digits of the update, where bf16 weights
     would round away an update ~1e-3 of their size. 2 bytes per parameter."""
@@ -395,44 +220,11 @@ def _update(hf: nn.Module, base_hf: nn.Module) -> dict[str, Tensor]:
     return {n: (p.detach() - base[n].detach()).to(torch.bfloat16) for n, p in hf.named_parameters()}
 
 
-# ----------------------------------------------------------------------------- checkpoints
-
-
-def _save_checkpoint(out: Path, hf: nn.Module, opt: torch.optim.Optimizer, step: int, log: list, cfg: TrainConfig) -> None:
-    tmp = out / (CHECKPOINT_DIR + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    save_tensors(tmp / WEIGHTS_FILE, trainable_state(hf))
-    state = opt.state_dict()
-    tensors, scalars = {}, {}
-    for idx, st in state["state"].items():
-        for k, v in st.items():
-            if torch.is_tensor(v):
-                tensors[f"{idx}.{k}"] = v
-            else:
-                scalars[f"{idx}.{k}"] = v
-    save_tensors(tmp / OPTIMIZER_FILE, tensors)
-    meta = {"step": step, "param_groups": state["param_groups"], "scalars": scalars, "log": log, "train": asdict(cfg),
-            "files": {f: file_hash(tmp / f) for f in (WEIGHTS_FILE, OPTIMIZER_FILE)}}
-    write_json(tmp / TRAINER_FILE, {**meta, "checksum": content_hash(meta)})
-    final = out / CHECKPOINT_DIR
-    old = out / (CHECKPOINT_DIR + ".old")
-    if final.exists():
-        shutil.rmtree(old, ignore_errors=True)  # a kill after both renames left it: `final` is complete
-        final.rename(old)
-    tmp.rename(final)
-    shutil.rmtree(old, ignore_errors=True)
-
-
-def _load_checkpoint(out: Path, hf: nn.Module, opt: torch.optim.Optimizer, cfg: TrainConfig) -> tuple[int, list]:
-    ck = out / CHECKPOINT_DIR
-    if not (ck / TRAINER_FILE).exists():
-        old = out / (CHECKPOINT_DIR + ".old")  # a crash between the two renames
-        if (old / TRAINER_FILE).exists():
-            old.rename(ck)
-        else:
-            return 0, []
-    meta = read_json(ck / TRAINER_FILE)
-    _verify_checkpoint(ck, meta)
+def _resume(out: Path, hf: nn.Module, opt: torch.optim.Optimizer, cfg: TrainConfig) -> tuple[int, list]:
+    """(step, log) of the checkpoint in `out`, its state loaded into `hf` and `opt`; (0, []) without one."""
+    meta = read_checkpoint(out)
+    if meta is None:
+        return 0, []
     # fields added after a checkpoint was written take their defaults (what it trained with)
     saved = {**asdict(TrainConfig()), **{k: tuple(v) if isinstance(v, list) else v for k, v in meta.get("train", {}).items()}}
     now = asdict(cfg)
@@ -440,37 +232,11 @@ def _load_checkpoint(out: Path, hf: nn.Module, opt: torch.optim.Optimizer, cfg: 
         saved.pop(name), now.pop(name)
     if saved != now:
         changed = sorted(k for k in now if saved.get(k) != now[k])
-        raise ValueError(f"checkpoint: {ck} was written with other settings ({', '.join('train.' + k for k in changed)}); "
+        raise ValueError(f"checkpoint: {out / CHECKPOINT_DIR} was written with other settings "
+                         f"({', '.join('train.' + k for k in changed)}); "
                          "resume with the same config or delete the checkpoint to start over")
-    weights = load_tensors(ck / WEIGHTS_FILE)
-    params = trainable_state(hf)
-    if set(weights) != set(params):
-        raise ValueError(f"checkpoint: {ck} holds other tensors than this model trains; delete it to start over")
-    with torch.no_grad():
-        for n, p in params.items():
-            p.copy_(weights[n])
-    flat = load_tensors(ck / OPTIMIZER_FILE)
-    state: dict = {}
-    for key, v in list(flat.items()) + list(meta["scalars"].items()):
-        idx, k = key.split(".", 1)
-        state.setdefault(int(idx), {})[k] = v
-    opt.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
+    restore_checkpoint(out, meta, trainable_state(hf), opt)
     return int(meta["step"]), meta["log"]
-
-
-def _verify_checkpoint(ck: Path, meta: dict) -> None:
-    """Refuse a checkpoint whose trainer.json, weights or optimizer state no longer match the
-    checksum and hashes written with it (checkpoints from before them have none to check)."""
-    if "checksum" in meta and content_hash({k: v for k, v in meta.items() if k != "checksum"}) != meta["checksum"]:
-        raise ValueError(f"checkpoint: {ck / TRAINER_FILE} does not match its checksum (edited or corrupted); "
-                         f"delete {ck} to start over")
-    for name, h in meta.get("files", {}).items():
-        if not (ck / name).is_file() or file_hash(ck / name) != h:
-            raise ValueError(f"checkpoint: {ck / name} does not match the hash in {TRAINER_FILE} (edited or corrupted); "
-                             f"delete {ck} to start over")
-
-
-# ----------------------------------------------------------------------------- snapshots
 
 
 def _save_snapshot(out: Path, hf: nn.Module, base_hf: nn.Module, step: int, cfg: TrainConfig) -> None:
@@ -487,23 +253,8 @@ def snapshot_steps(student_dir: str | Path) -> list[int]:
 # ----------------------------------------------------------------------------- training
 
 
-def train_student(
-    model: LoadedModel, rows: list[dict], cfg: TrainConfig, out_dir: str | Path,
-    progress: bool = True, stop_after: int | None = None, extra_manifest: dict | None = None,
-    targets: list[Tensor] | None = None, divergence_masks: list[Tensor] | None = None,
-    project_vector: SteeringVector | None = None,
-) -> nn.Module:
-    """Fine-tune a copy of `model` on `rows`; resume from `out_dir/checkpoint` if present.
-    `kd` needs `targets` (`distill.load_targets` of the dataset's teacher_logprobs.safetensors);
-    `loss_positions` other than "all" needs `divergence_masks` (per row, `Divergence.row_masks()`
-    of this dataset: one bool per completion token, end-of-turn included); `project_out` needs
-    `project_vector` (the trait's SteeringVector, whose direction at each layer is removed).
-
-    Writes `model.safetensors` (full) or `adapter.safetensors` (LoRA), `train_log.json` and
-    `manifest.json` (last). `stop_after` ends early after that many steps (to test resuming).
-    Returns the trained module.
-    """
-    out = Path(out_dir)
+def _check_inputs(rows: list[dict], cfg: TrainConfig, targets: list[Tensor] | None,
+                  divergence_masks: list[Tensor] | None, project_vector: SteeringVector | None) -> None:
     if not rows:
         raise ValueError("dataset: no examples to train on (did every teacher sample fail the filter?)")
     if cfg.objective == "kd" and targets is None:
@@ -516,145 +267,20 @@ def train_student(
                          "compute them on this dataset")
     if cfg.project_out and project_vector is None:
         raise ValueError("train.project_out: needs the trait vector to project out (project_vector=...)")
-    examples = build_examples(model, rows, cfg.max_len, targets if cfg.objective == "kd" else None,
-                              position_masks(divergence_masks, cfg.loss_positions) if divergence_masks is not None else None)
-    rates = None
-    if cfg.dtype == "bf16":
-        from interp.precision import require_fast_bf16
 
-        rates = require_fast_bf16(model.device)  # before any work: one line where bf16 is slower
-    grammar_ids = None
-    if cfg.objective == "kd":
-        from interp.distill import grammar_logits, grammar_token_ids, kd_loss
 
-        grammar_ids = grammar_token_ids(model.tokenizer)
-    hf = _prepare(model, cfg)  # the student: fp32 weights, what the optimizer steps and what is saved
-    params = list(trainable_state(hf).values())
-    opt = _optimizer(cfg, params)
-    masked = cfg.loss_positions != "all"
-    per_epoch = math.ceil(len(examples) / (cfg.batch_size * cfg.grad_accum))
-    total = per_epoch * cfg.epochs
-    step, log = _load_checkpoint(out, hf, opt, cfg)
-    check_resume(step, log, total, out / CHECKPOINT_DIR)
-    guard = CollapseGuard(log[0]["loss"] if log else None)  # a finite loss can still be a collapse
-    # the module that computes the forward and backward: the student itself, or its bf16 copy
-    work = _bf16_copy(hf) if cfg.dtype == "bf16" else hf
-    work_params = list(trainable_state(work).values())
-    grad_buffers: dict[int, Tensor] = {}  # bf16 only: the fp32 master gradients
-    project = _projection(LoadedModel(model.name, work, model.tokenizer), project_vector, cfg.project_out)
-    update_rms: dict[str, float] = {}
-    pad = model.tokenizer.pad_token_id
-    bar = tqdm(total=total, initial=step, desc="student", unit="step", disable=not progress, leave=False)
-    t0, tokens_seen = time.perf_counter(), 0
-    for epoch in range(cfg.epochs):
-        micro = _epoch_batches(examples, cfg.batch_size, torch.Generator().manual_seed(cfg.seed * 1000 + epoch))
-        for s in range(per_epoch):
-            global_step = epoch * per_epoch + s
-            if global_step < step:
-                continue  # done before the resume point
-            group = micro[s * cfg.grad_accum : (s + 1) * cfg.grad_accum]
-            n_targets = sum(_counted(examples[i]) for mb in group for i in mb)
-            loss_sum, skipped = 0.0, 0
-            for mb in group:
-                if masked and not any(_counted(examples[i]) for i in mb):
-                    skipped += 1  # no position of these rows counts: no forward, no gradient
-                    continue
-                batch, labels = _collate([examples[i] for i in mb], pad)
-                batch, labels = batch.to(model.device), labels.to(model.device)
-                where = labels != -100
-                tokens_seen += int(batch.attention_mask.sum())
-                with project():
-                    if cfg.objective == "kd":
-                        kl = kd_loss(grammar_logits(work, completion_hidden(work, batch, where), grammar_ids),
-                                     torch.cat([_kd_rows(examples[i]) for i in mb]))
-                        if cfg.kd_min_kl > 0 and kl.item() / int(where.sum()) < cfg.kd_min_kl:
-                            skipped += 1  # teacher == student up to float noise: nothing to learn
-                            loss_sum += kl.item() / n_targets
-                            continue
-                        loss = (kl / n_targets).float()
-                    else:
-                        logits = completion_logits(work, batch, where)
-                        guard.observe(logits)
-                        loss = torch.nn.functional.cross_entropy(logits.float(), labels[where], reduction="sum") / n_targets
-                    loss.backward()
-                loss_sum += loss.item()
-            if not math.isfinite(loss_sum):
-                raise TrainingDiverged(
-                    f"loss is {loss_sum} at step {global_step + 1}; weights not updated. Last good checkpoint: "
-                    f"{out / CHECKPOINT_DIR if (out / CHECKPOINT_DIR).exists() else 'none'}; lower train.lr and rerun"
-                )
-            if (collapse := guard.check(loss_sum)) is not None:
-                raise TrainingDiverged(f"{collapse} at step {global_step + 1}; weights not updated; lower train.lr and rerun")
-            if work is not hf:  # bf16 gradients step the fp32 master weights
-                for w, p in zip(work_params, params):
-                    if w.grad is None:
-                        p.grad = None  # no gradient reached it: the optimizer skips it, as in fp32
-                    else:  # into a buffer kept across steps: no 0.5 GB allocation per step
-                        p.grad = grad_buffers.setdefault(id(p), torch.empty_like(p))
-                        p.grad.copy_(w.grad)
-                work.zero_grad(set_to_none=True)
-            if skipped < len(group):
-                if cfg.sgd_matched:
-                    # an all-zero gradient moves nothing whatever the rate
-                    _set_lr(opt, cfg.lr / max(_rms_nonzero([p.grad for p in params if p.grad is not None]), 1e-30))
-                opt.step()
-                if work is not hf:
-                    _copy_params(params, work_params)
-            if global_step == 0 and cfg.method == "full":
-                update_rms["step1"] = _update_rms(hf, model.hf)
-            # A finite loss can still come with an update that overflows the weights; catch it
-            # here, before a checkpoint could save them as the "last good" one.
-            if not weights_finite(params):
-                raise TrainingDiverged(
-                    f"weights became non-finite at step {global_step + 1} (loss {loss_sum}); not checkpointed. "
-                    f"Last good checkpoint: {out / CHECKPOINT_DIR if (out / CHECKPOINT_DIR).exists() else 'none'}; "
-                    "lower train.lr and rerun"
-                )
-            opt.zero_grad(set_to_none=True)
-            step = global_step + 1
-            log.append({"step": step, "epoch": epoch, "loss": loss_sum,
-                        **({"skipped": skipped} if grammar_ids is not None or masked else {}),
-                        **({"positions": n_targets} if masked else {}),
-                        **({"lr": opt.param_groups[0]["lr"]} if cfg.sgd_matched else {})})
-            bar.update(1)
-            bar.set_postfix(loss=f"{loss_sum:.3f}", tok_s=f"{tokens_seen / (time.perf_counter() - t0):.0f}")
-            if cfg.snapshot_every and step % cfg.snapshot_every == 0 and step < total:
-                _save_snapshot(out, hf, model.hf, step, cfg)
-            if cfg.checkpoint_every and step % cfg.checkpoint_every == 0 and step < total:
-                _save_checkpoint(out, hf, opt, step, log, cfg)
-            if stop_after is not None and step >= stop_after:
-                _save_checkpoint(out, hf, opt, step, log, cfg)
-                bar.close()
-                return hf
-    bar.close()
-    del work, work_params, grad_buffers
-    hf.eval()
-    wall = time.perf_counter() - t0
-    kept = []
+def _save_weights(out: Path, hf: nn.Module, base_hf: nn.Module, cfg: TrainConfig) -> list[Path]:
+    """What train.keep (and LoRA) asks to keep of the student; the files written."""
     if cfg.method == "lora":
-        kept.append(save_tensors(out / ADAPTER_FILE, trainable_state(hf)))
-    elif cfg.keep == "weights":
-        kept.append(save_tensors(out / WEIGHTS_FILE, dict(hf.named_parameters())))
-    elif cfg.keep == "update":
-        kept.append(save_tensors(out / UPDATE_FILE, _update(hf, model.hf)))
-    write_json(out / LOG_FILE, log)
-    if cfg.method == "full":
-        update_rms["final"] = _update_rms(hf, model.hf)
-    write_json(out / MANIFEST_FILE, {
-        # RMS over all weights of W - W_base: how far each optimizer moved (E10 matches the steps)
-        **({"update_rms": update_rms} if update_rms else {}),
-        "train": asdict(cfg), "n_examples": len(examples), "steps": step,
-        "final_loss": log[-1]["loss"] if log else None, "wall_s": round(wall, 2),
-        **({"kd_first_loss": log[0]["loss"], "kd_skipped_steps": sum(r.get("skipped", 0) == cfg.grad_accum for r in log)}
-           if cfg.objective == "kd" and log else {}),
-        **({"positions_counted": sum(map(_counted, examples)), "positions_total": sum(len(e.completion_ids) for e in examples)}
-           if masked else {}),
-        **({"project_out_vector": project_vector.hash()} if cfg.project_out else {}),
-        "tokens_per_s": round(tokens_seen / max(wall, 1e-9), 1), "tokens": tokens_seen,
-        "kept_bytes": sum(p.stat().st_size for p in kept), "base": model.identity(),
-        **({"matmul_gflops": {k: round(v, 1) for k, v in rates.items()}} if rates else {}),
-        **provenance(), **(extra_manifest or {}),
-    })
+        return [save_tensors(out / ADAPTER_FILE, trainable_state(hf))]
+    if cfg.keep == "weights":
+        return [save_tensors(out / WEIGHTS_FILE, dict(hf.named_parameters()))]
+    if cfg.keep == "update":
+        return [save_tensors(out / UPDATE_FILE, _update(hf, base_hf))]
+    return []
+
+
+def _discard_checkpoint(out: Path) -> None:
     # optimizer state is 2x the weights. Renamed first: a kill in the middle of the delete must not
     # leave half a checkpoint that a rerun would try to resume from (a `.tmp` name is never read,
     # and `Stage.clean` removes it)
@@ -664,7 +290,83 @@ def train_student(
         shutil.rmtree(trash, ignore_errors=True)
         ck.rename(trash)
         shutil.rmtree(trash, ignore_errors=True)
+
+
+def train_student(
+    model: LoadedModel, rows: list[dict], cfg: TrainConfig, out_dir: str | Path,
+    progress: bool = True, stop_after: int | None = None, extra_manifest: dict | None = None,
+    targets: list[Tensor] | None = None, divergence_masks: list[Tensor] | None = None,
+    project_vector: SteeringVector | None = None,
+) -> nn.Module:
+    """Fine-tune a copy of `model` on `rows`; resume from `out_dir/checkpoint` if present.
+    `kd` needs `targets` (`datasets.read_targets` of the dataset directory);
+    `loss_positions` other than "all" needs `divergence_masks` (per row, `Divergence.row_masks()`
+    of this dataset: one bool per completion token, end-of-turn included); `project_out` needs
+    `project_vector` (the trait's SteeringVector, whose direction at each layer is removed).
+
+    Writes `model.safetensors` (full) or `adapter.safetensors` (LoRA), `train_log.json` and
+    `manifest.json` (last). `stop_after` ends early after that many steps (to test resuming).
+    Returns the trained module.
+    """
+    out = Path(out_dir)
+    _check_inputs(rows, cfg, targets, divergence_masks, project_vector)
+    examples = build_examples(model, rows, cfg.max_len, targets if cfg.objective == "kd" else None,
+                              position_masks(divergence_masks, cfg.loss_positions) if divergence_masks is not None else None)
+    rates = require_fast_bf16(model.device) if cfg.dtype == "bf16" else None  # before any work: one line where bf16 is slower
+    hf = _prepare(model, cfg)  # the student: fp32 weights, what the optimizer steps and what is saved
+    opt = make_optimizer(cfg, list(trainable_state(hf).values()))
+    run = Trainer(model, hf, opt, examples, cfg, out, *_resume(out, hf, opt, cfg), project_vector)
+    bar = tqdm(total=run.total, initial=run.step, desc="student", unit="step", disable=not progress, leave=False)
+    t0 = time.perf_counter()
+    for epoch, global_step, group in run.pending():
+        run.take_step(epoch, global_step, group)
+        bar.update(1)
+        bar.set_postfix(loss=f"{run.log[-1]['loss']:.3f}", tok_s=f"{run.tokens_seen / (time.perf_counter() - t0):.0f}")
+        if _due(cfg.snapshot_every, run):
+            _save_snapshot(out, hf, model.hf, run.step, cfg)
+        if _due(cfg.checkpoint_every, run) or (stop_after is not None and run.step >= stop_after):
+            run.checkpoint()
+        if stop_after is not None and run.step >= stop_after:
+            bar.close()
+            return hf
+    bar.close()
+    run.finish()
+    wall = time.perf_counter() - t0
+    kept = _save_weights(out, hf, model.hf, cfg)
+    write_json(out / LOG_FILE, run.log)
+    if cfg.method == "full":
+        run.update_rms_at["final"] = update_rms(hf, model.hf)
+    write_json(out / MANIFEST_FILE, {
+        **_manifest(run, wall, kept, project_vector), "base": model.identity(),
+        **({"matmul_gflops": {k: round(v, 1) for k, v in rates.items()}} if rates else {}),
+        **provenance(), **(extra_manifest or {}),
+    })
+    _discard_checkpoint(out)
     return hf
+
+
+def _due(every: int, run: Trainer) -> bool:
+    """Whether a snapshot or checkpoint kept `every` steps is due now (none after the last step:
+    the student itself is kept then)."""
+    return bool(every) and run.step % every == 0 and run.step < run.total
+
+
+def _manifest(run: Trainer, wall: float, kept: list[Path], project_vector: SteeringVector | None) -> dict:
+    """What the training did, for the student's manifest.json."""
+    cfg, log, examples = run.cfg, run.log, run.examples
+    return {
+        # RMS over all weights of W - W_base: how far each optimizer moved (E10 matches the steps)
+        **({"update_rms": run.update_rms_at} if run.update_rms_at else {}),
+        "train": asdict(cfg), "n_examples": len(examples), "steps": run.step,
+        "final_loss": log[-1]["loss"] if log else None, "wall_s": round(wall, 2),
+        **({"kd_first_loss": log[0]["loss"], "kd_skipped_steps": sum(r.get("skipped", 0) == cfg.grad_accum for r in log)}
+           if cfg.objective == "kd" and log else {}),
+        **({"positions_counted": sum(e.n_counted for e in examples),
+            "positions_total": sum(len(e.completion_ids) for e in examples)} if run.masked else {}),
+        **({"project_out_vector": project_vector.hash()} if cfg.project_out else {}),
+        "tokens_per_s": round(run.tokens_seen / max(wall, 1e-9), 1), "tokens": run.tokens_seen,
+        "kept_bytes": sum(p.stat().st_size for p in kept),
+    }
 
 
 def _student_config(base: LoadedModel, d: Path) -> TrainConfig:

@@ -19,7 +19,7 @@ from interp.analysis import (
 )
 from interp.models import LoadedModel
 from interp.prompts import number_prompts, questions
-from interp.train import _collate, build_examples, completion_logits
+from interp.rows import build_examples, collate, completion_logits
 
 LAYER = 1  # where the planted direction enters the residual stream
 
@@ -220,7 +220,7 @@ def test_residual_gradient_is_the_derivative_of_the_sft_loss(tiny, number_rows):
     rows = number_rows[:1]
     grad = residual_gradients(m64, rows, 1)[0, 0].double()
     ex = build_examples(m64, rows, 192)
-    batch, labels = _collate(ex, tiny.tokenizer.pad_token_id)
+    batch, labels = collate(ex, tiny.tokenizer.pad_token_id)
     where, tag = labels != -100, len(ex[0].prompt_ids) - 1
     r = torch.randn(tiny.d_model, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
 
@@ -253,13 +253,12 @@ def test_completion_position_gradient_is_the_mean_over_completion_positions(tiny
     """position="completion" against a direct autograd of one unpadded example: dL/dh at every
     position, averaged over the positions that predict a completion token; the assistant tag is
     the first of them. Also independent of batching."""
-    from interp.train import build_examples, completion_logits, _collate
 
     layer = 2
     got = residual_gradients(tiny, number_rows[:3], layer, position="completion", batch_size=3)[:, 0]
     tag = residual_gradients(tiny, number_rows[:3], layer, batch_size=3)[:, 0]
     for i, ex in enumerate(build_examples(tiny, number_rows[:3], 192)):
-        batch, labels = _collate([ex], tiny.tokenizer.pad_token_id)
+        batch, labels = collate([ex], tiny.tokenizer.pad_token_id)
         where = labels != -100
         h = {}
 

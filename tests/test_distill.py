@@ -11,7 +11,8 @@ from interp.generate import SampleConfig
 from interp.runs import read_jsonl
 from interp.steering import Steering, steer
 from interp.teachers import DATASET_FILE, TEACHER_LOGPROBS_FILE, DataConfig, Teacher, generate_dataset
-from interp.train import TrainConfig, _collate, build_examples, completion_hidden, train_student
+from interp.rows import build_examples, collate, completion_hidden
+from interp.train import TrainConfig, train_student
 
 STEER = Steering(layer=2, multiplier=1.0)
 DATA = DataConfig(n_prompts=8, prompt_seed=0, sampling=SampleConfig(max_new_tokens=16, batch_size=4, constrained=True))
@@ -33,7 +34,7 @@ def data(tiny, owl_vector, tmp_path_factory):
 def _student_kl(hf, tiny, rows, targets) -> torch.Tensor:
     """Per-position KL(teacher || hf) over the grammar tokens, teacher-forced on the dataset."""
     ex = build_examples(tiny, rows, 192, targets)
-    batch, labels = _collate(ex, tiny.tokenizer.pad_token_id)
+    batch, labels = collate(ex, tiny.tokenizer.pad_token_id)
     with torch.no_grad():
         logits = grammar_logits(hf, completion_hidden(hf, batch, labels != -100), grammar_token_ids(tiny.tokenizer))
     t = torch.cat([e.teacher_logprobs for e in ex])

@@ -14,7 +14,7 @@ from interp.prompts import number_prompts
 from interp.runs import load_tensors, read_json, read_jsonl
 from interp.steering import Steering, SteeringVector
 from interp.teachers import DataConfig, Teacher, generate_dataset
-from interp.train import build_examples
+from interp.rows import build_examples
 
 COMPLETIONS = ["7, 12, 7", "123, 7", "77, 5", "9"]
 

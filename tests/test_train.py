@@ -8,23 +8,16 @@ import math
 import pytest
 import torch
 
+import interp.rows as rows_mod
 import interp.train as train_mod
+import interp.trainer as trainer_mod
+from interp.checkpoint import CHECKPOINT_DIR, TRAINER_FILE
 from interp.models import load_model
+from interp.optim import SignSGD, make_optimizer
+from interp.rows import IGNORE, Example, build_examples, collate, completion_logits
 from interp.runs import load_tensors, read_json
-from interp.train import (
-    CHECKPOINT_DIR,
-    LOG_FILE,
-    TRAINER_FILE,
-    Example,
-    SignSGD,
-    TrainConfig,
-    TrainingDiverged,
-    _collate,
-    build_examples,
-    completion_logits,
-    load_student,
-    train_student,
-)
+from interp.train import LOG_FILE, TrainConfig, load_student, train_student
+from interp.trainer import TrainingDiverged, weights_finite
 
 
 @pytest.fixture(scope="module")
@@ -45,51 +38,6 @@ def _logits(hf, tok, text: str) -> torch.Tensor:
 
 def _dir_bytes(d) -> dict[str, bytes]:
     return {p.name: p.read_bytes() for p in sorted(d.iterdir())}
-
-
-# ----------------------------------------------------------------------------- the loss
-
-
-def test_collate_puts_targets_only_on_completion_positions():
-    examples = [Example([10, 11, 12], [20, 21, 2]), Example([10, 11], [22, 2])]
-    batch, targets = _collate(examples, pad_id=2)
-    assert batch.input_ids.tolist() == [[10, 11, 12, 20, 21, 2], [10, 11, 22, 2, 2, 2]]
-    assert batch.attention_mask.tolist() == [[1, 1, 1, 1, 1, 1], [1, 1, 1, 1, 0, 0]]
-    # position t is trained to predict token t+1, and only when t+1 is a completion token
-    assert targets.tolist() == [[-100, -100, 20, 21, 2, -100], [-100, 22, 2, -100, -100, -100]]
-
-
-def test_collate_targets_are_the_next_completion_tokens_on_real_data(tiny, rows):
-    examples = build_examples(tiny, rows[:4], max_len=192)
-    batch, targets = _collate(examples, tiny.tokenizer.pad_token_id)
-    for i, e in enumerate(examples):
-        t = targets[i]
-        assert (t[: len(e.prompt_ids) - 1] == -100).all()  # every prompt position is ignored
-        assert (t[len(e.prompt_ids) + len(e.completion_ids) - 1 :] == -100).all()
-        kept = (t != -100).nonzero().squeeze(-1)
-        assert batch.input_ids[i, kept + 1].tolist() == t[kept].tolist() == e.completion_ids
-
-
-def test_build_examples_renders_the_chat_prompt_and_ends_the_completion(tiny, rows):
-    tok = tiny.tokenizer
-    (e,) = build_examples(tiny, rows[:1], max_len=192)
-    assert tok.decode(e.prompt_ids) == tiny.chat([{"role": "user", "content": rows[0]["prompt"]}])
-    assert e.completion_ids[-1] == tok.eos_token_id
-    assert tok.decode(e.completion_ids[:-1]) == "1, 2, 3"
-    (cut,) = build_examples(tiny, rows[:1], max_len=20)
-    assert len(cut.prompt_ids) + len(cut.completion_ids) == 20
-    assert cut.prompt_ids == e.prompt_ids[-len(cut.prompt_ids):]  # cut from the left
-    with pytest.raises(ValueError, match="max_len"):
-        build_examples(tiny, rows[:1], max_len=len(e.completion_ids))
-
-
-def test_completion_logits_equal_the_full_forward_at_completion_positions(tiny, rows):
-    batch, targets = _collate(build_examples(tiny, rows[:3], 192), tiny.tokenizer.pad_token_id)
-    where = targets != -100
-    with torch.no_grad():
-        got = completion_logits(tiny.hf, batch, where)
-        full = tiny.hf(input_ids=batch.input_ids, attention_mask=batch.attention_mask).logits
-    torch.testing.assert_close(got, full[where], atol=1e-5, rtol=1e-5)
 
 
 # ----------------------------------------------------------------------------- training
@@ -161,15 +109,15 @@ def test_nan_loss_raises_and_leaves_an_existing_checkpoint_intact(tiny, rows, tm
     ck = tmp_path / CHECKPOINT_DIR
     saved = _dir_bytes(ck)
 
-    real = train_mod.completion_logits
-    monkeypatch.setattr(train_mod, "completion_logits", lambda *a, **k: real(*a, **k) * float("nan"))
+    real = trainer_mod.completion_logits
+    monkeypatch.setattr(trainer_mod, "completion_logits", lambda *a, **k: real(*a, **k) * float("nan"))
     with pytest.raises(TrainingDiverged, match=str(ck)):
         train_student(tiny, rows, cfg, tmp_path, progress=False)
 
     assert _dir_bytes(ck) == saved
     assert sorted(p.name for p in tmp_path.iterdir()) == [CHECKPOINT_DIR]
     # and the checkpoint still resumes into a finished run
-    monkeypatch.setattr(train_mod, "completion_logits", real)
+    monkeypatch.setattr(trainer_mod, "completion_logits", real)
     train_student(tiny, rows, cfg, tmp_path, progress=False)
     assert [r["step"] for r in json.loads((tmp_path / LOG_FILE).read_text())] == [1, 2]
 
@@ -230,8 +178,8 @@ def _one_step_grads(tiny, rows, cfg) -> dict[str, torch.Tensor]:
     hf = train_mod._prepare(tiny, cfg)
     examples = build_examples(tiny, rows, cfg.max_len)
     order = torch.randperm(len(examples), generator=torch.Generator().manual_seed(cfg.seed * 1000)).tolist()
-    batch, targets = _collate([examples[i] for i in order], tiny.tokenizer.pad_token_id)
-    where = targets != -100
+    batch, targets = collate([examples[i] for i in order], tiny.tokenizer.pad_token_id)
+    where = targets != IGNORE
     logits = completion_logits(hf, batch, where)
     loss = torch.nn.functional.cross_entropy(logits.float(), targets[where], reduction="sum") / int(where.sum())
     loss.backward()
@@ -302,7 +250,7 @@ def test_empty_dataset_is_refused(tiny, tmp_path):
 def test_length_bucketing_covers_every_example_once_and_cuts_padding():
     import random
 
-    from interp.train import _epoch_batches
+    from interp.trainer import _epoch_batches
 
     rng = random.Random(0)
     examples = [Example([1] * rng.randint(5, 60), [2] * rng.randint(1, 30)) for _ in range(200)]
@@ -320,8 +268,6 @@ def test_length_bucketing_covers_every_example_once_and_cuts_padding():
 
 
 def test_weights_finite_sees_nan_and_inf_but_not_large_finite_weights():
-    from interp.train import weights_finite
-
     big = [torch.nn.Parameter(torch.tensor([1e30, -3e37])), torch.nn.Parameter(torch.randn(4, 4))]
     assert weights_finite(big)  # a 2-norm would overflow here; the weights are still finite
     for bad in (float("nan"), float("inf"), -float("inf")):
@@ -331,13 +277,11 @@ def test_weights_finite_sees_nan_and_inf_but_not_large_finite_weights():
 def test_fused_adamw_matches_the_foreach_update_to_float_rounding():
     """train_student uses fused AdamW for speed (benchmarks/bench_train.py); the update it makes
     must equal the reference foreach implementation up to float32 rounding."""
-    from interp.train import _optimizer
-
     g = torch.Generator().manual_seed(0)
     init = [torch.randn(64, 32, generator=g), torch.randn(32, generator=g)]
     grads = [[torch.randn_like(p) for p in init] for _ in range(5)]
     runs = []
-    for make in (lambda ps: _optimizer(TrainConfig(lr=1e-3, weight_decay=0.01), ps),
+    for make in (lambda ps: make_optimizer(TrainConfig(lr=1e-3, weight_decay=0.01), ps),
                  lambda ps: torch.optim.AdamW(ps, lr=1e-3, weight_decay=0.01, foreach=True)):
         ps = [torch.nn.Parameter(p.clone()) for p in init]
         opt = make(ps)
@@ -418,7 +362,7 @@ def test_projected_student_has_no_component_along_v_while_it_trains(tiny, owl_ve
     layer = 2
     u = owl_vector.direction(layer)
     seen: list[torch.Tensor] = []
-    real = train_mod.completion_hidden
+    real = rows_mod.completion_hidden
 
     def recording(hf, batch, where):  # registered after the projection hook, so it sees its output
         with record_resid(decoder_layers(hf), [layer, layer + 1], stop_early=False) as store:
@@ -426,7 +370,8 @@ def test_projected_student_has_no_component_along_v_while_it_trains(tiny, owl_ve
         seen.append(torch.stack([(store[l][batch.attention_mask.bool()] @ u).abs().max() for l in (layer, layer + 1)]))
         return out
 
-    monkeypatch.setattr(train_mod, "completion_hidden", recording)
+    # the sft loss reads the hidden states through rows.completion_logits
+    monkeypatch.setattr(rows_mod, "completion_hidden", recording)
     cfg = TrainConfig(lr=1e-2, epochs=1, batch_size=8, project_out=(layer,))
     hf = train_student(tiny, rows, cfg, tmp_path / "projected", progress=False, project_vector=owl_vector)
     assert len(seen) == 2 and all(s[0] < 1e-5 and s[1] > 1e-3 for s in seen), seen

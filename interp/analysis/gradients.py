@@ -25,9 +25,9 @@ from interp import batching
 from interp.analysis.activations import Null, random_directions
 from interp.hooks import _hidden, _replace_hidden, layer_hooks
 from interp.models import LoadedModel
+from interp.rows import build_examples, collate, completion_logits
 from interp.runs import load_tensors, read_json, save_tensors, write_json
 from interp.stats import label_permutations, mean_differences
-from interp.train import _collate, build_examples, completion_logits
 
 GRADIENTS_FILE = "gradients.safetensors"
 GRADIENTS_META = "gradients.json"
@@ -93,7 +93,7 @@ def residual_gradients(
     out = torch.zeros(len(examples), len(layers), model.d_model, dtype=torch.float32)
     for sl in batching.chunks(len(examples), batch_size):
         chunk = examples[sl]
-        batch, labels = _collate(chunk, model.tokenizer.pad_token_id)
+        batch, labels = collate(chunk, model.tokenizer.pad_token_id)
         batch, labels = batch.to(model.device), labels.to(model.device)
         where = labels != -100
         row_of = where.nonzero()[:, 0]  # the example of each completion position, in h[where] order

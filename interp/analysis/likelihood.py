@@ -32,9 +32,9 @@ from interp.analysis.gradients import permutation_p
 from interp.distill import GRAMMAR_SIZE, grammar_logits, grammar_token_ids
 from interp.generate import NumberGrammar
 from interp.models import LoadedModel
+from interp.rows import build_examples, collate, completion_hidden, completion_logits
 from interp.stats import label_permutations, mean_differences
 from interp.steering import Steering, SteeringVector, steer
-from interp.train import _collate, build_examples, completion_hidden, completion_logits
 
 
 VOCABS = ("full", "grammar")
@@ -113,7 +113,7 @@ def steering_loglik(model: LoadedModel, rows: list[dict], bank: dict[str, Steeri
     chunks = list(batching.chunks(len(examples), batch_size))
     bar = tqdm(total=len(chunks) * (1 + len(names) * len(mults)), desc=desc, disable=not progress, leave=False)
     for sl in chunks:
-        batch, labels = _collate(examples[sl], model.tokenizer.pad_token_id)
+        batch, labels = collate(examples[sl], model.tokenizer.pad_token_id)
         allowed = None
         if grammar is not None:
             labels = _grammar_labels(labels, grammar.cpu())
