@@ -22,10 +22,10 @@ import time
 from pathlib import Path
 
 from interp.analysis.audit import CLEAN, audit_confusion, build_bank, load_bank, load_rows, save_confusion
+from interp.datasets import dataset_stage, make_dataset
 from interp.export import save_figures
 from interp.generate import SampleConfig
 from interp.models import load_model
-from interp.pipeline import dataset_stage, make_dataset
 from interp.plots import confusion_figure
 from interp.prompts import ANIMALS, PROMPT_VERSION, contrastive_pairs
 from interp.runs import CONFIG_FILE, RESULTS_FILE, Stage, content_hash, provenance, read_json, write_json

@@ -20,9 +20,9 @@ import re
 from pathlib import Path
 
 from interp.config import parse_config
-from interp.runs import CONFIG_FILE, RESULTS_FILE, provenance, read_json, read_jsonl, stage_dirs, write_json
+from interp.datasets import read_rows
+from interp.runs import CONFIG_FILE, RESULTS_FILE, provenance, read_json, stage_dirs, write_json
 from interp.stats import t_interval
-from interp.teachers import DATASET_FILE
 
 NUMBER = re.compile(r"\d+")
 
@@ -57,7 +57,7 @@ def main(argv: list[str] | None = None) -> None:
     out: dict = {"run": str(args.run), "seeds": {}}
     arms = res["arms"]
     for i, seed in enumerate(cfg.seeds):
-        rows = {k: read_jsonl(dirs[f"data/{k}/seed{seed}"] / DATASET_FILE) for k in cfg.teacher.kinds}
+        rows = {k: read_rows(dirs[f"data/{k}/seed{seed}"]) for k in cfg.teacher.kinds}
         ctrl = {r["prompt"]: r["completion"] for r in rows["control"]}
         per = {}
         for k, rs in rows.items():

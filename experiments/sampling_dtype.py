@@ -29,9 +29,9 @@ import torch
 
 from interp.analysis.audit import load_rows
 from interp.analysis.likelihood import steering_loglik
+from interp.datasets import dataset_stage, make_dataset
 from interp.generate import SampleConfig
 from interp.models import DTYPES, load_model
-from interp.pipeline import dataset_stage, make_dataset
 from interp.prompts import contrastive_pairs
 from interp.runs import CONFIG_FILE, RESULTS_FILE, Stage, content_hash, provenance, read_json, write_json
 from interp.stats import summarize

@@ -24,54 +24,36 @@ Issue 11's settings add stages only when set (so existing runs keep their ids an
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, replace
+from dataclasses import replace
 from pathlib import Path
+from typing import Callable
 
 import torch
 
 from interp.config import E1Config
+from interp.datasets import dataset_stage, make_dataset, make_mix, mix_stage, read_rows, read_targets, verify_dataset
 from interp.divergence import RULES, Divergence, dataset_divergence
 from interp.evaluate import evaluate_trait, sampled_answer_rate
-from interp.distill import load_targets
-from interp.mix import mix_datasets
-from interp.stats import detectable_effect, hierarchical_bootstrap, permutation_test, t_interval
 from interp.generate import FREE_SAMPLER
-from interp.models import DTYPES, LoadedModel, load_model
+from interp.models import LoadedModel, load_model
 from interp.noise import WeightNoise, noised_model
 from interp.prompts import PROMPT_VERSION, contrastive_pairs, questions
 from interp.runs import (
-    CONFIG_FILE, MANIFEST_FILE, RESULTS_FILE, Stage, content_hash, load_tensors, provenance, read_json,
-    read_jsonl, relative_path, save_tensors, tensor_hash, verify_rows, write_json,
+    CONFIG_FILE, MANIFEST_FILE, RESULTS_FILE, Stage, content_hash, load_tensors, provenance, read_json, relative_path,
+    save_tensors, write_json,
 )
+from interp.stats import detectable_effect, hierarchical_bootstrap, permutation_test, t_interval
 from interp.steering import SteeringVector, build_steering_vector
-from interp.teachers import DATASET_FILE, TEACHER_LOGPROBS_FILE, VECTOR_KINDS, DataConfig, Teacher, generate_dataset
-from interp.train import load_student, train_student, trained_student
+from interp.teachers import Teacher
+from interp.train import TrainConfig, load_student, train_student, trained_student
 
 LOGPROBS_FILE = "logprobs.safetensors"
 TRANSFER_FILE = "transfer.safetensors"  # per comparison: (seeds, questions) trait-specific differences
 
 
-def dataset_stage(cache: Path, base: LoadedModel, teacher: Teacher, vector: SteeringVector, dcfg: DataConfig,
-                  kd: bool = False) -> Stage:
-    """The cached stage of one teacher's dataset (`kd`: with the teacher's grammar log-probs)."""
-    data = asdict(dcfg)
-    own = next((k for k, v in DTYPES.items() if v == next(base.hf.parameters()).dtype), None)
-    if dcfg.sampling.dtype in (None, own):  # the model's own arithmetic, as before the field existed
-        data["sampling"].pop("dtype")
-    if not dcfg.sampling.constrained:  # free samples depend on how a whole-vocabulary step draws
-        data["sampler"] = FREE_SAMPLER
-    return Stage(cache, "data", {"model": base.fingerprint(), "teacher": teacher.describe(),
-                                 "vector": vector.hash() if teacher.kind in VECTOR_KINDS else None,
-                                 "data": data, "prompts": PROMPT_VERSION,
-                                 **({"teacher_logprobs": True} if kd else {})})
-
-
-def make_dataset(st: Stage, base: LoadedModel, teacher: Teacher, vector: SteeringVector, dcfg: DataConfig,
-                 kd: bool = False, progress: bool = True) -> None:
-    man = generate_dataset(base, teacher, vector, dcfg, st.dir, progress=progress,
-                           extra_manifest={"stage_key": st.key}, record_grammar=kd)
-    st.finish(dataset_hash=man["dataset_hash"], n_kept=man["n_kept"], filter=man["filter"],
-              generation=man["generation"], teacher_logprobs_hash=man["teacher_logprobs_hash"])
+# ----------------------------------------------------------------------------- stage keys
+# What enters each stage's key, in one place: `run_e1` and `plan.plan_e1` build their stages here
+# (the datasets' and mixes' in `interp.datasets`).
 
 
 def vector_inputs(cfg: E1Config, animal: str) -> dict:
@@ -81,32 +63,31 @@ def vector_inputs(cfg: E1Config, animal: str) -> dict:
             "prompts": PROMPT_VERSION}
 
 
-def verify_data(st: Stage, kd: bool = False) -> None:
-    """Refuse a dataset (or mix) stage whose rows, or kd targets, no longer match the hashes its
-    manifest recorded: an edited dataset.jsonl would otherwise train a student that its key, and
-    the results' row counts, attribute to the recorded data."""
-    man = st.manifest()
-    verify_rows(st.dir / DATASET_FILE, man["dataset_hash"])
-    if kd and man.get("teacher_logprobs_hash") is not None:
-        path = st.dir / TEACHER_LOGPROBS_FILE
-        if tensor_hash(load_tensors(path)["logprobs"]) != man["teacher_logprobs_hash"]:
-            raise ValueError(f"{path}: does not match the teacher_logprobs_hash in its manifest.json (edited or "
-                             f"corrupted); delete {st.dir} and rerun to recompute it")
+def vector_stage(cache: Path, cfg: E1Config, animal: str, m: LoadedModel) -> Stage:
+    """The cached trait vector of `animal` built on `m` (a teacher's base)."""
+    return Stage(cache, "vector", {"model": m.identity(), **vector_inputs(cfg, animal)})
 
 
-def mix_stage(cache: Path, sources: dict[str, Stage], kd: bool = False) -> Stage:
-    """The cached mix of dataset stages {animal: stage}, the trait's first (`interp.mix`)."""
-    return Stage(cache, "mix", {"datasets": {a: st.key for a, st in sources.items()}, "order": list(sources),
-                                **({"teacher_logprobs": True} if kd else {})})
+def uses_divergence(cfg: E1Config, kind: str) -> bool:
+    """Whether `kind`'s students learn from divergence positions (and so have a divergence stage):
+    every kind but control, when train.loss_positions is not "all" (see the module doc)."""
+    return cfg.train.loss_positions != "all" and kind != "control"
 
 
-def make_mix(st: Stage, sources: dict[str, Stage], kd: bool = False) -> None:
-    man = mix_datasets({a: s.dir for a, s in sources.items()}, st.dir, teacher_logprobs=kd,
-                       extra_manifest={"stage_key": st.key})
-    st.finish(**{k: man[k] for k in ("dataset_hash", "n_kept", "shares", "shares_wanted", "teacher_logprobs_hash")})
+def divergence_stage(cache: Path, dstage: Stage) -> Stage:
+    """The cached divergence tokens of a dataset stage against the control teacher (every rule's
+    positions follow from the three token arrays kept, so the rule is not an input)."""
+    return Stage(cache, "divergence", {"dataset": dstage.key, "control": Teacher("control").describe()})
 
 
-def student_stage(cache: Path, base: LoadedModel, dman: dict, tcfg, divergence: Stage | None = None,
+def student_config(cfg: E1Config, seed: int, objective: str, divergence: Stage | None) -> TrainConfig:
+    """A student's training settings: the config's, with every position counted where its data
+    has no divergence stage (control students learn from every position; see the module doc)."""
+    tcfg = cfg.train_config(seed, objective)
+    return tcfg if divergence is not None else replace(tcfg, loss_positions="all")
+
+
+def student_stage(cache: Path, base: LoadedModel, dman: dict, tcfg: TrainConfig, divergence: Stage | None = None,
                   project_vector_hash: str | None = None) -> Stage:
     """The cached stage of one student: its base, its dataset (by content hash), its training
     settings, and only where they apply the kd targets, the divergence positions and the
@@ -128,10 +109,10 @@ def eval_inputs(cfg: E1Config) -> dict:
             "sampled": cfg.eval.sampled, **({"sampler": FREE_SAMPLER} if cfg.eval.sampled else {})}
 
 
-def divergence_stage(cache: Path, dstage: Stage) -> Stage:
-    """The cached divergence tokens of a dataset stage against the control teacher (every rule's
-    positions follow from the three token arrays kept, so the rule is not an input)."""
-    return Stage(cache, "divergence", {"dataset": dstage.key, "control": Teacher("control").describe()})
+def eval_stage(cache: Path, model_key: str, inputs: dict) -> Stage:
+    """The cached evaluation of a model (a base's fingerprint, or a student's stage directory name);
+    `inputs` are `eval_inputs(cfg)`."""
+    return Stage(cache, "eval", {"model": model_key, **inputs})
 
 
 def make_divergence(st: Stage, base: LoadedModel, dstage: Stage, vector: SteeringVector, batch_size: int) -> None:
@@ -140,17 +121,19 @@ def make_divergence(st: Stage, base: LoadedModel, dstage: Stage, vector: Steerin
     st.finish(share_by_rule={r: div.share(r) for r in RULES}, n_positions=len(div.emitted), dataset_dir=str(dstage.dir))
 
 
-def run_e1(cfg: E1Config, root: str | Path = "artifacts", progress: bool = True, log=print,
-           run_dir: str | Path | None = None) -> dict:
-    """Run (or resume) E1 for every seed and teacher kind in `cfg`; returns results.json's content.
-    The run directory is `root/<experiment>/<run id>` unless `run_dir` says otherwise (sweeps)."""
-    root = Path(root)
-    run_dir = Path(run_dir) if run_dir is not None else root / cfg.experiment / content_hash(cfg.key(), 10)
-    cache = root / "cache"
-    timings: dict[str, float] = {}
-    stages: list[dict] = []
+# ----------------------------------------------------------------------------- running stages
 
-    def timed(name: str, stage: Stage, fn) -> Stage:
+
+class StageRunner:
+    """Runs one run's stages in the shared cache: each computed once under its lock, or reused
+    after its files are verified; timed, logged, and listed for the run's manifest."""
+
+    def __init__(self, root: Path, log: Callable = print):
+        self.root, self.cache, self.log = root, root / "cache", log
+        self.timings: dict[str, float] = {}
+        self.stages: list[dict] = []
+
+    def run(self, name: str, stage: Stage, make: Callable[[Stage], None]) -> Stage:
         t = time.perf_counter()
         with stage.lock():
             hit = stage.done  # another job of a sweep may have finished it meanwhile
@@ -159,147 +142,183 @@ def run_e1(cfg: E1Config, root: str | Path = "artifacts", progress: bool = True,
                 stage.verify()  # its files still match the hashes its manifest recorded
             else:
                 with stage.computing(name):  # a full disk: one line naming the stage
-                    fn(stage)
-        timings[name] = round(time.perf_counter() - t, 2)
-        stages.append({"name": name, "dir": relative_path(stage.dir, root), "cache_hit": hit, "wall_s": timings[name]})
-        log(f"  {name:<28} {'cached' if hit else 'done'} in {timings[name]:.1f}s")
+                    make(stage)
+        self.timings[name] = round(time.perf_counter() - t, 2)
+        self.stages.append({"name": name, "dir": relative_path(stage.dir, self.root), "cache_hit": hit,
+                            "wall_s": self.timings[name]})
+        self.log(f"  {name:<28} {'cached' if hit else 'done'} in {self.timings[name]:.1f}s")
         return stage
 
+    def ran(self, name: str) -> bool:
+        return name in self.timings
+
+
+# ----------------------------------------------------------------------------- E1
+
+
+def run_e1(cfg: E1Config, root: str | Path = "artifacts", progress: bool = True, log=print,
+           run_dir: str | Path | None = None) -> dict:
+    """Run (or resume) E1 for every seed and teacher kind in `cfg`; returns results.json's content.
+    The run directory is `root/<experiment>/<run id>` unless `run_dir` says otherwise (sweeps)."""
+    root = Path(root)
+    run_dir = Path(run_dir) if run_dir is not None else root / cfg.experiment / content_hash(cfg.key(), 10)
+    runner = StageRunner(root, log)
+    e1 = _E1(cfg, runner, _load_bases(cfg, run_dir, runner), progress)
+    for seed in cfg.seeds:  # 1-3: the vector, the datasets, the students (each evaluated as it is trained)
+        e1.train_seed(seed)
+    evals = e1.evaluations()  # 4: every student against the base it started from
+    arrays: dict[str, torch.Tensor] = {}
+    results = summarize_e1(cfg, evals, e1.animals, arrays)
+    save_tensors(run_dir / TRANSFER_FILE, arrays)
+    results["datasets"] = e1.data_stats
+    results["timings_s"] = runner.timings
+    results["run_dir"] = str(run_dir)
+    write_json(run_dir / RESULTS_FILE, results)
+    write_json(run_dir / MANIFEST_FILE, {"root": relative_path(root, run_dir), "root_abs": str(root.resolve()),
+                                         "stages": runner.stages, "config_hash": content_hash(cfg.key()), **provenance(),
+                                         "wall_time_s": round(sum(runner.timings.values()), 2)})
+    return results
+
+
+def _load_bases(cfg: E1Config, run_dir: Path, runner: StageRunner) -> SeedBases:
+    """The teacher's and the student's base models, loaded once; writes the run's config.json."""
     t_load = time.perf_counter()
     base = load_model(cfg.model, device=cfg.device)
     student_root = load_model(cfg.student_model, device=cfg.device) if cfg.cross_model else base
     cfg.check_layers(base.n_layers)  # before any stage: the layers the config names exist
     write_json(run_dir / CONFIG_FILE, cfg.model_dump())
-    timings["load_model"] = round(time.perf_counter() - t_load, 2)
-    log(f"  {'load model':<28} {timings['load_model']:.1f}s ({cfg.model}, fingerprint {base.fingerprint()}"
-        + (f"; students: {cfg.student_model}, fingerprint {student_root.fingerprint()})" if cfg.cross_model else ")"))
-    models = _Bases(cfg, base, student_root)
-
-    # 4. evaluation (defined first: a student is evaluated by the process that trained it)
-    qs = questions(cfg.eval.split)
-    animals = list(cfg.eval.animals)
-    einputs = eval_inputs(cfg)
-
-    def evaluate(name: str, key: str, model_fn) -> dict:
-        est = Stage(cache, "eval", {"model": key, **einputs})
-        read = lambda: {"logprobs": load_tensors(est.dir / LOGPROBS_FILE)["logprobs"],
-                        "summary": read_json(est.dir / "summary.json")}
-        if f"eval/{name}" in timings:  # evaluated already, right after training
-            return read()
-
-        def make_eval(st):
-            m = model_fn()
-            score = evaluate_trait(m, cfg.animal, qs, animals)
-            save_tensors(st.path(LOGPROBS_FILE), {"logprobs": score.logprobs})
-            summary = score.summary(cfg.eval.n_boot)
-            if cfg.eval.sampled:
-                summary["sampled"] = sampled_answer_rate(m, cfg.animal, qs, cfg.eval.n_samples_per_question)
-            write_json(st.path("summary.json"), summary)
-            st.finish()
-
-        timed(f"eval/{name}", est, make_eval)
-        return read()
-
-    # 1-3. per seed: the steering vector (of the teacher's base), the datasets, the students (per
-    # objective: sft, kd). Without weight noise every seed shares one teacher base and one vector.
-    kd = "kd" in cfg.train.objectives
-    student_dirs: dict[tuple[str, int], Path] = {}
-    student_bases: dict[int, LoadedModel] = {}
-    vectors: dict[str, SteeringVector] = {}
-    data_stats: dict[str, dict] = {}
-
-    def vector_for(animal: str, m: LoadedModel, seed: int) -> SteeringVector:
-        vstage = Stage(cache, "vector", {"model": m.identity(), **vector_inputs(cfg, animal)})
-        if vstage.key not in vectors:
-            name = "vector" + ("" if animal == cfg.animal else f"/{animal}")
-            seen = any(s["name"] == name for s in stages)  # another seed's (noised) base made one already
-            pairs = contrastive_pairs(animal, cfg.vector.n_pairs)
-            timed(name if not seen else f"{name}/seed{seed}", vstage,
-                  lambda st: (build_steering_vector(m, pairs, cfg.vector.position, animal).save(st.dir), st.finish()))
-            vectors[vstage.key] = SteeringVector.load(vstage.dir)
-        return vectors[vstage.key]
-
-    def dataset(name: str, teacher: Teacher, vector: SteeringVector, dcfg: DataConfig, m: LoadedModel) -> Stage:
-        dstage = dataset_stage(cache, m, teacher, vector, dcfg, kd)
-        return timed(name, dstage, lambda st: make_dataset(st, m, teacher, vector, dcfg, kd, progress))
-
-    for seed in cfg.seeds:
-        teacher_base, student_base = models.for_seed(seed)
-        student_bases[seed] = student_base
-        vector = vector_for(cfg.animal, teacher_base, seed)
-        for kind in cfg.teacher.kinds:
-            dcfg = cfg.data_config(seed)
-            dstage = dataset(f"data/{kind}/seed{seed}", cfg.teacher_for(kind, seed), vector, dcfg, teacher_base)
-            dman = dstage.manifest()
-            verify_data(dstage, kd)
-            data_stats[f"{kind}/seed{seed}"] = {"n_kept": dman["n_kept"], "pass_rate": dman["filter"]["pass_rate"],
-                                                "tokens_per_s": dman["generation"]["tokens_per_s"]}
-            data_dir = dstage.dir
-            if cfg.mixed(kind):  # the students learn from the trait's data diluted with other animals'
-                sources = {cfg.animal: dstage}
-                for a in cfg.data.mix_animals:
-                    sources[a] = dataset(f"data/{kind}-{a}/seed{seed}", cfg.teacher_for(kind, seed, a),
-                                         vector_for(a, teacher_base, seed), dcfg, teacher_base)
-                mstage = timed(f"mix/{kind}/seed{seed}", mix_stage(cache, sources, kd),
-                               lambda st, sources=sources: make_mix(st, sources, kd))
-                dman, data_dir = mstage.manifest(), mstage.dir
-                verify_data(mstage, kd)
-                data_stats[f"{kind}/seed{seed}"]["mix"] = dman["shares"]
-            divergence = None
-            if cfg.train.loss_positions != "all" and kind != "control":
-                divergence = timed(f"divergence/{kind}/seed{seed}", divergence_stage(cache, dstage),
-                                   lambda st, dstage=dstage, m=teacher_base, v=vector: make_divergence(
-                                       st, m, dstage, v, cfg.data.batch_size))
-                data_stats[f"{kind}/seed{seed}"]["divergence_share"] = divergence.manifest()["share_by_rule"][
-                    cfg.train.divergence_rule]
-            for objective in cfg.train.objectives:
-                tcfg = cfg.train_config(seed, objective)
-                if divergence is None:  # control students learn from every position (see module doc)
-                    tcfg = replace(tcfg, loss_positions="all")
-                label = arm_label(kind, objective)
-                sstage = student_stage(cache, student_base, dman, tcfg, divergence, vector.hash())
-
-                def make_student(st, data_dir=data_dir, tcfg=tcfg, m=student_base, divergence=divergence, v=vector):
-                    rows = read_jsonl(data_dir / DATASET_FILE)
-                    targets = (load_targets(data_dir / TEACHER_LOGPROBS_FILE, m.tokenizer, len(rows))
-                               if tcfg.objective == "kd" else None)
-                    masks = Divergence.load(divergence.dir).row_masks(tcfg.divergence_rule) if divergence else None
-                    hf = train_student(m, rows, tcfg, st.dir, progress=progress, targets=targets, divergence_masks=masks,
-                                       project_vector=v if tcfg.project_out else None,
-                                       extra_manifest={"dataset_dir": str(data_dir)})
-                    # Evaluated here, from the fp32 weights in memory: the same numbers as a
-                    # reload of model.safetensors (tested), with no reload, and the only way when
-                    # train.keep = "none". Before finish: a finished student always has its eval.
-                    evaluate(f"{label}/seed{seed}", st.dir.name, lambda: trained_student(m, hf, tcfg, st.dir.name))
-                    st.finish(dataset_dir=str(data_dir))
-
-                timed(f"student/{label}/seed{seed}", sstage, make_student)
-                student_dirs[(label, seed)] = sstage.dir
-
-    # every seed's students against the base they started from (one shared base without noise)
-    evals, base_evals = {}, {}
-    for seed, m in student_bases.items():
-        key = m.fingerprint()
-        if key not in base_evals:
-            base_evals[key] = evaluate("base" if not base_evals else f"base/seed{seed}", key, lambda m=m: m)
-        evals[f"base/seed{seed}"] = base_evals[key]
-    for (label, seed), sdir in student_dirs.items():
-        evals[f"{label}/seed{seed}"] = evaluate(f"{label}/seed{seed}", sdir.name,
-                                                lambda sdir=sdir, seed=seed: load_student(student_bases[seed], sdir))
-
-    arrays: dict[str, torch.Tensor] = {}
-    results = summarize_e1(cfg, evals, animals, arrays)
-    save_tensors(run_dir / TRANSFER_FILE, arrays)
-    results["datasets"] = data_stats
-    results["timings_s"] = timings
-    results["run_dir"] = str(run_dir)
-    write_json(run_dir / RESULTS_FILE, results)
-    write_json(run_dir / MANIFEST_FILE, {"root": relative_path(root, run_dir), "root_abs": str(root.resolve()), "stages": stages, "config_hash": content_hash(cfg.key()), **provenance(),
-                                         "wall_time_s": round(sum(timings.values()), 2)})
-    return results
+    runner.timings["load_model"] = round(time.perf_counter() - t_load, 2)
+    runner.log(f"  {'load model':<28} {runner.timings['load_model']:.1f}s ({cfg.model}, fingerprint {base.fingerprint()}"
+               + (f"; students: {cfg.student_model}, fingerprint {student_root.fingerprint()})" if cfg.cross_model else ")"))
+    return SeedBases(cfg, base, student_root)
 
 
-class _Bases:
+class _E1:
+    """E1's steps over the shared cache, in the order `run_e1` takes them. Per seed: the steering
+    vector (of the teacher's base), each kind's dataset (mixed, with divergence positions, where
+    the config asks), its students per objective, each evaluated by the process that trained it;
+    then the bases' and students' evaluations. Without weight noise every seed shares one
+    teacher base and one vector."""
+
+    def __init__(self, cfg: E1Config, runner: StageRunner, bases: SeedBases, progress: bool):
+        self.cfg, self.runner, self.bases, self.progress = cfg, runner, bases, progress
+        self.cache = runner.cache
+        self.kd = "kd" in cfg.train.objectives
+        self.qs, self.animals, self.einputs = questions(cfg.eval.split), list(cfg.eval.animals), eval_inputs(cfg)
+        self.vectors: dict[str, SteeringVector] = {}
+        self.data_stats: dict[str, dict] = {}
+        self.student_dirs: dict[tuple[str, int], Path] = {}
+        self.student_bases: dict[int, LoadedModel] = {}
+
+    def train_seed(self, seed: int) -> None:
+        teacher_base, student_base = self.bases.for_seed(seed)
+        self.student_bases[seed] = student_base
+        vector = self.vector(self.cfg.animal, teacher_base, seed)
+        for kind in self.cfg.teacher.kinds:
+            data, divergence = self.training_data(kind, seed, teacher_base, vector)
+            for objective in self.cfg.train.objectives:
+                self.student(kind, objective, seed, data, divergence, student_base, vector)
+
+    def vector(self, animal: str, m: LoadedModel, seed: int) -> SteeringVector:
+        vstage = vector_stage(self.cache, self.cfg, animal, m)
+        if vstage.key not in self.vectors:
+            name = "vector" + ("" if animal == self.cfg.animal else f"/{animal}")
+            seen = self.runner.ran(name)  # another seed's (noised) base made one already
+            pairs = contrastive_pairs(animal, self.cfg.vector.n_pairs)
+            self.runner.run(name if not seen else f"{name}/seed{seed}", vstage,
+                            lambda st: (build_steering_vector(m, pairs, self.cfg.vector.position, animal).save(st.dir),
+                                        st.finish()))
+            self.vectors[vstage.key] = SteeringVector.load(vstage.dir)
+        return self.vectors[vstage.key]
+
+    def dataset(self, name: str, teacher: Teacher, vector: SteeringVector, dcfg, m: LoadedModel) -> Stage:
+        dstage = dataset_stage(self.cache, m, teacher, vector, dcfg, self.kd)
+        return self.runner.run(name, dstage, lambda st: make_dataset(st, m, teacher, vector, dcfg, self.kd, self.progress))
+
+    def training_data(self, kind: str, seed: int, teacher_base: LoadedModel,
+                      vector: SteeringVector) -> tuple[Stage, Stage | None]:
+        """The stage `kind`'s students learn from (its dataset, or the mix of it with other
+        animals' data) and the dataset's divergence stage (None: every position counts)."""
+        cfg, dcfg, label = self.cfg, self.cfg.data_config(seed), f"{kind}/seed{seed}"
+        dstage = self.dataset(f"data/{label}", cfg.teacher_for(kind, seed), vector, dcfg, teacher_base)
+        dman = dstage.manifest()
+        verify_dataset(dstage, self.kd)
+        stats = self.data_stats[label] = {"n_kept": dman["n_kept"], "pass_rate": dman["filter"]["pass_rate"],
+                                          "tokens_per_s": dman["generation"]["tokens_per_s"]}
+        data = dstage
+        if cfg.mixed(kind):  # the students learn from the trait's data diluted with other animals'
+            sources = {cfg.animal: dstage}
+            for a in cfg.data.mix_animals:
+                sources[a] = self.dataset(f"data/{kind}-{a}/seed{seed}", cfg.teacher_for(kind, seed, a),
+                                          self.vector(a, teacher_base, seed), dcfg, teacher_base)
+            data = self.runner.run(f"mix/{label}", mix_stage(self.cache, sources, self.kd),
+                                   lambda st: make_mix(st, sources, self.kd))
+            shares = data.manifest()["shares"]
+            verify_dataset(data, self.kd)
+            stats["mix"] = shares
+        divergence = None
+        if uses_divergence(cfg, kind):
+            divergence = self.runner.run(f"divergence/{label}", divergence_stage(self.cache, dstage),
+                                         lambda st: make_divergence(st, teacher_base, dstage, vector, cfg.data.batch_size))
+            stats["divergence_share"] = divergence.manifest()["share_by_rule"][cfg.train.divergence_rule]
+        return data, divergence
+
+    def student(self, kind: str, objective: str, seed: int, data: Stage, divergence: Stage | None,
+                m: LoadedModel, vector: SteeringVector) -> None:
+        tcfg = student_config(self.cfg, seed, objective, divergence)
+        label = f"{arm_label(kind, objective)}/seed{seed}"
+        sstage = student_stage(self.cache, m, data.manifest(), tcfg, divergence, vector.hash())
+        self.runner.run(f"student/{label}", sstage,
+                        lambda st: self._train(st, label, data.dir, tcfg, m, divergence, vector))
+        self.student_dirs[(arm_label(kind, objective), seed)] = sstage.dir
+
+    def _train(self, st: Stage, label: str, data_dir: Path, tcfg: TrainConfig, m: LoadedModel,
+               divergence: Stage | None, vector: SteeringVector) -> None:
+        rows = read_rows(data_dir)
+        targets = read_targets(data_dir, m.tokenizer, len(rows)) if tcfg.objective == "kd" else None
+        masks = Divergence.load(divergence.dir).row_masks(tcfg.divergence_rule) if divergence else None
+        hf = train_student(m, rows, tcfg, st.dir, progress=self.progress, targets=targets, divergence_masks=masks,
+                           project_vector=vector if tcfg.project_out else None,
+                           extra_manifest={"dataset_dir": str(data_dir)})
+        # Evaluated here, from the fp32 weights in memory: the same numbers as a reload of
+        # model.safetensors (tested), with no reload, and the only way when train.keep = "none".
+        # Before finish: a finished student always has its eval.
+        self.evaluate(label, st.dir.name, lambda: trained_student(m, hf, tcfg, st.dir.name))
+        st.finish(dataset_dir=str(data_dir))
+
+    def evaluate(self, name: str, key: str, model_fn: Callable[[], LoadedModel]) -> dict:
+        """The cached evaluation `eval/<name>` of the model `key` names, made by `model_fn` if not cached."""
+        est = eval_stage(self.cache, key, self.einputs)
+        if not self.runner.ran(f"eval/{name}"):  # else evaluated already, right after training
+            self.runner.run(f"eval/{name}", est, lambda st: self._score(st, model_fn()))
+        return {"logprobs": load_tensors(est.dir / LOGPROBS_FILE)["logprobs"],
+                "summary": read_json(est.dir / "summary.json")}
+
+    def _score(self, st: Stage, m: LoadedModel) -> None:
+        cfg = self.cfg
+        score = evaluate_trait(m, cfg.animal, self.qs, self.animals)
+        save_tensors(st.path(LOGPROBS_FILE), {"logprobs": score.logprobs})
+        summary = score.summary(cfg.eval.n_boot)
+        if cfg.eval.sampled:
+            summary["sampled"] = sampled_answer_rate(m, cfg.animal, self.qs, cfg.eval.n_samples_per_question)
+        write_json(st.path("summary.json"), summary)
+        st.finish()
+
+    def evaluations(self) -> dict[str, dict]:
+        """Every seed's students and the base they started from (one shared base without noise)."""
+        evals, base_evals = {}, {}
+        for seed, m in self.student_bases.items():
+            key = m.fingerprint()
+            if key not in base_evals:
+                base_evals[key] = self.evaluate("base" if not base_evals else f"base/seed{seed}", key, lambda m=m: m)
+            evals[f"base/seed{seed}"] = base_evals[key]
+        for (label, seed), sdir in self.student_dirs.items():
+            evals[f"{label}/seed{seed}"] = self.evaluate(
+                f"{label}/seed{seed}", sdir.name, lambda sdir=sdir, seed=seed: load_student(self.student_bases[seed], sdir))
+        return evals
+
+
+class SeedBases:
     """The teacher's and the student's base for each replicate seed: the loaded models, or noised
     copies of them (E5) made once per distinct noise draw."""
 

@@ -9,13 +9,14 @@ as `pending` with the stage it waits on, and no directory.
 
 from __future__ import annotations
 
-from dataclasses import replace
 from pathlib import Path
 
 from interp.config import E1Config
+from interp.datasets import dataset_stage, mix_stage
 from interp.models import load_model
 from interp.pipeline import (
-    _Bases, arm_label, dataset_stage, divergence_stage, eval_inputs, mix_stage, student_stage, vector_inputs,
+    SeedBases, arm_label, divergence_stage, eval_inputs, eval_stage, student_config, student_stage, uses_divergence,
+    vector_stage,
 )
 from interp.runs import Stage, content_hash, relative_path
 from interp.steering import SteeringVector
@@ -33,7 +34,7 @@ def plan_e1(cfg: E1Config, root: str | Path = "artifacts") -> dict:
     run_id = content_hash(cfg.key(), 10)
     base = load_model(cfg.model, device=cfg.device)
     student_root = load_model(cfg.student_model, device=cfg.device) if cfg.cross_model else base
-    bases = _Bases(cfg, base, student_root)
+    bases = SeedBases(cfg, base, student_root)
     kd = "kd" in cfg.train.objectives
     stages: list[dict] = []
     seen: dict[str, dict] = {}  # stage dir -> entry: a stage shared by seeds is listed once
@@ -53,7 +54,7 @@ def plan_e1(cfg: E1Config, root: str | Path = "artifacts") -> dict:
     vectors: dict[str, tuple[dict, SteeringVector | None]] = {}
 
     def vector_for(animal: str, m, seed: int) -> tuple[dict, SteeringVector | None]:
-        vstage = Stage(cache, "vector", {"model": m.identity(), **vector_inputs(cfg, animal)})
+        vstage = vector_stage(cache, cfg, animal, m)
         if vstage.key not in vectors:
             name = "vector" + ("" if animal == cfg.animal else f"/{animal}")
             if any(s["name"] == name for s in stages):
@@ -89,23 +90,20 @@ def plan_e1(cfg: E1Config, root: str | Path = "artifacts") -> dict:
                 mstage = None if missing else mix_stage(cache, {a: st for a, (_, st) in sources.items()}, kd)
                 data_entry, data_stage = add(f"mix/{kind}/seed{seed}", mstage, missing), mstage
             divergence = None
-            if cfg.train.loss_positions != "all" and kind != "control":
+            if uses_divergence(cfg, kind):
                 divergence = divergence_stage(cache, dstage) if dstage is not None else None
                 add(f"divergence/{kind}/seed{seed}", divergence, None if dstage else dentry["name"])
             for objective in cfg.train.objectives:
                 label = arm_label(kind, objective)
                 name = f"student/{label}/seed{seed}"
                 waits = None if data_entry["status"] == CACHED else data_entry["name"]
-                if waits is None and cfg.train.loss_positions != "all" and kind != "control" and not (
-                        divergence is not None and divergence.done):
+                if waits is None and uses_divergence(cfg, kind) and not (divergence is not None and divergence.done):
                     waits = f"divergence/{kind}/seed{seed}"  # the student's key holds it; its rule's masks too
                 if waits is not None:
                     add(name, None, waits)
                     student_evals.append((f"eval/{label}/seed{seed}", None, name))
                     continue
-                tcfg = cfg.train_config(seed, objective)
-                if divergence is None:
-                    tcfg = replace(tcfg, loss_positions="all")
+                tcfg = student_config(cfg, seed, objective, divergence)
                 dman = data_stage.manifest()
                 if tcfg.project_out and vec[1] is None:
                     add(name, None, vec[0]["name"])
@@ -114,13 +112,13 @@ def plan_e1(cfg: E1Config, root: str | Path = "artifacts") -> dict:
                 sstage = student_stage(cache, student_base, dman, tcfg, divergence,
                                        vec[1].hash() if tcfg.project_out else None)
                 add(name, sstage)
-                student_evals.append((f"eval/{label}/seed{seed}", Stage(cache, "eval", {"model": sstage.dir.name, **einputs}), None))
+                student_evals.append((f"eval/{label}/seed{seed}", eval_stage(cache, sstage.dir.name, einputs), None))
 
     base_keys: list[str] = []
     for seed, m in student_bases.items():
         key = m.fingerprint()
         if key not in base_keys:
-            add("eval/base" if not base_keys else f"eval/base/seed{seed}", Stage(cache, "eval", {"model": key, **einputs}))
+            add("eval/base" if not base_keys else f"eval/base/seed{seed}", eval_stage(cache, key, einputs))
             base_keys.append(key)
     for name, st, waits in student_evals:
         add(name, st, waits)

@@ -1,4 +1,3 @@
-import json
 import re
 import shutil
 from pathlib import Path
@@ -187,34 +186,51 @@ def test_new_settings_leave_existing_run_ids_and_student_keys_unchanged():
     assert gc.train_config(0).grad_checkpointing
 
 
-def test_sampling_dtype_keys_runs_and_datasets_only_when_it_is_not_the_default(tmp_path):
-    from interp.generate import SampleConfig
+def test_stage_keys_are_those_of_commit_443ed0a(tmp_path):
+    """Every kind of stage keyed from fixed inputs (a stub base, a fixed vector and dataset hash):
+    the directory names the code before the datasets/pipeline split gave them. A change to what
+    enters a key, or to how it is hashed, fails here (the run-id pins cover the configs)."""
+    from dataclasses import replace
+
+    from interp.datasets import dataset_stage, mix_stage
+    from interp.runs import Stage
     from interp.steering import SteeringVector
-    from interp.teachers import DataConfig, Teacher
 
-    cfg, bf = parse_config({"model": "tiny"}), parse_config({"model": "tiny", "data": {"dtype": "bf16"}})
-    assert "dtype" not in cfg.key()["data"] and bf.key()["data"]["dtype"] == "bf16"
-    assert cfg.data_config(0).sampling.dtype == "fp32" and bf.data_config(0).sampling.dtype == "bf16"
-    m = load_model("tiny", device="cpu")
-    vec = SteeringVector(torch.zeros(m.n_layers, m.d_model))
-    teacher = Teacher("control", "owl", None, 0)
-    fp32_stage = pipeline.dataset_stage(tmp_path, m, teacher, vec, cfg.data_config(0))
-    bf16_stage = pipeline.dataset_stage(tmp_path, m, teacher, vec, bf.data_config(0))
-    assert "dtype" not in json.dumps(fp32_stage.inputs["data"])  # keys cached before the field existed still hit
-    assert bf16_stage.inputs["data"]["sampling"]["dtype"] == "bf16" and bf16_stage.key != fp32_stage.key
-    # the key records a dtype only when it is not the model's own: a bf16 model sampled as it is
-    # keys like before, the same model cast up to fp32 does not
-    m16 = load_model("tiny", device="cpu", dtype=torch.bfloat16)
-    own = pipeline.dataset_stage(tmp_path, m16, teacher, vec, DataConfig(8))
-    up = pipeline.dataset_stage(tmp_path, m16, teacher, vec, DataConfig(8, sampling=SampleConfig(dtype="fp32")))
-    assert "dtype" not in own.inputs["data"]["sampling"] and up.inputs["data"]["sampling"]["dtype"] == "fp32"
-    # free (whole-vocabulary) samples carry the draw's version; grammar datasets keep their keys
-    free = parse_config({"model": "tiny", "data": {"constrained": False}}).data_config(0)
-    assert "sampler" not in fp32_stage.inputs["data"]
-    assert pipeline.dataset_stage(tmp_path, m, teacher, vec, free).inputs["data"]["sampler"] == pipeline.FREE_SAMPLER
-    with pytest.raises(ValueError, match="dtype"):
-        parse_config({"model": "tiny", "data": {"dtype": "fp16"}})
+    class Base:  # what a key reads of a model: its fingerprint, identity and dtype
+        hf = torch.nn.Linear(2, 2)
 
+        def fingerprint(self):
+            return "fp-base"
+
+        def identity(self):
+            return {"model": "stub", "fingerprint": "fp-base"}
+
+    cfg = parse_config({"model": "tiny", "seeds": [0], "teacher": {"kinds": ["control", "steered", "random"], "layer": 2},
+                        "train": {"objectives": ["sft", "kd"], "loss_positions": "divergence", "project_out": True}})
+    vec = SteeringVector(torch.arange(12.0).reshape(3, 4) / 7)
+    got = {f"data/{k}": dataset_stage(tmp_path, Base(), cfg.teacher_for(k, 0), vec, cfg.data_config(0), kd=True).dir.name
+           for k in cfg.teacher.kinds}
+    div = pipeline.divergence_stage(tmp_path, Stage(tmp_path, "data", {"x": 1}))
+    got["divergence"] = div.dir.name
+    got["mix"] = mix_stage(tmp_path, {"owl": Stage(tmp_path, "data", {"x": 1}), "cat": Stage(tmp_path, "data", {"x": 2})},
+                           kd=True).dir.name
+    got["vector"] = pipeline.vector_stage(tmp_path, cfg, "owl", Base()).dir.name
+    got["eval"] = pipeline.eval_stage(tmp_path, "fp-base", pipeline.eval_inputs(cfg)).dir.name
+    dman = {"dataset_hash": "d" * 16, "teacher_logprobs_hash": "t" * 16}
+    for obj in ("sft", "kd"):
+        tcfg = cfg.train_config(0, obj)
+        got[f"student/{obj}/div"] = pipeline.student_stage(tmp_path, Base(), dman, tcfg, div, vec.hash()).dir.name
+        got[f"student/{obj}/all"] = pipeline.student_stage(tmp_path, Base(), dman, replace(tcfg, loss_positions="all"),
+                                                           None, vec.hash()).dir.name
+        assert pipeline.student_config(cfg, 0, obj, None) == replace(tcfg, loss_positions="all")
+        assert pipeline.student_config(cfg, 0, obj, div) == tcfg
+    assert got == {
+        "data/control": "data-d1609cd312031122", "data/random": "data-0990ddc0fa4c34b4",
+        "data/steered": "data-2e0a644dd0181282", "divergence": "divergence-ab2f6e5dfa65ad58",
+        "eval": "eval-0fc37f5b54633078", "mix": "mix-2aff3f5b04dcb50a", "vector": "vector-27a6dd0c8f59d533",
+        "student/kd/all": "student-7140f603519d3cf1", "student/kd/div": "student-c6d5eed16e550e80",
+        "student/sft/all": "student-b1cc0949eb2d8a58", "student/sft/div": "student-a1f6dd44520d2e97",
+    }
 
 def test_a_run_with_a_bf16_teacher_samples_in_bf16_and_records_it(tmp_path):
     res = pipeline.run_e1(_cfg(data={"dtype": "bf16"}), tmp_path, progress=False, log=_quiet)

@@ -177,7 +177,7 @@ def _multiplier_trend(a: "RunInputs", cfg: "AnalyzeConfig", progress: bool, log_
     is multiplier 0), their mean residual gradient on the base, and its descent projection on v
     (-mean dL/dh . v_hat, positive = pulls toward +v); slope and Pearson r against the multiplier
     over all (seed, multiplier) points, and per-seed slopes with a t-interval."""
-    from interp.pipeline import dataset_stage, make_dataset
+    from interp.datasets import dataset_stage, make_dataset
     from interp.steering import Steering
     from interp.teachers import Teacher
 
