@@ -1,9 +1,11 @@
 """`interp sweep`: grid expansion, noise conditions, resume after interruption, and the same table
-whichever executor ran the jobs (this process, a process pool, submitit)."""
+whichever executor ran the jobs (this process, a process pool, submitit's debug and local executors),
+and the cluster options' mapping to #SBATCH lines."""
 
 from __future__ import annotations
 
 import copy
+import os
 from pathlib import Path
 
 import pytest
@@ -12,7 +14,7 @@ import interp.pipeline
 from interp.config import load_config, parse_config
 from interp.models import load_model
 from interp.runs import MANIFEST_FILE, RESULTS_FILE, read_json, stage_dirs
-from interp.sweep import JOBS_DIR, load_sweep, parse_sweep, run_sweep
+from interp.sweep import CELLS_DIR, JOBS_DIR, SUBMITIT_DIR, load_sweep, make_executor, parse_sweep, run_sweep, slurm_options
 
 RAW = {
     "experiment": "t", "model": "tiny", "seeds": [0, 1],
@@ -136,6 +138,89 @@ def test_same_table_from_a_process_pool_and_from_submitit(small, tmp_path):
     c = run_sweep(parse_sweep(_raw(**SMALL, executor="submitit", slurm={"cluster": "debug"})), tmp_path / "submitit",
                   progress=False, log=_quiet)
     assert _table(c) == _table(small)
+
+
+@pytest.mark.slow  # starts 5 fresh interpreters (torch imports): `make test-fast` skips it, CI runs it
+def test_submitit_local_executor_real_subprocesses_same_table(small, tmp_path):
+    """submitit's local executor: each job in its own interpreter (pickled by reference, run from
+    this cwd, logging into the sweep's folder). A job that fails is one line naming its cell and
+    log; the rerun runs only it, and the table is the in-process one, value for value, built from
+    the stages the subprocesses computed."""
+    pytest.importorskip("submitit")
+    sw = parse_sweep(_raw(**SMALL, executor="submitit", threads=1, slurm={"cluster": "local"}))
+    noised = next(c for c in sw.cells if c.values["noise.sigma"] == 0.5)
+    blocker = sw.directory(tmp_path) / JOBS_DIR / f"{noised.id}-seed1"
+    blocker.parent.mkdir(parents=True)
+    blocker.write_text("not a directory")  # the job cannot write its run directory: it fails, in its subprocess
+    lines = []
+    with pytest.raises(RuntimeError) as err:
+        run_sweep(sw, tmp_path, progress=False, log=lines.append)
+    msg = str(err.value)
+    assert "\n" not in msg and "1 of 4 jobs failed" in msg and "rerun" in msg
+    assert f"cell noise.sigma=0.5 [{noised.id}] seed 1 (job " in msg and "Error:" in msg, msg
+    folder = sw.directory(tmp_path).resolve() / SUBMITIT_DIR
+    assert f"submitit on local, logs in {folder}" in lines[0]
+    log = Path(msg.split("(log: ")[1].split(")")[0])
+    assert log.parent == folder and log.exists()
+    outs = [p.read_text() for p in folder.glob("*_log.out")]
+    starts = [line for o in outs for line in o.splitlines() if line.startswith("job ")]
+    assert len(starts) == 4 and all(f"cwd {os.getcwd()}" in line for line in starts)  # 4 interpreters, this cwd
+    assert all(str(tmp_path.resolve()) in line for line in starts)  # absolute paths
+    assert sum(" done in " in o or " cached in " in o for o in outs) == 3  # the 3 that ran logged their stages
+    blocker.unlink()
+    lines = []
+    res = run_sweep(sw, tmp_path, progress=False, log=lines.append)
+    assert "3 done before, 1 to run" in lines[0]
+    assert _table(res) == _table(small)
+    for c in {c.id for c in sw.cells}:  # the table read what the jobs computed: no stage ran in this process
+        stages = read_json(sw.directory(tmp_path) / CELLS_DIR / c / MANIFEST_FILE)["stages"]
+        assert stages and all(s["cache_hit"] for s in stages), c
+
+
+def test_cluster_options_map_to_sbatch_lines(tmp_path, monkeypatch):
+    """`interp sweep --partition --time --cpus --mem-gb --gpus` -> submitit's SLURM parameters ->
+    the #SBATCH lines, without a cluster (a stand-in `srun` on PATH makes submitit's SLURM
+    executor constructible; nothing is submitted)."""
+    pytest.importorskip("submitit")
+    from typer.testing import CliRunner
+
+    import interp.sweep
+    from interp.cli import app
+
+    seen = {}
+
+    def capture(*a, **k):
+        seen.update(k)
+        raise ValueError("captured")
+
+    monkeypatch.setattr(interp.sweep, "run_sweep", capture)
+    p = tmp_path / "s.toml"
+    p.write_text('model = "tiny"\n[sweep]\nname = "x"\ngrid = { "noise.sigma" = [0.0, 0.1] }\n'
+                 'slurm = { slurm_account = "lab", mem_gb = 8 }\n')
+    r = CliRunner().invoke(app, ["sweep", str(p), "--partition", "gpu", "--time", "120", "--cpus", "8",
+                                 "--mem-gb", "32", "--gpus", "1", "--root", str(tmp_path)])
+    assert "captured" in r.output, r.output
+    assert seen["slurm"] == {"slurm_partition": "gpu", "timeout_min": 120, "cpus_per_task": 8, "mem_gb": 32,
+                             "gpus_per_node": 1}
+    assert slurm_options() == {}
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "srun").write_text("#!/bin/sh\nexit 1\n")
+    (bin_dir / "srun").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    sw = load_sweep(p)
+    ex = make_executor(tmp_path / "submitit", {**sw.section.slurm, **seen["slurm"], "cluster": "slurm"}, "interp-x")
+    sbatch = ex._executor._make_submission_file_text("python -m job", "uid")
+    for line in ("--partition=gpu", "--time=120", "--cpus-per-task=8", "--mem=32GB", "--gpus-per-node=1",
+                 "--account=lab", "--job-name=interp-x"):
+        assert f"#SBATCH {line}\n" in sbatch, line
+    # no time given: a default that a real job fits in (submitit's own is 5 minutes)
+    ex = make_executor(tmp_path / "submitit", {"cluster": "slurm"})
+    assert "#SBATCH --time=240\n" in ex._executor._make_submission_file_text("x", "uid")
+    with pytest.raises(ValueError, match=r"sweep\.slurm: .*slurm_partitio"):
+        make_executor(tmp_path / "submitit", {"cluster": "slurm", "slurm_partitio": "gpu"})
+    with pytest.raises(ValueError, match="apply to --executor submitit"):
+        interp.sweep.run_jobs(sw, tmp_path, executor="local", slurm={"slurm_partition": "gpu"}, log=_quiet)
 
 
 def test_interrupted_sweep_resumes_to_the_same_table(small, tmp_path, monkeypatch):
