@@ -19,7 +19,7 @@ from interp.prompts import ANIMALS
 from interp.runs import safe_name
 from interp.steering import Steering
 from interp.teachers import DataConfig, Teacher, build_teacher
-from interp.train import RUNTIME_FIELDS, TrainConfig
+from interp.train import KD_BF16, RUNTIME_FIELDS, TrainConfig
 
 MIXED_KINDS = ("steered", "prompted", "prompted_ablated")  # control and random carry no animal
 
@@ -209,6 +209,8 @@ class E1Config(_Strict):
             raise ValueError(f"animal: {self.animal!r} must be in eval.animals")
         if "control" not in self.teacher.kinds:
             raise ValueError("teacher.kinds: must include 'control' (transfer is measured against it)")
+        if "kd" in self.train.objectives and self.train.dtype == "bf16":
+            raise ValueError(KD_BF16)  # at load, before any stage runs
         if self.cross_model and "kd" in self.train.objectives:
             raise ValueError("train.objectives: 'kd' needs the teacher's tokenizer; drop it when student_model differs from model")
         if self.cross_model and self.train.loss_positions != "all":

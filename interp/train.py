@@ -141,6 +141,10 @@ class TrainConfig:
         d = asdict(self)
         if self.objective == "sft":
             d.pop("objective"), d.pop("kd_min_kl")
+        else:
+            # kd's KL moved from float32 to float64 (55dd2cf) under the same key: kd students cached
+            # before it were computed by other arithmetic, so kd keys name the arithmetic now
+            d["kd_kl"] = "float64"
         if not self.snapshot_every:
             d.pop("snapshot_every")
         if not self.sgd_matched:
@@ -180,9 +184,18 @@ class TrainConfig:
             raise ValueError(f"train.dtype: {self.dtype!r} is not one of {TRAIN_DTYPES}")
         if self.keep not in KEEP:
             raise ValueError(f"train.keep: {self.keep!r} is not one of {KEEP}")
+        if self.objective == "kd" and self.dtype == "bf16":
+            raise ValueError(KD_BF16)
         for name in ("lr", "epochs", "batch_size", "grad_accum", "max_len"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"train.{name}: {getattr(self, name)} must be > 0")
+
+
+# bf16 rounding alone puts a kd control student (teacher = its base) at KL ~1.5e-3 per position,
+# far above kd_min_kl (set for fp32's ~1e-10), and AdamW then trains on rounding noise (measured:
+# KL 0.16-1.16 after 13-20 steps on seeds 1000-1002, the collapse guard stopping one)
+KD_BF16 = ("train.dtype: 'bf16' cannot train kd students (bf16 rounding alone gives a kd control a KL "
+           "above train.kd_min_kl, which AdamW amplifies); use dtype = 'fp32' for kd, or objectives = ['sft']")
 
 
 def position_masks(divergence_masks: list[Tensor], loss_positions: str) -> list[Tensor] | None:

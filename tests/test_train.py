@@ -397,6 +397,24 @@ def test_new_train_fields_enter_the_key_only_when_set():
     assert (k["loss_positions"], k["divergence_rule"], k["project_out"]) == ("divergence", "emitted", (8,))
 
 
+def test_kd_keys_name_the_kl_arithmetic_and_sft_keys_do_not():
+    # kd's KL moved to float64 under an unchanged key once; the key now says which arithmetic made it
+    assert TrainConfig(objective="kd").key()["kd_kl"] == "float64"
+    assert "kd_kl" not in TrainConfig().key() and "kd_min_kl" not in TrainConfig().key()
+
+
+def test_kd_students_in_bf16_are_refused_in_one_line_at_load_and_in_the_library():
+    from interp.config import parse_config
+
+    for call in (lambda: TrainConfig(objective="kd", dtype="bf16"),
+                 lambda: parse_config({"model": "tiny", "train": {"objectives": ["sft", "kd"], "dtype": "bf16"}})):
+        with pytest.raises(ValueError, match="train.dtype: 'bf16' cannot train kd students") as info:
+            call()
+        assert "\n" not in str(info.value)
+    assert TrainConfig(objective="kd", dtype="fp32").dtype == "fp32"  # kd in fp32 and sft in bf16 stay allowed
+    assert parse_config({"model": "tiny", "train": {"objectives": ["sft"], "dtype": "bf16"}}).train.dtype == "bf16"
+
+
 def test_loss_positions_and_projection_errors_are_one_line(tiny, rows, tmp_path):
     cases = [
         (lambda: TrainConfig(loss_positions="some"), "train.loss_positions: 'some'"),
