@@ -10,6 +10,9 @@ leading model dim (`BatchedMLP`), so 25+ replications train together in seconds 
 Data: scikit-learn's bundled 8x8 digits by default (offline); real MNIST IDX files from a folder.
 
     python -m interp.cli mnist --seeds 25 --m 3
+
+`init="normal"` (Cloud et al.'s N(0, 1/fan_in) weights) lifts same-init students far above the first
+runs' nn.Linear init; `sweep_steps` reports the students at several step counts off one trajectory.
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ from interp.runs import CONFIG_FILE, MANIFEST_FILE, RESULTS_FILE, content_hash, 
 
 N_DIGITS = 10
 CHANCE = 1.0 / N_DIGITS
+INITS = ("uniform", "normal")
 CONDITIONS = ("reference", "teacher", "student_aux", "student_all", "cross_student_aux", "cross_student_all")
 
 # Per-model loss: (logits (models, batch, out), target) -> (models,)
@@ -69,6 +73,27 @@ class MnistConfig:
     """Values of m to rerun the whole experiment at (empty: no sweep)."""
     sweep_hidden: tuple[int, ...] = ()
     """Hidden widths to rerun the whole experiment at (empty: no sweep)."""
+    sweep_steps: tuple[int, ...] = ()
+    """Student step counts to also report (the steps axis; empty: none). One distillation runs to
+    the largest count and every student is evaluated as it passes each: with a constant learning
+    rate and one noise stream, the students at step k are those of a run with student_steps=k."""
+    init: str = "uniform"
+    """Weights at initialisation: "uniform" is nn.Linear's U(+-1/sqrt(fan_in)) for weights and
+    biases (the first E7 runs); "normal" is Cloud et al.'s N(0, 1/fan_in) weights, zero biases."""
+
+    @classmethod
+    def from_dict(cls, d: dict) -> MnistConfig:
+        """A config from its config.json; a field that file predates takes the value the run used."""
+        return cls(**{**_LEGACY_VALUES, **d})
+
+    def key(self) -> dict:
+        """The settings that define the run: the fields added after the first runs only when they
+        differ from the values those runs used, so old configs keep their run ids and hashes."""
+        d = asdict(self)
+        for name, legacy in _LEGACY_VALUES.items():
+            if d[name] == legacy:
+                d.pop(name)
+        return d
 
     def __post_init__(self) -> None:
         for name in ("n_seeds", "n_aux", "hidden", "teacher_steps", "student_steps", "batch_size"):
@@ -78,15 +103,21 @@ class MnistConfig:
         _check(0 < self.lr < 1, self, "lr", "must be in (0, 1); the paper uses 3e-4")
         _check(0 < self.test_fraction < 1, self, "test_fraction", "must be in (0, 1), e.g. 0.25")
         self.sweep_aux, self.sweep_hidden = tuple(self.sweep_aux), tuple(self.sweep_hidden)
-        for name in ("sweep_aux", "sweep_hidden"):
+        self.sweep_steps = tuple(self.sweep_steps)
+        for name in ("sweep_aux", "sweep_hidden", "sweep_steps"):
             ok = all(isinstance(v, int) and v >= 1 for v in getattr(self, name))
             _check(ok, self, name, "values must be positive integers, e.g. (1, 3, 10)")
         ok = self.idx_dir is None or Path(self.idx_dir).is_dir()
         _check(ok, self, "idx_dir", "not a folder; point it at the MNIST IDX files or leave it unset")
+        _check(self.init in INITS, self, "init", f"must be one of {INITS}")
 
     @property
     def seeds(self) -> list[int]:
         return list(range(self.first_seed, self.first_seed + self.n_seeds))
+
+
+# Fields added after the first E7 runs, with the values that reproduce those runs (see key()).
+_LEGACY_VALUES = {"sweep_steps": (), "init": "uniform"}
 
 
 def _check(ok: bool, cfg: object, name: str, fix: str) -> None:
@@ -206,10 +237,17 @@ class BatchedMLP(nn.Module):
         self.biases = nn.ParameterList([nn.Parameter(b) for b in biases])  # (models, d_out)
 
     @classmethod
-    def init(cls, sizes: list[int], gens: list[torch.Generator]) -> BatchedMLP:
-        """nn.Linear's default init, U(+-1/sqrt(fan_in)), one generator per model."""
+    def init(cls, sizes: list[int], gens: list[torch.Generator], kind: str = "uniform") -> BatchedMLP:
+        """One generator per model. "uniform": nn.Linear's default, U(+-1/sqrt(fan_in)) weights and
+        biases. "normal": N(0, 1/fan_in) weights and zero biases, as Cloud et al.'s MNIST code."""
         weights, biases = [], []
         for d_in, d_out in zip(sizes, sizes[1:]):
+            if kind == "normal":
+                weights.append(torch.stack([torch.randn(d_in, d_out, generator=g) for g in gens]) / math.sqrt(d_in))
+                biases.append(torch.zeros(len(gens), d_out))
+                continue
+            if kind != "uniform":
+                raise ValueError(f"BatchedMLP.init: kind {kind!r} is not one of {INITS}")
             bound = 1 / math.sqrt(d_in)
             pairs = [(torch.rand(d_in, d_out, generator=g), torch.rand(d_out, generator=g)) for g in gens]
             weights.append((torch.stack([w for w, _ in pairs]) * 2 - 1) * bound)
@@ -257,17 +295,24 @@ def cat_models(models: list[BatchedMLP]) -> BatchedMLP:
     )
 
 
-def train_models(model: BatchedMLP, batches: Iterable[tuple[Tensor, Tensor]], loss_fn: LossFn, lr: float) -> Tensor:
-    """Adam on every model at once; returns the per-model loss of the last batch."""
+def train_models(
+    model: BatchedMLP, batches: Iterable[tuple[Tensor, Tensor]], loss_fn: LossFn, lr: float,
+    on_step: Callable[[int, Tensor], None] | None = None,
+) -> Tensor:
+    """Adam on every model at once; returns the per-model loss of the last batch.
+
+    `on_step(step, losses)` runs after each update (step counts from 1), e.g. to evaluate."""
     # fused Adam is elementwise like the default one but ~5x faster on 100 stacked CPU models
     opt = torch.optim.Adam(model.parameters(), lr=lr, fused=True)
     last = torch.full((model.n_models,), float("nan"))
-    for x, target in batches:
+    for step, (x, target) in enumerate(batches, 1):
         losses = loss_fn(model(x), target)  # (models,)
         opt.zero_grad(set_to_none=True)
         losses.sum().backward()
         opt.step()
         last = losses.detach()
+        if on_step is not None:
+            on_step(step, last)
     return last
 
 
@@ -324,7 +369,8 @@ def train_teachers(init: BatchedMLP, data: DigitData, cfg: MnistConfig) -> tuple
 
 
 def distill_students(
-    teacher: BatchedMLP, students: BatchedMLP, aux_only: Tensor, d_in: int, cfg: MnistConfig
+    teacher: BatchedMLP, students: BatchedMLP, aux_only: Tensor, d_in: int, cfg: MnistConfig,
+    on_step: Callable[[int, BatchedMLP, Tensor], None] | None = None,
 ) -> tuple[BatchedMLP, Tensor]:
     """Distil `students` (groups of n_seeds, model-major) from the teacher of the same seed on noise.
 
@@ -344,7 +390,8 @@ def distill_students(
         return torch.where(aux_only, aux, kl_loss(logits, target))
 
     students = students.copy()
-    return students, train_models(students, batches(), loss_fn, cfg.lr)
+    hook = None if on_step is None else (lambda step, losses: on_step(step, students, losses))
+    return students, train_models(students, batches(), loss_fn, cfg.lr, hook)
 
 
 @dataclass
@@ -357,45 +404,70 @@ class MnistResult:
     hidden: int
     data: dict
     final_loss_by_condition: dict[str, list[float]] = field(default_factory=dict)
+    student_steps: int = 0
+    accuracy_by_steps: dict[int, dict[str, list[float]]] = field(default_factory=dict)
+    """{student steps: accuracy_by_condition} at each of cfg.sweep_steps (and student_steps)."""
 
-    def table(self) -> list[dict]:
+    def table(self, accuracy_by_condition: dict[str, list[float]] | None = None, steps: int | None = None) -> list[dict]:
+        acc = self.accuracy_by_condition if accuracy_by_condition is None else accuracy_by_condition
+        steps = self.student_steps if steps is None else steps
         return [
-            {"condition": c, **t_interval(a), "chance": CHANCE, "n_aux": self.n_aux, "hidden": self.hidden}
-            for c, a in self.accuracy_by_condition.items()
+            {"condition": c, **t_interval(a), "chance": CHANCE, "n_aux": self.n_aux, "hidden": self.hidden,
+             "student_steps": steps}
+            for c, a in acc.items()
         ]
 
-    def paired_difference(self, a: str = "student_aux", b: str = "cross_student_aux") -> dict:
+    def paired_difference(self, a: str = "student_aux", b: str = "cross_student_aux", accuracy_by_condition=None) -> dict:
         """Same-seed difference a - b (same teacher and noise, only the init differs)."""
-        diff = np.subtract(self.accuracy_by_condition[a], self.accuracy_by_condition[b])
+        acc = self.accuracy_by_condition if accuracy_by_condition is None else accuracy_by_condition
+        diff = np.subtract(acc[a], acc[b])
         return {"a": a, "b": b, **t_interval(diff)}
+
+    def steps_rows(self) -> list[dict]:
+        """Sweep rows (as `sweep` makes them) for every evaluated student step count."""
+        rows = []
+        for k, acc in sorted(self.accuracy_by_steps.items()):
+            rows += [{"sweep": "student_steps", "value": k, **row} for row in self.table(acc, k)]
+            diff = self.paired_difference(accuracy_by_condition=acc)
+            rows.append({"sweep": "student_steps", "value": k, "condition": f"{diff['a']} - {diff['b']}", **diff})
+        return rows
 
 
 def run_experiment(cfg: MnistConfig, data: DigitData | None = None) -> MnistResult:
     """Train teachers, distil four kinds of student, and measure every model's digit accuracy."""
     data = data if data is not None else load_data(cfg)
     sizes = [data.d_in, cfg.hidden, cfg.hidden, N_DIGITS + cfg.n_aux]
-    init = BatchedMLP.init(sizes, generators(cfg.seeds, "init"))
-    cross_init = BatchedMLP.init(sizes, generators(cfg.seeds, "cross-init"))
+    init = BatchedMLP.init(sizes, generators(cfg.seeds, "init"), cfg.init)
+    cross_init = BatchedMLP.init(sizes, generators(cfg.seeds, "cross-init"), cfg.init)
     teacher, teacher_loss = train_teachers(init, data, cfg)
+    fixed = {"reference": accuracy(init, data.x_test, data.y_test), "teacher": accuracy(teacher, data.x_test, data.y_test)}
 
     s = cfg.n_seeds
     students = cat_models([init, init, cross_init, cross_init])
     aux_only = torch.tensor([True] * s + [False] * s + [True] * s + [False] * s)
-    students, student_loss = distill_students(teacher, students, aux_only, data.d_in, cfg)
+    wanted = {cfg.student_steps, *cfg.sweep_steps}
+    snapshots: dict[int, tuple[Tensor, Tensor]] = {}  # step -> (accuracy, loss), each (4 kinds, seeds)
 
-    acc_students = accuracy(students, data.x_test, data.y_test).view(4, s)
-    acc = {
-        "reference": accuracy(init, data.x_test, data.y_test),
-        "teacher": accuracy(teacher, data.x_test, data.y_test),
-        "student_aux": acc_students[0], "student_all": acc_students[1],
-        "cross_student_aux": acc_students[2], "cross_student_all": acc_students[3],
-    }
-    losses = {"teacher": teacher_loss, **dict(zip(CONDITIONS[2:], student_loss.view(4, s)))}
+    def evaluate(step: int, model: BatchedMLP, losses: Tensor) -> None:
+        if step in wanted:
+            snapshots[step] = accuracy(model, data.x_test, data.y_test).view(4, s), losses.view(4, s)
+
+    # one trajectory to the largest count; the shorter counts are its prefixes (see sweep_steps)
+    distill_students(teacher, students, aux_only, data.d_in, replace(cfg, student_steps=max(wanted)), evaluate)
+
+    def by_condition(acc: Tensor) -> dict[str, list[float]]:
+        both = {**fixed, **dict(zip(CONDITIONS[2:], acc))}
+        return {c: both[c].tolist() for c in CONDITIONS}
+
+    acc_students, student_loss = snapshots[cfg.student_steps]
+    losses = {"teacher": teacher_loss, **dict(zip(CONDITIONS[2:], student_loss))}
     return MnistResult(
-        accuracy_by_condition={c: acc[c].tolist() for c in CONDITIONS},
+        accuracy_by_condition=by_condition(acc_students),
         seeds=cfg.seeds, n_aux=cfg.n_aux, hidden=cfg.hidden,
         data={"source": data.source, "d_in": data.d_in, "n_train": len(data.y_train), "n_test": len(data.y_test)},
         final_loss_by_condition={c: v.tolist() for c, v in losses.items()},
+        student_steps=cfg.student_steps,
+        accuracy_by_steps={k: by_condition(snapshots[k][0]) for k in sorted(cfg.sweep_steps)},
     )
 
 
@@ -406,7 +478,7 @@ def sweep(cfg: MnistConfig, name: str, values: Iterable[int], data: DigitData | 
     data = data if data is not None else load_data(cfg)
     rows = []
     for v in values:
-        result = run_experiment(replace(cfg, **{name: v, "sweep_aux": (), "sweep_hidden": ()}), data)
+        result = run_experiment(replace(cfg, **{name: v, "sweep_aux": (), "sweep_hidden": (), "sweep_steps": ()}), data)
         rows += [{"sweep": name, "value": v, **row} for row in result.table()]
         diff = result.paired_difference()
         rows.append({"sweep": name, "value": v, "condition": f"{diff['a']} - {diff['b']}", **diff})
@@ -426,15 +498,17 @@ def run_mnist(cfg: MnistConfig, out_dir: str | Path) -> dict:
         "chance": CHANCE,
         "accuracy_by_condition": result.accuracy_by_condition,
         "final_loss_by_condition": result.final_loss_by_condition,
+        "accuracy_by_steps": {str(k): v for k, v in result.accuracy_by_steps.items()},
         "data": result.data,
         "sweeps": {
             "n_aux": sweep(cfg, "n_aux", cfg.sweep_aux, data) if cfg.sweep_aux else [],
             "hidden": sweep(cfg, "hidden", cfg.sweep_hidden, data) if cfg.sweep_hidden else [],
+            "student_steps": result.steps_rows(),
         },
     }
     write_json(out_dir / RESULTS_FILE, results)
     manifest = {
-        "experiment": "E7-mnist", **provenance(), "config_hash": content_hash(asdict(cfg)),
+        "experiment": "E7-mnist", **provenance(), "config_hash": content_hash(cfg.key()),
         "seeds": cfg.seeds, "data": result.data, "wall_time_s": round(time.time() - started, 3),
     }
     write_json(out_dir / MANIFEST_FILE, manifest)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import gzip
 import json
 import struct
+from dataclasses import asdict
 
 import numpy as np
 import pytest
@@ -192,6 +193,72 @@ def test_same_init_aux_student_beats_chance_and_cross_init_does_not():
     assert result.paired_difference()["ci95"][0] > 0
 
 
+# ----------------------------------------------------------------------------- the steps axis and the init
+
+
+def test_with_cloud_et_al_s_init_same_init_students_learn_digits_and_cross_init_students_do_not():
+    # the init that lifts E7 (5 seeds at width 256: 0.67 vs 0.08 at 1600 steps), here tiny: width 64
+    cfg = MnistConfig(n_seeds=8, hidden=64, batch_size=32, teacher_steps=300, student_steps=800, init="normal")
+    result = run_experiment(cfg)
+    table = {row["condition"]: row for row in result.table()}
+    assert table["teacher"]["ci95"][0] > 0.8
+    assert table["student_aux"]["ci95"][0] > 2 * CHANCE
+    assert table["cross_student_aux"]["ci95"][0] < CHANCE
+    assert result.paired_difference()["ci95"][0] > 0.1
+
+
+def test_each_point_of_the_steps_axis_is_the_run_of_that_length():
+    # one trajectory evaluated as it passes each count == separate runs stopped there
+    curve = run_experiment(tiny_cfg(student_steps=3, sweep_steps=(2, 6)))
+    assert sorted(curve.accuracy_by_steps) == [2, 6]
+    for k in (2, 6):
+        alone = run_experiment(tiny_cfg(student_steps=k))
+        assert curve.accuracy_by_steps[k] == alone.accuracy_by_condition
+    alone = run_experiment(tiny_cfg(student_steps=3))
+    assert curve.accuracy_by_condition == alone.accuracy_by_condition  # the main table stays at student_steps
+    assert curve.final_loss_by_condition == alone.final_loss_by_condition
+
+
+def test_student_steps_sets_how_many_updates_the_students_get():
+    cfg = tiny_cfg(student_steps=7)
+    sizes = [64, 16, 16, N_DIGITS + cfg.n_aux]
+    teacher = BatchedMLP.init(sizes, generators(cfg.seeds, "teacher-for-test"))
+    students = BatchedMLP.init(sizes, generators(cfg.seeds, "init"))
+    seen = []
+    distill_students(teacher, students, torch.tensor([True, True]), 64, cfg, lambda step, model, losses: seen.append(step))
+    assert seen == list(range(1, 8))
+
+
+def test_normal_init_is_cloud_et_al_s_and_uniform_stays_nn_linear_s():
+    gens = generators(list(range(4)), "init")
+    normal = BatchedMLP.init([64, 256, 256, 13], gens, "normal")
+    for w, b in zip(normal.weights, normal.biases):
+        assert w.std().item() == pytest.approx(1 / np.sqrt(w.shape[1]), rel=0.02) and not b.any()
+    uniform = BatchedMLP.init([64, 256, 256, 13], generators(list(range(4)), "init"))
+    for w in uniform.weights:  # U(+-1/sqrt(fan_in)): sd 1/sqrt(3 fan_in), bounded
+        assert w.std().item() == pytest.approx(1 / np.sqrt(3 * w.shape[1]), rel=0.02)
+        assert w.abs().max().item() <= 1 / np.sqrt(w.shape[1])
+    with pytest.raises(ValueError, match="kind 'xavier'"):
+        BatchedMLP.init([4, 2], gens, "xavier")
+
+
+def test_run_ids_of_configs_from_before_the_new_fields_do_not_change():
+    from interp.runs import content_hash
+
+    # literal hashes of asdict(cfg) taken at 443ed0a, before sweep_steps and init existed
+    old_default = MnistConfig(n_seeds=25, n_aux=3, hidden=256, teacher_steps=600, student_steps=600, batch_size=128,
+                              lr=3e-4, init="uniform")
+    assert content_hash(old_default.key()) == "50762cf8e0f94e5a"
+    assert content_hash(MnistConfig(n_seeds=3, hidden=64, sweep_aux=(1, 10), student_steps=600,
+                                    teacher_steps=600, batch_size=128, init="uniform").key()) == "f13dcd3daeffa5f8"
+    changed = [MnistConfig(**{**old_default.key(), **kw}).key() for kw in ({"init": "normal"}, {"sweep_steps": (5,)})]
+    assert all(content_hash(k) != "50762cf8e0f94e5a" for k in changed)
+    # a config.json written before the fields existed reloads as the run it was, whatever the defaults
+    before = {k: v for k, v in old_default.key().items()}
+    assert MnistConfig.from_dict(before) == old_default
+    assert MnistConfig.from_dict(json.loads(json.dumps(asdict(tiny_cfg(init="normal"))))) == tiny_cfg(init="normal")
+
+
 # ----------------------------------------------------------------------------- statistics, runs, configs
 
 
@@ -203,13 +270,26 @@ def test_t_interval_matches_the_textbook_formula():
 
 
 def test_run_mnist_writes_a_run_directory(tmp_path):
+    from interp.runs import content_hash
+
     out = tmp_path / "run"
     run_mnist(tiny_cfg(sweep_aux=(1,)), out)
     assert sorted(p.name for p in out.iterdir()) == ["config.json", "manifest.json", "results.json"]
     results, manifest = json.loads((out / "results.json").read_text()), json.loads((out / "manifest.json").read_text())
     assert {r["condition"] for r in results["table"]} >= {"teacher", "student_aux", "cross_student_aux"}
     assert [r["value"] for r in results["sweeps"]["n_aux"]] == [1] * 7 and results["sweeps"]["hidden"] == []
+    assert results["sweeps"]["student_steps"] == []
     assert manifest["seeds"] == [0, 1] and manifest["wall_time_s"] > 0 and "git_commit" in manifest
+    assert manifest["config_hash"] == content_hash(tiny_cfg(sweep_aux=(1,)).key())
+
+
+def test_run_mnist_writes_the_steps_axis(tmp_path):
+    results = run_mnist(tiny_cfg(sweep_steps=(2, 4)), tmp_path / "run")["results"]
+    rows = results["sweeps"]["student_steps"]
+    assert [r["value"] for r in rows] == [2] * 7 + [4] * 7
+    assert sorted(results["accuracy_by_steps"]) == ["2", "4"]
+    pair = [r for r in rows if r["condition"] == "student_aux - cross_student_aux"]
+    assert len(pair) == 2 and all(r["n"] == 2 for r in pair)
 
 
 def test_sweep_rejects_unknown_fields():
@@ -220,7 +300,8 @@ def test_sweep_rejects_unknown_fields():
 @pytest.mark.parametrize(
     "field,value",
     [("n_seeds", 1), ("n_aux", 0), ("hidden", -3), ("teacher_steps", 0), ("batch_size", 2.5), ("lr", 0.0),
-     ("test_fraction", 1.0), ("sweep_hidden", (64, 0)), ("idx_dir", "/no/such/folder")],
+     ("test_fraction", 1.0), ("sweep_hidden", (64, 0)), ("idx_dir", "/no/such/folder"), ("sweep_steps", (0,)),
+     ("init", "xavier")],
 )
 def test_bad_config_values_raise_a_clear_error(field, value):
     with pytest.raises(ValueError, match=rf"MnistConfig\.{field}=.*: "):
