@@ -252,6 +252,9 @@ def mnist(
     idx_dir: Optional[Path] = typer.Option(None, help="Folder with real MNIST IDX files; default: sklearn's 8x8 digits."),
     sweep_m: Optional[list[int]] = typer.Option(None, "--sweep-m", help="Also rerun at this m (repeatable)."),
     sweep_hidden: Optional[list[int]] = typer.Option(None, "--sweep-hidden", help="Also rerun at this width (repeatable)."),
+    sweep_steps: Optional[list[int]] = typer.Option(
+        None, "--sweep-steps", help="Also score the students at this many steps, read off the same run (repeatable)."),
+    init: str = typer.Option("uniform", help="Initialisation: uniform (nn.Linear's) or normal (Cloud et al.'s N(0, 1/fan_in))."),
     out: Optional[Path] = typer.Option(None, help="Run directory; default artifacts/mnist/<run-id>."),
 ) -> None:
     """E7: digit accuracy of students distilled on auxiliary logits over noise (same vs cross init).
@@ -268,8 +271,9 @@ def mnist(
             n_seeds=seeds, first_seed=first_seed, n_aux=m, hidden=hidden, teacher_steps=teacher_steps,
             student_steps=student_steps, batch_size=batch_size, lr=lr, idx_dir=str(idx_dir) if idx_dir else None,
             sweep_aux=tuple(sweep_m or ()), sweep_hidden=tuple(sweep_hidden or ()),
+            sweep_steps=tuple(sweep_steps or ()), init=init,
         )
-        out = out or Path("artifacts/mnist") / run_id(cfg)
+        out = out or Path("artifacts/mnist") / run_id(cfg.key())  # the key: old configs keep their ids
         res = run_mnist(cfg, out)
     except (ValueError, FileNotFoundError) as e:
         fail(str(e))

@@ -319,3 +319,21 @@ def test_cli_mnist_prints_a_table_and_writes_the_run(tmp_path):
     assert result.exit_code == 0, result.output
     assert "student_aux" in result.output and (out / "manifest.json").exists()
     assert CliRunner().invoke(app, ["mnist", "--seeds", "1"]).exit_code == 2  # a clear error, not a traceback
+
+
+def test_cli_mnist_passes_init_and_steps_and_names_old_configs_runs_as_before(tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    from interp.cli import app
+    from interp.runs import content_hash
+
+    monkeypatch.chdir(tmp_path)  # the default run directory, artifacts/mnist/<time>-<hash>
+    base = ["mnist", "--seeds", "2", "--hidden", "8", "--teacher-steps", "4", "--student-steps", "4"]
+    assert CliRunner().invoke(app, base).exit_code == 0
+    assert CliRunner().invoke(app, [*base, "--init", "normal", "--sweep-steps", "2"]).exit_code == 0
+    runs = {json.loads((d / "config.json").read_text())["init"]: d.name for d in (tmp_path / "artifacts/mnist").iterdir()}
+    legacy = {k: v for k, v in asdict(MnistConfig(n_seeds=2, hidden=8, teacher_steps=4, student_steps=4)).items()
+              if k not in ("init", "sweep_steps")}
+    assert runs["uniform"].endswith(content_hash(legacy, n=8))  # a config from before the axis keeps its id
+    new = MnistConfig(n_seeds=2, hidden=8, teacher_steps=4, student_steps=4, init="normal", sweep_steps=(2,))
+    assert runs["normal"].endswith(content_hash(new.key(), n=8)) and content_hash(new.key(), n=8) != content_hash(legacy, n=8)
