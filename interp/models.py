@@ -126,11 +126,14 @@ class LoadedModel:
             # copy that says so, so nothing goes to the hub and our tokenizer stays untouched.
             tok = copy.copy(self.tokenizer)
             tok.init_kwargs = {"name_or_path": self.name, **self.tokenizer.init_kwargs, "add_bos_token": True}
+            # TransformerLens picks its adapter from the config's `architectures`, which a model
+            # built from a config (tiny, tiny-gemma) lacks: name the class the module is.
+            overrides = None if self.hf.config.architectures else {"architectures": [type(self.hf).__name__]}
             # The bridge also rewires the module tree it is given; give it a structural copy whose
             # parameters and buffers are the very same tensors.
             bridge = TransformerBridge.boot_transformers(
                 self.hf.config._name_or_path or self.name, hf_model=shared_copy(self.hf), tokenizer=tok,
-                device=str(self.device), dtype=next(self.hf.parameters()).dtype,
+                device=str(self.device), dtype=next(self.hf.parameters()).dtype, hf_config_overrides=overrides,
             )
             self._views["bridge"] = _no_second_bos(bridge)
         return self._views["bridge"]

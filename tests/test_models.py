@@ -117,3 +117,19 @@ def test_bridge_reads_chat_text_as_interp_does_one_bos_and_the_same_activations(
     plain = tiny.tokenizer("hello owl", add_special_tokens=False).input_ids
     assert bridge.to_tokens("hello owl")[0].tolist() == [tiny.tokenizer.bos_token_id, *plain]
     assert bridge.to_tokens(text, prepend_bos=True).shape[1] == ids.shape[1] + 1
+
+
+def test_bridge_works_on_tiny_gemma_whose_config_names_no_architecture(tiny_gemma):
+    # a model built from a config has no `architectures`; TransformerLens could not pick an adapter
+    from interp.steering import mean_activations
+
+    assert not tiny_gemma.hf.config.architectures
+    conv = [{"role": "user", "content": "Name your favorite animal using only one word."}]
+    text = tiny_gemma.chat(conv)
+    bridge = tiny_gemma.bridge()
+    assert bridge.to_tokens(text).tolist() == _ids(tiny_gemma).tolist()  # Gemma's template writes the one BOS
+    with torch.no_grad():
+        _, cache = bridge.run_with_cache(text, names_filter=lambda n: n.endswith("hook_resid_post"))
+    resid = torch.stack([cache[f"blocks.{l}.hook_resid_post"][0, -1] for l in range(tiny_gemma.n_layers)])
+    torch.testing.assert_close(resid, mean_activations(tiny_gemma, [conv], position="last"), rtol=0, atol=1e-4)
+    assert not tiny_gemma.hf.config.architectures  # our config untouched
