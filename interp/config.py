@@ -65,6 +65,19 @@ class DataSection(_Strict):
     # the teacher's weights while sampling: "bf16" is about 1.8x faster on a CPU with bf16 matmul
     # and gives other samples from the same distribution within the README's measured tolerance
     dtype: Literal["fp32", "bf16"] = "fp32"
+    # a score bin (issue 24.2, `interp.selection`): each trait teacher's students learn from the
+    # rows of this bin of its data ranked by its own teacher's per-row LLR against the base ("top",
+    # "middle", "bottom", "q<i>"; "random": as many rows at random); control students from a random
+    # bin of theirs, so every arm has as many rows. "all": every row (no selection stage)
+    select: str = "all"
+    select_bins: int = Field(5, ge=2)
+
+    @field_validator("select")
+    @classmethod
+    def _select(cls, v: str) -> str:
+        if v not in ("all", "top", "middle", "bottom", "random") and not re.fullmatch(r"q\d+", v):
+            raise ValueError("must be all, top, middle, bottom, random or q<bin>")
+        return v
 
     @field_validator("mix_animals")
     @classmethod
@@ -223,6 +236,11 @@ class E1Config(_Strict):
             raise ValueError(f"data.mix_animals: {self.animal!r} is the trait itself; list other animals")
         if self.data.mix_animals and self.train.loss_positions != "all":
             raise ValueError("train.loss_positions: not supported with data.mix_animals; run them separately")
+        if self.data.select != "all" and (self.data.mix_animals or self.train.loss_positions != "all"):
+            raise ValueError("data.select: a score bin is not supported with data.mix_animals or train.loss_positions; "
+                             "run them separately")
+        if self.data.select.startswith("q") and int(self.data.select[1:]) >= self.data.select_bins:
+            raise ValueError(f"data.select: {self.data.select!r} names no bin of data.select_bins = {self.data.select_bins}")
 
     def key(self) -> dict:
         """The settings that identify a run: the dump without the settings left at their no-op
@@ -237,6 +255,8 @@ class E1Config(_Strict):
             d["data"].pop("mix_animals")
         if self.data.dtype == "fp32":
             d["data"].pop("dtype")
+        if self.data.select == "all":
+            d["data"].pop("select"), d["data"].pop("select_bins")
         if self.train.loss_positions == "all":
             d["train"].pop("loss_positions"), d["train"].pop("divergence_rule")
         if not self.train.project_out:

@@ -18,6 +18,7 @@ from torch import Tensor
 
 from interp.distill import load_targets
 from interp.generate import FREE_SAMPLER
+from interp.lineage import find_vector_stage
 from interp.mix import mix_datasets
 from interp.models import DTYPES, LoadedModel
 from interp.prompts import PROMPT_VERSION
@@ -49,8 +50,10 @@ def dataset_stage(cache: Path, base: LoadedModel, teacher: Teacher, vector: Stee
 def make_dataset(st: Stage, base: LoadedModel, teacher: Teacher, vector: SteeringVector, dcfg: DataConfig,
                  kd: bool = False, progress: bool = True) -> None:
     """Sample and filter the teacher's dataset into `st` and finish the stage."""
-    man = generate_dataset(base, teacher, vector, dcfg, st.dir, progress=progress,
-                           extra_manifest={"stage_key": st.key}, record_grammar=kd)
+    # the vector's own stage, a parent pointer for `interp lineage` (the key holds only its hash)
+    vstage = find_vector_stage(st.root, vector.hash()) if teacher.kind in VECTOR_KINDS else None
+    man = generate_dataset(base, teacher, vector, dcfg, st.dir, progress=progress, record_grammar=kd,
+                           extra_manifest={"stage_key": st.key, **({"vector_stage": vstage.name} if vstage else {})})
     st.finish(dataset_hash=man["dataset_hash"], n_kept=man["n_kept"], filter=man["filter"],
               generation=man["generation"], teacher_logprobs_hash=man["teacher_logprobs_hash"])
 

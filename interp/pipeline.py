@@ -256,6 +256,11 @@ class _E1:
             shares = data.manifest()["shares"]
             verify_dataset(data, self.kd)
             stats["mix"] = shares
+        if cfg.data.select != "all":  # a score bin of the data (issue 24.2, `interp.selection`)
+            from interp.selection import selected_data
+
+            data = selected_data(self.runner, cfg, kind, seed, teacher_base, vector, dstage, self.kd)
+            stats["select"] = {"quantile": data.manifest()["selection"]["quantile"], "n_kept": data.manifest()["n_kept"]}
         divergence = None
         if uses_divergence(cfg, kind):
             divergence = self.runner.run(f"divergence/{label}", divergence_stage(self.cache, dstage),

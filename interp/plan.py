@@ -25,6 +25,23 @@ from interp.teachers import VECTOR_KINDS
 CACHED, TO_COMPUTE, PENDING = "cached", "to compute", "pending"
 
 
+def plan_selection(cfg: E1Config, kind: str, seed: int, m, vector, dentry: dict, dstage: Stage | None, add,
+                   cache: Path) -> tuple[dict, Stage | None]:
+    """`data.select`'s stages (`interp.selection.selected_data`): the row scores (trait kinds) and
+    the bin, each pending until what its key needs is cached."""
+    from interp.selection import score_stage, select_stage
+
+    which, label = (cfg.data.select if kind != "control" else "random"), f"{kind}/seed{seed}"
+    sstage, waits = None, None if dstage is not None else dentry["name"]
+    if which != "random":
+        ready = dstage is not None and dstage.done
+        sstage = score_stage(cache, m, cfg.teacher_for(kind, seed), vector, dstage, cfg.train.max_len) if ready else None
+        add(f"rowscore/{label}", sstage, None if ready else dentry["name"])
+        waits = None if sstage is not None and sstage.done else f"rowscore/{label}"
+    sel = None if waits else select_stage(cache, dstage, sstage, which, cfg.data.select_bins, seed)
+    return add(f"select/{label}", sel, waits), sel
+
+
 def plan_e1(cfg: E1Config, root: str | Path = "artifacts") -> dict:
     """{"run_id", "run_dir", "stages": [{"name", "status", "dir" | None, "waits_on" | None}]}, in
     the order `run_e1` meets them; `status` is cached, to compute or pending (see the module doc).
@@ -89,6 +106,8 @@ def plan_e1(cfg: E1Config, root: str | Path = "artifacts") -> dict:
                 missing = next((e["name"] for e, st in sources.values() if st is None), None)
                 mstage = None if missing else mix_stage(cache, {a: st for a, (_, st) in sources.items()}, kd)
                 data_entry, data_stage = add(f"mix/{kind}/seed{seed}", mstage, missing), mstage
+            if cfg.data.select != "all":  # a score bin (issue 24.2): its key holds the scores', theirs the rows' hash
+                data_entry, data_stage = plan_selection(cfg, kind, seed, teacher_base, vec[1], dentry, dstage, add, cache)
             divergence = None
             if uses_divergence(cfg, kind):
                 divergence = divergence_stage(cache, dstage) if dstage is not None else None

@@ -21,7 +21,8 @@ value accounts for the choice.
 
 from __future__ import annotations
 
-from typing import Sequence
+import contextlib
+from typing import Callable, ContextManager, Sequence
 
 import torch
 from torch import Tensor
@@ -32,7 +33,7 @@ from interp.analysis.gradients import permutation_p
 from interp.distill import GRAMMAR_SIZE, grammar_logits, grammar_token_ids
 from interp.generate import NumberGrammar
 from interp.models import LoadedModel
-from interp.rows import build_examples, collate, completion_hidden, completion_logits
+from interp.rows import Example, build_examples, collate, completion_hidden, completion_logits
 from interp.stats import label_permutations, mean_differences
 from interp.steering import Steering, SteeringVector, steer
 
@@ -83,6 +84,26 @@ def _grammar_allowed(labels: Tensor, grammar: NumberGrammar) -> Tensor:
     return torch.stack(out) if out else torch.zeros(0, GRAMMAR_SIZE, dtype=torch.bool)
 
 
+def _grammar(model: LoadedModel, vocab: str, max_numbers: int) -> tuple[Tensor | None, NumberGrammar | None]:
+    """The grammar's vocabulary ids and state machine (vocab "grammar"), or None, None ("full")."""
+    if vocab != "grammar":
+        return None, None
+    grammar = grammar_token_ids(model.tokenizer).to(model.device)
+    return grammar, NumberGrammar(model.tokenizer, int(grammar[-1]), max_numbers)
+
+
+def _read_batch(model: LoadedModel, examples: list[Example], grammar: Tensor | None,
+                machine: NumberGrammar | None) -> tuple[batching.Batch, Tensor, Tensor | None]:
+    """A batch of examples on the model's device, its labels (grammar indices with a grammar) and
+    the tokens the grammar allowed at each completion position (None without one)."""
+    batch, labels = collate(examples, model.tokenizer.pad_token_id)
+    allowed = None
+    if grammar is not None:
+        labels = _grammar_labels(labels, grammar.cpu())
+        allowed = _grammar_allowed(labels, machine).to(model.device)
+    return batch.to(model.device), labels.to(model.device), allowed
+
+
 @torch.inference_mode()
 def steering_loglik(model: LoadedModel, rows: list[dict], bank: dict[str, SteeringVector], layer: int,
                     multipliers: Sequence[float] = (0.5,), scope: str = "all", vocab: str = "grammar",
@@ -107,18 +128,12 @@ def steering_loglik(model: LoadedModel, rows: list[dict], bank: dict[str, Steeri
     steerings = [Steering(layer, m, scope=scope) for m in mults]  # validates scope
     names = list(bank)
     examples = build_examples(model, rows, max_len)
-    grammar = grammar_token_ids(model.tokenizer).to(model.device) if vocab == "grammar" else None
-    machine = NumberGrammar(model.tokenizer, int(grammar[-1]), max_numbers) if grammar is not None else None
+    grammar, machine = _grammar(model, vocab, max_numbers)
     out = torch.zeros(len(examples), len(names), len(mults), dtype=torch.float64)
     chunks = list(batching.chunks(len(examples), batch_size))
     bar = tqdm(total=len(chunks) * (1 + len(names) * len(mults)), desc=desc, disable=not progress, leave=False)
     for sl in chunks:
-        batch, labels = collate(examples[sl], model.tokenizer.pad_token_id)
-        allowed = None
-        if grammar is not None:
-            labels = _grammar_labels(labels, grammar.cpu())
-            allowed = _grammar_allowed(labels, machine).to(model.device)
-        batch, labels = batch.to(model.device), labels.to(model.device)
+        batch, labels, allowed = _read_batch(model, examples[sl], grammar, machine)
         lengths = torch.tensor([len(e.prompt_ids) for e in examples[sl]])
         base = _row_logliks(model, batch, labels, grammar, allowed)
         bar.update()
@@ -129,6 +144,28 @@ def steering_loglik(model: LoadedModel, rows: list[dict], bank: dict[str, Steeri
                     out[sl, j, k] = _row_logliks(model, batch, labels, grammar, allowed) - base
                 bar.update()
     bar.close()
+    return out
+
+
+@torch.inference_mode()
+def completion_logliks(model: LoadedModel, examples: list[Example], vocab: str = "grammar", batch_size: int = 8,
+                       context: Callable[[], ContextManager] | None = None, progress: bool = False,
+                       desc: str = "log-likelihood", max_numbers: int = 10) -> Tensor:
+    """(n,) float64: each example's summed log-probability of its completion tokens (end-of-turn
+    included), read as `steering_loglik` reads them (`vocab` likewise), inside `context()` when
+    given (a teacher's steering: a `ResidEdit` it yields gets each row's prompt length, so a
+    "prompt"/"generated" scope splits where it did while sampling). A difference of two calls over
+    equally batched examples is a per-row log-likelihood ratio (`interp.row_audit`)."""
+    if vocab not in VOCABS:
+        raise ValueError(f"vocab: {vocab!r} is not one of {VOCABS}")
+    grammar, machine = _grammar(model, vocab, max_numbers)
+    out = torch.zeros(len(examples), dtype=torch.float64)
+    for sl in tqdm(list(batching.chunks(len(examples), batch_size)), desc=desc, disable=not progress, leave=False):
+        batch, labels, allowed = _read_batch(model, examples[sl], grammar, machine)
+        with (context or contextlib.nullcontext)() as edit:
+            if hasattr(edit, "set_prompt_lengths"):
+                edit.set_prompt_lengths(torch.tensor([len(e.prompt_ids) for e in examples[sl]]))
+            out[sl] = _row_logliks(model, batch, labels, grammar, allowed)
     return out
 
 
