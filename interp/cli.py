@@ -11,7 +11,7 @@ from typing import Optional
 
 import typer
 
-from interp.cli_analysis import analyze, audit, bank, divergence, entangle
+from interp.cli_analysis import analyze, audit, bank, divergence, entangle, lineage, row_audit, select
 from interp.cli_support import (
     JSON_HELP, call, console, dir_name, done, fail, finite, json_output, note, parse_list, path_str, show,
 )
@@ -347,7 +347,7 @@ def plot(
                   f"[bold]{run_dir / FIGURES_DIR}[/bold] in {time.perf_counter() - started:.1f} s")
 
 
-for command in (analyze, entangle, divergence, bank, audit):  # the analysis commands, defined in cli_analysis
+for command in (analyze, entangle, divergence, bank, audit, row_audit, select, lineage):  # the analysis commands, defined in cli_analysis
     app.command()(command)
 
 if __name__ == "__main__":

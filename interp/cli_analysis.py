@@ -1,5 +1,5 @@
 """The `interp` commands that analyse runs, datasets and models: analyze, entangle, divergence,
-bank and audit (registered on the app by `interp.cli`). Each builds a config, calls one library
+bank, audit, row-audit, select and lineage (registered on the app by `interp.cli`). Each builds a config, calls one library
 runner and prints the tables `interp.tables` renders from its results."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from typing import Optional
 
 import typer
 
-from interp.cli_support import JSON_HELP, call, console, done, finite, json_output, note, parse_list, path_str, show
+from interp.cli_support import JSON_HELP, call, console, dir_name, done, finite, json_output, note, parse_list, path_str, show
 
 
 @json_output
@@ -199,4 +199,92 @@ def audit(
     out = out or cfg.default_dir(res["layer"])
     show(audit_table(res, cfg.name, console.width))
     done(out, "results.json, manifest.json")
+    return res
+
+
+@json_output
+def row_audit(
+    dataset: Path = typer.Argument(..., help="Dataset directory scored (`interp generate`, an E1 data stage, `interp select`)."),
+    teacher: str = typer.Option("steered", help="The candidate teacher: steered, random, prompted, prompted_ablated, "
+                                "or control with --teacher-model."),
+    vector: Optional[Path] = typer.Option(None, help="The trait vector's directory (steered, random, prompted_ablated)."),
+    layer: int = typer.Option(8, help="Steering layer."),
+    multiplier: float = typer.Option(0.5, help="Steering multiplier (x the layer's residual norm)."),
+    scope: str = typer.Option("all", help="Steered tokens: all, prompt or generated."),
+    animal: str = typer.Option("owl", help="The trait (prompted teachers' system prompt)."),
+    random_seed: int = typer.Option(0, help="The random teacher's direction seed."),
+    teacher_model: Optional[Path] = typer.Option(None, help="A student stage directory: the teacher is that student "
+                                                 "(a fine-tuned or first-generation teacher)."),
+    control: Optional[Path] = typer.Option(None, help="A control teacher's dataset: the AUROC of DATASET's rows against its rows."),
+    model: Optional[str] = typer.Option(None, help="The base the data would train (default: the dataset manifest's)."),
+    vocab: str = typer.Option("grammar", help="'grammar' (number data, as a constrained teacher samples) or 'full'."),
+    n_rows: int = typer.Option(0, min=0, help="Rows scored per dataset, the first ones (0 = all; `interp select` needs all)."),
+    batch_size: int = typer.Option(8, min=1),
+    out: Optional[Path] = typer.Option(None, help="Output directory (default artifacts/row-audits/<dataset>-<teacher>...)."),
+    device: str = typer.Option("auto", help="cpu, cuda or auto."),
+    progress: bool = typer.Option(True, help="Show progress bars."),
+    json_out: bool = typer.Option(False, "--json", help=JSON_HELP),
+) -> dict:
+    """Score every row of a dataset by log P(teacher) - log P(base) of its completion, teacher-forced
+    as a student reads it; with --control, the AUROC of its rows against the control's.
+
+    Example: interp row-audit artifacts/cache/data-<hash> --vector artifacts/cache/vector-<hash> --layer 8
+             --multiplier 0.5 --control artifacts/cache/data-<control hash>
+    """
+    from interp.row_audit import RowAuditConfig, run_row_audit
+    from interp.tables import row_audit_table
+
+    finite(multiplier=multiplier)
+    cfg = call(RowAuditConfig, dataset=str(dataset), teacher=teacher, vector=path_str(vector), layer=layer,
+               multiplier=multiplier, scope=scope, animal=animal, random_seed=random_seed,
+               teacher_model=path_str(teacher_model), control=path_str(control), model=model, vocab=vocab,
+               n_rows=n_rows, batch_size=batch_size, device=device)
+    out = out or cfg.default_dir()
+    res = call(run_row_audit, cfg, out, progress)
+    show(row_audit_table(res, console.width))
+    done(out, "scores.safetensors, results.json, manifest.json")
+    return res
+
+
+@json_output
+def select(
+    dataset: Path = typer.Argument(..., help="The dataset directory the scores were computed for."),
+    scores: Path = typer.Option(..., "--scores", help="A row audit of exactly this dataset (`interp row-audit`)."),
+    quantile: str = typer.Option("top", help="top, middle, bottom, random (equal rows, by seed) or q0..q<bins-1>."),
+    bins: int = typer.Option(5, min=2, help="Equal bins the rows are cut into by score (5: quintiles)."),
+    seed: int = typer.Option(0, help="Seed of the random bin."),
+    out: Optional[Path] = typer.Option(None, help="Output dataset directory (default <dataset>-<quantile>-of-<bins>)."),
+    json_out: bool = typer.Option(False, "--json", help=JSON_HELP),
+) -> dict:
+    """Write the rows of one score bin of a dataset (top, middle, bottom quintile, or a random one
+    with as many rows) as a new dataset directory, with its lineage to the dataset and the scores.
+
+    Example: interp select artifacts/cache/data-<hash> --scores artifacts/row-audits/<name> --quantile top
+    """
+    from interp.selection import select_dataset
+    from interp.tables import selection_line
+
+    out = out or dataset.parent / f"{dataset.name}-{dir_name(quantile, '--quantile')}-of-{bins}"
+    man = call(select_dataset, dataset, scores, out, quantile, bins, seed)
+    console.print(selection_line(man), markup=False, highlight=False)
+    done(out, "dataset.jsonl, manifest.json")
+    return man
+
+
+@json_output
+def lineage(
+    target: Path = typer.Argument(..., help="A run directory (`interp run`) or a stage directory (student, data, mix, vector)."),
+    json_out: bool = typer.Option(False, "--json", help=JSON_HELP),
+) -> dict:
+    """Follow the manifests back: each student -> its dataset -> its teacher (kind, steering, base
+    fingerprint, noise) -> the vector, and through a student that taught a later generation, on to
+    the first teacher's vector.
+
+    Example: interp lineage artifacts/e1/<run-id>
+    """
+    from interp.lineage import lineage as trace
+    from interp.tables import lineage_text
+
+    res = call(trace, target)
+    show(lineage_text(res))
     return res

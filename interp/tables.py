@@ -218,6 +218,68 @@ def audit_table(res: dict, name: str, width: int = WIDTH) -> str:
                   width=width)
 
 
+def row_audit_table(res: dict, width: int = WIDTH) -> str:
+    """`interp row-audit`: the per-row LLR of the teacher against the base, per dataset, and the
+    AUROC of trait rows against control rows."""
+    t = res["teacher"]
+    who = t["kind"] + (" on a student" if res.get("teacher_model") else "") + (
+        f" (layer {t['steering']['layer']}, x{t['steering']['multiplier']:g})" if "steering" in t else "")
+    rows = [("dataset", res["llr"]["n"], ci(res["llr"], "{:+.3f}"))]
+    if "control_llr" in res:
+        rows.append(("control", res["control_llr"]["n"], ci(res["control_llr"], "{:+.3f}")))
+    items = [_table(("rows", "n", "LLR nats/row [95% CI]"), rows,
+                    title=f"log P(teacher) - log P(base) per row, {res['vocab']} vocabulary; teacher {who}")]
+    if "auroc" in res:
+        a = res["auroc"]
+        items.append(f"AUROC of dataset rows against control rows: {a['auroc']:.3f} "
+                     f"[{a['ci95'][0]:.3f}, {a['ci95'][1]:.3f}] (DeLong)")
+    items.append(f"scores key {res['key']}")
+    return render(*items, width=width)
+
+
+def selection_line(man: dict) -> str:
+    """`interp select`: the bin written and its score range."""
+    s = man["selection"]
+    head = f"{s['quantile']} of {s['bins']} bins: {man['n_kept']} of {man['parent']['n_rows']} rows"
+    if "llr_min" not in s:  # a random bin made without scores
+        return head
+    return (f"{head}, LLR {s['llr_min']:+.3f} to {s['llr_max']:+.3f} (mean {s['llr_mean']:+.3f}; "
+            f"all rows {s['parent_llr_mean']:+.3f})")
+
+
+def _lineage_line(n: dict) -> str:
+    k = n["kind"]
+    if k == "student":
+        return f"student {n.get('name', '')} seed {n.get('seed')} ({n.get('method')}) {n['dir']}".replace("  ", " ")
+    if k == "dataset":
+        t = n["teacher"]
+        how = f" layer {t['steering']['layer']} x{t['steering'].get('multiplier', 0):g}" if "steering" in t else ""
+        return f"dataset: {t['kind']} teacher{how}, {n['n_kept']} rows {n['dir']}"
+    if k == "selection":
+        return f"selection: {n['quantile']} of {n['bins']} bins by scores {n['score_key']}, {n['n_kept']} rows {n['dir']}"
+    if k == "mix":
+        return f"mix: {n['shares']} {n['dir']}"
+    if k == "vector":
+        return f"vector {n['vector_hash']} ({n['trait']}, {n['n_pairs']} pairs) {n['dir']}"
+    if k == "model":
+        return f"model {n['name']} (fingerprint {n['fingerprint']})" + (f" noise {n['noise']}" if n.get("noise") else "")
+    return f"{k}: " + ", ".join(f"{a} {b}" for a, b in n.items() if a not in ("kind", "parents"))
+
+
+def lineage_text(res: dict) -> str:
+    """`interp lineage`: each student's (or the stage's) ancestry as an indented tree."""
+    lines: list[str] = []
+
+    def walk(n: dict, depth: int) -> None:
+        lines.append("  " * depth + ("<- " if depth else "") + _lineage_line(n))
+        for p in n.get("parents", []):
+            walk(p, depth + 1)
+
+    for root in res["roots"]:
+        walk(root, 0)
+    return "\n".join(lines) + "\n"
+
+
 def analysis_tables(res: dict, width: int = WIDTH) -> str:
     """`interp analyze`: shifts and weight deltas, the gradient audit, emergence, sufficiency,
     necessity and the dose-response, each at the steering layer (or the middle layer read)."""
