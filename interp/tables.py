@@ -20,8 +20,10 @@ WIDTH = 80
 
 def render(*items, width: int = WIDTH) -> str:
     """Tables and lines of text as plain text `width` columns wide (no markup is interpreted)."""
+    # force_jupyter=False: inside Jupyter rich would also display each table itself, so a notebook's
+    # print(render(...)) showed it twice
     console = Console(width=width, record=True, file=io.StringIO(), markup=False, highlight=False,
-                      emoji=False, color_system=None)
+                      emoji=False, color_system=None, force_jupyter=False)
     for item in items:
         if item is not None:
             console.print(item)
