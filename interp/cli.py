@@ -65,6 +65,7 @@ def steer(
     from interp.steering_run import SWEEP_FILE, SteerConfig, run_steer
     from interp.tables import steer_table
 
+    dir_name(animal, "--animal")  # it names the vector's directory
     cfg = call(SteerConfig, animal=animal, model=model, pairs=path_str(pairs), n_pairs=n_pairs,
                position=position, layers=tuple(parse_list(layers, int, "layers")),
                multipliers=tuple(parse_list(multipliers, float, "multipliers")), split=split, device=device)
@@ -204,6 +205,12 @@ def sweep(
     root: Path = typer.Option(Path("artifacts"), help="Artifact root: the sweep under <root>/<sweep name>/, stages under <root>/cache/."),
     executor: str = typer.Option(None, help="local (this machine) or submitit (SLURM); default: sweep.executor."),
     workers: int = typer.Option(None, min=1, help="Local jobs at once (1: in this process); default: sweep.workers."),
+    partition: str = typer.Option(None, help="SLURM partition (implies --executor submitit; overrides \\[sweep] slurm)."),
+    time_min: int = typer.Option(None, "--time", min=1, help="SLURM time limit per job, minutes (default 240)."),
+    cpus: int = typer.Option(None, min=1, help="CPUs per job (SLURM cpus_per_task; also the job's torch threads)."),
+    mem_gb: int = typer.Option(None, min=1, help="Memory per job, GB."),
+    gpus: int = typer.Option(None, min=0, help="GPUs per job."),
+    cluster: str = typer.Option(None, help="submitit's executor: slurm (default where srun exists), local (subprocesses here) or debug."),
     dry_run: bool = typer.Option(False, "--dry-run", help="List the cells and jobs, run nothing."),
     format: str = typer.Option("html,png", "--format", help="Figures written to the sweep's figures/: html, png, svg, pdf."),
     progress: bool = typer.Option(True, help="Show a progress bar over jobs."),
@@ -216,7 +223,7 @@ def sweep(
     from interp.export import parse_formats, save_figures
     from interp.plots import FIGURES_DIR, sweep_transfer
     from interp.tables import sweep_plan_table, sweep_tables
-    from interp.sweep import load_sweep, run_sweep
+    from interp.sweep import load_sweep, run_sweep, slurm_options
 
     try:
         sw = load_sweep(config)
@@ -229,7 +236,8 @@ def sweep(
         show(sweep_plan_table(plan, console.width))
         return plan
     try:
-        res = run_sweep(sw, root, executor, workers, progress, log=console.print)
+        res = run_sweep(sw, root, executor, workers, progress, log=console.print,
+                        slurm=slurm_options(partition, time_min, cpus, mem_gb, gpus, cluster))
     except (ValueError, RuntimeError, ModuleNotFoundError, FileNotFoundError) as e:
         fail(str(e))
     show(sweep_tables(res, console.width))
