@@ -328,11 +328,15 @@ def theorem(
 
 
 @app.command()
+@json_output
 def plot(
-    run_dir: Path = typer.Argument(..., help="A run directory: E1 (`interp run`), vector (`interp steer`), `interp mnist` or `interp theorem`."),
+    run_dir: Path = typer.Argument(..., help="An artifact directory: `interp run`, `sweep`, `steer`, `analyze` "
+                                   "(RUN/analysis), `entangle`, `divergence`, `audit`, `mnist` or `theorem`."),
     format: str = typer.Option("html,png", "--format", help="Comma-separated: html, png, svg, pdf (HTML is always written)."),
-) -> None:
-    """Write every figure a run directory supports to RUN_DIR/figures/ (fixed file names).
+    json_out: bool = typer.Option(False, "--json", help="Print {kind, figures, written} on stdout as JSON; everything else goes to stderr."),
+) -> dict:
+    """Write every figure an artifact directory supports to RUN_DIR/figures/ (fixed file names);
+    its kind comes from its manifest.
 
     Example: interp plot artifacts/e1-tiny/<run-id> --format html,png,svg,pdf
     """
@@ -353,6 +357,7 @@ def plot(
     note(saved.message)
     console.print(f"{kind} run: {len(figs)} figures, {len(saved.written)} files written to "
                   f"[bold]{run_dir / FIGURES_DIR}[/bold] in {time.perf_counter() - started:.1f} s")
+    return {"kind": kind, "figures": list(figs), "written": [str(p) for p in saved.written], "note": saved.message}
 
 
 for command in (analyze, entangle, divergence, bank, audit, row_audit, select, lineage):  # the analysis commands, defined in cli_analysis

@@ -148,6 +148,22 @@ def steering_sweep(
         p = float(score.prob().mean())
         cells.append({"layer": layer, "multiplier": mult, "prob": p, "ratio": p / base_p,
                       "logprob_shift": float((score.logp() - base.logp()).mean()),
-                      "share": float(score.share().mean()), "mean_rank": float(score.rank().float().mean())})
+                      "share": float(score.share().mean()), "mean_rank": float(score.rank().float().mean()),
+                      **_paired_intervals(score, base)})
     return {"animal": animal, "scope": scope, "base_prob": base_p, "base_share": float(base.share().mean()),
-            "n_questions": len(questions), "cells": cells}
+            "n_questions": len(questions), "interval": f"95% paired bootstrap over questions ({N_BOOT_SWEEP} draws)",
+            "cells": cells}
+
+
+N_BOOT_SWEEP = 2000
+
+
+def _paired_intervals(score: TraitScore, base: TraitScore, n_boot: int = N_BOOT_SWEEP, seed: int = 0) -> dict:
+    """95% percentile intervals of a sweep cell's ratio and mean log-prob shift, resampling the
+    questions (the same draw for the steered and the unsteered model: they are paired)."""
+    p, p0 = score.prob().double(), base.prob().double()
+    d = (score.logp() - base.logp()).double()
+    idx = torch.randint(0, len(p), (n_boot, len(p)), generator=torch.Generator().manual_seed(seed))
+    q = torch.tensor([0.025, 0.975], dtype=torch.float64)
+    return {"ratio_ci95": torch.quantile(p[idx].mean(1) / p0[idx].mean(1), q).tolist(),
+            "logprob_shift_ci95": torch.quantile(d[idx].mean(1), q).tolist()}

@@ -486,3 +486,260 @@ def test_notebook_figures_png_is_rendered_by_chromium(monkeypatch):
     export.use_notebook_figures()
     png = base64.b64decode(go.Figure(go.Bar(y=[1, 2]))._repr_mimebundle_()["image/png"])
     assert png.startswith(b"\x89PNG") and read_png(png)[:2] == (export.WIDTH, export.HEIGHT)
+
+
+# ----------------------------------------------------------------------------- figure defects (issue 27, item 10)
+
+
+def _ci(values: list[float]) -> dict:
+    from interp.stats import t_interval
+
+    return t_interval(values)
+
+
+def _analysis_results(arms=("control", "steered"), layers=(0, 1, 2, 3), seeds=(0, 1, 2)) -> dict:
+    """An analysis results.json's shape (`interp analyze`), with made-up numbers: every arm's
+    interval sits at the same layers, as a real one's do."""
+    readers = ("gate_proj", "k_proj", "q_proj", "up_proj", "v_proj")
+    writers = ("down_proj", "o_proj")
+
+    def cell(k: float) -> dict:
+        return _ci([k, k + 0.1, k + 0.2][: len(seeds)])
+
+    shift = {t: {p: {"by_layer": [{"cosine": cell(0.01 * l), "null_sd": 0.05} for l in layers]}
+                 for p in ("all", "last")} for t in ("numbers", "questions")}
+    return {
+        "animal": "owl", "layers": list(layers), "seeds": list(seeds), "vector": {"steering_layer": 2, "d_model": 64},
+        "activation_shift": {a: shift for a in arms},
+        "weights": {a: {"by_layer": [{"modules": {**{m: {"role": "reader", "z": cell(l)} for m in readers},
+                                                  **{m: {"role": "writer", "z": cell(-l)} for m in writers}}}
+                                     for l in layers]} for a in arms},
+        "gradients": {a: {"by_layer": [{"descent_cosine": cell(0.02 * l)} for l in layers]} for a in arms if a != "control"},
+        "sufficiency": {a: {"specific_shift": cell(0.3 + i), "random_specific_shift": cell(-0.1)} for i, a in enumerate(arms)},
+    }
+
+
+def _legend_above(fig: go.Figure) -> bool:
+    """Whether the legend sits above the plot (the template's place), in the title's band."""
+    legend = fig.layout.legend
+    orientation = legend.orientation or fig.layout.template.layout.legend.orientation
+    y = legend.y if legend.y is not None else fig.layout.template.layout.legend.y
+    return orientation == "h" and y >= 1.0
+
+
+def test_a_legend_too_long_for_one_row_moves_beside_the_plot_off_the_title():
+    from interp.plots._style import LEGEND_CHAR_PX, LEGEND_ITEM_PX, LEGEND_ROW_PX, legend_entries
+
+    figs = plots.analysis_figures(_analysis_results())
+    readers = figs["weights_readers"]  # 2 arms x 5 reader modules: three rows above the plot, over the title
+    names = legend_entries(readers)
+    assert len(names) == 10 and sum(LEGEND_ITEM_PX + LEGEND_CHAR_PX * len(n) for n in names) > LEGEND_ROW_PX
+    assert not _legend_above(readers)
+    assert readers.layout.legend.orientation == "v" and readers.layout.legend.x >= 1.0  # right of the plot
+    # a legend that fits in one row stays above the plot, where the template puts it
+    short = plots.analysis_figures(_analysis_results())["shift_numbers_all"]
+    assert len(legend_entries(short)) == 2 and _legend_above(short)
+
+
+def test_every_figure_of_a_run_keeps_its_legend_to_one_row_above_the_plot(e1, sweep_dir, mnist_dir, theorem_dir):
+    from interp.plots._style import LEGEND_CHAR_PX, LEGEND_ITEM_PX, LEGEND_ROW_PX, legend_entries
+
+    figs = [f for d in (e1[1], sweep_dir, mnist_dir, theorem_dir) for f in plots.run_figures(d)[1].values()]
+    figs += list(plots.analysis_figures(_analysis_results()).values())
+    for fig in figs:
+        names = legend_entries(fig)
+        if len(names) > 1 and _legend_above(fig):
+            assert sum(LEGEND_ITEM_PX + LEGEND_CHAR_PX * len(n) for n in names) <= LEGEND_ROW_PX, fig.layout.title.text
+
+
+def test_sufficiency_legend_colours_are_the_colours_of_their_bars():
+    from interp.plots._style import arm_color
+
+    res = _analysis_results()
+    fig = plots.analysis_figures(res)["sufficiency"]
+    bars = [t for t in fig.data if isinstance(t, go.Bar)]
+    for tr in bars:  # one colour per trace: the legend swatch is the bars' colour
+        assert isinstance(tr.marker.color, str), tr.name
+    students = {tr.x[0]: tr for tr in bars if tr.offsetgroup == "shift"}
+    assert set(students) == {"control", "steered"}
+    for arm, tr in students.items():
+        assert list(tr.x) == [arm] and tr.marker.color == arm_color(arm) and arm in tr.name
+        assert _close(tr.y, [res["sufficiency"][arm]["specific_shift"]["mean"]])
+        assert _close([v[0] for v in _lo_hi(tr)], res["sufficiency"][arm]["specific_shift"]["ci95"])
+    (random,) = [tr for tr in bars if tr.offsetgroup == "random"]
+    assert list(random.x) == ["control", "steered"] and random.marker.color not in {arm_color(a) for a in students}
+
+
+@pytest.mark.parametrize("name", ["shift_numbers_all", "weights_readers", "weights_writers", "shift_questions_last"])
+def test_error_bars_of_different_arms_at_one_layer_do_not_overlap(name):
+    res = _analysis_results()
+    fig = plots.analysis_figures(res)[name]
+    series = [t for t in fig.data if t.error_y and t.error_y.array is not None]
+    assert len(series) >= 2
+    for k, layer in enumerate(res["layers"]):
+        xs = [t.x[k] for t in series]
+        assert len(set(xs)) == len(xs)  # side by side, not on top of each other
+        assert all(abs(x - layer) < 0.5 for x in xs)  # still at their layer (ticks stay on the layers)
+        assert all(f"layer {layer}<br>" in t.hovertext[k] for t in series)  # the hover names the true layer
+    assert list(fig.layout.xaxis.tickvals) == res["layers"]
+
+
+def test_emergence_and_mnist_sweep_series_sit_side_by_side():
+    res = _analysis_results()
+    steps = [0, 5, 10]
+    res["emergence"] = {a: {"layer": 2, "by_texts": {"questions/all": [{"step": s, "cosine": _ci([0.1, 0.2, 0.3])}
+                                                                       for s in steps]}} for a in ("control", "steered")}
+    fig = plots.analysis_figures(res)["emergence"]
+    a, b = fig.data[0], fig.data[1]
+    assert all(x != y and abs(x - s) < 2.5 for x, y, s in zip(a.x, b.x, steps))
+    assert "step 5<br>" in a.hovertext[1]
+
+
+def test_animal_shifts_draw_each_shifts_interval_from_the_runs_evaluations(e1):
+    from interp.plots.run_dir import animal_shift_intervals
+
+    res, run_dir = e1
+    ci = animal_shift_intervals(run_dir, res)
+    assert set(ci) == {"control", "steered"}
+    fig = plots.run_figures(run_dir)[1]["animal_shifts"]
+    assert "95% bootstrap over questions only" in fig.layout.yaxis.title.text  # one seed: questions only
+    for trace, arm in zip(fig.data, ["control", "steered"]):
+        want = res["arms"][arm]["per_animal_logprob_shift"]
+        assert dict(zip(trace.x, trace.y)) == want
+        lo, hi = _lo_hi(trace)
+        for an, l, h in zip(trace.x, lo, hi):
+            assert _close([l, h], ci[arm][an]["ci95"]) and l <= want[an] <= h and h > l
+        assert "[" in trace.hovertext[0] and "questions only" in trace.hovertext[0]
+    # without the run's tensors (results.json alone) the figure says it has no interval
+    bare = plots.animal_shifts(res)
+    assert all(t.error_y.array is None for t in bare.data) and "no interval" in bare.layout.yaxis.title.text
+
+
+def test_steering_heatmap_cells_carry_their_interval_over_questions(sweep_dir):
+    sweep = _results(sweep_dir, "sweep.json")
+    fig = plots.steering_sweep_heatmap(sweep)
+    hm = fig.data[0]
+    assert "paired bootstrap over questions" in fig.layout.title.text
+    for c in sweep["cells"]:
+        i, j = [1, 2, 3].index(c["layer"]), [0.5, 1.0].index(c["multiplier"])
+        lo, hi = c["ratio_ci95"]
+        assert lo <= c["ratio"] <= hi and c["logprob_shift_ci95"][0] <= c["logprob_shift"] <= c["logprob_shift_ci95"][1]
+        assert f"[{lo:.3g}, {hi:.3g}]" in hm.text[i][j]  # on the cell itself
+        assert f"[{lo:.6g}, {hi:.6g}]" in hm.hovertext[i][j]
+    old = copy.deepcopy(sweep)  # a sweep.json written before the intervals
+    for c in old["cells"]:
+        c.pop("ratio_ci95"), c.pop("logprob_shift_ci95")
+    fig = plots.steering_sweep_heatmap(old)
+    assert "no intervals" in fig.layout.title.text and "[" not in fig.data[0].text[0][0]
+
+
+def test_sweep_cell_intervals_resample_questions_paired():
+    from interp.evaluate import TraitScore, _paired_intervals
+
+    base = TraitScore("owl", ["owl", "cat"], torch.log(torch.tensor([[0.1, 0.5], [0.2, 0.5], [0.3, 0.5], [0.4, 0.5]])))
+    same = _paired_intervals(base, base)
+    assert same["ratio_ci95"] == [1.0, 1.0] and same["logprob_shift_ci95"] == [0.0, 0.0]  # paired: no spread
+    doubled = TraitScore("owl", ["owl", "cat"], base.logprobs + torch.tensor([math.log(2), 0.0]))
+    assert all(math.isclose(v, 2.0, rel_tol=1e-6) for v in _paired_intervals(doubled, base)["ratio_ci95"])
+
+
+# ----------------------------------------------------------------------------- interp plot on every artifact kind
+
+
+@pytest.fixture(scope="module")
+def artifact_dirs(module_env, e1, tmp_path_factory) -> dict[str, Path]:
+    """One directory of each kind a library runner writes (tiny model, smallest settings)."""
+    from interp.analysis.audit import AuditConfig, build_bank, run_audit
+    from interp.analysis.run import ANALYSIS_DIR, AnalyzeConfig, run_analyze
+    from interp.divergence import DivergenceConfig, run_divergence
+    from interp.entangle_run import EntangleConfig, run_entangle
+    from interp.generate import SampleConfig
+    from interp.models import load_model
+    from interp.steering import Steering
+    from interp.steering_run import SteerConfig, run_steer
+    from interp.teachers import DataConfig, Teacher, generate_dataset
+
+    root = tmp_path_factory.mktemp("kinds")
+    tiny = load_model("tiny", device="cpu")
+    run_steer(SteerConfig(model="tiny", n_pairs=4, layers=(1, 2), multipliers=(0.5,), device="cpu"), root / "vector",
+              progress=False)
+    from interp.steering import SteeringVector
+
+    vec = SteeringVector.load(root / "vector")
+    data = DataConfig(n_prompts=4, sampling=SampleConfig(constrained=True, max_new_tokens=16, batch_size=4))
+    generate_dataset(tiny, Teacher("steered", "owl", Steering(layer=2, multiplier=2.0)), vec, data, root / "data", progress=False)
+    run_entangle(EntangleConfig(model="tiny", animals=("cat", "dog"), questions=1, max_number=12, top=3, lens=True, layer=2,
+                                formats=("html",), device="cpu"), root / "entangle", progress=False)
+    run_divergence(DivergenceConfig(dataset=str(root / "data"), vector=str(root / "vector"), rule="emitted",
+                                    formats=("html",), device="cpu"), root / "divergence")
+    build_bank(tiny, ["owl", "cat"], root / "bank", n_pairs=4, progress=False)
+    run_audit(AuditConfig(dataset=str(root / "data"), vectors=str(root / "bank"), model="tiny", layer=1, n_perm=20,
+                          n_rows=4, device="cpu"), root / "audit", progress=False)
+    run_analyze(AnalyzeConfig(n_texts=2, n_rows=2, n_random=20, emergence=False, sufficiency=False, device="cpu"),
+                e1[1], progress=False)
+    dirs = {k: root / k for k in ("vector", "entangle", "divergence", "audit")}
+    dirs["analysis"] = e1[1] / ANALYSIS_DIR
+    for d in dirs.values():  # what the runners drew themselves is not what this test checks
+        shutil.rmtree(d / "figures", ignore_errors=True)
+    return dirs
+
+
+PLOT_NAMES = {
+    "vector": {"steering_sweep"},
+    "entangle": {"entangled_numbers", "logit_lens"},
+    "divergence": {"divergence_by_offset"},
+    "audit": {"audit_ranking"},
+    "analysis": {"shift_numbers_all", "shift_numbers_last", "shift_questions_all", "shift_questions_last",
+                 "weights_writers", "weights_readers", "gradient_audit", "shift_references"},
+}
+
+
+@pytest.mark.parametrize("kind", sorted(PLOT_NAMES))
+def test_interp_plot_draws_every_kind_a_runner_writes_named_by_its_manifest(artifact_dirs, kind, tmp_path):
+    from typer.testing import CliRunner
+
+    from interp.runs import read_json
+
+    d = tmp_path / kind
+    shutil.copytree(artifact_dirs[kind], d)
+    assert read_json(d / "manifest.json")["kind"] == kind and plots.detect_run(d) == kind
+    out = CliRunner().invoke(app, ["plot", str(d), "--format", "html", "--json"])
+    assert out.exit_code == 0, out.output
+    res = json.loads(out.stdout)
+    assert res["kind"] == kind and set(res["figures"]) == PLOT_NAMES[kind]
+    assert {p.name for p in (d / "figures").iterdir()} == {f"{n}.html" for n in PLOT_NAMES[kind]} | {export.PLOTLYJS_FILE}
+    assert f"{kind} run: {len(PLOT_NAMES[kind])} figures" in " ".join(out.stderr.split())
+
+
+def test_the_manifests_kind_wins_over_the_files(artifact_dirs, tmp_path):
+    d = tmp_path / "audit"
+    shutil.copytree(artifact_dirs["audit"], d)
+    res = _results(d)
+    res["rows"] = []  # what an E8 results.json has: sniffing alone would say theorem
+    (d / "results.json").write_text(json.dumps(res))
+    assert plots.detect_run(d) == "audit"
+    (d / "manifest.json").unlink()  # an old directory, no manifest: the files decide
+    assert plots.detect_run(d) == "theorem"
+
+
+def test_a_directory_of_a_kind_interp_cannot_plot_is_one_line_naming_it_and_the_kinds(tmp_path):
+    from typer.testing import CliRunner
+
+    d = tmp_path / "bank"
+    d.mkdir()
+    (d / "manifest.json").write_text(json.dumps({"kind": "dataset"}))
+    out = CliRunner().invoke(app, ["plot", str(d)])
+    text = out.output.strip()
+    assert out.exit_code == 2 and len(text.splitlines()) == 1, text
+    assert str(d) in text and "'dataset'" in text
+    for kind in plots.run_dir.RUN_KINDS:
+        assert kind in text
+
+
+def test_sweep_file_has_one_definition():
+    from interp import steering_run
+    from interp.plots import run_dir
+
+    assert run_dir.SWEEP_FILE is steering_run.SWEEP_FILE
+    src = (Path(run_dir.__file__)).read_text()
+    assert 'SWEEP_FILE = "sweep.json"' not in src

@@ -85,6 +85,46 @@ def interval_title(title: str, n: int, interval: str = "[95% t-interval]") -> st
     return title.replace(interval, f"({NO_INTERVAL})") if n < 2 else title
 
 
+# A legend above the plot shares the top margin with the title: one row fits beside it, a second
+# row runs into it. Rows are estimated at export size (interp.export.WIDTH less the margins).
+LEGEND_ROW_PX = 1000 - 110
+LEGEND_CHAR_PX, LEGEND_ITEM_PX = 7.5, 45
+LEGEND_BESIDE = dict(orientation="v", x=1.02, xanchor="left", y=1.0, yanchor="top")
+
+
+def legend_entries(fig: go.Figure) -> list[str]:
+    """The names the legend shows (traces with a name not hidden from it; a legend group once)."""
+    names, groups = [], set()
+    for tr in fig.data:
+        if tr.showlegend is False or not tr.name:
+            continue
+        group = getattr(tr, "legendgroup", None)
+        if group:
+            if group in groups:
+                continue
+            groups.add(group)
+        names.append(tr.name)
+    return names
+
+
+def fit_legend(fig: go.Figure) -> go.Figure:
+    """Move the legend from above the plot to its right when it would need more than one row
+    there (it would cover the title); a short legend stays above."""
+    names = legend_entries(fig)
+    if len(names) > 1 and sum(LEGEND_ITEM_PX + LEGEND_CHAR_PX * len(n) for n in names) > LEGEND_ROW_PX:
+        fig.update_layout(legend=LEGEND_BESIDE)
+    return fig
+
+
+def dodge(n: int, xs, width: float = 0.3) -> list[float]:
+    """Horizontal offsets for n series drawn at the same x values, as a fraction `width` of the
+    smallest gap between the x values, so their error bars sit side by side instead of on top
+    of each other."""
+    xs = sorted(set(xs))
+    gap = min((b - a for a, b in zip(xs, xs[1:])), default=1) or 1
+    return [o * gap for o in jitter(n, width)]
+
+
 def jitter(n: int, width: float = 0.25) -> list[float]:
     """Deterministic horizontal offsets for n per-seed points around a category."""
     if n <= 1:

@@ -7,9 +7,12 @@ import math
 
 import plotly.graph_objects as go
 
-from interp.plots._style import REFERENCE_LINE, arm_color, ci_text, error_bars, figure, interval_title, ordered_arms
+from interp.plots._style import (
+    REFERENCE_LINE, arm_color, ci_text, dodge, error_bars, figure, fit_legend, interval_title, ordered_arms,
+)
 
 NULL_BAND = "rgba(127, 127, 127, 0.15)"
+RANDOM_SAME_NORM = "#9e9e9e"
 
 
 def _band(fig: go.Figure, half: float, label: str) -> None:
@@ -24,13 +27,16 @@ def _steering_line(fig: go.Figure, results: dict) -> None:
         fig.add_vline(x=layer, line=REFERENCE_LINE, annotation_text="steering layer", annotation_position="top right")
 
 
-def _interval_trace(x: list[int], cells: list[dict | None], name: str, color: str, hover: str, dash: str = "solid") -> go.Scatter:
+def _interval_trace(x: list[int], cells: list[dict | None], name: str, color: str, hover: str, dash: str = "solid",
+                    dx: float = 0.0, where: str = "layer") -> go.Scatter:
+    """One series of intervals; `dx` shifts it sideways (see `dodge`) so series drawn at the same
+    x keep their error bars apart; the hover still names the true x."""
     pts = [(l, c) for l, c in zip(x, cells) if c is not None]
     return go.Scatter(
-        x=[l for l, _ in pts], y=[c["mean"] for _, c in pts], mode="lines+markers", name=name,
+        x=[l + dx for l, _ in pts], y=[c["mean"] for _, c in pts], mode="lines+markers", name=name,
         line=dict(color=color, dash=dash), marker=dict(size=7, color=color),
         **{k: {**v, "thickness": 1.2, "width": 4} for k, v in error_bars([c for _, c in pts]).items()},
-        hovertext=[f"<b>{name}</b>, layer {l}<br>{hover} = {ci_text(c)} (n={c['n']})" for l, c in pts],
+        hovertext=[f"<b>{name}</b>, {where} {l}<br>{hover} = {ci_text(c)} (n={c['n']})" for l, c in pts],
         hovertemplate="%{hovertext}<extra></extra>",
     )
 
@@ -42,15 +48,16 @@ def shift_cosines(results: dict, texts: str = "numbers", position: str = "all") 
     fig = figure(f"Activation shift vs trait vector ({texts}, {position} tokens; seeds {seeds})",
                  "layer (blocks.{l}.hook_resid_post)", interval_title("cos(student - base, v) [95% t-interval]", len(results["seeds"])))
     sds = []
-    for i, arm in enumerate(ordered_arms(results["activation_shift"])):
+    arms = ordered_arms(results["activation_shift"])
+    for i, (arm, dx) in enumerate(zip(arms, dodge(len(arms), layers))):
         rows = results["activation_shift"][arm][texts][position]["by_layer"]
         sds += [r["null_sd"] for r in rows]
-        fig.add_trace(_interval_trace(layers, [r["cosine"] for r in rows], f"{arm} student", arm_color(arm, i), "cos"))
+        fig.add_trace(_interval_trace(layers, [r["cosine"] for r in rows], f"{arm} student", arm_color(arm, i), "cos", dx=dx))
     half = 2 * (max(sds) if sds else results["vector"]["d_model"] ** -0.5)
     _band(fig, half, "random directions (±2 sd)")
     _steering_line(fig, results)
     fig.update_xaxes(tickvals=layers)
-    return fig
+    return fit_legend(fig)
 
 
 def weight_energy_z(results: dict, role: str = "writer") -> go.Figure:
@@ -60,16 +67,17 @@ def weight_energy_z(results: dict, role: str = "writer") -> go.Figure:
     fig = figure(f"Weight update along v: residual {role}s (z vs random directions; seeds {results['seeds']})",
                  "layer", interval_title("z of energy fraction along v [95% t-interval]", len(results["seeds"])))
     dashes = ("solid", "dash", "dot", "dashdot", "longdash")
+    series = []
     for i, arm in enumerate(ordered_arms(results["weights"])):
         rows = results["weights"][arm]["by_layer"]
         modules = sorted({m for r in rows for m, c in r["modules"].items() if c["role"] == role})
-        for j, m in enumerate(modules):
-            cells = [r["modules"].get(m, {}).get("z") for r in rows]
-            fig.add_trace(_interval_trace(layers, cells, f"{arm}: {m}", arm_color(arm, i), "z", dashes[j % len(dashes)]))
+        series += [(i, arm, j, m, [r["modules"].get(m, {}).get("z") for r in rows]) for j, m in enumerate(modules)]
+    for (i, arm, j, m, cells), dx in zip(series, dodge(len(series), layers, 0.6)):
+        fig.add_trace(_interval_trace(layers, cells, f"{arm}: {m}", arm_color(arm, i), "z", dashes[j % len(dashes)], dx=dx))
     _band(fig, 2.0, "|z| < 2")
     _steering_line(fig, results)
     fig.update_xaxes(tickvals=layers)
-    return fig
+    return fit_legend(fig)
 
 
 def gradient_audit(results: dict) -> go.Figure:
@@ -78,29 +86,40 @@ def gradient_audit(results: dict) -> go.Figure:
     layers = results["layers"]
     fig = figure(f"Gradient audit: pooled (trait - control data) descent direction vs v (seeds {results['seeds']})",
                  "layer", interval_title("cos(-(mean dL/dh trait - control), v) [95% t-interval]", len(results["seeds"])))
-    for i, kind in enumerate(ordered_arms(results["gradients"])):
+    kinds = [(i, k) for i, k in enumerate(ordered_arms(results["gradients"])) if results["gradients"][k]["by_layer"]]
+    for (i, kind), dx in zip(kinds, dodge(len(kinds), layers)):
         rows = results["gradients"][kind]["by_layer"]
-        if rows:
-            fig.add_trace(_interval_trace(layers, [r["descent_cosine"] for r in rows], f"{kind} data", arm_color(kind, i), "cos"))
+        fig.add_trace(_interval_trace(layers, [r["descent_cosine"] for r in rows], f"{kind} data", arm_color(kind, i), "cos",
+                                      dx=dx))
     _band(fig, 2 * results["vector"]["d_model"] ** -0.5, "random directions (±2 sd)")
     _steering_line(fig, results)
     fig.update_xaxes(tickvals=layers)
-    return fig
+    return fit_legend(fig)
 
 
 def audit_ranking(audit: dict) -> go.Figure:
     """The bank ranked by score, with each vector's cosine and permutation p in the hover; flagged
     vectors (Bonferroni p < alpha) drawn dark."""
     rows = audit["ranking"]
-    fig = figure(f"Audit at layer {audit['layer']}: {audit['n_rows']} rows vs {audit['n_clean']} clean rows",
-                 "candidate vector", "score (descent along v beyond clean data)")
+    method = audit.get("method", "gradient")
+    fig = figure(f"{method.capitalize()} audit at layer {audit['layer']}: {audit['n_rows']} rows vs {audit['n_clean']} clean rows "
+                 f"(dark: flagged, Bonferroni p < {audit.get('alpha', 0.05):g})", "candidate vector",
+                 "score (descent along v beyond clean data)" if method == "gradient"
+                 else "score (log-likelihood ratio under the candidate's steering, nats per row)")
+
+    def hover(r: dict) -> str:
+        return (f"<b>{r['name']}</b> (rank {r['rank']})<br>score = {r['score']:.6g}"
+                + ("" if r.get("cosine") is None else f"<br>cos = {r['cosine']:+.4f}")
+                + ("" if r.get("multiplier") is None else f"<br>multiplier {r['multiplier']:g}")
+                + ("" if r.get("z") is None else f"<br>z = {r['z']:.3g} (permutations)")
+                + f"<br>p = {r['p_value']:.4g} (Bonferroni {r['p_bonferroni']:.4g})")
+
     fig.add_trace(go.Bar(
         x=[r["name"] for r in rows], y=[r["score"] for r in rows],
         marker=dict(color=["#D55E00" if r["flagged"] else "#9ecae1" for r in rows]),
-        hovertext=[f"<b>{r['name']}</b> (rank {r['rank']})<br>score = {r['score']:.6g}<br>cos = {r['cosine']:+.4f}"
-                   f"<br>p = {r['p_value']:.4g} (Bonferroni {r['p_bonferroni']:.4g})" for r in rows],
-        hovertemplate="%{hovertext}<extra></extra>", name="score",
+        hovertext=[hover(r) for r in rows], hovertemplate="%{hovertext}<extra></extra>", name="score",
     ))
+    fig.update_xaxes(type="category")
     return fig
 
 
@@ -162,18 +181,20 @@ def shift_references(results: dict, texts: str = "numbers", position: str = "all
     layers = results["layers"]
     fig = figure(f"Activation shift vs v (solid) and vs the prompted teacher's vector (dashed): {texts}, {position} tokens",
                  "layer (blocks.{l}.hook_resid_post)", interval_title("cos(student - base, reference) [95% t-interval]", len(results["seeds"])))
-    for field, dash, ref in (("activation_shift", "solid", "v"), ("activation_shift_prompted", "dash", "v_prompt")):
-        for i, arm in enumerate(ordered_arms(results.get(field) or {})):
-            rows = results[field][arm][texts][position]["by_layer"]
-            fig.add_trace(_interval_trace(layers, [r["cosine"] for r in rows], f"{arm} vs {ref}", arm_color(arm, i),
-                                          f"cos with {ref}", dash))
+    series = [(field, dash, ref, i, arm)
+              for field, dash, ref in (("activation_shift", "solid", "v"), ("activation_shift_prompted", "dash", "v_prompt"))
+              for i, arm in enumerate(ordered_arms(results.get(field) or {}))]
+    for (field, dash, ref, i, arm), dx in zip(series, dodge(len(series), layers)):
+        rows = results[field][arm][texts][position]["by_layer"]
+        fig.add_trace(_interval_trace(layers, [r["cosine"] for r in rows], f"{arm} vs {ref}", arm_color(arm, i),
+                                      f"cos with {ref}", dash, dx=dx))
     ref = results.get("reference_vectors", {}).get("cosine_v_prompted")
     if ref:
         fig.add_trace(go.Scatter(x=layers, y=ref, mode="lines", name="cos(v, v_prompt)", line=dict(color="#222222", dash="dot")))
     _band(fig, 2 * results["vector"]["d_model"] ** -0.5, "random directions (±2 sd)")
     _steering_line(fig, results)
     fig.update_xaxes(tickvals=layers)
-    return fig
+    return fit_legend(fig)
 
 
 def emergence_curve(results: dict, texts: str = "questions/all") -> go.Figure:
@@ -182,12 +203,14 @@ def emergence_curve(results: dict, texts: str = "questions/all") -> go.Figure:
     layer = next((e["layer"] for e in em.values()), results["vector"].get("steering_layer"))
     fig = figure(f"Emergence: shift vs v at layer {layer} during training ({texts}; seeds {results['seeds']})",
                  "optimizer step", interval_title("cos(student - base, v) [95% t-interval]", len(results["seeds"])))
-    for i, arm in enumerate(ordered_arms(em)):
+    arms = ordered_arms(em)
+    steps = [r["step"] for arm in arms for r in em[arm]["by_texts"].get(texts) or []]
+    for i, (arm, dx) in enumerate(zip(arms, dodge(len(arms), steps))):
         rows = em[arm]["by_texts"].get(texts) or []
         fig.add_trace(_interval_trace([r["step"] for r in rows], [r["cosine"] for r in rows], f"{arm} student",
-                                      arm_color(arm, i), "cos"))
+                                      arm_color(arm, i), "cos", dx=dx, where="step"))
     _band(fig, 2 * results["vector"]["d_model"] ** -0.5, "random directions (±2 sd)")
-    return fig
+    return fit_legend(fig)
 
 
 def sufficiency_bars(results: dict) -> go.Figure:
@@ -198,17 +221,21 @@ def sufficiency_bars(results: dict) -> go.Figure:
                  f"(seeds {results['seeds']})", "student whose shift is added",
                  interval_title(f"specific log P({results['animal']}) - base [95% t-interval]", len(results["seeds"])))
     arms = ordered_arms(suff)
-    for field, name, colour in (("specific_shift", "student's shift", None), ("random_specific_shift", "random, same norm", "#9e9e9e")):
-        cells = [suff[a][field] for a in arms]
+    # One trace per colour, so each legend swatch is the colour of its bars: the students' shifts
+    # in their arm's colour, the random directions in grey; offset groups keep the pairs side by side.
+    series = [(f"{a} student's shift", [a], "specific_shift", arm_color(a, i), "shift") for i, a in enumerate(arms)]
+    series.append(("random direction, same norm", arms, "random_specific_shift", RANDOM_SAME_NORM, "random"))
+    for name, xs, field, colour, group in series:
+        cells = [suff[a][field] for a in xs]
         fig.add_trace(go.Bar(
-            x=arms, y=[c["mean"] for c in cells], name=name,
-            marker=dict(color=[colour or arm_color(a, i) for i, a in enumerate(arms)]),
+            x=xs, y=[c["mean"] for c in cells], name=name, marker=dict(color=colour), offsetgroup=group,
             **error_bars(cells),
-            hovertext=[f"<b>{a}</b>: {name}<br>{ci_text(c)} (n={c['n']})" for a, c in zip(arms, cells)],
+            hovertext=[f"<b>{a}</b>: {name}<br>{ci_text(c)} (n={c['n']})" for a, c in zip(xs, cells)],
             hovertemplate="%{hovertext}<extra></extra>"))
     fig.update_layout(barmode="group")
+    fig.update_xaxes(categoryorder="array", categoryarray=arms)
     fig.add_hline(y=0, line=dict(color="#888888", width=1))
-    return fig
+    return fit_legend(fig)
 
 
 def multiplier_trend(results: dict) -> go.Figure:
@@ -228,7 +255,7 @@ def multiplier_trend(results: dict) -> go.Figure:
                                  line=dict(color=arm_color("steered", j), width=1), opacity=0.7))
     fig.add_trace(go.Scatter(x=[min(ms), max(ms)], y=[row["intercept"] + row["slope"] * m for m in (min(ms), max(ms))],
                              mode="lines", name="least-squares fit", line=dict(color="#222222", dash="dash")))
-    return fig
+    return fit_legend(fig)
 
 
 def analysis_figures(results: dict) -> dict[str, go.Figure]:

@@ -5,7 +5,8 @@ from __future__ import annotations
 import plotly.graph_objects as go
 
 from interp.plots._style import (
-    HIGHLIGHT, REFERENCE_LINE, add_replicate_points, arm_color, ci_text, error_bars, figure, jitter, ordered_arms,
+    HIGHLIGHT, REFERENCE_LINE, add_replicate_points, arm_color, ci_text, error_bars, figure, fit_legend, jitter,
+    ordered_arms,
 )
 
 
@@ -51,22 +52,37 @@ def trait_probabilities(results: dict) -> go.Figure:
     return fig
 
 
-def animal_shifts(results: dict) -> go.Figure:
-    """Mean log-prob shift of every animal, student minus base, per student arm; the trait highlighted."""
+NO_SHIFT_INTERVALS = "no interval: the run's evaluation tensors are not available"
+
+
+def animal_shifts(results: dict, intervals: dict | None = None) -> go.Figure:
+    """Mean log-prob shift of every animal, student minus base, per student arm; the trait highlighted.
+
+    `intervals`: {arm: {animal: {"mean", "ci95", "covers"}}}, each shift's 95% interval (what
+    `interp.plots.run_dir.animal_shift_intervals` computes from a run's cached evaluations);
+    without them the axis says there is none."""
     animal = results["animal"]
     arms = [a for a in ordered_arms(results["arms"]) if "per_animal_logprob_shift" in results["arms"][a]]
     shifts = {a: results["arms"][a]["per_animal_logprob_shift"] for a in arms}
     animals = list(shifts[arms[0]]) if arms else []
     animals.sort(key=lambda an: -sum(shifts[a][an] for a in arms) / len(arms))
+    intervals = {a: intervals[a] for a in arms if intervals and a in intervals}
+    covers = {c.get("covers", "seeds") for by in intervals.values() for c in by.values()}
+    y_title = ("mean Δ log P vs base (nats) " + (f"[95% bootstrap over {' / '.join(sorted(covers))}]" if intervals
+                                                  else f"({NO_SHIFT_INTERVALS})"))
     fig = figure(f"Log-prob shift of each animal vs base (trait: {animal})",
-                 "animal (sorted by mean shift over arms)", "mean Δ log P vs base (nats)")
+                 "animal (sorted by mean shift over arms)", y_title)
     for i, a in enumerate(arms):
         ranks = {an: 1 + sorted(shifts[a].values(), reverse=True).index(shifts[a][an]) for an in animals}
+        # the bar is results.json's mean; its error bar spans the interval's ends
+        cells = [{**intervals[a][an], "mean": shifts[a][an]} for an in animals] if a in intervals else None
         fig.add_trace(go.Bar(
             x=animals, y=[shifts[a][an] for an in animals], name=_arm_label(a),
             marker=dict(color=arm_color(a, i), line=dict(color="#000000", width=[2.5 if an == animal else 0 for an in animals])),
-            hovertext=[f"<b>{_arm_label(a)}</b>, {an}{' (trait)' if an == animal else ''}<br>Δ log P = {shifts[a][an]:+.6g}"
-                       f"<br>rank {ranks[an]} of {len(animals)}" for an in animals],
+            **({k: {**v, "color": "#222222"} for k, v in error_bars(cells).items()} if cells else {}),
+            hovertext=[f"<b>{_arm_label(a)}</b>, {an}{' (trait)' if an == animal else ''}<br>Δ log P = "
+                       + (ci_text(cells[k], "+.6g") + f" ({cells[k].get('covers', '')})" if cells else f"{shifts[a][an]:+.6g}")
+                       + f"<br>rank {ranks[an]} of {len(animals)}" for k, an in enumerate(animals)],
             hovertemplate="%{hovertext}<extra></extra>",
         ))
     if animal in animals:
@@ -76,7 +92,7 @@ def animal_shifts(results: dict) -> go.Figure:
     fig.update_xaxes(tickvals=animals, ticktext=[f"<b>{an}</b><br>(trait)" if an == animal else an for an in animals])
     fig.update_yaxes(zeroline=True, zerolinecolor="#555555", zerolinewidth=1.5)
     fig.update_layout(barmode="group")
-    return fig
+    return fit_legend(fig)
 
 
 _MEASURES = (
@@ -120,7 +136,7 @@ def transfer_summary(results: dict) -> go.Figure:
         ))
     fig.add_vline(x=0, line=REFERENCE_LINE)
     fig.update_yaxes(tickvals=list(range(len(names))), ticktext=names[::-1], range=[-0.6, len(names) - 0.4])
-    return fig
+    return fit_legend(fig)
 
 
 def training_loss(log_rows: list[dict] | dict[str, list[dict]]) -> go.Figure:
@@ -137,4 +153,4 @@ def training_loss(log_rows: list[dict] | dict[str, list[dict]]) -> go.Figure:
         ))
     if max((r["step"] for rows in logs.values() for r in rows), default=0) <= 20:
         fig.update_xaxes(dtick=1)  # whole steps only
-    return fig
+    return fit_legend(fig)

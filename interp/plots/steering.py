@@ -19,8 +19,21 @@ def _ratio_ticks(lo: float, hi: float) -> tuple[list[float], list[str]]:
     return [math.log10(r) for r in ticks], [f"×{r:g}" for r in ticks]
 
 
+NO_SWEEP_INTERVALS = "no intervals: this sweep.json predates them; rerun `interp steer`"
+
+
+def _ratio_text(c: dict) -> str:
+    """The cell's label: the ratio, and under it its 95% interval when the sweep has one."""
+    if "ratio_ci95" not in c:
+        return f"{c['ratio']:.3g}×"
+    lo, hi = c["ratio_ci95"]
+    return f"{c['ratio']:.3g}×<br><span style='font-size:10px'>[{lo:.3g}, {hi:.3g}]</span>"
+
+
 def steering_sweep_heatmap(sweep: dict) -> go.Figure:
-    """Layer x multiplier grid, colour = P(trait) / base P on a log scale (white = no change)."""
+    """Layer x multiplier grid, colour = P(trait) / base P on a log scale (white = no change); each
+    cell labelled with the ratio and its 95% interval over questions (`ratio_ci95`), the hover
+    giving the mean log-prob shift's interval too."""
     animal, base = sweep["animal"], sweep["base_prob"]
     layers = sorted({c["layer"] for c in sweep["cells"]})
     mults = sorted({c["multiplier"] for c in sweep["cells"]})
@@ -31,21 +44,28 @@ def steering_sweep_heatmap(sweep: dict) -> go.Figure:
         for m in mults:
             c = cell.get((l, m))
             z[-1].append(math.log10(c["ratio"]) if c and c["ratio"] > 0 else None)
-            text[-1].append(f"{c['ratio']:.3g}×" if c else "")
+            text[-1].append(_ratio_text(c) if c else "")
             hover[-1].append(
                 f"<b>layer {l}, multiplier {m:g}</b><br>P({animal}) = {c['prob']:.6g} (base {base:.6g})"
-                f"<br>ratio = {c['ratio']:.6g}<br>share among animals = {c['share']:.6g}"
+                f"<br>ratio = {c['ratio']:.6g}"
+                + (f" [{c['ratio_ci95'][0]:.6g}, {c['ratio_ci95'][1]:.6g}]" if "ratio_ci95" in c else "")
+                + f"<br>share among animals = {c['share']:.6g}"
                 + (f" (base {sweep['base_share']:.6g})" if "base_share" in sweep else "")
                 + (f"<br>mean Δ log P = {c['logprob_shift']:+.6g}" if "logprob_shift" in c else "")
+                + (f" [{c['logprob_shift_ci95'][0]:+.6g}, {c['logprob_shift_ci95'][1]:+.6g}]"
+                   if "logprob_shift_ci95" in c else "")
                 + (f"<br>mean rank = {c['mean_rank']:.3g}" if "mean_rank" in c else "")
                 if c else "not measured"
             )
     finite = [v for row in z for v in row if v is not None]
     span = max([abs(v) for v in finite] + [math.log10(2)])
     tickvals, ticktext = _ratio_ticks(-span, span)
+    has_ci = any("ratio_ci95" in c for c in sweep["cells"])
     fig = figure(
         f"P({animal}) under steering ÷ unsteered P ({base:.3g}); scope {sweep.get('scope', 'all')}, "
-        f"{sweep.get('n_questions', '?')} questions",
+        f"{sweep.get('n_questions', '?')} questions<br><sup>"
+        + (f"cells: ratio [{sweep.get('interval', '95% bootstrap interval over questions')}]" if has_ci
+           else NO_SWEEP_INTERVALS) + "</sup>",
         "multiplier (× mean residual-stream norm at the layer)", "layer (blocks.{l}.hook_resid_post)",
     )
     fig.add_trace(go.Heatmap(

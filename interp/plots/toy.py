@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import math
+
 import plotly.graph_objects as go
 
-from interp.plots._style import REFERENCE_LINE, add_replicate_points, ci_text, error_bars, figure, jitter
+from interp.plots._style import REFERENCE_LINE, add_replicate_points, ci_text, dodge, error_bars, figure, jitter
 
 _CONDITION_COLORS = {
     "reference": "#7f7f7f", "teacher": "#000000", "student_aux": "#D55E00", "student_all": "#E69F00",
@@ -50,16 +52,19 @@ def mnist_sweep(results: dict, name: str, conditions=("teacher", "student_aux", 
     rows += [{**r, "value": r[name]} for r in results["table"] if r["condition"] in conditions and r[name] not in swept]
     label = {"n_aux": "m, auxiliary logits", "hidden": "hidden width (units)"}.get(name, name)
     fig = figure(f"E7 digit accuracy against {label}", label, "digit test accuracy (fraction correct)")
-    for c in conditions:
+    log = name == "hidden"
+    # conditions side by side at each value (on a log axis: the same offset in log10 units)
+    offsets = dodge(len(conditions), [math.log10(r["value"]) if log else r["value"] for r in rows if r["value"] > 0 or not log])
+    for c, dx in zip(conditions, offsets):
         pts = sorted((r for r in rows if r["condition"] == c), key=lambda r: r["value"])
         fig.add_trace(go.Scatter(
-            x=[r["value"] for r in pts], y=[r["mean"] for r in pts], mode="lines+markers", name=c, **error_bars(pts),
+            x=[r["value"] * 10**dx if log else r["value"] + dx for r in pts], y=[r["mean"] for r in pts], mode="lines+markers", name=c, **error_bars(pts),
             line=dict(color=_CONDITION_COLORS.get(c)), marker=dict(size=9),
             hovertext=[f"<b>{c}</b>, {name} = {r['value']}<br>accuracy = {ci_text(r)} ({r['n']} seeds)" for r in pts],
             hovertemplate="%{hovertext}<extra></extra>",
         ))
     _chance_line(fig, results.get("chance", 0.1))
-    fig.update_xaxes(type="log" if name == "hidden" else "linear", tickvals=sorted({r["value"] for r in rows}))
+    fig.update_xaxes(type="log" if log else "linear", tickvals=sorted({r["value"] for r in rows}))
     fig.update_yaxes(rangemode="tozero")
     return fig
 
