@@ -36,15 +36,19 @@ def _main(version: bool = typer.Option(False, "--version", callback=_version, is
 
 
 @app.command()
-def models() -> None:
+@json_output
+def models(json_out: bool = typer.Option(False, "--json", help=JSON_HELP)) -> list:
     """List the models interp knows, with their install status."""
     from interp.models import list_models
     from interp.tables import models_table
 
-    show(models_table(list_models(), console.width))
+    rows = list_models()
+    show(models_table(rows, console.width))
+    return rows
 
 
 @app.command()
+@json_output
 def steer(
     animal: str = typer.Option("owl", help="Trait animal (built-in contrastive pairs)."),
     model: str = typer.Option("smollm2-135m", help="Registry name, local HF directory or hub id."),
@@ -57,7 +61,8 @@ def steer(
     split: str = typer.Option("tuning", help="Question split for the sweep: tuning, heldout or all."),
     device: str = typer.Option("auto", help="cpu, cuda or auto."),
     progress: bool = typer.Option(True, help="Show a progress bar over the sweep."),
-) -> None:
+    json_out: bool = typer.Option(False, "--json", help=JSON_HELP + " Here: sweep.json."),
+) -> dict:
     """Build a steering vector (mean difference per layer) and sweep layers x multipliers.
 
     Example: interp steer --animal owl --model smollm2-135m --layers 4,8,12 --multipliers 0.25,0.5
@@ -66,13 +71,20 @@ def steer(
     from interp.tables import steer_table
 
     dir_name(animal, "--animal")  # it names the vector's directory
-    cfg = call(SteerConfig, animal=animal, model=model, pairs=path_str(pairs), n_pairs=n_pairs,
-               position=position, layers=tuple(parse_list(layers, int, "layers")),
-               multipliers=tuple(parse_list(multipliers, float, "multipliers")), split=split, device=device)
-    out = out or call(cfg.default_dir)
-    sweep = call(run_steer, cfg, out, progress)
+    layer_list = tuple(parse_list(layers, int, "--layers"))
+    try:  # the model's layers are checked right after it loads, before the vector is built
+        cfg = SteerConfig(animal=animal, model=model, pairs=path_str(pairs), n_pairs=n_pairs, position=position,
+                          layers=layer_list, multipliers=tuple(parse_list(multipliers, float, "--multipliers")),
+                          split=split, device=device)
+        out = out or cfg.default_dir()
+        sweep = run_steer(cfg, out, progress)
+    except ValueError as e:  # `layers: ...` from the library: name the option
+        fail(f"--{e}" if str(e).startswith(("layers:", "multipliers:")) else str(e))
+    except (ModuleNotFoundError, FileNotFoundError) as e:
+        fail(str(e))
     show(steer_table(sweep, split, console.width))
     console.print(f"vector and sweep saved to [bold]{out}[/bold] (vector.safetensors, vector.json, {SWEEP_FILE}, manifest.json)")
+    return sweep
 
 
 def dataset_dir_name(model: str, teacher: str, animal: str, layer: int, multiplier: float, seed: int) -> Path:
@@ -103,6 +115,7 @@ def _check_generate(teacher: str, animal: str, vector: Path | None, out: Path, f
 
 
 @app.command()
+@json_output
 def generate(
     teacher: str = typer.Option("steered", help="control, prompted, steered, random or prompted_ablated."),
     animal: str = typer.Option("owl", help="Trait animal."),
@@ -123,7 +136,8 @@ def generate(
                                         "[-L<layer>x<multiplier>]-s<seed>)."),
     force: bool = typer.Option(False, "--force", help="Overwrite a dataset already in the output directory."),
     device: str = typer.Option("auto"),
-) -> None:
+    json_out: bool = typer.Option(False, "--json", help=JSON_HELP + " Here: the dataset's manifest.json."),
+) -> dict:
     """Sample a teacher on number prompts, filter, and write samples.jsonl, dataset.jsonl, manifest.json.
 
     Example: interp generate --teacher steered --vector artifacts/vectors/smollm2-135m-owl-mean --n 64
@@ -150,6 +164,7 @@ def generate(
     console.print(f"{man['n_kept']}/{man['n_samples']} passed ({f['pass_rate']:.0%}); rejected by rule: "
                   + ", ".join(f"{k} {v}" for k, v in f["rejected"].items() if v))
     console.print(f"{man['generation']['tokens_per_s']} tok/s; written to [bold]{out}[/bold]")
+    return man
 
 
 
@@ -201,7 +216,7 @@ def print_plan(cfg, root: Path) -> dict:
 @app.command()
 @json_output
 def sweep(
-    config: Path = typer.Argument(..., help="Sweep TOML: an E1 config with a [sweep] table (see experiments/configs/noise_ablation.toml)."),
+    config: Path = typer.Argument(..., help="Sweep TOML: an E1 config with a \\[sweep] table (see experiments/configs/noise_ablation.toml)."),
     root: Path = typer.Option(Path("artifacts"), help="Artifact root: the sweep under <root>/<sweep name>/, stages under <root>/cache/."),
     executor: str = typer.Option(None, help="local (this machine) or submitit (SLURM); default: sweep.executor."),
     workers: int = typer.Option(None, min=1, help="Local jobs at once (1: in this process); default: sweep.workers."),
@@ -248,6 +263,7 @@ def sweep(
 
 
 @app.command()
+@json_output
 def mnist(
     seeds: int = typer.Option(25, help="Models per condition (independent seeds)."),
     first_seed: int = typer.Option(0, help="Seeds are first_seed .. first_seed + seeds - 1."),
@@ -264,7 +280,8 @@ def mnist(
         None, "--sweep-steps", help="Also score the students at this many steps, read off the same run (repeatable)."),
     init: str = typer.Option("uniform", help="Initialisation: uniform (nn.Linear's) or normal (Cloud et al.'s N(0, 1/fan_in))."),
     out: Optional[Path] = typer.Option(None, help="Run directory; default artifacts/mnist/<run-id>."),
-) -> None:
+    json_out: bool = typer.Option(False, "--json", help=JSON_HELP),
+) -> dict:
     """E7: digit accuracy of students distilled on auxiliary logits over noise (same vs cross init).
 
     Example: interp mnist --seeds 25 --m 3 --sweep-m 1 --sweep-m 10
@@ -287,9 +304,11 @@ def mnist(
         fail(str(e))
     show(mnist_tables(res["results"], m, hidden, CHANCE, console.width))
     done(out, "config.json, results.json, manifest.json")
+    return res["results"]
 
 
 @app.command()
+@json_output
 def theorem(
     seeds: int = typer.Option(64, help="Independent seeds per cell."),
     first_seed: int = typer.Option(0, help="Seeds are first_seed .. first_seed + seeds - 1."),
@@ -303,7 +322,8 @@ def theorem(
     hidden: int = typer.Option(256, help="MLP hidden width."),
     n_inputs: int = typer.Option(64, help="Distillation inputs per seed (noise images / random token sequences)."),
     out: Optional[Path] = typer.Option(None, help="Run directory; default artifacts/theorem/<run-id>."),
-) -> None:
+    json_out: bool = typer.Option(False, "--json", help=JSON_HELP),
+) -> dict:
     """E8: does one distillation step move a same-init student toward the teacher? <u, delta> across seeds.
 
     Example: interp theorem --seeds 64 --model mlp --model transformer
@@ -325,6 +345,7 @@ def theorem(
         fail(str(e))
     show(theorem_table(res["results"], console.width))
     done(out, "config.json, results.json, manifest.json")
+    return res["results"]
 
 
 @app.command()

@@ -136,6 +136,7 @@ def divergence(
     return res
 
 
+@json_output
 def bank(
     model: str = typer.Option("smollm2-135m", help="Registry name, local HF directory or hub id."),
     animals: str = typer.Option("owl,eagle,dolphin,cat,dog,lion,elephant,wolf", help="Comma-separated animals (built-in pairs)."),
@@ -144,7 +145,8 @@ def bank(
     position: str = typer.Option("mean", help="'mean' over the assistant statement, or 'last' token."),
     device: str = typer.Option("auto", help="cpu, cuda or auto."),
     progress: bool = typer.Option(True, help="Show a progress bar."),
-) -> None:
+    json_out: bool = typer.Option(False, "--json", help="Print {animal: vector directory} on stdout as JSON; everything else goes to stderr."),
+) -> dict:
     """Build a bank of candidate trait vectors (one steering vector per animal) for `interp audit`.
 
     Example: interp bank --model smollm2-135m --animals owl,eagle,dolphin,cat,dog,lion,elephant,wolf
@@ -157,6 +159,7 @@ def bank(
     dirs = call(build_bank, call(load_model, model, device=device), names, out, n_pairs=n_pairs, position=position,
                 progress=progress)
     console.print(f"{len(dirs)} vectors ({', '.join(dirs)}) written to [bold]{out}[/bold]")
+    return {name: str(d) for name, d in dirs.items()}
 
 
 @json_output

@@ -46,6 +46,8 @@ class SteerConfig:
     def __post_init__(self) -> None:
         if not self.multipliers or not all(math.isfinite(m) for m in self.multipliers):
             raise ValueError(f"multipliers: {self.multipliers} must be one or more finite numbers")
+        if any(l < 0 for l in self.layers):
+            raise ValueError(f"layers: {[l for l in self.layers if l < 0]} are negative; layers count from 0")
         from interp.prompts import questions
 
         questions(self.split)  # a bad split fails here, before a model is loaded
@@ -56,6 +58,13 @@ class SteerConfig:
 
     def sweep_layers(self, n_layers: int) -> list[int]:
         return list(self.layers) or list(range(n_layers // 6, 2 * n_layers // 3 + 1, 2))
+
+    def check_layers(self, n_layers: int) -> None:
+        """Refuse layers the model does not have, in one line; `run_steer` calls it right after
+        loading the model, before the vector is built or anything is written."""
+        bad = [l for l in self.layers if not 0 <= l < n_layers]
+        if bad:
+            raise ValueError(f"layers: {bad} out of range for {self.model} ({n_layers} layers: 0-{n_layers - 1})")
 
 
 def read_pairs(path: str | Path) -> list[tuple]:
@@ -75,6 +84,7 @@ def run_steer(cfg: SteerConfig, out_dir: str | Path, progress: bool = True) -> d
 
     out, started = Path(out_dir), time.perf_counter()
     model = load_model(cfg.model, device=cfg.device)
+    cfg.check_layers(model.n_layers)
     pairs = read_pairs(cfg.pairs) if cfg.pairs else contrastive_pairs(cfg.animal, cfg.n_pairs)
     vector = build_steering_vector(model, pairs, position=cfg.position, trait=cfg.animal)
     vector.save(out)  # before the sweep: a vector is worth keeping even if a sweep setting is refused
