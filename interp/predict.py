@@ -132,6 +132,9 @@ class DatasetMean:
     def at(self, position: str, layer: int) -> Tensor:
         if position not in self.means:
             raise ValueError(f"position: {position!r} is not one of {sorted(self.means)}")
+        if not 0 <= layer < self.means[position].shape[0]:
+            raise ValueError(f"layer: {layer} was not read for dataset {self.dataset_hash} (layers 0.."
+                             f"{self.means[position].shape[0] - 1}); read it up to this layer")
         return self.means[position][layer]
 
     def check(self, model: str, dataset_hash: str | None = None) -> None:
@@ -162,16 +165,17 @@ class DatasetMean:
 
 
 def compute_dataset_mean(model: LoadedModel, rows: Sequence[dict], dataset_hash: str, max_len: int = 192,
-                         batch_size: int = 16) -> DatasetMean:
-    out = completion_means(model, rows, None, max_len, batch_size)
+                         batch_size: int = 16, n_layers: int | None = None) -> DatasetMean:
+    """Means at layers 0..n_layers-1 (all by default); the forward stops after the last one read."""
+    out = completion_means(model, rows, None if n_layers is None else range(n_layers), max_len, batch_size)
     return DatasetMean({p: out[p] for p in POSITIONS}, model.fingerprint(), dataset_hash, max_len,
                        out["n_rows"], out["n_tokens"])
 
 
-def mean_stage(cache: Path, model: LoadedModel, dataset_hash: str, max_len: int) -> Stage:
-    """The cached means of one dataset on one model (every layer, both positions)."""
+def mean_stage(cache: Path, model: LoadedModel, dataset_hash: str, max_len: int, n_layers: int) -> Stage:
+    """The cached means of one dataset on one model (layers 0..n_layers-1, both positions)."""
     return Stage(cache, "datamean", {"model": model.fingerprint(), "dataset": dataset_hash, "max_len": max_len,
-                                     "method": METHOD})
+                                     "n_layers": n_layers, "method": METHOD})
 
 
 # ----------------------------------------------------------------------------- injection
@@ -559,26 +563,26 @@ def run_prediction(cfg: PredictConfig, root: str | Path = "artifacts/predict", p
     log(f"model {every[0].model} (fingerprint {fp}) in {timings['load_model']:.1f}s; writing {out_dir}")
 
     means: dict[str, DatasetMean] = {}
-    mean_walls: list[float] = []
+    mean_walls: dict[str, list[float]] = {"explore": [], "evaluate": []}
 
-    def mean_of(ddir: Path, max_len: int) -> tuple[DatasetMean, str]:
+    def mean_of(ddir: Path, max_len: int, n_layers: int, what: str) -> tuple[DatasetMean, str]:
         rows, dhash = read_dataset(ddir)
         dman = read_json(ddir / MANIFEST_FILE)
         teacher_fp = dman.get("model", {}).get("fingerprint")
         if teacher_fp is not None and teacher_fp != fp:
             raise ValueError(f"dataset: {ddir} was generated on model {teacher_fp}, not {fp}; load that run's base")
-        st = mean_stage(cache, model, dhash, max_len)
+        st = mean_stage(cache, model, dhash, max_len, n_layers)
         if st.key not in means:
             with st.lock():
                 if st.done:
                     st.verify()
                 else:
                     t = time.perf_counter()
-                    compute_dataset_mean(model, rows, dhash, max_len, cfg.batch_size).save(st.dir)
+                    compute_dataset_mean(model, rows, dhash, max_len, cfg.batch_size, n_layers).save(st.dir)
                     st.finish(dataset_dir=str(ddir), wall_s=round(time.perf_counter() - t, 3))
             means[st.key] = DatasetMean.load(st.dir)
             means[st.key].check(fp, dhash)
-            mean_walls.append(st.manifest()["wall_s"])
+            mean_walls[what].append(st.manifest()["wall_s"])
         return means[st.key], dhash
 
     bases: dict[str, Tensor] = {}
@@ -593,8 +597,10 @@ def run_prediction(cfg: PredictConfig, root: str | Path = "artifacts/predict", p
         rows = []
         todo = [(s, k) for s in run.seeds for k in run.kinds]
         for s, k in tqdm(todo, desc=f"{what} {run.name}", disable=not progress, leave=False):
-            ref, ref_hash = mean_of(run.datasets[("control", s)], run.max_len)
-            mean, dhash = mean_of(run.datasets[(k, s)], run.max_len)
+            # read only up to the deepest layer injected: the forward stops there
+            n_layers = max(i.layer for i in injections) + 1
+            ref, ref_hash = mean_of(run.datasets[("control", s)], run.max_len, n_layers, what)
+            mean, dhash = mean_of(run.datasets[(k, s)], run.max_len, n_layers, what)
             st = Stage(cache, "prediction", {"model": fp, "dataset": dhash, "reference": ref_hash,
                                              "questions": qh, "animal": run.animal, "animals": run.animals,
                                              "max_len": run.max_len, "injections": [asdict(i) for i in injections],
@@ -655,7 +661,8 @@ def run_prediction(cfg: PredictConfig, root: str | Path = "artifacts/predict", p
         results["evaluate"]["pooled"] = _table(rows)
     student = [w for r in every for w in r.student_wall_s]
     data = [w for r in every for w in r.data_wall_s]
-    per_mean = float(np.median(mean_walls)) if mean_walls else None
+    mwalls = mean_walls["evaluate"] or mean_walls["explore"]  # read up to the chosen layer when there are any
+    per_mean = float(np.median(mwalls)) if mwalls else None
     walls = pred_walls["evaluate"] or pred_walls["explore"]  # the operating point's own injections when there are any
     per_inj = float(np.median(walls)) if walls else None
     results["cost_s"] = {

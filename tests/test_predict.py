@@ -144,6 +144,10 @@ def test_dataset_mean_roundtrips_and_refuses_another_method(tiny, tmp_path):
     back = P.DatasetMean.load(tmp_path)
     assert (back.model, back.dataset_hash, back.max_len, back.n_rows) == (m.model, "h", 192, 6)
     assert all(torch.equal(back.means[k], m.means[k]) for k in P.POSITIONS)
+    short = P.compute_dataset_mean(tiny, _rows(7), "h", n_layers=2)  # the forward stops after layer 1
+    assert torch.equal(short.at("completion", 1), m.at("completion", 1))
+    with pytest.raises(ValueError, match="layer: 3 was not read"):
+        short.at("completion", 3)
 
 
 # ----------------------------------------------------------------------------- statistics

@@ -46,6 +46,8 @@ def predicted_vs_measured(rows: list[dict], stats: dict | None = None, title: st
             ))
     fig.add_hline(y=0, line=REFERENCE_LINE)
     fig.add_vline(x=0, line=REFERENCE_LINE)
+    # below the plot: the title's second line needs the space above it
+    fig.update_layout(legend=dict(orientation="h", y=-0.15, yanchor="top", x=0, xanchor="left"), margin=dict(b=130))
     return fig
 
 
