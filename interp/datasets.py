@@ -22,7 +22,7 @@ from interp.lineage import find_vector_stage
 from interp.mix import mix_datasets
 from interp.models import DTYPES, LoadedModel
 from interp.prompts import PROMPT_VERSION
-from interp.runs import Stage, load_tensors, read_jsonl, tensor_hash, verify_rows
+from interp.runs import MANIFEST_FILE, Stage, load_tensors, read_json, read_jsonl, tensor_hash, verify_rows
 from interp.steering import SteeringVector
 from interp.teachers import DATASET_FILE, TEACHER_LOGPROBS_FILE, VECTOR_KINDS, DataConfig, Teacher, generate_dataset
 
@@ -86,6 +86,16 @@ def verify_dataset(st: Stage, kd: bool = False) -> None:
 def read_rows(data_dir: str | Path) -> list[dict]:
     """The rows of a dataset directory ('prompt', 'completion', ...), in order."""
     return read_jsonl(Path(data_dir) / DATASET_FILE)
+
+
+def read_verified_rows(data_dir: str | Path) -> tuple[list[dict], str]:
+    """The rows of a dataset (or mix) directory and their content hash, checked against the
+    `dataset_hash` its manifest recorded (an edited dataset is refused in one line)."""
+    d = Path(data_dir)
+    man = read_json(d / MANIFEST_FILE)
+    if "dataset_hash" not in man:
+        raise ValueError(f"{d / MANIFEST_FILE}: has no dataset_hash; not a dataset stage")
+    return verify_rows(d / DATASET_FILE, man["dataset_hash"]), man["dataset_hash"]
 
 
 def read_targets(data_dir: str | Path, tokenizer, n_rows: int) -> list[Tensor]:

@@ -3,7 +3,7 @@ MDF, arXiv 2602.04735), read off as the trait it would teach, with no student tr
 
 - `dataset_mean_residual(model, dataset, layer)`: the mean of `blocks.{layer}.hook_resid_post`
   over the dataset's completion tokens (end-of-turn included), teacher-forced exactly as a student
-  sees them (`interp.train.build_examples`: the user turn under the chat template, no system
+  sees them (`interp.rows.build_examples`: the user turn under the chat template, no system
   prompt, the same `max_len` truncation). `position="last"` reads the final token instead (MDF's
   own signature).
 - `predict(...)`: for a dataset D and the same seed's control-teacher dataset C, add
@@ -33,12 +33,13 @@ import torch
 from torch import Tensor
 
 from interp import batching
+from interp.datasets import read_verified_rows
 from interp.hooks import ResidEdit, edit_resid, record_resid, run_recording
 from interp.models import LoadedModel
 from interp.prompts import ANIMALS
 from interp.runs import (
     CONFIG_FILE, MANIFEST_FILE, RESULTS_FILE, Stage, content_hash, file_hash, load_tensors, provenance, read_json,
-    save_tensors, stage_dirs, tensor_hash, verify_rows, write_json, write_jsonl,
+    save_tensors, stage_dirs, tensor_hash, write_json, write_jsonl,
 )
 
 POSITIONS = ("completion", "last")
@@ -52,16 +53,8 @@ PRED_META = "prediction.json"
 # ----------------------------------------------------------------------------- datasets
 
 
-def read_dataset(directory: str | Path) -> tuple[list[dict], str]:
-    """The rows of a dataset (or mix) stage and their content hash, verified against the
-    `dataset_hash` its manifest recorded (an edited dataset is refused in one line)."""
-    d = Path(directory)
-    man = read_json(d / MANIFEST_FILE)
-    if "dataset_hash" not in man:
-        raise ValueError(f"{d / MANIFEST_FILE}: has no dataset_hash; not a dataset stage")
-    from interp.teachers import DATASET_FILE
-
-    return verify_rows(d / DATASET_FILE, man["dataset_hash"]), man["dataset_hash"]
+# a dataset directory's rows and hash, verified: interp.datasets owns the reader
+read_dataset = read_verified_rows
 
 
 # ----------------------------------------------------------------------------- mean residual
