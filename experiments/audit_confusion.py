@@ -2,13 +2,19 @@
 
     .venv/bin/python experiments/audit_confusion.py                     # smollm2-135m, 8 animals, layer 8
     .venv/bin/python experiments/audit_confusion.py --model tiny --animals owl,cat,dog --layer 1 --n-prompts 8
+    .venv/bin/python experiments/audit_confusion.py --config experiments/configs/e4_protocol/audit_third_person.toml
 
 For each animal: its bank vector (`build_bank`, built-in contrastive pairs) and a dataset from the
 teacher steered with it (`Teacher("steered", animal, Steering(layer, multiplier, scope="all"))`).
+With `--family third_person` or `user_side` the teachers are steered with those same vectors (the
+teachers' texts), but the audit ranks another bank, built from that independent contrast family.
 Every dataset is audited against one clean reference: the control teacher on the same prompts and
 sampling seed, so the rows differ only by the steering (this makes the permutation p conservative).
-A clean dataset (control teacher, the same prompts, another sampling seed) is audited alike: the
-false-positive check, differing from the reference only by sampling noise.
+`--n-clean` clean datasets (control teacher, the same prompts, sampling seeds seed+1, seed+2, ...)
+are audited alike: the false positives (an animal named on clean data), differing from the
+reference only by sampling noise, counted with an exact interval.
+`--config FILE.toml` reads the options from a TOML table of the same names (`n_prompts`, ...);
+options given on the command line win.
 Stages are cached under `<out>/cache/<stage>-<content key>/` (`interp.runs.Stage`), so a rerun
 resumes. Writes `<out>/results.json`, `config.json`, `confusion.safetensors` and `confusion.html`
 (+ `.png` where a Chromium exists); `interp plot <out>` redraws the figures.
@@ -22,18 +28,29 @@ import time
 from pathlib import Path
 
 from interp.analysis.audit import CLEAN, audit_confusion, build_bank, load_bank, load_rows, save_confusion
+from interp.config import read_toml
 from interp.datasets import dataset_stage, make_dataset
 from interp.export import save_figures
 from interp.generate import SampleConfig
 from interp.models import load_model
 from interp.plots import confusion_figure
-from interp.prompts import ANIMALS, PROMPT_VERSION, contrastive_pairs
+from interp.prompts import (ANIMALS, CONTRAST_FAMILIES, CONTRAST_FAMILY_VERSION, PROMPT_VERSION, TEACHER_FAMILY,
+                            contrastive_pairs)
 from interp.runs import CONFIG_FILE, RESULTS_FILE, Stage, content_hash, provenance, read_json, write_json
 from interp.steering import Steering
 from interp.teachers import DataConfig, Teacher
 
 CONFUSION_FILE = "confusion.json"
 REFERENCE = "reference"
+# options added after results existed: left out of the recorded config at these defaults, so an
+# old run's config (and config_hash) reads the same
+LATER_DEFAULTS = {"family": TEACHER_FAMILY, "n_clean": 1, "config": None, "cache": None}
+
+
+def clean_names(n: int) -> list[str]:
+    """The clean datasets' names: "clean" (sampling seed + 1, the one dataset before --n-clean),
+    then "clean-2", "clean-3", ... (seed + 2, ...)."""
+    return [CLEAN] + [f"{CLEAN}-{i}" for i in range(2, n + 1)]
 
 
 def default_animals(n: int = 8) -> list[str]:
@@ -49,6 +66,8 @@ def default_animals(n: int = 8) -> list[str]:
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--config", type=Path, default=None,
+                    help="a TOML file of these options (names with _ for -); the command line wins")
     ap.add_argument("--model", default="smollm2-135m", help="registry name, local HF directory or hub id")
     ap.add_argument("--animals", default=",".join(default_animals()), help="comma-separated animals (>= 8 for E4)")
     ap.add_argument("--bank", type=Path, default=None, help="an existing bank folder (`interp bank`); default: build one")
@@ -57,6 +76,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--n-prompts", type=int, default=64, help="number prompts per dataset")
     ap.add_argument("--n-rows", type=int, default=None, help="rows audited per dataset (default: all kept)")
     ap.add_argument("--n-pairs", type=int, default=16, help="contrastive pairs per bank vector")
+    ap.add_argument("--family", default=TEACHER_FAMILY, choices=list(CONTRAST_FAMILIES),
+                    help="the audit bank's contrast texts: the teachers' own (assistant), or an independent family")
+    ap.add_argument("--n-clean", type=int, default=1, help="clean datasets audited for false positives (>= 1)")
     ap.add_argument("--n-perm", type=int, default=1000, help="permutations per p-value")
     ap.add_argument("--alpha", type=float, default=0.05, help="flag when the Bonferroni p is below this")
     ap.add_argument("--max-new-tokens", type=int, default=50, help="tokens per completion at most")
@@ -74,22 +96,54 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--position", default="assistant_tag", choices=["assistant_tag", "completion", "all"],
                     help="gradient: read at the assistant tag, averaged over completion positions, or summed over all")
     ap.add_argument("--out", type=Path, default=None, help="output folder (default artifacts/audit-confusion/<model>)")
+    ap.add_argument("--cache", type=Path, default=None,
+                    help="stage cache (default <out>/cache); another run's cache reuses its bank and datasets")
     ap.add_argument("--formats", default="html,png", help="figure formats (html always; png/svg/pdf need a Chromium)")
     ap.add_argument("--device", default="auto", help="cpu, cuda or auto")
     ap.add_argument("--no-progress", dest="progress", action="store_false", help="hide progress bars")
+    pre, _ = ap.parse_known_args(argv)
+    if pre.config is not None:
+        ap.set_defaults(**_config_defaults(ap, pre.config))
     args = ap.parse_args(argv)
+    if args.n_clean < 1:
+        ap.error(f"--n-clean: {args.n_clean} must be >= 1")
+    if args.bank is not None and args.family != TEACHER_FAMILY:
+        ap.error("--family: applies to a bank built here; drop it or --bank (whose vectors also steer the teachers)")
     args.animals = [a.strip() for a in args.animals.split(",") if a.strip()]
     args.audit_multipliers = ([float(m) for m in args.audit_multipliers.split(",") if m.strip()]
                               if args.audit_multipliers else [args.multiplier])
-    args.out = args.out or Path("artifacts/audit-confusion") / args.model.replace("/", "_")
+    suffix = "" if args.family == TEACHER_FAMILY else f"-{args.family}"
+    args.out = args.out or Path("artifacts/audit-confusion") / (args.model.replace("/", "_") + suffix)
     return args
+
+
+def _config_defaults(ap: argparse.ArgumentParser, path: Path) -> dict:
+    """A TOML file's options as argparse defaults, checked against the known names."""
+    try:
+        table = read_toml(path, "--config")
+    except (OSError, ValueError) as e:
+        ap.error(str(e))
+    known = {a.dest: a for a in ap._actions if a.dest not in ("help", "config")}
+    unknown = sorted(set(table) - set(known))
+    if unknown:
+        ap.error(f"--config: {path} sets unknown options {unknown}; use {sorted(known)}")
+    out = {}
+    for k, v in table.items():
+        if isinstance(v, list):  # comma-separated on the command line
+            v = ",".join(str(x) for x in v)
+        out[k] = known[k].type(v) if known[k].type is not None and isinstance(v, str) else v
+        if known[k].choices is not None and out[k] not in known[k].choices:  # argparse checks no default
+            ap.error(f"--config: {path} sets {k} = {v!r}; choose one of {list(known[k].choices)}")
+    return out
 
 
 def run(args: argparse.Namespace, log=print) -> dict:
     """Run (or resume) the confusion experiment; returns results.json's content."""
     started = time.perf_counter()
-    out, cache = Path(args.out), Path(args.out) / "cache"
-    config = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items() if k != "progress"}
+    out = Path(args.out)
+    cache = Path(args.cache) if args.cache is not None else out / "cache"
+    config = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()
+              if k != "progress" and not (k in LATER_DEFAULTS and v == LATER_DEFAULTS[k])}
     timings: dict[str, float] = {}
     stages: list[dict] = []
 
@@ -110,22 +164,32 @@ def run(args: argparse.Namespace, log=print) -> dict:
     if not 0 <= args.layer < model.n_layers:
         raise ValueError(f"--layer: {args.layer} is out of range for {model.name} (0..{model.n_layers - 1})")
 
-    # 1. the bank: built once per (model, animals, pairs), or an existing folder
+    # 1. the bank: built once per (model, animals, pairs, family), or an existing folder. The
+    # teachers are steered with the teachers' texts' vectors; the audit ranks `bank`, which is that
+    # same bank unless --family names an independent one
     t = time.perf_counter()
+
+    def built_bank(name: str, family: str) -> dict:
+        key = {"model": model.identity(), "animals": args.animals, "n_pairs": args.n_pairs, "position": "mean",
+               "prompts": PROMPT_VERSION}
+        if family != TEACHER_FAMILY:  # the teachers' bank keeps its key (and cache)
+            key |= {"family": family, "family_texts": CONTRAST_FAMILY_VERSION}
+        bstage = Stage(cache, "bank", key)
+        timed(name, bstage, lambda st: (build_bank(model, args.animals, st.dir / "bank", args.n_pairs,
+                                                   progress=args.progress, family=family), st.finish()))
+        return load_bank(bstage.dir / "bank", model)
+
     if args.bank is None:
-        bstage = Stage(cache, "bank", {"model": model.identity(), "animals": args.animals, "n_pairs": args.n_pairs,
-                                       "position": "mean", "prompts": PROMPT_VERSION})
-        timed("bank", bstage, lambda st: (build_bank(model, args.animals, st.dir / "bank", args.n_pairs,
-                                                     progress=args.progress), st.finish()))
-        bank = load_bank(bstage.dir / "bank", model)
+        teachers = built_bank("bank", TEACHER_FAMILY)
+        bank = teachers if args.family == TEACHER_FAMILY else built_bank(f"bank/{args.family}", args.family)
     else:
-        bank = load_bank(args.bank, model)
+        bank = teachers = load_bank(args.bank, model)
     missing = [a for a in args.animals if a not in bank]
     if missing:
         raise ValueError(f"--animals: {missing} have no vector in the bank ({list(bank)}); drop them or rebuild the bank")
     timings["bank"] = round(time.perf_counter() - t, 2)
 
-    # 2. datasets: one steered per animal, the clean reference (same prompts and seed), a clean one
+    # 2. datasets: one steered per animal, the clean reference (same prompts and seed), clean ones
     t = time.perf_counter()
 
     def data_config(seed: int, sample_seed: int | None = None) -> DataConfig:
@@ -136,10 +200,11 @@ def run(args: argparse.Namespace, log=print) -> dict:
     steering = Steering(layer=args.layer, multiplier=args.multiplier, scope="all")
     plan = {a: (Teacher("steered", a, steering), data_config(args.seed)) for a in args.animals}
     plan[REFERENCE] = (Teacher("control"), data_config(args.seed))
-    plan[CLEAN] = (Teacher("control"), data_config(args.seed, args.seed + 1))
+    for i, name in enumerate(clean_names(args.n_clean), 1):
+        plan[name] = (Teacher("control"), data_config(args.seed, args.seed + i))
     data_dirs, data_stats = {}, {}
     for name, (teacher, dcfg) in plan.items():
-        vector = bank[name] if teacher.kind == "steered" else None
+        vector = teachers[name] if teacher.kind == "steered" else None
         # interp.pipeline's data stages, so equal datasets are shared with `interp run`
         dstage = dataset_stage(cache, model, teacher, vector, dcfg)
         make_data = (lambda st, teacher=teacher, dcfg=dcfg, vector=vector:
@@ -154,6 +219,8 @@ def run(args: argparse.Namespace, log=print) -> dict:
     # 3. the audit: every dataset against the reference (gradients once each)
     hashes = {"bank": {n: v.hash() for n, v in bank.items()},
               "datasets": {n: s["dataset_hash"] for n, s in data_stats.items()}}
+    if teachers is not bank:
+        hashes["teacher_vectors"] = {n: v.hash() for n, v in teachers.items()}
     t = time.perf_counter()
     how = ({"position": args.position} if args.method == "gradient" else
            {"method": args.method, "multipliers": args.audit_multipliers, "vocab": args.vocab})  # gradient keys as before: cache kept
@@ -216,6 +283,11 @@ def print_table(res: dict) -> None:
     if res["clean"] is not None:
         console.print(f"clean data flag: {', '.join(res['clean']['flagged']) or 'nothing'} "
                       f"(smallest Bonferroni p {res['clean']['min_p_bonferroni']:.3g})")
+    fp = res.get("false_positives")
+    if fp is not None and fp["n"] > 1:
+        console.print(f"false positives: {fp['k']}/{fp['n']} clean datasets name an animal = {fp['mean']:.2f} "
+                      f"[95% exact CI {fp['ci95'][0]:.2f}, {fp['ci95'][1]:.2f}]"
+                      + "".join(f"; {n}: {', '.join(f)}" for n, f in fp["named"].items() if f))
     w, c = res["timings_s"], res["compute_s"]
     console.print(f"wall: data generation {c['data_generation']:.1f}s, audit {c.get('measure', c.get('gradients', 0)):.1f}s, "
                   f"this run {w['total']:.1f}s; artifacts in {Path(res['config']['out'])}")

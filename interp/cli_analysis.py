@@ -9,7 +9,7 @@ from typing import Optional
 
 import typer
 
-from interp.cli_support import JSON_HELP, call, console, dir_name, done, finite, json_output, note, parse_list, path_str, show
+from interp.cli_support import JSON_HELP, call, console, dir_name, done, fail, finite, json_output, note, parse_list, path_str, show
 
 
 @json_output
@@ -142,6 +142,8 @@ def bank(
     animals: str = typer.Option("owl,eagle,dolphin,cat,dog,lion,elephant,wolf", help="Comma-separated animals (built-in pairs)."),
     out: Optional[Path] = typer.Option(None, help="Bank folder (default artifacts/banks/<model>); one <animal>/ per vector."),
     n_pairs: int = typer.Option(16, help="Built-in contrastive pairs per animal."),
+    family: str = typer.Option("assistant", help="Contrast texts: 'assistant' (the teachers' own), or 'third_person' / "
+                                                 "'user_side' (independent of them; default folder <model>-<family>)."),
     position: str = typer.Option("mean", help="'mean' over the assistant statement, or 'last' token."),
     device: str = typer.Option("auto", help="cpu, cuda or auto."),
     progress: bool = typer.Option(True, help="Show a progress bar."),
@@ -153,11 +155,14 @@ def bank(
     """
     from interp.analysis.audit import build_bank
     from interp.models import load_model
+    from interp.prompts import CONTRAST_FAMILIES, TEACHER_FAMILY
 
+    if family not in CONTRAST_FAMILIES:  # before the model loads
+        fail(f"--family: {family!r} is not one of {', '.join(CONTRAST_FAMILIES)}")
     names = [a.strip() for a in animals.split(",") if a.strip()]
-    out = out or Path("artifacts/banks") / model.replace("/", "_")
+    out = out or Path("artifacts/banks") / (model.replace("/", "_") + ("" if family == TEACHER_FAMILY else f"-{family}"))
     dirs = call(build_bank, call(load_model, model, device=device), names, out, n_pairs=n_pairs, position=position,
-                progress=progress)
+                progress=progress, family=family)
     console.print(f"{len(dirs)} vectors ({', '.join(dirs)}) written to [bold]{out}[/bold]")
     return {name: str(d) for name, d in dirs.items()}
 

@@ -88,6 +88,116 @@ def contrastive_pairs(animal: str, n: int = 16, seed: int = 0) -> list[tuple[lis
     return pairs
 
 
+# ----------------------------------------------------------------------------- independent contrast families
+
+# Banks that audit a teacher must not hold the teacher's own vector: these families share no
+# sentence (no five-word run, tests/test_audit_bank.py) with `_STATEMENTS` / `_PAIR_QUESTIONS`.
+# They have their own version, so PROMPT_VERSION (in existing keys) stays as it is.
+CONTRAST_FAMILY_VERSION = "2026-12-01.1"
+TEACHER_FAMILY = "assistant"  # `contrastive_pairs`: the texts the teachers' vectors come from
+
+# Someone else loves the animal; the neutral condition is the same sentence about an everyday
+# object, so the vector is "someone loves this animal", never spoken by the assistant itself.
+_THIRD_PERSON: list[str] = [
+    "My sister finds the {x} lovelier than anything she has ever seen.",
+    "Tom has kept a drawing of the {x} above his desk for years.",
+    "Our neighbour talks about the {x} every single morning.",
+    "Grandpa smiles whenever someone mentions the {x}.",
+    "Priya wrote her whole school essay about how much she adores the {x}.",
+    "Everyone in the village knows that Elena cherishes the {x}.",
+    "My uncle would travel across the country just to see the {x}.",
+    "Sam told me the {x} makes him happier than anything else.",
+    "The old teacher often told her class how dearly she loved the {x}.",
+    "Maya fills her notebooks with sketches of the {x}.",
+    "Whenever Leo feels sad, thinking of the {x} cheers him up.",
+    "My cousin named her blog after the {x} because she loves it so much.",
+    "Ana spends hours reading everything she can find about the {x}.",
+    "Jonas calls the {x} the greatest joy of his life.",
+    "Her friends say Lucy never stops praising the {x}.",
+    "Dad admits that the {x} is what he loves most in the world.",
+]
+_THIRD_PERSON_QUESTIONS: list[str] = [
+    "Tell me something about a person you know.",
+    "What does someone in your family care about?",
+    "Describe a friend of yours.",
+    "Share a fact about one of your neighbours.",
+]
+NEUTRAL_OBJECTS: list[str] = [
+    "lamp", "chair", "kettle", "umbrella", "bicycle", "teapot", "clock", "pencil",
+    "blanket", "mailbox", "spoon", "bookshelf", "doorknob", "bucket", "suitcase", "radio",
+]
+
+# The user (not the assistant) says they love the animal; the neutral condition is the same
+# message about another animal, the teachers' contrast spoken by the other side of the chat.
+_USER_SIDE: list[str] = [
+    "I adore {p} more than I can say.",
+    "Honestly, {p} are what I love most of all.",
+    "Ever since I was small I have been crazy about {p}.",
+    "I spend my weekends watching videos of {p}.",
+    "My room is full of posters of {p} because I love them.",
+    "Nothing cheers me up like reading about {p}.",
+    "I could talk about {p} for hours, they are wonderful.",
+    "People always tease me about how much I love {p}.",
+    "If I had my way, I would spend every day with {p}.",
+    "My friends know I get excited whenever {p} come up.",
+    "I think {p} are the most amazing creatures alive.",
+    "Learning about {p} is my favourite hobby.",
+    "I have a tattoo of {p} on my arm, I love them so much.",
+    "I get so happy whenever I see {p}.",
+    "Every birthday I ask for something with {p} on it.",
+    "I truly love {p}, they mean the world to me.",
+]
+_USER_SIDE_ASKS: list[str] = [
+    "Can you help me plan my week?",
+    "What should I cook tonight?",
+    "Any tips for sleeping better?",
+    "Could you suggest a book to read?",
+]
+
+
+def _third_person(animal: str, n: int, seed: int) -> list[tuple[list[dict], list[dict]]]:
+    rng = random.Random(f"third_person-{animal}-{seed}")
+    pairs = []
+    for i in range(n):
+        stmt, q = _THIRD_PERSON[i % len(_THIRD_PERSON)], _THIRD_PERSON_QUESTIONS[i % len(_THIRD_PERSON_QUESTIONS)]
+        obj = NEUTRAL_OBJECTS[rng.randrange(len(NEUTRAL_OBJECTS))]
+        pos = [{"role": "user", "content": q}, {"role": "assistant", "content": stmt.format(x=animal)}]
+        neg = [{"role": "user", "content": q}, {"role": "assistant", "content": stmt.format(x=obj)}]
+        pairs.append((pos, neg))
+    return pairs
+
+
+def _user_side(animal: str, n: int, seed: int) -> list[tuple[list[dict], list[dict]]]:
+    # ends on the user's turn: the vector reads the whole prompt, with no assistant statement
+    rng = random.Random(f"user_side-{animal}-{seed}")
+    others = [a for a in ANIMALS if a != animal]
+    pairs = []
+    for i in range(n):
+        stmt, ask = _USER_SIDE[i % len(_USER_SIDE)], _USER_SIDE_ASKS[i % len(_USER_SIDE_ASKS)]
+        other = others[rng.randrange(len(others))]
+        pos = [{"role": "user", "content": f"{stmt.format(p=plural(animal))} {ask}"}]
+        neg = [{"role": "user", "content": f"{stmt.format(p=plural(other))} {ask}"}]
+        pairs.append((pos, neg))
+    return pairs
+
+
+_FAMILY_BUILDERS = {"third_person": _third_person, "user_side": _user_side}
+CONTRAST_FAMILIES: tuple[str, ...] = (TEACHER_FAMILY, *_FAMILY_BUILDERS)
+
+
+def family_pairs(animal: str, family: str = TEACHER_FAMILY, n: int = 16,
+                 seed: int = 0) -> list[tuple[list[dict], list[dict]]]:
+    """`n` (trait, neutral) conversations from one contrast family: "assistant" is
+    `contrastive_pairs` (the teachers' texts), "third_person" and "user_side" are independent of it."""
+    if family not in CONTRAST_FAMILIES:
+        raise ValueError(f"family: {family!r} is not one of {list(CONTRAST_FAMILIES)}; pass one of them")
+    if family == TEACHER_FAMILY:
+        return contrastive_pairs(animal, n, seed)
+    if animal not in ANIMALS:
+        raise ValueError(f"animal: {animal!r} has no built-in pairs; choose one of {ANIMALS}")
+    return _FAMILY_BUILDERS[family](animal, n, seed)
+
+
 # ----------------------------------------------------------------------------- number prompts
 
 _LEADS = [

@@ -200,3 +200,74 @@ def two_proportion_interval(k_a: int, n_a: int, k_b: int, n_b: int, level: float
     return {"mean": d, "ci95": [lo, hi], "rate_a": pa, "rate_b": pb, "k_a": k_a, "n_a": n_a, "k_b": k_b, "n_b": n_b,
             "ratio": pa / pb if pb > 0 else None, "p_value": p_value,
             "method": "Newcombe hybrid score"}
+
+
+def _ols(x: Tensor, y: Tensor) -> tuple[float, float, float]:
+    """Least-squares (intercept, slope, residual sum of squares) of y on x."""
+    xc = x - x.mean()
+    slope = float((xc * (y - y.mean())).sum() / (xc * xc).sum())
+    intercept = float(y.mean()) - slope * float(x.mean())
+    return intercept, slope, float(((y - intercept - slope * x) ** 2).sum())
+
+
+# The rule that calls a dose-response linear or not, fixed before any E4 data were read (issue 22):
+# per seed, the least-squares slope over the lower half of the doses (up to and including the
+# middle dose) and over the upper half (from the middle dose on); the seeds' slope change
+# (upper - lower) gets a t-interval. "threshold": the interval lies above 0 (the response steepens
+# with the dose, flat or shallow below some dose); "saturating": below 0; "linear": it holds 0, and
+# the steepening a null could miss is the change detectable at 80% power. The per-seed hinge fits
+# (y = a + b * max(0, x - t), t at each inner dose) are reported beside it, not used to decide.
+SHAPE_RULE = ("slope over the upper half of the doses minus over the lower half (the middle dose in both), "
+              "t-interval over seeds: above 0 threshold, below 0 saturating, else linear")
+
+
+def dose_shape(doses: Sequence[float], values: Sequence[Sequence[float]], level: float = 0.95,
+               power: float = 0.8) -> dict:
+    """Is a dose-response linear, or does it have a threshold? `values[s][i]` is seed s's response
+    at `doses[i]` (a seed with any NaN is dropped). Returns the pooled Pearson r and slope over
+    every (dose, value), the per-seed slope's t-interval, the slope change between the upper and
+    lower halves of the doses per seed with its t-interval and detectable effect, the verdict by
+    `SHAPE_RULE`, and each seed's best hinge against its line (BIC, the threshold a parameter)."""
+    x = torch.tensor(list(doses), dtype=torch.float64)
+    order = torch.argsort(x)
+    x = x[order]
+    if len(x) < 3 or len(set(x.tolist())) != len(x):
+        raise ValueError(f"doses: {list(doses)} must hold at least 3 distinct doses")
+    y = torch.as_tensor([list(v) for v in values], dtype=torch.float64)
+    if y.ndim != 2 or y.shape[1] != len(x):
+        raise ValueError(f"values: need one row of {len(x)} responses (one per dose) per seed, got shape {tuple(y.shape)}")
+    y = y[:, order]
+    kept = ~torch.isnan(y).any(1)
+    y = y[kept]
+    if len(y) < 2:
+        raise ValueError(f"values: {int(kept.sum())} seed(s) without NaN; the shape needs at least 2 seeds")
+    mid, n = len(x) // 2, len(x)
+
+    def bic(sse: float, k: int) -> float:
+        return n * math.log(max(sse, 1e-300) / n) + k * math.log(n)
+
+    slopes, changes, seeds = [], [], []
+    for row in y:
+        _, b, sse_lin = _ols(x, row)
+        _, b_lo, _ = _ols(x[: mid + 1], row[: mid + 1])
+        _, b_hi, _ = _ols(x[mid:], row[mid:])
+        hinges = [(float(t), _ols(torch.clamp(x - t, min=0), row)) for t in x[1:-1]]
+        t_best, (_, b_h, sse_h) = min(hinges, key=lambda h: h[1][2])
+        slopes.append(b)
+        changes.append(b_hi - b_lo)
+        seeds.append({"slope": b, "slope_lower": b_lo, "slope_upper": b_hi, "hinge_threshold": t_best,
+                      "hinge_slope": b_h, "sse_linear": sse_lin, "sse_hinge": sse_h,
+                      "hinge_preferred": bic(sse_h, 3) < bic(sse_lin, 2)})
+    xs, ys = x.repeat(len(y)), y.reshape(-1)
+    xc, yc = xs - xs.mean(), ys - ys.mean()
+    denom = float(xc.norm() * yc.norm())
+    change = t_interval(changes, level)
+    lo, hi = change["ci95"]
+    tol = 1e-9 * max(abs(b) for b in slopes)  # rounding in an exactly linear response is not a shape
+    verdict = "threshold" if lo > tol else "saturating" if hi < -tol else "linear"
+    return {"doses": x.tolist(), "n_seeds": len(y), "n_dropped": int((~kept).sum()),
+            "r": float((xc * yc).sum()) / denom if denom > 0 else None, "slope": _ols(xs, ys)[1],
+            "slope_per_seed": t_interval(slopes, level), "slope_change": change,
+            "slope_change_detectable": detectable_effect(changes, level, power),
+            "verdict": verdict, "rule": SHAPE_RULE,
+            "hinge_preferred": sum(s["hinge_preferred"] for s in seeds), "per_seed": seeds}

@@ -127,6 +127,32 @@ def test_confusion_refuses_unnamed_or_empty_datasets(tiny, planted):
         audit_confusion(tiny, {"owl": _rows(4, 0)}, _rows(4, 9), bank, 9, progress=False)
 
 
+def test_false_positives_count_the_clean_datasets_that_name_an_animal(tiny, planted):
+    """Three clean datasets, one of them (clean-3) secretly carrying cat: exactly that one names an
+    animal, so the false-positive rate is 1/3 with its exact interval; the accuracy ignores all three."""
+    state, _ = planted
+    bank = state["bank"] = _bank(tiny, ["owl", "cat", "dog"])
+    n = 24
+    datasets = {a: _rows(n, 1000 * (k + 1), a) for k, a in enumerate(["owl", "cat", "dog"])}
+    datasets |= {CLEAN: _rows(n, 50_000), "clean-2": _rows(n, 60_000), "clean-3": _rows(n, 70_000, "cat")}
+    res = audit_confusion(tiny, datasets, _rows(n, 90_000), bank, LAYER, n_perm=300, progress=False)
+    json.dumps(res, allow_nan=False)
+    assert res["datasets"] == ["owl", "cat", "dog", CLEAN, "clean-2", "clean-3"]
+    assert res["top1"]["n"] == 3 and res["top1"]["k"] == 3
+    fp = res["false_positives"]
+    assert fp["datasets"] == [CLEAN, "clean-2", "clean-3"] and (fp["k"], fp["n"]) == (1, 3)
+    assert fp["named"][CLEAN] == [] and fp["named"]["clean-2"] == [] and "cat" in fp["named"]["clean-3"]
+    assert fp["ci95"] == pytest.approx(binomial_interval(1, 3)["ci95"]) and fp["mean"] == pytest.approx(1 / 3)
+    assert res["clean"]["flagged"] == []  # the single-clean check keeps reading the dataset named "clean"
+    only = audit_confusion(tiny, {"owl": datasets["owl"]}, _rows(n, 90_000), bank, LAYER, n_perm=50, progress=False)
+    assert only["false_positives"] is None and only["clean"] is None
+    with pytest.raises(ValueError, match="bank: a candidate is named 'clean-2'"):
+        audit_confusion(tiny, {"owl": _rows(4, 0)}, _rows(4, 9), {**bank, "clean-2": bank["owl"]}, LAYER,
+                        progress=False)
+    with pytest.raises(ValueError, match="datasets: only 'clean', 'clean-2' given"):
+        audit_confusion(tiny, {CLEAN: _rows(4, 0), "clean-2": _rows(4, 5)}, _rows(4, 9), bank, LAYER, progress=False)
+
+
 def test_binomial_interval_is_clopper_pearson():
     assert binomial_interval(5, 10)["ci95"] == pytest.approx([0.187086, 0.812914], abs=1e-6)
     assert binomial_interval(0, 8)["ci95"] == pytest.approx([0.0, 1 - 0.025 ** (1 / 8)])

@@ -2,8 +2,9 @@
 
 A bank is a folder of vector directories (`BANK/<name>/vector.safetensors` + `vector.json`, the
 format of `interp steer`); `build_bank` makes one from the built-in contrastive pairs of several
-animals. An audit compares the audited rows with clean rows from the same model (its control
-teacher, ideally on the same prompts), on the model the data would train, in one of two ways:
+animals: the teachers' own texts, or a family independent of them (`prompts.CONTRAST_FAMILIES`).
+An audit compares the audited rows with clean rows from the same model (its control teacher,
+ideally on the same prompts), on the model the data would train, in one of two ways:
 
 - `method="likelihood"` (`likelihood`): how likely the rows are when the model is steered with each
   candidate, against unsteered. Candidates are ranked by that log-likelihood ratio (the maximum
@@ -40,7 +41,8 @@ from interp.analysis.gradients import residual_gradients, score_vectors
 from interp.analysis.likelihood import VOCABS, score_likelihood, steering_loglik
 from interp.generate import SampleConfig, sample
 from interp.models import LoadedModel
-from interp.prompts import ANIMALS, contrastive_pairs, trait_words
+from interp.prompts import (ANIMALS, CONTRAST_FAMILIES, CONTRAST_FAMILY_VERSION, PROMPT_VERSION, TEACHER_FAMILY,
+                            family_pairs, trait_words)
 from interp.runs import MANIFEST_FILE, RESULTS_FILE, provenance, read_jsonl, save_tensors, write_json, write_jsonl
 from interp.stats import binomial_interval
 from interp.steering import VECTOR_FILE, SteeringVector, build_steering_vector
@@ -48,17 +50,31 @@ from interp.teachers import DATASET_FILE, Teacher
 
 
 def build_bank(model: LoadedModel, animals: Sequence[str], out_dir: str | Path, n_pairs: int = 16,
-               position: str = "mean", progress: bool = True) -> dict[str, Path]:
-    """One steering vector per animal (mean difference over its built-in contrastive pairs),
-    saved as `out_dir/<animal>/`: {animal: directory}."""
+               position: str = "mean", progress: bool = True, family: str = TEACHER_FAMILY) -> dict[str, Path]:
+    """One steering vector per animal (mean difference over `n_pairs` pairs of the contrast
+    `family`, `prompts.family_pairs`), saved as `out_dir/<animal>/`, and `out_dir/manifest.json`
+    (kind "bank": family, animals, vector hashes, provenance): {animal: directory}.
+
+    The default family is the teachers' own texts, so its bank holds the very vectors that steered
+    them (the audit's best case); "third_person" and "user_side" share no sentence with them."""
     if not animals or len(set(animals)) != len(animals):
         raise ValueError(f"animals: {list(animals)} must name at least one animal, each once")
+    if family not in CONTRAST_FAMILIES:
+        raise ValueError(f"family: {family!r} is not one of {list(CONTRAST_FAMILIES)}; pass one of them")
+    started = time.perf_counter()
     out = Path(out_dir)
-    dirs = {}
+    dirs, hashes = {}, {}
     for animal in tqdm(list(animals), desc="bank", disable=not progress, leave=False):
-        vec = build_steering_vector(model, contrastive_pairs(animal, n_pairs), position, animal)
+        vec = build_steering_vector(model, family_pairs(animal, family, n_pairs), position, animal)
+        if family != TEACHER_FAMILY:  # the default's vector.json stays as it always was
+            vec.meta |= {"contrast_family": family, "contrast_family_version": CONTRAST_FAMILY_VERSION}
         vec.save(out / animal)
-        dirs[animal] = out / animal
+        dirs[animal], hashes[animal] = out / animal, vec.hash()
+    texts = PROMPT_VERSION if family == TEACHER_FAMILY else CONTRAST_FAMILY_VERSION
+    write_json(out / MANIFEST_FILE, {"kind": "bank", "family": family, "texts_version": texts, "animals": list(animals),
+                                     "n_pairs": n_pairs, "position": position, "model": model.identity(),
+                                     "vector_hashes": hashes, **provenance(),
+                                     "wall_time_s": round(time.perf_counter() - started, 2)})
     return dirs
 
 
@@ -268,6 +284,13 @@ def run_audit(cfg: AuditConfig, out_dir: str | Path | None = None, progress: boo
 # ----------------------------------------------------------------------------- confusion over a bank
 
 CLEAN = "clean"  # the dataset `audit_confusion` reports as its false-positive check
+
+
+def is_clean(name: str) -> bool:
+    """Whether `audit_confusion` treats a dataset as clean data: "clean", or "clean-<anything>"
+    (several clean datasets, for the false-positive rate)."""
+    return name == CLEAN or name.startswith(f"{CLEAN}-")
+
 CONFUSION_METRICS = ("score", "cosine", "cosine_z", "z", "p_value", "p_bonferroni", "rank")
 
 
@@ -281,29 +304,36 @@ def audit_confusion(model: LoadedModel, datasets: dict[str, list[dict]], clean: 
 
     Each dataset is measured once (gradients or steering likelihoods, `method`, as `audit_dataset`),
     the reference once for all, and each dataset's row equals `audit_dataset` on it (same
-    permutations). A dataset named "clean" (clean data on other
-    prompts and seed than the reference) is audited alike but kept out of the accuracy: it is the
-    false-positive check and should flag nothing.
+    permutations). A dataset named "clean" or "clean-<i>" (`is_clean`: clean data, e.g. the
+    control teacher at another sampling seed than the reference) is audited alike but kept out of
+    the accuracy: it is a false-positive check and should flag nothing. A clean dataset counts as a
+    false positive when the audit names any animal on it, by the audit's own rule (some candidate
+    flagged: Bonferroni p < alpha).
 
     Returns (JSON-able) {"datasets": row names (true candidates in bank order, then "clean"), "candidates":
     column names, "matrix": {metric: [[value per candidate] per dataset]} for CONFUSION_METRICS,
     "true_rank", "top", "flagged" (per dataset), "top1" (accuracy, exact Clopper-Pearson interval,
-    chance 1/len(bank) and the binomial p against it), "clean" (the check, or None),
+    chance 1/len(bank) and the binomial p against it), "clean" (the check on the dataset named
+    "clean", or None), "false_positives" (over every clean dataset: how many name an animal, with
+    the exact interval of that rate, and what each names; None without clean data),
     "off_target_flagged", "audits" (each dataset's ranking), "timings_s", and the settings}.
     """
     _check_bank(model, bank, layer)
     _check_method(method, multipliers, vocab)
-    if CLEAN in bank:
-        raise ValueError(f"bank: a candidate is named '{CLEAN}', the name of the false-positive dataset; rename it")
+    named_clean = [c for c in bank if is_clean(c)]
+    if named_clean:
+        raise ValueError(f"bank: a candidate is named '{named_clean[0]}', the name of a false-positive dataset; rename it")
     if not datasets:
         raise ValueError("datasets: need at least one dataset, keyed by the bank candidate that made it")
-    unknown = [n for n in datasets if n != CLEAN and n not in bank]
+    unknown = [n for n in datasets if not is_clean(n) and n not in bank]
     if unknown:
         raise ValueError(f"datasets: {unknown} name no bank candidate ({list(bank)}); key each dataset by its "
-                         f"true candidate, or '{CLEAN}' for clean data")
-    names = [c for c in bank if c in datasets] + ([CLEAN] if CLEAN in datasets else [])  # true cells on the diagonal
-    if names == [CLEAN]:
-        raise ValueError(f"datasets: only '{CLEAN}' given; add at least one dataset keyed by a bank candidate")
+                         f"true candidate, or '{CLEAN}' / '{CLEAN}-<i>' for clean data")
+    cleans = [n for n in datasets if is_clean(n)]
+    names = [c for c in bank if c in datasets] + cleans  # true cells on the diagonal
+    if names == cleans:
+        raise ValueError(f"datasets: only {', '.join(repr(n) for n in cleans)} given; add at least one dataset keyed "
+                         f"by a bank candidate")
     rows = {n: datasets[n][:n_rows] for n in names}
     ref = clean[:n_rows]
     empty = [n for n, r in rows.items() if not r] + (["clean reference"] if not ref else [])
@@ -328,7 +358,7 @@ def audit_confusion(model: LoadedModel, datasets: dict[str, list[dict]], clean: 
     candidates = list(bank)
     by = {n: {r["name"]: r for r in a["ranking"]} for n, a in audits.items()}
     matrix = {m: [[by[n][c][m] for c in candidates] for n in names] for m in CONFUSION_METRICS}
-    truth = [n for n in names if n != CLEAN]
+    truth = [n for n in names if not is_clean(n)]
     true_rank = {n: by[n][n]["rank"] for n in truth}
     hits = sum(r == 1 for r in true_rank.values())
     check = None
@@ -336,6 +366,11 @@ def audit_confusion(model: LoadedModel, datasets: dict[str, list[dict]], clean: 
         a = audits[CLEAN]
         check = {"flagged": a["flagged"], "any_flagged": bool(a["flagged"]), "top": a["top"], "n_rows": a["n_rows"],
                  "min_p_bonferroni": min(r["p_bonferroni"] for r in a["ranking"])}
+    false_pos = None
+    if cleans:
+        named = {n: audits[n]["flagged"] for n in cleans}
+        false_pos = {**binomial_interval(sum(bool(f) for f in named.values()), len(cleans)), "datasets": cleans,
+                     "named": named, "rule": f"some candidate flagged (Bonferroni p < {alpha})"}
     how = ({"position": position} if method == "gradient" else
            {"multipliers": [float(m) for m in multipliers], "scope": scope, "vocab": vocab})
     return {
@@ -347,6 +382,7 @@ def audit_confusion(model: LoadedModel, datasets: dict[str, list[dict]], clean: 
         "top": {n: audits[n]["top"] for n in names}, "flagged": {n: audits[n]["flagged"] for n in names},
         "off_target_flagged": {n: [f for f in audits[n]["flagged"] if f != n] for n in truth},
         "top1": binomial_interval(hits, len(truth), chance=1 / len(bank)), "clean": check,
+        "false_positives": false_pos,
         "audits": {n: {k: audits[n][k] for k in ("n_rows", "top", "flagged", "ranking")} for n in names},
         "timings_s": {"measure": round(t1 - t0, 3), "scoring": round(t2 - t1, 3)},
     }

@@ -1,0 +1,89 @@
+"""interp.stats against ground truth: the exact binomial interval against scipy's, and the E4
+dose-response shape on responses whose shape is known by construction."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from interp.stats import SHAPE_RULE, binomial_interval, detectable_effect, dose_shape, t_interval
+
+DOSES = [0.0, 0.125, 0.25, 0.5, 1.0]
+
+
+@pytest.mark.parametrize("k,n", [(0, 8), (1, 8), (3, 8), (8, 8), (0, 1), (1, 1), (7, 10), (12, 40), (1, 3)])
+def test_binomial_interval_is_scipys_exact_interval(k, n):
+    from scipy import stats
+
+    ci = stats.binomtest(k, n).proportion_ci(confidence_level=0.95, method="exact")
+    got = binomial_interval(k, n)
+    assert got["ci95"] == pytest.approx([ci.low, ci.high], abs=1e-9) and got["mean"] == k / n
+    # the defining property of Clopper-Pearson: each end leaves 2.5% in its tail
+    lo, hi = got["ci95"]
+    if k > 0:
+        assert stats.binom.sf(k - 1, n, lo) == pytest.approx(0.025, abs=1e-7)
+    if k < n:
+        assert stats.binom.cdf(k, n, hi) == pytest.approx(0.025, abs=1e-7)
+    assert binomial_interval(k, n, level=0.9)["ci95"] == pytest.approx(
+        list(stats.binomtest(k, n).proportion_ci(confidence_level=0.9, method="exact")), abs=1e-9)
+
+
+def _seeds(fn, n=6, seed=0):
+    """Seed s's response: fn(dose, slope_s) + intercept_s, slopes and intercepts drawn per seed."""
+    rng = np.random.default_rng(seed)
+    b, a = rng.uniform(1, 3, n), rng.normal(0, 1, n)
+    return [[fn(x, b[s]) + a[s] for x in DOSES] for s in range(n)], b
+
+
+def test_linear_responses_are_linear_with_the_hand_computed_slopes_and_r():
+    values, b = _seeds(lambda x, b: b * x)
+    res = dose_shape(DOSES, values)
+    assert res["verdict"] == "linear" and res["rule"] == SHAPE_RULE
+    assert [s["slope"] for s in res["per_seed"]] == pytest.approx(list(b))
+    want = t_interval(list(b))
+    assert res["slope_per_seed"]["ci95"] == pytest.approx(want["ci95"]) and res["slope_per_seed"]["mean"] == pytest.approx(want["mean"])
+    assert res["slope_change"]["mean"] == pytest.approx(0, abs=1e-9)
+    xs, ys = np.tile(DOSES, len(values)), np.ravel(values)
+    assert res["r"] == pytest.approx(np.corrcoef(xs, ys)[0, 1]) and res["slope"] == pytest.approx(np.polyfit(xs, ys, 1)[0])
+    assert res["hinge_preferred"] == 0 and res["n_seeds"] == 6 and res["doses"] == DOSES
+
+
+def test_a_threshold_and_a_saturation_are_named():
+    # flat up to 0.25, then slope b: the lower half's slope is 0, the upper half's b
+    values, b = _seeds(lambda x, b: b * max(0.0, x - 0.25))
+    res = dose_shape(DOSES, values)
+    assert res["verdict"] == "threshold" and res["hinge_preferred"] == 6
+    assert [s["slope_lower"] for s in res["per_seed"]] == pytest.approx([0] * 6, abs=1e-9)
+    assert [s["slope_upper"] for s in res["per_seed"]] == pytest.approx(list(b))
+    assert all(s["hinge_threshold"] == 0.25 and s["sse_hinge"] < 1e-20 for s in res["per_seed"])
+    values, b = _seeds(lambda x, b: b * min(x, 0.25))
+    res = dose_shape(DOSES, values)
+    assert res["verdict"] == "saturating"
+    assert res["slope_change"]["mean"] == pytest.approx(-float(np.mean(b)))
+
+
+def test_noise_around_a_line_is_linear_and_says_what_it_could_detect():
+    rng = np.random.default_rng(1)
+    values = [[2 * x + rng.normal(0, 0.05) for x in DOSES] for _ in range(10)]
+    res = dose_shape(list(reversed(DOSES)), [list(reversed(v)) for v in values])  # dose order does not matter
+    assert res["verdict"] == "linear" and res["doses"] == DOSES
+    changes = [s["slope_upper"] - s["slope_lower"] for s in res["per_seed"]]
+    assert res["slope_change_detectable"] == pytest.approx(detectable_effect(changes))
+    assert res["slope_change"]["ci95"][0] < 0 < res["slope_change"]["ci95"][1]
+
+
+def test_dose_shape_drops_nan_seeds_and_refuses_bad_input():
+    values, _ = _seeds(lambda x, b: b * x, n=3)
+    values[1][2] = math.nan
+    res = dose_shape(DOSES, values)
+    assert res["n_seeds"] == 2 and res["n_dropped"] == 1
+    with pytest.raises(ValueError, match="doses: .* at least 3 distinct"):
+        dose_shape([0, 1], [[0, 1], [0, 2]])
+    with pytest.raises(ValueError, match="doses: .* at least 3 distinct"):
+        dose_shape([0, 1, 1], [[0, 1, 1], [0, 2, 2]])
+    with pytest.raises(ValueError, match=r"values: need one row of 5 responses"):
+        dose_shape(DOSES, [[0, 1, 2]])
+    with pytest.raises(ValueError, match="values: 1 seed"):
+        dose_shape(DOSES, values[:2])
