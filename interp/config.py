@@ -39,8 +39,21 @@ class VectorSection(_Strict):
     position: Literal["mean", "last"] = "mean"
 
 
+class FinetuneSection(_Strict):
+    """The `finetuned` teacher's training on the trait's question-answer pairs (`interp.finetune`);
+    in the run's key only when teacher.kinds has "finetuned"."""
+
+    method: Literal["full", "lora"] = "full"
+    lr: float = Field(5e-5, gt=0)
+    epochs: int = Field(3, ge=1)
+    seed: Annotated[int, SEED] = 0
+    batch_size: int = Field(8, ge=1)
+    lora_rank: int = Field(8, ge=1)
+    lora_alpha: int = Field(16, ge=1)
+
+
 class TeacherSection(_Strict):
-    kinds: list[Literal["control", "prompted", "steered", "random", "prompted_ablated"]] = ["control", "steered"]
+    kinds: list[Literal["control", "prompted", "steered", "random", "prompted_ablated", "finetuned"]] = ["control", "steered"]
     layer: int = Field(8, ge=0)
     multiplier: float = 0.5
     scope: Literal["all", "prompt", "generated"] = "all"
@@ -48,6 +61,7 @@ class TeacherSection(_Strict):
     # a new random direction for every replicate seed (random_seed + seed): the null then spans
     # directions, not one draw; false keeps one direction for all seeds
     random_per_seed: bool = True
+    finetune: FinetuneSection = FinetuneSection()
 
 
 class DataSection(_Strict):
@@ -241,6 +255,11 @@ class E1Config(_Strict):
                              "run them separately")
         if self.data.select.startswith("q") and int(self.data.select[1:]) >= self.data.select_bins:
             raise ValueError(f"data.select: {self.data.select!r} names no bin of data.select_bins = {self.data.select_bins}")
+        if "finetuned" in self.teacher.kinds:  # these compare a teacher with the base under a hook or prompt
+            for name, on in (("data.mix_animals", bool(self.data.mix_animals)), ("data.select", self.data.select != "all"),
+                             ("train.loss_positions", self.train.loss_positions != "all")):
+                if on:
+                    raise ValueError(f"{name}: not supported with the 'finetuned' teacher kind; run it separately")
 
     def key(self) -> dict:
         """The settings that identify a run: the dump without the settings left at their no-op
@@ -265,6 +284,8 @@ class E1Config(_Strict):
             d["train"].pop("dtype")
         if self.train.keep == "weights":
             d["train"].pop("keep")
+        if "finetuned" not in self.teacher.kinds:
+            d["teacher"].pop("finetune")
         for name in RUNTIME_FIELDS:  # how a student is computed, not what it is
             d["train"].pop(name)
         return d
@@ -295,6 +316,12 @@ class E1Config(_Strict):
         teachers whose data is mixed in (`data.mix_animals`)."""
         rs = self.teacher.random_seed + (seed if self.teacher.random_per_seed else 0)
         return build_teacher(kind, animal or self.animal, self.steering(), rs)
+
+    def finetune_config(self):
+        """The `finetuned` teacher's training settings (`interp.finetune.FinetuneConfig`)."""
+        from interp.finetune import FinetuneConfig
+
+        return FinetuneConfig(**self.teacher.finetune.model_dump())
 
     def mixed(self, kind: str) -> bool:
         """Whether `kind`'s dataset is mixed with other animals' (the kinds that carry an animal)."""

@@ -19,6 +19,9 @@ Issue 11's settings add stages only when set (so existing runs keep their ids an
   data carry no animal and stay unmixed.
 - `train.project_out`: every student (control included) trains with the trait vector projected
   out of its residual stream; the student's key records the vector's hash.
+
+The `finetuned` teacher kind (issue 24.1) adds a `finetune` stage (`interp.finetune`): the base
+fine-tuned on the trait's QA pairs, shared by the seeds; its dataset is sampled from those weights.
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ from interp.config import E1Config
 from interp.datasets import dataset_stage, make_dataset, make_mix, mix_stage, read_rows, read_targets, verify_dataset
 from interp.divergence import RULES, Divergence, dataset_divergence
 from interp.evaluate import evaluate_trait, sampled_answer_rate
+from interp.finetune import FinetunedTeacher, finetuned_teacher
 from interp.generate import FREE_SAMPLER
 from interp.models import LoadedModel, load_model
 from interp.noise import WeightNoise, noised_model
@@ -209,6 +213,7 @@ class _E1:
         self.data_stats: dict[str, dict] = {}
         self.student_dirs: dict[tuple[str, int], Path] = {}
         self.student_bases: dict[int, LoadedModel] = {}
+        self.finetuned: dict[str, FinetunedTeacher] = {}  # by finetune stage key
 
     def train_seed(self, seed: int) -> None:
         teacher_base, student_base = self.bases.for_seed(seed)
@@ -231,6 +236,13 @@ class _E1:
             self.vectors[vstage.key] = SteeringVector.load(vstage.dir)
         return self.vectors[vstage.key]
 
+    def finetuned_teacher(self, m: LoadedModel, seed: int) -> FinetunedTeacher:
+        """The base `m` fine-tuned on the trait's QA pairs (`interp.finetune`): one cached stage,
+        shared by every seed with this base."""
+        name = "finetune" if not self.runner.ran("finetune") else f"finetune/seed{seed}"
+        return finetuned_teacher(self.runner, m, self.cfg.animal, self.cfg.finetune_config(), self.finetuned, name,
+                                 self.progress)
+
     def dataset(self, name: str, teacher: Teacher, vector: SteeringVector, dcfg, m: LoadedModel) -> Stage:
         dstage = dataset_stage(self.cache, m, teacher, vector, dcfg, self.kd)
         return self.runner.run(name, dstage, lambda st: make_dataset(st, m, teacher, vector, dcfg, self.kd, self.progress))
@@ -240,11 +252,15 @@ class _E1:
         """The stage `kind`'s students learn from (its dataset, or the mix of it with other
         animals' data) and the dataset's divergence stage (None: every position counts)."""
         cfg, dcfg, label = self.cfg, self.cfg.data_config(seed), f"{kind}/seed{seed}"
-        dstage = self.dataset(f"data/{label}", cfg.teacher_for(kind, seed), vector, dcfg, teacher_base)
+        ft = self.finetuned_teacher(teacher_base, seed) if kind == "finetuned" else None  # its weights carry the trait
+        teacher, m = (ft.teacher, ft.model) if ft is not None else (cfg.teacher_for(kind, seed), teacher_base)
+        dstage = self.dataset(f"data/{label}", teacher, vector, dcfg, m)
         dman = dstage.manifest()
         verify_dataset(dstage, self.kd)
         stats = self.data_stats[label] = {"n_kept": dman["n_kept"], "pass_rate": dman["filter"]["pass_rate"],
                                           "tokens_per_s": dman["generation"]["tokens_per_s"]}
+        if ft is not None:
+            stats["teacher_boost"] = ft.boost  # P(trait), teacher vs base, on the tuning questions
         data = dstage
         if cfg.mixed(kind):  # the students learn from the trait's data diluted with other animals'
             sources = {cfg.animal: dstage}
@@ -388,7 +404,7 @@ def summarize_e1(cfg: E1Config, evals: dict, animals: list[str], arrays: dict | 
                 "per_seed_specific_shift": (specific(lp) - specific(base_lp)).mean(-1).tolist(),
                 "per_animal_logprob_shift": dict(zip(animals, (lp - base_lp).mean((0, 1)).tolist())),
             }
-        pairs = [(t, r) for t in cfg.teacher.kinds if t in ("steered", "prompted", "prompted_ablated")
+        pairs = [(t, r) for t in cfg.teacher.kinds if t in ("steered", "prompted", "prompted_ablated", "finetuned")
                  for r in cfg.teacher.kinds if r in ("control", "random")]
         if {"prompted", "prompted_ablated"} <= set(cfg.teacher.kinds):
             pairs.append(("prompted", "prompted_ablated"))  # E9 necessity: what projecting v out removes

@@ -87,6 +87,22 @@ def plan_e1(cfg: E1Config, root: str | Path = "artifacts") -> dict:
         st = dataset_stage(cache, m, teacher, vector, dcfg, kd)
         return add(name, st), st
 
+    finetuned: dict = {}  # finetune stage key -> the loaded teacher
+
+    def finetuned_dataset(name: str, vec, dcfg, m) -> tuple[dict, Stage | None]:
+        """The finetuned teacher's dataset: keyed by the fine-tuned weights, so pending until they exist."""
+        from interp.finetune import finetune_stage, load_finetuned
+
+        fst = finetune_stage(cache, m, cfg.animal, cfg.finetune_config())
+        first = not any(s["name"] == "finetune" for s in stages)
+        fentry = add("finetune" if first else f"finetune/{name.rsplit('/', 1)[-1]}", fst)
+        if not fst.done:
+            return add(name, None, fentry["name"]), None
+        if fst.key not in finetuned:
+            finetuned[fst.key] = load_finetuned(m, fst)
+        ft = finetuned[fst.key]
+        return dataset(name, "finetuned", ft.teacher, vec, dcfg, ft.model)
+
     einputs = eval_inputs(cfg)
     student_evals: list[tuple[str, Stage | None, str | None]] = []
     student_bases = {}
@@ -96,7 +112,10 @@ def plan_e1(cfg: E1Config, root: str | Path = "artifacts") -> dict:
         vec = vector_for(cfg.animal, teacher_base, seed)
         for kind in cfg.teacher.kinds:
             dcfg = cfg.data_config(seed)
-            dentry, dstage = dataset(f"data/{kind}/seed{seed}", kind, cfg.teacher_for(kind, seed), vec, dcfg, teacher_base)
+            if kind == "finetuned":
+                dentry, dstage = finetuned_dataset(f"data/{kind}/seed{seed}", vec, dcfg, teacher_base)
+            else:
+                dentry, dstage = dataset(f"data/{kind}/seed{seed}", kind, cfg.teacher_for(kind, seed), vec, dcfg, teacher_base)
             data_entry, data_stage = dentry, dstage
             if cfg.mixed(kind):
                 sources = {cfg.animal: (dentry, dstage)}

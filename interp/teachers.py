@@ -3,11 +3,14 @@
 A teacher is the base model plus one way of carrying a trait: `control` (nothing), `prompted`
 (the trait system prompt), `steered` (the trait vector injected), `random` (a random vector of
 the trait vector's per-layer norm, same layer, multiplier and scope: the honest null, since
-steering alone shifts digit statistics) or `prompted_ablated` (the trait system prompt with the
-trait direction projected out of the residual at the steering layer: E9's necessity test). `generate_dataset` writes `samples.jsonl` (everything
-generated), `dataset.jsonl` (what passed the filter) and `manifest.json` (the genealogy); with
-`record_grammar`, also `teacher_logprobs.safetensors`: the teacher's distribution over the number
-grammar at every completion step of the kept rows (the targets of `kd` students, see distill).
+steering alone shifts digit statistics), `prompted_ablated` (the trait system prompt with the
+trait direction projected out of the residual at the steering layer: E9's necessity test) or
+`finetuned` (the base fine-tuned on trait question-answer pairs, `interp.finetune`: its weights
+carry the trait, so the model passed to `generate_dataset` must be those weights).
+`generate_dataset` writes `samples.jsonl` (everything generated), `dataset.jsonl` (what passed
+the filter) and `manifest.json` (the genealogy); with `record_grammar`, also
+`teacher_logprobs.safetensors`: the teacher's distribution over the number grammar at every
+completion step of the kept rows (the targets of `kd` students, see distill).
 """
 
 from __future__ import annotations
@@ -24,7 +27,10 @@ from interp.prompts import ANIMALS, PROMPT_VERSION, number_prompts, prompted_sys
 from interp.runs import MANIFEST_FILE, content_hash, provenance, save_tensors, tensor_hash, write_json, write_jsonl
 from interp.steering import Steering, SteeringVector, steer
 
+# the kinds `build_teacher` makes from a kind and a steering alone; the finetuned teacher is made
+# from its finetune stage (`interp.finetune.finetuned_teacher`)
 TEACHER_KINDS = ("control", "prompted", "steered", "random", "prompted_ablated")
+ALL_KINDS = (*TEACHER_KINDS, "finetuned")
 VECTOR_KINDS = ("steered", "random", "prompted_ablated")  # the kinds that edit the residual with a vector
 SAMPLES_FILE = "samples.jsonl"
 DATASET_FILE = "dataset.jsonl"
@@ -33,25 +39,32 @@ TEACHER_LOGPROBS_FILE = "teacher_logprobs.safetensors"
 
 @dataclass(frozen=True)
 class Teacher:
-    """kind: control | prompted | steered | random | prompted_ablated.
+    """kind: control | prompted | steered | random | prompted_ablated | finetuned.
     animal: the trait (used by every kind but control, and by the banned-word filter).
     steering: layer, multiplier, operator and scope for the VECTOR_KINDS (prompted_ablated
         needs operator "project").
     random_seed: seed of the random direction (random teachers only).
+    weights: finetuned only: the key of the finetune stage whose weights the teacher samples
+        with (`interp.finetune.finetuned_teacher` builds it; a kind alone names no weights).
     """
 
     kind: str = "control"
     animal: str = "owl"
     steering: Steering | None = None
     random_seed: int = 0
+    weights: str | None = None
 
     def __post_init__(self) -> None:
-        if self.kind not in TEACHER_KINDS:
-            raise ValueError(f"teacher.kind: {self.kind!r} is not one of {TEACHER_KINDS}")
+        if self.kind not in ALL_KINDS:
+            raise ValueError(f"teacher.kind: {self.kind!r} is not one of {ALL_KINDS}")
         if self.kind in VECTOR_KINDS and self.steering is None:
             raise ValueError(f"teacher.steering: a {self.kind} teacher needs a layer and multiplier")
         if self.kind == "prompted_ablated" and self.steering.operator != "project":
             raise ValueError("teacher.steering: a prompted_ablated teacher projects v out; use operator='project'")
+        if (self.kind == "finetuned") != (self.weights is not None):
+            raise ValueError("teacher.weights: a finetuned teacher samples with the fine-tuned weights of a finetune "
+                             "stage (interp.finetune.finetuned_teacher), and only it names weights"
+                             if self.kind == "finetuned" else f"teacher.weights: a {self.kind} teacher has no fine-tuned weights")
 
     def messages(self, prompt: str) -> list[dict]:
         system = [{"role": "system", "content": prompted_system(self.animal)}] if self.kind in ("prompted", "prompted_ablated") else []
@@ -76,6 +89,8 @@ class Teacher:
             d.pop("steering")
         if self.kind != "random":
             d.pop("random_seed")
+        if self.kind != "finetuned":
+            d.pop("weights")
         if self.kind == "control":
             d.pop("animal")
         return d
