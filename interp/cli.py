@@ -13,7 +13,8 @@ import typer
 
 from interp.cli_analysis import analyze, audit, bank, divergence, entangle, lineage, row_audit, select
 from interp.cli_support import (
-    JSON_HELP, call, console, dir_name, done, fail, finite, json_output, note, parse_list, path_str, show,
+    JSON_HELP, call, console, dir_name, done, fail, fail_if_disk_full, finite, json_output, note, parse_list, path_str,
+    show,
 )
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help="Subliminal-learning interpretability toolkit.")
@@ -198,6 +199,8 @@ def run(
         res = run_e1(cfg, root, progress=progress, log=console.print)
     except (ValueError, ModuleNotFoundError, FileNotFoundError, TrainingDiverged) as e:
         fail(str(e))
+    except OSError as e:  # a full disk outside a stage (the run directory's own files)
+        fail_if_disk_full(e)
     show(e1_tables(res, console.width))
     console.print(f"artifacts: [bold]{res['run_dir']}[/bold] (results.json, manifest.json, config.json)")
     return res

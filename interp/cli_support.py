@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import errno
 import functools
 import math
 from pathlib import Path
@@ -26,6 +27,16 @@ def call(fn, *args, **kwargs):
         return fn(*args, **kwargs)
     except ERRORS as e:
         fail(str(e))
+    except OSError as e:
+        fail_if_disk_full(e)
+
+
+def fail_if_disk_full(e: OSError) -> None:
+    """A full disk is one line (`runs.DiskFull` names the file and the bytes it needed); any other
+    OSError is raised again."""
+    if e.errno not in (errno.ENOSPC, errno.EDQUOT):
+        raise e
+    fail(str(e))
 
 
 def show(text: str) -> None:

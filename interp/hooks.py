@@ -17,13 +17,18 @@ def hook_name(layer: int) -> str:
     return f"blocks.{layer}.hook_resid_post"
 
 
-def _hidden(output):
-    # transformers >= 5 returns a tensor from a decoder layer; older versions a tuple.
+def layer_hidden(output):
+    """A decoder layer's residual-stream output: transformers >= 5 returns a tensor, older
+    versions a tuple whose first element it is."""
     return output[0] if isinstance(output, tuple) else output
 
 
-def _replace_hidden(output, new: Tensor):
+def replace_hidden(output, new: Tensor):
+    """A decoder layer's `output` with its residual stream replaced by `new`, in the same form."""
     return (new,) + tuple(output[1:]) if isinstance(output, tuple) else new
+
+
+_hidden, _replace_hidden = layer_hidden, replace_hidden  # the old private names, for code that imported them
 
 
 class _StopForward(Exception):
@@ -55,7 +60,7 @@ def record_resid(layers: nn.ModuleList, which: list[int], stop_early: bool = Tru
 
     def make(l: int):
         def fn(module, args, output):
-            store[l] = _hidden(output).detach()
+            store[l] = layer_hidden(output).detach()
             if stop_early and l == last:
                 raise _StopForward
 
@@ -109,7 +114,7 @@ class ResidEdit:
         return inside.unsqueeze(-1)  # (batch, pos, 1)
 
     def hook(self, module, args, kwargs, output):
-        h = _hidden(output)
+        h = layer_hidden(output)
         cache = kwargs.get("past_key_values")
         offset = 0
         if cache is not None and kwargs.get("use_cache", True):
@@ -118,7 +123,7 @@ class ResidEdit:
         new = self.edit(h)
         if mask is not None:
             new = torch.where(mask, new, h)
-        return _replace_hidden(output, new)
+        return replace_hidden(output, new)
 
 
 @contextlib.contextmanager

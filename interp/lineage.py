@@ -1,11 +1,11 @@
-"""Lineage (issue 24.4): a run, a student or a dataset followed back through the manifests to the
+"""Lineage: a run, a student or a dataset followed back through the manifests to the
 vectors and base models it came from, over as many generations as there are.
 
 Each artifact names its parents: a run lists its stages (`manifest.json` `stages`); a student its
 dataset (`dataset_dir`, and the rows' hash in its key) and its base (`base`); a dataset its teacher
 (`teacher`: kind, steering), the teacher's base (`model`: name and fingerprint; a noised base's
 name carries the noise, `+noise(...)`, and a student's its stage, `+student:<stage dir>`) and the
-trait vector (`trait_vector_hash`; since issue 24 also `vector_stage`, the vector's stage
+trait vector (`trait_vector_hash`; in newer manifests also `vector_stage`, the vector's stage
 directory); a mix its sources; a score-quantile selection (`interp.selection`) its parent dataset
 and score file; a vector the model it was built on. Where a manifest holds a path that no longer
 exists, or only a hash, the parent is looked up in the same stage cache by that hash. A

@@ -1,4 +1,4 @@
-"""Mixed datasets (a mitigation, issue 11): a trait teacher's data diluted with data from teachers
+"""Mixed datasets (a mitigation): a trait teacher's data diluted with data from teachers
 of other traits, in equal shares, with the total number of rows unchanged, so that transfer from
 the mix compares with transfer from the unmixed data at the same amount of training.
 

@@ -508,7 +508,7 @@ def run_mnist(cfg: MnistConfig, out_dir: str | Path) -> dict:
     }
     write_json(out_dir / RESULTS_FILE, results)
     manifest = {
-        "experiment": "E7-mnist", **provenance(), "config_hash": content_hash(cfg.key()),
+        "kind": "mnist", "experiment": "E7-mnist", **provenance("cpu"), "config_hash": content_hash(cfg.key()),
         "seeds": cfg.seeds, "data": result.data, "wall_time_s": round(time.time() - started, 3),
     }
     write_json(out_dir / MANIFEST_FILE, manifest)

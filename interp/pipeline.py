@@ -6,7 +6,7 @@ from its checkpoint), and a changed setting recomputes only the stages that depe
 directory `<root>/<experiment>/<run-id>/` holds `config.json`, `manifest.json` (the stages used,
 their wall times) and `results.json`.
 
-Issue 11's settings add stages only when set (so existing runs keep their ids and caches):
+Three settings add stages only when set (so existing runs keep their ids and caches):
 - `train.loss_positions` ("divergence" / "non_divergence"): each trait teacher's dataset (every
   kind but control, the random-vector teacher included) gets a `divergence` stage against the
   control teacher on the same base, and its students learn only from those positions or only from
@@ -41,6 +41,7 @@ from interp.finetune import FinetunedTeacher, finetuned_teacher
 from interp.generate import FREE_SAMPLER
 from interp.models import LoadedModel, load_model
 from interp.noise import WeightNoise, noised_model
+from interp.precision import require_device
 from interp.prompts import PROMPT_VERSION, contrastive_pairs, questions
 from interp.runs import (
     CONFIG_FILE, MANIFEST_FILE, RESULTS_FILE, Stage, content_hash, load_tensors, provenance, read_json, relative_path,
@@ -178,8 +179,9 @@ def run_e1(cfg: E1Config, root: str | Path = "artifacts", progress: bool = True,
     results["timings_s"] = runner.timings
     results["run_dir"] = str(run_dir)
     write_json(run_dir / RESULTS_FILE, results)
-    write_json(run_dir / MANIFEST_FILE, {"root": relative_path(root, run_dir), "root_abs": str(root.resolve()),
-                                         "stages": runner.stages, "config_hash": content_hash(cfg.key()), **provenance(),
+    write_json(run_dir / MANIFEST_FILE, {"kind": "e1", "root": relative_path(root, run_dir), "root_abs": str(root.resolve()),
+                                         "stages": runner.stages, "config_hash": content_hash(cfg.key()),
+                                         **provenance(e1.bases.teacher_root.device),
                                          "wall_time_s": round(sum(runner.timings.values()), 2)})
     return results
 
@@ -187,6 +189,7 @@ def run_e1(cfg: E1Config, root: str | Path = "artifacts", progress: bool = True,
 def _load_bases(cfg: E1Config, run_dir: Path, runner: StageRunner) -> SeedBases:
     """The teacher's and the student's base models, loaded once; writes the run's config.json."""
     t_load = time.perf_counter()
+    require_device(cfg.device)  # one line naming `device` before anything loads or is written
     base = load_model(cfg.model, device=cfg.device)
     student_root = load_model(cfg.student_model, device=cfg.device) if cfg.cross_model else base
     cfg.check_layers(base.n_layers)  # before any stage: the layers the config names exist
@@ -272,7 +275,7 @@ class _E1:
             shares = data.manifest()["shares"]
             verify_dataset(data, self.kd)
             stats["mix"] = shares
-        if cfg.data.select != "all":  # a score bin of the data (issue 24.2, `interp.selection`)
+        if cfg.data.select != "all":  # a score bin of the data (`interp.selection`)
             from interp.selection import selected_data
 
             data = selected_data(self.runner, cfg, kind, seed, teacher_base, vector, dstage, self.kd)

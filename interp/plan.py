@@ -14,6 +14,7 @@ from pathlib import Path
 from interp.config import E1Config
 from interp.datasets import dataset_stage, mix_stage
 from interp.models import load_model
+from interp.precision import require_device
 from interp.pipeline import (
     SeedBases, arm_label, divergence_stage, eval_inputs, eval_stage, student_config, student_stage, uses_divergence,
     vector_stage,
@@ -49,7 +50,7 @@ def plan_e1(cfg: E1Config, root: str | Path = "artifacts") -> dict:
     root = Path(root)
     cache = root / "cache"
     run_id = content_hash(cfg.key(), 10)
-    base = load_model(cfg.model, device=cfg.device)
+    base = load_model(cfg.model, device=require_device(cfg.device))
     student_root = load_model(cfg.student_model, device=cfg.device) if cfg.cross_model else base
     bases = SeedBases(cfg, base, student_root)
     kd = "kd" in cfg.train.objectives

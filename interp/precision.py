@@ -1,6 +1,7 @@
-"""Whether this machine computes faster in bf16 than in fp32: a bf16 request is honoured only
-where its matrix multiplies really are faster, and refused in one line (with the measured rates)
-where they are not, so a slower or silently different arithmetic is never chosen by accident."""
+"""What this machine can compute with. A device the config names must exist here (`require_device`),
+checked before a model is loaded or anything written. A bf16 request is honoured only where its
+matrix multiplies really are faster, and refused in one line (with the measured rates) where they
+are not, so a slower or silently different arithmetic is never chosen by accident."""
 
 from __future__ import annotations
 
@@ -31,6 +32,24 @@ def matmul_gflops(device_type: str = "cpu", n: int = 1024, reps: int = 4, trials
             best = min(best, time.perf_counter() - t)
         rates[name] = 2 * n**3 * reps / best / 1e9
     return rates
+
+
+def require_device(device: str | torch.device, field: str = "device") -> torch.device:
+    """`device` ('auto': CUDA where available, else the CPU), or a one-line ValueError naming
+    `field` where this machine has no such device (torch itself fails later, with a traceback)."""
+    if str(device) == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    dev = torch.device(device)
+    if dev.type == "cuda":
+        n = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if n == 0:
+            why = "this torch is built without CUDA" if torch.version.cuda is None else "no CUDA GPU is visible"
+            raise ValueError(f"{field}: {str(device)!r} but {why} on this machine; use {field} = \"cpu\" (or \"auto\")")
+        if (dev.index or 0) >= n:
+            raise ValueError(f"{field}: {str(device)!r} but this machine has {n} CUDA device(s), cuda:0 to cuda:{n - 1}")
+    elif dev.type == "mps" and not torch.backends.mps.is_available():
+        raise ValueError(f"{field}: 'mps' but this machine has no Apple GPU; use {field} = \"cpu\" (or \"auto\")")
+    return dev
 
 
 def require_fast_bf16(device: torch.device | str, field: str = "train.dtype") -> dict[str, float]:

@@ -1,4 +1,4 @@
-"""Per-row audit (issue 24.2): how much likelier each row of a dataset is under a candidate teacher
+"""Per-row audit: how much likelier each row of a dataset is under a candidate teacher
 than under the base, and how well that separates a trait teacher's rows from a control's.
 
 A row's score is the log-likelihood ratio

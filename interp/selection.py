@@ -1,4 +1,4 @@
-"""Score-quantile datasets (issue 24.2): the rows of a dataset in one bin of a row audit's scores
+"""Score-quantile datasets: the rows of a dataset in one bin of a row audit's scores
 (`interp.row_audit`), as a dataset directory a student can train on.
 
 The rows are ordered by their LLR (ties by row index) and cut into `bins` bins of equal size

@@ -28,7 +28,7 @@ from typing import Any, Literal
 from pydantic import Field, ValidationError, field_validator
 
 from interp.config import E1Config, _Strict, parse_config, read_toml
-from interp.runs import RESULTS_FILE, content_hash, load_tensors, provenance, safe_name, write_json
+from interp.runs import MANIFEST_FILE, RESULTS_FILE, content_hash, load_tensors, provenance, safe_name, write_json
 from interp.stats import hierarchical_bootstrap, ratio_interval, t_interval
 
 SWEEP_FILE = "grid.json"  # the sweep's config, cells and jobs (sweep.json is `interp steer`'s)
@@ -373,4 +373,6 @@ def run_sweep(sweep: Sweep | str | Path, root: str | Path = "artifacts", executo
                         "per_job": {Path(r["run_dir"]).name: r["wall_s"] for r in done},
                         "table": round(time.perf_counter() - t - jobs_s, 2)}
     write_json(d / RESULTS_FILE, out)
+    # last, like every artifact's: what the directory is (each cell's own run manifest has its device)
+    write_json(d / MANIFEST_FILE, {"kind": "sweep", "sweep": sweep.section.name, "source": sweep.source, **provenance()})
     return out

@@ -268,7 +268,7 @@ def run_theorem(cfg: TheoremConfig, out_dir: str | Path) -> dict:
     results = {"rows": run_alignment(cfg)}
     write_json(out_dir / RESULTS_FILE, results)
     manifest = {
-        "experiment": "E8-theorem", **provenance(), "config_hash": content_hash(asdict(cfg)),
+        "kind": "theorem", "experiment": "E8-theorem", **provenance("cpu"), "config_hash": content_hash(asdict(cfg)),
         "seeds": cfg.seeds, "wall_time_s": round(time.time() - started, 3),
     }
     write_json(out_dir / MANIFEST_FILE, manifest)

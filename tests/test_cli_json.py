@@ -1,4 +1,4 @@
-"""`--json`, `interp run --dry-run` and config overrides on the command line (issue 27, items 8-9)."""
+"""`--json`, `interp run --dry-run` and config overrides on the command line."""
 
 import json
 import random

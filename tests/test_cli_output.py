@@ -1,4 +1,4 @@
-"""What the remaining commands print (issue 27): `--json` on steer, generate, bank, mnist, theorem
+"""What the remaining commands print: `--json` on steer, generate, bank, mnist, theorem
 and models (results on stdout, everything else on stderr); `steer --layers` checked against the
 model before any work; help texts that keep their bracketed TOML table names."""
 

@@ -371,7 +371,7 @@ def test_bad_sample_config_values_raise_value_error_naming_the_field(field, valu
 
 
 def test_threshold_sampler_never_emits_a_grammar_token_below_the_floor_by_its_recorded_probability(sharp):
-    """Issue 11's mitigation as the teacher runs it: constrained decoding with `min_prob`, read off
+    """The mitigation as the teacher runs it: constrained decoding with `min_prob`, read off
     the probabilities the sampler itself recorded (renormalised over the tokens the grammar allowed)."""
     floor = 0.1
     prompts = _prompts(sharp, 8)

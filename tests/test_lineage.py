@@ -1,4 +1,4 @@
-"""Lineage (issue 24.4): a two-generation chain on the tiny model, traced back to the first
+"""Lineage: a two-generation chain on the tiny model, traced back to the first
 teacher's vector from the second generation's run, student and dataset."""
 
 import json

@@ -329,7 +329,7 @@ def test_projected_students_record_the_vector_and_differ_from_plain_ones(tmp_pat
     ({"train": {"project_out": [-1]}}, "train.project_out"),
     ({"train": {"loss_positions": "some"}}, "train.loss_positions"),
 ])
-def test_bad_issue11_settings_name_the_field(raw, msg):
+def test_bad_position_mixing_and_projection_settings_name_the_field(raw, msg):
     with pytest.raises(ValueError, match=msg) as e:
         parse_config({"model": "tiny", **raw})
     assert "\n" not in str(e.value)

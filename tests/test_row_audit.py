@@ -1,4 +1,4 @@
-"""Per-row audit and score-quantile datasets (issue 24.2) on the tiny model, against ground truth."""
+"""Per-row audit and score-quantile datasets on the tiny model, against ground truth."""
 
 
 import pytest

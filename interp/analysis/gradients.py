@@ -23,7 +23,7 @@ from torch import Tensor, nn
 
 from interp import batching
 from interp.analysis.activations import Null, random_directions
-from interp.hooks import _hidden, _replace_hidden, layer_hooks
+from interp.hooks import layer_hidden as _hidden, layer_hooks, replace_hidden as _replace_hidden
 from interp.models import LoadedModel
 from interp.rows import build_examples, collate, completion_logits
 from interp.runs import load_tensors, read_json, save_tensors, write_json
