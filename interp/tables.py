@@ -37,6 +37,15 @@ def ci(d: dict, fmt: str = "{:.4f}") -> str:
     return f"{fmt.format(d['mean'])} [{fmt.format(d['ci95'][0])}, {fmt.format(d['ci95'][1])}]"
 
 
+def _ci(d: dict | None, fmt: str = "{:.4f}") -> str:
+    """`ci`, or "-" where there is no value at all (e.g. no cosine without v)."""
+    return "-" if d is None else ci(d, fmt)
+
+
+def _num(x: float | None, fmt: str) -> str:
+    return "-" if x is None else fmt.format(x)
+
+
 def mean(d: dict | None, fmt: str = "{:+.2f}") -> str:
     return "-" if d is None else fmt.format(d["mean"])
 
@@ -292,10 +301,18 @@ def analysis_tables(res: dict, width: int = WIDTH) -> str:
     for arm, d in res["activation_shift"].items():
         a, q = d["numbers"]["all"]["by_layer"][i], d["questions"]["last"]["by_layer"][i]
         mods = res["weights"][arm]["by_layer"][i]["modules"]
-        rows.append((arm, ci(a["cosine"], "{:+.3f}"), mean(a["z"]), ci(q["cosine"], "{:+.3f}"), mean(q["z"]),
+        rows.append((arm, _ci(a["cosine"], "{:+.3f}"), mean(a["z"]), _ci(q["cosine"], "{:+.3f}"), mean(q["z"]),
                      *[mean(mods.get(m, {}).get("z")) for m in ("mlp.down_proj", "self_attn.o_proj")]))
     items = [_table(("student", "cos numbers/all [95% CI]", "z", "cos questions/last [95% CI]", "z", "down_proj z", "o_proj z"),
                     rows, title=f"activation shift and weight delta vs v at layer {layer} (seeds {res['seeds']})")]
+    if res.get("cosine_absent"):  # a cross-model run whose students' residual stream is not v's
+        items.append(f"no cosine with v: {res['cosine_absent']}")
+    if res.get("mechanism"):  # direction (energy along v) beside amount (norms): noise cells compare on both
+        items.append(_table(("student", "down_proj energy along v [95% CI]", "||dW_down||", "|shift| numbers/all"),
+                            [(arm, _ci(m["down_proj_energy"], "{:.4f}"), mean(m["down_proj_delta_norm"], "{:.3g}"),
+                              mean(m["shift_norm"]["numbers/all"], "{:.3g}")) for arm, m in res["mechanism"].items()],
+                            title=f"direction and amount at layer {at} (a random direction's energy: "
+                                  f"{_num(next(iter(res['mechanism'].values()))['expected_random'], '{:.4f}')})"))
     if any(g["by_layer"] for g in res["gradients"].values()):
         items.append(_table(("data", "descent cos [95% CI]", "descent z", "mean per-example cos"),
                             [(kind, ci(g["by_layer"][i]["descent_cosine"], "{:+.3f}"), mean(g["by_layer"][i].get("descent_z")),

@@ -120,18 +120,20 @@ def random_cosine_null(shift: Tensor, n: int = 1000, generator: torch.Generator 
     return Null(cos.mean(-1), cos.std(-1), n, analytic_sd=1 / math.sqrt(shift.shape[-1]))
 
 
-def shift_report(shift: Tensor, vector: Tensor | SteeringVector, n_random: int = 1000, seed: int = 0,
+def shift_report(shift: Tensor, vector: Tensor | SteeringVector | None, n_random: int = 1000, seed: int = 0,
                  layers: Sequence[int] | None = None) -> dict:
     """JSON-able per-layer summary: cosine with v, the random-direction null, z and shift norm.
-    `layers`: the model layer each row of `shift` came from (default 0..n-1)."""
-    cos = layer_cosines(shift, vector)
+    `layers`: the model layer each row of `shift` came from (default 0..n-1). `vector` None: a
+    shift in a residual stream that is not v's (a cross-model student of another shape): cosine
+    and z are None, the norm and the null (which depend on the shift alone) stay."""
+    cos = None if vector is None else layer_cosines(shift, vector)
     null = random_cosine_null(shift, n_random, torch.Generator().manual_seed(seed))
-    z = null.z(cos)
+    z = None if cos is None else null.z(cos)
     layers = list(range(shift.shape[0])) if layers is None else list(layers)
     rows = [{
-        "layer": l, "hook": f"blocks.{l}.hook_resid_post", "cosine": float(cos[i]),
+        "layer": l, "hook": f"blocks.{l}.hook_resid_post", "cosine": None if cos is None else float(cos[i]),
         "null_mean": float(null.mean[i]), "null_sd": float(null.sd[i]), "analytic_sd": null.analytic_sd,
-        "z": None if math.isnan(z[i]) else float(z[i]), "shift_norm": float(shift[i].norm()),
+        "z": None if z is None or math.isnan(z[i]) else float(z[i]), "shift_norm": float(shift[i].norm()),
     } for i, l in enumerate(layers)]
     return {"d_model": shift.shape[-1], "n_random": n_random, "seed": seed, "by_layer": rows}
 

@@ -58,10 +58,15 @@ def aggregate_shifts(reports: dict[tuple[str, int], dict], arms: list[str], seed
         if arm == ref or ref not in arms:
             continue
         vs[f"{arm}-{ref}"] = {name: {pos: {"by_layer": [{
-            "layer": l, "cosine_diff": interval([out[arm][name][pos]["per_seed_cosine"][str(s)][i]
-                                                  - out[ref][name][pos]["per_seed_cosine"][str(s)][i] for s in seeds]),
+            "layer": l, "cosine_diff": interval([_diff(out[arm][name][pos]["per_seed_cosine"][str(s)][i],
+                                                       out[ref][name][pos]["per_seed_cosine"][str(s)][i]) for s in seeds]),
         } for i, l in enumerate(layers)]} for pos in POSITIONS} for name in TEXT_SETS}
     return out, vs
+
+
+def _diff(a: float | None, b: float | None) -> float | None:
+    """a - b, None where either is (no cosine without v in the student's residual stream)."""
+    return None if a is None or b is None else a - b
 
 
 def aggregate_weights(reports: dict[tuple[str, int], dict], arms: list[str], seeds: list[int], layers: list[int],
@@ -132,12 +137,14 @@ def aggregate_sufficiency(reports: dict[tuple[str, int], dict], arms: list[str],
 
 
 def aggregate_gradients(per_seed: dict[str, dict[int, dict]], seeds: list[int], layers: list[int],
-                        arrays: dict[str, Tensor]) -> dict:
+                        arrays: dict[str, Tensor], skipped: str = "empty datasets") -> dict:
+    """Per trait kind: the pooled gradient's cosines with v per layer over seeds; `skipped` says
+    why a kind has no seed at all (empty datasets, or no v in the students' residual stream)."""
     out = {}
     for kind, by_seed in per_seed.items():
         done = [s for s in seeds if by_seed.get(s)]
         if not done:
-            out[kind] = {"by_layer": [], "per_seed": {}, "skipped": "empty datasets"}
+            out[kind] = {"by_layer": [], "per_seed": {}, "skipped": skipped}
             continue
         cos = [by_seed[s]["pooled"]["cosine"] for s in done]
         z = [by_seed[s]["pooled"]["z"] for s in done]
@@ -151,3 +158,82 @@ def aggregate_gradients(per_seed: dict[str, dict[int, dict]], seeds: list[int], 
         arrays[f"gradients/{kind}/cosine"], arrays[f"gradients/{kind}/z"] = seed_array(cos), seed_array(z)
         arrays[f"gradients/{kind}/mean_example_cosine"] = seed_array(ex)
     return out
+
+
+# ----------------------------------------------------------------------------- direction vs amount
+
+MECHANISM_MODULE = "mlp.down_proj"  # the residual writer whose update is read against v
+DIRECTION = ("cosine", "down_proj_energy")  # what the students learn: along v or not
+AMOUNT = ("shift_norm", "down_proj_delta_norm")  # how much they learn
+
+
+def _at_layer(rows: list[dict], layer: int) -> dict | None:
+    return next((r for r in rows if r["layer"] == layer), None)
+
+
+def mechanism_values(report: dict, at: int) -> dict | None:
+    """One student's direction and amount at layer `at`: cos(shift, v) and |shift| per
+    "<texts>/<position>", and its down_proj update's energy fraction along v and Frobenius norm
+    (None where the student's residual stream is not v's); None if `at` was not read."""
+    if _at_layer(report["shift"]["numbers"]["all"]["by_layer"], at) is None:
+        return None
+    shift = {f"{n}/{p}": _at_layer(report["shift"][n][p]["by_layer"], at) for n in TEXT_SETS for p in POSITIONS}
+    w = _at_layer(report["weights"]["by_layer"], at)
+    down = (w or {}).get("modules", {}).get(MECHANISM_MODULE) or {}
+    return {"cosine": {k: r["cosine"] for k, r in shift.items()}, "shift_norm": {k: r["shift_norm"] for k, r in shift.items()},
+            "down_proj_energy": down.get("energy"), "down_proj_delta_norm": down.get("delta_norm"),
+            "expected_random": down.get("expected_random")}
+
+
+def _summarise(per_seed: dict[str, dict]) -> dict:
+    cells = list(per_seed.values())
+    keys = list(cells[0]["cosine"])
+    return {"cosine": {k: interval([c["cosine"][k] for c in cells]) for k in keys},
+            "shift_norm": {k: interval([c["shift_norm"][k] for c in cells]) for k in keys},
+            "down_proj_energy": interval([c["down_proj_energy"] for c in cells]),
+            "down_proj_delta_norm": interval([c["down_proj_delta_norm"] for c in cells])}
+
+
+def _paired(a: dict[str, dict], b: dict[str, dict]) -> dict:
+    """a - b of every direction and amount measure, paired by the seeds both have."""
+    seeds = [s for s in a if s in b]
+    return {"seeds": [int(s) for s in seeds],
+            "cosine": {k: interval([_diff(a[s]["cosine"][k], b[s]["cosine"][k]) for s in seeds]) for k in a[seeds[0]]["cosine"]},
+            "shift_norm": {k: interval([_diff(a[s]["shift_norm"][k], b[s]["shift_norm"][k]) for s in seeds])
+                           for k in a[seeds[0]]["shift_norm"]},
+            **{f: interval([_diff(a[s][f], b[s][f]) for s in seeds]) for f in ("down_proj_energy", "down_proj_delta_norm")}
+            } if seeds else None
+
+
+def aggregate_mechanism(reports: dict[tuple[str, int], dict], arms: list[str], seeds: list[int], at: int) -> dict:
+    """Per arm at the steering layer `at`: the direction of what its students learned (cos(shift,
+    v) per text set and position, the down_proj update's energy fraction along v) beside the amount
+    (|shift|, ||dW_down||_F), t-intervals over seeds and the per-seed values; each trait arm minus
+    its control arm paired by seed. Empty when `at` was not read."""
+    per = {arm: {str(s): mechanism_values(reports[(arm, s)], at) for s in seeds} for arm in arms}
+    if any(v is None for p in per.values() for v in p.values()):
+        return {}
+    out = {arm: {"layer": at, "module": MECHANISM_MODULE, "expected_random": next(iter(p.values()))["expected_random"],
+                 **_summarise(p), "per_seed": p} for arm, p in per.items()}
+    for arm in arms:
+        ref = reference_arm(arm)
+        if arm != ref and ref in per:
+            out[arm]["vs_control"] = _paired(per[arm], per[ref])
+    return out
+
+
+def compare_mechanism(cells: dict[str, dict], reference: str) -> dict:
+    """Across analyses of several runs (cells, e.g. noise settings; {label: results.json}): per
+    cell and arm, its mechanism minus the reference cell's, paired by seed, for the direction
+    measures (cosine, energy along v) and the amount measures (norms). A cell that changes only
+    the amount moves the norms and leaves the direction intervals on 0."""
+    if reference not in cells:
+        raise ValueError(f"reference: {reference!r} is not among the cells {list(cells)}")
+    ref = cells[reference].get("mechanism") or {}
+    out: dict = {}
+    for label, res in cells.items():
+        if label == reference:
+            continue
+        mech = res.get("mechanism") or {}
+        out[label] = {arm: _paired(m["per_seed"], ref[arm]["per_seed"]) for arm, m in mech.items() if arm in ref}
+    return {"reference": reference, "direction": list(DIRECTION), "amount": list(AMOUNT), "cells": out}

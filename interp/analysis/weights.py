@@ -140,16 +140,16 @@ def singular_values(delta: Tensor) -> Tensor:
 # ----------------------------------------------------------------------------- per-layer summary
 
 
-def _matrix_report(delta: Tensor, v: Tensor, side: str, n_random: int, gen: torch.Generator, k: int) -> dict:
+def _matrix_report(delta: Tensor, v: Tensor | None, side: str, n_random: int, gen: torch.Generator, k: int) -> dict:
     """energy_along, energy_null and top_singular_alignment of one matrix from ONE Gram matrix and
     one symmetric eigendecomposition (its eigenvalues are the squared singular values): the three
-    separate calls cost ~5x as much on a 576 x 1536 update, and analysing a run reads ~200 of them."""
+    separate calls cost ~5x as much on a 576 x 1536 update, and analysing a run reads ~200 of them.
+    v None (a student whose residual stream is not v's): only what needs no v (norm, null, top share)."""
     g = _residual_gram(delta, side)
     dim, total = g.shape[0], float(torch.trace(g))
-    u = v.to(torch.float64)
-    if u.shape[-1] != dim:
+    u = None if v is None else v.to(torch.float64)
+    if u is not None and u.shape[-1] != dim:
         raise ValueError(f"v: has {u.shape[-1]} dims, but the {side} side of this {tuple(delta.shape)} delta has {dim}")
-    u = u / u.norm()
     out = {"energy": None, "expected_random": 1 / dim, "null_mean": None, "null_sd": None, "exact_sd": None, "z": None,
            "delta_norm": math.sqrt(max(total, 0.0)), "top_singular_share": None, "top_singular_cos": None}
     if total <= 0:
@@ -158,20 +158,25 @@ def _matrix_report(delta: Tensor, v: Tensor, side: str, n_random: int, gen: torc
     e = ((r @ g) * r).sum(-1) / total
     null = Null(e.mean(), e.std(), n_random,
                 analytic_sd=math.sqrt(max(0.0, 2 * float(g.pow(2).sum() - total**2 / dim) / (dim * (dim + 2)))) / total)
-    energy = float(u @ g @ u) / total
     evals, evecs = torch.linalg.eigh(g)  # ascending
     order = evals.argsort(descending=True)
+    out.update(null_mean=_num(null.mean), null_sd=_num(null.sd), exact_sd=null.analytic_sd,
+               top_singular_share=_num(evals[order[0]].clamp_min(0) / evals.clamp_min(0).sum()))
+    if u is None:
+        return out
+    u = u / u.norm()
+    energy = float(u @ g @ u) / total
     top = evecs[:, order[:k]].T
-    out.update(energy=energy, null_mean=_num(null.mean), null_sd=_num(null.sd), exact_sd=null.analytic_sd,
-               z=_num(null.z(torch.tensor(energy, dtype=torch.float64))),
-               top_singular_share=_num(evals[order[0]].clamp_min(0) / evals.clamp_min(0).sum()),
+    out.update(energy=energy, z=_num(null.z(torch.tensor(energy, dtype=torch.float64))),
                top_singular_cos=[_num(c) for c in (top @ u).abs()])
     return out
 
 
-def _direction_for(vector: Tensor | SteeringVector, layer: int, side: str) -> tuple[Tensor, int | None]:
+def _direction_for(vector: Tensor | SteeringVector | None, layer: int, side: str) -> tuple[Tensor | None, int | None]:
     """Writers of block l add to resid_post l, compared with v[l]; readers of block l read resid_pre l
     = resid_post (l-1), compared with v[l-1] (v[0] for block 0, which reads the embeddings)."""
+    if vector is None:
+        return None, None
     v = vector.vectors if isinstance(vector, SteeringVector) else torch.as_tensor(vector)
     if v.ndim == 1:
         return v, None
@@ -184,12 +189,13 @@ def _num(x) -> float | None:
     return None if math.isnan(x) else x
 
 
-def weight_report(deltas: dict[str, Tensor], vector: Tensor | SteeringVector, n_random: int = 1000,
+def weight_report(deltas: dict[str, Tensor], vector: Tensor | SteeringVector | None, n_random: int = 1000,
                   seed: int = 0, k: int = 4) -> dict:
     """JSON-able per-layer summary for every residual writer and reader among `deltas`:
     energy fraction along v, the random-direction null (sampled and exact sd), z, the share of
     energy in the top singular direction and |cos| of the top-k singular directions with v.
-    `vector`: one direction (d_model,) or one per layer (n_layers, d_model) / a SteeringVector."""
+    `vector`: one direction (d_model,) or one per layer (n_layers, d_model) / a SteeringVector;
+    None: no v to compare with (a cross-model student of another width), norms and nulls only."""
     gen = torch.Generator().manual_seed(seed)
     by_layer: dict[int, dict] = {}
     d_model = None
@@ -199,7 +205,7 @@ def weight_report(deltas: dict[str, Tensor], vector: Tensor | SteeringVector, n_
             continue
         delta = deltas[name]
         v, vector_layer = _direction_for(vector, layer, side)
-        d_model = v.shape[-1]
+        d_model = delta.shape[0] if side == "output" else delta.shape[1]
         module = name.split(".layers.")[-1].split(".", 1)[-1].removesuffix(".weight")
         row = by_layer.setdefault(layer, {"layer": layer, "modules": {}})
         row["modules"][module] = {"role": "writer" if side == "output" else "reader", "side": side,
