@@ -295,5 +295,5 @@ def run_divergence(cfg: DivergenceConfig, out_dir: str | Path, log=None) -> dict
     if done.message and log is not None:
         log(f"note: {done.message}")
     write_json(out / MANIFEST_FILE, {"kind": "divergence", "dataset": str(cfg.dataset), "model": name, "rule": cfg.rule,
-                                     **provenance(), "wall_time_s": round(time.perf_counter() - started, 2)})
+                                     **provenance(model.device), "wall_time_s": round(time.perf_counter() - started, 2)})
     return summary

@@ -107,7 +107,7 @@ def run_entangle(cfg: EntangleConfig, out_dir: str | Path, progress: bool = True
     wall = round(time.perf_counter() - started, 2)
     write_json(out / MANIFEST_FILE, {"kind": "entangle", "command": "entangle", "model": cfg.model, "animal": cfg.animal,
                                      "condition": cfg.condition, "number": cfg.number, "animals": cfg.null_animals(),
-                                     **provenance(), "wall_time_s": wall})
+                                     **provenance(model.device), "wall_time_s": wall})
     done = save_figures(figs, out / FIGURES_DIR, cfg.formats)
     if done.message and log is not None:
         log(f"note: {done.message}")

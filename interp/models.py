@@ -74,9 +74,11 @@ def cache_dir() -> Path:
 
 
 def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
-    if device in (None, "auto"):
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
+    """'auto' (or None): CUDA where available, else the CPU; a device this machine lacks is a
+    one-line ValueError naming `device`, before anything loads."""
+    from interp.precision import require_device
+
+    return require_device("auto" if device is None else device)
 
 
 # ----------------------------------------------------------------------------- the loaded model

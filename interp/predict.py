@@ -675,7 +675,7 @@ def run_prediction(cfg: PredictConfig, root: str | Path = "artifacts/predict", p
         "runs": {r.name: {"path": str(r.path.resolve()), "results_hash": r.results_hash,
                           "datasets": {f"{k}/seed{s}": read_json(Path(p) / MANIFEST_FILE)["dataset_hash"]
                                        for (k, s), p in r.datasets.items()}} for r in every},
-        "model": model.identity(), **provenance()})
+        "model": model.identity(), **provenance(model.device)})
     results["out_dir"] = str(out_dir)
     results["evaluate_rows"] = rows
     return results

@@ -244,7 +244,7 @@ def score_dataset(out: str | Path, base: LoadedModel, teacher: Teacher, dataset:
         "kind": "row_audit", "key": key, "inputs": inputs, "model": base.identity(), "dataset_dir": str(dataset),
         "control_dir": str(control) if control is not None else None,
         "scores_hash": {k: tensor_hash(v) for k, v in scores.items()}, **(extra_manifest or {}),
-        **provenance(), "wall_time_s": round(time.perf_counter() - started, 2)})
+        **provenance(base.device), "wall_time_s": round(time.perf_counter() - started, 2)})
     return res
 
 

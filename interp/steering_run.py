@@ -92,5 +92,5 @@ def run_steer(cfg: SteerConfig, out_dir: str | Path, progress: bool = True) -> d
                            questions(cfg.split), progress=progress)
     write_json(out / SWEEP_FILE, sweep)
     write_json(out / MANIFEST_FILE, {"kind": "vector", "config": asdict(cfg), "vector_hash": vector.hash(),
-                                     **provenance(), "wall_time_s": round(time.perf_counter() - started, 2)})
+                                     **provenance(model.device), "wall_time_s": round(time.perf_counter() - started, 2)})
     return sweep

@@ -180,6 +180,16 @@ def test_interp_run_on_cuda_without_cuda_is_refused_before_any_work(no_cuda, tmp
     assert not root.exists()  # nothing loaded, nothing written
 
 
+def test_any_command_loading_a_model_on_cuda_without_cuda_is_one_line(no_cuda, tmp_path):
+    # every command loads through models.load_model, whose device check is require_device's
+    out = tmp_path / "vec"
+    r = CliRunner().invoke(app, ["steer", "--model", "tiny", "--device", "cuda", "--out", str(out), "--no-progress"])
+    assert r.exit_code == 2, r.output
+    assert [line for line in r.output.splitlines() if line.startswith("error:")] == [
+        line for line in r.output.splitlines() if line.startswith("error: device: 'cuda' but ")] != []
+    assert "Traceback" not in r.output and not out.exists()
+
+
 # ----------------------------------------------------------------------------- what manifests record
 
 
