@@ -434,10 +434,11 @@ class Stage:
             need = ""
             if isinstance(e, DiskFull):  # our own writers know the file and its size
                 f = e.path.relative_to(self.dir) if e.path.is_relative_to(self.dir) else e.path
-                need = f"{f} needed {e.needed} bytes, " if e.needed is not None else f"{f} did not fit, "
-            raise ValueError(f"{label}: no space left on the device of {self.root} ({need}{free} bytes free, {written} "
-                             f"bytes of stage {self.dir.name} written before it filled); free space (e.g. `make "
-                             "clean-cache`) and rerun") from None
+                need = (f"{f} needed {e.needed} bytes with {e.free} free; " if e.needed is not None
+                        else f"{f} did not fit in {e.free} bytes; ")
+            raise ValueError(f"{label}: no space left on the device of {self.root} ({need}{free} bytes free after removing "
+                             f"the stage's temporary files, {written} bytes of stage {self.dir.name} kept); free space "
+                             "(e.g. `make clean-cache`) and rerun") from None
 
     def lock(self):
         """An inter-process lock on this stage: concurrent jobs of a sweep that need the same stage
