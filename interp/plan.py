@@ -126,7 +126,7 @@ def plan_e1(cfg: E1Config, root: str | Path = "artifacts") -> dict:
                 missing = next((e["name"] for e, st in sources.values() if st is None), None)
                 mstage = None if missing else mix_stage(cache, {a: st for a, (_, st) in sources.items()}, kd)
                 data_entry, data_stage = add(f"mix/{kind}/seed{seed}", mstage, missing), mstage
-            if cfg.data.select != "all":  # a score bin (issue 24.2): its key holds the scores', theirs the rows' hash
+            if cfg.data.select != "all":  # a score bin: its key holds the scores', theirs the rows' hash
                 data_entry, data_stage = plan_selection(cfg, kind, seed, teacher_base, vec[1], dentry, dstage, add, cache)
             divergence = None
             if uses_divergence(cfg, kind):

@@ -45,7 +45,7 @@ def test_run_with_a_malformed_config_names_the_field(tmp_path):
     assert res.exit_code == 2 and "train.lr" in res.output
 
 
-# ----------------------------------------------------------------------------- entangle, divergence (issue 11)
+# ----------------------------------------------------------------------------- entangle, divergence
 
 
 def test_entangle_ranks_numbers_with_the_null_band_and_the_lens(tmp_path):

@@ -163,7 +163,7 @@ def test_config_file_that_is_not_toml_is_a_clear_error(tmp_path):
         load_config(p)
 
 
-# ----------------------------------------------------------------------------- issue 11: positions, mixing, projection
+# ----------------------------------------------------------------------------- positions, mixing, projection
 
 
 def _stages(res) -> dict[str, dict]:
@@ -228,7 +228,7 @@ def test_stage_keys_are_those_of_commit_443ed0a(tmp_path):
         "data/control": "data-d1609cd312031122", "data/random": "data-0990ddc0fa4c34b4",
         "data/steered": "data-2e0a644dd0181282", "divergence": "divergence-ab2f6e5dfa65ad58",
         "eval": "eval-0fc37f5b54633078", "mix": "mix-2aff3f5b04dcb50a", "vector": "vector-27a6dd0c8f59d533",
-        # kd students only: their key names the float64 KL since issue 25.4 (443ed0a's, under which
+        # kd students only: their key names the float64 KL since 095ac7f (443ed0a's, under which
         # kd students of the float32 KL were cached too: student-7140f603519d3cf1, -c6d5eed16e550e80)
         "student/kd/all": "student-b32840f4784641e7", "student/kd/div": "student-2fe7141ad5a37c64",
         "student/sft/all": "student-b1cc0949eb2d8a58", "student/sft/div": "student-a1f6dd44520d2e97",

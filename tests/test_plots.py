@@ -488,7 +488,7 @@ def test_notebook_figures_png_is_rendered_by_chromium(monkeypatch):
     assert png.startswith(b"\x89PNG") and read_png(png)[:2] == (export.WIDTH, export.HEIGHT)
 
 
-# ----------------------------------------------------------------------------- figure defects (issue 27, item 10)
+# ----------------------------------------------------------------------------- figure defects
 
 
 def _ci(values: list[float]) -> dict:
