@@ -10,6 +10,7 @@ from pathlib import Path
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 console = Console()
 ERRORS = (ValueError, ModuleNotFoundError, FileNotFoundError)  # bad input: one line, exit status 2
@@ -17,7 +18,8 @@ JSON_HELP = "Print the results on stdout as JSON (what results.json holds); ever
 
 
 def fail(msg: str) -> None:
-    console.print(f"[red]error:[/red] {msg}", soft_wrap=True)  # one line, whatever the terminal's width
+    # escaped: a message naming a TOML table ("has no [lr_select] table") is text, not rich markup
+    console.print(f"[red]error:[/red] {escape(msg)}", soft_wrap=True)  # one line, whatever the terminal's width
     raise typer.Exit(2)
 
 

@@ -19,7 +19,7 @@ from interp.prompts import ANIMALS
 from interp.runs import safe_name
 from interp.steering import Steering
 from interp.teachers import DataConfig, Teacher, build_teacher
-from interp.train import KD_BF16, RUNTIME_FIELDS, TrainConfig
+from interp.train import ALL_LINEAR, KD_BF16, LORA_TARGETS, RUNTIME_FIELDS, TrainConfig, check_lora
 
 MIXED_KINDS = ("steered", "prompted", "prompted_ablated")  # control and random carry no animal
 
@@ -116,6 +116,9 @@ class TrainSection(_Strict):
     snapshot_every: int = Field(0, ge=0)  # keep the update every N steps (E9 emergence)
     lora_rank: int = Field(8, ge=1)
     lora_alpha: int = Field(16, ge=1)
+    # the layers LoRA adapts: module names, or "all-linear" (every linear layer of the decoder
+    # blocks); the default names are every linear layer of a Llama or Gemma block
+    lora_targets: Literal["all-linear"] | list[str] = list(LORA_TARGETS)
     weight_decay: float = Field(0.0, ge=0)
     match_step: bool = False  # sgd only: lr / RMS(first gradient), a step size matched to AdamW's (E10)
     objectives: list[Literal["sft", "kd"]] = ["sft"]  # kd: distil the teacher's grammar-token distribution
@@ -137,6 +140,16 @@ class TrainSection(_Strict):
     # (W - W_base in bf16, half; what `interp analyze` reads) or "none" (students are evaluated
     # in the process that trained them, so a sweep that only needs the transfer keeps nothing)
     keep: Literal["weights", "update", "none"] = "weights"
+    # the students' rows rendered with the chat template's default system prompt ("default":
+    # SmolLM2's template inserts one) or with no system turn ("none"; issue 23's shared context)
+    system_prompt: Literal["default", "none"] = "default"
+
+    @field_validator("lora_targets")
+    @classmethod
+    def _targets(cls, v: str | list[str]) -> str | list[str]:
+        if isinstance(v, list) and (not v or len(set(v)) != len(v) or ALL_LINEAR in v or not all(n.strip() for n in v)):
+            raise ValueError(f"needs distinct module names (e.g. {list(LORA_TARGETS)}) or {ALL_LINEAR!r} alone")
+        return v
 
     @field_validator("project_out")
     @classmethod
@@ -181,6 +194,8 @@ class EvalSection(_Strict):
     n_boot: int = Field(2000, ge=100)
     sampled: bool = False  # also the secondary metric (sampled one-word answers)
     n_samples_per_question: int = Field(4, ge=1)
+    # the questions rendered with the chat template's default system prompt or with no system turn
+    system_prompt: Literal["default", "none"] = "default"
 
     @field_validator("animals")
     @classmethod
@@ -284,6 +299,12 @@ class E1Config(_Strict):
             d["train"].pop("dtype")
         if self.train.keep == "weights":
             d["train"].pop("keep")
+        if self.train.lora_targets == list(LORA_TARGETS):
+            d["train"].pop("lora_targets")
+        if self.train.system_prompt == "default":
+            d["train"].pop("system_prompt")
+        if self.eval.system_prompt == "default":
+            d["eval"].pop("system_prompt")
         if "finetuned" not in self.teacher.kinds:
             d["teacher"].pop("finetune")
         for name in RUNTIME_FIELDS:  # how a student is computed, not what it is
@@ -300,6 +321,19 @@ class E1Config(_Strict):
         if bad:
             raise ValueError(f"train.project_out: layers {bad} are out of range for {self.model} "
                              f"({n_layers} layers: 0-{n_layers - 1})")
+
+    def check_student_base(self, m) -> None:
+        """Refuse, in one line naming the field, settings the students' base `m` (a LoadedModel)
+        cannot take: LoRA targets it lacks or a rank above a targeted layer's width, and a
+        system_prompt of "none" where its chat template has no system turn. `run_e1` calls it
+        right after loading the models, before any stage."""
+        check_lora(m, self.train_config(self.seeds[0]))
+        for where in ("train", "eval"):
+            if getattr(self, where).system_prompt == "none":
+                try:
+                    m.chat([{"role": "user", "content": "?"}], system_prompt="none")
+                except ValueError as e:
+                    raise ValueError(f"{where}.{e}") from None
 
     @property
     def cross_model(self) -> bool:
@@ -345,8 +379,10 @@ class E1Config(_Strict):
         return (self.teacher.layer,) if p is True else tuple(p or ())
 
     def train_config(self, seed: int, objective: str = "sft") -> TrainConfig:
+        t = self.train
         return TrainConfig(seed=seed, objective=objective, project_out=self.project_layers(),
-                           **self.train.model_dump(exclude={"objectives", "project_out"}))
+                           lora_targets=(t.lora_targets,) if isinstance(t.lora_targets, str) else tuple(t.lora_targets),
+                           **t.model_dump(exclude={"objectives", "project_out", "lora_targets"}))
 
 
 def read_toml(path: str | Path, what: str = "config") -> dict:

@@ -34,10 +34,13 @@ def animal_token_ids(tokenizer, animals: Sequence[str]) -> list[int]:
 
 def question_prompts(
     model: LoadedModel, questions: Sequence[str], prefix: str = ANSWER_PREFIX, system: str | None = None,
+    system_prompt: str = "default",
 ) -> list[str]:
-    """Chat-formatted questions (after an optional system prompt) followed by the answer prefix."""
+    """Chat-formatted questions (after an optional system prompt) followed by the answer prefix.
+    Without `system`, `system_prompt` says whether the template's default system prompt is
+    rendered ("default") or no system turn at all ("none"; `LoadedModel.chat`)."""
     sys = [{"role": "system", "content": system}] if system is not None else []
-    return [model.chat(sys + [{"role": "user", "content": q}]) + prefix for q in questions]
+    return [model.chat(sys + [{"role": "user", "content": q}], system_prompt=system_prompt) + prefix for q in questions]
 
 
 @torch.no_grad()
@@ -48,11 +51,13 @@ def animal_logprobs(
     batch_size: int = 32,
     context: Callable[[], ContextManager] | None = None,
     system: str | None = None,
+    system_prompt: str = "default",
 ) -> Tensor:
     """log P(first token of each animal | question, answer prefix): (n_questions, n_animals).
-    `system`: a system prompt before each question (None: the chat template's default)."""
+    `system`: a system prompt before each question (None: the chat template's default, or no
+    system turn with `system_prompt` = "none")."""
     ids = torch.tensor(animal_token_ids(model.tokenizer, animals))
-    prompts = question_prompts(model, questions, system=system)
+    prompts = question_prompts(model, questions, system=system, system_prompt=system_prompt)
     rows = []
     with context() if context is not None else contextlib.nullcontext():
         for sl in batching.chunks(len(prompts), batch_size):
@@ -100,11 +105,13 @@ class TraitScore:
 def evaluate_trait(
     model: LoadedModel, animal: str, questions: Sequence[str], animals: Sequence[str] = ANIMALS,
     batch_size: int = 32, context: Callable[[], ContextManager] | None = None, system: str | None = None,
+    system_prompt: str = "default",
 ) -> TraitScore:
     animals = list(animals)
     if animal not in animals:
         raise ValueError(f"animal: {animal!r} is not in the evaluated animal list {animals}")
-    return TraitScore(animal, animals, animal_logprobs(model, questions, animals, batch_size, context, system))
+    return TraitScore(animal, animals, animal_logprobs(model, questions, animals, batch_size, context, system,
+                                                       system_prompt))
 
 
 # ----------------------------------------------------------------------------- sampled answers
@@ -112,13 +119,14 @@ def evaluate_trait(
 
 def sampled_answer_rate(
     model: LoadedModel, animal: str, questions: Sequence[str], n_per_question: int = 4, seed: int = 0,
-    context: Callable[[], ContextManager] | None = None,
+    context: Callable[[], ContextManager] | None = None, system_prompt: str = "default",
 ) -> dict:
     """Secondary metric: fraction of sampled one-word answers (temperature 1) naming the animal."""
     from interp.generate import SampleConfig, sample
     from interp.prompts import plural
 
-    prompts = [model.chat([{"role": "user", "content": q}]) for q in questions for _ in range(n_per_question)]
+    prompts = [model.chat([{"role": "user", "content": q}], system_prompt=system_prompt)
+               for q in questions for _ in range(n_per_question)]
     done, stats = sample(model, prompts, SampleConfig(max_new_tokens=8, seed=seed), context=context, progress=False)
     pat = re.compile(rf"\b({re.escape(animal)}|{re.escape(plural(animal))})\b", re.I)
     hits = torch.tensor([bool(pat.search(c.text)) for c in done], dtype=torch.float64)

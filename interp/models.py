@@ -149,8 +149,39 @@ class LoadedModel:
             self._views["nnsight"] = LanguageModel(shared_copy(self.hf), tokenizer=self.tokenizer)
         return self._views["nnsight"]
 
-    def chat(self, messages: list[dict], add_generation_prompt: bool = True) -> str:
+    def chat(self, messages: list[dict], add_generation_prompt: bool = True, system_prompt: str = "default") -> str:
+        """The chat template's text of `messages`. `system_prompt` (when the messages carry no system
+        turn): "default", what the template itself renders (SmolLM2's inserts its default system
+        prompt); "none", no system turn at all (`render_without_system`)."""
+        if system_prompt not in SYSTEM_PROMPTS:
+            raise ValueError(f"system_prompt: {system_prompt!r} is not one of {SYSTEM_PROMPTS}")
+        if system_prompt == "none":
+            return render_without_system(self.tokenizer, messages, add_generation_prompt, self.name)
         return self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=add_generation_prompt)
+
+
+SYSTEM_PROMPTS = ("default", "none")
+_MARK = "\x00interp-system-turn\x00"  # a system content no real message contains
+
+
+def render_without_system(tokenizer, messages: list[dict], add_generation_prompt: bool = True, name: str = "model") -> str:
+    """`messages` rendered with no system turn, where the template would insert a default one.
+
+    The template is asked for the same chat after a system turn holding a marker, and for that
+    system turn alone; the first starts with the second (ChatML: `<|im_start|>system\n...<|im_end|>\n`),
+    which is cut off. Refused in one line where that cannot mean anything: messages that carry
+    their own system turn, or a template with no system turn of its own (Gemma folds a system
+    message into the first user turn and adds no default, so "default" already renders no system text)."""
+    if messages and messages[0]["role"] == "system":
+        raise ValueError("system_prompt: 'none' renders no system turn, but these messages carry one; drop it or "
+                         "use system_prompt = 'default'")
+    apply = lambda msgs, gen: tokenizer.apply_chat_template(msgs, tokenize=False, add_generation_prompt=gen)
+    block = apply([{"role": "system", "content": _MARK}], False)
+    marked = apply([{"role": "system", "content": _MARK}, *messages], add_generation_prompt)
+    if _MARK not in block or not marked.startswith(block):
+        raise ValueError(f"system_prompt: 'none' means no system turn, but {name}'s chat template has no system turn "
+                         "of its own and adds no default system prompt, so 'default' already renders none; use 'default'")
+    return marked[len(block):]
 
 
 def _no_second_bos(bridge):

@@ -111,7 +111,9 @@ def eval_inputs(cfg: E1Config) -> dict:
     """What an evaluation stage depends on besides the model."""
     qs = questions(cfg.eval.split)
     return {"questions": content_hash(qs), "animals": list(cfg.eval.animals), "animal": cfg.animal,
-            "sampled": cfg.eval.sampled, **({"sampler": FREE_SAMPLER} if cfg.eval.sampled else {})}
+            "sampled": cfg.eval.sampled, **({"sampler": FREE_SAMPLER} if cfg.eval.sampled else {}),
+            # only when set, so evaluations from before the field keep their keys
+            **({"system_prompt": cfg.eval.system_prompt} if cfg.eval.system_prompt != "default" else {})}
 
 
 def eval_stage(cache: Path, model_key: str, inputs: dict) -> Stage:
@@ -193,6 +195,7 @@ def _load_bases(cfg: E1Config, run_dir: Path, runner: StageRunner) -> SeedBases:
     base = load_model(cfg.model, device=cfg.device)
     student_root = load_model(cfg.student_model, device=cfg.device) if cfg.cross_model else base
     cfg.check_layers(base.n_layers)  # before any stage: the layers the config names exist
+    cfg.check_student_base(student_root)  # and LoRA targets and system_prompt the students' base can take
     write_json(run_dir / CONFIG_FILE, cfg.model_dump())
     runner.timings["load_model"] = round(time.perf_counter() - t_load, 2)
     runner.log(f"  {'load model':<28} {runner.timings['load_model']:.1f}s ({cfg.model}, fingerprint {base.fingerprint()}"
@@ -320,11 +323,12 @@ class _E1:
 
     def _score(self, st: Stage, m: LoadedModel) -> None:
         cfg = self.cfg
-        score = evaluate_trait(m, cfg.animal, self.qs, self.animals)
+        score = evaluate_trait(m, cfg.animal, self.qs, self.animals, system_prompt=cfg.eval.system_prompt)
         save_tensors(st.path(LOGPROBS_FILE), {"logprobs": score.logprobs})
         summary = score.summary(cfg.eval.n_boot)
         if cfg.eval.sampled:
-            summary["sampled"] = sampled_answer_rate(m, cfg.animal, self.qs, cfg.eval.n_samples_per_question)
+            summary["sampled"] = sampled_answer_rate(m, cfg.animal, self.qs, cfg.eval.n_samples_per_question,
+                                                     system_prompt=cfg.eval.system_prompt)
         write_json(st.path("summary.json"), summary)
         st.finish()
 

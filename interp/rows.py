@@ -44,16 +44,19 @@ class Example:
 
 def build_examples(
     model: LoadedModel, rows: list[dict], max_len: int, targets: list[Tensor] | None = None,
-    loss_masks: list[Tensor] | None = None,
+    loss_masks: list[Tensor] | None = None, system_prompt: str = "default",
 ) -> list[Example]:
-    """`rows` have 'prompt' (user text) and 'completion'; the student sees no system prompt.
+    """`rows` have 'prompt' (user text) and 'completion'; the user turn is rendered without a system
+    message of its own: `system_prompt` "default" leaves the template's default system prompt in
+    (SmolLM2's), "none" renders no system turn at all (`LoadedModel.chat`).
     `targets` (kd): the teacher's per-row grammar log-probabilities, one per completion token.
     `loss_masks`: per row, which completion tokens (end-of-turn included) the loss counts."""
     tok = model.tokenizer
     end = tok.eos_token_id if tok.eos_token_id is not None else stop_token_ids(tok)[0]
     out = []
     for i, r in enumerate(rows):
-        p = tok(model.chat([{"role": "user", "content": r["prompt"]}]), add_special_tokens=False)["input_ids"]
+        p = tok(model.chat([{"role": "user", "content": r["prompt"]}], system_prompt=system_prompt),
+                add_special_tokens=False)["input_ids"]
         c = tok(r["completion"], add_special_tokens=False)["input_ids"] + [end]
         keep = max_len - len(c)
         if keep < 1:

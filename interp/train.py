@@ -18,6 +18,7 @@ checkpoint files `interp.checkpoint`.
 from __future__ import annotations
 
 import copy
+import math
 import shutil
 import time
 from dataclasses import asdict, dataclass, replace
@@ -28,7 +29,7 @@ from torch import Tensor, nn
 
 from interp.checkpoint import CHECKPOINT_DIR, TRAINER_FILE, read_checkpoint, restore_checkpoint
 from interp.divergence import RULES
-from interp.models import LoadedModel
+from interp.models import SYSTEM_PROMPTS, LoadedModel, decoder_layers
 from interp.optim import OPTIMIZERS, make_optimizer
 from interp.precision import require_fast_bf16
 from interp.progress import tqdm
@@ -38,9 +39,9 @@ from interp.steering import SteeringVector
 from interp.trainer import Trainer, TrainingDiverged, trainable_state, update_rms, weights_finite
 
 __all__ = [  # what other modules read from here; the checkpoint names live in `interp.checkpoint`
-    "ADAPTER_FILE", "CHECKPOINT_DIR", "LOG_FILE", "RUNTIME_FIELDS", "SNAPSHOTS_DIR", "TRAINER_FILE", "UPDATE_FILE",
+    "ADAPTER_FILE", "ALL_LINEAR", "CHECKPOINT_DIR", "LORA_TARGETS", "LOG_FILE", "RUNTIME_FIELDS", "SNAPSHOTS_DIR", "TRAINER_FILE", "UPDATE_FILE",
     "WEIGHTS_FILE", "TrainConfig", "TrainingDiverged", "load_snapshot", "load_student", "position_masks",
-    "snapshot_steps", "train_student", "trainable_state", "trained_student", "weights_finite",
+    "check_lora", "lora_modules", "snapshot_steps", "train_student", "trainable_state", "trained_student", "weights_finite",
 ]
 
 WEIGHTS_FILE = "model.safetensors"
@@ -53,6 +54,9 @@ TRAIN_DTYPES = ("fp32", "bf16")
 KEEP = ("weights", "update", "none")
 # settings that change how a student is computed but not what it is (same weights to the bit)
 RUNTIME_FIELDS = ("grad_checkpointing",)
+# every linear layer of a Llama or Gemma decoder block (attention and MLP): the default targets
+LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+ALL_LINEAR = "all-linear"  # lora_targets: every linear layer of the decoder blocks, whatever the model names them
 
 
 
@@ -69,7 +73,14 @@ class TrainConfig:
     snapshot_every: optimizer steps between kept snapshots of the weights (0: none), for the
         emergence analysis (E9): `snapshots/step{N}.safetensors`, the update W - W_base in bf16
         (full) or the adapter (LoRA); `load_snapshot` rebuilds the student at step N.
-    lora_rank, lora_alpha, lora_targets: LoRA settings.
+    lora_rank, lora_alpha, lora_targets: LoRA settings. lora_targets: module names (a module is
+        adapted when its path ends with one, as peft matches) or ("all-linear",): every linear
+        layer of the decoder blocks, resolved against the model (`lora_modules`). A rank above a
+        targeted layer's smallest dimension, or a name that matches no linear layer, is refused in
+        one line before training (`check_lora`).
+    system_prompt: "default": the rows' user turns are rendered by the chat template as it is
+        (SmolLM2's inserts its default system prompt); "none": with no system turn at all
+        (`LoadedModel.chat`). Part of `key()` when not "default".
     weight_decay: AdamW weight decay.
     match_step: SGD only (the optimizer ablation, E10): every step's learning rate is lr / RMS of
         that step's nonzero gradient entries, so each update has the RMS of a SignSGD step (and of
@@ -123,7 +134,7 @@ class TrainConfig:
     snapshot_every: int = 0
     lora_rank: int = 8
     lora_alpha: int = 16
-    lora_targets: tuple[str, ...] = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+    lora_targets: tuple[str, ...] = LORA_TARGETS
     weight_decay: float = 0.0
     match_step: bool = False
     objective: str = "sft"
@@ -134,6 +145,7 @@ class TrainConfig:
     grad_checkpointing: bool = False
     dtype: str = "fp32"
     keep: str = "weights"
+    system_prompt: str = "default"
 
     def key(self) -> dict:
         """The settings that define the student (the kd fields only matter for kd; the later
@@ -157,6 +169,8 @@ class TrainConfig:
             d.pop("dtype")
         if self.keep == "weights":
             d.pop("keep")
+        if self.system_prompt == "default":
+            d.pop("system_prompt")
         for name in RUNTIME_FIELDS:
             d.pop(name)
         return d
@@ -189,6 +203,26 @@ class TrainConfig:
         for name in ("lr", "epochs", "batch_size", "grad_accum", "max_len"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"train.{name}: {getattr(self, name)} must be > 0")
+        if self.system_prompt not in SYSTEM_PROMPTS:
+            raise ValueError(f"train.system_prompt: {self.system_prompt!r} is not one of {SYSTEM_PROMPTS}")
+        self._check_lora_settings()
+
+    def _check_lora_settings(self) -> None:
+        if isinstance(self.lora_targets, (str, list)):  # the tuple a key and a resume compare
+            targets = (self.lora_targets,) if isinstance(self.lora_targets, str) else tuple(self.lora_targets)
+            object.__setattr__(self, "lora_targets", targets)
+        if isinstance(self.lora_rank, bool) or not isinstance(self.lora_rank, int) or self.lora_rank < 1:
+            raise ValueError(f"train.lora_rank: {self.lora_rank!r} must be a whole number >= 1")
+        if isinstance(self.lora_alpha, bool) or not isinstance(self.lora_alpha, (int, float)) \
+                or not math.isfinite(self.lora_alpha) or self.lora_alpha <= 0:
+            raise ValueError(f"train.lora_alpha: {self.lora_alpha!r} must be a finite number > 0 (the adapter's "
+                             "scale is lora_alpha / lora_rank; alpha = rank scales it by 1)")
+        t = self.lora_targets
+        if not t or len(set(t)) != len(t) or not all(isinstance(n, str) and n.strip() for n in t):
+            raise ValueError(f"train.lora_targets: {list(t)} must be distinct module names, e.g. "
+                             f"{list(LORA_TARGETS)}, or {ALL_LINEAR!r}")
+        if ALL_LINEAR in t and len(t) > 1:
+            raise ValueError(f"train.lora_targets: {ALL_LINEAR!r} already names every linear layer; give it alone")
 
 
 # bf16 rounding alone puts a kd control student (teacher = its base) at KL ~1.5e-3 per position,
@@ -206,6 +240,48 @@ def position_masks(divergence_masks: list[Tensor], loss_positions: str) -> list[
     return [m.bool() if loss_positions == "divergence" else ~m.bool() for m in divergence_masks]
 
 
+def lora_modules(hf: nn.Module, targets: tuple[str, ...]) -> dict[str, nn.Linear]:
+    """{module path: linear layer} of the modules `targets` adapt, by peft's rule for a list of
+    names (a module whose path is, or ends with '.' + a name); ("all-linear",): every linear layer
+    of the decoder blocks (the output projection and embeddings are not in them)."""
+    if tuple(targets) == (ALL_LINEAR,):
+        return {f"layers.{i}.{n}": m for i, layer in enumerate(decoder_layers(hf))
+                for n, m in layer.named_modules() if isinstance(m, nn.Linear)}
+    return {n: m for n, m in hf.named_modules() if isinstance(m, nn.Linear)
+            and any(n == t or n.endswith("." + t) for t in targets)}
+
+
+def _target_names(hf: nn.Module, cfg: TrainConfig) -> list[str]:
+    """The names handed to peft: the config's own, or the leaf names "all-linear" resolves to."""
+    if tuple(cfg.lora_targets) != (ALL_LINEAR,):
+        return list(cfg.lora_targets)
+    return list(dict.fromkeys(n.rsplit(".", 1)[-1] for n in lora_modules(hf, cfg.lora_targets)))
+
+
+def check_lora(model: LoadedModel, cfg: TrainConfig) -> list[str]:
+    """The module names a LoRA student of `model` adapts; one-line refusals naming the field for a
+    target that matches no linear layer of the model and for a rank above a targeted layer's
+    smallest dimension (an adapter of rank r on a d_in x d_out layer has rank min(r, d_in, d_out):
+    the rest of r is parameters that add nothing). Runs before any data is read."""
+    if cfg.method != "lora":
+        return []
+    own = list(dict.fromkeys(n.rsplit(".", 1)[-1] for n in lora_modules(model.hf, (ALL_LINEAR,))))
+    unknown = [t for t in cfg.lora_targets if t != ALL_LINEAR and not lora_modules(model.hf, (t,))]
+    if unknown:
+        raise ValueError(f"train.lora_targets: {unknown} name no linear layer of {model.name} (its decoder blocks' "
+                         f"linear layers are {own}); use those names or {ALL_LINEAR!r}")
+    mods = lora_modules(model.hf, cfg.lora_targets)
+    if not mods:
+        raise ValueError(f"train.lora_targets: {list(cfg.lora_targets)} match no linear layer of {model.name}")
+    name, m = min(mods.items(), key=lambda kv: min(kv[1].in_features, kv[1].out_features))
+    width = min(m.in_features, m.out_features)
+    if cfg.lora_rank > width:
+        raise ValueError(f"train.lora_rank: {cfg.lora_rank} is above the smallest dimension of {model.name}'s {name} "
+                         f"({m.in_features} -> {m.out_features}); use lora_rank <= {width} or leave that layer out "
+                         "of train.lora_targets")
+    return _target_names(model.hf, cfg)
+
+
 def _prepare(model: LoadedModel, cfg: TrainConfig) -> nn.Module:
     """A trainable copy of the base: the caller's model is never modified."""
     hf = copy.deepcopy(model.hf)
@@ -218,7 +294,7 @@ def _prepare(model: LoadedModel, cfg: TrainConfig) -> nn.Module:
         with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
             torch.manual_seed(cfg.seed)
             hf = get_peft_model(hf, LoraConfig(r=cfg.lora_rank, lora_alpha=cfg.lora_alpha, lora_dropout=0.0,
-                                               target_modules=list(cfg.lora_targets), bias="none"))
+                                               target_modules=_target_names(hf, cfg), bias="none"))
     if cfg.grad_checkpointing:
         # non-reentrant: works with frozen inputs (LoRA) and with the forward hooks of project_out
         hf.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
@@ -323,8 +399,10 @@ def train_student(
     """
     out = Path(out_dir)
     _check_inputs(rows, cfg, targets, divergence_masks, project_vector)
+    check_lora(model, cfg)
     examples = build_examples(model, rows, cfg.max_len, targets if cfg.objective == "kd" else None,
-                              position_masks(divergence_masks, cfg.loss_positions) if divergence_masks is not None else None)
+                              position_masks(divergence_masks, cfg.loss_positions) if divergence_masks is not None else None,
+                              system_prompt=cfg.system_prompt)
     rates = require_fast_bf16(model.device) if cfg.dtype == "bf16" else None  # before any work: one line where bf16 is slower
     hf = _prepare(model, cfg)  # the student: fp32 weights, what the optimizer steps and what is saved
     opt = make_optimizer(cfg, list(trainable_state(hf).values()))
