@@ -112,6 +112,20 @@ def detectable_effect(values: Sequence[float], level: float = 0.95, power: float
     return float((stats.t.ppf(0.5 + level / 2, df) + stats.t.ppf(power, df)) * x.std(unbiased=True) / math.sqrt(n))
 
 
+def power_paired_t(effect: float, sd: float, n: int, level: float = 0.95) -> float | None:
+    """Power of a two-sided one-sample t-test over `n` replicates (paired differences, one per
+    seed) at this level, when their true mean is `effect` and their sd `sd`: P(|T| > t_{1-a/2})
+    with T noncentral t (df n - 1, noncentrality effect / (sd / sqrt(n))), both tails counted.
+    None without a spread to scale by (n < 2, or sd 0)."""
+    from scipy import stats
+
+    if n < 2 or not sd > 0:
+        return None
+    df, nc = n - 1, effect / (sd / math.sqrt(n))
+    crit = stats.t.ppf(0.5 + level / 2, df)
+    return float(stats.nct.sf(crit, df, nc) + stats.nct.cdf(-crit, df, nc))
+
+
 def permutation_test(a: Sequence[float], b: Sequence[float], n_perm: int = 10000, seed: int = 0) -> dict:
     """Two-sided test of mean(a) - mean(b) by shuffling the labels of the pooled replicates
     (students). Exact over all relabellings when there are at most `n_perm` of them."""

@@ -139,21 +139,44 @@ def sweep_plan_table(plan: dict, width: int = WIDTH) -> str:
 
 
 def sweep_tables(res: dict, width: int = WIDTH) -> str:
-    """`interp sweep`: each cell's transfer, then its comparison with the reference cell, as two
-    narrow tables (one wide table cut its intervals at 80 columns)."""
+    """`interp sweep`: per comparison, each cell's transfer, then its comparison with the reference
+    cell (and the power to detect the target ratio), as narrow tables (one wide table cut its
+    intervals at 80 columns); then the noised bases' check. A results.json from before every
+    comparison was reported shows its one `comparison`."""
     keys = res.get("grid_keys", list(res["grid"]))
 
     def cell(r: dict) -> str:
         return ", ".join(str(r[k]) for k in keys)
 
-    transfer = _table(("cell", "transfer [95% CI]", "> 0", "rank"),
-                      [(cell(r), ci(r["transfer_per_seed"], "{:+.2f}"), f"{r['positive_seeds']}/{r['n_seeds']}",
-                        r["trait_rank_among_animals"]) for r in res["rows"]],
-                      title=f"{res['comparison']}: trait-specific transfer per cell ({', '.join(keys)}); "
+    names = res.get("comparisons") or [res["comparison"]]
+    names = [res["comparison"]] + [n for n in names if n != res["comparison"]]
+    items = []
+    for name in names:
+        # (row, this comparison's entry); a row without `comparisons` holds the one comparison itself
+        entries = [(r, r["comparisons"][name] if "comparisons" in r else r) for r in res["rows"]
+                   if "comparisons" not in r or name in r["comparisons"]]
+        items += _sweep_comparison(name, entries, cell, keys, res.get("target_ratio"))
+    if res.get("base_check"):
+        items.append(_sweep_bases(res, cell))
+    return render(*items, width=width)
+
+
+def _sweep_comparison(name: str, entries: list[tuple[dict, dict]], cell, keys: list[str],
+                      target: float | None) -> list:
+    perm = any("permutation_p" in e for _, e in entries)
+    transfer = _table(("cell", "transfer [95% CI]", "> 0", "rank") + (("perm. p",) if perm else ()),
+                      [(cell(r), ci(e["transfer_per_seed"], "{:+.2f}"), f"{e['positive_seeds']}/{e['n_seeds']}",
+                        e["trait_rank_among_animals"]) + ((f"{e['permutation_p']:.3f}",) if perm else ())
+                       for r, e in entries],
+                      title=f"{name}: trait-specific transfer per cell ({', '.join(keys)}); "
                             "95% t-intervals over seeds")
-    rows = []
-    for r in res["rows"]:
-        v = r.get("vs_reference")
+    rows, power = [], []
+    for r, e in entries:
+        if r.get("broken"):
+            b = r["base_check"]
+            rows.append((cell(r), f"broken: NLL {b['nll']:.2f} vs {b['clean_nll']:.2f}", "-"))
+            continue
+        v = e.get("vs_reference")
         if not v:
             continue
         paired = v.get("diff_paired_by_seed")
@@ -161,28 +184,36 @@ def sweep_tables(res: dict, width: int = WIDTH) -> str:
         ratio = (f"{v['ratio']:.2f} [{v['ratio_ci95'][0]:.2f}, {v['ratio_ci95'][1]:.2f}]"
                  + ("" if v["denominator_excludes_zero"] else " *"))
         rows.append((cell(r), diff, ratio))
+        p = v.get(f"power_{target:g}x") if target else None
+        if p and not r.get("is_reference"):
+            power.append((cell(r), "-" if p["power"] is None else f"{p['power']:.2f}",
+                          "-" if p["detectable_ratio_80"] is None else f"{p['detectable_ratio_80']:.2f}x",
+                          "-" if p["sd"] is None else f"{p['sd']:.3f} (n={p['n']})"))
     vs = _table(("cell", "- reference (paired)", "/ reference"), rows,
-                title="against the reference cell: difference by seed, ratio interval by bootstrap") if rows else None
+                title=f"{name} against the reference cell: difference by seed, ratio interval by bootstrap") if rows else None
     star = ("* the reference transfer's interval includes 0: read the difference, not the ratio"
-            if any(r.get("vs_reference") and not r["vs_reference"]["denominator_excludes_zero"] for r in res["rows"]) else None)
-    return render(transfer, vs, star, width=width)
+            if any(e.get("vs_reference") and not e["vs_reference"]["denominator_excludes_zero"] for _, e in entries) else None)
+    pw = _table(("cell", f"power at {target:g}x", "detectable at 80%", "sd of paired diffs"), power,
+                title=f"{name}: power to detect a {target:g}x ratio (paired by seed, two-sided t, 0.05)") if power else None
+    return [transfer, vs, star, pw]
+
+
+def _sweep_bases(res: dict, cell) -> Table:
+    """The noised bases' NLL per cell against the clean base's on the same rows (`interp.base_check`)."""
+    b = res["base_check"]
+    rows = []
+    for r in res["rows"]:
+        c = r.get("base_check")
+        if not c or not c["n_bases"]:
+            continue
+        rows.append((cell(r), f"{c['nll']:.3f}", f"{c['clean_nll']:.3f}", f"{c['max_excess']:+.3f}",
+                     f"{c['n_broken']}/{c['n_bases']}" + (" BROKEN" if c["broken"] else "")))
+    return _table(("cell", "NLL/token", "clean", "max excess", "broken"), rows,
+                  title=f"noised bases, {b['vocab']}-vocabulary NLL per number-completion token "
+                        f"(broken: > clean + {b['margin_nats_per_token']:g})")
 
 
 # ----------------------------------------------------------------------------- analyses
-
-
-def lr_select_table(res: dict, width: int = WIDTH) -> str:
-    """`interp lr-select`: each mode's held-out loss per lr (mean over seeds, 95% t-interval), the
-    chosen lr marked."""
-    rows = []
-    for name, m in res["modes"].items():
-        for g in m["grid"]:
-            loss = (f"diverged on {g['diverged_seeds']} seed(s)" if g["mean"] is None
-                    else ci(g["per_seed_interval"], "{:.4f}"))
-            rows.append((name, f"{g['lr']:g}", loss, "<- chosen" if res["chosen"][name] == g["lr"] else ""))
-    return render(_table(("mode", "lr", "held-out loss [95% CI]", ""), rows,
-                         title=f"held-out loss on the control teacher's data, seeds {res['seeds']} "
-                               f"({res['rule']})"), width=width)
 
 
 def entangled_tables(res: dict, top: int, width: int = WIDTH) -> str:

@@ -14,13 +14,13 @@ from interp.plots.entangle import (
 )
 from interp.plots.run_dir import FIGURES_DIR, detect_run, run_figures, student_logs
 from interp.plots.steering import steering_sweep_heatmap
-from interp.plots.sweep import sweep_transfer
+from interp.plots.sweep import sweep_figures, sweep_ratio, sweep_transfer
 from interp.plots.toy import mnist_accuracies, mnist_sweep, theorem_alignment
 
 __all__ = [
     "FIGURES_DIR", "TEMPLATE", "analysis_figures", "animal_shifts", "audit_ranking", "confusion_figure", "detect_run",
     "divergence_by_offset", "entangled_numbers_bars", "gradient_audit", "logit_lens_bars", "mnist_accuracies",
     "mnist_sweep", "number_prompting_shift", "run_figures", "shift_cosines", "steering_sweep_heatmap", "student_logs",
-    "sweep_transfer",
+    "sweep_figures", "sweep_ratio", "sweep_transfer",
     "theorem_alignment", "training_loss", "trait_probabilities", "transfer_summary", "weight_energy_z",
 ]

@@ -17,7 +17,7 @@ from interp.plots.analysis import analysis_figures, audit_ranking, confusion_fig
 from interp.plots.e1 import animal_shifts, trait_probabilities, training_loss, transfer_summary
 from interp.plots.entangle import divergence_by_offset, entangled_numbers_bars, logit_lens_bars, number_prompting_shift
 from interp.plots.steering import steering_sweep_heatmap
-from interp.plots.sweep import sweep_transfer
+from interp.plots.sweep import sweep_figures
 from interp.plots.toy import mnist_accuracies, mnist_sweep, theorem_alignment
 from interp.runs import MANIFEST_FILE, RESULTS_FILE, read_json, stage_dirs
 from interp.steering_run import SWEEP_FILE
@@ -178,7 +178,7 @@ def run_figures(run_dir: str | Path) -> tuple[str, dict[str, go.Figure]]:
                 figs[f"mnist_sweep_{name}"] = mnist_sweep(results, name)
         return kind, figs
     if kind == "sweep":
-        return kind, {"sweep_transfer": sweep_transfer(results)}
+        return kind, sweep_figures(results)
     if kind == "audit-confusion":
         return kind, {"confusion": confusion_figure(results), "confusion_score_z": confusion_figure(results, "z")}
     return kind, {"theorem_alignment": theorem_alignment(results)}

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import plotly.graph_objects as go
 
-from interp.plots._style import REFERENCE_LINE, SERIES_COLORS, ci_text, error_bars, figure, jitter
+from interp.plots._style import (
+    LEGEND_BESIDE, REFERENCE_LINE, SERIES_COLORS, TEMPLATE, ci_text, error_bars, figure, jitter,
+)
 
 
 def sweep_transfer(results: dict) -> go.Figure:
@@ -40,3 +42,69 @@ def sweep_transfer(results: dict) -> go.Figure:
     fig.add_hline(y=0, line=REFERENCE_LINE)
     fig.update_xaxes(tickvals=list(range(len(xs))), ticktext=xs)
     return fig
+
+
+def sweep_ratio(results: dict) -> go.Figure:
+    """Each cell's transfer over the reference cell's, one panel per comparison, with the ratio's
+    95% bootstrap interval (seeds, then questions, resampled in each cell): the grid's first field on
+    the x axis, one series per combination of the others, a dashed line at 1 (the reference). A
+    cell whose noised base broke has no ratio: it is named at the foot of its panel with its NLL."""
+    from plotly.subplots import make_subplots
+
+    keys = results.get("grid_keys", list(results["grid"]))
+    x_key, series_keys = keys[0], keys[1:]
+    xs = [str(v) for v in results["grid"][x_key]]
+    comps = results.get("comparisons") or [results["comparison"]]
+    fig = make_subplots(rows=1, cols=len(comps), subplot_titles=comps, shared_yaxes=True,
+                        horizontal_spacing=0.06)
+    groups: dict[str, list[dict]] = {}
+    for r in results["rows"]:
+        groups.setdefault(", ".join(f"{k}={r[k]}" for k in series_keys) or "cells", []).append(r)
+    offsets = jitter(len(groups), 0.3)
+    for col, comp in enumerate(comps, 1):
+        broken_at: dict[int, list[str]] = {}
+        for j, (name, rows) in enumerate(groups.items()):
+            pts = []
+            for r in rows:
+                v = (r["comparisons"].get(comp, {}) if "comparisons" in r else r).get("vs_reference")
+                if r.get("broken"):
+                    b = r["base_check"]
+                    broken_at.setdefault(xs.index(str(r[x_key])), []).append(
+                        f"{name}: broken (NLL {b['nll']:.2f} vs {b['clean_nll']:.2f})")
+                elif v:
+                    pts.append((xs.index(str(r[x_key])) + offsets[j], r, v))
+            if not pts:
+                continue
+            power = results.get("target_ratio")
+            hover = [f"<b>{r['label']}</b><br>ratio {v['ratio']:.2f} [{v['ratio_ci95'][0]:.2f}, {v['ratio_ci95'][1]:.2f}]"
+                     + (f"<br>minus reference, paired {ci_text(v['diff_paired_by_seed'], '+.3f')}"
+                        if v.get("diff_paired_by_seed") else "")
+                     + (f"<br>power at {power:g}x: {v[f'power_{power:g}x']['power']:.2f}"
+                        if power and (v.get(f"power_{power:g}x") or {}).get("power") is not None else "")
+                     for _, r, v in pts]
+            fig.add_trace(go.Scatter(
+                x=[p for p, _, _ in pts], y=[v["ratio"] for _, _, v in pts], mode="markers", name=name,
+                legendgroup=name, showlegend=col == 1, marker=dict(size=11, color=SERIES_COLORS[j % len(SERIES_COLORS)]),
+                **error_bars([{"mean": v["ratio"], "ci95": v["ratio_ci95"]} for _, _, v in pts]),
+                hovertext=hover, hovertemplate="%{hovertext}<extra></extra>"), row=1, col=col)
+        axis = "" if col == 1 else str(col)  # this panel's axes
+        for x, lines in broken_at.items():
+            fig.add_annotation(x=x, y=0, xref=f"x{axis}", yref=f"y{axis} domain", yanchor="bottom",
+                               text="<br>".join(lines), showarrow=False, font=dict(size=11, color="#555555"))
+        fig.add_hline(y=1, line=REFERENCE_LINE, row=1, col=col)
+        fig.update_xaxes(tickvals=list(range(len(xs))), ticktext=xs, title_text=x_key, row=1, col=col)
+    fig.update_yaxes(title_text="transfer / reference cell's, 95% bootstrap interval", row=1, col=1)
+    ref = ", ".join(f"{k}={v}" for k, v in (results.get("reference") or {}).items())
+    # beside the panels: above them it would cover the panel titles
+    fig.update_layout(template=TEMPLATE, showlegend=len(groups) > 1, legend=LEGEND_BESIDE,
+                      title=dict(text=f"transfer relative to the reference cell ({ref})"))
+    return fig
+
+
+def sweep_figures(results: dict) -> dict[str, go.Figure]:
+    """Every figure of a sweep's results.json: transfer per cell, and the ratio to the reference
+    cell where there is one."""
+    figs = {"sweep_transfer": sweep_transfer(results)}
+    if any(r.get("vs_reference") or r.get("broken") for r in results["rows"]):
+        figs["sweep_ratio"] = sweep_ratio(results)
+    return figs

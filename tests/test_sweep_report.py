@@ -1,0 +1,204 @@
+"""The sweep's report (issue 22 A): every comparison per cell against the reference cell, paired
+by seed, with the power to detect 1.8x, recomputed here from the cells' transfer tensors; the
+noised bases' NLL check, and a broken cell reported with its NLL and no ratio."""
+
+from __future__ import annotations
+
+import copy
+import math
+from pathlib import Path
+
+import pytest
+
+import interp.base_check
+from interp.base_check import completion_nll, is_broken
+from interp.datasets import read_verified_rows
+from interp.models import load_model
+from interp.noise import WeightNoise, noised_model
+from interp.pipeline import TRANSFER_FILE
+from interp.runs import RESULTS_FILE, load_tensors, read_json, stage_dirs
+from interp.sweep import CELLS_DIR, load_sweep, parse_sweep, run_sweep, summarize_sweep
+
+RAW = {
+    "experiment": "t", "model": "tiny", "seeds": [0, 1],
+    "teacher": {"kinds": ["control", "steered", "random"], "layer": 2, "multiplier": 1.0},
+    "data": {"n_prompts": 8, "batch_size": 8, "max_new_tokens": 12},
+    "train": {"epochs": 1, "batch_size": 8, "lr": 1e-3},
+    "eval": {"split": "tuning", "n_boot": 200},
+    "sweep": {"name": "rep", "grid": {"noise.sigma": [0.0, 0.5]}, "reference": {"noise.sigma": 0.0},
+              "comparison": "steered-random", "n_boot": 200},
+}
+
+
+def _quiet(*a, **k):
+    pass
+
+
+@pytest.fixture(scope="module")
+def report(tmp_path_factory):
+    root = tmp_path_factory.mktemp("sweep-report")
+    sw = parse_sweep(copy.deepcopy(RAW))
+    return root, sw, run_sweep(sw, root, progress=False, log=_quiet)
+
+
+def _t(values: list[float]) -> tuple[float, float, float]:
+    """mean, and the 95% t-interval's half width, by hand."""
+    from scipy import stats
+
+    n = len(values)
+    m = sum(values) / n
+    sd = math.sqrt(sum((v - m) ** 2 for v in values) / (n - 1))
+    return m, stats.t.ppf(0.975, n - 1) * sd / math.sqrt(n), sd
+
+
+def test_every_comparison_per_cell_from_the_cells_transfer_tensors(report):
+    from scipy import stats
+
+    root, sw, res = report
+    assert res["comparisons"] == ["steered-control", "steered-random"]
+    ref_row = res["rows"][0]
+    ref_x = load_tensors(Path(ref_row["run_dir"]) / TRANSFER_FILE)
+    for row in res["rows"]:
+        x_all = load_tensors(Path(row["run_dir"]) / TRANSFER_FILE)
+        cell_res = read_json(Path(row["run_dir"]) / RESULTS_FILE)
+        assert set(row["comparisons"]) == set(x_all) == {"steered-control", "steered-random"}
+        for name, c in row["comparisons"].items():
+            x, r = x_all[name].double(), ref_x[name].double()
+            per_seed = x.mean(-1).tolist()
+            assert c["per_seed"] == pytest.approx(per_seed)
+            m, half, _ = _t(per_seed)
+            assert c["transfer_per_seed"]["mean"] == pytest.approx(m)
+            assert c["transfer_per_seed"]["ci95"] == pytest.approx([m - half, m + half])
+            assert c["positive_seeds"] == sum(v > 0 for v in per_seed)
+            t = cell_res["transfer"][name]  # rank and permutation need the per-animal scores: the cell's own
+            assert c["trait_rank_among_animals"] == t["trait_rank_among_animals"]
+            assert c["permutation_p"] == t["permutation_specific"]["p_value"]
+            v = c["vs_reference"]
+            assert v["ratio"] == pytest.approx(float(x.mean() / r.mean()))
+            diffs = (x.mean(-1) - r.mean(-1)).tolist()
+            dm, dhalf, dsd = _t(diffs) if row is not ref_row else (0.0, 0.0, 0.0)
+            # the sweep averages the float32 tensors in float32: agreement to float32's precision
+            assert v["diff_paired_by_seed"]["mean"] == pytest.approx(dm, rel=1e-6, abs=1e-9)
+            assert v["diff_paired_by_seed"]["ci95"] == pytest.approx([dm - dhalf, dm + dhalf], rel=1e-6, abs=1e-9)
+            p = v["power_1.8x"]
+            assert p["ratio"] == 1.8 and p["n"] == 2
+            if float(r.mean()) <= 0 or row["is_reference"]:
+                assert p["power"] is None  # no ratio to a reference without transfer; no spread against itself
+                continue
+            # a paired difference of 0.8 x the reference mean, the observed sd, two-sided t at 0.05
+            nc = 0.8 * float(r.mean()) / (dsd / math.sqrt(2))
+            crit = stats.t.ppf(0.975, 1)
+            assert p["effect"] == pytest.approx(0.8 * float(r.mean()))
+            assert p["power"] == pytest.approx(stats.nct.sf(crit, 1, nc) + stats.nct.cdf(-crit, 1, nc))
+    # the top of each row is `comparison`'s, as before
+    for row in res["rows"]:
+        main = row["comparisons"]["steered-random"]
+        assert row["per_seed"] == main["per_seed"] and row["vs_reference"] == main["vs_reference"]
+    assert [r["is_reference"] for r in res["rows"]] == [True, False]
+
+
+def test_noised_bases_are_checked_once_against_the_clean_base_on_clean_control_rows(report):
+    root, sw, res = report
+    noised = res["rows"][1]
+    check = noised["base_check"]
+    assert res["rows"][0]["base_check"] is None and not noised["broken"]
+    assert res["base_check"]["margin_nats_per_token"] == 1.0 and res["base_check"]["broken_cells"] == []
+    assert [(b["seed"], b["role"]) for b in check["bases"]] == [(0, "shared"), (1, "shared")]
+    # by hand, seed 0: the clean teacher's control rows (the reference cell's), read by both bases
+    data = stage_dirs(res["rows"][0]["run_dir"])["data/control/seed0"]
+    rows, _ = read_verified_rows(data)
+    tiny = load_model("tiny", device="cpu")
+    cfg = sw.cells[1].config
+    b0 = check["bases"][0]
+    assert b0["clean_nll"] == pytest.approx(completion_nll(tiny, rows)["nll_per_token"], rel=1e-9)
+    assert b0["nll"] == pytest.approx(completion_nll(noised_model(tiny, cfg.weight_noise(0)), rows)["nll_per_token"], rel=1e-9)
+    assert b0["excess"] == pytest.approx(b0["nll"] - b0["clean_nll"])
+    assert check["bases"][1]["nll"] != b0["nll"]  # seed 1: its own draw, its own rows
+    # cached: summarizing again computes no base stage
+    stamps = {b["stage"]: (Path(b["stage"]) / "manifest.json").stat().st_mtime_ns for b in check["bases"]}
+    again = summarize_sweep(sw, root, log=_quiet)
+    assert again["rows"][1]["base_check"]["bases"] == check["bases"]
+    assert stamps == {b["stage"]: (Path(b["stage"]) / "manifest.json").stat().st_mtime_ns for b in check["bases"]}
+
+
+def test_broken_rule_flags_a_huge_noise_and_not_a_small_one(report):
+    root, sw, res = report
+    rows, _ = read_verified_rows(stage_dirs(res["rows"][0]["run_dir"])["data/control/seed0"])
+    tiny = load_model("tiny", device="cpu")
+    clean = completion_nll(tiny, rows)["nll_per_token"]
+    # the tiny model is random and near uniform: relative noise cannot push it far from ln(vocab);
+    # absolute noise of sd 3 on every weight makes its logits huge, as a broken base's are
+    huge = completion_nll(noised_model(tiny, WeightNoise(3.0, relative=False, seed=1)), rows)["nll_per_token"]
+    small = completion_nll(noised_model(tiny, WeightNoise(0.01, seed=1)), rows)["nll_per_token"]
+    assert is_broken(huge, clean) and huge > clean + 1.0
+    assert not is_broken(small, clean) and abs(small - clean) < 0.1
+
+
+def test_a_broken_cell_is_reported_with_its_nll_and_no_ratio(report, monkeypatch):
+    from interp.plots import run_figures
+    from interp.tables import sweep_tables
+
+    root, sw, res = report
+    # every noised base counts as broken: the reporting path, not the rule, is under test here
+    monkeypatch.setattr(interp.base_check, "BROKEN_NLL_MARGIN", -100.0)
+    out = summarize_sweep(sw, root, log=_quiet)
+    ref, noised = out["rows"]
+    assert noised["broken"] and noised["base_check"]["n_broken"] == 2
+    assert noised["vs_reference"] is None
+    assert all(c["vs_reference"] is None for c in noised["comparisons"].values())
+    assert noised["transfer_per_seed"] == res["rows"][1]["transfer_per_seed"]  # the transfer itself is still shown
+    assert not ref["broken"] and ref["vs_reference"]["ratio"] == pytest.approx(1.0)
+    assert out["base_check"]["broken_cells"] == [noised["cell"]]
+    text = sweep_tables(out, width=80)
+    assert max(len(line) for line in text.splitlines()) <= 80
+    b = noised["base_check"]
+    assert f"broken: NLL {b['nll']:.2f} vs {b['clean_nll']:.2f}" in text and "2/2 BROKEN" in text
+    kind, figs = run_figures(sw.directory(root))
+    ratio = figs["sweep_ratio"]
+    assert all(len(tr.x) == 1 for tr in ratio.data)  # the reference only: the broken cell has no point
+    assert any("broken" in a.text for a in ratio.layout.annotations)
+
+
+def test_report_tables_and_ratio_figure(report):
+    from interp.plots import run_figures, sweep_figures
+    from interp.tables import sweep_tables
+
+    root, sw, res = report
+    text = sweep_tables(res, width=80)
+    lines = text.splitlines()
+    assert max(len(line) for line in lines) <= 80 and not any("…" in line for line in lines)
+    for name in ("steered-control", "steered-random"):
+        assert f"{name}: trait-specific transfer per cell" in text
+        assert f"{name}: power to detect a 1.8x ratio" in text
+    assert text.index("steered-random: trait") < text.index("steered-control: trait")  # `comparison` first
+    assert "noised bases" in text
+    kind, figs = run_figures(sw.directory(root))  # `interp plot` on the sweep's directory
+    assert kind == "sweep" and set(figs) == {"sweep_transfer", "sweep_ratio"}
+    fig = sweep_figures(res)["sweep_ratio"]  # from this results dict (other tests rewrite results.json)
+    assert [a.text for a in fig.layout.annotations][:2] == ["steered-control", "steered-random"]  # one panel each
+    for tr in fig.data:
+        comp = "steered-control" if tr.xaxis == "x" else "steered-random"
+        want = [r["comparisons"][comp]["vs_reference"]["ratio"] for r in res["rows"]]
+        assert list(tr.y) == pytest.approx(want)
+        v = res["rows"][1]["comparisons"][comp]["vs_reference"]
+        assert tr.error_y.array[1] == pytest.approx(v["ratio_ci95"][1] - v["ratio"])
+
+
+def test_sweep_ids_do_not_move():
+    """New [sweep] settings stay out of the sweep's key: the E5 protocol sweep keeps its directory."""
+    configs = Path(__file__).resolve().parent.parent / "experiments" / "configs"
+    assert load_sweep(configs / "e5_protocol" / "noise_smollm2.toml").key() == "d9adebbd2d"
+    raw = copy.deepcopy(RAW)
+    raw["sweep"]["check_bases"] = False
+    assert parse_sweep(raw).key() == parse_sweep(copy.deepcopy(RAW)).key()
+
+
+def test_check_bases_false_skips_the_check(report):
+    root, sw, _ = report
+    raw = copy.deepcopy(RAW)
+    raw["sweep"]["check_bases"] = False
+    out = summarize_sweep(parse_sweep(raw), root, log=_quiet)
+    assert "base_check" not in out and out["rows"][1]["base_check"] is None
+    assert out["rows"][1]["vs_reference"]["ratio"] == pytest.approx(float(
+        load_tensors(Path(out["rows"][1]["run_dir"]) / TRANSFER_FILE)["steered-random"].double().mean()
+        / load_tensors(Path(out["rows"][0]["run_dir"]) / TRANSFER_FILE)["steered-random"].double().mean()))
