@@ -265,6 +265,38 @@ def sweep(
     return res
 
 
+@app.command("lr-select")
+@json_output
+def lr_select(
+    config: Path = typer.Argument(..., help="An E1 config with an \\[lr_select] table (see experiments/configs/e23_regime/lr_select.toml)."),
+    root: Path = typer.Option(Path("artifacts"), help="Artifact root: the selection under <root>/<name>/, stages under <root>/cache/."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="List the modes, learning rates and trials; run nothing."),
+    progress: bool = typer.Option(True, help="Show progress bars."),
+    json_out: bool = typer.Option(False, "--json", help=JSON_HELP),
+) -> dict:
+    """Choose each training mode's learning rate by held-out loss on the control teacher's data (never on transfer); rerun to resume.
+
+    Example: interp lr-select experiments/configs/e23_regime/lr_select.toml
+    """
+    from interp.lr_select import TABLE_FILE, load_lr_select, run_directory, run_lr_select
+    from interp.tables import lr_select_table
+
+    cfg = call(load_lr_select, config)
+    trials = cfg.trials()
+    console.print(f"lr-select [bold]{cfg.name}[/bold]: {cfg.e1.model}, control data of seeds {cfg.e1.seeds}, "
+                  f"{len(cfg.modes)} modes, {len(trials)} trials")
+    if dry_run:
+        plan = {"name": cfg.name, "directory": str(run_directory(cfg, root)), "n_trials": len(trials),
+                "modes": {m.name: {"method": m.method, "lrs": list(m.lrs)} for m in cfg.modes}}
+        for name, m in plan["modes"].items():
+            console.print(f"  {name:<12} {m['method']:<5} lr {', '.join(f'{x:g}' for x in m['lrs'])}")
+        return plan
+    res = call(run_lr_select, cfg, root, progress, console.print)
+    show(lr_select_table(res, console.width))
+    done(Path(res["run_dir"]), f"results.json, {TABLE_FILE}, manifest.json, config.json")
+    return res
+
+
 @app.command()
 @json_output
 def mnist(

@@ -10,6 +10,9 @@ cell, every comparison of E1's transfer table (`comparison` first) with its rati
     grid = { "noise.sigma" = [0.0, 0.05], "noise.apply" = ["shared", "teacher", "student"] }
     reference = { "noise.sigma" = 0.0 }
 
+A grid key that joins several fields with commas sets them together (one axis, not their product),
+each value a list with one entry per field: `"train.method,train.lora_rank" = [["full", 8], ["lora", 4]]`.
+
 With weight noise, every noised base is checked on number data (`interp.base_check`): a cell whose
 base the noise broke is reported as broken with its NLL, and gets no ratio (`check_bases = false`
 skips the check).
@@ -73,6 +76,9 @@ class SweepSection(_Strict):
         for k, vals in v.items():
             if not vals or len({repr(x) for x in vals}) != len(vals):
                 raise ValueError(f"{k!r} needs one or more distinct values")
+            n = len(k.split(","))
+            if n > 1 and any(not isinstance(x, list) or len(x) != n for x in vals):
+                raise ValueError(f"{k!r} sets {n} fields together: each value needs {n} entries, one per field")
         return v
 
 
@@ -148,7 +154,9 @@ def parse_sweep(raw: dict, source: str = "sweep") -> Sweep:
         values = dict(zip(section.grid, combo))
         cell_raw = copy.deepcopy(raw)
         for k, v in values.items():
-            _set(cell_raw, k, v)
+            fields = [f.strip() for f in k.split(",")]
+            for f, x in zip(fields, v if len(fields) > 1 else [v]):  # a joined key sets its fields together
+                _set(cell_raw, f, x)
         where = f"{source} [cell {', '.join(f'{k}={v}' for k, v in values.items())}]"
         cells.append(Cell(values, parse_config(cell_raw, where)))
     sweep = Sweep(section, raw, cells, source)

@@ -216,6 +216,20 @@ def _sweep_bases(res: dict, cell) -> Table:
 # ----------------------------------------------------------------------------- analyses
 
 
+def lr_select_table(res: dict, width: int = WIDTH) -> str:
+    """`interp lr-select`: each mode's held-out loss per lr (mean over seeds, 95% t-interval), the
+    chosen lr marked."""
+    rows = []
+    for name, m in res["modes"].items():
+        for g in m["grid"]:
+            loss = (f"diverged on {g['diverged_seeds']} seed(s)" if g["mean"] is None
+                    else ci(g["per_seed_interval"], "{:.4f}"))
+            rows.append((name, f"{g['lr']:g}", loss, "<- chosen" if res["chosen"][name] == g["lr"] else ""))
+    return render(_table(("mode", "lr", "held-out loss [95% CI]", ""), rows,
+                         title=f"held-out loss on the control teacher's data, seeds {res['seeds']} "
+                               f"({res['rule']})"), width=width)
+
+
 def entangled_tables(res: dict, top: int, width: int = WIDTH) -> str:
     """`interp entangle`: the numbers a trait makes likelier, against the other animals as the null."""
     ranked = _table(("rank", "number", "effect", "other animals: mean [min, max]", "specific", "z", "above others"),
