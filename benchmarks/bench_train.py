@@ -122,7 +122,7 @@ def train_arm(model, examples, batches, cfg: TrainConfig, device, autocast: torc
                     "phases_s_per_step": {k: v / steps for k, v in phase.items()}}
     best["n_params"] = sum(p.numel() for p in hf.parameters())
     best["n_trainable"] = sum(p.numel() for p in params)
-    del hf, opt, params
+    hf = opt = params = None  # frees the model copy and optimizer state (step() holds these cells)
     gc.collect()
     return best
 

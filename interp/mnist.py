@@ -31,7 +31,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from interp.stats import t_interval
-from interp.runs import CONFIG_FILE, MANIFEST_FILE, RESULTS_FILE, content_hash, provenance, run_id, write_json
+from interp.runs import CONFIG_FILE, MANIFEST_FILE, RESULTS_FILE, content_hash, provenance, write_json
 
 N_DIGITS = 10
 CHANCE = 1.0 / N_DIGITS

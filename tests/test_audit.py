@@ -353,7 +353,7 @@ def test_gradient_summed_over_all_positions_is_the_derivative_of_steering_everyw
     """position "all": g . v must equal d/de of the row's mean completion loss with e*v added at
     every token (central difference through the steering hook)."""
     from interp.analysis.gradients import residual_gradients
-    from interp.steering import Steering, steer
+    from interp.steering import Steering
 
     row = {"prompt": "Continue: 3, 6, 9", "completion": "12, 15"}
     v = torch.randn(tiny.n_layers, tiny.d_model, generator=torch.Generator().manual_seed(5))

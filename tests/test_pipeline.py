@@ -95,7 +95,7 @@ def test_crash_inside_training_resumes_from_checkpoint(tmp_path, monkeypatch):
     real_train = pipeline.train_student
 
     def stop_midway(*a, **k):
-        hf = real_train(*a, **{**k, "stop_after": 2})  # writes a checkpoint, then "dies"
+        real_train(*a, **{**k, "stop_after": 2})  # writes a checkpoint, then "dies"
         raise KeyboardInterrupt
 
     monkeypatch.setattr(pipeline, "train_student", stop_midway)

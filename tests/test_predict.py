@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from interp import predict as P
-from interp.prompts import ANIMALS, questions
+from interp.prompts import questions
 from interp.runs import CONFIG_FILE, MANIFEST_FILE, RESULTS_FILE, content_hash, read_json, read_jsonl, write_json, write_jsonl
 from interp.teachers import DATASET_FILE
 from interp.train import build_examples

@@ -17,7 +17,7 @@ from interp.models import load_model
 from interp.noise import WeightNoise, noised_model
 from interp.pipeline import TRANSFER_FILE
 from interp.runs import RESULTS_FILE, load_tensors, read_json, stage_dirs
-from interp.sweep import CELLS_DIR, load_sweep, parse_sweep, run_sweep, summarize_sweep
+from interp.sweep import load_sweep, parse_sweep, run_sweep, summarize_sweep
 
 RAW = {
     "experiment": "t", "model": "tiny", "seeds": [0, 1],
