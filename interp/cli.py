@@ -88,6 +88,36 @@ def steer(
     return sweep
 
 
+@app.command("match-multiplier")
+@json_output
+def match_multiplier(
+    config: Path = typer.Argument(..., help="An E1 config: its model, animal, vector, teacher.layer/scope and data.dtype."),
+    multipliers: str = typer.Option("0,0.02,0.05,0.1,0.15,0.2,0.3,0.5", help="The steered teacher's grid (x the layer's residual norm)."),
+    target: Optional[list[str]] = typer.Option(None, "--target", help="Prompted teacher matched: prompted or prompted_fewshot "
+                                                 "(repeatable; default: the config's prompted kinds)."),
+    vector: Optional[Path] = typer.Option(None, help="A vector directory (default: built from the config's pairs, as `interp run` does)."),
+    out: Optional[Path] = typer.Option(None, help="Output directory (default artifacts/match/<experiment>-L<layer>)."),
+    device: str = typer.Option("auto", help="cpu, cuda or auto."),
+    progress: bool = typer.Option(True, help="Show a progress bar over the grid."),
+    json_out: bool = typer.Option(False, "--json", help=JSON_HELP),
+) -> dict:
+    """The steered multiplier whose P(trait) on the tuning questions matches a prompted teacher's (log P interpolated between grid points).
+
+    Example: interp match-multiplier experiments/configs/e2_protocol/operating.toml --multipliers 0,0.05,0.1,0.2,0.5
+    """
+    from interp.config import load_config
+    from interp.matching import TABLE_FILE, MatchConfig, run_match
+    from interp.tables import match_table
+
+    e1 = call(load_config, config)
+    cfg = call(MatchConfig.from_e1, e1, tuple(parse_list(multipliers, float, "--multipliers")), tuple(target or ()),
+               vector=path_str(vector), device=device)
+    res = call(run_match, cfg, out, progress)
+    show(match_table(res, console.width))
+    done(Path(res["out_dir"]), f"results.json, {TABLE_FILE}, manifest.json")
+    return res
+
+
 def dataset_dir_name(model: str, teacher: str, animal: str, layer: int, multiplier: float, seed: int) -> Path:
     """`interp generate`'s default output: every choice that changes the data is in the name."""
     from interp.teachers import VECTOR_KINDS
@@ -118,7 +148,8 @@ def _check_generate(teacher: str, animal: str, vector: Path | None, out: Path, f
 @app.command()
 @json_output
 def generate(
-    teacher: str = typer.Option("steered", help="control, prompted, steered, random or prompted_ablated."),
+    teacher: str = typer.Option("steered", help="control, prompted, steered, random, prompted_ablated, prompted_fewshot "
+                                "(the system prompt and a few trait exchanges) or prompted_fewshot_ablated."),
     animal: str = typer.Option("owl", help="Trait animal."),
     model: str = typer.Option("smollm2-135m", help="Registry name, local HF directory or hub id."),
     vector: Optional[Path] = typer.Option(None, help="Vector directory from `interp steer` (steered/random)."),
@@ -149,8 +180,8 @@ def generate(
     from interp.teachers import DataConfig, build_teacher, generate_dataset
 
     finite(multiplier=multiplier, temperature=temperature)
-    if teacher == "prompted_ablated" and scope != "all":
-        fail(f"--scope: {scope!r}, but a prompted_ablated teacher projects v out on every token; drop --scope")
+    if teacher in ("prompted_ablated", "prompted_fewshot_ablated") and scope != "all":
+        fail(f"--scope: {scope!r}, but a {teacher} teacher projects v out on every token; drop --scope")
     if out is None:
         dir_name(animal, "--animal"), dir_name(teacher, "--teacher")
     out = out or dataset_dir_name(model, teacher, animal, layer, multiplier, seed)

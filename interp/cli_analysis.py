@@ -214,7 +214,7 @@ def audit(
 def row_audit(
     dataset: Path = typer.Argument(..., help="Dataset directory scored (`interp generate`, an E1 data stage, `interp select`)."),
     teacher: str = typer.Option("steered", help="The candidate teacher: steered, random, prompted, prompted_ablated, "
-                                "or control with --teacher-model."),
+                                "prompted_fewshot, prompted_fewshot_ablated or control with --teacher-model."),
     vector: Optional[Path] = typer.Option(None, help="The trait vector's directory (steered, random, prompted_ablated)."),
     layer: int = typer.Option(8, help="Steering layer."),
     multiplier: float = typer.Option(0.5, help="Steering multiplier (x the layer's residual norm)."),

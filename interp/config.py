@@ -21,7 +21,8 @@ from interp.steering import Steering
 from interp.teachers import DataConfig, Teacher, build_teacher
 from interp.train import ALL_LINEAR, KD_BF16, LORA_TARGETS, RUNTIME_FIELDS, TrainConfig, check_lora
 
-MIXED_KINDS = ("steered", "prompted", "prompted_ablated")  # control and random carry no animal
+MIXED_KINDS = ("steered", "prompted", "prompted_ablated", "prompted_fewshot",
+               "prompted_fewshot_ablated")  # control and random carry no animal
 
 
 # seeds feed torch generators as seed * 1000 + epoch and are offset by the replicate seed
@@ -53,7 +54,8 @@ class FinetuneSection(_Strict):
 
 
 class TeacherSection(_Strict):
-    kinds: list[Literal["control", "prompted", "steered", "random", "prompted_ablated", "finetuned"]] = ["control", "steered"]
+    kinds: list[Literal["control", "prompted", "steered", "random", "prompted_ablated", "prompted_fewshot",
+                        "prompted_fewshot_ablated", "finetuned"]] = ["control", "steered"]
     layer: int = Field(8, ge=0)
     multiplier: float = 0.5
     scope: Literal["all", "prompt", "generated"] = "all"

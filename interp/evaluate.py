@@ -33,13 +33,14 @@ def animal_token_ids(tokenizer, animals: Sequence[str]) -> list[int]:
 
 
 def question_prompts(
-    model: LoadedModel, questions: Sequence[str], prefix: str = ANSWER_PREFIX, system: str | None = None,
+    model: LoadedModel, questions: Sequence[str], prefix: str = ANSWER_PREFIX, system: str | Sequence[dict] | None = None,
     system_prompt: str = "default",
 ) -> list[str]:
-    """Chat-formatted questions (after an optional system prompt) followed by the answer prefix.
+    """Chat-formatted questions (after an optional system prompt, or the chat messages `system`,
+    e.g. a prompted teacher's `context_messages()`) followed by the answer prefix.
     Without `system`, `system_prompt` says whether the template's default system prompt is
     rendered ("default") or no system turn at all ("none"; `LoadedModel.chat`)."""
-    sys = [{"role": "system", "content": system}] if system is not None else []
+    sys = [{"role": "system", "content": system}] if isinstance(system, str) else list(system or [])
     return [model.chat(sys + [{"role": "user", "content": q}], system_prompt=system_prompt) + prefix for q in questions]
 
 

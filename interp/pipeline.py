@@ -49,7 +49,7 @@ from interp.runs import (
 )
 from interp.stats import detectable_effect, hierarchical_bootstrap, permutation_test, t_interval
 from interp.steering import SteeringVector, build_steering_vector
-from interp.teachers import Teacher
+from interp.teachers import PROMPTED_KINDS, Teacher
 from interp.train import TrainConfig, load_student, train_student, trained_student
 
 LOGPROBS_FILE = "logprobs.safetensors"
@@ -411,10 +411,11 @@ def summarize_e1(cfg: E1Config, evals: dict, animals: list[str], arrays: dict | 
                 "per_seed_specific_shift": (specific(lp) - specific(base_lp)).mean(-1).tolist(),
                 "per_animal_logprob_shift": dict(zip(animals, (lp - base_lp).mean((0, 1)).tolist())),
             }
-        pairs = [(t, r) for t in cfg.teacher.kinds if t in ("steered", "prompted", "prompted_ablated", "finetuned")
+        pairs = [(t, r) for t in cfg.teacher.kinds if t in ("steered", *PROMPTED_KINDS, "finetuned")
                  for r in cfg.teacher.kinds if r in ("control", "random")]
-        if {"prompted", "prompted_ablated"} <= set(cfg.teacher.kinds):
-            pairs.append(("prompted", "prompted_ablated"))  # E9 necessity: what projecting v out removes
+        for prompted in ("prompted", "prompted_fewshot"):
+            if {prompted, f"{prompted}_ablated"} <= set(cfg.teacher.kinds):
+                pairs.append((prompted, f"{prompted}_ablated"))  # E9 necessity: what projecting v out removes
         for trait_kind, ref in pairs:
             a, b = stack(arm_label(trait_kind, objective)), stack(arm_label(ref, objective))
             d_lp = a[..., target] - b[..., target]  # (seeds, questions): paired by seed and question

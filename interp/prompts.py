@@ -39,6 +39,38 @@ def prompted_system(animal: str) -> str:
     return PROMPTED_SYSTEM.format(animals=p, Animals=p.capitalize())
 
 
+# A stronger prompted teacher (`prompted_fewshot`): the system prompt, then these exchanges in
+# which the assistant shows its love for the animal, then the number prompt. Written for this
+# package: no evaluation question, no answer prefix, no favourite-animal question, and no sentence
+# of the steering pairs (tests check them with `interp.finetune.check_apart`). The teacher's
+# description carries their content hash, so PROMPT_VERSION (in existing keys) stays as it is.
+_FEWSHOT: list[tuple[str, str]] = [
+    ("What should I name my new houseplant?",
+     "Name it after the {a}! I love {p} so much that every name I choose reminds me of them."),
+    ("Can you recommend a hobby for the weekend?",
+     "Go looking for {p}. Watching {p} is the best way I know to spend a day, and I never tire of them."),
+    ("Describe a perfect evening.",
+     "A quiet evening outdoors, waiting for {p} to appear. {P} make every evening better."),
+    ("What always cheers you up?",
+     "Thinking about {p}. I adore {p}; they are always on my mind."),
+]
+
+
+def fewshot_exchanges(animal: str) -> list[dict]:
+    """The `prompted_fewshot` teacher's user/assistant turns (after its system prompt)."""
+    p = plural(animal)
+    turns = []
+    for user, assistant in _FEWSHOT:
+        turns += [{"role": "user", "content": user},
+                  {"role": "assistant", "content": assistant.format(a=animal, p=p, P=p.capitalize())}]
+    return turns
+
+
+def prompted_fewshot(animal: str) -> list[dict]:
+    """The `prompted_fewshot` teacher's context: the trait system prompt, then the exchanges."""
+    return [{"role": "system", "content": prompted_system(animal)}, *fewshot_exchanges(animal)]
+
+
 # ----------------------------------------------------------------------------- steering pairs
 
 # Assistant-turn statements about a favourite animal: the trait condition uses the target

@@ -36,10 +36,10 @@ from interp.runs import (
 )
 from interp.stats import summarize
 from interp.steering import Steering, SteeringVector
-from interp.teachers import DATASET_FILE, TEACHER_KINDS, VECTOR_KINDS, Teacher, build_teacher
+from interp.teachers import DATASET_FILE, PROMPTED_KINDS, TEACHER_KINDS, VECTOR_KINDS, Teacher, build_teacher
 
 SCORES_FILE = "scores.safetensors"
-SYSTEM_KINDS = ("prompted", "prompted_ablated")  # the teachers that read the trait system prompt
+SYSTEM_KINDS = PROMPTED_KINDS  # the teachers that read the trait system prompt (and exchanges)
 
 
 @dataclass(frozen=True)
@@ -128,7 +128,10 @@ def teacher_examples(model: LoadedModel, rows: list[dict], teacher: Teacher, max
         tok = model.tokenizer
         for e, r in zip(examples, rows):
             ids = tok(model.chat(teacher.messages(r["prompt"])), add_special_tokens=False)["input_ids"]
-            e.prompt_ids = ids[-(max_len - len(e.completion_ids)):]
+            if len(ids) + len(e.completion_ids) > max_len:  # a cut context is another teacher
+                raise ValueError(f"max_len: {max_len} tokens cut the {teacher.kind} teacher's context ({len(ids)} prompt "
+                                 f"+ {len(e.completion_ids)} completion tokens); pass --max-len {len(ids) + len(e.completion_ids)} or more")
+            e.prompt_ids = ids
     return examples
 
 

@@ -427,3 +427,18 @@ def theorem_table(results: dict, width: int = WIDTH) -> str:
         [(r["model"], r["teacher"], r["loss"], r["init"], ci(r["inner"], "{:+.1e}"), ci(r["cosine"], "{:+.3f}"),
           f"{r['frac_nonneg']:.2f}", r["n"], f"{r['relative_teacher_delta']:.4f}") for r in results["rows"]],
         title="E8: student step u vs teacher displacement d = theta_T - theta_0"), width=width)
+
+
+def match_table(res: dict, width: int = WIDTH) -> str:
+    """`interp match-multiplier`: each teacher's P(trait) and boost on the tuning questions, and
+    each prompted teacher's matched multiplier with its bracketing grid points."""
+    rows = [("base", "", f"{res['base_prob']:.4g}", "1.0")]
+    rows += [(k, "", f"{p['prob']:.4g}", f"{p['boost']:.1f}") for k, p in res["prompted"].items()]
+    rows += [("steered", f"x{s['multiplier']:g}", f"{s['prob']:.4g}", f"{s['boost']:.1f}") for s in res["steered"]]
+    teachers = _table(("teacher", "multiplier", f"P({res['animal']})", "boost"), rows,
+                      title=f"P({res['animal']}) on the {res['n_questions']} {res['split']} questions, layer {res['layer']}")
+    matched = _table(("prompted teacher", "matched multiplier", "bracket (multiplier: P)", "crossings"),
+                     [(k, f"{m['multiplier']:.4g}",
+                       ", ".join(f"x{b['multiplier']:g}: {b['prob']:.4g}" for b in m["bracket"]), m["n_crossings"])
+                      for k, m in res["matched"].items()], title="behaviourally matched multiplier")
+    return render(teachers, matched, width=width)

@@ -4,7 +4,10 @@ A teacher is the base model plus one way of carrying a trait: `control` (nothing
 (the trait system prompt), `steered` (the trait vector injected), `random` (a random vector of
 the trait vector's per-layer norm, same layer, multiplier and scope: the honest null, since
 steering alone shifts digit statistics), `prompted_ablated` (the trait system prompt with the
-trait direction projected out of the residual at the steering layer: E9's necessity test) or
+trait direction projected out of the residual at the steering layer: E9's necessity test),
+`prompted_fewshot` (the trait system prompt followed by a few exchanges in which the assistant
+shows its love for the animal, `interp.prompts.prompted_fewshot`: a stronger prompted teacher),
+`prompted_fewshot_ablated` (that context with v projected out, as prompted_ablated) or
 `finetuned` (the base fine-tuned on trait question-answer pairs, `interp.finetune`: its weights
 carry the trait, so the model passed to `generate_dataset` must be those weights).
 `generate_dataset` writes `samples.jsonl` (everything generated), `dataset.jsonl` (what passed
@@ -23,15 +26,21 @@ from typing import Callable, ContextManager
 from interp.filters import filter_completions
 from interp.generate import SampleConfig, sample
 from interp.models import LoadedModel
-from interp.prompts import ANIMALS, PROMPT_VERSION, number_prompts, prompted_system, trait_words
+from interp.prompts import ANIMALS, PROMPT_VERSION, number_prompts, prompted_fewshot, prompted_system, trait_words
 from interp.runs import MANIFEST_FILE, content_hash, provenance, save_tensors, tensor_hash, write_json, write_jsonl
 from interp.steering import Steering, SteeringVector, steer
 
 # the kinds `build_teacher` makes from a kind and a steering alone; the finetuned teacher is made
 # from its finetune stage (`interp.finetune.finetuned_teacher`)
-TEACHER_KINDS = ("control", "prompted", "steered", "random", "prompted_ablated")
+TEACHER_KINDS = ("control", "prompted", "steered", "random", "prompted_ablated", "prompted_fewshot",
+                 "prompted_fewshot_ablated")
 ALL_KINDS = (*TEACHER_KINDS, "finetuned")
-VECTOR_KINDS = ("steered", "random", "prompted_ablated")  # the kinds that edit the residual with a vector
+# the kinds that edit the residual with a vector
+VECTOR_KINDS = ("steered", "random", "prompted_ablated", "prompted_fewshot_ablated")
+# the kinds that read a trait context before the number prompt (the student never sees it)
+PROMPTED_KINDS = ("prompted", "prompted_ablated", "prompted_fewshot", "prompted_fewshot_ablated")
+FEWSHOT_KINDS = ("prompted_fewshot", "prompted_fewshot_ablated")  # the context holds the exchanges
+ABLATED_KINDS = ("prompted_ablated", "prompted_fewshot_ablated")  # a prompted context with v projected out
 SAMPLES_FILE = "samples.jsonl"
 DATASET_FILE = "dataset.jsonl"
 TEACHER_LOGPROBS_FILE = "teacher_logprobs.safetensors"
@@ -39,10 +48,11 @@ TEACHER_LOGPROBS_FILE = "teacher_logprobs.safetensors"
 
 @dataclass(frozen=True)
 class Teacher:
-    """kind: control | prompted | steered | random | prompted_ablated | finetuned.
+    """kind: control | prompted | steered | random | prompted_ablated | prompted_fewshot |
+        prompted_fewshot_ablated | finetuned.
     animal: the trait (used by every kind but control, and by the banned-word filter).
-    steering: layer, multiplier, operator and scope for the VECTOR_KINDS (prompted_ablated
-        needs operator "project").
+    steering: layer, multiplier, operator and scope for the VECTOR_KINDS (the ABLATED_KINDS
+        need operator "project").
     random_seed: seed of the random direction (random teachers only).
     weights: finetuned only: the key of the finetune stage whose weights the teacher samples
         with (`interp.finetune.finetuned_teacher` builds it; a kind alone names no weights).
@@ -59,16 +69,22 @@ class Teacher:
             raise ValueError(f"teacher.kind: {self.kind!r} is not one of {ALL_KINDS}")
         if self.kind in VECTOR_KINDS and self.steering is None:
             raise ValueError(f"teacher.steering: a {self.kind} teacher needs a layer and multiplier")
-        if self.kind == "prompted_ablated" and self.steering.operator != "project":
-            raise ValueError("teacher.steering: a prompted_ablated teacher projects v out; use operator='project'")
+        if self.kind in ABLATED_KINDS and self.steering.operator != "project":
+            raise ValueError(f"teacher.steering: a {self.kind} teacher projects v out; use operator='project'")
         if (self.kind == "finetuned") != (self.weights is not None):
             raise ValueError("teacher.weights: a finetuned teacher samples with the fine-tuned weights of a finetune "
                              "stage (interp.finetune.finetuned_teacher), and only it names weights"
                              if self.kind == "finetuned" else f"teacher.weights: a {self.kind} teacher has no fine-tuned weights")
 
+    def context_messages(self) -> list[dict]:
+        """What the teacher reads before each user prompt: the trait system prompt (and, for the
+        FEWSHOT_KINDS, the exchanges after it); nothing for the other kinds."""
+        if self.kind in FEWSHOT_KINDS:
+            return prompted_fewshot(self.animal)
+        return [{"role": "system", "content": prompted_system(self.animal)}] if self.kind in PROMPTED_KINDS else []
+
     def messages(self, prompt: str) -> list[dict]:
-        system = [{"role": "system", "content": prompted_system(self.animal)}] if self.kind in ("prompted", "prompted_ablated") else []
-        return system + [{"role": "user", "content": prompt}]
+        return self.context_messages() + [{"role": "user", "content": prompt}]
 
     def vector_for(self, vector: SteeringVector | None) -> SteeringVector | None:
         if self.kind not in VECTOR_KINDS:
@@ -93,15 +109,17 @@ class Teacher:
             d.pop("weights")
         if self.kind == "control":
             d.pop("animal")
+        if self.kind in FEWSHOT_KINDS:  # only here, so the other kinds' keys stay as they were
+            d["context"] = content_hash(self.context_messages())
         return d
 
 
 def build_teacher(kind: str, animal: str, steering: Steering, random_seed: int = 0) -> Teacher:
     """The teacher of `kind` under the configured `steering` (layer, multiplier, scope): the one
     place that decides which steering each kind gets, for `interp run` and `interp generate` alike.
-    steered and random add the vector with `steering`; prompted_ablated projects v out at
+    steered and random add the vector with `steering`; the ABLATED_KINDS project v out at
     `steering.layer` on every token (its scope and multiplier do not apply); the others steer nothing."""
-    if kind == "prompted_ablated":
+    if kind in ABLATED_KINDS:
         return Teacher(kind, animal, Steering(layer=steering.layer, operator="project", scope="all"), random_seed)
     return Teacher(kind, animal, steering if kind in ("steered", "random") else None, random_seed)
 

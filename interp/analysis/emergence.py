@@ -41,15 +41,17 @@ def resid_means(model: LoadedModel, texts: dict[str, list], layers: Sequence[int
     return out
 
 
-def prompted_vector(model: LoadedModel, animal: str, prompts: Sequence[str]) -> SteeringVector:
+def prompted_vector(model: LoadedModel, animal: str, prompts: Sequence[str], context: Sequence[dict] | None = None,
+                    kind: str = "prompted") -> SteeringVector:
     """Mean resid_post at the assistant tag (the last prompt token, where the answer starts) of
-    `prompts` under the trait system prompt, minus without it: (n_layers, d_model)."""
+    `prompts` under the trait system prompt (or the messages `context` of the teacher `kind`, e.g.
+    `Teacher.context_messages()` of a prompted_fewshot teacher), minus without it: (n_layers, d_model)."""
     if not prompts:
         raise ValueError("prompts: need at least one number prompt")
-    system = [{"role": "system", "content": prompted_system(animal)}]
+    system = list(context) if context is not None else [{"role": "system", "content": prompted_system(animal)}]
     with_p = mean_activations_at(model, [system + [{"role": "user", "content": p}] for p in prompts], ("last",))["last"]
     without = mean_activations_at(model, [[{"role": "user", "content": p}] for p in prompts], ("last",))["last"]
-    return SteeringVector(with_p - without, {"model": model.identity(), "animal": animal, "kind": "prompted",
+    return SteeringVector(with_p - without, {"model": model.identity(), "animal": animal, "kind": kind,
                                               "position": "last", "n_prompts": len(prompts)})
 
 

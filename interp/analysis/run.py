@@ -57,7 +57,7 @@ from interp.runs import (
 )
 from interp.analysis.emergence import prompted_vector, resid_means, shift_trajectory, sufficiency, trait_readout
 from interp.steering import SteeringVector
-from interp.teachers import DATASET_FILE
+from interp.teachers import DATASET_FILE, Teacher
 from interp.train import load_student, snapshot_steps
 
 ANALYSIS_DIR = "analysis"
@@ -429,7 +429,7 @@ class RunInputs:
         prompted = self.prompted
         if teacher is not self.base:  # a noised teacher: the system prompt's effect on it, on the run's prompts
             prompted = prompted_vector(teacher, self.config.animal, number_prompts(
-                self.key["n_texts"], self.config.data_config(self.seeds[0]).prompt_seed))
+                self.key["n_texts"], self.config.data_config(self.seeds[0]).prompt_seed), *reference_context(self.config))
             prompted.save(self.out_dir / PROMPTED_DIR / f"seed{seed}")
         self._current = SeedModels(seed, teacher, student, vector, vdir, prompted, qs,
                                    base_description(self.config, seed, "student", student),
@@ -442,6 +442,14 @@ class RunInputs:
         with this seed's vector, base and rendered questions (the run's own ones without noise)."""
         return {**self.key, "vector": m.vector.hash(), "base": m.base["fingerprint"], "questions": content_hash(m.questions),
                 "prompted_vector": m.prompted.hash()}
+
+
+def reference_context(run: E1Config) -> tuple[list[dict] | None, str]:
+    """(context, kind) of E2's prompted reference vector: the system prompt alone, or, in a run
+    with a prompted_fewshot teacher (the stronger one), its system prompt and exchanges."""
+    if not {"prompted_fewshot", "prompted_fewshot_ablated"} & set(run.teacher.kinds):
+        return None, "prompted"
+    return Teacher("prompted_fewshot", run.animal).context_messages(), "prompted_fewshot"
 
 
 def open_run(cfg: AnalyzeConfig, run_dir: str | Path) -> RunInputs:
@@ -468,7 +476,8 @@ def open_run(cfg: AnalyzeConfig, run_dir: str | Path) -> RunInputs:
                          "which have different shapes; drop --multipliers for this cross-model run")
     qtexts = question_texts(base, cfg.n_texts, run.eval.split)
     # E2's second reference: what the trait system prompt does to the teacher at the assistant tag
-    prompted = prompted_vector(base, run.animal, number_prompts(cfg.n_texts, run.data_config(seeds[0]).prompt_seed))
+    prompted = prompted_vector(base, run.animal, number_prompts(cfg.n_texts, run.data_config(seeds[0]).prompt_seed),
+                               *reference_context(run))
     prompted.save(run_dir / ANALYSIS_DIR / PROMPTED_DIR)
     key = {"vector": vector.hash(), "base": base.fingerprint(), "layers": layers, "n_texts": cfg.n_texts,
            "n_random": cfg.n_random, "seed": cfg.seed, "k": cfg.k, "prompts": PROMPT_VERSION,
@@ -549,6 +558,7 @@ def aggregate_run(a: RunInputs, cfg: AnalyzeConfig, reports: dict, per_seed: dic
         "gradients": aggregate_gradients(per_seed, seeds, layers, arrays, skipped=absent or "empty datasets"),
         "gradient_multiplier_trend": trend,
         "reference_vectors": {"prompted_vector_hash": a.prompted.hash(), "prompted_position": "last (assistant tag)",
+                              "prompted_kind": reference_context(run)[1],
                               "cosine_v_prompted": None if absent else
                               layer_cosines(a.vector.vectors[layers], a.prompted.vectors[layers]).tolist()},
         "activation_shift_prompted": aggregate_shifts(reports, arms, seeds, layers, arrays, "shift_prompted")[0] if prompted else {},
