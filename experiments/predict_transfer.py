@@ -24,7 +24,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from interp.predict import POSITIONS, Injection, PredictConfig, run_prediction
+from interp.predict import POSITIONS, Injection
+from interp.predict_run import PredictConfig, run_prediction
 
 
 def _floats(s: str) -> tuple[float, ...]:

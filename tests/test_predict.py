@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from interp import predict as P
+from interp import predict_run as R
 from interp.prompts import questions
 from interp.runs import CONFIG_FILE, MANIFEST_FILE, RESULTS_FILE, content_hash, read_json, read_jsonl, write_json, write_jsonl
 from interp.teachers import DATASET_FILE
@@ -173,10 +174,10 @@ def test_choose_follows_the_rule_and_breaks_ties_toward_the_smaller_alpha():
         return {"layer": l, "alpha": a, "position": "completion", "spearman": {"r": s}, "pearson": {"r": p}}
 
     cells = [cell(4, 8.0, 0.5, 0.6), cell(8, 2.0, 0.7, 0.1), cell(8, 1.0, 0.7, 0.1), cell(12, 1.0, 0.7, 0.05)]
-    assert (P.choose(cells, "spearman")["layer"], P.choose(cells, "spearman")["alpha"]) == (8, 1.0)
-    assert P.choose(cells, "pearson")["layer"] == 4
+    assert (R.choose(cells, "spearman")["layer"], R.choose(cells, "spearman")["alpha"]) == (8, 1.0)
+    assert R.choose(cells, "pearson")["layer"] == 4
     with pytest.raises(ValueError, match="no grid cell"):
-        P.choose([cell(1, 1.0, float("nan"), float("nan"))], "spearman")
+        R.choose([cell(1, 1.0, float("nan"), float("nan"))], "spearman")
 
 
 # ----------------------------------------------------------------------------- runs
@@ -218,13 +219,13 @@ def test_runner_chooses_on_tuning_runs_evaluates_the_choice_and_resumes(tiny, tm
     monkeypatch.setattr(interp.models, "load_model", lambda name, device="cpu": tiny)
     explore = _fake_run(tmp_path, tiny, "ex", "tuning", [0, 1, 2], _measured([0, 1, 2]))
     evaluate = _fake_run(tmp_path, tiny, "ev", "heldout", [3, 4, 5], _measured([3, 4, 5]))
-    cfg = P.PredictConfig(explore=(str(explore),), evaluate=(str(evaluate),), layers=(1, 2), alphas=(1.0, 4.0),
+    cfg = R.PredictConfig(explore=(str(explore),), evaluate=(str(evaluate),), layers=(1, 2), alphas=(1.0, 4.0),
                           positions=P.POSITIONS, n_boot=200)
-    res = P.run_prediction(cfg, tmp_path / "predict", progress=False, log=lambda *a: None)
+    res = R.run_prediction(cfg, tmp_path / "predict", progress=False, log=lambda *a: None)
     out = Path(res["out_dir"])
     cells = res["explore"]["cells"]
     assert len(cells) == 8 and res["explore"]["n_datasets"] == 6
-    best = P.choose(cells, "spearman")
+    best = R.choose(cells, "spearman")
     assert (res["choice"]["layer"], res["choice"]["alpha"], res["choice"]["position"]) == (
         best["layer"], best["alpha"], best["position"])
     rows = read_jsonl(out / "datasets.jsonl")
@@ -246,20 +247,20 @@ def test_runner_chooses_on_tuning_runs_evaluates_the_choice_and_resumes(tiny, tm
 
     # a rerun computes nothing: every mean and prediction is a finished stage
     monkeypatch.setattr(P, "completion_means", lambda *a, **k: pytest.fail("recomputed a mean"))
-    monkeypatch.setattr(P, "predict", lambda *a, **k: pytest.fail("recomputed a prediction"))
-    again = P.run_prediction(cfg, tmp_path / "predict", progress=False, log=lambda *a: None)
+    monkeypatch.setattr(R, "predict", lambda *a, **k: pytest.fail("recomputed a prediction"))
+    again = R.run_prediction(cfg, tmp_path / "predict", progress=False, log=lambda *a: None)
     assert again["evaluate_rows"] == res["evaluate_rows"] and again["out_dir"] == res["out_dir"]
 
 
 def test_runner_refuses_held_out_runs_for_choosing_and_unfinished_runs(tiny, tmp_path):
     held = _fake_run(tmp_path, tiny, "h", "heldout", [0, 1, 2], _measured([0, 1, 2]))
     with pytest.raises(ValueError, match="choose only on 'tuning' runs"):
-        P.run_prediction(P.PredictConfig(explore=(str(held),), evaluate=()), tmp_path / "p", progress=False)
+        R.run_prediction(R.PredictConfig(explore=(str(held),), evaluate=()), tmp_path / "p", progress=False)
     (held / RESULTS_FILE).unlink()
     with pytest.raises(ValueError, match="has no results.json"):
-        P.read_run(held)
+        R.read_run(held)
     with pytest.raises(ValueError, match="give exploration runs"):
-        P.PredictConfig(evaluate=(str(held),))
+        R.PredictConfig(evaluate=(str(held),))
 
 
 def test_runner_refuses_a_dataset_generated_on_another_model(tiny, tmp_path, monkeypatch):
@@ -269,9 +270,9 @@ def test_runner_refuses_a_dataset_generated_on_another_model(tiny, tmp_path, mon
     run = _fake_run(tmp_path, tiny, "x", "heldout", [0, 1, 2], _measured([0, 1, 2]))
     man_path = tmp_path / "cache" / "data-x-steered-1" / MANIFEST_FILE
     write_json(man_path, {**read_json(man_path), "model": {"fingerprint": "ffff"}})
-    cfg = P.PredictConfig(evaluate=(str(run),), fixed=P.Injection(1, 1.0))
+    cfg = R.PredictConfig(evaluate=(str(run),), fixed=P.Injection(1, 1.0))
     with pytest.raises(ValueError, match="generated on model ffff"):
-        P.run_prediction(cfg, tmp_path / "p", progress=False, log=lambda *a: None)
+        R.run_prediction(cfg, tmp_path / "p", progress=False, log=lambda *a: None)
 
 
 def test_runner_reads_a_real_tiny_e1_run(tiny, tmp_path):
@@ -284,7 +285,7 @@ def test_runner_reads_a_real_tiny_e1_run(tiny, tmp_path):
                         "data": {"n_prompts": 4, "batch_size": 4, "max_new_tokens": 8},
                         "train": {"epochs": 1, "batch_size": 4, "lr": 1e-3}, "eval": {"split": "tuning", "n_boot": 100}})
     res = pipeline.run_e1(cfg, tmp_path, progress=False, log=lambda *a, **k: None)
-    run = P.read_run(res["run_dir"])
+    run = R.read_run(res["run_dir"])
     arms = res["arms"]
     assert run.measured == {("steered", 0): pytest.approx(arms["steered"]["per_seed_specific_shift"][0]
                                                           - arms["control"]["per_seed_specific_shift"][0])}
