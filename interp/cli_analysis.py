@@ -214,15 +214,15 @@ def audit(
 def row_audit(
     dataset: Path = typer.Argument(..., help="Dataset directory scored (`interp generate`, an E1 data stage, `interp select`)."),
     teacher: str = typer.Option("steered", help="The candidate teacher: steered, random, prompted, prompted_ablated, "
-                                "prompted_fewshot, prompted_fewshot_ablated or control with --teacher-model."),
+                                "prompted_fewshot, prompted_fewshot_ablated, control with --teacher-model, or finetuned with --teacher-model a finetune stage."),
     vector: Optional[Path] = typer.Option(None, help="The trait vector's directory (steered, random, prompted_ablated)."),
     layer: int = typer.Option(8, help="Steering layer."),
     multiplier: float = typer.Option(0.5, help="Steering multiplier (x the layer's residual norm)."),
     scope: str = typer.Option("all", help="Steered tokens: all, prompt or generated."),
     animal: str = typer.Option("owl", help="The trait (prompted teachers' system prompt)."),
     random_seed: int = typer.Option(0, help="The random teacher's direction seed."),
-    teacher_model: Optional[Path] = typer.Option(None, help="A student stage directory: the teacher is that student "
-                                                 "(a fine-tuned or first-generation teacher)."),
+    teacher_model: Optional[Path] = typer.Option(None, help="A student or finetune stage directory: the teacher is "
+                                                 "those weights (a first-generation or fine-tuned teacher)."),
     control: Optional[Path] = typer.Option(None, help="A control teacher's dataset: the AUROC of DATASET's rows against its rows."),
     model: Optional[str] = typer.Option(None, help="The base the data would train (default: the dataset manifest's)."),
     vocab: str = typer.Option("grammar", help="'grammar' (number data, as a constrained teacher samples) or 'full'."),

@@ -81,10 +81,11 @@ class DataSection(_Strict):
     # the teacher's weights while sampling: "bf16" is about 1.8x faster on a CPU with bf16 matmul
     # and gives other samples from the same distribution within the README's measured tolerance
     dtype: Literal["fp32", "bf16"] = "fp32"
-    # a score bin (issue 24.2, `interp.selection`): each trait teacher's students learn from the
-    # rows of this bin of its data ranked by its own teacher's per-row LLR against the base ("top",
-    # "middle", "bottom", "q<i>"; "random": as many rows at random); control students from a random
-    # bin of theirs, so every arm has as many rows. "all": every row (no selection stage)
+    # a score bin (the per-row audit's quantile students, `interp.selection`): each trait
+    # teacher's students learn from the rows of this bin of its data ranked by its own teacher's
+    # per-row LLR against the base ("top", "middle", "bottom", "q<i>"; "random": as many rows at
+    # random); control students from a random bin of theirs, so every arm has as many rows.
+    # "all": every row (no selection stage)
     select: str = "all"
     select_bins: int = Field(5, ge=2)
 
@@ -143,7 +144,8 @@ class TrainSection(_Strict):
     # in the process that trained them, so a sweep that only needs the transfer keeps nothing)
     keep: Literal["weights", "update", "none"] = "weights"
     # the students' rows rendered with the chat template's default system prompt ("default":
-    # SmolLM2's template inserts one) or with no system turn ("none"; issue 23's shared context)
+    # SmolLM2's template inserts one) or with no system turn ("none"): with eval.system_prompt, the
+    # 2 x 2 that asks whether the trait is confined to the context training and evaluation share
     system_prompt: Literal["default", "none"] = "default"
 
     @field_validator("lora_targets")

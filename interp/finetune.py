@@ -1,4 +1,4 @@
-"""The fine-tuned teacher (issue 24.1): the base fine-tuned to prefer the trait animal on short
+"""The fine-tuned teacher: the base fine-tuned to prefer the trait animal on short
 question-answer pairs written for this package, the third way of giving a teacher its trait
 beside the system prompt (`prompted`) and the steering vector (`steered`). Its weights carry the
 trait, so it samples number data with no hook and no system prompt.
@@ -20,6 +20,9 @@ teacher is and what it changed:
 - `direction.safetensors`: the teacher's own residual difference from the base, mean
   resid_post (`blocks.{l}.hook_resid_post`) over number prompts, teacher minus base, per layer,
   over every token ("all") and at the last token ("last"); `finetuned_direction` reads it.
+The stage loads as a model by its directory (`interp.models.load_model`, `interp.lineage`), so
+`interp row-audit --teacher finetuned --teacher-model <cache>/finetune-<key>` scores rows under it,
+and `interp lineage` shows its base and the pairs' hash.
 """
 
 from __future__ import annotations

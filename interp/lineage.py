@@ -7,14 +7,16 @@ dataset (`dataset_dir`, and the rows' hash in its key) and its base (`base`); a 
 name carries the noise, `+noise(...)`, and a student's its stage, `+student:<stage dir>`) and the
 trait vector (`trait_vector_hash`; in newer manifests also `vector_stage`, the vector's stage
 directory); a mix its sources; a score-quantile selection (`interp.selection`) its parent dataset
-and score file; a vector the model it was built on. Where a manifest holds a path that no longer
+and score file; a vector the model it was built on; a fine-tuned teacher (`finetune` stage) its base and the hash
+of the question-answer pairs it was tuned on. Where a manifest holds a path that no longer
 exists, or only a hash, the parent is looked up in the same stage cache by that hash. A
 second-generation dataset's teacher base is a first-generation student, so its lineage reaches the
 first teacher's vector.
 
-A student stage is also loadable as a model (`load_student_stage`; `interp.models.load_model` takes
-its directory): the teacher's base of a second generation (`model = "<cache>/student-<hash>"`,
-`student_model = "<the original base>"` in an E1 config).
+A student stage, or a fine-tuned teacher's stage, is also loadable as a model (`load_model_stage`;
+`interp.models.load_model` takes its directory): the teacher's base of a second generation
+(`model = "<cache>/student-<hash>"`, `student_model = "<the original base>"` in an E1 config), or
+the fine-tuned teacher itself (`"<cache>/finetune-<key>"`, e.g. for `interp row-audit`).
 """
 
 from __future__ import annotations
@@ -27,20 +29,22 @@ from interp.runs import CONFIG_FILE, MANIFEST_FILE, read_json
 STUDENT_IN_NAME = re.compile(r"\+student:([A-Za-z0-9_.-]+?)(?:@\d+)?(?=\+|$)")
 NOISE_IN_NAME = re.compile(r"\+(noise\([^)]*\))")
 VECTOR_META = "vector.json"
+# the stages whose weights are the student trainer's (`interp.train.load_student` reads both)
+MODEL_STAGES = ("student", "finetune")
 
 
-def is_student_stage(path: str | Path) -> bool:
-    """Whether `path` is a finished student stage directory."""
+def is_model_stage(path: str | Path) -> bool:
+    """Whether `path` is a finished stage of trained weights: a student or a fine-tuned teacher."""
     p = Path(path).expanduser()
     try:
-        return (p / MANIFEST_FILE).is_file() and read_json(p / MANIFEST_FILE).get("stage") == "student"
+        return (p / MANIFEST_FILE).is_file() and read_json(p / MANIFEST_FILE).get("stage") in MODEL_STAGES
     except (OSError, ValueError):
         return False
 
 
-def load_student_stage(path: str | Path, device="auto", dtype=None):
-    """The student of a stage directory, on the base its manifest names (loaded by that name, so a
-    student of a noised base is refused: its base cannot be rebuilt from a name)."""
+def load_model_stage(path: str | Path, device="auto", dtype=None):
+    """The model of a student or finetune stage directory, on the base its manifest names (loaded
+    by that name, so one trained from a noised base is refused: its base cannot be rebuilt from a name)."""
     import torch
 
     from interp.models import load_model
@@ -49,8 +53,8 @@ def load_student_stage(path: str | Path, device="auto", dtype=None):
     d = Path(path).expanduser()
     base = read_json(d / MANIFEST_FILE).get("base", {}).get("model")
     if not base or "+" in base:
-        raise ValueError(f"model: the student {d} was trained from {base!r}, which cannot be loaded by name; "
-                         "use a student of a registry model or a local HF directory")
+        raise ValueError(f"model: the stage {d} was trained from {base!r}, which cannot be loaded by name; "
+                         "use a stage trained from a registry model or a local HF directory")
     return load_student(load_model(base, device=device, dtype=dtype or torch.float32), d)
 
 
@@ -129,6 +133,12 @@ def _node(d: Path, cache: Path, seen: set) -> dict:
                 "parents": [_node(data, cache, seen) if data else {"kind": "missing", "what": "dataset",
                                                                      "dataset_hash": cfg.get("dataset")},
                             _model_node(man.get("base", {}), cache, seen)]}
+    if stage == "finetune":  # a fine-tuned teacher: its base and the pairs it was tuned on
+        boost = man.get("boost", {})
+        return {"kind": "finetune", "dir": str(d), "key": man.get("key"), "animal": man.get("animal"),
+                "qa_hash": man.get("qa_hash"), "qa_file": man.get("qa_file"), "n_pairs": man.get("n_pairs"),
+                "method": man.get("train", {}).get("method"), "prob_ratio": boost.get("prob_ratio"),
+                "base": man.get("base", {}).get("model"), "parents": [_model_node(man.get("base", {}), cache, seen)]}
     if "sources" in man:  # a mix
         return {"kind": "mix", "dir": str(d), "dataset_hash": man.get("dataset_hash"), "shares": man.get("shares"),
                 "parents": [_node(_resolve(s["dir"], cache) or Path(s["dir"]), cache, seen)

@@ -280,14 +280,15 @@ def load_model(
     dtype: torch.dtype = torch.float32,
     seed: int = 0,
 ) -> LoadedModel:
-    """Load a registry name, a local HF directory, a hub name or a student stage directory (a
-    later generation's teacher base, `interp.lineage`); eval mode, on `device`."""
+    """Load a registry name, a local HF directory, a hub name, or a student or finetune stage
+    directory (a later generation's teacher base, a fine-tuned teacher: `interp.lineage`); eval
+    mode, on `device`."""
     from transformers.utils import logging as hf_logging
 
-    from interp.lineage import is_student_stage, load_student_stage
+    from interp.lineage import is_model_stage, load_model_stage
 
-    if name not in REGISTRY and is_student_stage(name):
-        return load_student_stage(name, device=device, dtype=dtype)
+    if name not in REGISTRY and is_model_stage(name):
+        return load_model_stage(name, device=device, dtype=dtype)
 
     dev = resolve_device(device)
     hf_logging.disable_progress_bar()  # a per-tensor bar on every cached load is noise

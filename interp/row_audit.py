@@ -9,9 +9,10 @@ summed over the completion tokens (end-of-turn included), teacher-forced as a st
 row (`interp.rows`; `interp.analysis.likelihood.completion_logliks`, over the number grammar's
 tokens by default, as a constrained teacher sampled). The teacher is the base with a steering
 vector at a layer and multiplier (`steered`, `random`, `prompted_ablated`), with the trait system
-prompt in its context (`prompted`, `prompted_ablated`), or another model: a student stage
-(`teacher_model`, e.g. a fine-tuned or first-generation teacher), with any of those on top
-(`control`: as it is). `run_row_audit` writes `scores.safetensors` (float64 `llr` per row, and
+prompt in its context (`prompted`, `prompted_ablated`), or another model: a student or finetune
+stage (`teacher_model`, a first-generation or fine-tuned teacher), with any of those on top
+(`control`: as it is; `finetuned`: a finetune stage as it is, named by its key).
+`run_row_audit` writes `scores.safetensors` (float64 `llr` per row, and
 `control_llr` with a control dataset), `results.json` (summaries, and the AUROC of trait rows
 against control rows with a DeLong interval) and `manifest.json` (config, every input's hash,
 provenance) last. Scores are keyed by the exact base, teacher, vector and dataset hashes:
@@ -46,11 +47,13 @@ SYSTEM_KINDS = PROMPTED_KINDS  # the teachers that read the trait system prompt 
 class RowAuditConfig:
     """dataset: the dataset directory scored (`interp generate`, an E1 data stage, a selection).
     teacher: the candidate teacher's kind (`interp.teachers`): steered, random, prompted,
-        prompted_ablated, or control (only with `teacher_model`: that model as it is).
+        prompted_ablated, control (only with `teacher_model`: that model as it is) or finetuned
+        (`teacher_model` a finetune stage: the fine-tuned teacher, named by its stage key).
     vector: the trait vector's directory (the VECTOR_KINDS), built on the base.
     layer, multiplier, scope, animal, random_seed: the teacher's steering and trait, as
         `interp generate` takes them.
-    teacher_model: a student stage directory: the teacher is that student of the base.
+    teacher_model: a student or finetune stage directory: the teacher is those weights, trained
+        from the base.
     control: a control teacher's dataset, scored alike: the AUROC of trait rows against it.
     model: the base the data would train (None: the one the dataset's manifest names).
     vocab: "grammar" (number data, as a constrained teacher samples) or "full" (any data).
@@ -77,8 +80,11 @@ class RowAuditConfig:
     device: str = "auto"
 
     def __post_init__(self) -> None:
-        if self.teacher not in TEACHER_KINDS:
-            raise ValueError(f"teacher: {self.teacher!r} is not one of {TEACHER_KINDS}")
+        if self.teacher not in (*TEACHER_KINDS, "finetuned"):
+            raise ValueError(f"teacher: {self.teacher!r} is not one of {(*TEACHER_KINDS, 'finetuned')}")
+        if self.teacher == "finetuned" and self.teacher_model is None:
+            raise ValueError("teacher_model: a finetuned teacher is the weights of a finetune stage; pass "
+                             "--teacher-model <cache>/finetune-<key>")
         if self.teacher == "control" and self.teacher_model is None:
             raise ValueError("teacher: a control teacher is the base itself (every score 0); pass --teacher-model "
                              "(a student stage) or another kind")
@@ -91,13 +97,15 @@ class RowAuditConfig:
         Steering(self.layer, self.multiplier, scope=self.scope)  # validates scope
 
     def build_teacher(self) -> Teacher:
+        if self.teacher == "finetuned":  # named by its stage's key, as an E1 run's finetuned teacher is
+            return Teacher("finetuned", self.animal, weights=read_json(Path(self.teacher_model) / MANIFEST_FILE)["key"])
         return build_teacher(self.teacher, self.animal, Steering(self.layer, self.multiplier, scope=self.scope),
                              self.random_seed)
 
     def default_dir(self) -> Path:
         """artifacts/row-audits/<dataset>-<teacher>-L<layer>-m<multiplier>."""
         how = f"-L{self.layer}-m{self.multiplier:g}" if self.teacher in VECTOR_KINDS else ""
-        who = "student" if self.teacher_model else self.teacher
+        who = "student" if self.teacher_model and self.teacher != "finetuned" else self.teacher
         return Path("artifacts/row-audits") / f"{Path(self.dataset).name}-{who}{how}"
 
 
@@ -171,13 +179,18 @@ def auroc(pos: Tensor, neg: Tensor, level: float = 0.95) -> dict:
 # ----------------------------------------------------------------------------- the runner
 
 
-def _load_teacher_model(path: str, base: LoadedModel) -> LoadedModel:
+def _load_teacher_model(path: str, base: LoadedModel, kind: str) -> LoadedModel:
+    """The weights of a student or (for a finetuned teacher, only) a finetune stage, on `base`."""
+    from interp.lineage import MODEL_STAGES
     from interp.train import load_student
 
     d = Path(path)
-    if not (d / MANIFEST_FILE).exists() or read_json(d / MANIFEST_FILE).get("stage") != "student":
-        raise ValueError(f"teacher_model: {d} is not a finished student stage (no manifest.json with stage 'student'); "
-                         "pass a <cache>/student-<hash> directory")
+    stage = read_json(d / MANIFEST_FILE).get("stage") if (d / MANIFEST_FILE).exists() else None
+    wanted = ("finetune",) if kind == "finetuned" else MODEL_STAGES
+    if stage not in wanted:
+        raise ValueError(f"teacher_model: {d} is not a finished {' or '.join(wanted)} stage (no manifest.json with "
+                         f"stage {' or '.join(map(repr, wanted))}); pass a <cache>/student-<hash> or "
+                         "<cache>/finetune-<key> directory")
     return load_student(base, d)
 
 
@@ -203,7 +216,7 @@ def run_row_audit(cfg: RowAuditConfig, out_dir: str | Path | None = None, progre
             dataset_rows(d)
     base = load_model(_base_name(cfg), device=cfg.device)
     vector = SteeringVector.load(cfg.vector) if cfg.teacher in VECTOR_KINDS else None
-    t_model = _load_teacher_model(cfg.teacher_model, base) if cfg.teacher_model is not None else None
+    t_model = _load_teacher_model(cfg.teacher_model, base, cfg.teacher) if cfg.teacher_model is not None else None
     if vector is not None and not 0 <= cfg.layer < base.n_layers:
         raise ValueError(f"layer: {cfg.layer} is out of range for {base.name} (0..{base.n_layers - 1})")
     out = Path(out_dir) if out_dir is not None else cfg.default_dir()

@@ -224,7 +224,7 @@ def _ols(x: Tensor, y: Tensor) -> tuple[float, float, float]:
     return intercept, slope, float(((y - intercept - slope * x) ** 2).sum())
 
 
-# The rule that calls a dose-response linear or not, fixed before any E4 data were read (issue 22):
+# The rule that calls a dose-response linear or not, fixed before any E4 data were read:
 # per seed, the least-squares slope over the lower half of the doses (up to and including the
 # middle dose) and over the upper half (from the middle dose on); the seeds' slope change
 # (upper - lower) gets a t-interval. "threshold": the interval lies above 0 (the response steepens

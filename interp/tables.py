@@ -331,6 +331,10 @@ def _lineage_line(n: dict) -> str:
         return f"mix: {n['shares']} {n['dir']}"
     if k == "vector":
         return f"vector {n['vector_hash']} ({n['trait']}, {n['n_pairs']} pairs) {n['dir']}"
+    if k == "finetune":
+        boost = f", P({n['animal']}) x{n['prob_ratio']:.2f} on the tuning questions" if n.get("prob_ratio") else ""
+        return (f"finetune: {n['animal']} teacher, {n['method']} on {n['n_pairs']} QA pairs (hash {n['qa_hash']}){boost} "
+                f"{n['dir']}")
     if k == "model":
         return f"model {n['name']} (fingerprint {n['fingerprint']})" + (f" noise {n['noise']}" if n.get("noise") else "")
     return f"{k}: " + ", ".join(f"{a} {b}" for a, b in n.items() if a not in ("kind", "parents"))
@@ -366,6 +370,14 @@ def analysis_tables(res: dict, width: int = WIDTH) -> str:
                     rows, title=f"activation shift and weight delta vs v at layer {layer} (seeds {res['seeds']})")]
     if res.get("cosine_absent"):  # a cross-model run whose students' residual stream is not v's
         items.append(f"no cosine with v: {res['cosine_absent']}")
+    if res.get("activation_shift_finetuned"):  # the three interventions' directions side by side
+        refs = {"v": res["activation_shift"], "v_prompt": res.get("activation_shift_prompted") or {},
+                "finetuned": res["activation_shift_finetuned"]}
+        items.append(_table(("student", *[f"cos(shift, {r}) [95% CI]" for r in refs]),
+                            [(arm, *[_ci(refs[r][arm]["numbers"]["all"]["by_layer"][i]["cosine"], "{:+.3f}")
+                                     if arm in refs[r] else "-" for r in refs]) for arm in res["activation_shift"]],
+                            title=f"the shift against each teacher's direction at layer {layer}, numbers/all "
+                                  "(finetuned: the fine-tuned teacher's residual difference from its base)"))
     if res.get("mechanism"):  # direction (energy along v) beside amount (norms): noise cells compare on both
         items.append(_table(("student", "down_proj energy along v [95% CI]", "||dW_down||", "|shift| numbers/all"),
                             [(arm, _ci(m["down_proj_energy"], "{:.4f}"), mean(m["down_proj_delta_norm"], "{:.3g}"),

@@ -195,7 +195,8 @@ def test_cli_analyze_prints_tables_and_writes_figures(run):
     assert "gradient audit" in out.output and "steered" in out.output
     figs = analysis_figures(res)
     assert set(figs) == {"shift_numbers_all", "shift_numbers_last", "shift_questions_all", "shift_questions_last",
-                         "weights_writers", "weights_readers", "gradient_audit", "shift_references", "sufficiency"}
+                         "weights_writers", "weights_readers", "gradient_audit", "shift_references", "sufficiency",
+                         "mechanism"}
     assert "sufficiency" in out.output  # no snapshots in this run: no emergence table
     assert [t.name for t in figs["shift_numbers_all"].data] == ["control student", "steered student"]
     assert len(figs["weights_writers"].data) == 4  # 2 arms x (o_proj, down_proj)

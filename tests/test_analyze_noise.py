@@ -293,3 +293,108 @@ def test_mechanism_intervals_and_cell_comparison_match_hand_computation():
     assert aggregate_mechanism(a, ["control", "steered"], [0, 1], at=0) == {}  # the steering layer was not read
     with pytest.raises(ValueError, match="reference"):
         compare_mechanism({"a": {}}, "b")
+
+
+# ----------------------------------------------------------------------------- the fine-tuned teacher's direction
+
+
+@pytest.fixture(scope="module")
+def finetuned(tmp_path_factory, tiny):
+    """A run with control, steered and finetuned arms: the control student replaced by the base,
+    the finetuned student by the base + u w^T on block AT's down_proj, u the fine-tuned teacher's
+    own residual difference from the base at AT (all tokens): its shift at AT is along u exactly."""
+    from interp.finetune import finetuned_direction
+
+    run_dir, stages = _run(tmp_path_factory.mktemp("finetuned"), teacher={
+        "kinds": ["control", "steered", "finetuned"], "finetune": {"lr": 1e-3, "epochs": 1}})
+    d = finetuned_direction(run_dir, "all", [AT])[0]
+    w = torch.randn(tiny.hf.config.intermediate_size, generator=torch.Generator().manual_seed(1))
+    _save(stages["student/control/seed0"], tiny)
+    _save(stages["student/finetuned/seed0"], tiny, torch.outer(d / d.norm(), w))
+    return run_dir, run_analyze(SETTINGS, run_dir, progress=False), stages
+
+
+def test_a_student_whose_shift_is_the_finetuned_teachers_direction_scores_cosine_one(finetuned):
+    from interp.analysis.activations import layer_cosines
+    from interp.finetune import finetuned_direction
+    from interp.runs import load_tensors
+
+    run_dir, res, stages = finetuned
+    i = res["layers"].index(AT)
+    ft = res["activation_shift_finetuned"]
+    assert set(ft) == {"control", "steered", "finetuned"}
+    assert abs(ft["finetuned"]["numbers"]["all"]["by_layer"][i]["cosine"]["mean"]) > 0.999
+    assert ft["control"]["numbers"]["all"]["by_layer"][i]["cosine"]["mean"] == 0  # no shift, no direction
+    # every reported cosine is the saved shift's against finetuned_direction at the same position
+    for arm in ("steered", "finetuned"):
+        shifts = load_tensors(run_dir / ANALYSIS_DIR / STUDENTS_DIR / arm / "seed0" / "shifts.safetensors")
+        rep = _report(run_dir, arm, 0)["shift_finetuned"]
+        for texts in ("numbers", "questions"):
+            for pos in ("all", "last"):
+                want = layer_cosines(shifts[f"{texts}/{pos}"], finetuned_direction(run_dir, pos, res["layers"]))
+                got = [r["cosine"] for r in rep[texts][pos]["by_layer"]]
+                assert got == pytest.approx(want.tolist(), abs=1e-9)
+    # the shift along u has u's cosine with v: the three references agree on one student
+    v = SteeringVector.load(stages["vector"]).vectors[AT]
+    u = finetuned_direction(run_dir, "all", [AT])[0]
+    cos_uv = float(torch.nn.functional.cosine_similarity(u.double(), v.double(), dim=0))
+    assert abs(res["activation_shift"]["finetuned"]["numbers"]["all"]["by_layer"][i]["cosine"]["mean"]) == \
+        pytest.approx(abs(cos_uv), abs=1e-3)
+    rec = res["bases"]["0"]["finetuned_teacher"]
+    assert Path(rec["stage"]) == stages["finetune"] and rec["cosine_v"][i] == pytest.approx(cos_uv, abs=1e-6)
+    table = analysis_tables(res, width=200)
+    assert "cos(shift, finetuned)" in table and "cos(shift, v_prompt)" in table
+
+
+def test_a_run_without_a_finetuned_teacher_keeps_its_report_keys(shared):
+    run_dir, res, *_ = shared
+    assert "activation_shift_finetuned" not in res and "finetuned_teacher" not in res["bases"]["0"]
+    assert "finetuned_direction" not in read_json(run_dir / ANALYSIS_DIR / STUDENTS_DIR / "control" / "seed0" / STUDENT_FILE)["key"]
+
+
+def test_the_analysis_manifest_records_the_device(finetuned):
+    man = read_json(finetuned[0] / ANALYSIS_DIR / MANIFEST_FILE)
+    assert man["device"] == "cpu" and man["kind"] == "analysis"
+
+
+def test_the_mechanism_figure_has_one_trace_per_arm_and_panel_with_the_results_intervals(finetuned):
+    from interp.plots.analysis import MECHANISM_PANELS, analysis_figures
+    from interp.plots._style import legend_entries
+
+    run_dir, res, _ = finetuned
+    fig = analysis_figures(res)["mechanism"]
+    arms = ["control", "steered", "finetuned"]
+    assert legend_entries(fig) == [f"{a} student" for a in arms]
+    assert len(fig.data) == len(arms) * len(MECHANISM_PANELS)
+    for k, (field, key, *_) in enumerate(MECHANISM_PANELS):
+        axis = "" if k == 0 else str(k + 1)
+        traces = [t for t in fig.data if (t.yaxis or "y") == f"y{axis}"]
+        assert [t.legendgroup for t in traces] == arms
+        for t in traces:
+            cell = res["mechanism"][t.legendgroup][field]
+            cell = cell if key is None else cell[key]
+            if cell is None:  # a student whose update is zero has no energy fraction: no point
+                assert len(t.y) == 0
+                continue
+            assert list(t.x) == [t.legendgroup] and t.y[0] == cell["mean"]
+            assert cell["n"] == 1 and t.error_y.array is None  # one seed: a point, no interval drawn
+    # `interp plot` on the analysis directory draws it too (through the export helper; HTML here)
+    out = runner.invoke(app, ["plot", str(run_dir / ANALYSIS_DIR), "--format", "html"])
+    assert out.exit_code == 0, out.output
+    assert (run_dir / ANALYSIS_DIR / "figures" / "mechanism.html").is_file()
+
+
+def test_the_mechanism_figure_draws_the_seed_intervals_of_the_mechanism_block():
+    from interp.plots.analysis import MECHANISM_PANELS, mechanism_figure
+
+    reports = {("control", 0): _fake_report(0.0, 1.0, 0.25, 2.0), ("control", 1): _fake_report(0.1, 1.5, 0.2, 2.5),
+               ("steered", 0): _fake_report(0.5, 2.0, 0.5, 4.0), ("steered", 1): _fake_report(0.3, 3.0, 0.7, 6.0)}
+    mech = aggregate_mechanism(reports, ["control", "steered"], [0, 1], AT)
+    fig = mechanism_figure({"mechanism": mech, "seeds": [0, 1]})
+    assert len(fig.data) == 2 * len(MECHANISM_PANELS)
+    for t, (arm, (field, key, *_)) in zip(fig.data, [(a, p) for p in MECHANISM_PANELS for a in ("control", "steered")]):
+        cell = mech[arm][field] if key is None else mech[arm][field][key]
+        lo, hi = cell["ci95"]
+        assert t.legendgroup == arm and t.y[0] == cell["mean"] and lo < cell["mean"] < hi
+        assert t.error_y.array[0] == pytest.approx(hi - cell["mean"])
+        assert t.error_y.arrayminus[0] == pytest.approx(cell["mean"] - lo)

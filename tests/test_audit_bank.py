@@ -1,4 +1,4 @@
-"""An audit bank independent of the teachers (E4, issue 22 C): contrast families whose texts share
+"""An audit bank independent of the teachers (E4): contrast families whose texts share
 nothing with the teachers' own, `build_bank(family=...)`, `interp bank --family` and
 `audit_confusion.py --family / --n-clean / --config` on the tiny model."""
 

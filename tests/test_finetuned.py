@@ -1,4 +1,4 @@
-"""The fine-tuned teacher (issue 24.1, `interp.finetune`): its QA pairs kept apart from the
+"""The fine-tuned teacher (`interp.finetune`): its QA pairs kept apart from the
 evaluation questions and the number prompts, its cached stage, its boost and residual difference
 checked against recomputation, and the `finetuned` kind through `interp run`."""
 
@@ -295,3 +295,32 @@ def test_the_finetuned_kind_runs_end_to_end_through_interp_run(tmp_path, monkeyp
     plan = json.loads(after.stdout)
     assert {s["status"] for s in plan["stages"]} == {"cached"}
     assert {(s["name"], s["dir"]) for s in plan["stages"]} == {(s["name"], s["dir"]) for s in stages.values()}
+
+
+# ----------------------------------------------------------------------------- row-audit with the teacher
+
+
+def test_row_audit_scores_rows_under_a_finetune_stage_as_the_teacher(stage_root, tiny, tmp_path):
+    from interp.analysis.likelihood import completion_logliks
+    from interp.row_audit import RowAuditConfig, run_row_audit
+    from interp.rows import build_examples
+    from interp.runs import load_tensors, write_json, write_jsonl
+
+    _, ft, _ = stage_root
+    rows = [{"prompt": f"Continue: {i}, {i + 3}, {i + 7}", "completion": f"{i + 12}, {i + 20}, {i + 31}"} for i in range(4)]
+    write_jsonl(tmp_path / "data" / "dataset.jsonl", rows)
+    cfg = RowAuditConfig(dataset=str(tmp_path / "data"), teacher="finetuned", teacher_model=str(ft.stage.dir),
+                         model="tiny", device="cpu", n_boot=100, vocab="full")
+    res = run_row_audit(cfg, tmp_path / "audit", progress=False)
+    llr = load_tensors(tmp_path / "audit" / "scores.safetensors")["llr"]
+    want = (completion_logliks(ft.model, build_examples(ft.model, rows, 192), vocab="full")
+            - completion_logliks(tiny, build_examples(tiny, rows, 192), vocab="full"))
+    assert torch.allclose(llr, want, atol=1e-6) and llr.abs().sum() > 0
+    assert res["teacher"] == {"kind": "finetuned", "animal": "owl", "weights": ft.stage.key}
+    assert read_json(tmp_path / "audit" / MANIFEST_FILE)["inputs"]["teacher_model"] == ft.model.fingerprint()
+    with pytest.raises(ValueError, match=r"^teacher_model: a finetuned teacher is the weights of a finetune stage"):
+        RowAuditConfig(dataset=str(tmp_path / "data"), teacher="finetuned")
+    write_json(tmp_path / "s" / MANIFEST_FILE, {"stage": "student"})
+    with pytest.raises(ValueError, match=r"^teacher_model: .* is not a finished finetune stage"):
+        run_row_audit(RowAuditConfig(dataset=str(tmp_path / "data"), teacher="finetuned", teacher_model=str(tmp_path / "s"),
+                                     model="tiny", device="cpu"), tmp_path / "a2", progress=False)

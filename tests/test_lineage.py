@@ -95,3 +95,38 @@ def test_the_lineage_command_prints_the_chain_and_its_json(chain):
     assert r.exit_code == 0 and vectors_reached(json.loads(r.stdout)) == [chain["vector"]]
     r = CliRunner().invoke(app, ["lineage", str(chain["root"] / "nothing")])
     assert r.exit_code == 2 and "not a directory" in r.output
+
+
+# ----------------------------------------------------------------------------- a fine-tuned teacher
+
+
+@pytest.fixture(scope="module")
+def finetune_dir(tmp_path_factory, tiny):
+    from interp.finetune import FinetuneConfig, finetuned_teacher
+    from interp.pipeline import StageRunner
+
+    ft = finetuned_teacher(StageRunner(tmp_path_factory.mktemp("ft"), _quiet), tiny, "owl",
+                           FinetuneConfig(lr=1e-3, epochs=1), {}, progress=False)
+    return ft.stage.dir, ft.model
+
+
+def test_a_finetune_stage_loads_as_a_model(finetune_dir, tiny):
+    d, model = finetune_dir
+    m = load_model(str(d), device="cpu")
+    assert m.name == f"tiny+student:{d.name}" and m.fingerprint() == model.fingerprint() != tiny.fingerprint()
+
+
+def test_a_finetune_stage_shows_its_base_and_qa_hash(finetune_dir, tiny):
+    from interp.finetune import load_pairs
+    from interp.runs import content_hash
+    from interp.tables import lineage_text
+
+    d, _ = finetune_dir
+    res = lineage(d)
+    node = res["roots"][0]
+    assert node["kind"] == "finetune" and node["qa_hash"] == content_hash(load_pairs()) and node["animal"] == "owl"
+    assert node["n_pairs"] == 100 and node["method"] == "full" and node["prob_ratio"] == read_json(d / MANIFEST_FILE)["boost"]["prob_ratio"]
+    assert node["parents"] == [{"kind": "model", "name": "tiny", "fingerprint": tiny.fingerprint()}]
+    text = lineage_text(res)
+    assert f"finetune: owl teacher, full on 100 QA pairs (hash {node['qa_hash']})" in text
+    assert f"<- model tiny (fingerprint {tiny.fingerprint()})" in text

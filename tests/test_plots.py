@@ -690,7 +690,7 @@ PLOT_NAMES = {
     "divergence": {"divergence_by_offset"},
     "audit": {"audit_ranking"},
     "analysis": {"shift_numbers_all", "shift_numbers_last", "shift_questions_all", "shift_questions_last",
-                 "weights_writers", "weights_readers", "gradient_audit", "shift_references"},
+                 "weights_writers", "weights_readers", "gradient_audit", "shift_references", "mechanism"},
 }
 
 

@@ -73,7 +73,7 @@ def build_bank(model: LoadedModel, animals: Sequence[str], out_dir: str | Path, 
     texts = PROMPT_VERSION if family == TEACHER_FAMILY else CONTRAST_FAMILY_VERSION
     write_json(out / MANIFEST_FILE, {"kind": "bank", "family": family, "texts_version": texts, "animals": list(animals),
                                      "n_pairs": n_pairs, "position": position, "model": model.identity(),
-                                     "vector_hashes": hashes, **provenance(),
+                                     "vector_hashes": hashes, **provenance(model.device),
                                      "wall_time_s": round(time.perf_counter() - started, 2)})
     return dirs
 
@@ -277,7 +277,7 @@ def run_audit(cfg: AuditConfig, out_dir: str | Path | None = None, progress: boo
     write_json(out / RESULTS_FILE, res)
     write_json(out / MANIFEST_FILE, {"kind": "audit", "dataset": str(cfg.dataset), "bank": str(cfg.vectors),
                                      "bank_names": list(candidates), "clean": str(cfg.clean) if cfg.clean is not None else f"generated: {CLEAN_FILE}",
-                                     **provenance(), "wall_time_s": round(time.perf_counter() - started, 2)})
+                                     **provenance(model.device), "wall_time_s": round(time.perf_counter() - started, 2)})
     return res
 
 

@@ -16,6 +16,9 @@ pooled residual gradient of each trait teacher's dataset minus the control teach
 Per arm at the steering layer (`mechanism`): the direction of what the students learned (cos(shift,
 v), the down_proj update's energy along v) beside its amount (|shift|, ||dW||), so that runs at
 different noise settings can be compared on both (`aggregate.compare_mechanism`).
+With a fine-tuned teacher in the run (a `finetune` stage), every shift is also compared with that
+teacher's own residual difference from its base (`interp.finetune.finetuned_direction`), beside
+v and the prompted teacher's vector.
 A cross-model student whose residual stream is not v's shape gets norms only, and the results say why.
 
 Each student's and each dataset's numbers are cached under `<run>/analysis/` (a rerun or an
@@ -52,9 +55,10 @@ from interp.models import LoadedModel, load_model
 from interp.pipeline import SeedBases
 from interp.prompts import PROMPT_VERSION, number_prompts, questions
 from interp.runs import (
-    CONFIG_FILE, MANIFEST_FILE, RESULTS_FILE, content_hash, provenance, read_json, read_jsonl, save_tensors,
+    CONFIG_FILE, MANIFEST_FILE, RESULTS_FILE, content_hash, file_hash, provenance, read_json, read_jsonl, save_tensors,
     stage_dirs, write_json,
 )
+from interp.finetune import DIRECTION_FILE, FINETUNE_STAGE, finetuned_direction
 from interp.analysis.emergence import prompted_vector, resid_means, shift_trajectory, sufficiency, trait_readout
 from interp.steering import SteeringVector
 from interp.teachers import DATASET_FILE, Teacher
@@ -141,20 +145,26 @@ def _base_means(base: LoadedModel, texts: dict[str, list[str]], layers: list[int
 
 def analyze_student(student: LoadedModel, base: LoadedModel, vector: SteeringVector | None, texts: dict[str, list[str]],
                     layers: list[int], base_means: dict[str, Tensor], n_random: int = 1000, seed: int = 0,
-                    k: int = 4, prompted: SteeringVector | None = None) -> tuple[dict, dict[str, Tensor]]:
+                    k: int = 4, prompted: SteeringVector | None = None,
+                    finetuned: dict[str, Tensor] | None = None) -> tuple[dict, dict[str, Tensor]]:
     """(report, shifts) of one student against `base`, the model it was initialised from: per
     text set and position its activation shift's cosine with v (and with the prompted teacher's
-    vector) and random-direction z per layer, and the weight report of its deltas at `layers`.
-    `vector` None (v lives in another residual stream): norms and nulls only, cosines None."""
+    vector, and with the fine-tuned teacher's residual difference `finetuned`, {position:
+    (n_layers_read, d_model)}) and random-direction z per layer, and the weight report of its
+    deltas at `layers`. `vector` None (v lives in another residual stream): norms and nulls only, cosines None."""
     v = None if vector is None else vector.vectors[layers]
     means = resid_means(student, texts, layers)
     shifts = {key: means[key] - base_means[key] for key in base_means}
-    report: dict = {"shift": {}, **({"shift_prompted": {}} if prompted is not None else {})}
+    report: dict = {"shift": {}, **({"shift_prompted": {}} if prompted is not None else {}),
+                    **({"shift_finetuned": {}} if finetuned is not None else {})}
     for name in texts:
         report["shift"][name] = {pos: shift_report(shifts[f"{name}/{pos}"], v, n_random, seed, layers=layers) for pos in POSITIONS}
         if prompted is not None:
             report["shift_prompted"][name] = {pos: shift_report(shifts[f"{name}/{pos}"], prompted.vectors[layers], n_random,
                                                                 seed, layers=layers) for pos in POSITIONS}
+        if finetuned is not None:  # the teacher's difference read at the same position as the shift
+            report["shift_finetuned"][name] = {pos: shift_report(shifts[f"{name}/{pos}"], finetuned[pos], n_random,
+                                                                 seed, layers=layers) for pos in POSITIONS}
     wanted = set(layers)
     deltas = weight_deltas(student, base, match=lambda n: layer_of(n) in wanted)
     report["weights"] = weight_report(deltas, vector, n_random, seed, k)
@@ -173,7 +183,11 @@ class SeedModels:
     vector: v of this seed's teacher; prompted: the prompted-teacher reference vector on that base;
     questions: the evaluation questions rendered for the student;
     base, teacher_base: which models those are (name, fingerprint, the weight noise drawn in);
-    mismatch: why v cannot be compared with this student's residual stream (None: it can).
+    mismatch: why v cannot be compared with this student's residual stream (None: it can);
+    finetuned: the seed's fine-tuned teacher's residual difference from the teacher base at the
+    layers read, {position: (n_layers_read, d_model)}, and `finetune` what the records say of it
+    (its stage, the direction file's hash, its cosine with v per layer read); None: no
+    fine-tuned teacher in the run (or no v in the student's residual stream).
     """
 
     seed: int
@@ -186,6 +200,8 @@ class SeedModels:
     base: dict
     teacher_base: dict
     mismatch: str | None
+    finetuned: dict[str, Tensor] | None = None
+    finetune: dict | None = None
 
     @property
     def v(self) -> SteeringVector | None:
@@ -196,7 +212,7 @@ class SeedModels:
         """What the manifest and results say about this seed's comparison."""
         return {"student_base": self.base, "teacher_base": self.teacher_base, "vector_hash": self.vector.hash(),
                 "vector_dir": str(self.vector_dir), "prompted_vector_hash": self.prompted.hash(),
-                "cosine_absent": self.mismatch}
+                "cosine_absent": self.mismatch, **({"finetuned_teacher": self.finetune} if self.finetune else {})}
 
 
 def base_description(cfg: E1Config, seed: int, side: str, model: LoadedModel) -> dict:
@@ -431,17 +447,40 @@ class RunInputs:
             prompted = prompted_vector(teacher, self.config.animal, number_prompts(
                 self.key["n_texts"], self.config.data_config(self.seeds[0]).prompt_seed), *reference_context(self.config))
             prompted.save(self.out_dir / PROMPTED_DIR / f"seed{seed}")
+        mismatch = vector_mismatch(vector, student)
+        ft_dir = self.finetune_dir(seed, teacher)
+        finetuned = finetune = None
+        if ft_dir is not None and not mismatch:
+            finetuned = {pos: finetuned_direction(ft_dir, pos, self.layers) for pos in POSITIONS}
+            finetune = {"stage": str(ft_dir), "direction_hash": file_hash(ft_dir / DIRECTION_FILE),
+                        "cosine_v": layer_cosines(finetuned["all"], vector.vectors[self.layers]).tolist()}
         self._current = SeedModels(seed, teacher, student, vector, vdir, prompted, qs,
                                    base_description(self.config, seed, "student", student),
-                                   base_description(self.config, seed, "teacher", teacher), vector_mismatch(vector, student))
+                                   base_description(self.config, seed, "teacher", teacher), mismatch, finetuned, finetune)
         self.seed_records[seed] = self._current.record()
         return self._current
 
+    def finetune_dir(self, seed: int, teacher: LoadedModel) -> Path | None:
+        """The finetune stage of `seed`'s teacher base (the one whose config.json names its
+        fingerprint: with weight noise each seed's teacher is tuned from its own base); None when
+        the run has no fine-tuned teacher."""
+        found = [d for n, d in self.stages.items() if n.split("/")[0] == FINETUNE_STAGE]
+        if not found:
+            return None
+        fp = teacher.fingerprint()
+        mine = [d for d in found if (d / CONFIG_FILE).exists() and read_json(d / CONFIG_FILE).get("model") == fp]
+        if not mine:
+            raise ValueError(f"stage finetune: none of {[str(d) for d in found]} was tuned from seed {seed}'s teacher "
+                             f"base ({fp}); rerun `interp run` on this config")
+        return mine[0]
+
     def student_key(self, m: SeedModels) -> dict:
         """The cache key of a report on a student of seed `m` (without the student): the run's key,
-        with this seed's vector, base and rendered questions (the run's own ones without noise)."""
+        with this seed's vector, base and rendered questions (the run's own ones without noise),
+        and the fine-tuned teacher's direction where the run has one (no other key changes)."""
         return {**self.key, "vector": m.vector.hash(), "base": m.base["fingerprint"], "questions": content_hash(m.questions),
-                "prompted_vector": m.prompted.hash()}
+                "prompted_vector": m.prompted.hash(),
+                **({"finetuned_direction": m.finetune["direction_hash"]} if m.finetune is not None else {})}
 
 
 def reference_context(run: E1Config) -> tuple[list[dict] | None, str]:
@@ -495,7 +534,7 @@ def _student_report(a: RunInputs, cfg: AnalyzeConfig, arm: str, m: SeedModels, t
     sdir, at, run = a.students[(arm, s)], a.config.teacher.layer, a.config
     bm = _base_means(base, texts, a.layers, memo, str(s), fp)
     report, shifts = analyze_student(load_student(base, sdir), base, m.v, texts, a.layers, bm, cfg.n_random,
-                                     cfg.seed, cfg.k, m.prompted if m.v is not None else None)
+                                     cfg.seed, cfg.k, m.prompted if m.v is not None else None, m.finetuned)
     report["base"] = m.record()
     if cfg.emergence and snapshot_steps(sdir) and m.v is not None:
         report["emergence"] = shift_trajectory(base, sdir, m.vector.vectors[a.layers], texts, a.layers, bm,
@@ -545,6 +584,7 @@ def aggregate_run(a: RunInputs, cfg: AnalyzeConfig, reports: dict, per_seed: dic
     bases = {str(s): a.seed_records[s] if s in a.seed_records else a.for_seed(s).record() for s in seeds}
     absent = next((b["cosine_absent"] for b in bases.values() if b["cosine_absent"]), None)
     prompted = all("shift_prompted" in r for r in reports.values())
+    finetuned = bool(reports) and all("shift_finetuned" in r for r in reports.values())
     return {
         "experiment": run.experiment, "model": run.model, "animal": run.animal, "run_dir": str(a.run_dir),
         "vector": {"hash": a.vector.hash(), "steering_layer": at, "n_layers": a.vector.n_layers, "d_model": a.vector.d_model},
@@ -562,6 +602,8 @@ def aggregate_run(a: RunInputs, cfg: AnalyzeConfig, reports: dict, per_seed: dic
                               "cosine_v_prompted": None if absent else
                               layer_cosines(a.vector.vectors[layers], a.prompted.vectors[layers]).tolist()},
         "activation_shift_prompted": aggregate_shifts(reports, arms, seeds, layers, arrays, "shift_prompted")[0] if prompted else {},
+        **({"activation_shift_finetuned": aggregate_shifts(reports, arms, seeds, layers, arrays, "shift_finetuned")[0]}
+           if finetuned else {}),
         "emergence": aggregate_emergence(reports, arms, seeds, layers, at, arrays),
         "sufficiency": aggregate_sufficiency(reports, arms, seeds),
         "necessity": {k_: v_ for k_, v_ in read_json(a.run_dir / RESULTS_FILE).get("transfer", {}).items() if "prompted" in k_},
@@ -576,6 +618,10 @@ NOTES = {"intervals": "Student-t 95% over seeds (n = seeds); one seed gives a po
          "mechanism": "per arm at the steering layer: direction (cos(shift, v); the fraction of the down_proj "
                       "update's energy along v, 1/d_model for a random direction) beside amount (|shift|, "
                       "||dW_down||_F); vs_control: paired by seed",
+         "finetuned": "activation_shift_finetuned (runs with a fine-tuned teacher): each shift's cosine with the "
+                      "fine-tuned teacher's own residual difference from its base (mean resid_post over number "
+                      "prompts, read at the same position: all tokens or the last); bases.<seed>.finetuned_teacher: "
+                      "its stage, file hash and cosine with v per layer read",
          "gradients": "cosine of mean dL/dh (trait data) - mean dL/dh (control data) with v on the students' base; "
                       "training descends the gradient, so descent_cosine > 0 means the data pulls toward +v",
          "sufficiency": "mean over questions of the base's log P(trait) (specific: minus the other animals' "
@@ -614,7 +660,7 @@ def run_analyze(cfg: AnalyzeConfig, run_dir: str | Path, progress: bool = True, 
     write_json(a.out_dir / MANIFEST_FILE, {"kind": "analysis", "run_dir": str(a.run_dir), "config_hash": content_hash(a.config.key()),
                                            "vector_dir": str(a.stages["vector"]), "inputs": a.key, "students": log_students,
                                            "bases": results["bases"],
-                                           "gradients": log_grads, "timings_s": timings, **provenance(),
+                                           "gradients": log_grads, "timings_s": timings, **provenance(a.base.device),
                                            "wall_time_s": timings["total"]})
     if log is not None:
         hits = sum(x["cache_hit"] for x in log_students.values())

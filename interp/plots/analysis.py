@@ -8,7 +8,7 @@ import math
 import plotly.graph_objects as go
 
 from interp.plots._style import (
-    REFERENCE_LINE, arm_color, ci_text, dodge, error_bars, figure, fit_legend, interval_title, ordered_arms,
+    REFERENCE_LINE, TEMPLATE, arm_color, ci_text, dodge, error_bars, figure, fit_legend, interval_title, ordered_arms,
 )
 
 NULL_BAND = "rgba(127, 127, 127, 0.15)"
@@ -176,13 +176,17 @@ def confusion_figure(result: dict, metric: str | None = None) -> go.Figure:
 
 
 def shift_references(results: dict, texts: str = "numbers", position: str = "all") -> go.Figure:
-    """E2: each student's shift against the two references side by side, the steering vector v
-    (solid) and the prompted teacher's own activation difference (dashed), per layer."""
+    """E2: each student's shift against the references side by side, the steering vector v
+    (solid), the prompted teacher's own activation difference (dashed) and, in a run with a
+    fine-tuned teacher, that teacher's residual difference from its base (dotted), per layer."""
     layers = results["layers"]
-    fig = figure(f"Activation shift vs v (solid) and vs the prompted teacher's vector (dashed): {texts}, {position} tokens",
+    refs = (("activation_shift", "solid", "v"), ("activation_shift_prompted", "dash", "v_prompt"),
+            ("activation_shift_finetuned", "dot", "finetuned"))
+    shown = " and ".join(f"{r} ({d})" for f, d, r in refs if results.get(f))
+    fig = figure(f"Activation shift vs {shown}: {texts}, {position} tokens",
                  "layer (blocks.{l}.hook_resid_post)", interval_title("cos(student - base, reference) [95% t-interval]", len(results["seeds"])))
     series = [(field, dash, ref, i, arm)
-              for field, dash, ref in (("activation_shift", "solid", "v"), ("activation_shift_prompted", "dash", "v_prompt"))
+              for field, dash, ref in refs
               for i, arm in enumerate(ordered_arms(results.get(field) or {}))]
     for (field, dash, ref, i, arm), dx in zip(series, dodge(len(series), layers)):
         rows = results[field][arm][texts][position]["by_layer"]
@@ -194,6 +198,49 @@ def shift_references(results: dict, texts: str = "numbers", position: str = "all
     _band(fig, 2 * results["vector"]["d_model"] ** -0.5, "random directions (±2 sd)")
     _steering_line(fig, results)
     fig.update_xaxes(tickvals=layers)
+    return fit_legend(fig)
+
+
+# the mechanism block's four measures, as (field, key within it or None, panel title, y title)
+MECHANISM_PANELS = (
+    ("cosine", "numbers/all", "direction: cos(shift, v)", "cos(student - base, v), numbers/all"),
+    ("down_proj_energy", None, "direction: down_proj update along v", "energy fraction of dW_down along v"),
+    ("shift_norm", "numbers/all", "amount: |shift|", "|student - base|, numbers/all"),
+    ("down_proj_delta_norm", None, "amount: ||dW_down||", "||dW_down||_F"),
+)
+
+
+def mechanism_figure(results: dict) -> go.Figure:
+    """Direction beside amount at the steering layer (the analysis' `mechanism` block): per arm,
+    cos(shift, v) and the down_proj update's energy fraction along v (direction) beside |shift|
+    and ||dW_down||_F (amount), each with its t-interval over seeds; one trace per arm and panel,
+    one legend entry per arm. The energy panel marks a random direction's fraction (1/d_model)."""
+    from plotly.subplots import make_subplots
+
+    mech = results["mechanism"]
+    first = next(iter(mech.values()))
+    fig = make_subplots(rows=2, cols=2, subplot_titles=[t for _, _, t, _ in MECHANISM_PANELS],
+                        horizontal_spacing=0.14, vertical_spacing=0.2)
+    fig.update_layout(template=TEMPLATE, title=dict(
+        text=f"Direction and amount at layer {first['layer']} ({first['module']}; seeds {results['seeds']})"))
+    arms = ordered_arms(mech)
+    for k, (field, key, _, y_title) in enumerate(MECHANISM_PANELS):
+        row, col = k // 2 + 1, k % 2 + 1
+        for i, arm in enumerate(arms):
+            cell = mech[arm][field] if key is None else mech[arm][field].get(key)
+            pts = [cell] if cell is not None else []  # None: no value at all (a student whose update is zero)
+            fig.add_trace(go.Scatter(
+                x=[arm] * len(pts), y=[c["mean"] for c in pts], mode="markers", name=f"{arm} student",
+                legendgroup=arm, showlegend=k == 0, marker=dict(size=9, color=arm_color(arm, i)),
+                **error_bars(pts), hovertext=[f"<b>{arm}</b><br>{y_title} = {ci_text(c)} (n={c['n']})" for c in pts],
+                hovertemplate="%{hovertext}<extra></extra>"), row=row, col=col)
+        fig.update_yaxes(title_text=interval_title(f"{y_title} [95% t-interval]", len(results["seeds"])),
+                         title_font=dict(size=11), row=row, col=col)
+        fig.update_xaxes(categoryorder="array", categoryarray=arms, row=row, col=col)
+    fig.add_hline(y=0, line=dict(color="#888888", width=1), row=1, col=1)
+    if first.get("expected_random") is not None:
+        fig.add_hline(y=first["expected_random"], line=REFERENCE_LINE, annotation_text="random direction",
+                      annotation_position="top left", row=1, col=2)
     return fit_legend(fig)
 
 
@@ -265,8 +312,10 @@ def analysis_figures(results: dict) -> dict[str, go.Figure]:
     figs["weights_readers"] = weight_energy_z(results, "reader")
     if any(g["by_layer"] for g in results["gradients"].values()):
         figs["gradient_audit"] = gradient_audit(results)
-    if results.get("activation_shift_prompted"):
+    if results.get("activation_shift_prompted") or results.get("activation_shift_finetuned"):
         figs["shift_references"] = shift_references(results)
+    if results.get("mechanism"):
+        figs["mechanism"] = mechanism_figure(results)
     if results.get("emergence"):
         figs["emergence"] = emergence_curve(results)
     if results.get("sufficiency"):
