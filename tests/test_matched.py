@@ -117,3 +117,9 @@ def test_e2_protocol_configs_load_share_seeds_and_leave_the_held_out_questions_f
     assert op.model_dump(exclude={"experiment", "teacher"}) == matched.model_dump(exclude={"experiment", "teacher"})
     assert op.teacher.model_copy(update={"multiplier": matched.teacher.multiplier}) == matched.teacher
     assert proj.train.project_out is True and proj.teacher.multiplier == matched.teacher.multiplier
+    # the matched multiplier is the committed match's (tuning questions), to the config's 3 decimals
+    import json
+
+    match = json.loads((d / "match_results.json").read_text())
+    assert match["split"] == "tuning" and match["layer"] == matched.teacher.layer
+    assert round(match["matched"]["prompted"]["multiplier"], 3) == matched.teacher.multiplier
