@@ -72,9 +72,52 @@ def test_readme_quotes_the_confirmation():
 
 
 def test_every_record_names_a_committed_config():
-    for rec in sorted(p for p in RESULTS.iterdir() if p.is_dir()):
+    # E1 run records; a sweep record (grid.json) is tied to its sweep file by its own test below
+    for rec in sorted(p for p in RESULTS.iterdir() if p.is_dir() and not (p / "grid.json").exists()):
         config, _, _ = _record(rec)
         experiment, run_id = rec.name.rsplit("_", 1)
         assert config["experiment"] == experiment
         assert content_hash(parse_config(config).key(), 10) == run_id, rec.name
         assert torch.isfinite(torch.stack(list(load_tensors(rec / "transfer.safetensors").values()))).all()
+
+
+E5 = RESULTS / "e5-protocol-smollm2_d9adebbd2d"
+
+
+def _sign_flip_p(x: list[float]) -> float:
+    """Exact two-sided sign-flip p over seeds (H0: the per-seed values are symmetric about 0)."""
+    import itertools
+
+    t = torch.tensor(x, dtype=torch.float64)
+    signs = torch.tensor(list(itertools.product([1.0, -1.0], repeat=len(x))), dtype=torch.float64)
+    return float(((signs * t).mean(1).abs() >= t.mean().abs() - 1e-12).double().mean())
+
+
+def test_e5_record_is_the_committed_sweep_and_the_readme_quotes_it():
+    from interp.sweep import load_sweep
+
+    results = json.loads((E5 / "results.json").read_text())
+    grid = json.loads((E5 / "grid.json").read_text())
+    sweep = load_sweep(ROOT / "experiments/configs/e5_protocol/noise_smollm2.toml")
+    assert sweep.key() == "d9adebbd2d" and [c["id"] for c in grid["cells"]] == [c.id for c in sweep.cells]
+    readme = (ROOT / "README.md").read_text()
+    rows = {(r["noise.sigma"], r["noise.apply"]): r["comparisons"]["steered-random"] for r in results["rows"]}
+    ref = rows[(0.0, "shared")]["per_seed"]
+    assert len(ref) == 10 and not any(r.get("broken") for r in results["rows"])
+    labels = {(0.0, "shared"): "none (sigma 0)", (0.1, "shared"): "shared", (0.1, "teacher"): "teacher only",
+              (0.1, "student"): "student only"}
+    for cell, label in labels.items():
+        c = rows[cell]
+        t = t_interval(c["per_seed"])  # recomputed from the per-seed values, not read back
+        assert t["mean"] == pytest.approx(c["transfer_per_seed"]["mean"], abs=1e-9)
+        line = next(ln for ln in readme.splitlines() if ln.startswith(f"| {label} |"))
+        assert f"{t['mean']:+.2f} [{t['ci95'][0]:+.2f}, {t['ci95'][1]:+.2f}]" in line
+        assert f"| {sum(v > 0 for v in c['per_seed'])}/10 |" in line
+        p = _sign_flip_p(c["per_seed"])
+        assert (f"| {p:.3f} |" in line) or (f"| {p:.2f} |" in line)
+        if cell != (0.0, "shared"):
+            d = t_interval([a - b for a, b in zip(c["per_seed"], ref)])
+            assert f"{d['mean']:+.2f} [{d['ci95'][0]:+.2f}, {d['ci95'][1]:+.2f}]" in line
+            v = c["vs_reference"]
+            assert f"{v['ratio']:.2f} [{v['ratio_ci95'][0]:.2f}, {v['ratio_ci95'][1]:.2f}]" in line
+            assert f"| {v['power_1.8x']['power']:.2f} |" in line
