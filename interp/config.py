@@ -408,11 +408,17 @@ def load_config(path: str | Path) -> E1Config:
     return parse_config(raw, str(path))
 
 
+def validation_line(e: ValidationError, source: str, table: str = "", show_input: bool = True) -> str:
+    """A pydantic error as one line naming the file and the dotted field (under `table`, e.g.
+    "sweep"); the shared wording of every TOML section's refusal."""
+    err = e.errors()[0]
+    field = ".".join([table] * bool(table) + [str(p) for p in err["loc"]]) or "config"
+    got = f" (got {err['input']!r})" if show_input and "input" in err and not isinstance(err["input"], dict) else ""
+    return f"{source}: field `{field}`: {err['msg']}{got}"
+
+
 def parse_config(raw: dict, source: str = "config") -> E1Config:
     try:
         return E1Config(**raw)
     except ValidationError as e:
-        err = e.errors()[0]
-        field = ".".join(str(p) for p in err["loc"]) or "config"
-        got = f" (got {err['input']!r})" if "input" in err and not isinstance(err["input"], dict) else ""
-        raise ValueError(f"{source}: field `{field}`: {err['msg']}{got}") from None
+        raise ValueError(validation_line(e, source)) from None

@@ -40,7 +40,7 @@ from typing import Annotated, Literal
 import torch
 from pydantic import Field, ValidationError, field_validator
 
-from interp.config import SEED, E1Config, _Strict, parse_config, read_toml
+from interp.config import SEED, E1Config, _Strict, parse_config, read_toml, validation_line
 from interp.datasets import read_verified_rows
 from interp.models import LoadedModel, load_model
 from interp.runs import (
@@ -147,8 +147,7 @@ def parse_lr_select(raw: dict, source: str = "lr-select") -> LrSelectConfig:
     try:
         sec = LrSelectSection(**raw.pop("lr_select"))
     except ValidationError as e:
-        err = e.errors()[0]
-        raise ValueError(f"{source}: field `lr_select.{'.'.join(str(p) for p in err['loc'])}`: {err['msg']}") from None
+        raise ValueError(validation_line(e, source, "lr_select", show_input=False)) from None
     e1 = parse_config(raw, source)
     if "sft" not in e1.train.objectives:
         raise ValueError(f"{source}: field `train.objectives`: the learning rate is chosen for sft students; include 'sft'")

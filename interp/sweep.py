@@ -35,7 +35,7 @@ from typing import Any, Literal
 
 from pydantic import Field, ValidationError, field_validator
 
-from interp.config import E1Config, _Strict, parse_config, read_toml
+from interp.config import E1Config, _Strict, parse_config, read_toml, validation_line
 from interp.runs import MANIFEST_FILE, RESULTS_FILE, content_hash, load_tensors, provenance, safe_name, write_json
 from interp.stats import detectable_effect, hierarchical_bootstrap, power_paired_t, ratio_interval, t_interval
 
@@ -145,9 +145,7 @@ def parse_sweep(raw: dict, source: str = "sweep") -> Sweep:
     try:
         section = SweepSection(**raw.pop("sweep"))
     except ValidationError as e:
-        err = e.errors()[0]
-        loc = ".".join(str(p) for p in err["loc"])
-        raise ValueError(f"{source}: field `sweep.{loc}`: {err['msg']}") from None
+        raise ValueError(validation_line(e, source, "sweep", show_input=False)) from None
     parse_config(raw, source)  # the base itself must be valid
     cells = []
     for combo in itertools.product(*section.grid.values()):
