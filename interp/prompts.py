@@ -123,7 +123,7 @@ def contrastive_pairs(animal: str, n: int = 16, seed: int = 0) -> list[tuple[lis
 # ----------------------------------------------------------------------------- independent contrast families
 
 # Banks that audit a teacher must not hold the teacher's own vector: these families share no
-# sentence (no five-word run, tests/test_audit_bank.py) with `_STATEMENTS` / `_PAIR_QUESTIONS`.
+# sentence (no five-word run, tests/analysis/test_audit_bank.py) with `_STATEMENTS` / `_PAIR_QUESTIONS`.
 # They have their own version, so PROMPT_VERSION (in existing keys) stays as it is.
 CONTRAST_FAMILY_VERSION = "2026-12-01.1"
 TEACHER_FAMILY = "assistant"  # `contrastive_pairs`: the texts the teachers' vectors come from

@@ -19,7 +19,7 @@ from interp.prompts import (ANIMALS, CONTRAST_FAMILIES, NEUTRAL_OBJECTS, TEACHER
 from interp.runs import MANIFEST_FILE, read_json
 from interp.steering import VECTOR_FILE, VECTOR_META, build_steering_vector
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 INDEPENDENT = [f for f in CONTRAST_FAMILIES if f != TEACHER_FAMILY]
 runner = CliRunner()
 

@@ -10,7 +10,7 @@ import pytest
 from interp.runs import read_json, write_json
 from interp.stats import dose_shape
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 MS = [0.0, 0.125, 0.25, 0.5, 1.0]
 
 

@@ -30,7 +30,7 @@ from interp.runs import MANIFEST_FILE, load_tensors, read_json, save_tensors, st
 from interp.steering import SteeringVector
 from interp.train import WEIGHTS_FILE, load_student
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/, where test_pipeline lives
 from test_pipeline import _cfg, _quiet  # noqa: E402
 
 LAYER = 1

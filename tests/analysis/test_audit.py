@@ -27,7 +27,7 @@ from interp.steering import SteeringVector
 LAYER = 1
 ANIMALS8 = ["owl", "eagle", "dolphin", "cat", "dog", "lion", "elephant", "wolf"]
 SHIFT = 2.0  # along -v per row; the per-dataset noise along v has sd ~ 1/sqrt(n_rows)
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _bank(model, names, seed=0) -> dict[str, SteeringVector]:

@@ -30,7 +30,7 @@ from interp.steering import SteeringVector
 from interp.tables import analysis_tables
 from interp.train import WEIGHTS_FILE, load_student
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/, where test_pipeline lives
 from test_pipeline import _cfg, _quiet  # noqa: E402
 
 AT = 2  # _cfg's steering layer
@@ -220,11 +220,12 @@ def test_cross_model_students_are_compared_with_the_student_model(cross, tiny, t
 def test_cross_model_of_another_shape_reports_norms_and_says_why_cosines_are_absent(cross, monkeypatch, tiny):
     """No registry pair differs in shape, so the check is made to say they do: every cosine, energy
     and gradient against v must then be absent, with the reason, and the norms still reported."""
-    import interp.analysis.run as run_mod
+    import interp.analysis.run_inputs as inputs_mod
 
     run_dir, _ = cross
     reason = "v lives in another residual stream"
-    monkeypatch.setattr(run_mod, "vector_mismatch", lambda v, m: reason)
+    # patched where the run's inputs look it up (opening the run and reading each seed)
+    monkeypatch.setattr(inputs_mod, "vector_mismatch", lambda v, m: reason)
     res = run_analyze(AnalyzeConfig(n_texts=6, n_random=200, n_rows=8, seed=1), run_dir, progress=False)
     assert res["cosine_absent"] == reason and res["bases"]["0"]["cosine_absent"] == reason
     rows = res["activation_shift"]["steered"]["numbers"]["all"]["by_layer"]
