@@ -5,7 +5,8 @@ teacher). A student that starts from the teacher's initialisation is distilled o
 auxiliary logits only, over uniform noise images in [-1, 1]; it never sees a digit or a digit logit,
 yet (the claim) its digit accuracy rises well above chance. A student from a different
 initialisation is the control. Every condition is `n_seeds` independent models stacked on a
-leading model dim (`BatchedMLP`), so 25+ replications train together in seconds on a CPU.
+leading model dim (`BatchedMLP`, `interp.batched_mlp`), so 25+ replications train together in
+seconds on a CPU.
 
 Data: scikit-learn's bundled 8x8 digits by default (offline); real MNIST IDX files from a folder.
 
@@ -19,7 +20,6 @@ from __future__ import annotations
 
 import gzip
 import hashlib
-import math
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -28,18 +28,15 @@ from typing import Callable, Iterable, Iterator
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torch import Tensor, nn
+from torch import Tensor
 
+from interp.batched_mlp import INITS, BatchedMLP, cat_models, train_models
 from interp.stats import t_interval
 from interp.runs import CONFIG_FILE, MANIFEST_FILE, RESULTS_FILE, content_hash, provenance, write_json
 
 N_DIGITS = 10
 CHANCE = 1.0 / N_DIGITS
-INITS = ("uniform", "normal")
 CONDITIONS = ("reference", "teacher", "student_aux", "student_all", "cross_student_aux", "cross_student_all")
-
-# Per-model loss: (logits (models, batch, out), target) -> (models,)
-LossFn = Callable[[Tensor, Tensor], Tensor]
 
 
 @dataclass
@@ -221,99 +218,7 @@ def load_data(cfg: MnistConfig) -> DigitData:
     return load_mnist_idx(cfg.idx_dir) if cfg.idx_dir else load_digits_data(cfg.test_fraction, cfg.split_seed)
 
 
-# ----------------------------------------------------------------------------- batched models
-
-
-class BatchedMLP(nn.Module):
-    """`n_models` independent ReLU MLPs with identical shapes, weights stacked on a leading dim.
-
-    Each model's loss is summed into one scalar, so autograd gives model k exactly the gradient
-    of its own loss, and Adam (elementwise) updates each slice as it would a lone model.
-    """
-
-    def __init__(self, weights: list[Tensor], biases: list[Tensor]):
-        super().__init__()
-        self.weights = nn.ParameterList([nn.Parameter(w) for w in weights])  # (models, d_in, d_out)
-        self.biases = nn.ParameterList([nn.Parameter(b) for b in biases])  # (models, d_out)
-
-    @classmethod
-    def init(cls, sizes: list[int], gens: list[torch.Generator], kind: str = "uniform") -> BatchedMLP:
-        """One generator per model. "uniform": nn.Linear's default, U(+-1/sqrt(fan_in)) weights and
-        biases. "normal": N(0, 1/fan_in) weights and zero biases, as Cloud et al.'s MNIST code."""
-        weights, biases = [], []
-        for d_in, d_out in zip(sizes, sizes[1:]):
-            if kind == "normal":
-                weights.append(torch.stack([torch.randn(d_in, d_out, generator=g) for g in gens]) / math.sqrt(d_in))
-                biases.append(torch.zeros(len(gens), d_out))
-                continue
-            if kind != "uniform":
-                raise ValueError(f"BatchedMLP.init: kind {kind!r} is not one of {INITS}")
-            bound = 1 / math.sqrt(d_in)
-            pairs = [(torch.rand(d_in, d_out, generator=g), torch.rand(d_out, generator=g)) for g in gens]
-            weights.append((torch.stack([w for w, _ in pairs]) * 2 - 1) * bound)
-            biases.append((torch.stack([b for _, b in pairs]) * 2 - 1) * bound)
-        return cls(weights, biases)
-
-    @property
-    def n_models(self) -> int:
-        return self.weights[0].shape[0]
-
-    def forward(self, x: Tensor) -> Tensor:
-        """x: (batch, d_in) shared by all models, or (models, batch, d_in) -> (models, batch, d_out)."""
-        h = x
-        for i, (w, b) in enumerate(zip(self.weights, self.biases)):
-            h = torch.matmul(h, w) + b.unsqueeze(1)
-            if i < len(self.weights) - 1:
-                h = torch.relu(h)
-        return h
-
-    def copy(self) -> BatchedMLP:
-        return BatchedMLP([w.detach().clone() for w in self.weights], [b.detach().clone() for b in self.biases])
-
-    def flat(self) -> Tensor:
-        """All parameters of each model as one vector: (models, n_params)."""
-        return torch.cat([p.detach().reshape(self.n_models, -1) for p in (*self.weights, *self.biases)], dim=1)
-
-    def to_module(self, k: int) -> nn.Sequential:
-        """Model k as a plain nn.Sequential of Linear + ReLU (a copy)."""
-        layers: list[nn.Module] = []
-        for i, (w, b) in enumerate(zip(self.weights, self.biases)):
-            lin = nn.Linear(w.shape[1], w.shape[2])
-            with torch.no_grad():
-                lin.weight.copy_(w[k].T)
-                lin.bias.copy_(b[k])
-            layers += [lin, nn.ReLU()] if i < len(self.weights) - 1 else [lin]
-        return nn.Sequential(*layers)
-
-
-def cat_models(models: list[BatchedMLP]) -> BatchedMLP:
-    """Stack several batched models into one (model-major order)."""
-    n = len(models[0].weights)
-    return BatchedMLP(
-        [torch.cat([m.weights[i].detach() for m in models]) for i in range(n)],
-        [torch.cat([m.biases[i].detach() for m in models]) for i in range(n)],
-    )
-
-
-def train_models(
-    model: BatchedMLP, batches: Iterable[tuple[Tensor, Tensor]], loss_fn: LossFn, lr: float,
-    on_step: Callable[[int, Tensor], None] | None = None,
-) -> Tensor:
-    """Adam on every model at once; returns the per-model loss of the last batch.
-
-    `on_step(step, losses)` runs after each update (step counts from 1), e.g. to evaluate."""
-    # fused Adam is elementwise like the default one but ~5x faster on 100 stacked CPU models
-    opt = torch.optim.Adam(model.parameters(), lr=lr, fused=True)
-    last = torch.full((model.n_models,), float("nan"))
-    for step, (x, target) in enumerate(batches, 1):
-        losses = loss_fn(model(x), target)  # (models,)
-        opt.zero_grad(set_to_none=True)
-        losses.sum().backward()
-        opt.step()
-        last = losses.detach()
-        if on_step is not None:
-            on_step(step, last)
-    return last
+# ----------------------------------------------------------------------------- losses, batches, accuracy
 
 
 def digit_loss(logits: Tensor, y: Tensor) -> Tensor:
