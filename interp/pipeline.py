@@ -47,7 +47,7 @@ from interp.runs import (
     CONFIG_FILE, MANIFEST_FILE, RESULTS_FILE, Stage, content_hash, load_tensors, provenance, read_json, relative_path,
     save_tensors, write_json,
 )
-from interp.stats import detectable_effect, hierarchical_bootstrap, permutation_test, t_interval
+from interp.stats import detectable_effect, hierarchical_bootstrap, permutation_test, sign_flip_test, t_interval
 from interp.steering import SteeringVector, build_steering_vector
 from interp.teachers import PROMPTED_KINDS, Teacher
 from interp.train import TrainConfig, load_student, train_student, trained_student
@@ -437,6 +437,8 @@ def summarize_e1(cfg: E1Config, evals: dict, animals: list[str], arrays: dict | 
                 "trait_rank_among_animals": rank,
                 # students are the replicates: shuffle teacher labels across them
                 "permutation_specific": permutation_test(specific(a).mean(-1).tolist(), specific(b).mean(-1).tolist()),
+                # seeds are the replicates, paired: each seed's own base and prompts cancel in d_spec
+                "sign_flip_specific": sign_flip_test(d_spec.mean(-1).tolist()),
             }
     return {"experiment": cfg.experiment, "model": cfg.model, "animal": cfg.animal, "seeds": cfg.seeds,
             "objectives": list(cfg.train.objectives), "n_questions": int(base_lp.shape[1]),

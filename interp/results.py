@@ -8,7 +8,9 @@
 One row per run x comparison (`steered-control`, `steered+kd-random+kd`, ...). Every interval is
 three columns, `<measure>`, `<measure>_lo`, `<measure>_hi` (95%); the `_seed` measures are
 t-intervals over seeds (the unit of replication), the others the hierarchical bootstrap over seeds
-and questions. With one seed a seed interval is NaN, not a zero-width interval. With `config=True`
+and questions. With one seed a seed interval is NaN, not a zero-width interval. `sign_flip_p` is
+the two-sided sign-flip p over seeds (paired: the primary p), NaN for a run from before it was
+reported; `permutation_p` shuffles students between the arms (unpaired). With `config=True`
 each of the run's `config.json` fields is a `config.<section>.<field>` column, so the settings that
 differ between runs sit beside their results.
 """
@@ -95,9 +97,11 @@ def results_rows(path: str | Path, config: bool = False) -> list[dict]:
                "question_split": res.get("question_split")}
         for column, key in INTERVALS:
             _interval(row, column, d.get(key))
-        perm = d.get("permutation_specific") or {}
+        perm, sf = d.get("permutation_specific") or {}, d.get("sign_flip_specific") or {}
         row.update({"prob_ratio": d.get("prob_ratio"), "trait_rank": d.get("trait_rank_among_animals"),
-                    "positive_seeds": d.get("specific_positive_seeds"), "permutation_p": perm.get("p_value")})
+                    "positive_seeds": d.get("specific_positive_seeds"), "permutation_p": perm.get("p_value"),
+                    # NaN for a run from before the sign-flip p was reported: its permutation_p stands
+                    "sign_flip_p": sf.get("p", math.nan)})
         rows.append({**row, **cfg})
     return rows
 

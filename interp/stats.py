@@ -153,6 +153,37 @@ def permutation_test(a: Sequence[float], b: Sequence[float], n_perm: int = 10000
     return {"observed": observed, "p_value": p, "n_permutations": len(diffs), "exact": exact, "min_p": min_p}
 
 
+SIGN_FLIP_MAX_EXACT = 16  # 2^16 sign vectors x 16 seeds: a few MB, exact in milliseconds
+
+
+def sign_flip_test(values: Sequence[float], n_perm: int = 10000, seed: int = 0,
+                   max_exact: int = SIGN_FLIP_MAX_EXACT) -> dict:
+    """Two-sided paired test over replicates (seeds): `values` are per-seed paired differences, H0
+    that they are symmetric about 0, so each one's sign may be flipped. Exact over all 2^n sign
+    vectors when n <= `max_exact`, else `n_perm` seeded random ones (the observed signs counted
+    too, so p > 0). Unlike `permutation_test`, a seed's own offset (its base, its prompts) cancels
+    in its difference: the test compares seeds with themselves."""
+    x = torch.tensor([float(v) for v in values], dtype=torch.float64)
+    n = len(x)
+    if n < 1 or bool(torch.isnan(x).any()):
+        raise ValueError(f"values: need one or more per-seed differences without NaN, got {list(values)}")
+    observed = float(x.mean())
+    exact = n <= max_exact
+    if exact:
+        bits = torch.arange(2 ** n)[:, None] >> torch.arange(n)[None]
+        signs = 1.0 - 2.0 * (bits & 1).to(torch.float64)  # every sign vector, all +1 first
+    else:
+        g = torch.Generator().manual_seed(seed)
+        signs = 1.0 - 2.0 * torch.randint(0, 2, (n_perm, n), generator=g).to(torch.float64)
+    means = (signs * x).mean(1).abs()
+    extreme = int((means >= abs(observed) - 1e-12).sum())
+    p = extreme / len(means) if exact else (extreme + 1) / (len(means) + 1)
+    # the smallest p any data could reach: exact, the all-same-sign vector and its mirror tie
+    min_p = 2 / 2 ** n if exact else 1 / (len(means) + 1)
+    return {"observed": observed, "p": p, "n": n, "exact": exact, "n_sign_vectors": len(means),
+            "min_p": min(min_p, 1.0)}
+
+
 def label_permutations(n_a: int, n: int, n_perm: int, seed: int) -> Tensor:
     """(n_perm, n) float64 0/1 masks, each choosing `n_a` of `n` pooled rows as group a (seeded):
     the relabellings a two-sample permutation test scores every statistic on."""

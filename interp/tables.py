@@ -126,10 +126,25 @@ def e1_tables(res: dict, width: int = WIDTH) -> str:
             ("specific, seed t-interval", ci(ps, "{:+.3f}") + (f" (n={ps['n']})" if ps["n"] > 1 else "")),
             ("detectable (80%)", f"{mde:.3f}" if mde is not None else "-"),
             ("trait rank among animals", d["trait_rank_among_animals"]),
-            ("permutation p", f"{perm['p_value']:.3f} (min {perm['min_p']:.3f})"),
+            *_sign_flip_row(d.get("sign_flip_specific")),
+            ("permutation p (unpaired)", f"{perm['p_value']:.3f} (min {perm['min_p']:.3f})"),
         ), title=f"transfer {name}: trait minus reference student"))
     items.append("stage wall times (s): " + ", ".join(f"{k} {v}" for k, v in res["timings_s"].items()))
     return render(*items, width=width)
+
+
+SIGN_FLIP_HEADER = "p (sign-flip, seeds)"
+
+
+def _sign_flip_row(sf: dict | None) -> tuple:
+    """The primary p of a transfer, paired by seed; none in a results.json from before it was
+    reported (which keeps its unpaired permutation p)."""
+    return ((SIGN_FLIP_HEADER, f"{p_text(sf['p'])} (min {p_text(sf['min_p'])})"),) if sf else ()
+
+
+def p_text(p: float) -> str:
+    """A p to 3 decimals, or in exponent form below 0.001 (a sampled test's floor is 1e-4)."""
+    return f"{p:.3f}" if p >= 0.001 else f"{p:.1e}"
 
 
 def sweep_plan_table(plan: dict, width: int = WIDTH) -> str:
@@ -163,13 +178,21 @@ def sweep_tables(res: dict, width: int = WIDTH) -> str:
 
 def _sweep_comparison(name: str, entries: list[tuple[dict, dict]], cell, keys: list[str],
                       target: float | None) -> list:
-    perm = any("permutation_p" in e for _, e in entries)
-    transfer = _table(("cell", "transfer [95% CI]", "> 0", "rank") + (("perm. p",) if perm else ()),
+    # one p column: the sign-flip p over seeds where the report has it, else (an older report) the
+    # unpaired permutation p it had
+    if entries and all("sign_flip_specific" in e for _, e in entries):
+        p_head, p_of = ("p sign-flip",), lambda e: (p_text(e["sign_flip_specific"]["p"]),)
+    elif any("permutation_p" in e for _, e in entries):
+        p_head, p_of = ("perm. p",), lambda e: (f"{e['permutation_p']:.3f}",)
+    else:
+        p_head, p_of = (), lambda e: ()
+    transfer = _table(("cell", "transfer [95% CI]", "> 0", "rank") + p_head,
                       [(cell(r), ci(e["transfer_per_seed"], "{:+.2f}"), f"{e['positive_seeds']}/{e['n_seeds']}",
-                        e["trait_rank_among_animals"]) + ((f"{e['permutation_p']:.3f}",) if perm else ())
+                        e["trait_rank_among_animals"]) + p_of(e)
                        for r, e in entries],
                       title=f"{name}: trait-specific transfer per cell ({', '.join(keys)}); "
-                            "95% t-intervals over seeds")
+                            "95% t-intervals over seeds" + ("; p: sign-flip test over seeds, two-sided"
+                                                           if p_head == ("p sign-flip",) else ""))
     rows, power = [], []
     for r, e in entries:
         if r.get("broken"):

@@ -358,6 +358,19 @@ def test_results_count_questions_not_seeds():
     assert res["n_questions"] == 5 and res["seeds"] == [0, 1]
 
 
+def test_the_sign_flip_p_pairs_the_arms_by_seed():
+    from interp.stats import sign_flip_test
+
+    res = _synthetic_results(n_seeds=4)
+    # each seed's specific shift from its base, steered minus control: the paired difference
+    a, b = res["arms"]["steered"]["per_seed_specific_shift"], res["arms"]["control"]["per_seed_specific_shift"]
+    diffs = [x - y for x, y in zip(a, b)]
+    sf = res["transfer"]["steered-control"]["sign_flip_specific"]
+    assert sf["observed"] == pytest.approx(sum(diffs) / 4, abs=1e-6) and sf["n"] == 4 and sf["exact"]
+    assert all(d > 0 for d in diffs) and sf["p"] == 2 / 16  # steered up 0.5 on every seed: the floor
+    assert sf == sign_flip_test(diffs) | {"observed": sf["observed"]}  # the same test, float rounding aside
+
+
 def test_a_run_under_a_relative_root_is_read_from_any_directory_and_after_the_root_moves(tmp_path, monkeypatch):
     from interp.analysis.run import read_run
     from interp.plots.run_dir import run_figures

@@ -17,7 +17,7 @@ import torch
 
 from interp.config import load_config, parse_config
 from interp.runs import content_hash, load_tensors
-from interp.stats import t_interval
+from interp.stats import sign_flip_test, t_interval
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "experiments" / "results"
@@ -86,11 +86,26 @@ E5 = RESULTS / "e5-protocol-smollm2_d9adebbd2d"
 
 def _sign_flip_p(x: list[float]) -> float:
     """Exact two-sided sign-flip p over seeds (H0: the per-seed values are symmetric about 0)."""
+    res = sign_flip_test(x)
+    assert res["exact"] and res["n"] == len(x)
+    return res["p"]
+
+
+def _sign_flip_p_by_hand(x: list[float]) -> float:
+    """The README's E5 p as first computed: every sign vector listed by itertools."""
     import itertools
 
     t = torch.tensor(x, dtype=torch.float64)
     signs = torch.tensor(list(itertools.product([1.0, -1.0], repeat=len(x))), dtype=torch.float64)
     return float(((signs * t).mean(1).abs() >= t.mean().abs() - 1e-12).double().mean())
+
+
+def test_the_packages_sign_flip_p_is_the_one_the_readme_quotes_for_every_e5_cell():
+    results = json.loads((E5 / "results.json").read_text())
+    ps = [(_sign_flip_p(c["per_seed"]), _sign_flip_p_by_hand(c["per_seed"]))
+          for r in results["rows"] for c in r["comparisons"].values()]
+    assert len(ps) >= 8 and all(a == b for a, b in ps)  # identical, not approximately
+    assert len({a for a, _ in ps}) > 1  # the cells differ: the check is not of one constant
 
 
 def test_e5_record_is_the_committed_sweep_and_the_readme_quotes_it():
@@ -121,3 +136,47 @@ def test_e5_record_is_the_committed_sweep_and_the_readme_quotes_it():
             v = c["vs_reference"]
             assert f"{v['ratio']:.2f} [{v['ratio_ci95'][0]:.2f}, {v['ratio_ci95'][1]:.2f}]" in line
             assert f"| {v['power_1.8x']['power']:.2f} |" in line
+
+
+def test_a_record_from_before_the_sign_flip_p_prints_its_permutation_p_and_a_rerun_would_lead_with_sign_flip(tmp_path):
+    import copy
+    import math
+
+    from interp.plots.e1 import transfer_summary
+    from interp.results import load_results
+    from interp.tables import SIGN_FLIP_HEADER, e1_tables, sweep_tables
+
+    _, old, _ = _record(CONFIRM)
+    assert not any("sign_flip_specific" in d for d in old["transfer"].values())  # written before it existed
+    lines = e1_tables(old, width=80).splitlines()
+    assert max(map(len, lines)) <= 80 and not any(SIGN_FLIP_HEADER in ln for ln in lines)
+    perm = old["transfer"]["steered-random"]["permutation_specific"]
+    assert any("permutation p (unpaired)" in ln and f"{perm['p_value']:.3f}" in ln for ln in lines)
+    df = load_results(CONFIRM)
+    row = df[df.comparison == "steered-random"].iloc[0]
+    assert math.isnan(row.sign_flip_p) and row.permutation_p == perm["p_value"]
+    hover = transfer_summary(old).data[0].hovertext[0]
+    assert "permutation p" in hover and "sign-flip" not in hover
+    e5 = json.loads((E5 / "results.json").read_text())  # a sweep report without it: its permutation p
+    assert "perm. p" in sweep_tables(e5, width=80) and "sign-flip" not in sweep_tables(e5, width=80)
+
+    # what a rerun reports: summarize_e1's sign-flip p over the per-seed means of the same tensors
+    new = copy.deepcopy(old)
+    x = load_tensors(CONFIRM / "transfer.safetensors")
+    for name, d in new["transfer"].items():
+        d["sign_flip_specific"] = sign_flip_test(x[name].mean(-1).tolist())
+    sf = new["transfer"]["steered-random"]["sign_flip_specific"]
+    assert not sf["exact"] and sf["n"] == 20  # 20 seeds: 2^20 sign vectors, so sampled
+    assert 0 < sf["p"] < 0.05  # 17/20 seeds positive, the t-interval above 0
+    lines = e1_tables(new, width=80).splitlines()
+    assert max(map(len, lines)) <= 80
+    start = next(i for i, ln in enumerate(lines) if "transfer steered-random" in ln)
+    at = next(i for i in range(start, len(lines)) if SIGN_FLIP_HEADER in lines[i])
+    assert f"{sf['p']:.3f} (min 1.0e-04)" in lines[at]  # 10000 sampled sign vectors
+    assert at < next(i for i in range(start, len(lines)) if "permutation p" in lines[i])  # the primary p first
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "results.json").write_text(json.dumps(new))
+    df = load_results(tmp_path / "run")
+    assert df[df.comparison == "steered-random"].iloc[0].sign_flip_p == sf["p"]
+    hover = transfer_summary(new).data[0].hovertext[0]
+    assert hover.index("sign-flip p") < hover.index("permutation p")

@@ -87,3 +87,71 @@ def test_dose_shape_drops_nan_seeds_and_refuses_bad_input():
         dose_shape(DOSES, [[0, 1, 2]])
     with pytest.raises(ValueError, match="values: 1 seed"):
         dose_shape(DOSES, values[:2])
+
+
+# ----------------------------------------------------------------------------- sign-flip test
+
+
+def test_sign_flip_p_counts_the_sign_vectors_by_hand():
+    from interp.stats import sign_flip_test
+
+    # of the 8 sign vectors of [1, 2, 3] only +++ and --- reach |mean| 2
+    res = sign_flip_test([1.0, 2.0, 3.0])
+    assert res == {"observed": 2.0, "p": 2 / 8, "n": 3, "exact": True, "n_sign_vectors": 8, "min_p": 2 / 8}
+    # 10 positive seeds: only all-positive and all-negative are as extreme, the smallest p there is
+    res = sign_flip_test([0.1 * k + 0.05 for k in range(10)])
+    assert res["p"] == 2 / 1024 == res["min_p"] and res["n_sign_vectors"] == 1024
+    # symmetric about 0: the observed mean is 0, every sign vector is as extreme
+    assert sign_flip_test([-2.0, -1.0, 1.0, 2.0])["p"] == 1.0
+    assert sign_flip_test([0.7])["p"] == 1.0  # one seed cannot reject
+    assert sign_flip_test([1.0, 1.0, 1.0, -3.0])["p"] == 1.0  # mean 0 with no symmetry of its own
+    # [3, 1, 1]: signed sums 5, 3, 3, 1 and mirrors; only +-5 reach |5|: 2/8.
+    # [3, 1, -1]: the same sums, observed 3; +-5 and the four +-3 reach it: 6/8
+    assert sign_flip_test([3.0, 1.0, 1.0])["p"] == 2 / 8 and sign_flip_test([3.0, 1.0, -1.0])["p"] == 6 / 8
+
+
+def test_sign_flip_p_is_scipys_exact_paired_permutation_p():
+    from scipy import stats
+
+    from interp.stats import sign_flip_test
+
+    rng = np.random.default_rng(3)
+    for n in (4, 7, 11):
+        x = rng.normal(0.3, 1.0, n)
+        want = stats.permutation_test((x,), np.mean, permutation_type="samples", alternative="two-sided",
+                                      n_resamples=np.inf).pvalue  # exact: all 2^n sign flips
+        assert sign_flip_test(x.tolist())["p"] == pytest.approx(want, rel=1e-12)
+
+
+def test_sign_flip_monte_carlo_agrees_with_the_exact_p_and_is_seeded():
+    from interp.stats import sign_flip_test
+
+    rng = np.random.default_rng(5)
+    for shift in (0.0, 0.4, 0.8):
+        x = (rng.normal(shift, 1.0, 12)).tolist()
+        exact = sign_flip_test(x)
+        mc = sign_flip_test(x, n_perm=20000, seed=1, max_exact=0)
+        assert exact["exact"] and not mc["exact"] and mc["n_sign_vectors"] == 20000
+        assert abs(mc["p"] - exact["p"]) < 0.01, (exact["p"], mc["p"])
+        assert mc == sign_flip_test(x, n_perm=20000, seed=1, max_exact=0)  # the seed fixes it
+    assert sign_flip_test([1.0] * 20, n_perm=999)["p"] == 1 / 1000  # n > 16: sampled, never 0
+
+
+def test_sign_flip_sees_a_paired_effect_that_seed_offsets_hide_from_the_unpaired_permutation():
+    from interp.stats import permutation_test, sign_flip_test
+
+    # each seed has its own base offset (sd 2) shared by both arms; the trait adds 0.5 to every seed
+    rng = np.random.default_rng(0)
+    offsets = rng.normal(0, 2.0, 10)
+    trait, ref = (offsets + 0.5 + rng.normal(0, 0.1, 10)).tolist(), offsets.tolist()
+    assert sign_flip_test([a - b for a, b in zip(trait, ref)])["p"] == 2 / 1024
+    assert permutation_test(trait, ref)["p_value"] > 0.2
+
+
+def test_sign_flip_refuses_no_values_and_nan():
+    from interp.stats import sign_flip_test
+
+    with pytest.raises(ValueError, match="values: need one or more"):
+        sign_flip_test([])
+    with pytest.raises(ValueError, match="values: .* without NaN"):
+        sign_flip_test([1.0, math.nan])

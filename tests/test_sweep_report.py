@@ -17,6 +17,7 @@ from interp.models import load_model
 from interp.noise import WeightNoise, noised_model
 from interp.pipeline import TRANSFER_FILE
 from interp.runs import RESULTS_FILE, load_tensors, read_json, stage_dirs
+from interp.stats import sign_flip_test
 from interp.sweep import load_sweep, parse_sweep, run_sweep, summarize_sweep
 
 RAW = {
@@ -73,6 +74,10 @@ def test_every_comparison_per_cell_from_the_cells_transfer_tensors(report):
             t = cell_res["transfer"][name]  # rank and permutation need the per-animal scores: the cell's own
             assert c["trait_rank_among_animals"] == t["trait_rank_among_animals"]
             assert c["permutation_p"] == t["permutation_specific"]["p_value"]
+            # paired by seed: the per-seed means alone decide it, the same as the cell's own E1 table
+            sf = c["sign_flip_specific"]
+            assert sf == sign_flip_test(per_seed) | {"observed": sf["observed"]} and sf["n"] == 2 and sf["exact"]
+            assert sf["p"] == t["sign_flip_specific"]["p"] == (0.5 if per_seed[0] * per_seed[1] > 0 else 1.0)
             v = c["vs_reference"]
             assert v["ratio"] == pytest.approx(float(x.mean() / r.mean()))
             diffs = (x.mean(-1) - r.mean(-1)).tolist()

@@ -50,6 +50,31 @@ def test_sweep_tables_fit_80_columns_with_intervals_whole():
     assert any(line.startswith("* the reference") for line in lines)
 
 
+def test_the_sign_flip_p_is_the_primary_p_where_the_results_have_it():
+    from test_pipeline import _synthetic_results
+
+    from interp.stats import sign_flip_test
+    from interp.tables import SIGN_FLIP_HEADER
+
+    res = {**_synthetic_results(3), "timings_s": {"vector": 1.0}}
+    lines = _lines(e1_tables(res, width=80))
+    sf = res["transfer"]["steered-control"]["sign_flip_specific"]
+    at = next(i for i, line in enumerate(lines) if SIGN_FLIP_HEADER in line)
+    assert f"{sf['p']:.3f} (min {sf['min_p']:.3f})" in lines[at] and "permutation p (unpaired)" in lines[at + 1]
+
+    sweep = _sweep_results()
+    assert "perm. p" not in sweep_tables(sweep) and "sign-flip" not in sweep_tables(sweep)  # no p: no column
+    for r in sweep["rows"]:
+        r["permutation_p"] = 0.5
+    assert "perm. p" in sweep_tables(sweep, width=80)  # a report from before the sign-flip p
+    for r, values in zip(sweep["rows"], ([0.1, 0.2, 0.3], [-0.1, 0.2, 0.3], [0.1] * 20)):
+        r["sign_flip_specific"] = sign_flip_test(values, n_perm=9999)
+    lines = _lines(sweep_tables(sweep, width=80))
+    assert "p sign-flip" in "".join(lines) and "perm. p" not in "".join(lines)
+    for r, p in zip(sweep["rows"], ("0.250", "0.500", "1.0e-04")):  # 2/8, 4/8 (+-0.6, +-0.4), sampled 1/10000
+        assert any(ci(r["transfer_per_seed"], "{:+.2f}") in line and p in line for line in lines), p
+
+
 def test_markup_like_text_is_printed_as_it_is():
     res = _sweep_results()
     res["comparison"] = "[bold]steered[/bold]-control"

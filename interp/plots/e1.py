@@ -102,10 +102,17 @@ _MEASURES = (
 )
 
 
-def _permutation_text(perm: dict | None) -> str:
-    if not perm:
-        return ""
-    return f"<br>permutation p (specific shift, students as replicates) = {perm['p_value']:.4g} (smallest possible {perm['min_p']:.4g})"
+def _permutation_text(perm: dict | None, sign_flip: dict | None = None) -> str:
+    """The primary p (sign-flip over seeds, paired) first where the results have it, then the
+    unpaired permutation p (all that a run from before the sign-flip p has)."""
+    out = ""
+    if sign_flip:
+        out += (f"<br>sign-flip p (specific shift, paired by seed) = {sign_flip['p']:.4g}"
+                f" (smallest possible {sign_flip['min_p']:.4g})")
+    if perm:
+        out += (f"<br>permutation p (specific shift, students as replicates) = {perm['p_value']:.4g}"
+                f" (smallest possible {perm['min_p']:.4g})")
+    return out
 
 
 def _covers(d: dict) -> str:
@@ -126,7 +133,7 @@ def transfer_summary(results: dict) -> go.Figure:
         hover = [
             f"<b>{n}</b>: {label}<br>{ci_text(transfer[n][key])}<br>interval covers: {_covers(transfer[n][key])}"
             f"<br>P ratio {transfer[n]['prob_ratio']:.6g}×; trait rank among animals {transfer[n]['trait_rank_among_animals']}"
-            + _permutation_text(transfer[n].get("permutation_specific"))
+            + _permutation_text(transfer[n].get("permutation_specific"), transfer[n].get("sign_flip_specific"))
             for n in names
         ]
         fig.add_trace(go.Scatter(
