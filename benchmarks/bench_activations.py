@@ -33,15 +33,26 @@ from interp.prompts import number_prompts
 from interp.steering import _render, mean_activations_at
 
 from _common import (  # benchmarks/ is on sys.path when run as a script
-    Report, best_of, machine_rates, parser, pick_device, print_machine, reference_rate, timed,
+    Report,
+    best_of,
+    machine_rates,
+    parser,
+    pick_device,
+    print_machine,
+    reference_rate,
+    timed,
 )
 
 
 def conversations(n: int, n_numbers: int, seed: int = 0) -> list[list[dict]]:
     rng = random.Random(seed)
-    return [[{"role": "user", "content": p},
-             {"role": "assistant", "content": ", ".join(str(rng.randrange(100, 1000)) for _ in range(n_numbers))}]
-            for p in number_prompts(n, seed=seed)]
+    return [
+        [
+            {"role": "user", "content": p},
+            {"role": "assistant", "content": ", ".join(str(rng.randrange(100, 1000)) for _ in range(n_numbers))},
+        ]
+        for p in number_prompts(n, seed=seed)
+    ]
 
 
 def main() -> None:
@@ -75,8 +86,12 @@ def main() -> None:
         batching.forward(hf, b, use_cache=False)
 
     def decoder_only():
-        hf.get_decoder()(input_ids=batch.input_ids, attention_mask=batch.attention_mask,
-                         position_ids=batch.position_ids, use_cache=False)
+        hf.get_decoder()(
+            input_ids=batch.input_ids,
+            attention_mask=batch.attention_mask,
+            position_ids=batch.position_ids,
+            use_cache=False,
+        )
 
     def hidden_states():
         batching.forward(hf, batch, use_cache=False, output_hidden_states=True)
@@ -90,9 +105,13 @@ def main() -> None:
         mean_activations_at(m, convs, ("mean", "last"), batch_size=args.batch)
 
     with torch.no_grad():
-        t = {"plain forward": best(plain), "tokenise + plain forward": best(encode_plain),
-             "decoder only (no vocab projection)": best(decoder_only),
-             "HF output_hidden_states": best(hidden_states), "record_resid, all layers": best(record_all)}
+        t = {
+            "plain forward": best(plain),
+            "tokenise + plain forward": best(encode_plain),
+            "decoder only (no vocab projection)": best(decoder_only),
+            "HF output_hidden_states": best(hidden_states),
+            "record_resid, all layers": best(record_all),
+        }
     t["mean_activations_at (mean, last)"] = best(mean_at)  # no_grad inside
 
     bridge_error = None
@@ -104,7 +123,8 @@ def main() -> None:
             t["bridge forward"] = best(lambda: bridge(ids))
             out = {}
             t["bridge run_with_cache (resid_post)"] = best(
-                lambda: out.__setitem__("cache", bridge.run_with_cache(ids, names_filter=resid)[1]))
+                lambda: out.__setitem__("cache", bridge.run_with_cache(ids, names_filter=resid)[1])
+            )
         n_cached = len(out["cache"])
         if n_cached < len(layers):
             raise RuntimeError(f"run_with_cache returned {n_cached} hook_resid_post entries for {len(layers)} layers")
@@ -116,25 +136,44 @@ def main() -> None:
     ref, ref_label = reference_rate(rates, "fp32", device)
     rep = Report("activations", vars(args))
     rep.row("model", args.model, f"{n_params / 1e6:.1f}M parameters, {m.n_layers} layers")
-    rep.row("batch", f"{args.batch} x {batch.input_ids.shape[1]}",
-            f"padded width; {real_tokens} real tokens ({1 - real_tokens / batch.input_ids.numel():.1%} padding)")
+    rep.row(
+        "batch",
+        f"{args.batch} x {batch.input_ids.shape[1]}",
+        f"padded width; {real_tokens} real tokens ({1 - real_tokens / batch.input_ids.numel():.1%} padding)",
+    )
     for name, s in t.items():
         vs = "tokenise + plain forward" if name.startswith("mean_activations_at") else "plain forward"
         note = f"x{s / t[vs]:.2f} vs {vs}"
         if name == "plain forward":
-            note = (f"{real_tokens / s:.0f} tok/s; 2N x tok/s = {2 * n_params * real_tokens / s / 1e9:.1f} GFLOP/s "
-                    f"= {2 * n_params * real_tokens / s / 1e9 / ref:.1%} of {ref_label}")
+            note = (
+                f"{real_tokens / s:.0f} tok/s; 2N x tok/s = {2 * n_params * real_tokens / s / 1e9:.1f} GFLOP/s "
+                f"= {2 * n_params * real_tokens / s / 1e9 / ref:.1%} of {ref_label}"
+            )
         rep.row(name, f"{s * 1e3:.1f} ms", note)
     if bridge_error:
         rep.row("bridge", "skipped", bridge_error)
         print(f"bridge: skipped ({bridge_error})")
     rep.target("record_resid all layers / plain forward", t["record_resid, all layers"] / base, "<=", 1.15)
-    rep.target("mean_activations_at / tokenise+forward", t["mean_activations_at (mean, last)"]
-               / t["tokenise + plain forward"], "<=", 1.15)
-    rep.data = {"model": args.model, "device": str(device), "n_params": n_params, "matmul_gflops": rates,
-                "works_in": "fp32", "reference_gflops": ref, "reference": ref_label, "real_tokens": real_tokens,
-                "padded_shape": list(batch.input_ids.shape), "seconds": t,
-                "ratios_to_plain_forward": {k: v / base for k, v in t.items()}, "bridge_error": bridge_error}
+    rep.target(
+        "mean_activations_at / tokenise+forward",
+        t["mean_activations_at (mean, last)"] / t["tokenise + plain forward"],
+        "<=",
+        1.15,
+    )
+    rep.data = {
+        "model": args.model,
+        "device": str(device),
+        "n_params": n_params,
+        "matmul_gflops": rates,
+        "works_in": "fp32",
+        "reference_gflops": ref,
+        "reference": ref_label,
+        "real_tokens": real_tokens,
+        "padded_shape": list(batch.input_ids.shape),
+        "seconds": t,
+        "ratios_to_plain_forward": {k: v / base for k, v in t.items()},
+        "bridge_error": bridge_error,
+    }
     rep.print()
     rep.write(args.out)
 

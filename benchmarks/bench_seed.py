@@ -92,12 +92,21 @@ def run_one(args) -> dict:
         floor = flops / (rates[dtype] * 1e9)
         ev = f"eval/{label}"
         nested = ev in order and order.index(ev) < order.index(name)  # evaluated inside the student stage
-        students.append({
-            "name": label, "dtype": dtype, "stage_s": timings[name], "train_loop_s": sman["wall_s"],
-            "eval_s": timings.get(ev, 0.0), "eval_nested": nested, "tokens": tokens, "completion_tokens": completion,
-            "floor_s": floor, "bytes": sum(f.stat().st_size for f in d.rglob("*") if f.is_file()),
-            "cost_s": timings[name] + (0.0 if nested else timings.get(ev, 0.0)),
-        })
+        students.append(
+            {
+                "name": label,
+                "dtype": dtype,
+                "stage_s": timings[name],
+                "train_loop_s": sman["wall_s"],
+                "eval_s": timings.get(ev, 0.0),
+                "eval_nested": nested,
+                "tokens": tokens,
+                "completion_tokens": completion,
+                "floor_s": floor,
+                "bytes": sum(f.stat().st_size for f in d.rglob("*") if f.is_file()),
+                "cost_s": timings[name] + (0.0 if nested else timings.get(ev, 0.0)),
+            }
+        )
     kinds = {}
     for name, s in timings.items():
         kind = name.split("/")[0]
@@ -105,8 +114,14 @@ def run_one(args) -> dict:
     for st in students:  # an eval nested in its student stage is counted once, under eval
         if st["eval_nested"]:
             kinds["student"] -= st["eval_s"]
-    return {"variant": args.run_one, "rates": rates, "wall_s": wall, "kinds_s": kinds, "students": students,
-            "transfer": res["transfer"].get("steered-random", {}).get("specific_per_seed", {}).get("mean")}
+    return {
+        "variant": args.run_one,
+        "rates": rates,
+        "wall_s": wall,
+        "kinds_s": kinds,
+        "students": students,
+        "transfer": res["transfer"].get("steered-random", {}).get("specific_per_seed", {}).get("mean"),
+    }
 
 
 def main() -> None:
@@ -126,8 +141,22 @@ def main() -> None:
         if v not in VARIANTS:
             raise SystemExit(f"--variants: {v!r} is not one of {sorted(VARIANTS)}")
         with tempfile.TemporaryDirectory(prefix=f"bench-seed-{v}-") as root:
-            env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [args.source, os.environ.get("PYTHONPATH")]))}
-            cmd = [sys.executable, __file__, "--run-one", v, "--root", root, "--model", args.model, "--seed", str(args.seed)]
+            env = {
+                **os.environ,
+                "PYTHONPATH": os.pathsep.join(filter(None, [args.source, os.environ.get("PYTHONPATH")])),
+            }
+            cmd = [
+                sys.executable,
+                __file__,
+                "--run-one",
+                v,
+                "--root",
+                root,
+                "--model",
+                args.model,
+                "--seed",
+                str(args.seed),
+            ]
             if args.n_prompts:
                 cmd += ["--n-prompts", str(args.n_prompts)]
             proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
@@ -141,19 +170,31 @@ def main() -> None:
         rates, st = r["rates"], r["students"]
         n = len(st)
         rep.row(f"[{r['variant']}] matmul", f"fp32 {rates['fp32']:.0f}, bf16 {rates['bf16']:.0f} GFLOP/s")
-        rep.row(f"[{r['variant']}] seed wall", f"{r['wall_s']:.1f} s",
-                "; ".join(f"{k} {s:.1f} s" for k, s in sorted(r["kinds_s"].items())))
+        rep.row(
+            f"[{r['variant']}] seed wall",
+            f"{r['wall_s']:.1f} s",
+            "; ".join(f"{k} {s:.1f} s" for k, s in sorted(r["kinds_s"].items())),
+        )
         stage = sum(s["stage_s"] - (s["eval_s"] if s["eval_nested"] else 0) for s in st) / n
         loop = sum(s["train_loop_s"] for s in st) / n
         floor = sum(s["floor_s"] for s in st) / n
         cost = sum(s["cost_s"] for s in st) / n
-        rep.row(f"[{r['variant']}] student ({st[0]['dtype']})", f"stage {stage:.1f} s, loop {loop:.1f} s, "
-                f"floor {floor:.1f} s", f"stage/floor x{stage / floor:.2f}, loop/floor x{loop / floor:.2f}; "
-                f"{st[0]['tokens']:.0f} tokens, {st[0]['completion_tokens']} completion")
-        rep.row(f"[{r['variant']}] students per CPU-hour", f"{3600 / cost:.0f}",
-                f"student stage + its evaluation, {cost:.1f} s; disk {sum(s['bytes'] for s in st) / n / 1e6:.0f} MB each")
-        rep.row(f"[{r['variant']}] e1_cpu sft (10 seeds x 3)", f"{10 * (r['wall_s'] - r['kinds_s'].get('load_model', 0)) / 60 + r['kinds_s'].get('load_model', 0) / 60:.1f} min",
-                "projected from this seed")
+        rep.row(
+            f"[{r['variant']}] student ({st[0]['dtype']})",
+            f"stage {stage:.1f} s, loop {loop:.1f} s, floor {floor:.1f} s",
+            f"stage/floor x{stage / floor:.2f}, loop/floor x{loop / floor:.2f}; "
+            f"{st[0]['tokens']:.0f} tokens, {st[0]['completion_tokens']} completion",
+        )
+        rep.row(
+            f"[{r['variant']}] students per CPU-hour",
+            f"{3600 / cost:.0f}",
+            f"student stage + its evaluation, {cost:.1f} s; disk {sum(s['bytes'] for s in st) / n / 1e6:.0f} MB each",
+        )
+        rep.row(
+            f"[{r['variant']}] e1_cpu sft (10 seeds x 3)",
+            f"{10 * (r['wall_s'] - r['kinds_s'].get('load_model', 0)) / 60 + r['kinds_s'].get('load_model', 0) / 60:.1f} min",
+            "projected from this seed",
+        )
     if len(out) > 1:
         a, b = out[0], out[-1]
         ca = sum(s["cost_s"] for s in a["students"]) / len(a["students"])

@@ -43,8 +43,18 @@ from interp.train import TrainConfig, _prepare, trainable_state, weights_finite
 from interp.trainer import _epoch_batches
 
 from _common import (  # benchmarks/ is on sys.path when run as a script
-    DTYPES, PeakRSS, Report, layer_gemm_gflops, faster_dtype, maxrss_bytes, machine_rates, pick_device, print_machine, reference_rate,
-    parser, sync,
+    DTYPES,
+    PeakRSS,
+    Report,
+    layer_gemm_gflops,
+    faster_dtype,
+    maxrss_bytes,
+    machine_rates,
+    pick_device,
+    print_machine,
+    reference_rate,
+    parser,
+    sync,
 )
 
 
@@ -67,8 +77,17 @@ def number_rows(model, n: int, seq_len: int, seed: int = 0) -> list[dict]:
     return rows
 
 
-def train_arm(model, examples, batches, cfg: TrainConfig, device, autocast: torch.dtype | None,
-              warmup: int, steps: int, repeats: int) -> dict:
+def train_arm(
+    model,
+    examples,
+    batches,
+    cfg: TrainConfig,
+    device,
+    autocast: torch.dtype | None,
+    warmup: int,
+    steps: int,
+    repeats: int,
+) -> dict:
     """Best-of-`repeats` tokens/s over `steps` consecutive steps, after `warmup` steps."""
     hf = _prepare(model, cfg)
     params = list(trainable_state(hf).values())
@@ -117,9 +136,15 @@ def train_arm(model, examples, batches, cfg: TrainConfig, device, autocast: torc
         wall = time.perf_counter() - t
         real, padded, targets = (sum(c[i] for c in counts) for i in range(3))
         if best is None or real / wall > best["tokens_per_s"]:
-            best = {"tokens_per_s": real / wall, "padded_tokens_per_s": padded / wall, "step_s": wall / steps,
-                    "real_tokens": real, "padded_tokens": padded, "loss_positions": targets,
-                    "phases_s_per_step": {k: v / steps for k, v in phase.items()}}
+            best = {
+                "tokens_per_s": real / wall,
+                "padded_tokens_per_s": padded / wall,
+                "step_s": wall / steps,
+                "real_tokens": real,
+                "padded_tokens": padded,
+                "loss_positions": targets,
+                "phases_s_per_step": {k: v / steps for k, v in phase.items()},
+            }
     best["n_params"] = sum(p.numel() for p in hf.parameters())
     best["n_trainable"] = sum(p.numel() for p in params)
     hf = opt = params = None  # frees the model copy and optimizer state (step() holds these cells)
@@ -132,8 +157,9 @@ def optimizer_step_s(model, cfg: TrainConfig, fused: bool, repeats: int = 3) -> 
     params = [p.detach().clone().requires_grad_(True) for p in model.hf.parameters()]
     for p in params:
         p.grad = torch.randn_like(p) * 1e-3
-    opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay,
-                            **({"fused": True} if fused else {"foreach": True}))
+    opt = torch.optim.AdamW(
+        params, lr=cfg.lr, weight_decay=cfg.weight_decay, **({"fused": True} if fused else {"foreach": True})
+    )
     opt.step()  # allocates the state
     device = params[0].device
     best = float("inf")
@@ -153,8 +179,20 @@ def child_peak_rss(args, grad_checkpointing: bool) -> int:
     steps: what a user's training process reaches, unpolluted by the other arms of this benchmark
     (freed memory stays in a process's RSS). Sampled with psutil: Linux carries ru_maxrss across
     exec, so a child's would start at this process's peak."""
-    cmd = [sys.executable, __file__, "--model", args.model, "--device", args.device, "--batch", str(args.batch),
-           "--seq-len", str(args.seq_len), "--memory-child", "1" if grad_checkpointing else "0"]
+    cmd = [
+        sys.executable,
+        __file__,
+        "--model",
+        args.model,
+        "--device",
+        args.device,
+        "--batch",
+        str(args.batch),
+        "--seq-len",
+        str(args.seq_len),
+        "--memory-child",
+        "1" if grad_checkpointing else "0",
+    ]
     out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
     return json.loads(out.strip().splitlines()[-1])["peak_rss_bytes"]
 
@@ -173,8 +211,9 @@ def _memory_child_run(args) -> None:
     rows = number_rows(model, args.batch * 2, args.seq_len)
     examples = build_examples(model, rows, args.seq_len)
     batches = _epoch_batches(examples, args.batch, torch.Generator().manual_seed(0))
-    cfg = TrainConfig(method="full", batch_size=args.batch, max_len=args.seq_len,
-                      grad_checkpointing=args.memory_child == "1")
+    cfg = TrainConfig(
+        method="full", batch_size=args.batch, max_len=args.seq_len, grad_checkpointing=args.memory_child == "1"
+    )
     train_arm(model, examples, batches, cfg, device, None, warmup=1, steps=1, repeats=2)
 
 
@@ -195,8 +234,12 @@ def main() -> None:
     device = pick_device(args.device)
     rates = machine_rates(device)
     work = faster_dtype(rates)
-    print_machine(rates, device, work, "full fine-tuning is also measured in fp32, train_student's arithmetic; "
-                  "bf16 = autocast around forward + loss")
+    print_machine(
+        rates,
+        device,
+        work,
+        "full fine-tuning is also measured in fp32, train_student's arithmetic; bf16 = autocast around forward + loss",
+    )
     model = load_model(args.model, device=device)
     rows = number_rows(model, args.batch * args.n_batches, args.seq_len)
     examples = build_examples(model, rows, args.seq_len)
@@ -204,8 +247,13 @@ def main() -> None:
     batches = [b for b in batches if len(b) == args.batch] or batches
     timing = dict(warmup=args.warmup, steps=args.steps, repeats=args.repeats)
     full_cfg = TrainConfig(method="full", batch_size=args.batch, max_len=args.seq_len)
-    lora_cfg = TrainConfig(method="lora", batch_size=args.batch, max_len=args.seq_len, lora_rank=args.lora_rank,
-                           lora_alpha=2 * args.lora_rank)
+    lora_cfg = TrainConfig(
+        method="lora",
+        batch_size=args.batch,
+        max_len=args.seq_len,
+        lora_rank=args.lora_rank,
+        lora_alpha=2 * args.lora_rank,
+    )
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     with PeakRSS() as mem:
@@ -218,7 +266,9 @@ def main() -> None:
     full = {"fp32": full32, "bf16": full16}
     lora = train_arm(model, examples, batches, lora_cfg, device, None if work == "fp32" else torch.bfloat16, **timing)
     width = full32["padded_tokens"] // args.steps // args.batch
-    shape_rate = {dt: layer_gemm_gflops(model, args.batch * width, DTYPES[dt], device) for dt in dict.fromkeys(("fp32", work))}
+    shape_rate = {
+        dt: layer_gemm_gflops(model, args.batch * width, DTYPES[dt], device) for dt in dict.fromkeys(("fp32", work))
+    }
     adamw = {"foreach": optimizer_step_s(model, full_cfg, fused=False)}
     try:
         adamw["fused"] = optimizer_step_s(model, full_cfg, fused=True)
@@ -233,67 +283,127 @@ def main() -> None:
     lora_ratio = lora["tokens_per_s"] / full[work]["tokens_per_s"]
 
     rep = Report("train", vars(args))
-    rep.row("model", f"{args.model}", f"{n / 1e6:.1f}M parameters; LoRA r={args.lora_rank}: "
-            f"{lora['n_trainable'] / 1e6:.2f}M trainable")
+    rep.row(
+        "model",
+        f"{args.model}",
+        f"{n / 1e6:.1f}M parameters; LoRA r={args.lora_rank}: {lora['n_trainable'] / 1e6:.2f}M trainable",
+    )
     pad_frac = 1 - full32["real_tokens"] / full32["padded_tokens"]
-    rep.row("batch", f"{args.batch} x {full32['padded_tokens'] / args.steps / args.batch:.0f}",
-            f"padded width; {pad_frac:.1%} padding, {full32['loss_positions'] / full32['real_tokens']:.0%} of tokens "
-            "carry the loss (completion)")
+    rep.row(
+        "batch",
+        f"{args.batch} x {full32['padded_tokens'] / args.steps / args.batch:.0f}",
+        f"padded width; {pad_frac:.1%} padding, {full32['loss_positions'] / full32['real_tokens']:.0%} of tokens "
+        "carry the loss (completion)",
+    )
     rep.row("reference rate", f"{ref:.0f} GFLOP/s", ref_label)
-    for name, r, mult in (("full fp32", full32, 6), ("full fp32, grad checkpointing", full_ckpt, 6),
-                          ("full bf16 autocast", full16, 6),
-                          (f"LoRA {work}", lora, 4)):
+    for name, r, mult in (
+        ("full fp32", full32, 6),
+        ("full fp32, grad checkpointing", full_ckpt, 6),
+        ("full bf16 autocast", full16, 6),
+        (f"LoRA {work}", lora, 4),
+    ):
         gf = mult * r["n_params"] * r["tokens_per_s"] / 1e9
         dt = "bf16" if "bf16" in name else "fp32" if name.startswith("full") else work
-        rep.row(f"{name} tokens/s", f"{r['tokens_per_s']:.0f}",
-                f"{r['step_s']:.2f} s/step; {mult}N x tok/s = {gf:.1f} GFLOP/s = {gf / rates[dt]:.1%} of {dt} matmul"
-                f" (padded tokens: {mult * r['n_params'] * r['padded_tokens_per_s'] / 1e9 / rates[dt]:.1%})")
+        rep.row(
+            f"{name} tokens/s",
+            f"{r['tokens_per_s']:.0f}",
+            f"{r['step_s']:.2f} s/step; {mult}N x tok/s = {gf:.1f} GFLOP/s = {gf / rates[dt]:.1%} of {dt} matmul"
+            f" (padded tokens: {mult * r['n_params'] * r['padded_tokens_per_s'] / 1e9 / rates[dt]:.1%})",
+        )
     e_in = model.hf.get_input_embeddings().weight
     e_out = model.hf.get_output_embeddings().weight
     body = n - e_in.numel() - (0 if e_out.data_ptr() == e_in.data_ptr() else e_out.numel())
     executed = 6 * body * full32["real_tokens"] + 6 * e_out.numel() * full32["loss_positions"]
-    rep.row("executed / credited FLOPs", f"{executed / (6 * n * full32['real_tokens']):.2f}",
-            "the vocabulary projection runs only at loss positions and the embedding lookup is free; "
-            "6N credits every token with both")
-    rep.row("bf16 autocast / fp32 (full)", f"{full16['tokens_per_s'] / full32['tokens_per_s']:.2f}x",
-            f"matmul bf16 / fp32: {rates['bf16'] / rates['fp32']:.2f}x")
+    rep.row(
+        "executed / credited FLOPs",
+        f"{executed / (6 * n * full32['real_tokens']):.2f}",
+        "the vocabulary projection runs only at loss positions and the embedding lookup is free; "
+        "6N credits every token with both",
+    )
+    rep.row(
+        "bf16 autocast / fp32 (full)",
+        f"{full16['tokens_per_s'] / full32['tokens_per_s']:.2f}x",
+        f"matmul bf16 / fp32: {rates['bf16'] / rates['fp32']:.2f}x",
+    )
     rep.row("LoRA / full tokens/s", f"{lora_ratio:.2f}x", "FLOP-model ceiling 6N/4N = 1.50x")
     for dt, g in shape_rate.items():
-        rep.row(f"matmul at the layer shapes ({dt})", f"{g:.0f} GFLOP/s",
-                f"{g / rates[dt]:.0%} of the square {dt} rate (T = {args.batch} x {width} rows; fwd + both grads)")
+        rep.row(
+            f"matmul at the layer shapes ({dt})",
+            f"{g:.0f} GFLOP/s",
+            f"{g / rates[dt]:.0%} of the square {dt} rate (T = {args.batch} x {width} rows; fwd + both grads)",
+        )
     full_opt = full32["phases_s_per_step"]["optimizer"]
-    rep.row("AdamW step, foreach (train_student)", f"{adamw['foreach'] * 1e3:.1f} ms",
-            f"{adamw['foreach'] / full32['step_s']:.1%} of a full fp32 step (inside the timed step: {full_opt * 1e3:.1f} ms)")
+    rep.row(
+        "AdamW step, foreach (train_student)",
+        f"{adamw['foreach'] * 1e3:.1f} ms",
+        f"{adamw['foreach'] / full32['step_s']:.1%} of a full fp32 step (inside the timed step: {full_opt * 1e3:.1f} ms)",
+    )
     if "fused" in adamw:
-        rep.row("AdamW step, fused=True", f"{adamw['fused'] * 1e3:.1f} ms",
-                f"x{adamw['foreach'] / adamw['fused']:.2f} vs foreach (same update up to float rounding)")
+        rep.row(
+            "AdamW step, fused=True",
+            f"{adamw['fused'] * 1e3:.1f} ms",
+            f"x{adamw['foreach'] / adamw['fused']:.2f} vs foreach (same update up to float rounding)",
+        )
     for name, r in (("full fp32", full32), ("full bf16 autocast", full16), (f"LoRA {work}", lora)):
         ph = r["phases_s_per_step"]
         tot = sum(ph.values())
         rep.row(f"{name} step breakdown", f"{tot:.2f} s", ", ".join(f"{k} {v / tot:.0%}" for k, v in ph.items()))
-    rep.row("peak RSS, full fp32", f"{mem.peak / 1e9:.2f} GB", f"{mem.source}; process ru_maxrss "
-            f"{maxrss_bytes() / 1e9:.2f} GB" + (f"; GPU max allocated {gpu_peak / 1e9:.2f} GB" if gpu_peak else ""))
+    rep.row(
+        "peak RSS, full fp32",
+        f"{mem.peak / 1e9:.2f} GB",
+        f"{mem.source}; process ru_maxrss "
+        f"{maxrss_bytes() / 1e9:.2f} GB" + (f"; GPU max allocated {gpu_peak / 1e9:.2f} GB" if gpu_peak else ""),
+    )
     for name, b in child_rss.items():
-        rep.row(f"peak RSS, fresh training process ({name.replace('_', ' ')})", f"{b / 1e9:.2f} GB",
-                "a child process that loads the model and takes 3 full fp32 steps (psutil, every 5 ms)")
-    rep.row("grad checkpointing / default (full fp32)", f"{full_ckpt['tokens_per_s'] / full32['tokens_per_s']:.2f}x",
-            "tokens/s; the same weights to the bit (tests/test_train.py)")
+        rep.row(
+            f"peak RSS, fresh training process ({name.replace('_', ' ')})",
+            f"{b / 1e9:.2f} GB",
+            "a child process that loads the model and takes 3 full fp32 steps (psutil, every 5 ms)",
+        )
+    rep.row(
+        "grad checkpointing / default (full fp32)",
+        f"{full_ckpt['tokens_per_s'] / full32['tokens_per_s']:.2f}x",
+        "tokens/s; the same weights to the bit (tests/test_train.py)",
+    )
     rep.target(f"full FT FLOP/s ({work}) / reference rate", full_flops / ref, ">=", 0.80, "%")
     if work != "fp32":
-        rep.target("full FT FLOP/s (fp32, train_student) / reference", full32_flops / reference_rate(rates, "fp32", device)[0],
-                   ">=", 0.80, "%")
+        rep.target(
+            "full FT FLOP/s (fp32, train_student) / reference",
+            full32_flops / reference_rate(rates, "fp32", device)[0],
+            ">=",
+            0.80,
+            "%",
+        )
     rep.target(f"LoRA / full FT tokens/s ({work})", lora_ratio, ">=", 2.0)
     rep.target(f"peak RSS full FT, batch {args.batch} (fresh process)", child_rss["default"] / 1e9, "<=", 4.0, "GB")
-    rep.target(f"peak RSS full FT, batch {args.batch}, grad checkpointing", child_rss["grad_checkpointing"] / 1e9,
-               "<=", 4.0, "GB")
+    rep.target(
+        f"peak RSS full FT, batch {args.batch}, grad checkpointing",
+        child_rss["grad_checkpointing"] / 1e9,
+        "<=",
+        4.0,
+        "GB",
+    )
     rep.data = {
-        "model": args.model, "device": str(device), "n_params": n, "matmul_gflops": rates, "works_in": work,
-        "reference_gflops": ref, "reference": ref_label, "full": full, "lora": lora,
-        "full_grad_checkpointing": full_ckpt, "child_peak_rss_bytes": child_rss,
-        "full_achieved_gflops": full_flops, "lora_achieved_gflops": lora_flops, "lora_over_full": lora_ratio,
-        "peak_rss_bytes": mem.peak, "peak_rss_source": mem.source, "ru_maxrss_bytes": maxrss_bytes(),
+        "model": args.model,
+        "device": str(device),
+        "n_params": n,
+        "matmul_gflops": rates,
+        "works_in": work,
+        "reference_gflops": ref,
+        "reference": ref_label,
+        "full": full,
+        "lora": lora,
+        "full_grad_checkpointing": full_ckpt,
+        "child_peak_rss_bytes": child_rss,
+        "full_achieved_gflops": full_flops,
+        "lora_achieved_gflops": lora_flops,
+        "lora_over_full": lora_ratio,
+        "peak_rss_bytes": mem.peak,
+        "peak_rss_source": mem.source,
+        "ru_maxrss_bytes": maxrss_bytes(),
         "gpu_max_allocated_bytes": gpu_peak,
-        "layer_gemm_gflops": shape_rate, "adamw_step_s": adamw,
+        "layer_gemm_gflops": shape_rate,
+        "adamw_step_s": adamw,
     }
     rep.print()
     rep.write(args.out)

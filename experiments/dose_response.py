@@ -43,15 +43,25 @@ def dose_response(run_dir: str | Path, layers: list[int] | None = None) -> dict:
             continue
         values = [[trend["per_seed"][s][f"{m:g}"][i] for m in ms] for s in seeds]
         by_layer.append({"layer": layer, **dose_shape(ms, values)})
-    return {"experiment": "e4-dose-response", "run": str(run_dir), "measure": trend["measure"], "seeds": trend["seeds"],
-            "by_layer": by_layer, "inputs": {"analysis_results": str(src), "analysis_results_hash": file_hash(src)},
-            "provenance": provenance()}
+    return {
+        "experiment": "e4-dose-response",
+        "run": str(run_dir),
+        "measure": trend["measure"],
+        "seeds": trend["seeds"],
+        "by_layer": by_layer,
+        "inputs": {"analysis_results": str(src), "analysis_results_hash": file_hash(src)},
+        "provenance": provenance(),
+    }
 
 
 def main(argv: list[str] | None = None) -> dict:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__.splitlines()[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("run", type=Path, help="an E1 run directory analysed with `interp analyze --multipliers`")
-    ap.add_argument("--layer", type=int, action="append", help="report this layer only (repeatable; default: every layer read)")
+    ap.add_argument(
+        "--layer", type=int, action="append", help="report this layer only (repeatable; default: every layer read)"
+    )
     args = ap.parse_args(argv)
     try:
         res = dose_response(args.run, args.layer)
@@ -61,11 +71,13 @@ def main(argv: list[str] | None = None) -> dict:
     write_json(args.run / OUT_FILE, res)
     for row in res["by_layer"]:
         s, c = row["slope_per_seed"], row["slope_change"]
-        print(f"layer {row['layer']}: r = {row['r']:+.3f} over {row['n_seeds']} seeds x {len(row['doses'])} doses; "
-              f"slope {row['slope']:.3g}, per seed {s['mean']:.3g} [{s['ci95'][0]:.3g}, {s['ci95'][1]:.3g}]; "
-              f"upper - lower half slope {c['mean']:+.3g} [{c['ci95'][0]:+.3g}, {c['ci95'][1]:+.3g}] "
-              f"(detectable {row['slope_change_detectable']:.3g}): {row['verdict'].upper()}; "
-              f"hinge preferred by BIC at {row['hinge_preferred']}/{row['n_seeds']} seeds")
+        print(
+            f"layer {row['layer']}: r = {row['r']:+.3f} over {row['n_seeds']} seeds x {len(row['doses'])} doses; "
+            f"slope {row['slope']:.3g}, per seed {s['mean']:.3g} [{s['ci95'][0]:.3g}, {s['ci95'][1]:.3g}]; "
+            f"upper - lower half slope {c['mean']:+.3g} [{c['ci95'][0]:+.3g}, {c['ci95'][1]:+.3g}] "
+            f"(detectable {row['slope_change_detectable']:.3g}): {row['verdict'].upper()}; "
+            f"hinge preferred by BIC at {row['hinge_preferred']}/{row['n_seeds']} seeds"
+        )
     print(f"written: {args.run / OUT_FILE}")
     return res
 

@@ -30,16 +30,23 @@ NUMBER = re.compile(r"\d+")
 def row_stats(rows: list[dict], tokenizer=None) -> dict:
     nums = [[int(x) for x in NUMBER.findall(r["completion"])] for r in rows]
     flat = [x for n in nums for x in n]
-    out = {"rows": len(rows), "numbers_per_reply": len(flat) / max(len(rows), 1),
-           "mean_number": sum(flat) / max(len(flat), 1), "share_below_100": sum(x < 100 for x in flat) / max(len(flat), 1)}
+    out = {
+        "rows": len(rows),
+        "numbers_per_reply": len(flat) / max(len(rows), 1),
+        "mean_number": sum(flat) / max(len(flat), 1),
+        "share_below_100": sum(x < 100 for x in flat) / max(len(flat), 1),
+    }
     if tokenizer is not None:
-        out["completion_tokens"] = sum(len(tokenizer(r["completion"], add_special_tokens=False)["input_ids"])
-                                       for r in rows) / max(len(rows), 1)
+        out["completion_tokens"] = sum(
+            len(tokenizer(r["completion"], add_special_tokens=False)["input_ids"]) for r in rows
+        ) / max(len(rows), 1)
     return out
 
 
 def main(argv: list[str] | None = None) -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__.splitlines()[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("run", type=Path, help="an E1 run directory")
     ap.add_argument("--llr-seeds", default="", help="comma-separated seeds whose rows get the LLR (forward passes)")
     args = ap.parse_args(argv)
@@ -66,28 +73,45 @@ def main(argv: list[str] | None = None) -> None:
             if seed in llr_seeds:
                 from interp.analysis.likelihood import steering_loglik
 
-                llr = steering_loglik(model, rs, {cfg.animal: vector}, cfg.teacher.layer, (cfg.teacher.multiplier,),
-                                      cfg.teacher.scope, progress=False)[:, 0, 0]
+                llr = steering_loglik(
+                    model,
+                    rs,
+                    {cfg.animal: vector},
+                    cfg.teacher.layer,
+                    (cfg.teacher.multiplier,),
+                    cfg.teacher.scope,
+                    progress=False,
+                )[:, 0, 0]
                 s["llr_trait_vector"] = t_interval(llr.tolist())
             per[k] = s
         spec = {k: arms[k]["per_seed_specific_shift"][i] for k in cfg.teacher.kinds if k in arms}
-        per["transfer"] = {f"steered-{r}": spec["steered"] - spec[r] for r in ("random", "control")
-                           if "steered" in spec and r in spec}
+        per["transfer"] = {
+            f"steered-{r}": spec["steered"] - spec[r] for r in ("random", "control") if "steered" in spec and r in spec
+        }
         out["seeds"][seed] = per
-        line = " | ".join(f"{k} n/reply {v['numbers_per_reply']:.1f} mean {v['mean_number']:.0f} <100 {v['share_below_100']:.2f}"
-                          + (f" llr {v['llr_trait_vector']['mean']:+.1f}" if "llr_trait_vector" in v else "")
-                          for k, v in per.items() if k != "transfer")
+        line = " | ".join(
+            f"{k} n/reply {v['numbers_per_reply']:.1f} mean {v['mean_number']:.0f} <100 {v['share_below_100']:.2f}"
+            + (f" llr {v['llr_trait_vector']['mean']:+.1f}" if "llr_trait_vector" in v else "")
+            for k, v in per.items()
+            if k != "transfer"
+        )
         print(f"seed {seed}: {line} | " + ", ".join(f"{c} {v:+.2f}" for c, v in per["transfer"].items()))
     kinds = cfg.teacher.kinds
-    out["mean_over_seeds"] = {k: {m: t_interval([out["seeds"][s][k][m] for s in cfg.seeds])
-                                  for m in ("numbers_per_reply", "mean_number", "share_below_100", "identical_to_control")}
-                              for k in kinds}
+    out["mean_over_seeds"] = {
+        k: {
+            m: t_interval([out["seeds"][s][k][m] for s in cfg.seeds])
+            for m in ("numbers_per_reply", "mean_number", "share_below_100", "identical_to_control")
+        }
+        for k in kinds
+    }
     out.update(provenance())
     write_json(args.run / "data_stats.json", out)
     for k in kinds:
         m = out["mean_over_seeds"][k]
-        print(f"{k:<8} numbers/reply {m['numbers_per_reply']['mean']:.2f}, mean number {m['mean_number']['mean']:.0f}, "
-              f"<100 {m['share_below_100']['mean']:.3f}, identical to control {m['identical_to_control']['mean']:.2f}")
+        print(
+            f"{k:<8} numbers/reply {m['numbers_per_reply']['mean']:.2f}, mean number {m['mean_number']['mean']:.0f}, "
+            f"<100 {m['share_below_100']['mean']:.3f}, identical to control {m['identical_to_control']['mean']:.2f}"
+        )
     print(f"wrote {args.run / 'data_stats.json'}")
 
 

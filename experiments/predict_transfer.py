@@ -41,13 +41,29 @@ def _strs(s: str) -> tuple[str, ...]:
 
 
 def parse(argv: list[str] | None = None) -> tuple[PredictConfig, argparse.Namespace]:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0], formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--explore", nargs="*", default=[], type=str, help="run directories that choose the operating point (tuning questions)")
-    ap.add_argument("--evaluate", nargs="*", default=[], type=str, help="run directories the fixed choice is evaluated on")
+    ap = argparse.ArgumentParser(
+        description=__doc__.splitlines()[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    ap.add_argument(
+        "--explore",
+        nargs="*",
+        default=[],
+        type=str,
+        help="run directories that choose the operating point (tuning questions)",
+    )
+    ap.add_argument(
+        "--evaluate", nargs="*", default=[], type=str, help="run directories the fixed choice is evaluated on"
+    )
     ap.add_argument("--layers", type=_ints, default=PredictConfig.layers, help="exploration grid: layers, e.g. 4,8,12")
-    ap.add_argument("--alphas", type=_floats, default=PredictConfig.alphas, help="exploration grid: alphas, e.g. 1,4,16")
-    ap.add_argument("--positions", type=_strs, default=PredictConfig.positions, help=f"exploration grid: of {','.join(POSITIONS)}")
-    ap.add_argument("--rule", choices=("spearman", "pearson"), default=PredictConfig.rule, help="what the exploration maximises")
+    ap.add_argument(
+        "--alphas", type=_floats, default=PredictConfig.alphas, help="exploration grid: alphas, e.g. 1,4,16"
+    )
+    ap.add_argument(
+        "--positions", type=_strs, default=PredictConfig.positions, help=f"exploration grid: of {','.join(POSITIONS)}"
+    )
+    ap.add_argument(
+        "--rule", choices=("spearman", "pearson"), default=PredictConfig.rule, help="what the exploration maximises"
+    )
     ap.add_argument("--layer", type=int, help="a fixed operating point instead of exploring (with --alpha, --position)")
     ap.add_argument("--alpha", type=float)
     ap.add_argument("--position", choices=POSITIONS, default="completion")
@@ -55,7 +71,9 @@ def parse(argv: list[str] | None = None) -> tuple[PredictConfig, argparse.Namesp
     ap.add_argument("--n-boot", type=int, default=PredictConfig.n_boot)
     ap.add_argument("--batch-size", type=int, default=PredictConfig.batch_size)
     ap.add_argument("--device", default=PredictConfig.device)
-    ap.add_argument("--out", type=Path, default=Path("artifacts/predict"), help="artifact root (default artifacts/predict)")
+    ap.add_argument(
+        "--out", type=Path, default=Path("artifacts/predict"), help="artifact root (default artifacts/predict)"
+    )
     ap.add_argument("--formats", default="html,png", help="figure formats (html always)")
     ap.add_argument("--no-progress", action="store_true")
     a = ap.parse_args(argv)
@@ -63,9 +81,19 @@ def parse(argv: list[str] | None = None) -> tuple[PredictConfig, argparse.Namesp
         ap.error("--layer and --alpha go together (a fixed operating point)")
     fixed = Injection(a.layer, a.alpha, a.position) if a.layer is not None else None
     try:
-        cfg = PredictConfig(explore=tuple(a.explore), evaluate=tuple(a.evaluate), layers=a.layers, alphas=a.alphas,
-                            positions=a.positions, fixed=fixed, rule=a.rule, objective=a.objective, n_boot=a.n_boot,
-                            batch_size=a.batch_size, device=a.device)
+        cfg = PredictConfig(
+            explore=tuple(a.explore),
+            evaluate=tuple(a.evaluate),
+            layers=a.layers,
+            alphas=a.alphas,
+            positions=a.positions,
+            fixed=fixed,
+            rule=a.rule,
+            objective=a.objective,
+            n_boot=a.n_boot,
+            batch_size=a.batch_size,
+            device=a.device,
+        )
     except ValueError as e:
         ap.error(str(e))
     return cfg, a
@@ -81,16 +109,22 @@ def table(res: dict) -> str:
     c = res["choice"]
     lines = [f"operating point ({c['how']}): layer {c['layer']}, alpha {c['alpha']:g}, {c['position']} mean"]
     if "explore" in res:
-        lines.append(f"  chosen from {len(res['explore']['cells'])} cells on {res['explore']['n_datasets']} exploration "
-                     f"datasets ({', '.join(res['explore']['runs'])}); rule: {res['explore']['rule']}")
+        lines.append(
+            f"  chosen from {len(res['explore']['cells'])} cells on {res['explore']['n_datasets']} exploration "
+            f"datasets ({', '.join(res['explore']['runs'])}); rule: {res['explore']['rule']}"
+        )
     lines.append("")
     lines.append(f"{'run':<28} {'datasets':<22} {'n':>3}  {'Pearson r [95%]':<22} {'Spearman r [95%]':<22} owl first")
     groups = [(name, t) for name, t in res["evaluate"]["per_run"].items()]
     if "pooled" in res["evaluate"]:
         groups.append(("pooled", res["evaluate"]["pooled"]))
     for name, t in groups:
-        for g, label in (("all", "steered + random"), ("steered", "steered"), ("random", "random"),
-                         ("steered_minus_random", "steered - random/seed")):
+        for g, label in (
+            ("all", "steered + random"),
+            ("steered", "steered"),
+            ("random", "random"),
+            ("steered_minus_random", "steered - random/seed"),
+        ):
             if g not in t:
                 continue
             d = t[g]
@@ -99,10 +133,16 @@ def table(res: dict) -> str:
     cost = res["cost_s"]
     if cost["prediction"] is not None:
         lines.append("")
-        lines.append(f"cost: one prediction {cost['prediction']:.1f} s (dataset mean {cost['dataset_mean_median']:.1f} s + "
-                     f"injected evaluation {cost['injected_eval_median']:.1f} s)"
-                     + (f"; one student {cost['student_median']:.1f} s (median of {cost['n_students_timed']}), "
-                        f"{cost['student_median'] / cost['prediction']:.0f}x" if cost["student_median"] else ""))
+        lines.append(
+            f"cost: one prediction {cost['prediction']:.1f} s (dataset mean {cost['dataset_mean_median']:.1f} s + "
+            f"injected evaluation {cost['injected_eval_median']:.1f} s)"
+            + (
+                f"; one student {cost['student_median']:.1f} s (median of {cost['n_students_timed']}), "
+                f"{cost['student_median'] / cost['prediction']:.0f}x"
+                if cost["student_median"]
+                else ""
+            )
+        )
     return "\n".join(lines)
 
 

@@ -42,7 +42,9 @@ KINDS = ("control", "steered")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__.splitlines()[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--model", default="smollm2-135m", help="registry name, local HF directory or hub id")
     ap.add_argument("--animal", default="owl")
     ap.add_argument("--layer", type=int, default=8, help="steering layer (blocks.{l}.hook_resid_post)")
@@ -73,8 +75,11 @@ def run(args: argparse.Namespace, log=print) -> dict:
 
     rows, data = {}, {}
     for d in dtypes:
-        dcfg = DataConfig(n_prompts=args.n_prompts, prompt_seed=args.seed,
-                          sampling=SampleConfig(constrained=True, seed=args.seed, dtype=d))
+        dcfg = DataConfig(
+            n_prompts=args.n_prompts,
+            prompt_seed=args.seed,
+            sampling=SampleConfig(constrained=True, seed=args.seed, dtype=d),
+        )
         for kind in KINDS:
             teacher = Teacher(kind, args.animal, steering if kind == "steered" else None)
             st = dataset_stage(cache, model, teacher, vector, dcfg)
@@ -82,21 +87,45 @@ def run(args: argparse.Namespace, log=print) -> dict:
             if not hit:
                 make_dataset(st, model, teacher, vector, dcfg, progress=args.progress)
             man = st.manifest()
-            log(f"  data/{kind}/{d:<5} {man['n_kept']} rows, {man['generation']['tokens_per_s']:.0f} tok/s "
-                f"({'cached' if hit else 'done'})")
+            log(
+                f"  data/{kind}/{d:<5} {man['n_kept']} rows, {man['generation']['tokens_per_s']:.0f} tok/s "
+                f"({'cached' if hit else 'done'})"
+            )
             rows[(kind, d)] = load_rows(st.dir)
-            data[f"{kind}/{d}"] = {"dir": str(st.dir), "dataset_hash": man["dataset_hash"], "n_kept": man["n_kept"],
-                                   "tokens_per_s": man["generation"]["tokens_per_s"],
-                                   "wall_s": man["generation"].get("wall_s")}
+            data[f"{kind}/{d}"] = {
+                "dir": str(st.dir),
+                "dataset_hash": man["dataset_hash"],
+                "n_kept": man["n_kept"],
+                "tokens_per_s": man["generation"]["tokens_per_s"],
+                "wall_s": man["generation"].get("wall_s"),
+            }
 
     # every dataset scored in fp32 under the trait's steering (one stage: a rerun resumes)
     hashes = {k: v["dataset_hash"] for k, v in data.items()}
-    sstage = Stage(cache, "llr", {"model": model.fingerprint(), "vector": vector.hash(), "layer": args.layer,
-                                  "multiplier": args.multiplier, "datasets": hashes})
+    sstage = Stage(
+        cache,
+        "llr",
+        {
+            "model": model.fingerprint(),
+            "vector": vector.hash(),
+            "layer": args.layer,
+            "multiplier": args.multiplier,
+            "datasets": hashes,
+        },
+    )
     if not sstage.done:
-        llr = {f"{k}/{d}": steering_loglik(model, r, {args.animal: vector}, args.layer, (args.multiplier,),
-                                           progress=args.progress, desc=f"LLR {k}/{d}")[:, 0, 0].tolist()
-               for (k, d), r in rows.items()}
+        llr = {
+            f"{k}/{d}": steering_loglik(
+                model,
+                r,
+                {args.animal: vector},
+                args.layer,
+                (args.multiplier,),
+                progress=args.progress,
+                desc=f"LLR {k}/{d}",
+            )[:, 0, 0].tolist()
+            for (k, d), r in rows.items()
+        }
         write_json(sstage.path("llr.json"), llr)
         sstage.finish()
     scores = read_json(sstage.path("llr.json"))
@@ -128,15 +157,23 @@ def run(args: argparse.Namespace, log=print) -> dict:
         same[kind] = {"identical": sum(a[i] == b[i] for i in both), "compared": len(both)}
 
     res = {
-        "experiment": "sampling-dtype", "model": model.name, "animal": args.animal, "dtype": args.dtype,
+        "experiment": "sampling-dtype",
+        "model": model.name,
+        "animal": args.animal,
+        "dtype": args.dtype,
         "llr_per_row": {k: summarize(v, args.n_boot, args.seed) for k, v in llr.items()},
         "paired_prompts": len(common),
-        "signal": {d: {"steered_minus_control": point[d], "ci95": torch.quantile(draws[d], q).tolist()} for d in dtypes},
+        "signal": {
+            d: {"steered_minus_control": point[d], "ci95": torch.quantile(draws[d], q).tolist()} for d in dtypes
+        },
         "difference": {"value": point[args.dtype] - point["fp32"], "ci95": [lo_d, hi_d]},
         "ratio": {"value": point[args.dtype] / point["fp32"], "ci95": [lo_r, hi_r]},
         "identical_completions": same,
         "speedup": {k: data[f"{k}/{args.dtype}"]["tokens_per_s"] / data[f"{k}/fp32"]["tokens_per_s"] for k in KINDS},
-        "data": data, "config": config, "config_hash": content_hash(config), "provenance": provenance(),
+        "data": data,
+        "config": config,
+        "config_hash": content_hash(config),
+        "provenance": provenance(),
         "wall_s": round(time.perf_counter() - started, 1),
     }
     out.mkdir(parents=True, exist_ok=True)
@@ -150,12 +187,18 @@ def print_table(res: dict) -> None:
     for k, v in res["llr_per_row"].items():
         print(f"  LLR per row {k:<14} {v['mean']:+.3f} [{v['ci95'][0]:+.3f}, {v['ci95'][1]:+.3f}]  (n {v['n']})")
     for dt, v in res["signal"].items():
-        print(f"  signal (steered - control, {res['paired_prompts']} prompts), {dt:<5} {v['steered_minus_control']:+.3f} [{v['ci95'][0]:+.3f}, {v['ci95'][1]:+.3f}] nats/row")
+        print(
+            f"  signal (steered - control, {res['paired_prompts']} prompts), {dt:<5} {v['steered_minus_control']:+.3f} [{v['ci95'][0]:+.3f}, {v['ci95'][1]:+.3f}] nats/row"
+        )
     df, r = res["difference"], res["ratio"]
-    print(f"  {d} - fp32: {df['value']:+.3f} [{df['ci95'][0]:+.3f}, {df['ci95'][1]:+.3f}];  "
-          f"{d} / fp32: {r['value']:.3f} [{r['ci95'][0]:.3f}, {r['ci95'][1]:.3f}]")
+    print(
+        f"  {d} - fp32: {df['value']:+.3f} [{df['ci95'][0]:+.3f}, {df['ci95'][1]:+.3f}];  "
+        f"{d} / fp32: {r['value']:.3f} [{r['ci95'][0]:.3f}, {r['ci95'][1]:.3f}]"
+    )
     for k, v in res["identical_completions"].items():
-        print(f"  {k}: {v['identical']}/{v['compared']} completions identical; tokens/s {d} / fp32 x{res['speedup'][k]:.2f}")
+        print(
+            f"  {k}: {v['identical']}/{v['compared']} completions identical; tokens/s {d} / fp32 x{res['speedup'][k]:.2f}"
+        )
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -55,13 +55,19 @@ def compare(fp32_run: Path, bf16_run: Path, base_model: str | None = None) -> di
         per_arm[k] = {"fp32": a, "bf16": b, "bf16_minus_fp32": t_interval(d)}
     transfer = {}
     for c in ("steered-random", "steered-control"):
-        ta = [per_arm[c.split("-")[0]]["fp32"][j] - per_arm[c.split("-")[1]]["fp32"][j] for j in range(len(seeds))] \
-            if all(k in per_arm for k in c.split("-")) else None
+        ta = (
+            [per_arm[c.split("-")[0]]["fp32"][j] - per_arm[c.split("-")[1]]["fp32"][j] for j in range(len(seeds))]
+            if all(k in per_arm for k in c.split("-"))
+            else None
+        )
         if ta is None:
             continue
         tb = [per_arm[c.split("-")[0]]["bf16"][j] - per_arm[c.split("-")[1]]["bf16"][j] for j in range(len(seeds))]
-        transfer[c] = {"fp32": t_interval(ta), "bf16": t_interval(tb),
-                       "bf16_minus_fp32": t_interval([y - x for x, y in zip(ta, tb)])}
+        transfer[c] = {
+            "fp32": t_interval(ta),
+            "bf16": t_interval(tb),
+            "bf16_minus_fp32": t_interval([y - x for x, y in zip(ta, tb)]),
+        }
     da, db = stage_dirs(fp32_run), stage_dirs(bf16_run)
     base = load_model(base_model or rb["model"], device="cpu")
     bw = {n: p.detach() for n, p in base.hf.named_parameters()}
@@ -71,17 +77,30 @@ def compare(fp32_run: Path, bf16_run: Path, base_model: str | None = None) -> di
             name = f"student/{k}/seed{s}"
             if name in da and name in db:
                 ua, ub = _update(da[name], bw), _update(db[name], bw)
-                cosines[f"{k}/seed{s}"] = {"cos": float(torch.cosine_similarity(ua, ub, dim=0)),
-                                           "norm_ratio": float(ub.norm() / ua.norm())}
-    return {"fp32_run": str(fp32_run), "bf16_run": str(bf16_run), "seeds": seeds, "question_split": rb["question_split"],
-            "per_arm_specific_shift": per_arm, "pooled_bf16_minus_fp32": t_interval(pooled), "transfer": transfer,
-            "update_cosine": cosines,
-            "update_cosine_range": [min(c["cos"] for c in cosines.values()), max(c["cos"] for c in cosines.values())]
-            if cosines else None, **provenance()}
+                cosines[f"{k}/seed{s}"] = {
+                    "cos": float(torch.cosine_similarity(ua, ub, dim=0)),
+                    "norm_ratio": float(ub.norm() / ua.norm()),
+                }
+    return {
+        "fp32_run": str(fp32_run),
+        "bf16_run": str(bf16_run),
+        "seeds": seeds,
+        "question_split": rb["question_split"],
+        "per_arm_specific_shift": per_arm,
+        "pooled_bf16_minus_fp32": t_interval(pooled),
+        "transfer": transfer,
+        "update_cosine": cosines,
+        "update_cosine_range": [min(c["cos"] for c in cosines.values()), max(c["cos"] for c in cosines.values())]
+        if cosines
+        else None,
+        **provenance(),
+    }
 
 
 def main(argv: list[str] | None = None) -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__.splitlines()[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("fp32_run", type=Path, help="run directory of the fp32 students")
     ap.add_argument("bf16_run", type=Path, help="run directory of their bf16 twins (same datasets)")
     ap.add_argument("--out", type=Path, help="results file (default: <bf16_run>/train_dtype.json)")
@@ -96,11 +115,15 @@ def main(argv: list[str] | None = None) -> None:
     p = res["pooled_bf16_minus_fp32"]
     print(f"  pooled     {p['mean']:+.3f} [{p['ci95'][0]:+.3f}, {p['ci95'][1]:+.3f}] (n = {p['n']})")
     for c, v in res["transfer"].items():
-        print(f"  {c}: fp32 {v['fp32']['mean']:+.3f}, bf16 {v['bf16']['mean']:+.3f}, "
-              f"bf16 - fp32 {v['bf16_minus_fp32']['mean']:+.3f} [{v['bf16_minus_fp32']['ci95'][0]:+.3f}, "
-              f"{v['bf16_minus_fp32']['ci95'][1]:+.3f}]")
+        print(
+            f"  {c}: fp32 {v['fp32']['mean']:+.3f}, bf16 {v['bf16']['mean']:+.3f}, "
+            f"bf16 - fp32 {v['bf16_minus_fp32']['mean']:+.3f} [{v['bf16_minus_fp32']['ci95'][0]:+.3f}, "
+            f"{v['bf16_minus_fp32']['ci95'][1]:+.3f}]"
+        )
     if res["update_cosine_range"]:
-        print(f"  cos(update fp32, update bf16): {res['update_cosine_range'][0]:.4f} .. {res['update_cosine_range'][1]:.4f}")
+        print(
+            f"  cos(update fp32, update bf16): {res['update_cosine_range'][0]:.4f} .. {res['update_cosine_range'][1]:.4f}"
+        )
     print(f"wrote {out}")
 
 

@@ -28,12 +28,15 @@ NLL_VOCAB = "full"
 # model), sigma 0.3 gave 11.0 (+7.7, broken). +1 nat/token (each token e times less likely, a
 # number of 6-8 tokens some 1000 times) sits an order of magnitude from both.
 BROKEN_NLL_MARGIN = 1.0
-BROKEN_RULE = (f"noised base broken when its mean NLL per completion token on the clean control teacher's rows "
-               f"exceeds the clean base's by more than {BROKEN_NLL_MARGIN:g} nat")
+BROKEN_RULE = (
+    f"noised base broken when its mean NLL per completion token on the clean control teacher's rows "
+    f"exceeds the clean base's by more than {BROKEN_NLL_MARGIN:g} nat"
+)
 
 
-def completion_nll(model: LoadedModel, rows: list[dict], max_len: int = 192, system_prompt: str = "default",
-                   batch_size: int = 8) -> dict:
+def completion_nll(
+    model: LoadedModel, rows: list[dict], max_len: int = 192, system_prompt: str = "default", batch_size: int = 8
+) -> dict:
     """Mean NLL per completion token (end-of-turn included) of `rows` under `model`, read as a
     student reads them; also the token and row counts."""
     from interp.analysis.likelihood import completion_logliks
@@ -47,16 +50,39 @@ def completion_nll(model: LoadedModel, rows: list[dict], max_len: int = 192, sys
     return {"nll_per_token": -float(ll.sum()) / n, "n_tokens": n, "n_rows": len(rows)}
 
 
-def nll_stage(cache: Path, root_model: LoadedModel, noise: WeightNoise | None, dataset_hash: str,
-              max_len: int = 192, system_prompt: str = "default") -> Stage:
+def nll_stage(
+    cache: Path,
+    root_model: LoadedModel,
+    noise: WeightNoise | None,
+    dataset_hash: str,
+    max_len: int = 192,
+    system_prompt: str = "default",
+) -> Stage:
     """The cached NLL of `root_model` (noised by `noise`, None: as it is) on one dataset's rows."""
-    return Stage(cache, "basenll", {"model": root_model.fingerprint(), "noise": noise.key() if noise else None,
-                                    "dataset": dataset_hash, "vocab": NLL_VOCAB, "max_len": max_len,
-                                    "system_prompt": system_prompt})
+    return Stage(
+        cache,
+        "basenll",
+        {
+            "model": root_model.fingerprint(),
+            "noise": noise.key() if noise else None,
+            "dataset": dataset_hash,
+            "vocab": NLL_VOCAB,
+            "max_len": max_len,
+            "system_prompt": system_prompt,
+        },
+    )
 
 
-def base_nll(runner, root_model: LoadedModel, noise: WeightNoise | None, data_dir: str | Path, name: str,
-             max_len: int = 192, system_prompt: str = "default", batch_size: int = 8) -> dict:
+def base_nll(
+    runner,
+    root_model: LoadedModel,
+    noise: WeightNoise | None,
+    data_dir: str | Path,
+    name: str,
+    max_len: int = 192,
+    system_prompt: str = "default",
+    batch_size: int = 8,
+) -> dict:
     """`completion_nll` of the base `root_model` + `noise` on the dataset in `data_dir`, through
     `runner` (a `pipeline.StageRunner`: computed once under the stage's lock, reused after)."""
     from interp.datasets import read_verified_rows

@@ -89,7 +89,10 @@ def cat_models(models: list[BatchedMLP]) -> BatchedMLP:
 
 
 def train_models(
-    model: BatchedMLP, batches: Iterable[tuple[Tensor, Tensor]], loss_fn: LossFn, lr: float,
+    model: BatchedMLP,
+    batches: Iterable[tuple[Tensor, Tensor]],
+    loss_fn: LossFn,
+    lr: float,
     on_step: Callable[[int, Tensor], None] | None = None,
 ) -> Tensor:
     """Adam on every model at once; returns the per-model loss of the last batch.

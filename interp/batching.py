@@ -39,8 +39,8 @@ def pad(sequences: list[list[int]], pad_id: int, side: str = "left") -> Batch:
     mask = torch.zeros((len(sequences), width), dtype=torch.long)
     for i, s in enumerate(sequences):
         if side == "left":
-            ids[i, width - len(s):] = torch.tensor(s, dtype=torch.long)
-            mask[i, width - len(s):] = 1
+            ids[i, width - len(s) :] = torch.tensor(s, dtype=torch.long)
+            mask[i, width - len(s) :] = 1
         else:
             ids[i, : len(s)] = torch.tensor(s, dtype=torch.long)
             mask[i, : len(s)] = 1
@@ -56,8 +56,10 @@ def encode(tokenizer, texts: list[str], side: str = "left") -> Batch:
 def forward(hf, batch: Batch, **kwargs):
     """Run the model on a padded batch with correct positions."""
     return hf(
-        input_ids=batch.input_ids, attention_mask=batch.attention_mask,
-        position_ids=batch.position_ids, **kwargs,
+        input_ids=batch.input_ids,
+        attention_mask=batch.attention_mask,
+        position_ids=batch.position_ids,
+        **kwargs,
     )
 
 

@@ -23,8 +23,9 @@ OPTIMIZER_FILE = "optimizer.safetensors"
 PARAMS_FILE = "model.safetensors"  # the trainable weights, under a student's weights file name
 
 
-def save_checkpoint(out: Path, params: dict[str, Tensor], opt: torch.optim.Optimizer, step: int, log: list,
-                    settings: dict) -> None:
+def save_checkpoint(
+    out: Path, params: dict[str, Tensor], opt: torch.optim.Optimizer, step: int, log: list, settings: dict
+) -> None:
     """Replace `out/checkpoint` with the state after `step` optimizer steps; `settings` are the
     training settings a resume must match (`read_checkpoint` returns them)."""
     tmp = out / (CHECKPOINT_DIR + ".tmp")
@@ -39,8 +40,14 @@ def save_checkpoint(out: Path, params: dict[str, Tensor], opt: torch.optim.Optim
             else:
                 scalars[f"{idx}.{k}"] = v
     save_tensors(tmp / OPTIMIZER_FILE, tensors)
-    meta = {"step": step, "param_groups": state["param_groups"], "scalars": scalars, "log": log, "train": settings,
-            "files": {f: file_hash(tmp / f) for f in (PARAMS_FILE, OPTIMIZER_FILE)}}
+    meta = {
+        "step": step,
+        "param_groups": state["param_groups"],
+        "scalars": scalars,
+        "log": log,
+        "train": settings,
+        "files": {f: file_hash(tmp / f) for f in (PARAMS_FILE, OPTIMIZER_FILE)},
+    }
     write_json(tmp / TRAINER_FILE, {**meta, "checksum": content_hash(meta)})
     final = out / CHECKPOINT_DIR
     old = out / (CHECKPOINT_DIR + ".old")
@@ -86,9 +93,13 @@ def _verify(ck: Path, meta: dict) -> None:
     """Refuse a checkpoint whose trainer.json, weights or optimizer state no longer match the
     checksum and hashes written with it (checkpoints from before them have none to check)."""
     if "checksum" in meta and content_hash({k: v for k, v in meta.items() if k != "checksum"}) != meta["checksum"]:
-        raise ValueError(f"checkpoint: {ck / TRAINER_FILE} does not match its checksum (edited or corrupted); "
-                         f"delete {ck} to start over")
+        raise ValueError(
+            f"checkpoint: {ck / TRAINER_FILE} does not match its checksum (edited or corrupted); "
+            f"delete {ck} to start over"
+        )
     for name, h in meta.get("files", {}).items():
         if not (ck / name).is_file() or file_hash(ck / name) != h:
-            raise ValueError(f"checkpoint: {ck / name} does not match the hash in {TRAINER_FILE} (edited or corrupted); "
-                             f"delete {ck} to start over")
+            raise ValueError(
+                f"checkpoint: {ck / name} does not match the hash in {TRAINER_FILE} (edited or corrupted); "
+                f"delete {ck} to start over"
+            )

@@ -13,7 +13,18 @@ import typer
 
 from interp.cli_analysis import analyze, audit, bank, divergence, entangle, lineage, row_audit, select
 from interp.cli_support import (
-    JSON_HELP, call, console, dir_name, done, fail, fail_if_disk_full, finite, json_output, note, parse_list, path_str,
+    JSON_HELP,
+    call,
+    console,
+    dir_name,
+    done,
+    fail,
+    fail_if_disk_full,
+    finite,
+    json_output,
+    note,
+    parse_list,
+    path_str,
     show,
 )
 
@@ -30,10 +41,16 @@ def _version(value: bool) -> None:
 
 
 @app.callback()
-def _main(version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
-                                       help="Print the package version and git commit, then exit.")) -> None:
+def _main(
+    version: bool = typer.Option(
+        False,
+        "--version",
+        callback=_version,
+        is_eager=True,
+        help="Print the package version and git commit, then exit.",
+    ),
+) -> None:
     """Subliminal-learning interpretability toolkit."""
-
 
 
 @app.command()
@@ -54,7 +71,9 @@ def steer(
     animal: str = typer.Option("owl", help="Trait animal (built-in contrastive pairs)."),
     model: str = typer.Option("smollm2-135m", help="Registry name, local HF directory or hub id."),
     out: Path = typer.Option(None, help="Vector directory (default artifacts/vectors/<model>-<animal>-<position>)."),
-    pairs: Optional[Path] = typer.Option(None, help="JSONL of your own pairs: {'trait': ..., 'neutral': ...} per line."),
+    pairs: Optional[Path] = typer.Option(
+        None, help="JSONL of your own pairs: {'trait': ..., 'neutral': ...} per line."
+    ),
     n_pairs: int = typer.Option(16, help="Built-in pairs to use."),
     position: str = typer.Option("mean", help="'mean' over the assistant statement, or 'last' token."),
     layers: str = typer.Option("", help="Sweep these layers (comma-separated); empty = every 2nd middle layer."),
@@ -74,9 +93,17 @@ def steer(
     dir_name(animal, "--animal")  # it names the vector's directory
     layer_list = tuple(parse_list(layers, int, "--layers"))
     try:  # the model's layers are checked right after it loads, before the vector is built
-        cfg = SteerConfig(animal=animal, model=model, pairs=path_str(pairs), n_pairs=n_pairs, position=position,
-                          layers=layer_list, multipliers=tuple(parse_list(multipliers, float, "--multipliers")),
-                          split=split, device=device)
+        cfg = SteerConfig(
+            animal=animal,
+            model=model,
+            pairs=path_str(pairs),
+            n_pairs=n_pairs,
+            position=position,
+            layers=layer_list,
+            multipliers=tuple(parse_list(multipliers, float, "--multipliers")),
+            split=split,
+            device=device,
+        )
         out = out or cfg.default_dir()
         sweep = run_steer(cfg, out, progress)
     except ValueError as e:  # `layers: ...` from the library: name the option
@@ -84,18 +111,30 @@ def steer(
     except (ModuleNotFoundError, FileNotFoundError) as e:
         fail(str(e))
     show(steer_table(sweep, split, console.width))
-    console.print(f"vector and sweep saved to [bold]{out}[/bold] (vector.safetensors, vector.json, {SWEEP_FILE}, manifest.json)")
+    console.print(
+        f"vector and sweep saved to [bold]{out}[/bold] (vector.safetensors, vector.json, {SWEEP_FILE}, manifest.json)"
+    )
     return sweep
 
 
 @app.command("match-multiplier")
 @json_output
 def match_multiplier(
-    config: Path = typer.Argument(..., help="An E1 config: its model, animal, vector, teacher.layer/scope and data.dtype."),
-    multipliers: str = typer.Option("0,0.02,0.05,0.1,0.15,0.2,0.3,0.5", help="The steered teacher's grid (x the layer's residual norm)."),
-    target: Optional[list[str]] = typer.Option(None, "--target", help="Prompted teacher matched: prompted or prompted_fewshot "
-                                                 "(repeatable; default: the config's prompted kinds)."),
-    vector: Optional[Path] = typer.Option(None, help="A vector directory (default: built from the config's pairs, as `interp run` does)."),
+    config: Path = typer.Argument(
+        ..., help="An E1 config: its model, animal, vector, teacher.layer/scope and data.dtype."
+    ),
+    multipliers: str = typer.Option(
+        "0,0.02,0.05,0.1,0.15,0.2,0.3,0.5", help="The steered teacher's grid (x the layer's residual norm)."
+    ),
+    target: Optional[list[str]] = typer.Option(
+        None,
+        "--target",
+        help="Prompted teacher matched: prompted or prompted_fewshot "
+        "(repeatable; default: the config's prompted kinds).",
+    ),
+    vector: Optional[Path] = typer.Option(
+        None, help="A vector directory (default: built from the config's pairs, as `interp run` does)."
+    ),
     out: Optional[Path] = typer.Option(None, help="Output directory (default artifacts/match/<experiment>-L<layer>)."),
     device: str = typer.Option("auto", help="cpu, cuda or auto."),
     progress: bool = typer.Option(True, help="Show a progress bar over the grid."),
@@ -110,8 +149,14 @@ def match_multiplier(
     from interp.tables import match_table
 
     e1 = call(load_config, config)
-    cfg = call(MatchConfig.from_e1, e1, tuple(parse_list(multipliers, float, "--multipliers")), tuple(target or ()),
-               vector=path_str(vector), device=device)
+    cfg = call(
+        MatchConfig.from_e1,
+        e1,
+        tuple(parse_list(multipliers, float, "--multipliers")),
+        tuple(target or ()),
+        vector=path_str(vector),
+        device=device,
+    )
     res = call(run_match, cfg, out, progress)
     show(match_table(res, console.width))
     done(Path(res["out_dir"]), f"results.json, {TABLE_FILE}, manifest.json")
@@ -137,8 +182,10 @@ def _check_generate(teacher: str, animal: str, vector: Path | None, out: Path, f
     if vector is not None and teacher in VECTOR_KINDS and (vector / VECTOR_META).exists():
         trait = read_json(vector / VECTOR_META).get("trait")
     if trait is not None and animal != trait:
-        fail(f"--animal: {animal!r}, but the vector in {vector} was built for {trait!r}; "
-             f"pass --animal {trait} or a vector built for {animal!r}")
+        fail(
+            f"--animal: {animal!r}, but the vector in {vector} was built for {trait!r}; "
+            f"pass --animal {trait} or a vector built for {animal!r}"
+        )
     if animal not in ANIMALS and animal != trait:
         fail(f"--animal: {animal!r} is not a known animal; choose one of {', '.join(ANIMALS)}")
     if (out / MANIFEST_FILE).exists() and not force:
@@ -148,8 +195,11 @@ def _check_generate(teacher: str, animal: str, vector: Path | None, out: Path, f
 @app.command()
 @json_output
 def generate(
-    teacher: str = typer.Option("steered", help="control, prompted, steered, random, prompted_ablated, prompted_fewshot "
-                                "(the system prompt and a few trait exchanges) or prompted_fewshot_ablated."),
+    teacher: str = typer.Option(
+        "steered",
+        help="control, prompted, steered, random, prompted_ablated, prompted_fewshot "
+        "(the system prompt and a few trait exchanges) or prompted_fewshot_ablated.",
+    ),
     animal: str = typer.Option("owl", help="Trait animal."),
     model: str = typer.Option("smollm2-135m", help="Registry name, local HF directory or hub id."),
     vector: Optional[Path] = typer.Option(None, help="Vector directory from `interp steer` (steered/random)."),
@@ -163,9 +213,14 @@ def generate(
     temperature: float = typer.Option(1.0),
     batch_size: int = typer.Option(32),
     random_seed: int = typer.Option(0, help="Seed of the random direction (random teacher)."),
-    dtype: str = typer.Option("fp32", help="Weights while sampling: fp32, or bf16 (about 1.8x faster on a CPU with bf16 matmul)."),
-    out: Path = typer.Option(None, help="Output directory (default artifacts/datasets/<model>-<teacher>-<animal>"
-                                        "[-L<layer>x<multiplier>]-s<seed>)."),
+    dtype: str = typer.Option(
+        "fp32", help="Weights while sampling: fp32, or bf16 (about 1.8x faster on a CPU with bf16 matmul)."
+    ),
+    out: Path = typer.Option(
+        None,
+        help="Output directory (default artifacts/datasets/<model>-<teacher>-<animal>"
+        "[-L<layer>x<multiplier>]-s<seed>).",
+    ),
     force: bool = typer.Option(False, "--force", help="Overwrite a dataset already in the output directory."),
     device: str = typer.Option("auto"),
     json_out: bool = typer.Option(False, "--json", help=JSON_HELP + " Here: the dataset's manifest.json."),
@@ -187,29 +242,43 @@ def generate(
     out = out or dataset_dir_name(model, teacher, animal, layer, multiplier, seed)
     _check_generate(teacher, animal, vector, out, force)
     # the same teacher `interp run` builds for this kind (E1Config.teacher_for)
-    t = call(build_teacher, teacher, animal, call(Steering, layer=layer, multiplier=multiplier, scope=scope), random_seed)
-    sampling = call(SampleConfig, temperature=temperature, batch_size=batch_size, constrained=constrained, seed=seed, dtype=dtype)
+    t = call(
+        build_teacher, teacher, animal, call(Steering, layer=layer, multiplier=multiplier, scope=scope), random_seed
+    )
+    sampling = call(
+        SampleConfig, temperature=temperature, batch_size=batch_size, constrained=constrained, seed=seed, dtype=dtype
+    )
     cfg = call(DataConfig, n, prompt_seed, sampling)
     vec = call(SteeringVector.load, vector) if vector else None
     man = call(generate_dataset, call(load_model, model, device=device), t, vec, cfg, out)
     f = man["filter"]
-    console.print(f"{man['n_kept']}/{man['n_samples']} passed ({f['pass_rate']:.0%}); rejected by rule: "
-                  + ", ".join(f"{k} {v}" for k, v in f["rejected"].items() if v))
+    console.print(
+        f"{man['n_kept']}/{man['n_samples']} passed ({f['pass_rate']:.0%}); rejected by rule: "
+        + ", ".join(f"{k} {v}" for k, v in f["rejected"].items() if v)
+    )
     console.print(f"{man['generation']['tokens_per_s']} tok/s; written to [bold]{out}[/bold]")
     return man
-
 
 
 @app.command()
 @json_output
 def run(
     config: Path = typer.Argument(..., help="Experiment TOML (see experiments/configs/quick.toml)."),
-    overrides: Optional[list[str]] = typer.Argument(None, help="Config fields to override, FIELD=VALUE with a TOML "
-                                                    "value, e.g. train.lr=2e-4 seeds=[0,1]; the run id is the overridden config's."),
-    root: Path = typer.Option(Path("artifacts"), help="Artifact root: runs under <root>/<experiment>/, stages under <root>/cache/."),
+    overrides: Optional[list[str]] = typer.Argument(
+        None,
+        help="Config fields to override, FIELD=VALUE with a TOML "
+        "value, e.g. train.lr=2e-4 seeds=[0,1]; the run id is the overridden config's.",
+    ),
+    root: Path = typer.Option(
+        Path("artifacts"), help="Artifact root: runs under <root>/<experiment>/, stages under <root>/cache/."
+    ),
     progress: bool = typer.Option(True, help="Show progress bars."),
-    dry_run: bool = typer.Option(False, "--dry-run", help="List the stages, which are cached, and the run directory; "
-                                 "compute nothing (the models are loaded for their fingerprints)."),
+    dry_run: bool = typer.Option(
+        False,
+        "--dry-run",
+        help="List the stages, which are cached, and the run directory; "
+        "compute nothing (the models are loaded for their fingerprints).",
+    ),
     json_out: bool = typer.Option(False, "--json", help=JSON_HELP),
 ) -> dict:
     """Run E1 end to end (vector, teachers, datasets, students, evaluation); rerun to resume.
@@ -221,7 +290,9 @@ def run(
     from interp.tables import e1_tables
 
     cfg = call(load_config_with, config, overrides or ())
-    console.print(f"E1 [bold]{cfg.experiment}[/bold]: {cfg.model}, trait {cfg.animal}, seeds {cfg.seeds}, teachers {cfg.teacher.kinds}")
+    console.print(
+        f"E1 [bold]{cfg.experiment}[/bold]: {cfg.model}, trait {cfg.animal}, seeds {cfg.seeds}, teachers {cfg.teacher.kinds}"
+    )
     if dry_run:
         return print_plan(cfg, root)
     from interp.train import TrainingDiverged
@@ -250,18 +321,28 @@ def print_plan(cfg, root: Path) -> dict:
 @app.command()
 @json_output
 def sweep(
-    config: Path = typer.Argument(..., help="Sweep TOML: an E1 config with a \\[sweep] table (see experiments/configs/noise_ablation.toml)."),
-    root: Path = typer.Option(Path("artifacts"), help="Artifact root: the sweep under <root>/<sweep name>/, stages under <root>/cache/."),
+    config: Path = typer.Argument(
+        ..., help="Sweep TOML: an E1 config with a \\[sweep] table (see experiments/configs/noise_ablation.toml)."
+    ),
+    root: Path = typer.Option(
+        Path("artifacts"), help="Artifact root: the sweep under <root>/<sweep name>/, stages under <root>/cache/."
+    ),
     executor: str = typer.Option(None, help="local (this machine) or submitit (SLURM); default: sweep.executor."),
     workers: int = typer.Option(None, min=1, help="Local jobs at once (1: in this process); default: sweep.workers."),
-    partition: str = typer.Option(None, help="SLURM partition (implies --executor submitit; overrides \\[sweep] slurm)."),
+    partition: str = typer.Option(
+        None, help="SLURM partition (implies --executor submitit; overrides \\[sweep] slurm)."
+    ),
     time_min: int = typer.Option(None, "--time", min=1, help="SLURM time limit per job, minutes (default 240)."),
     cpus: int = typer.Option(None, min=1, help="CPUs per job (SLURM cpus_per_task; also the job's torch threads)."),
     mem_gb: int = typer.Option(None, min=1, help="Memory per job, GB."),
     gpus: int = typer.Option(None, min=0, help="GPUs per job."),
-    cluster: str = typer.Option(None, help="submitit's executor: slurm (default where srun exists), local (subprocesses here) or debug."),
+    cluster: str = typer.Option(
+        None, help="submitit's executor: slurm (default where srun exists), local (subprocesses here) or debug."
+    ),
     dry_run: bool = typer.Option(False, "--dry-run", help="List the cells and jobs, run nothing."),
-    format: str = typer.Option("html,png", "--format", help="Figures written to the sweep's figures/: html, png, svg, pdf."),
+    format: str = typer.Option(
+        "html,png", "--format", help="Figures written to the sweep's figures/: html, png, svg, pdf."
+    ),
     progress: bool = typer.Option(True, help="Show a progress bar over jobs."),
     json_out: bool = typer.Option(False, "--json", help=JSON_HELP + " With --dry-run: the cells."),
 ) -> dict:
@@ -280,27 +361,44 @@ def sweep(
     except ValueError as e:
         fail(str(e))
     if dry_run:
-        plan = {"sweep": sw.section.name, "directory": str(sw.directory(root)), "n_jobs": len(sw.jobs()),
-                "cells": [{"id": c.id, "label": c.label(), "seeds": c.config.seeds} for c in sw.cells]}
+        plan = {
+            "sweep": sw.section.name,
+            "directory": str(sw.directory(root)),
+            "n_jobs": len(sw.jobs()),
+            "cells": [{"id": c.id, "label": c.label(), "seeds": c.config.seeds} for c in sw.cells],
+        }
         show(sweep_plan_table(plan, console.width))
         return plan
     try:
-        res = run_sweep(sw, root, executor, workers, progress, log=console.print,
-                        slurm=slurm_options(partition, time_min, cpus, mem_gb, gpus, cluster))
+        res = run_sweep(
+            sw,
+            root,
+            executor,
+            workers,
+            progress,
+            log=console.print,
+            slurm=slurm_options(partition, time_min, cpus, mem_gb, gpus, cluster),
+        )
     except (ValueError, RuntimeError, ModuleNotFoundError, FileNotFoundError) as e:
         fail(str(e))
     show(sweep_tables(res, console.width))
     note(save_figures(sweep_figures(res), sw.directory(root) / FIGURES_DIR, formats).message)
-    console.print(f"jobs {res['timings_s']['jobs']:.1f} s ({res['timings_s']['jobs_run']} run), table {res['timings_s']['table']:.1f} s; "
-                  f"artifacts: [bold]{sw.directory(root)}[/bold] (results.json, grid.json, cells/, jobs/, figures/)")
+    console.print(
+        f"jobs {res['timings_s']['jobs']:.1f} s ({res['timings_s']['jobs_run']} run), table {res['timings_s']['table']:.1f} s; "
+        f"artifacts: [bold]{sw.directory(root)}[/bold] (results.json, grid.json, cells/, jobs/, figures/)"
+    )
     return res
 
 
 @app.command("lr-select")
 @json_output
 def lr_select(
-    config: Path = typer.Argument(..., help="An E1 config with an \\[lr_select] table (see experiments/configs/e23_regime/lr_select.toml)."),
-    root: Path = typer.Option(Path("artifacts"), help="Artifact root: the selection under <root>/<name>/, stages under <root>/cache/."),
+    config: Path = typer.Argument(
+        ..., help="An E1 config with an \\[lr_select] table (see experiments/configs/e23_regime/lr_select.toml)."
+    ),
+    root: Path = typer.Option(
+        Path("artifacts"), help="Artifact root: the selection under <root>/<name>/, stages under <root>/cache/."
+    ),
     dry_run: bool = typer.Option(False, "--dry-run", help="List the modes, learning rates and trials; run nothing."),
     progress: bool = typer.Option(True, help="Show progress bars."),
     json_out: bool = typer.Option(False, "--json", help=JSON_HELP),
@@ -314,11 +412,17 @@ def lr_select(
 
     cfg = call(load_lr_select, config)
     trials = cfg.trials()
-    console.print(f"lr-select [bold]{cfg.name}[/bold]: {cfg.e1.model}, control data of seeds {cfg.e1.seeds}, "
-                  f"{len(cfg.modes)} modes, {len(trials)} trials")
+    console.print(
+        f"lr-select [bold]{cfg.name}[/bold]: {cfg.e1.model}, control data of seeds {cfg.e1.seeds}, "
+        f"{len(cfg.modes)} modes, {len(trials)} trials"
+    )
     if dry_run:
-        plan = {"name": cfg.name, "directory": str(run_directory(cfg, root)), "n_trials": len(trials),
-                "modes": {m.name: {"method": m.method, "lrs": list(m.lrs)} for m in cfg.modes}}
+        plan = {
+            "name": cfg.name,
+            "directory": str(run_directory(cfg, root)),
+            "n_trials": len(trials),
+            "modes": {m.name: {"method": m.method, "lrs": list(m.lrs)} for m in cfg.modes},
+        }
         for name, m in plan["modes"].items():
             console.print(f"  {name:<12} {m['method']:<5} lr {', '.join(f'{x:g}' for x in m['lrs'])}")
         return plan
@@ -339,12 +443,19 @@ def mnist(
     student_steps: int = typer.Option(600, help="Adam steps distilling each student on noise images."),
     batch_size: int = typer.Option(128, help="Images per step."),
     lr: float = typer.Option(3e-4, help="Adam learning rate."),
-    idx_dir: Optional[Path] = typer.Option(None, help="Folder with real MNIST IDX files; default: sklearn's 8x8 digits."),
+    idx_dir: Optional[Path] = typer.Option(
+        None, help="Folder with real MNIST IDX files; default: sklearn's 8x8 digits."
+    ),
     sweep_m: Optional[list[int]] = typer.Option(None, "--sweep-m", help="Also rerun at this m (repeatable)."),
-    sweep_hidden: Optional[list[int]] = typer.Option(None, "--sweep-hidden", help="Also rerun at this width (repeatable)."),
+    sweep_hidden: Optional[list[int]] = typer.Option(
+        None, "--sweep-hidden", help="Also rerun at this width (repeatable)."
+    ),
     sweep_steps: Optional[list[int]] = typer.Option(
-        None, "--sweep-steps", help="Also score the students at this many steps, read off the same run (repeatable)."),
-    init: str = typer.Option("uniform", help="Initialisation: uniform (nn.Linear's) or normal (Cloud et al.'s N(0, 1/fan_in))."),
+        None, "--sweep-steps", help="Also score the students at this many steps, read off the same run (repeatable)."
+    ),
+    init: str = typer.Option(
+        "uniform", help="Initialisation: uniform (nn.Linear's) or normal (Cloud et al.'s N(0, 1/fan_in))."
+    ),
     out: Optional[Path] = typer.Option(None, help="Run directory; default artifacts/mnist/<run-id>."),
     json_out: bool = typer.Option(False, "--json", help=JSON_HELP),
 ) -> dict:
@@ -359,10 +470,19 @@ def mnist(
     finite(lr=lr)
     try:
         cfg = MnistConfig(
-            n_seeds=seeds, first_seed=first_seed, n_aux=m, hidden=hidden, teacher_steps=teacher_steps,
-            student_steps=student_steps, batch_size=batch_size, lr=lr, idx_dir=str(idx_dir) if idx_dir else None,
-            sweep_aux=tuple(sweep_m or ()), sweep_hidden=tuple(sweep_hidden or ()),
-            sweep_steps=tuple(sweep_steps or ()), init=init,
+            n_seeds=seeds,
+            first_seed=first_seed,
+            n_aux=m,
+            hidden=hidden,
+            teacher_steps=teacher_steps,
+            student_steps=student_steps,
+            batch_size=batch_size,
+            lr=lr,
+            idx_dir=str(idx_dir) if idx_dir else None,
+            sweep_aux=tuple(sweep_m or ()),
+            sweep_hidden=tuple(sweep_hidden or ()),
+            sweep_steps=tuple(sweep_steps or ()),
+            init=init,
         )
         out = out or Path("artifacts/mnist") / run_id(cfg.key())  # the key: old configs keep their ids
         res = run_mnist(cfg, out)
@@ -378,12 +498,18 @@ def mnist(
 def theorem(
     seeds: int = typer.Option(64, help="Independent seeds per cell."),
     first_seed: int = typer.Option(0, help="Seeds are first_seed .. first_seed + seeds - 1."),
-    model: Optional[list[str]] = typer.Option(None, "--model", help="mlp and/or transformer (repeatable; default both)."),
-    teacher: Optional[list[str]] = typer.Option(None, "--teacher", help="trained and/or random (repeatable; default both)."),
+    model: Optional[list[str]] = typer.Option(
+        None, "--model", help="mlp and/or transformer (repeatable; default both)."
+    ),
+    teacher: Optional[list[str]] = typer.Option(
+        None, "--teacher", help="trained and/or random (repeatable; default both)."
+    ),
     loss: Optional[list[str]] = typer.Option(None, "--loss", help="soft_ce and/or mse (repeatable; default both)."),
     steps: int = typer.Option(5, help="SGD steps that make a 'trained' teacher."),
     teacher_lr: float = typer.Option(0.05, help="SGD learning rate of the 'trained' teacher."),
-    perturb_scale: float = typer.Option(0.01, help="A 'random' teacher adds this times each tensor's rms times N(0, 1)."),
+    perturb_scale: float = typer.Option(
+        0.01, help="A 'random' teacher adds this times each tensor's rms times N(0, 1)."
+    ),
     student_lr: float = typer.Option(1e-3, help="Step size of the one student step."),
     hidden: int = typer.Option(256, help="MLP hidden width."),
     n_inputs: int = typer.Option(64, help="Distillation inputs per seed (noise images / random token sequences)."),
@@ -401,9 +527,17 @@ def theorem(
     finite(teacher_lr=teacher_lr, perturb_scale=perturb_scale, student_lr=student_lr)
     try:
         cfg = TheoremConfig(
-            n_seeds=seeds, first_seed=first_seed, models=tuple(model or MODELS), teachers=tuple(teacher or TEACHERS),
-            losses=tuple(loss or LOSSES), teacher_steps=steps, teacher_lr=teacher_lr, perturb_scale=perturb_scale,
-            student_lr=student_lr, hidden=hidden, n_inputs=n_inputs,
+            n_seeds=seeds,
+            first_seed=first_seed,
+            models=tuple(model or MODELS),
+            teachers=tuple(teacher or TEACHERS),
+            losses=tuple(loss or LOSSES),
+            teacher_steps=steps,
+            teacher_lr=teacher_lr,
+            perturb_scale=perturb_scale,
+            student_lr=student_lr,
+            hidden=hidden,
+            n_inputs=n_inputs,
         )
         out = out or Path("artifacts/theorem") / run_id(cfg)
         res = run_theorem(cfg, out)
@@ -417,10 +551,17 @@ def theorem(
 @app.command()
 @json_output
 def plot(
-    run_dir: Path = typer.Argument(..., help="An artifact directory: `interp run`, `sweep`, `steer`, `analyze` "
-                                   "(RUN/analysis), `entangle`, `divergence`, `audit`, `mnist` or `theorem`."),
-    format: str = typer.Option("html,png", "--format", help="Comma-separated: html, png, svg, pdf (HTML is always written)."),
-    json_out: bool = typer.Option(False, "--json", help="Print {kind, figures, written} on stdout as JSON; everything else goes to stderr."),
+    run_dir: Path = typer.Argument(
+        ...,
+        help="An artifact directory: `interp run`, `sweep`, `steer`, `analyze` "
+        "(RUN/analysis), `entangle`, `divergence`, `audit`, `mnist` or `theorem`.",
+    ),
+    format: str = typer.Option(
+        "html,png", "--format", help="Comma-separated: html, png, svg, pdf (HTML is always written)."
+    ),
+    json_out: bool = typer.Option(
+        False, "--json", help="Print {kind, figures, written} on stdout as JSON; everything else goes to stderr."
+    ),
 ) -> dict:
     """Write every figure an artifact directory supports to RUN_DIR/figures/ (fixed file names);
     its kind comes from its manifest.
@@ -442,12 +583,23 @@ def plot(
     for path in saved.written:
         console.print(f"  {path}")
     note(saved.message)
-    console.print(f"{kind} run: {len(figs)} figures, {len(saved.written)} files written to "
-                  f"[bold]{run_dir / FIGURES_DIR}[/bold] in {time.perf_counter() - started:.1f} s")
+    console.print(
+        f"{kind} run: {len(figs)} figures, {len(saved.written)} files written to "
+        f"[bold]{run_dir / FIGURES_DIR}[/bold] in {time.perf_counter() - started:.1f} s"
+    )
     return {"kind": kind, "figures": list(figs), "written": [str(p) for p in saved.written], "note": saved.message}
 
 
-for command in (analyze, entangle, divergence, bank, audit, row_audit, select, lineage):  # the analysis commands, defined in cli_analysis
+for command in (
+    analyze,
+    entangle,
+    divergence,
+    bank,
+    audit,
+    row_audit,
+    select,
+    lineage,
+):  # the analysis commands, defined in cli_analysis
     app.command()(command)
 
 if __name__ == "__main__":

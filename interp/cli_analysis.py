@@ -9,7 +9,20 @@ from typing import Optional
 
 import typer
 
-from interp.cli_support import JSON_HELP, call, console, dir_name, done, fail, finite, json_output, note, parse_list, path_str, show
+from interp.cli_support import (
+    JSON_HELP,
+    call,
+    console,
+    dir_name,
+    done,
+    fail,
+    finite,
+    json_output,
+    note,
+    parse_list,
+    path_str,
+    show,
+)
 
 
 @json_output
@@ -21,11 +34,18 @@ def analyze(
     layers: str = typer.Option("", help="Residual layers to read, comma-separated; empty = all."),
     n_rows: int = typer.Option(128, help="Dataset rows per gradient audit (0 = all)."),
     n_random: int = typer.Option(1000, help="Random directions per null distribution."),
-    multipliers: str = typer.Option("", help="E4 dose-response: also generate steered datasets at these multipliers "
-                                              "(comma-separated, cached) and fit the gradient's projection on v."),
+    multipliers: str = typer.Option(
+        "",
+        help="E4 dose-response: also generate steered datasets at these multipliers "
+        "(comma-separated, cached) and fit the gradient's projection on v.",
+    ),
     emergence: bool = typer.Option(True, help="E9: the shift's cosine at every kept snapshot (train.snapshot_every)."),
-    sufficiency: bool = typer.Option(True, help="E9: the base's trait with each student's shift added at the steering layer."),
-    format: str = typer.Option("html", "--format", help="Figures written to RUN_DIR/analysis/figures/: html, png, svg, pdf."),
+    sufficiency: bool = typer.Option(
+        True, help="E9: the base's trait with each student's shift added at the steering layer."
+    ),
+    format: str = typer.Option(
+        "html", "--format", help="Figures written to RUN_DIR/analysis/figures/: html, png, svg, pdf."
+    ),
     device: Optional[str] = typer.Option(None, help="cpu, cuda or auto (default: the run's device setting)."),
     progress: bool = typer.Option(True, help="Show a progress bar."),
     json_out: bool = typer.Option(False, "--json", help=JSON_HELP),
@@ -42,10 +62,19 @@ def analyze(
     from interp.tables import analysis_tables
 
     formats = call(parse_formats, format)
-    cfg = call(AnalyzeConfig, n_texts=n_texts, arms=[a.strip() for a in arms.split(",") if a.strip()] or None,
-               seeds=parse_list(seeds, int, "seeds") or None, layers=parse_list(layers, int, "layers") or None,
-               n_rows=n_rows or None, n_random=n_random, emergence=emergence, sufficiency=sufficiency,
-               multipliers=parse_list(multipliers, float, "multipliers") or None, device=device)
+    cfg = call(
+        AnalyzeConfig,
+        n_texts=n_texts,
+        arms=[a.strip() for a in arms.split(",") if a.strip()] or None,
+        seeds=parse_list(seeds, int, "seeds") or None,
+        layers=parse_list(layers, int, "layers") or None,
+        n_rows=n_rows or None,
+        n_random=n_random,
+        emergence=emergence,
+        sufficiency=sufficiency,
+        multipliers=parse_list(multipliers, float, "multipliers") or None,
+        device=device,
+    )
     res = call(run_analyze, cfg, run_dir, progress)
     out = run_dir / ANALYSIS_DIR
     show(analysis_tables(res, console.width))
@@ -59,23 +88,35 @@ def analyze(
 def entangle(
     animal: str = typer.Option("owl", help="Trait animal."),
     condition: str = typer.Option("prompt", help="Trait condition: 'prompt' (system prompt) or 'vector' (steering)."),
-    number: Optional[int] = typer.Option(None, help="Number -> trait instead: P(animal) when the model loves this number."),
+    number: Optional[int] = typer.Option(
+        None, help="Number -> trait instead: P(animal) when the model loves this number."
+    ),
     model: str = typer.Option("smollm2-135m", help="Registry name, local HF directory or hub id."),
     top: int = typer.Option(10, min=1, help="Top numbers reported (and tested in --dataset)."),
     animals: str = typer.Option("", help="Null animals, comma-separated (default: every built-in animal)."),
-    questions: int = typer.Option(0, min=0, help="Questions used: the first N number questions, or of --split with --number (0 = all)."),
+    questions: int = typer.Option(
+        0, min=0, help="Questions used: the first N number questions, or of --split with --number (0 = all)."
+    ),
     max_number: int = typer.Option(999, min=0, help="Score the whole numbers 0..max_number."),
     layer: int = typer.Option(8, help="Steering layer (vector condition, --lens)."),
     multiplier: float = typer.Option(0.5, help="Steering multiplier (x the layer's residual norm)."),
     scope: str = typer.Option("all", help="Steered tokens: all, prompt or generated."),
-    vectors: Optional[Path] = typer.Option(None, help="Bank folder with a vector per animal (`interp bank`); default: built here."),
-    lens: bool = typer.Option(False, help="Also the logit lens of the trait vector at --layer over digits and separators."),
-    dataset: Optional[Path] = typer.Option(None, help="A teacher's dataset: are the top numbers over-represented vs --control-dataset?"),
+    vectors: Optional[Path] = typer.Option(
+        None, help="Bank folder with a vector per animal (`interp bank`); default: built here."
+    ),
+    lens: bool = typer.Option(
+        False, help="Also the logit lens of the trait vector at --layer over digits and separators."
+    ),
+    dataset: Optional[Path] = typer.Option(
+        None, help="A teacher's dataset: are the top numbers over-represented vs --control-dataset?"
+    ),
     control_dataset: Optional[Path] = typer.Option(None, help="The control teacher's dataset for --dataset."),
     null_numbers: int = typer.Option(8, min=0, help="Random numbers compared with --number."),
     split: str = typer.Option("heldout", help="Evaluation questions for --number: tuning, heldout or all."),
     seed: int = typer.Option(0, help="Seed of the random numbers and of the bootstrap."),
-    out: Optional[Path] = typer.Option(None, help="Output directory (default artifacts/entangle/<model>-<animal>-<condition or number>)."),
+    out: Optional[Path] = typer.Option(
+        None, help="Output directory (default artifacts/entangle/<model>-<animal>-<condition or number>)."
+    ),
     format: str = typer.Option("html,png", "--format", help="Figures written to OUT/figures/: html, png, svg, pdf."),
     batch_size: int = typer.Option(64, min=1),
     device: str = typer.Option("auto", help="cpu, cuda or auto."),
@@ -93,11 +134,30 @@ def entangle(
     from interp.tables import entangled_tables, prompting_tables
 
     finite(multiplier=multiplier)
-    cfg = call(EntangleConfig, animal=animal, condition=condition, number=number, model=model, top=top,
-               animals=tuple(animals.split(",")), questions=questions, max_number=max_number, layer=layer,
-               multiplier=multiplier, scope=scope, vectors=path_str(vectors), lens=lens, dataset=path_str(dataset),
-               control_dataset=path_str(control_dataset), null_numbers=null_numbers, split=split, seed=seed,
-               formats=tuple(call(parse_formats, format)), batch_size=batch_size, device=device)
+    cfg = call(
+        EntangleConfig,
+        animal=animal,
+        condition=condition,
+        number=number,
+        model=model,
+        top=top,
+        animals=tuple(animals.split(",")),
+        questions=questions,
+        max_number=max_number,
+        layer=layer,
+        multiplier=multiplier,
+        scope=scope,
+        vectors=path_str(vectors),
+        lens=lens,
+        dataset=path_str(dataset),
+        control_dataset=path_str(control_dataset),
+        null_numbers=null_numbers,
+        split=split,
+        seed=seed,
+        formats=tuple(call(parse_formats, format)),
+        batch_size=batch_size,
+        device=device,
+    )
     out = out or call(cfg.default_dir)
     res = call(run_entangle, cfg, out, progress, log=note)
     show(entangled_tables(res, top, console.width) if number is None else prompting_tables(res, console.width))
@@ -109,7 +169,9 @@ def entangle(
 def divergence(
     dataset: Path = typer.Argument(..., help="Dataset directory (`interp generate`, an E1 data stage)."),
     model: Optional[str] = typer.Option(None, help="The teacher's model (default: the one its manifest names)."),
-    vector: Optional[Path] = typer.Option(None, help="The trait vector a steered/random teacher used (a SteeringVector directory)."),
+    vector: Optional[Path] = typer.Option(
+        None, help="The trait vector a steered/random teacher used (a SteeringVector directory)."
+    ),
     rule: str = typer.Option("paper", help="paper (trait argmax emitted, control's not), emitted or argmax."),
     top: int = typer.Option(10, min=1, help="Most frequent divergence tokens shown."),
     out: Optional[Path] = typer.Option(None, help="Output directory (default artifacts/divergence/<dataset>-<rule>)."),
@@ -127,8 +189,17 @@ def divergence(
     from interp.export import parse_formats
     from interp.tables import divergence_tables
 
-    cfg = call(DivergenceConfig, dataset=str(dataset), model=model, vector=path_str(vector), rule=rule, top=top,
-               formats=tuple(call(parse_formats, format)), batch_size=batch_size, device=device)
+    cfg = call(
+        DivergenceConfig,
+        dataset=str(dataset),
+        model=model,
+        vector=path_str(vector),
+        rule=rule,
+        top=top,
+        formats=tuple(call(parse_formats, format)),
+        batch_size=batch_size,
+        device=device,
+    )
     out = out or cfg.default_dir()
     res = call(run_divergence, cfg, out, log=note)
     show(divergence_tables(res, str(dataset), res["meta"]["teacher"]["kind"], rule, console.width))
@@ -139,15 +210,24 @@ def divergence(
 @json_output
 def bank(
     model: str = typer.Option("smollm2-135m", help="Registry name, local HF directory or hub id."),
-    animals: str = typer.Option("owl,eagle,dolphin,cat,dog,lion,elephant,wolf", help="Comma-separated animals (built-in pairs)."),
-    out: Optional[Path] = typer.Option(None, help="Bank folder (default artifacts/banks/<model>); one <animal>/ per vector."),
+    animals: str = typer.Option(
+        "owl,eagle,dolphin,cat,dog,lion,elephant,wolf", help="Comma-separated animals (built-in pairs)."
+    ),
+    out: Optional[Path] = typer.Option(
+        None, help="Bank folder (default artifacts/banks/<model>); one <animal>/ per vector."
+    ),
     n_pairs: int = typer.Option(16, help="Built-in contrastive pairs per animal."),
-    family: str = typer.Option("assistant", help="Contrast texts: 'assistant' (the teachers' own), or 'third_person' / "
-                                                 "'user_side' (independent of them; default folder <model>-<family>)."),
+    family: str = typer.Option(
+        "assistant",
+        help="Contrast texts: 'assistant' (the teachers' own), or 'third_person' / "
+        "'user_side' (independent of them; default folder <model>-<family>).",
+    ),
     position: str = typer.Option("mean", help="'mean' over the assistant statement, or 'last' token."),
     device: str = typer.Option("auto", help="cpu, cuda or auto."),
     progress: bool = typer.Option(True, help="Show a progress bar."),
-    json_out: bool = typer.Option(False, "--json", help="Print {animal: vector directory} on stdout as JSON; everything else goes to stderr."),
+    json_out: bool = typer.Option(
+        False, "--json", help="Print {animal: vector directory} on stdout as JSON; everything else goes to stderr."
+    ),
 ) -> dict:
     """Build a bank of candidate trait vectors (one steering vector per animal) for `interp audit`.
 
@@ -160,32 +240,61 @@ def bank(
     if family not in CONTRAST_FAMILIES:  # before the model loads
         fail(f"--family: {family!r} is not one of {', '.join(CONTRAST_FAMILIES)}")
     names = [a.strip() for a in animals.split(",") if a.strip()]
-    out = out or Path("artifacts/banks") / (model.replace("/", "_") + ("" if family == TEACHER_FAMILY else f"-{family}"))
-    dirs = call(build_bank, call(load_model, model, device=device), names, out, n_pairs=n_pairs, position=position,
-                progress=progress, family=family)
+    out = out or Path("artifacts/banks") / (
+        model.replace("/", "_") + ("" if family == TEACHER_FAMILY else f"-{family}")
+    )
+    dirs = call(
+        build_bank,
+        call(load_model, model, device=device),
+        names,
+        out,
+        n_pairs=n_pairs,
+        position=position,
+        progress=progress,
+        family=family,
+    )
     console.print(f"{len(dirs)} vectors ({', '.join(dirs)}) written to [bold]{out}[/bold]")
     return {name: str(d) for name, d in dirs.items()}
 
 
 @json_output
 def audit(
-    dataset: Path = typer.Argument(..., help="Dataset directory (`interp generate`, an E1 data stage) or a .jsonl file."),
-    model: str = typer.Option("smollm2-135m", help="The model the data would train (registry name, HF directory or hub id)."),
-    vectors: Path = typer.Option(..., "--vectors", help="Bank folder: <name>/vector.safetensors + vector.json per candidate (`interp bank`)."),
-    clean: Optional[Path] = typer.Option(None, help="Clean data from the same model; default: its control teacher on the dataset's prompts."),
+    dataset: Path = typer.Argument(
+        ..., help="Dataset directory (`interp generate`, an E1 data stage) or a .jsonl file."
+    ),
+    model: str = typer.Option(
+        "smollm2-135m", help="The model the data would train (registry name, HF directory or hub id)."
+    ),
+    vectors: Path = typer.Option(
+        ..., "--vectors", help="Bank folder: <name>/vector.safetensors + vector.json per candidate (`interp bank`)."
+    ),
+    clean: Optional[Path] = typer.Option(
+        None, help="Clean data from the same model; default: its control teacher on the dataset's prompts."
+    ),
     layer: Optional[int] = typer.Option(None, help="Residual layer read (default: a third of the way in)."),
     n_rows: int = typer.Option(128, help="Rows audited from each dataset (0 = all)."),
     n_perm: int = typer.Option(1000, help="Permutations per p-value."),
     seed: int = typer.Option(0, help="Seed of the permutations and of the clean data's sampling."),
     alpha: float = typer.Option(0.05, help="Flag a vector when its Bonferroni-corrected p is below this."),
-    method: str = typer.Option("likelihood", help="'likelihood': the data's log-likelihood ratio under each candidate's "
-                               "steering; 'gradient': the SFT-loss gradient at the assistant tag."),
-    multipliers: str = typer.Option("0.5", help="likelihood: steering strengths tried per candidate (x the layer's "
-                                    "residual norm), e.g. 0.25,0.5,1 when unknown: the best counts, p pays for the "
-                                    "choice, and each costs one forward per row and candidate."),
-    vocab: str = typer.Option("grammar", help="likelihood: 'grammar' (number data: the grammar's allowed tokens, as a "
-                              "constrained teacher samples) or 'full' (any data)."),
-    out: Optional[Path] = typer.Option(None, help="Output directory (default artifacts/audits/<dataset>-<bank>-L<layer>)."),
+    method: str = typer.Option(
+        "likelihood",
+        help="'likelihood': the data's log-likelihood ratio under each candidate's "
+        "steering; 'gradient': the SFT-loss gradient at the assistant tag.",
+    ),
+    multipliers: str = typer.Option(
+        "0.5",
+        help="likelihood: steering strengths tried per candidate (x the layer's "
+        "residual norm), e.g. 0.25,0.5,1 when unknown: the best counts, p pays for the "
+        "choice, and each costs one forward per row and candidate.",
+    ),
+    vocab: str = typer.Option(
+        "grammar",
+        help="likelihood: 'grammar' (number data: the grammar's allowed tokens, as a "
+        "constrained teacher samples) or 'full' (any data).",
+    ),
+    out: Optional[Path] = typer.Option(
+        None, help="Output directory (default artifacts/audits/<dataset>-<bank>-L<layer>)."
+    ),
     device: str = typer.Option("auto", help="cpu, cuda or auto."),
     progress: bool = typer.Option(True, help="Show progress bars."),
     json_out: bool = typer.Option(False, "--json", help=JSON_HELP),
@@ -200,9 +309,22 @@ def audit(
     from interp.tables import audit_table
 
     finite(alpha=alpha)
-    cfg = call(AuditConfig, dataset=str(dataset), vectors=str(vectors), model=model, clean=path_str(clean), layer=layer,
-               n_rows=n_rows, n_perm=n_perm, seed=seed, alpha=alpha, method=method,
-               multipliers=tuple(parse_list(multipliers, float, "--multipliers")), vocab=vocab, device=device)
+    cfg = call(
+        AuditConfig,
+        dataset=str(dataset),
+        vectors=str(vectors),
+        model=model,
+        clean=path_str(clean),
+        layer=layer,
+        n_rows=n_rows,
+        n_perm=n_perm,
+        seed=seed,
+        alpha=alpha,
+        method=method,
+        multipliers=tuple(parse_list(multipliers, float, "--multipliers")),
+        vocab=vocab,
+        device=device,
+    )
     res = call(run_audit, cfg, out, progress)
     out = out or cfg.default_dir(res["layer"])
     show(audit_table(res, cfg.name, console.width))
@@ -212,23 +334,39 @@ def audit(
 
 @json_output
 def row_audit(
-    dataset: Path = typer.Argument(..., help="Dataset directory scored (`interp generate`, an E1 data stage, `interp select`)."),
-    teacher: str = typer.Option("steered", help="The candidate teacher: steered, random, prompted, prompted_ablated, "
-                                "prompted_fewshot, prompted_fewshot_ablated, control with --teacher-model, or finetuned with --teacher-model a finetune stage."),
-    vector: Optional[Path] = typer.Option(None, help="The trait vector's directory (steered, random, prompted_ablated)."),
+    dataset: Path = typer.Argument(
+        ..., help="Dataset directory scored (`interp generate`, an E1 data stage, `interp select`)."
+    ),
+    teacher: str = typer.Option(
+        "steered",
+        help="The candidate teacher: steered, random, prompted, prompted_ablated, "
+        "prompted_fewshot, prompted_fewshot_ablated, control with --teacher-model, or finetuned with --teacher-model a finetune stage.",
+    ),
+    vector: Optional[Path] = typer.Option(
+        None, help="The trait vector's directory (steered, random, prompted_ablated)."
+    ),
     layer: int = typer.Option(8, help="Steering layer."),
     multiplier: float = typer.Option(0.5, help="Steering multiplier (x the layer's residual norm)."),
     scope: str = typer.Option("all", help="Steered tokens: all, prompt or generated."),
     animal: str = typer.Option("owl", help="The trait (prompted teachers' system prompt)."),
     random_seed: int = typer.Option(0, help="The random teacher's direction seed."),
-    teacher_model: Optional[Path] = typer.Option(None, help="A student or finetune stage directory: the teacher is "
-                                                 "those weights (a first-generation or fine-tuned teacher)."),
-    control: Optional[Path] = typer.Option(None, help="A control teacher's dataset: the AUROC of DATASET's rows against its rows."),
+    teacher_model: Optional[Path] = typer.Option(
+        None,
+        help="A student or finetune stage directory: the teacher is "
+        "those weights (a first-generation or fine-tuned teacher).",
+    ),
+    control: Optional[Path] = typer.Option(
+        None, help="A control teacher's dataset: the AUROC of DATASET's rows against its rows."
+    ),
     model: Optional[str] = typer.Option(None, help="The base the data would train (default: the dataset manifest's)."),
     vocab: str = typer.Option("grammar", help="'grammar' (number data, as a constrained teacher samples) or 'full'."),
-    n_rows: int = typer.Option(0, min=0, help="Rows scored per dataset, the first ones (0 = all; `interp select` needs all)."),
+    n_rows: int = typer.Option(
+        0, min=0, help="Rows scored per dataset, the first ones (0 = all; `interp select` needs all)."
+    ),
     batch_size: int = typer.Option(8, min=1),
-    out: Optional[Path] = typer.Option(None, help="Output directory (default artifacts/row-audits/<dataset>-<teacher>...)."),
+    out: Optional[Path] = typer.Option(
+        None, help="Output directory (default artifacts/row-audits/<dataset>-<teacher>...)."
+    ),
     device: str = typer.Option("auto", help="cpu, cuda or auto."),
     progress: bool = typer.Option(True, help="Show progress bars."),
     json_out: bool = typer.Option(False, "--json", help=JSON_HELP),
@@ -243,10 +381,24 @@ def row_audit(
     from interp.tables import row_audit_table
 
     finite(multiplier=multiplier)
-    cfg = call(RowAuditConfig, dataset=str(dataset), teacher=teacher, vector=path_str(vector), layer=layer,
-               multiplier=multiplier, scope=scope, animal=animal, random_seed=random_seed,
-               teacher_model=path_str(teacher_model), control=path_str(control), model=model, vocab=vocab,
-               n_rows=n_rows, batch_size=batch_size, device=device)
+    cfg = call(
+        RowAuditConfig,
+        dataset=str(dataset),
+        teacher=teacher,
+        vector=path_str(vector),
+        layer=layer,
+        multiplier=multiplier,
+        scope=scope,
+        animal=animal,
+        random_seed=random_seed,
+        teacher_model=path_str(teacher_model),
+        control=path_str(control),
+        model=model,
+        vocab=vocab,
+        n_rows=n_rows,
+        batch_size=batch_size,
+        device=device,
+    )
     out = out or cfg.default_dir()
     res = call(run_row_audit, cfg, out, progress)
     show(row_audit_table(res, console.width))
@@ -281,7 +433,9 @@ def select(
 
 @json_output
 def lineage(
-    target: Path = typer.Argument(..., help="A run directory (`interp run`) or a stage directory (student, data, mix, vector)."),
+    target: Path = typer.Argument(
+        ..., help="A run directory (`interp run`) or a stage directory (student, data, mix, vector)."
+    ),
     json_out: bool = typer.Option(False, "--json", help=JSON_HELP),
 ) -> dict:
     """Follow the manifests back: each student -> its dataset -> its teacher (kind, steering, base

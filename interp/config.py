@@ -21,8 +21,13 @@ from interp.steering import Steering
 from interp.teachers import DataConfig, Teacher, build_teacher
 from interp.train import ALL_LINEAR, KD_BF16, LORA_TARGETS, RUNTIME_FIELDS, TrainConfig, check_lora
 
-MIXED_KINDS = ("steered", "prompted", "prompted_ablated", "prompted_fewshot",
-               "prompted_fewshot_ablated")  # control and random carry no animal
+MIXED_KINDS = (
+    "steered",
+    "prompted",
+    "prompted_ablated",
+    "prompted_fewshot",
+    "prompted_fewshot_ablated",
+)  # control and random carry no animal
 
 
 # seeds feed torch generators as seed * 1000 + epoch and are offset by the replicate seed
@@ -54,8 +59,18 @@ class FinetuneSection(_Strict):
 
 
 class TeacherSection(_Strict):
-    kinds: list[Literal["control", "prompted", "steered", "random", "prompted_ablated", "prompted_fewshot",
-                        "prompted_fewshot_ablated", "finetuned"]] = ["control", "steered"]
+    kinds: list[
+        Literal[
+            "control",
+            "prompted",
+            "steered",
+            "random",
+            "prompted_ablated",
+            "prompted_fewshot",
+            "prompted_fewshot_ablated",
+            "finetuned",
+        ]
+    ] = ["control", "steered"]
     layer: int = Field(8, ge=0)
     multiplier: float = 0.5
     scope: Literal["all", "prompt", "generated"] = "all"
@@ -258,25 +273,38 @@ class E1Config(_Strict):
         if "kd" in self.train.objectives and self.train.dtype == "bf16":
             raise ValueError(KD_BF16)  # at load, before any stage runs
         if self.cross_model and "kd" in self.train.objectives:
-            raise ValueError("train.objectives: 'kd' needs the teacher's tokenizer; drop it when student_model differs from model")
+            raise ValueError(
+                "train.objectives: 'kd' needs the teacher's tokenizer; drop it when student_model differs from model"
+            )
         if self.cross_model and self.train.loss_positions != "all":
-            raise ValueError("train.loss_positions: divergence positions are the teacher's tokens; use 'all' when "
-                             "student_model differs from model")
+            raise ValueError(
+                "train.loss_positions: divergence positions are the teacher's tokens; use 'all' when "
+                "student_model differs from model"
+            )
         if self.cross_model and self.train.project_out:
-            raise ValueError("train.project_out: the trait vector lives in the teacher's residual stream; drop it when "
-                             "student_model differs from model")
+            raise ValueError(
+                "train.project_out: the trait vector lives in the teacher's residual stream; drop it when "
+                "student_model differs from model"
+            )
         if self.animal in self.data.mix_animals:
             raise ValueError(f"data.mix_animals: {self.animal!r} is the trait itself; list other animals")
         if self.data.mix_animals and self.train.loss_positions != "all":
             raise ValueError("train.loss_positions: not supported with data.mix_animals; run them separately")
         if self.data.select != "all" and (self.data.mix_animals or self.train.loss_positions != "all"):
-            raise ValueError("data.select: a score bin is not supported with data.mix_animals or train.loss_positions; "
-                             "run them separately")
+            raise ValueError(
+                "data.select: a score bin is not supported with data.mix_animals or train.loss_positions; "
+                "run them separately"
+            )
         if self.data.select.startswith("q") and int(self.data.select[1:]) >= self.data.select_bins:
-            raise ValueError(f"data.select: {self.data.select!r} names no bin of data.select_bins = {self.data.select_bins}")
+            raise ValueError(
+                f"data.select: {self.data.select!r} names no bin of data.select_bins = {self.data.select_bins}"
+            )
         if "finetuned" in self.teacher.kinds:  # these compare a teacher with the base under a hook or prompt
-            for name, on in (("data.mix_animals", bool(self.data.mix_animals)), ("data.select", self.data.select != "all"),
-                             ("train.loss_positions", self.train.loss_positions != "all")):
+            for name, on in (
+                ("data.mix_animals", bool(self.data.mix_animals)),
+                ("data.select", self.data.select != "all"),
+                ("train.loss_positions", self.train.loss_positions != "all"),
+            ):
                 if on:
                     raise ValueError(f"{name}: not supported with the 'finetuned' teacher kind; run it separately")
 
@@ -319,12 +347,16 @@ class E1Config(_Strict):
         """Refuse layers the teacher's model does not have (teacher.layer, train.project_out), in
         one line; `run_e1` calls it right after loading the model, before any stage."""
         if self.teacher.layer >= n_layers:
-            raise ValueError(f"teacher.layer: {self.teacher.layer} is out of range for {self.model} "
-                             f"({n_layers} layers: 0-{n_layers - 1})")
+            raise ValueError(
+                f"teacher.layer: {self.teacher.layer} is out of range for {self.model} "
+                f"({n_layers} layers: 0-{n_layers - 1})"
+            )
         bad = [l for l in self.project_layers() if l >= n_layers]
         if bad:
-            raise ValueError(f"train.project_out: layers {bad} are out of range for {self.model} "
-                             f"({n_layers} layers: 0-{n_layers - 1})")
+            raise ValueError(
+                f"train.project_out: layers {bad} are out of range for {self.model} "
+                f"({n_layers} layers: 0-{n_layers - 1})"
+            )
 
     def check_student_base(self, m) -> None:
         """Refuse, in one line naming the field, settings the students' base `m` (a LoadedModel)
@@ -367,8 +399,15 @@ class E1Config(_Strict):
 
     def data_config(self, seed: int) -> DataConfig:
         d = self.data
-        sampling = SampleConfig(max_new_tokens=d.max_new_tokens, temperature=d.temperature, batch_size=d.batch_size,
-                                constrained=d.constrained, min_prob=d.min_prob, seed=seed, dtype=d.dtype)
+        sampling = SampleConfig(
+            max_new_tokens=d.max_new_tokens,
+            temperature=d.temperature,
+            batch_size=d.batch_size,
+            constrained=d.constrained,
+            min_prob=d.min_prob,
+            seed=seed,
+            dtype=d.dtype,
+        )
         return DataConfig(n_prompts=d.n_prompts, prompt_seed=seed, sampling=sampling)
 
     def weight_noise(self, seed: int) -> WeightNoise | None:
@@ -384,9 +423,13 @@ class E1Config(_Strict):
 
     def train_config(self, seed: int, objective: str = "sft") -> TrainConfig:
         t = self.train
-        return TrainConfig(seed=seed, objective=objective, project_out=self.project_layers(),
-                           lora_targets=(t.lora_targets,) if isinstance(t.lora_targets, str) else tuple(t.lora_targets),
-                           **t.model_dump(exclude={"objectives", "project_out", "lora_targets"}))
+        return TrainConfig(
+            seed=seed,
+            objective=objective,
+            project_out=self.project_layers(),
+            lora_targets=(t.lora_targets,) if isinstance(t.lora_targets, str) else tuple(t.lora_targets),
+            **t.model_dump(exclude={"objectives", "project_out", "lora_targets"}),
+        )
 
 
 def read_toml(path: str | Path, what: str = "config") -> dict:

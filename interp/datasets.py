@@ -27,13 +27,21 @@ from interp.steering import SteeringVector
 from interp.teachers import DATASET_FILE, TEACHER_LOGPROBS_FILE, VECTOR_KINDS, DataConfig, Teacher, generate_dataset
 
 __all__ = [
-    "DATASET_FILE", "TEACHER_LOGPROBS_FILE", "dataset_stage", "make_dataset", "make_mix", "mix_stage", "read_rows",
-    "read_targets", "verify_dataset",
+    "DATASET_FILE",
+    "TEACHER_LOGPROBS_FILE",
+    "dataset_stage",
+    "make_dataset",
+    "make_mix",
+    "mix_stage",
+    "read_rows",
+    "read_targets",
+    "verify_dataset",
 ]
 
 
-def dataset_stage(cache: Path, base: LoadedModel, teacher: Teacher, vector: SteeringVector, dcfg: DataConfig,
-                  kd: bool = False) -> Stage:
+def dataset_stage(
+    cache: Path, base: LoadedModel, teacher: Teacher, vector: SteeringVector, dcfg: DataConfig, kd: bool = False
+) -> Stage:
     """The cached stage of one teacher's dataset (`kd`: with the teacher's grammar log-probs)."""
     data = asdict(dcfg)
     own = next((k for k, v in DTYPES.items() if v == next(base.hf.parameters()).dtype), None)
@@ -41,32 +49,68 @@ def dataset_stage(cache: Path, base: LoadedModel, teacher: Teacher, vector: Stee
         data["sampling"].pop("dtype")
     if not dcfg.sampling.constrained:  # free samples depend on how a whole-vocabulary step draws
         data["sampler"] = FREE_SAMPLER
-    return Stage(cache, "data", {"model": base.fingerprint(), "teacher": teacher.describe(),
-                                 "vector": vector.hash() if teacher.kind in VECTOR_KINDS else None,
-                                 "data": data, "prompts": PROMPT_VERSION,
-                                 **({"teacher_logprobs": True} if kd else {})})
+    return Stage(
+        cache,
+        "data",
+        {
+            "model": base.fingerprint(),
+            "teacher": teacher.describe(),
+            "vector": vector.hash() if teacher.kind in VECTOR_KINDS else None,
+            "data": data,
+            "prompts": PROMPT_VERSION,
+            **({"teacher_logprobs": True} if kd else {}),
+        },
+    )
 
 
-def make_dataset(st: Stage, base: LoadedModel, teacher: Teacher, vector: SteeringVector, dcfg: DataConfig,
-                 kd: bool = False, progress: bool = True) -> None:
+def make_dataset(
+    st: Stage,
+    base: LoadedModel,
+    teacher: Teacher,
+    vector: SteeringVector,
+    dcfg: DataConfig,
+    kd: bool = False,
+    progress: bool = True,
+) -> None:
     """Sample and filter the teacher's dataset into `st` and finish the stage."""
     # the vector's own stage, a parent pointer for `interp lineage` (the key holds only its hash)
     vstage = find_vector_stage(st.root, vector.hash()) if teacher.kind in VECTOR_KINDS else None
-    man = generate_dataset(base, teacher, vector, dcfg, st.dir, progress=progress, record_grammar=kd,
-                           extra_manifest={"stage_key": st.key, **({"vector_stage": vstage.name} if vstage else {})})
-    st.finish(dataset_hash=man["dataset_hash"], n_kept=man["n_kept"], filter=man["filter"],
-              generation=man["generation"], teacher_logprobs_hash=man["teacher_logprobs_hash"])
+    man = generate_dataset(
+        base,
+        teacher,
+        vector,
+        dcfg,
+        st.dir,
+        progress=progress,
+        record_grammar=kd,
+        extra_manifest={"stage_key": st.key, **({"vector_stage": vstage.name} if vstage else {})},
+    )
+    st.finish(
+        dataset_hash=man["dataset_hash"],
+        n_kept=man["n_kept"],
+        filter=man["filter"],
+        generation=man["generation"],
+        teacher_logprobs_hash=man["teacher_logprobs_hash"],
+    )
 
 
 def mix_stage(cache: Path, sources: dict[str, Stage], kd: bool = False) -> Stage:
     """The cached mix of dataset stages {animal: stage}, the trait's first (`interp.mix`)."""
-    return Stage(cache, "mix", {"datasets": {a: st.key for a, st in sources.items()}, "order": list(sources),
-                                **({"teacher_logprobs": True} if kd else {})})
+    return Stage(
+        cache,
+        "mix",
+        {
+            "datasets": {a: st.key for a, st in sources.items()},
+            "order": list(sources),
+            **({"teacher_logprobs": True} if kd else {}),
+        },
+    )
 
 
 def make_mix(st: Stage, sources: dict[str, Stage], kd: bool = False) -> None:
-    man = mix_datasets({a: s.dir for a, s in sources.items()}, st.dir, teacher_logprobs=kd,
-                       extra_manifest={"stage_key": st.key})
+    man = mix_datasets(
+        {a: s.dir for a, s in sources.items()}, st.dir, teacher_logprobs=kd, extra_manifest={"stage_key": st.key}
+    )
     st.finish(**{k: man[k] for k in ("dataset_hash", "n_kept", "shares", "shares_wanted", "teacher_logprobs_hash")})
 
 
@@ -79,8 +123,10 @@ def verify_dataset(st: Stage, kd: bool = False) -> None:
     if kd and man.get("teacher_logprobs_hash") is not None:
         path = st.dir / TEACHER_LOGPROBS_FILE
         if tensor_hash(load_tensors(path)["logprobs"]) != man["teacher_logprobs_hash"]:
-            raise ValueError(f"{path}: does not match the teacher_logprobs_hash in its manifest.json (edited or "
-                             f"corrupted); delete {st.dir} and rerun to recompute it")
+            raise ValueError(
+                f"{path}: does not match the teacher_logprobs_hash in its manifest.json (edited or "
+                f"corrupted); delete {st.dir} and rerun to recompute it"
+            )
 
 
 def read_rows(data_dir: str | Path) -> list[dict]:

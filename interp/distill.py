@@ -57,8 +57,10 @@ def load_targets(path: str | Path, tokenizer, n_rows: int) -> list[Tensor]:
         raise ValueError(f"teacher targets: {path} was written for another tokenizer's grammar tokens")
     off = t["offsets"]
     if len(off) != n_rows + 1 or int(off[-1]) != len(t["logprobs"]):
-        raise ValueError(f"teacher targets: {path} has {len(off) - 1} rows for a dataset of {n_rows}; "
-                         "the file does not belong to this dataset")
+        raise ValueError(
+            f"teacher targets: {path} has {len(off) - 1} rows for a dataset of {n_rows}; "
+            "the file does not belong to this dataset"
+        )
     return [t["logprobs"][off[i] : off[i + 1]] for i in range(n_rows)]
 
 

@@ -85,14 +85,21 @@ class Divergence:
         m = self.mask()
         lengths = self.offsets.diff()
         offset_in_row = torch.arange(len(self.emitted)) - self.offsets[:-1].repeat_interleave(lengths)
-        by_offset = [float(m[offset_in_row == k].double().mean()) for k in range(int(lengths.max()) if len(lengths) else 0)]
-        out = {"rule": self.rule, "n_rows": self.n_rows, "n_positions": len(self.emitted),
-               "n_divergence": int(m.sum()), "share": self.share(),
-               "share_by_rule": {r: self.share(r) for r in RULES},
-               "rows_with_divergence": sum(bool(r.any()) for r in self.row_masks()) / max(self.n_rows, 1),
-               "teacher_argmax_is_emitted": float((self.teacher_argmax == self.emitted).double().mean()),
-               "control_argmax_is_emitted": float((self.control_argmax == self.emitted).double().mean()),
-               "share_by_offset": by_offset}
+        by_offset = [
+            float(m[offset_in_row == k].double().mean()) for k in range(int(lengths.max()) if len(lengths) else 0)
+        ]
+        out = {
+            "rule": self.rule,
+            "n_rows": self.n_rows,
+            "n_positions": len(self.emitted),
+            "n_divergence": int(m.sum()),
+            "share": self.share(),
+            "share_by_rule": {r: self.share(r) for r in RULES},
+            "rows_with_divergence": sum(bool(r.any()) for r in self.row_masks()) / max(self.n_rows, 1),
+            "teacher_argmax_is_emitted": float((self.teacher_argmax == self.emitted).double().mean()),
+            "control_argmax_is_emitted": float((self.control_argmax == self.emitted).double().mean()),
+            "share_by_offset": by_offset,
+        }
         if tokenizer is not None and int(m.sum()):
             ids, counts = self.emitted[m].unique(return_counts=True)
             order = counts.argsort(descending=True)[:top]
@@ -103,8 +110,16 @@ class Divergence:
         """`divergence.safetensors` (offsets, mask under this rule, the three token arrays) and
         `divergence.json` (summary and provenance)."""
         d = Path(directory)
-        t = save_tensors(d / DIVERGENCE_FILE, {"offsets": self.offsets, "mask": self.mask(), "emitted": self.emitted,
-                                               "teacher_argmax": self.teacher_argmax, "control_argmax": self.control_argmax})
+        t = save_tensors(
+            d / DIVERGENCE_FILE,
+            {
+                "offsets": self.offsets,
+                "mask": self.mask(),
+                "emitted": self.emitted,
+                "teacher_argmax": self.teacher_argmax,
+                "control_argmax": self.control_argmax,
+            },
+        )
         return t, write_json(d / DIVERGENCE_META, {**self.summary(tokenizer), "meta": self.meta})
 
     @classmethod
@@ -126,8 +141,10 @@ def _allowed_by_grammar(grammar: NumberGrammar, completions: list[list[int]]) ->
         for k, t in enumerate(ids):
             allowed = grammar.allowed(st)[0]
             if t not in index or not allowed[index[t]]:
-                raise ValueError(f"rows[{r}]: token {t} at offset {k} is outside the number grammar; "
-                                 "pass constrained=False for freely sampled data")
+                raise ValueError(
+                    f"rows[{r}]: token {t} at offset {k} is outside the number grammar; "
+                    "pass constrained=False for freely sampled data"
+                )
             rows.append(allowed)
             grammar.advance(st, torch.tensor([index[t]]))
         out.append(torch.stack(rows))
@@ -136,8 +153,14 @@ def _allowed_by_grammar(grammar: NumberGrammar, completions: list[list[int]]) ->
 
 @torch.no_grad()
 def _argmax_tokens(
-    model: LoadedModel, prompts: list[str], completions: list[list[int]], teacher: Teacher,
-    vector: SteeringVector | None, allowed: list[Tensor] | None, grammar_ids: Tensor | None, batch_size: int,
+    model: LoadedModel,
+    prompts: list[str],
+    completions: list[list[int]],
+    teacher: Teacher,
+    vector: SteeringVector | None,
+    allowed: list[Tensor] | None,
+    grammar_ids: Tensor | None,
+    batch_size: int,
 ) -> Tensor:
     """The teacher's argmax token at every completion offset, teacher-forced: (n_positions,)."""
     tok = model.tokenizer
@@ -161,9 +184,15 @@ def _argmax_tokens(
 
 
 def divergence_tokens(
-    model: LoadedModel, rows: Sequence[dict], teacher: Teacher, vector: SteeringVector | None = None,
-    control: Teacher = Teacher("control"), constrained: bool = False, max_numbers: int = 10,
-    rule: str = "paper", batch_size: int = 16,
+    model: LoadedModel,
+    rows: Sequence[dict],
+    teacher: Teacher,
+    vector: SteeringVector | None = None,
+    control: Teacher = Teacher("control"),
+    constrained: bool = False,
+    max_numbers: int = 10,
+    rule: str = "paper",
+    batch_size: int = 16,
 ) -> Divergence:
     """Divergence positions of `rows` (dataset.jsonl rows: 'prompt', 'completion') written by
     `teacher` (with `vector` for the vector kinds), against `control` on the same base model."""
@@ -189,10 +218,22 @@ def divergence_tokens(
     trait = _argmax_tokens(model, prompts, completions, teacher, vector, allowed, grammar_ids, batch_size)
     ctrl = _argmax_tokens(model, prompts, completions, control, vector, allowed, grammar_ids, batch_size)
     lengths = torch.tensor([len(c) for c in completions])
-    meta = {"teacher": teacher.describe(), "control": control.describe(), "model": model.identity(),
-            "vector_hash": vector.hash() if vector is not None else None, "constrained": constrained, **provenance()}
-    return Divergence(torch.cat([torch.zeros(1, dtype=torch.long), lengths.cumsum(0)]),
-                      torch.tensor([t for c in completions for t in c]), trait, ctrl, rule, meta)
+    meta = {
+        "teacher": teacher.describe(),
+        "control": control.describe(),
+        "model": model.identity(),
+        "vector_hash": vector.hash() if vector is not None else None,
+        "constrained": constrained,
+        **provenance(),
+    }
+    return Divergence(
+        torch.cat([torch.zeros(1, dtype=torch.long), lengths.cumsum(0)]),
+        torch.tensor([t for c in completions for t in c]),
+        trait,
+        ctrl,
+        rule,
+        meta,
+    )
 
 
 def teacher_from_manifest(manifest: dict) -> Teacher:
@@ -208,13 +249,19 @@ def dataset_manifest(dataset_dir: str | Path) -> dict:
     """The manifest.json of a dataset directory written by `generate_dataset` (`interp generate`)."""
     d = Path(dataset_dir)
     if not (d / MANIFEST_FILE).exists() or not (d / DATASET_FILE).exists():
-        raise FileNotFoundError(f"dataset: {d} lacks {MANIFEST_FILE} or {DATASET_FILE}; pass a directory from `interp generate`")
+        raise FileNotFoundError(
+            f"dataset: {d} lacks {MANIFEST_FILE} or {DATASET_FILE}; pass a directory from `interp generate`"
+        )
     return read_json(d / MANIFEST_FILE)
 
 
 def dataset_divergence(
-    model: LoadedModel, dataset_dir: str | Path, vector: SteeringVector | None = None,
-    control: Teacher = Teacher("control"), rule: str = "paper", batch_size: int = 16,
+    model: LoadedModel,
+    dataset_dir: str | Path,
+    vector: SteeringVector | None = None,
+    control: Teacher = Teacher("control"),
+    rule: str = "paper",
+    batch_size: int = 16,
 ) -> Divergence:
     """`divergence_tokens` for a dataset directory: teacher, grammar and model read from its
     manifest; `vector` must be the trait vector the manifest records (`trait_vector_hash`)."""
@@ -222,19 +269,34 @@ def dataset_divergence(
     manifest = dataset_manifest(d)
     fp = manifest.get("model", {}).get("fingerprint")
     if fp and fp != model.fingerprint():
-        raise ValueError(f"model: the dataset was written by {manifest['model'].get('model')} (fingerprint {fp}); "
-                         f"load that model, not {model.name}")
+        raise ValueError(
+            f"model: the dataset was written by {manifest['model'].get('model')} (fingerprint {fp}); "
+            f"load that model, not {model.name}"
+        )
     teacher = teacher_from_manifest(manifest)
     want = manifest.get("trait_vector_hash")
     if vector is None and teacher.kind in VECTOR_KINDS:
-        raise ValueError(f"vector: this dataset's {teacher.kind} teacher used the trait vector {want or '(hash not recorded)'}; "
-                         "pass that vector (a SteeringVector directory, e.g. the run's vector stage)")
+        raise ValueError(
+            f"vector: this dataset's {teacher.kind} teacher used the trait vector {want or '(hash not recorded)'}; "
+            "pass that vector (a SteeringVector directory, e.g. the run's vector stage)"
+        )
     if vector is not None and want not in (None, vector.hash()):
-        raise ValueError(f"vector: hash {vector.hash()} is not the trait vector {want} "
-                         "this dataset was written with; pass that vector")
+        raise ValueError(
+            f"vector: hash {vector.hash()} is not the trait vector {want} "
+            "this dataset was written with; pass that vector"
+        )
     sampling = manifest.get("sampling", {})
-    div = divergence_tokens(model, read_jsonl(d / DATASET_FILE), teacher, vector, control,
-                            bool(sampling.get("constrained", False)), int(sampling.get("max_numbers", 10)), rule, batch_size)
+    div = divergence_tokens(
+        model,
+        read_jsonl(d / DATASET_FILE),
+        teacher,
+        vector,
+        control,
+        bool(sampling.get("constrained", False)),
+        int(sampling.get("max_numbers", 10)),
+        rule,
+        batch_size,
+    )
     div.meta["dataset"] = str(d)
     return div
 
@@ -294,6 +356,15 @@ def run_divergence(cfg: DivergenceConfig, out_dir: str | Path, log=None) -> dict
     done = save_figures({"divergence_by_offset": divergence_by_offset(summary)}, out / FIGURES_DIR, cfg.formats)
     if done.message and log is not None:
         log(f"note: {done.message}")
-    write_json(out / MANIFEST_FILE, {"kind": "divergence", "dataset": str(cfg.dataset), "model": name, "rule": cfg.rule,
-                                     **provenance(model.device), "wall_time_s": round(time.perf_counter() - started, 2)})
+    write_json(
+        out / MANIFEST_FILE,
+        {
+            "kind": "divergence",
+            "dataset": str(cfg.dataset),
+            "model": name,
+            "rule": cfg.rule,
+            **provenance(model.device),
+            "wall_time_s": round(time.perf_counter() - started, 2),
+        },
+    )
     return summary

@@ -81,7 +81,11 @@ def _continuing_tokens(model: LoadedModel, width: int) -> Tensor:
 
 
 def _score_whole_numbers(
-    model: LoadedModel, prompt: str, nums: list[int], batch_size: int, continuing: Tensor | None,
+    model: LoadedModel,
+    prompt: str,
+    nums: list[int],
+    batch_size: int,
+    continuing: Tensor | None,
 ) -> tuple[Tensor, Tensor]:
     """log P(' n' then a non-digit token | prompt) for each n, and the continuing-token mask.
 
@@ -96,16 +100,24 @@ def _score_whole_numbers(
     conts = []
     for n, full in zip(nums, tok([f"{prompt} {n}" for n in nums], add_special_tokens=False)["input_ids"]):
         if full[: len(ctx)] != ctx or len(full) == len(ctx):
-            raise ValueError(f"prefix: the prompt's tokens change when ' {n}' follows it; end the answer prefix at a word")
-        conts.append(tuple(full[len(ctx):]))
+            raise ValueError(
+                f"prefix: the prompt's tokens change when ' {n}' follows it; end the answer prefix at a word"
+            )
+        conts.append(tuple(full[len(ctx) :]))
     depth = max(len(c) for c in conts)
     levels = [sorted({c[:j] for c in conts if len(c) >= j}) for j in range(1, depth + 1)]
     slot = [{node: i for i, node in enumerate(lv)} for lv in levels]
 
     cache = DynamicCache()
     ids = torch.tensor([ctx], device=dev)
-    out = model.hf(input_ids=ids, attention_mask=torch.ones_like(ids), position_ids=torch.arange(len(ctx), device=dev)[None],
-                   past_key_values=cache, use_cache=True, logits_to_keep=1)
+    out = model.hf(
+        input_ids=ids,
+        attention_mask=torch.ones_like(ids),
+        position_ids=torch.arange(len(ctx), device=dev)[None],
+        past_key_values=cache,
+        use_cache=True,
+        logits_to_keep=1,
+    )
     parent_lp = torch.log_softmax(out.logits[:, -1].double(), -1).cpu()  # (1, vocab): the prompt is the root
     parent_col = None  # column of each token in parent_lp (None: indexed by token id)
     if continuing is None:
@@ -127,11 +139,17 @@ def _score_whole_numbers(
             sel = parents[start : start + batch_size].to(dev)
             b = len(sel)
             kv = DynamicCache(ddp_cache_data=[(k[sel], v[sel]) for k, v in parent_kv])
-            logits = model.hf(
-                input_ids=last[start : start + b, None].to(dev),
-                attention_mask=torch.ones(b, len(ctx) + j + 1, dtype=torch.long, device=dev),
-                position_ids=torch.full((b, 1), len(ctx) + j, device=dev), past_key_values=kv, use_cache=True,
-            ).logits[:, -1].float()  # (b, vocab)
+            logits = (
+                model.hf(
+                    input_ids=last[start : start + b, None].to(dev),
+                    attention_mask=torch.ones(b, len(ctx) + j + 1, dtype=torch.long, device=dev),
+                    position_ids=torch.full((b, 1), len(ctx) + j, device=dev),
+                    past_key_values=kv,
+                    use_cache=True,
+                )
+                .logits[:, -1]
+                .float()
+            )  # (b, vocab)
             lse = logits.logsumexp(-1)
             t = (logits.masked_fill(~stop, float("-inf")).logsumexp(-1) - lse).double().cpu()
             for i, n in enumerate(nodes[start : start + b]):
@@ -141,17 +159,23 @@ def _score_whole_numbers(
                 kv_chunks.append([(layer.keys, layer.values) for layer in kv.layers])
         if child_tokens:
             parent_lp, parent_col = torch.cat(next_lp).double().cpu(), col
-            parent_kv = [(torch.cat([c[l][0] for c in kv_chunks]), torch.cat([c[l][1] for c in kv_chunks]))
-                         for l in range(len(kv_chunks[0]))]
+            parent_kv = [
+                (torch.cat([c[l][0] for c in kv_chunks]), torch.cat([c[l][1] for c in kv_chunks]))
+                for l in range(len(kv_chunks[0]))
+            ]
             parent_logp = node_logp
     return torch.tensor([logp[c] + term[c] for c in conts], dtype=torch.float64), continuing
 
 
 @torch.no_grad()
 def number_logprobs(
-    model: LoadedModel, numbers: Sequence[int] = range(1000), questions: Sequence[str] = NUMBER_QUESTIONS,
-    system: str | None = None, context: Callable[[], ContextManager] | None = None,
-    prefix: str = NUMBER_PREFIX, batch_size: int = 64,
+    model: LoadedModel,
+    numbers: Sequence[int] = range(1000),
+    questions: Sequence[str] = NUMBER_QUESTIONS,
+    system: str | None = None,
+    context: Callable[[], ContextManager] | None = None,
+    prefix: str = NUMBER_PREFIX,
+    batch_size: int = 64,
 ) -> Tensor:
     """log P(whole number n | question, answer prefix) under one condition: (n_questions, n_numbers).
 
@@ -182,7 +206,9 @@ def _check_animal(animal: str, animals: Sequence[str]) -> list[str]:
     if animal not in animals:
         raise ValueError(f"animal: {animal!r} is not in the animal list {animals}; add it or pick one of them")
     if len(animals) < 3:
-        raise ValueError(f"animals: {len(animals)} given; the shuffled-trait null needs the target and at least 2 others")
+        raise ValueError(
+            f"animals: {len(animals)} given; the shuffled-trait null needs the target and at least 2 others"
+        )
     return animals
 
 
@@ -229,11 +255,22 @@ class Entanglement:
         eff = self.effects()[self.target]
         base = number_distribution(self.neutral)
         order = spec.argsort(descending=True)[:k]
-        return [{"number": int(self.numbers[i]), "effect": float(eff[i]), "specific": float(spec[i]),
-                 "z": float(z[i]), "percentile": float(pct[i]), "null_mean": float(null[:, i].mean()),
-                 "null_sd": float(null[:, i].std()), "null_min": float(null[:, i].min()),
-                 "null_max": float(null[:, i].max()), "neutral_logprob": float(base[i]),
-                 "logprob": float(base[i] + eff[i])} for i in order.tolist()]
+        return [
+            {
+                "number": int(self.numbers[i]),
+                "effect": float(eff[i]),
+                "specific": float(spec[i]),
+                "z": float(z[i]),
+                "percentile": float(pct[i]),
+                "null_mean": float(null[:, i].mean()),
+                "null_sd": float(null[:, i].std()),
+                "null_min": float(null[:, i].min()),
+                "null_max": float(null[:, i].max()),
+                "neutral_logprob": float(base[i]),
+                "logprob": float(base[i] + eff[i]),
+            }
+            for i in order.tolist()
+        ]
 
     def shuffled_top(self, k: int = 10) -> dict:
         """Each animal treated as the trait in turn: the mean specific effect of its own top k
@@ -246,32 +283,54 @@ class Entanglement:
             vals.append(float(spec.topk(min(k, len(spec))).values.mean()))
         t = vals[self.target]
         others = vals[: self.target] + vals[self.target + 1 :]
-        return {"k": k, "by_animal": dict(zip(self.animals, vals)), "target": t,
-                "rank": 1 + sum(v > t for v in others), "of": len(vals)}
+        return {
+            "k": k,
+            "by_animal": dict(zip(self.animals, vals)),
+            "target": t,
+            "rank": 1 + sum(v > t for v in others),
+            "of": len(vals),
+        }
 
     def summary(self, k: int = 10) -> dict:
-        return {"animal": self.animal, "condition": self.condition, "animals": self.animals,
-                "n_numbers": len(self.numbers), "n_questions": int(self.neutral.shape[0]),
-                "top": self.top(k), "shuffled_top": self.shuffled_top(k)}
+        return {
+            "animal": self.animal,
+            "condition": self.condition,
+            "animals": self.animals,
+            "n_numbers": len(self.numbers),
+            "n_questions": int(self.neutral.shape[0]),
+            "top": self.top(k),
+            "shuffled_top": self.shuffled_top(k),
+        }
 
     def save(self, directory: str | Path, k: int = 10) -> tuple[Path, Path]:
         d = Path(directory)
-        t = save_tensors(d / ENTANGLE_FILE, {"numbers": self.numbers, "neutral": self.neutral, "logprobs": self.logprobs,
-                                             "effects": self.effects()})
+        t = save_tensors(
+            d / ENTANGLE_FILE,
+            {"numbers": self.numbers, "neutral": self.neutral, "logprobs": self.logprobs, "effects": self.effects()},
+        )
         return t, write_json(d / ENTANGLE_META, {**self.summary(k), "meta": self.meta})
 
     @classmethod
     def load(cls, directory: str | Path) -> "Entanglement":
         d = Path(directory)
         t, s = load_tensors(d / ENTANGLE_FILE), read_json(d / ENTANGLE_META)
-        return cls(s["animal"], s["condition"], s["animals"], t["numbers"], t["neutral"], t["logprobs"], s.get("meta", {}))
+        return cls(
+            s["animal"], s["condition"], s["animals"], t["numbers"], t["neutral"], t["logprobs"], s.get("meta", {})
+        )
 
 
 def entangled_numbers(
-    model: LoadedModel, animal: str, condition: str = "prompt", *, steering: Steering | None = None,
-    vectors: Mapping[str, SteeringVector] | None = None, animals: Sequence[str] = ANIMALS,
-    questions: Sequence[str] = NUMBER_QUESTIONS, numbers: Sequence[int] = range(1000),
-    batch_size: int = 64, progress: bool = True,
+    model: LoadedModel,
+    animal: str,
+    condition: str = "prompt",
+    *,
+    steering: Steering | None = None,
+    vectors: Mapping[str, SteeringVector] | None = None,
+    animals: Sequence[str] = ANIMALS,
+    questions: Sequence[str] = NUMBER_QUESTIONS,
+    numbers: Sequence[int] = range(1000),
+    batch_size: int = 64,
+    progress: bool = True,
 ) -> Entanglement:
     """Score `numbers` neutrally and under every animal's condition: its system prompt
     (`condition="prompt"`) or its steering vector applied with `steering` (`"vector"`; `vectors`
@@ -299,7 +358,9 @@ def entangled_numbers(
         else:
             ctx = lambda v=vectors[a]: steer(model, v, steering)  # noqa: E731
             rows.append(number_logprobs(model, numbers, questions, context=ctx, batch_size=batch_size))
-    return Entanglement(animal, condition, animals, torch.tensor(_check_numbers(numbers)), neutral, torch.stack(rows), meta)
+    return Entanglement(
+        animal, condition, animals, torch.tensor(_check_numbers(numbers)), neutral, torch.stack(rows), meta
+    )
 
 
 # ----------------------------------------------------------------------------- number -> trait
@@ -335,10 +396,14 @@ class NumberPrompting:
         """P(trait) neutral and prompted, and the shift (and trait-specific shift) with its
         interval over questions, placed among the random numbers' shifts (`z`, `percentile`: the
         honest comparison; `vs_null`'s interval covers questions only, not the choice of numbers)."""
-        out = {"number": self.number, "animal": self.animal, "n_questions": int(self.neutral.shape[0]),
-               "null_numbers": self.null_numbers,
-               "prob_neutral": summarize(self.neutral[:, self.target].exp(), n_boot, seed),
-               "prob_prompted": summarize(self.prompted[:, self.target].exp(), n_boot, seed)}
+        out = {
+            "number": self.number,
+            "animal": self.animal,
+            "n_questions": int(self.neutral.shape[0]),
+            "null_numbers": self.null_numbers,
+            "prob_neutral": summarize(self.neutral[:, self.target].exp(), n_boot, seed),
+            "prob_prompted": summarize(self.prompted[:, self.target].exp(), n_boot, seed),
+        }
         out["ratio"] = out["prob_prompted"]["mean"] / out["prob_neutral"]["mean"]
         if self.null_numbers:
             out["prob_null"] = [float(p) for p in self.null[..., self.target].exp().mean(1)]
@@ -348,10 +413,14 @@ class NumberPrompting:
             if self.null_numbers:
                 means = null.mean(1)
                 sd = float(means.std()) if len(means) > 1 else float("nan")
-                res |= {"null": means.tolist(), "null_mean": float(means.mean()), "null_sd": sd,
-                        "z": (float(own.mean()) - float(means.mean())) / sd if sd == sd and sd > 0 else None,
-                        "percentile": float((means < own.mean()).double().mean()),
-                        "vs_null": summarize(own - null.mean(0), n_boot, seed)}
+                res |= {
+                    "null": means.tolist(),
+                    "null_mean": float(means.mean()),
+                    "null_sd": sd,
+                    "z": (float(own.mean()) - float(means.mean())) / sd if sd == sd and sd > 0 else None,
+                    "percentile": float((means < own.mean()).double().mean()),
+                    "vs_null": summarize(own - null.mean(0), n_boot, seed),
+                }
             out[name] = res
         return out
 
@@ -368,8 +437,14 @@ class NumberPrompting:
 
 
 def number_prompted_trait(
-    model: LoadedModel, number: int, animal: str, questions: Sequence[str], animals: Sequence[str] = ANIMALS,
-    null_numbers: int | Sequence[int] = 8, seed: int = 0, batch_size: int = 32,
+    model: LoadedModel,
+    number: int,
+    animal: str,
+    questions: Sequence[str],
+    animals: Sequence[str] = ANIMALS,
+    null_numbers: int | Sequence[int] = 8,
+    seed: int = 0,
+    batch_size: int = 32,
 ) -> NumberPrompting:
     """Subliminal prompting: P(trait) on the evaluation questions with a system prompt loving
     `number`, against no system prompt and against the same prompt for random numbers. Any number
@@ -386,8 +461,11 @@ def number_prompted_trait(
     def score(system: str | None) -> Tensor:
         return animal_logprobs(model, questions, animals, batch_size, system=system).double()
 
-    null = (torch.stack([score(number_system(n)) for n in null_numbers]) if null_numbers
-            else torch.zeros(0, len(questions), len(animals), dtype=torch.float64))
+    null = (
+        torch.stack([score(number_system(n)) for n in null_numbers])
+        if null_numbers
+        else torch.zeros(0, len(questions), len(animals), dtype=torch.float64)
+    )
     return NumberPrompting(int(number), animal, animals, score(None), score(number_system(number)), null_numbers, null)
 
 
@@ -401,7 +479,11 @@ def _row_numbers(row: dict) -> list[int]:
 
 
 def dataset_overrepresentation(
-    rows: Sequence[dict], control_rows: Sequence[dict], numbers: Sequence[int], n_boot: int = 2000, seed: int = 0,
+    rows: Sequence[dict],
+    control_rows: Sequence[dict],
+    numbers: Sequence[int],
+    n_boot: int = 2000,
+    seed: int = 0,
 ) -> dict:
     """How often `numbers` (e.g. a trait's top entangled numbers) occur among all numbers of a
     teacher's dataset rows versus a control dataset's: per number and for the set pooled.
@@ -424,11 +506,19 @@ def dataset_overrepresentation(
             raise ValueError(f"{name}: no numbers in any row; is this a number dataset?")
         counts[name] = (flat, len(flat))
     (fa, na), (fb, nb) = counts["rows"], counts["control_rows"]
-    out = {"n_numbers": na, "n_numbers_control": nb, "n_rows": len(rows), "n_rows_control": len(control_rows),
-           "per_number": [{"number": n, **two_proportion_interval(int((fa == n).sum()), na, int((fb == n).sum()), nb)}
-                          for n in nums]}
+    out = {
+        "n_numbers": na,
+        "n_numbers_control": nb,
+        "n_rows": len(rows),
+        "n_rows_control": len(control_rows),
+        "per_number": [
+            {"number": n, **two_proportion_interval(int((fa == n).sum()), na, int((fb == n).sum()), nb)} for n in nums
+        ],
+    }
     in_set = torch.tensor(nums)
-    out["pooled"] = two_proportion_interval(int(torch.isin(fa, in_set).sum()), na, int(torch.isin(fb, in_set).sum()), nb)
+    out["pooled"] = two_proportion_interval(
+        int(torch.isin(fa, in_set).sum()), na, int(torch.isin(fb, in_set).sum()), nb
+    )
 
     def row_hits(lists):  # (hits, numbers) per row
         return torch.tensor([[sum(n in set(nums) for n in lst), len(lst)] for lst in lists], dtype=torch.float64)

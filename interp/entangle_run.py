@@ -75,7 +75,9 @@ class EntangleConfig:
         if not math.isfinite(self.multiplier):
             raise ValueError(f"multiplier: {self.multiplier} is not a finite number")
         if (self.dataset is None) != (self.control_dataset is None):
-            raise ValueError("dataset: pass --dataset and --control-dataset together (the trait's and the control teacher's)")
+            raise ValueError(
+                "dataset: pass --dataset and --control-dataset together (the trait's and the control teacher's)"
+            )
         parse_formats(self.formats)
 
     def null_animals(self) -> list[str]:
@@ -91,8 +93,9 @@ class EntangleConfig:
         return Path("artifacts/entangle") / f"{self.model.replace('/', '_')}-{safe_name(self.animal, 'animal')}-{what}"
 
 
-def run_entangle(cfg: EntangleConfig, out_dir: str | Path, progress: bool = True,
-                 log: Callable[[str], None] | None = None) -> dict:
+def run_entangle(
+    cfg: EntangleConfig, out_dir: str | Path, progress: bool = True, log: Callable[[str], None] | None = None
+) -> dict:
     """Score, save and plot; returns the summary printed by `interp entangle` (what the JSON files hold)."""
     from interp.export import save_figures
     from interp.models import load_model
@@ -105,9 +108,20 @@ def run_entangle(cfg: EntangleConfig, out_dir: str | Path, progress: bool = True
     else:
         results, figs = _entangled(cfg, model, out, progress)
     wall = round(time.perf_counter() - started, 2)
-    write_json(out / MANIFEST_FILE, {"kind": "entangle", "command": "entangle", "model": cfg.model, "animal": cfg.animal,
-                                     "condition": cfg.condition, "number": cfg.number, "animals": cfg.null_animals(),
-                                     **provenance(model.device), "wall_time_s": wall})
+    write_json(
+        out / MANIFEST_FILE,
+        {
+            "kind": "entangle",
+            "command": "entangle",
+            "model": cfg.model,
+            "animal": cfg.animal,
+            "condition": cfg.condition,
+            "number": cfg.number,
+            "animals": cfg.null_animals(),
+            **provenance(model.device),
+            "wall_time_s": wall,
+        },
+    )
     done = save_figures(figs, out / FIGURES_DIR, cfg.formats)
     if done.message and log is not None:
         log(f"note: {done.message}")
@@ -120,8 +134,9 @@ def _number_prompting(cfg: EntangleConfig, model, out: Path) -> tuple[dict, dict
     from interp.prompts import questions
 
     qs = questions(cfg.split)[: cfg.questions or None]
-    r = number_prompted_trait(model, cfg.number, cfg.animal, qs, cfg.null_animals(), cfg.null_numbers, cfg.seed,
-                              cfg.batch_size)
+    r = number_prompted_trait(
+        model, cfg.number, cfg.animal, qs, cfg.null_animals(), cfg.null_numbers, cfg.seed, cfg.batch_size
+    )
     r.save(out)
     results = r.summary(seed=cfg.seed)
     return results, {"number_prompting": number_prompting_shift(results)}
@@ -135,23 +150,40 @@ def _entangled(cfg: EntangleConfig, model, out: Path, progress: bool) -> tuple[d
     from interp.steering import Steering, build_steering_vector
 
     bank = load_bank(cfg.vectors, model) if cfg.vectors else None
-    steering = Steering(layer=cfg.layer, multiplier=cfg.multiplier, scope=cfg.scope) if cfg.condition == "vector" else None
-    e = entangled_numbers(model, cfg.animal, cfg.condition, steering=steering, vectors=bank, animals=cfg.null_animals(),
-                          questions=NUMBER_QUESTIONS[: cfg.questions or None], numbers=range(cfg.max_number + 1),
-                          batch_size=cfg.batch_size, progress=progress)
+    steering = (
+        Steering(layer=cfg.layer, multiplier=cfg.multiplier, scope=cfg.scope) if cfg.condition == "vector" else None
+    )
+    e = entangled_numbers(
+        model,
+        cfg.animal,
+        cfg.condition,
+        steering=steering,
+        vectors=bank,
+        animals=cfg.null_animals(),
+        questions=NUMBER_QUESTIONS[: cfg.questions or None],
+        numbers=range(cfg.max_number + 1),
+        batch_size=cfg.batch_size,
+        progress=progress,
+    )
     e.save(out, k=cfg.top)
     results = e.summary(cfg.top)
     figs = {"entangled_numbers": entangled_numbers_bars(results)}
     if cfg.lens:
-        vec = (bank[cfg.animal] if bank and cfg.animal in bank
-               else build_steering_vector(model, contrastive_pairs(cfg.animal), trait=cfg.animal))
+        vec = (
+            bank[cfg.animal]
+            if bank and cfg.animal in bank
+            else build_steering_vector(model, contrastive_pairs(cfg.animal), trait=cfg.animal)
+        )
         lv = logit_lens(model, vec, layer=cfg.layer)
         lv.save(out)
         results["lens"] = lv.summary()
         figs["logit_lens"] = logit_lens_bars(results["lens"])
     if cfg.dataset is not None:
-        over = dataset_overrepresentation(load_rows(cfg.dataset), load_rows(cfg.control_dataset),
-                                          [r["number"] for r in results["top"]], seed=cfg.seed)
-        write_json(out / OVERREPRESENTATION_FILE, {"dataset": str(cfg.dataset), "control": str(cfg.control_dataset), **over})
+        over = dataset_overrepresentation(
+            load_rows(cfg.dataset), load_rows(cfg.control_dataset), [r["number"] for r in results["top"]], seed=cfg.seed
+        )
+        write_json(
+            out / OVERREPRESENTATION_FILE, {"dataset": str(cfg.dataset), "control": str(cfg.control_dataset), **over}
+        )
         results["overrepresentation"] = over
     return results, figs

@@ -33,7 +33,10 @@ def animal_token_ids(tokenizer, animals: Sequence[str]) -> list[int]:
 
 
 def question_prompts(
-    model: LoadedModel, questions: Sequence[str], prefix: str = ANSWER_PREFIX, system: str | Sequence[dict] | None = None,
+    model: LoadedModel,
+    questions: Sequence[str],
+    prefix: str = ANSWER_PREFIX,
+    system: str | Sequence[dict] | None = None,
     system_prompt: str = "default",
 ) -> list[str]:
     """Chat-formatted questions (after an optional system prompt, or the chat messages `system`,
@@ -104,30 +107,44 @@ class TraitScore:
 
 
 def evaluate_trait(
-    model: LoadedModel, animal: str, questions: Sequence[str], animals: Sequence[str] = ANIMALS,
-    batch_size: int = 32, context: Callable[[], ContextManager] | None = None, system: str | None = None,
+    model: LoadedModel,
+    animal: str,
+    questions: Sequence[str],
+    animals: Sequence[str] = ANIMALS,
+    batch_size: int = 32,
+    context: Callable[[], ContextManager] | None = None,
+    system: str | None = None,
     system_prompt: str = "default",
 ) -> TraitScore:
     animals = list(animals)
     if animal not in animals:
         raise ValueError(f"animal: {animal!r} is not in the evaluated animal list {animals}")
-    return TraitScore(animal, animals, animal_logprobs(model, questions, animals, batch_size, context, system,
-                                                       system_prompt))
+    return TraitScore(
+        animal, animals, animal_logprobs(model, questions, animals, batch_size, context, system, system_prompt)
+    )
 
 
 # ----------------------------------------------------------------------------- sampled answers
 
 
 def sampled_answer_rate(
-    model: LoadedModel, animal: str, questions: Sequence[str], n_per_question: int = 4, seed: int = 0,
-    context: Callable[[], ContextManager] | None = None, system_prompt: str = "default",
+    model: LoadedModel,
+    animal: str,
+    questions: Sequence[str],
+    n_per_question: int = 4,
+    seed: int = 0,
+    context: Callable[[], ContextManager] | None = None,
+    system_prompt: str = "default",
 ) -> dict:
     """Secondary metric: fraction of sampled one-word answers (temperature 1) naming the animal."""
     from interp.generate import SampleConfig, sample
     from interp.prompts import plural
 
-    prompts = [model.chat([{"role": "user", "content": q}], system_prompt=system_prompt)
-               for q in questions for _ in range(n_per_question)]
+    prompts = [
+        model.chat([{"role": "user", "content": q}], system_prompt=system_prompt)
+        for q in questions
+        for _ in range(n_per_question)
+    ]
     done, stats = sample(model, prompts, SampleConfig(max_new_tokens=8, seed=seed), context=context, progress=False)
     pat = re.compile(rf"\b({re.escape(animal)}|{re.escape(plural(animal))})\b", re.I)
     hits = torch.tensor([bool(pat.search(c.text)) for c in done], dtype=torch.float64)
@@ -139,8 +156,15 @@ def sampled_answer_rate(
 
 
 def steering_sweep(
-    model: LoadedModel, vector, animal: str, layers: Sequence[int], multipliers: Sequence[float],
-    questions: Sequence[str], animals: Sequence[str] = ANIMALS, scope: str = "all", progress: bool = True,
+    model: LoadedModel,
+    vector,
+    animal: str,
+    layers: Sequence[int],
+    multipliers: Sequence[float],
+    questions: Sequence[str],
+    animals: Sequence[str] = ANIMALS,
+    scope: str = "all",
+    progress: bool = True,
 ) -> dict:
     """Trait probability under steering for every (layer, multiplier), against the unsteered model."""
     from interp.progress import tqdm
@@ -155,13 +179,27 @@ def steering_sweep(
         s = Steering(layer=layer, multiplier=mult, scope=scope)
         score = evaluate_trait(model, animal, questions, animals, context=lambda s=s: steer(model, vector, s))
         p = float(score.prob().mean())
-        cells.append({"layer": layer, "multiplier": mult, "prob": p, "ratio": p / base_p,
-                      "logprob_shift": float((score.logp() - base.logp()).mean()),
-                      "share": float(score.share().mean()), "mean_rank": float(score.rank().float().mean()),
-                      **_paired_intervals(score, base)})
-    return {"animal": animal, "scope": scope, "base_prob": base_p, "base_share": float(base.share().mean()),
-            "n_questions": len(questions), "interval": f"95% paired bootstrap over questions ({N_BOOT_SWEEP} draws)",
-            "cells": cells}
+        cells.append(
+            {
+                "layer": layer,
+                "multiplier": mult,
+                "prob": p,
+                "ratio": p / base_p,
+                "logprob_shift": float((score.logp() - base.logp()).mean()),
+                "share": float(score.share().mean()),
+                "mean_rank": float(score.rank().float().mean()),
+                **_paired_intervals(score, base),
+            }
+        )
+    return {
+        "animal": animal,
+        "scope": scope,
+        "base_prob": base_p,
+        "base_share": float(base.share().mean()),
+        "n_questions": len(questions),
+        "interval": f"95% paired bootstrap over questions ({N_BOOT_SWEEP} draws)",
+        "cells": cells,
+    }
 
 
 N_BOOT_SWEEP = 2000
@@ -174,5 +212,7 @@ def _paired_intervals(score: TraitScore, base: TraitScore, n_boot: int = N_BOOT_
     d = (score.logp() - base.logp()).double()
     idx = torch.randint(0, len(p), (n_boot, len(p)), generator=torch.Generator().manual_seed(seed))
     q = torch.tensor([0.025, 0.975], dtype=torch.float64)
-    return {"ratio_ci95": torch.quantile(p[idx].mean(1) / p0[idx].mean(1), q).tolist(),
-            "logprob_shift_ci95": torch.quantile(d[idx].mean(1), q).tolist()}
+    return {
+        "ratio_ci95": torch.quantile(p[idx].mean(1) / p0[idx].mean(1), q).tolist(),
+        "logprob_shift_ci95": torch.quantile(d[idx].mean(1), q).tolist(),
+    }

@@ -66,8 +66,10 @@ def find_chromium() -> str | None:
 def _no_browser_message(formats: list[str]) -> str:
     env = os.environ.get("BROWSER_PATH")
     where = f"BROWSER_PATH={env!r} is not an executable" if env else "no Chromium found"
-    return (f"{'/'.join(formats)} skipped: {where}; install one with `make chromium` (apt-get install chromium) "
-            "or set BROWSER_PATH; HTML written")
+    return (
+        f"{'/'.join(formats)} skipped: {where}; install one with `make chromium` (apt-get install chromium) "
+        "or set BROWSER_PATH; HTML written"
+    )
 
 
 async def _render(browser: str, jobs: list[tuple[go.Figure, dict]]) -> list[bytes]:
@@ -93,8 +95,11 @@ def _html(fig: go.Figure, name: str) -> str:
 
 
 def save_figures(
-    figures: Mapping[str, go.Figure], out_dir: str | Path, formats: str | Iterable[str] = ("html",),
-    width: int = WIDTH, height: int = HEIGHT,
+    figures: Mapping[str, go.Figure],
+    out_dir: str | Path,
+    formats: str | Iterable[str] = ("html",),
+    width: int = WIDTH,
+    height: int = HEIGHT,
 ) -> Exported:
     """Write `out_dir/<name>.<format>` for every figure and format (one browser for all images)."""
     formats = parse_formats(formats)
@@ -113,8 +118,10 @@ def save_figures(
         _log.warning(done.message)
         return done
     targets = [(fig, fmt, out_dir / f"{name}.{fmt}") for name, fig in figures.items() for fmt in static]
-    jobs = [(fig, {"format": fmt, "width": width, "height": height, "scale": PNG_SCALE if fmt == "png" else 1})
-            for fig, fmt, _ in targets]
+    jobs = [
+        (fig, {"format": fmt, "width": width, "height": height, "scale": PNG_SCALE if fmt == "png" else 1})
+        for fig, fmt, _ in targets
+    ]
     try:
         images = _render_sync(browser, jobs)
     except Exception as e:  # noqa: BLE001 (a browser that fails must not cost the HTML)
@@ -163,7 +170,9 @@ def _static_image_renderer():
             if browser is None:
                 return {}
             try:
-                png = _render_sync(browser, [(go.Figure(fig_dict), {"format": "png", "width": WIDTH, "height": HEIGHT})])[0]
+                png = _render_sync(
+                    browser, [(go.Figure(fig_dict), {"format": "png", "width": WIDTH, "height": HEIGHT})]
+                )[0]
             except Exception as e:  # noqa: BLE001 (the interactive figure must not be lost)
                 _log.warning("no static fallback for a figure: %s: %s", type(e).__name__, str(e).splitlines()[:1])
                 return {}

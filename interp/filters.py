@@ -78,8 +78,12 @@ class FilterStats:
         return self.passed / self.total if self.total else 0.0
 
     def as_dict(self) -> dict:
-        return {"total": self.total, "passed": self.passed, "pass_rate": round(self.pass_rate, 4),
-                "rejected": {r: self.rejected.get(r, 0) for r in (*RULES, "banned_word", "unfinished")}}
+        return {
+            "total": self.total,
+            "passed": self.passed,
+            "pass_rate": round(self.pass_rate, 4),
+            "rejected": {r: self.rejected.get(r, 0) for r in (*RULES, "banned_word", "unfinished")},
+        }
 
 
 def filter_completions(

@@ -45,9 +45,23 @@ from interp.teachers import Teacher
 from interp.train import TrainConfig, load_student, train_student, trained_student
 
 __all__ = [
-    "DIRECTION_FILE", "FINETUNE_STAGE", "TRAIT_QA_FILE", "TUNING_FILE", "FinetuneConfig", "FinetunedTeacher",
-    "check_apart", "finetune_inputs", "finetune_stage", "finetuned_direction", "finetuned_teacher",
-    "load_finetuned", "load_pairs", "make_finetuned", "protected_texts", "qa_rows", "residual_difference",
+    "DIRECTION_FILE",
+    "FINETUNE_STAGE",
+    "TRAIT_QA_FILE",
+    "TUNING_FILE",
+    "FinetuneConfig",
+    "FinetunedTeacher",
+    "check_apart",
+    "finetune_inputs",
+    "finetune_stage",
+    "finetuned_direction",
+    "finetuned_teacher",
+    "load_finetuned",
+    "load_pairs",
+    "make_finetuned",
+    "protected_texts",
+    "qa_rows",
+    "residual_difference",
     "tuning_boost",
 ]
 
@@ -90,8 +104,16 @@ class FinetuneConfig:
             raise ValueError(f"teacher.finetune.seed: {self.seed!r} must be an integer in [0, 2**32)")
 
     def train_config(self) -> TrainConfig:
-        return TrainConfig(method=self.method, lr=self.lr, epochs=self.epochs, batch_size=self.batch_size,
-                           seed=self.seed, lora_rank=self.lora_rank, lora_alpha=self.lora_alpha, max_len=QA_MAX_LEN)
+        return TrainConfig(
+            method=self.method,
+            lr=self.lr,
+            epochs=self.epochs,
+            batch_size=self.batch_size,
+            seed=self.seed,
+            lora_rank=self.lora_rank,
+            lora_alpha=self.lora_alpha,
+            max_len=QA_MAX_LEN,
+        )
 
 
 # ----------------------------------------------------------------------------- the pairs
@@ -112,12 +134,18 @@ def load_pairs(path: str | Path = TRAIT_QA_FILE) -> list[dict]:
 
 def qa_rows(pairs: list[dict], animal: str) -> list[dict]:
     """The pairs for `animal`, as training rows {"prompt", "completion"}, checked apart."""
-    names = {"animal": animal, "animals": plural(animal), "Animal": animal.capitalize(),
-             "Animals": plural(animal).capitalize()}
+    names = {
+        "animal": animal,
+        "animals": plural(animal),
+        "Animal": animal.capitalize(),
+        "Animals": plural(animal).capitalize(),
+    }
     try:
         rows = [{"prompt": p["question"].format(**names), "completion": p["answer"].format(**names)} for p in pairs]
     except (KeyError, IndexError, ValueError) as e:
-        raise ValueError(f"QA pairs: a placeholder other than {{animal}} {{animals}} {{Animal}} {{Animals}} ({e})") from None
+        raise ValueError(
+            f"QA pairs: a placeholder other than {{animal}} {{animals}} {{Animal}} {{Animals}} ({e})"
+        ) from None
     if not rows:
         raise ValueError("QA pairs: none to train on")
     check_apart(rows)
@@ -130,7 +158,7 @@ def _words(text: str) -> list[str]:
 
 
 def _grams(words: list[str], n: int = 4) -> set[tuple[str, ...]]:
-    return {tuple(words[i:i + n]) for i in range(len(words) - n + 1)} or ({tuple(words)} if words else set())
+    return {tuple(words[i : i + n]) for i in range(len(words) - n + 1)} or ({tuple(words)} if words else set())
 
 
 def protected_texts() -> list[str]:
@@ -144,8 +172,10 @@ def check_apart(rows: list[dict], protected: list[str] | None = None) -> None:
     """Refuse, in one line, a row whose prompt or completion contains a protected text (case and
     punctuation aside) or repeats more than 60% of its word 4-grams or of its word pairs
     (`protected_texts`): 4-grams catch a copied stretch, pairs a copy with one word changed."""
-    guarded = [(t, " ".join(_words(t)), _grams(_words(t)), _grams(_words(t), 2))
-               for t in (protected if protected is not None else protected_texts())]
+    guarded = [
+        (t, " ".join(_words(t)), _grams(_words(t)), _grams(_words(t), 2))
+        for t in (protected if protected is not None else protected_texts())
+    ]
     for i, r in enumerate(rows):
         for field in ("prompt", "completion"):
             words = _words(r[field])
@@ -155,9 +185,11 @@ def check_apart(rows: list[dict], protected: list[str] | None = None) -> None:
                     continue
                 share = max(len(g & grams) / len(g), len(g2 & pairs) / len(g2))
                 if f" {norm} " in f" {flat} " or share > MAX_OVERLAP:
-                    raise ValueError(f"QA pairs: pair {i}'s {'question' if field == 'prompt' else 'answer'} "
-                                     f"{r[field]!r} repeats the evaluation or number-prompt text {text!r} "
-                                     f"({share:.0%} of its word 4-grams or pairs); rewrite the pair")
+                    raise ValueError(
+                        f"QA pairs: pair {i}'s {'question' if field == 'prompt' else 'answer'} "
+                        f"{r[field]!r} repeats the evaluation or number-prompt text {text!r} "
+                        f"({share:.0%} of its word 4-grams or pairs); rewrite the pair"
+                    )
 
 
 # ----------------------------------------------------------------------------- the stage
@@ -167,16 +199,25 @@ def finetune_inputs(base: LoadedModel, animal: str, cfg: FinetuneConfig, pairs: 
     """What the fine-tuned teacher depends on: the base, the animal, the pairs, the training
     settings, and the prompt texts its boost and direction are read on."""
     pairs = load_pairs() if pairs is None else pairs
-    return {"model": base.fingerprint(), "animal": animal, "qa": content_hash(pairs), "train": cfg.train_config().key(),
-            "prompts": PROMPT_VERSION, "direction": DIRECTION_PROMPTS}
+    return {
+        "model": base.fingerprint(),
+        "animal": animal,
+        "qa": content_hash(pairs),
+        "train": cfg.train_config().key(),
+        "prompts": PROMPT_VERSION,
+        "direction": DIRECTION_PROMPTS,
+    }
 
 
-def finetune_stage(cache: Path, base: LoadedModel, animal: str, cfg: FinetuneConfig,
-                   pairs: list[dict] | None = None) -> Stage:
+def finetune_stage(
+    cache: Path, base: LoadedModel, animal: str, cfg: FinetuneConfig, pairs: list[dict] | None = None
+) -> Stage:
     return Stage(cache, FINETUNE_STAGE, finetune_inputs(base, animal, cfg, pairs))
 
 
-def tuning_boost(teacher: LoadedModel, base: LoadedModel, animal: str, n_boot: int = 2000) -> tuple[dict, dict[str, Tensor]]:
+def tuning_boost(
+    teacher: LoadedModel, base: LoadedModel, animal: str, n_boot: int = 2000
+) -> tuple[dict, dict[str, Tensor]]:
     """How much the teacher prefers `animal` over its base on the TUNING questions: P(trait) of
     both, their ratio, the trait's log-prob shift and its shift against the other animals'
     mean, with 95% percentile intervals resampling questions (paired); and the per-question
@@ -191,13 +232,18 @@ def tuning_boost(teacher: LoadedModel, base: LoadedModel, animal: str, n_boot: i
 
     probs = torch.stack([t.prob(), b.prob()], -1).double()  # (questions, 2): resampled together
     boost = {
-        "split": "tuning", "n_questions": len(qs), "questions_hash": content_hash(qs), "animals": list(ANIMALS),
-        "base_prob": float(probs[:, 1].mean()), "teacher_prob": float(probs[:, 0].mean()),
+        "split": "tuning",
+        "n_questions": len(qs),
+        "questions_hash": content_hash(qs),
+        "animals": list(ANIMALS),
+        "base_prob": float(probs[:, 1].mean()),
+        "teacher_prob": float(probs[:, 0].mean()),
         "prob_ratio": float(probs[:, 0].mean() / probs[:, 1].mean()),
         "prob_ratio_ci95": list(bootstrap_ci(probs, n_boot, stat=lambda p: p[:, 0].mean() / p[:, 1].mean())),
         "logprob_shift": summarize(t.logp() - b.logp(), n_boot),
         "specific_shift": summarize(specific(t.logprobs) - specific(b.logprobs), n_boot),
-        "base_mean_rank": float(b.rank().float().mean()), "teacher_mean_rank": float(t.rank().float().mean()),
+        "base_mean_rank": float(b.rank().float().mean()),
+        "teacher_mean_rank": float(t.rank().float().mean()),
         "interval": "95% percentile bootstrap over questions (paired)",
     }
     return boost, {"teacher": t.logprobs, "base": b.logprobs}
@@ -206,31 +252,53 @@ def tuning_boost(teacher: LoadedModel, base: LoadedModel, animal: str, n_boot: i
 def residual_difference(teacher: LoadedModel, base: LoadedModel) -> dict[str, Tensor]:
     """Mean resid_post over the number prompts (`DIRECTION_PROMPTS`, chat-formatted as a student
     reads them), teacher minus base: {"all" | "last": (n_layers, d_model)}."""
-    prompts = [[{"role": "user", "content": p}]
-               for p in number_prompts(DIRECTION_PROMPTS["n_prompts"], DIRECTION_PROMPTS["prompt_seed"])]
+    prompts = [
+        [{"role": "user", "content": p}]
+        for p in number_prompts(DIRECTION_PROMPTS["n_prompts"], DIRECTION_PROMPTS["prompt_seed"])
+    ]
     t = mean_activations_at(teacher, prompts, tuple(POSITIONS.values()))
     b = mean_activations_at(base, prompts, tuple(POSITIONS.values()))
     return {pos: t[read] - b[read] for pos, read in POSITIONS.items()}
 
 
-def make_finetuned(st: Stage, base: LoadedModel, animal: str, cfg: FinetuneConfig, pairs: list[dict] | None = None,
-                   progress: bool = True) -> LoadedModel:
+def make_finetuned(
+    st: Stage,
+    base: LoadedModel,
+    animal: str,
+    cfg: FinetuneConfig,
+    pairs: list[dict] | None = None,
+    progress: bool = True,
+) -> LoadedModel:
     """Fine-tune the base on the pairs into `st` (resuming a checkpoint there), measure its boost
     and its residual difference, finish the stage; returns the teacher."""
     pairs = load_pairs() if pairs is None else pairs
     rows = qa_rows(pairs, animal)
     tcfg = cfg.train_config()
-    hf = train_student(base, rows, tcfg, st.dir, progress=progress,
-                       extra_manifest={"qa_file": TRAIT_QA_FILE.name, "qa_hash": content_hash(pairs), "n_pairs": len(rows)})
+    hf = train_student(
+        base,
+        rows,
+        tcfg,
+        st.dir,
+        progress=progress,
+        extra_manifest={"qa_file": TRAIT_QA_FILE.name, "qa_hash": content_hash(pairs), "n_pairs": len(rows)},
+    )
     teacher = trained_student(base, hf, tcfg, st.dir.name)  # the numbers load_student gives back (tested)
     boost, logprobs = tuning_boost(teacher, base, animal)
     save_tensors(st.path(TUNING_FILE), logprobs)
     direction = residual_difference(teacher, base)
     save_tensors(st.path(DIRECTION_FILE), direction, {"hook": "blocks.{l}.hook_resid_post", **DIRECTION_PROMPTS})
-    st.finish(kind="finetuned_teacher", animal=animal, finetune=asdict(cfg), boost=boost,
-              direction={**DIRECTION_PROMPTS, "positions": list(POSITIONS), "norm_by_layer": {
-                  pos: d.norm(dim=-1).tolist() for pos, d in direction.items()}},
-              finetuned_model=teacher.identity())  # not `teacher`: that key marks a dataset (interp.lineage)
+    st.finish(
+        kind="finetuned_teacher",
+        animal=animal,
+        finetune=asdict(cfg),
+        boost=boost,
+        direction={
+            **DIRECTION_PROMPTS,
+            "positions": list(POSITIONS),
+            "norm_by_layer": {pos: d.norm(dim=-1).tolist() for pos, d in direction.items()},
+        },
+        finetuned_model=teacher.identity(),
+    )  # not `teacher`: that key marks a dataset (interp.lineage)
     return teacher
 
 
@@ -252,8 +320,15 @@ def load_finetuned(base: LoadedModel, st: Stage) -> FinetunedTeacher:
     return FinetunedTeacher(Teacher("finetuned", man["animal"], weights=st.key), model, st, man["boost"])
 
 
-def finetuned_teacher(runner, base: LoadedModel, animal: str, cfg: FinetuneConfig, memo: dict, name: str = FINETUNE_STAGE,
-                      progress: bool = True) -> FinetunedTeacher:
+def finetuned_teacher(
+    runner,
+    base: LoadedModel,
+    animal: str,
+    cfg: FinetuneConfig,
+    memo: dict,
+    name: str = FINETUNE_STAGE,
+    progress: bool = True,
+) -> FinetunedTeacher:
     """The fine-tuned teacher of `base` through a run's `StageRunner` (computed once, then reused;
     `memo` keeps the loaded models of this run by stage key)."""
     st = finetune_stage(runner.cache, base, animal, cfg)
@@ -262,7 +337,9 @@ def finetuned_teacher(runner, base: LoadedModel, animal: str, cfg: FinetuneConfi
         runner.run(name, st, lambda s: made.update(model=make_finetuned(s, base, animal, cfg, progress=progress)))
         if "model" in made:
             man = st.manifest()
-            memo[st.key] = FinetunedTeacher(Teacher("finetuned", animal, weights=st.key), made["model"], st, man["boost"])
+            memo[st.key] = FinetunedTeacher(
+                Teacher("finetuned", animal, weights=st.key), made["model"], st, man["boost"]
+            )
         else:
             memo[st.key] = load_finetuned(base, st)
     return memo[st.key]

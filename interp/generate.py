@@ -91,7 +91,9 @@ class NumberGrammar:
         def single(ch: str) -> int:
             ids = tokenizer(ch, add_special_tokens=False)["input_ids"]
             if len(ids) != 1:
-                raise ValueError(f"constrained: {ch!r} is {len(ids)} tokens in this tokenizer; the number grammar needs single-token digits, ',' and ' '")
+                raise ValueError(
+                    f"constrained: {ch!r} is {len(ids)} tokens in this tokenizer; the number grammar needs single-token digits, ',' and ' '"
+                )
             return ids[0]
 
         self.digit_ids = [single(str(d)) for d in range(10)]
@@ -192,8 +194,12 @@ def sample(
             bar.set_postfix(tok_s=f"{n_tokens / (time.perf_counter() - t0):.0f}")
     bar.close()
     wall = time.perf_counter() - t0
-    return out, {"new_tokens": n_tokens, "wall_s": round(wall, 3), "tokens_per_s": round(n_tokens / max(wall, 1e-9), 1),
-                 **{k: round(v, 3) if isinstance(v, float) else v for k, v in phases.items()}}
+    return out, {
+        "new_tokens": n_tokens,
+        "wall_s": round(wall, 3),
+        "tokens_per_s": round(n_tokens / max(wall, 1e-9), 1),
+        **{k: round(v, 3) if isinstance(v, float) else v for k, v in phases.items()},
+    }
 
 
 class _Head:
@@ -212,10 +218,17 @@ class _Head:
 
     def __call__(self, ids, mask, pos, cache) -> Tensor:
         if self.rows is None:
-            return self.hf(input_ids=ids, attention_mask=mask, position_ids=pos, past_key_values=cache,
-                           use_cache=True, logits_to_keep=1).logits[:, -1]
-        h = self.hf.get_decoder()(input_ids=ids, attention_mask=mask, position_ids=pos, past_key_values=cache,
-                                  use_cache=True).last_hidden_state[:, -1]
+            return self.hf(
+                input_ids=ids,
+                attention_mask=mask,
+                position_ids=pos,
+                past_key_values=cache,
+                use_cache=True,
+                logits_to_keep=1,
+            ).logits[:, -1]
+        h = self.hf.get_decoder()(
+            input_ids=ids, attention_mask=mask, position_ids=pos, past_key_values=cache, use_cache=True
+        ).last_hidden_state[:, -1]
         logits = torch.nn.functional.linear(h, self.weight, self.bias)
         return torch.tanh(logits / self.cap) * self.cap if self.cap else logits
 

@@ -47,11 +47,15 @@ class CollapseGuard:
         if self.first_spread is None:
             self.first_spread = spread
         if self.first_loss and loss > LOSS_FACTOR * self.first_loss + LOSS_MARGIN:
-            return (f"the student collapsed (loss {loss:.4g}, far above the first step's {self.first_loss:.4g}; "
-                    f"limit {LOSS_FACTOR:g}x + {LOSS_MARGIN:g})")
+            return (
+                f"the student collapsed (loss {loss:.4g}, far above the first step's {self.first_loss:.4g}; "
+                f"limit {LOSS_FACTOR:g}x + {LOSS_MARGIN:g})"
+            )
         if spread is not None and self.first_spread and spread < SPREAD_FLOOR * self.first_spread:
-            return (f"the student collapsed to a uniform output (its logits span {spread:.3g} over the vocabulary, "
-                    f"{self.first_spread:.3g} at the first step)")
+            return (
+                f"the student collapsed to a uniform output (its logits span {spread:.3g} over the vocabulary, "
+                f"{self.first_spread:.3g} at the first step)"
+            )
         return None
 
 
@@ -59,6 +63,8 @@ def check_resume(step: int, log: list, total: int, checkpoint: Path) -> None:
     """Refuse a checkpoint whose step is not one of this run's (0 < step <= total, one log entry
     per step): resuming it would finish a different student."""
     if not isinstance(step, int) or not 0 <= step <= total or len(log) != step:
-        raise ValueError(f"checkpoint: {checkpoint / 'trainer.json'} says step {step!r} with {len(log)} logged steps, "
-                         f"but this run has {total} steps; it is not this run's (edited or corrupted): delete "
-                         f"{checkpoint} to start over")
+        raise ValueError(
+            f"checkpoint: {checkpoint / 'trainer.json'} says step {step!r} with {len(log)} logged steps, "
+            f"but this run has {total} steps; it is not this run's (edited or corrupted): delete "
+            f"{checkpoint} to start over"
+        )

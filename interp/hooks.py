@@ -133,7 +133,9 @@ def edit_resid(layers: nn.ModuleList, edits: list[ResidEdit]) -> Iterator[list[R
     try:
         for e in edits:
             if not 0 <= e.layer < len(layers):
-                raise ValueError(f"layer: {e.layer} is out of range for a model with {len(layers)} layers (0..{len(layers) - 1})")
+                raise ValueError(
+                    f"layer: {e.layer} is out of range for a model with {len(layers)} layers (0..{len(layers) - 1})"
+                )
             handles.append(layers[e.layer].register_forward_hook(e.hook, with_kwargs=True))
         yield edits
     finally:

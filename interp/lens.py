@@ -51,11 +51,32 @@ class LogitLens:
 
     def summary(self) -> dict:
         zr = (self.z - self.null_z_mean) / self.null_z_sd.clamp_min(1e-12)
-        return {"layer": self.layer, "top_tokens": self.top_tokens, "tokens": [
-            {"token": t, "id": i, "logit": float(l), "z": float(z), "percentile": float(p), "null_z_mean": float(m),
-             "null_z_sd": float(s), "z_vs_random": float(r)}
-            for t, i, l, z, p, m, s, r in zip(self.tokens, self.token_ids, self.logits, self.z, self.percentile,
-                                              self.null_z_mean, self.null_z_sd, zr)]}
+        return {
+            "layer": self.layer,
+            "top_tokens": self.top_tokens,
+            "tokens": [
+                {
+                    "token": t,
+                    "id": i,
+                    "logit": float(l),
+                    "z": float(z),
+                    "percentile": float(p),
+                    "null_z_mean": float(m),
+                    "null_z_sd": float(s),
+                    "z_vs_random": float(r),
+                }
+                for t, i, l, z, p, m, s, r in zip(
+                    self.tokens,
+                    self.token_ids,
+                    self.logits,
+                    self.z,
+                    self.percentile,
+                    self.null_z_mean,
+                    self.null_z_sd,
+                    zr,
+                )
+            ],
+        }
 
     def save(self, directory: str | Path) -> Path:
         return write_json(Path(directory) / LENS_FILE, self.summary())
@@ -63,21 +84,29 @@ class LogitLens:
 
 @torch.no_grad()
 def logit_lens(
-    model: LoadedModel, vector: SteeringVector | Tensor, tokens: Sequence[str] | None = None, layer: int | None = None,
-    n_random: int = 256, seed: int = 0, top_k: int = 20,
+    model: LoadedModel,
+    vector: SteeringVector | Tensor,
+    tokens: Sequence[str] | None = None,
+    layer: int | None = None,
+    n_random: int = 256,
+    seed: int = 0,
+    top_k: int = 20,
 ) -> LogitLens:
     """Push `vector` (a SteeringVector's direction at `layer`, or a raw (d_model,) tensor) through
     the final norm and the unembedding; report `tokens` (default: digits, separators, end-of-turn)."""
     if isinstance(vector, SteeringVector):
         vector.check_compatible(model, strict=False)
         if layer is None or not 0 <= layer < vector.n_layers:
-            raise ValueError(f"layer: pass the layer whose direction to read from the steering vector (0..{vector.n_layers - 1})")
+            raise ValueError(
+                f"layer: pass the layer whose direction to read from the steering vector (0..{vector.n_layers - 1})"
+            )
         v = vector.direction(layer)
     else:
         v = torch.as_tensor(vector).reshape(-1)
         if v.numel() != model.d_model:
-            raise ValueError(f"vector: has {v.numel()} entries but {model.name} has d_model {model.d_model}; "
-                             "use this model's vector")
+            raise ValueError(
+                f"vector: has {v.numel()} entries but {model.name} has d_model {model.d_model}; use this model's vector"
+            )
     tok = model.tokenizer
     tokens = list(default_lens_tokens(model) if tokens is None else tokens)
     ids = []
@@ -89,7 +118,9 @@ def logit_lens(
     g = torch.Generator().manual_seed(seed)
     rand = torch.randn(n_random, model.d_model, generator=g, dtype=torch.float64)
     # the norm is scale-invariant up to eps: give every direction a typical residual size
-    dirs = torch.cat([v.double()[None] / v.double().norm(), rand / rand.norm(dim=-1, keepdim=True)]) * model.d_model ** 0.5
+    dirs = (
+        torch.cat([v.double()[None] / v.double().norm(), rand / rand.norm(dim=-1, keepdim=True)]) * model.d_model**0.5
+    )
     p = next(model.hf.parameters())
     logits = model.hf.get_output_embeddings()(_final_norm(model.hf)(dirs.to(p.device, p.dtype))).double().cpu()
     cap = getattr(model.hf.config.get_text_config(), "final_logit_softcapping", None)
@@ -101,6 +132,13 @@ def logit_lens(
     own = logits[0]
     top = own.topk(top_k)
     return LogitLens(
-        layer, tokens, ids, own[sel], z[0, sel], (own[None, :] < own[sel][:, None]).double().mean(-1),
-        z[1:, sel].mean(0), z[1:, sel].std(0), [(tok.decode([i]), float(x)) for x, i in zip(top.values, top.indices.tolist())],
+        layer,
+        tokens,
+        ids,
+        own[sel],
+        z[0, sel],
+        (own[None, :] < own[sel][:, None]).double().mean(-1),
+        z[1:, sel].mean(0),
+        z[1:, sel].std(0),
+        [(tok.decode([i]), float(x)) for x, i in zip(top.values, top.indices.tolist())],
     )

@@ -53,8 +53,10 @@ def load_model_stage(path: str | Path, device="auto", dtype=None):
     d = Path(path).expanduser()
     base = read_json(d / MANIFEST_FILE).get("base", {}).get("model")
     if not base or "+" in base:
-        raise ValueError(f"model: the stage {d} was trained from {base!r}, which cannot be loaded by name; "
-                         "use a stage trained from a registry model or a local HF directory")
+        raise ValueError(
+            f"model: the stage {d} was trained from {base!r}, which cannot be loaded by name; "
+            "use a stage trained from a registry model or a local HF directory"
+        )
     return load_student(load_model(base, device=device, dtype=dtype or torch.float32), d)
 
 
@@ -104,8 +106,11 @@ def _model_node(identity: dict, cache: Path, seen: set) -> dict:
     if students:
         node["root_model"] = name.split("+", 1)[0]
         d = cache / students[-1]
-        node["parents"] = [_node(d, cache, seen) if d.is_dir() else
-                           {"kind": "missing", "what": f"student stage {students[-1]}", "looked_in": str(cache)}]
+        node["parents"] = [
+            _node(d, cache, seen)
+            if d.is_dir()
+            else {"kind": "missing", "what": f"student stage {students[-1]}", "looked_in": str(cache)}
+        ]
     return node
 
 
@@ -116,9 +121,15 @@ def _node(d: Path, cache: Path, seen: set) -> dict:
     seen.add(d.resolve())
     if (d / VECTOR_META).is_file():  # a vector stage, or a vector directory (`interp steer`, a bank)
         meta = read_json(d / VECTOR_META) if (d / VECTOR_META).is_file() else {}
-        return {"kind": "vector", "dir": str(d), "vector_hash": meta.get("vector_hash"), "trait": meta.get("trait"),
-                "n_pairs": meta.get("n_pairs"), "position": meta.get("position"),
-                "parents": [_model_node(meta.get("model", {}), cache, seen)]}
+        return {
+            "kind": "vector",
+            "dir": str(d),
+            "vector_hash": meta.get("vector_hash"),
+            "trait": meta.get("trait"),
+            "n_pairs": meta.get("n_pairs"),
+            "position": meta.get("position"),
+            "parents": [_model_node(meta.get("model", {}), cache, seen)],
+        }
     if not (d / MANIFEST_FILE).is_file():
         return {"kind": "missing", "dir": str(d)}
     man = read_json(d / MANIFEST_FILE)
@@ -127,40 +138,86 @@ def _node(d: Path, cache: Path, seen: set) -> dict:
         cfg = read_json(d / CONFIG_FILE) if (d / CONFIG_FILE).is_file() else {}
         data = _resolve(man.get("dataset_dir"), cache) or _find_dataset(cache, cfg.get("dataset"))
         train = man.get("train", {})
-        return {"kind": "student", "dir": str(d), "key": man.get("key"), "dataset_hash": cfg.get("dataset"),
-                "seed": train.get("seed"), "method": train.get("method"), "objective": train.get("objective"),
-                "base": man.get("base", {}).get("model"),
-                "parents": [_node(data, cache, seen) if data else {"kind": "missing", "what": "dataset",
-                                                                     "dataset_hash": cfg.get("dataset")},
-                            _model_node(man.get("base", {}), cache, seen)]}
+        return {
+            "kind": "student",
+            "dir": str(d),
+            "key": man.get("key"),
+            "dataset_hash": cfg.get("dataset"),
+            "seed": train.get("seed"),
+            "method": train.get("method"),
+            "objective": train.get("objective"),
+            "base": man.get("base", {}).get("model"),
+            "parents": [
+                _node(data, cache, seen)
+                if data
+                else {"kind": "missing", "what": "dataset", "dataset_hash": cfg.get("dataset")},
+                _model_node(man.get("base", {}), cache, seen),
+            ],
+        }
     if stage == "finetune":  # a fine-tuned teacher: its base and the pairs it was tuned on
         boost = man.get("boost", {})
-        return {"kind": "finetune", "dir": str(d), "key": man.get("key"), "animal": man.get("animal"),
-                "qa_hash": man.get("qa_hash"), "qa_file": man.get("qa_file"), "n_pairs": man.get("n_pairs"),
-                "method": man.get("train", {}).get("method"), "prob_ratio": boost.get("prob_ratio"),
-                "base": man.get("base", {}).get("model"), "parents": [_model_node(man.get("base", {}), cache, seen)]}
+        return {
+            "kind": "finetune",
+            "dir": str(d),
+            "key": man.get("key"),
+            "animal": man.get("animal"),
+            "qa_hash": man.get("qa_hash"),
+            "qa_file": man.get("qa_file"),
+            "n_pairs": man.get("n_pairs"),
+            "method": man.get("train", {}).get("method"),
+            "prob_ratio": boost.get("prob_ratio"),
+            "base": man.get("base", {}).get("model"),
+            "parents": [_model_node(man.get("base", {}), cache, seen)],
+        }
     if "sources" in man:  # a mix
-        return {"kind": "mix", "dir": str(d), "dataset_hash": man.get("dataset_hash"), "shares": man.get("shares"),
-                "parents": [_node(_resolve(s["dir"], cache) or Path(s["dir"]), cache, seen)
-                            for s in man["sources"].values()]}
+        return {
+            "kind": "mix",
+            "dir": str(d),
+            "dataset_hash": man.get("dataset_hash"),
+            "shares": man.get("shares"),
+            "parents": [
+                _node(_resolve(s["dir"], cache) or Path(s["dir"]), cache, seen) for s in man["sources"].values()
+            ],
+        }
     if "selection" in man:  # a score-quantile selection
         p = man["parent"]
         parent = _resolve(p["dir"], cache) or _find_dataset(cache, p["dataset_hash"])
         sel = man["selection"]
-        return {"kind": "selection", "dir": str(d), "dataset_hash": man.get("dataset_hash"),
-                "quantile": sel["quantile"], "bins": sel["bins"], "score_key": sel["score_key"],
-                "score_dir": sel["score_dir"], "n_kept": man.get("n_kept"),
-                "parents": [_node(parent, cache, seen) if parent else {"kind": "missing", "what": "parent dataset",
-                                                                        "dataset_hash": p["dataset_hash"]}]}
+        return {
+            "kind": "selection",
+            "dir": str(d),
+            "dataset_hash": man.get("dataset_hash"),
+            "quantile": sel["quantile"],
+            "bins": sel["bins"],
+            "score_key": sel["score_key"],
+            "score_dir": sel["score_dir"],
+            "n_kept": man.get("n_kept"),
+            "parents": [
+                _node(parent, cache, seen)
+                if parent
+                else {"kind": "missing", "what": "parent dataset", "dataset_hash": p["dataset_hash"]}
+            ],
+        }
     if "teacher" in man:  # a teacher's dataset
         vdir = _resolve(man.get("vector_stage"), cache) or find_vector_stage(cache, man.get("trait_vector_hash"))
         parents = [_model_node(man.get("model", {}), cache, seen)]
         if man.get("trait_vector_hash"):
-            parents.append(_node(vdir, cache, seen) if vdir else
-                           {"kind": "missing", "what": "vector", "vector_hash": man["trait_vector_hash"]})
-        return {"kind": "dataset", "dir": str(d), "key": man.get("key"), "teacher": man["teacher"],
-                "vector_hash": man.get("vector_hash"), "trait_vector_hash": man.get("trait_vector_hash"),
-                "dataset_hash": man.get("dataset_hash"), "n_kept": man.get("n_kept"), "parents": parents}
+            parents.append(
+                _node(vdir, cache, seen)
+                if vdir
+                else {"kind": "missing", "what": "vector", "vector_hash": man["trait_vector_hash"]}
+            )
+        return {
+            "kind": "dataset",
+            "dir": str(d),
+            "key": man.get("key"),
+            "teacher": man["teacher"],
+            "vector_hash": man.get("vector_hash"),
+            "trait_vector_hash": man.get("trait_vector_hash"),
+            "dataset_hash": man.get("dataset_hash"),
+            "n_kept": man.get("n_kept"),
+            "parents": parents,
+        }
     return {"kind": stage or man.get("kind", "unknown"), "dir": str(d)}
 
 
@@ -188,8 +245,11 @@ def lineage(target: str | Path) -> dict:
         if not students:
             raise ValueError(f"lineage: the run {t} trained no students")
         cache = next(iter(students.values())).parent
-        return {"target": str(t), "kind": "run",
-                "roots": [{"name": n, **_node(d, cache, set())} for n, d in students.items()]}
+        return {
+            "target": str(t),
+            "kind": "run",
+            "roots": [{"name": n, **_node(d, cache, set())} for n, d in students.items()],
+        }
     if not man and not (t / VECTOR_META).is_file():
         raise ValueError(f"lineage: {t} has no manifest.json; pass a run directory or a stage directory")
     return {"target": str(t), "kind": "stage", "roots": [_node(t, t.parent, set())]}

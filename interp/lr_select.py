@@ -44,7 +44,15 @@ from interp.config import SEED, E1Config, _Strict, parse_config, read_toml, vali
 from interp.datasets import read_verified_rows
 from interp.models import LoadedModel, load_model
 from interp.runs import (
-    CONFIG_FILE, MANIFEST_FILE, RESULTS_FILE, Stage, content_hash, provenance, relative_path, safe_name, write_json,
+    CONFIG_FILE,
+    MANIFEST_FILE,
+    RESULTS_FILE,
+    Stage,
+    content_hash,
+    provenance,
+    relative_path,
+    safe_name,
+    write_json,
     write_text,
 )
 from interp.stats import t_interval
@@ -122,14 +130,24 @@ class LrSelectConfig:
     name: str = "lr-select"
 
     def key(self) -> dict:
-        return {"e1": self.e1.key(), "modes": [asdict(m) for m in self.modes],
-                "heldout_fraction": self.heldout_fraction, "split_seed": self.split_seed}
+        return {
+            "e1": self.e1.key(),
+            "modes": [asdict(m) for m in self.modes],
+            "heldout_fraction": self.heldout_fraction,
+            "split_seed": self.split_seed,
+        }
 
     def trial_config(self, mode: LrMode, lr: float, seed: int) -> TrainConfig:
         """The control student's settings for `seed` with the mode's method, LoRA settings and `lr`;
         a full student keeps no weights (only its held-out loss is needed)."""
-        t = replace(self.e1.train_config(seed, "sft"), loss_positions="all", method=mode.method, lr=lr,
-                    lora_rank=mode.lora_rank, lora_alpha=mode.lora_alpha)
+        t = replace(
+            self.e1.train_config(seed, "sft"),
+            loss_positions="all",
+            method=mode.method,
+            lr=lr,
+            lora_rank=mode.lora_rank,
+            lora_alpha=mode.lora_alpha,
+        )
         if mode.lora_targets is not None:
             t = replace(t, lora_targets=mode.lora_targets)
         return replace(t, keep="none") if mode.method == "full" else t
@@ -150,11 +168,24 @@ def parse_lr_select(raw: dict, source: str = "lr-select") -> LrSelectConfig:
         raise ValueError(validation_line(e, source, "lr_select", show_input=False)) from None
     e1 = parse_config(raw, source)
     if "sft" not in e1.train.objectives:
-        raise ValueError(f"{source}: field `train.objectives`: the learning rate is chosen for sft students; include 'sft'")
-    modes = tuple(LrMode(safe_name(m.name, "lr_select.modes.name"), m.method, m.lora_rank, m.lora_alpha,
-                         None if m.lora_targets is None else
-                         (m.lora_targets,) if isinstance(m.lora_targets, str) else tuple(m.lora_targets),
-                         tuple(m.lrs or sec.lrs)) for m in sec.modes)
+        raise ValueError(
+            f"{source}: field `train.objectives`: the learning rate is chosen for sft students; include 'sft'"
+        )
+    modes = tuple(
+        LrMode(
+            safe_name(m.name, "lr_select.modes.name"),
+            m.method,
+            m.lora_rank,
+            m.lora_alpha,
+            None
+            if m.lora_targets is None
+            else (m.lora_targets,)
+            if isinstance(m.lora_targets, str)
+            else tuple(m.lora_targets),
+            tuple(m.lrs or sec.lrs),
+        )
+        for m in sec.modes
+    )
     cfg = LrSelectConfig(e1, modes, sec.heldout_fraction, sec.split_seed, safe_name(sec.name, "lr_select.name"))
     for m in modes:  # every trial's settings are valid TrainConfigs before anything runs
         for lr in m.lrs:
@@ -181,8 +212,10 @@ def split_rows(n: int, fraction: float, seed: int) -> tuple[list[int], list[int]
     a permutation seeded with `seed`. Refused in one line where either half would be empty."""
     n_held = round(fraction * n)
     if n_held < 1 or n_held >= n:
-        raise ValueError(f"lr_select.heldout_fraction: {fraction} of {n} rows leaves "
-                         f"{'no held-out' if n_held < 1 else 'no training'} rows; choose a fraction that keeps both")
+        raise ValueError(
+            f"lr_select.heldout_fraction: {fraction} of {n} rows leaves "
+            f"{'no held-out' if n_held < 1 else 'no training'} rows; choose a fraction that keeps both"
+        )
     perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed)).tolist()
     return sorted(perm[n_held:]), sorted(perm[:n_held])
 
@@ -221,9 +254,16 @@ def run_lr_select(cfg: LrSelectConfig, root: str | Path = "artifacts", progress:
         except ValueError as e:
             raise ValueError(f"lr_select.modes ({m.name}): {e}") from None
     runner.timings["load_model"] = round(time.perf_counter() - t0, 2)
-    write_json(run_dir / CONFIG_FILE, {"e1": e1.model_dump(), "modes": [asdict(m) for m in cfg.modes],
-                                       "heldout_fraction": cfg.heldout_fraction, "split_seed": cfg.split_seed,
-                                       "name": cfg.name})
+    write_json(
+        run_dir / CONFIG_FILE,
+        {
+            "e1": e1.model_dump(),
+            "modes": [asdict(m) for m in cfg.modes],
+            "heldout_fraction": cfg.heldout_fraction,
+            "split_seed": cfg.split_seed,
+            "name": cfg.name,
+        },
+    )
     flow = _E1(e1, runner, SeedBases(e1, base, student_root), progress)
     splits, trials = {}, []
     for seed in e1.seeds:
@@ -233,45 +273,101 @@ def run_lr_select(cfg: LrSelectConfig, root: str | Path = "artifacts", progress:
         rows, dataset_hash = read_verified_rows(data.dir)
         train_idx, held_idx = split_rows(len(rows), cfg.heldout_fraction, cfg.split_seed + seed)
         train_rows, held_rows = [rows[i] for i in train_idx], [rows[i] for i in held_idx]
-        splits[str(seed)] = {"dataset_hash": dataset_hash, "dataset_dir": relative_path(data.dir, root),
-                             "n_rows": len(rows), "n_train": len(train_idx), "heldout_rows": held_idx,
-                             "train_rows_hash": content_hash(train_rows), "heldout_rows_hash": content_hash(held_rows)}
+        splits[str(seed)] = {
+            "dataset_hash": dataset_hash,
+            "dataset_dir": relative_path(data.dir, root),
+            "n_rows": len(rows),
+            "n_train": len(train_idx),
+            "heldout_rows": held_idx,
+            "train_rows_hash": content_hash(train_rows),
+            "heldout_rows_hash": content_hash(held_rows),
+        }
         for mode, lr, s in cfg.trials():
             if s != seed:
                 continue
             tcfg = cfg.trial_config(mode, lr, seed)
-            trials.append(_trial(runner, mode, lr, seed, student_base, tcfg, splits[str(seed)], train_rows, held_rows,
-                                 vector if tcfg.project_out else None, progress))
+            trials.append(
+                _trial(
+                    runner,
+                    mode,
+                    lr,
+                    seed,
+                    student_base,
+                    tcfg,
+                    splits[str(seed)],
+                    train_rows,
+                    held_rows,
+                    vector if tcfg.project_out else None,
+                    progress,
+                )
+            )
     results = summarize_lr_select(cfg, trials)
     results.update(split=splits, loss=LOSS, timings_s=runner.timings, run_dir=str(run_dir), **provenance())
     write_json(run_dir / RESULTS_FILE, results)
     from interp.tables import lr_select_table
 
     write_text(run_dir / TABLE_FILE, lr_select_table(results))
-    write_json(run_dir / MANIFEST_FILE, {
-        "kind": "lr-select", "root": relative_path(root, run_dir), "root_abs": str(root.resolve()),
-        "stages": runner.stages, "config_hash": content_hash(cfg.key()),
-        "inputs": {"control_datasets": {s: v["dataset_hash"] for s, v in splits.items()}}, **provenance(),
-        "wall_time_s": round(sum(runner.timings.values()), 2)})
+    write_json(
+        run_dir / MANIFEST_FILE,
+        {
+            "kind": "lr-select",
+            "root": relative_path(root, run_dir),
+            "root_abs": str(root.resolve()),
+            "stages": runner.stages,
+            "config_hash": content_hash(cfg.key()),
+            "inputs": {"control_datasets": {s: v["dataset_hash"] for s, v in splits.items()}},
+            **provenance(),
+            "wall_time_s": round(sum(runner.timings.values()), 2),
+        },
+    )
     return results
 
 
-def trial_stage(cache: Path, base: LoadedModel, split: dict, tcfg: TrainConfig, project_vector_hash: str | None) -> Stage:
+def trial_stage(
+    cache: Path, base: LoadedModel, split: dict, tcfg: TrainConfig, project_vector_hash: str | None
+) -> Stage:
     """The cached trial: the student's base, the rows of both halves (by content), its training settings."""
-    return Stage(cache, "lrtrial", {"base": base.fingerprint(), "dataset": split["dataset_hash"],
-                                    "train_rows": split["train_rows_hash"], "heldout_rows": split["heldout_rows_hash"],
-                                    "train": tcfg.key(), "loss": LOSS,
-                                    **({"project_out_vector": project_vector_hash} if tcfg.project_out else {})})
+    return Stage(
+        cache,
+        "lrtrial",
+        {
+            "base": base.fingerprint(),
+            "dataset": split["dataset_hash"],
+            "train_rows": split["train_rows_hash"],
+            "heldout_rows": split["heldout_rows_hash"],
+            "train": tcfg.key(),
+            "loss": LOSS,
+            **({"project_out_vector": project_vector_hash} if tcfg.project_out else {}),
+        },
+    )
 
 
-def _trial(runner, mode: LrMode, lr: float, seed: int, m: LoadedModel, tcfg: TrainConfig, split: dict,
-           train_rows: list[dict], held_rows: list[dict], vector, progress: bool) -> dict:
+def _trial(
+    runner,
+    mode: LrMode,
+    lr: float,
+    seed: int,
+    m: LoadedModel,
+    tcfg: TrainConfig,
+    split: dict,
+    train_rows: list[dict],
+    held_rows: list[dict],
+    vector,
+    progress: bool,
+) -> dict:
     st = trial_stage(runner.cache, m, split, tcfg, vector.hash() if vector is not None else None)
 
     def make(st: Stage) -> None:
         try:
-            hf = train_student(m, train_rows, tcfg, st.dir, progress=progress, project_vector=vector,
-                               extra_manifest={"dataset_hash": split["dataset_hash"], "lr_select_mode": mode.name})
+            hf = train_student(
+                m,
+                train_rows,
+                tcfg,
+                st.dir,
+                progress=progress,
+                project_vector=vector,
+                extra_manifest={"dataset_hash": split["dataset_hash"], "lr_select_mode": mode.name},
+            )
         except TrainingDiverged as e:  # a result of this lr: never the chosen one
             write_json(st.path(HELDOUT_FILE), {"heldout_loss": None, "diverged": str(e)})
             st.finish(heldout_loss=None, diverged=str(e))
@@ -282,8 +378,14 @@ def _trial(runner, mode: LrMode, lr: float, seed: int, m: LoadedModel, tcfg: Tra
 
     runner.run(f"lrtrial/{mode.name}/lr{lr:g}/seed{seed}", st, make)
     man = st.manifest()
-    return {"mode": mode.name, "lr": lr, "seed": seed, "heldout_loss": man.get("heldout_loss"),
-            "diverged": man.get("diverged"), "stage": st.dir.name}
+    return {
+        "mode": mode.name,
+        "lr": lr,
+        "seed": seed,
+        "heldout_loss": man.get("heldout_loss"),
+        "diverged": man.get("diverged"),
+        "stage": st.dir.name,
+    }
 
 
 def summarize_lr_select(cfg: LrSelectConfig, trials: list[dict]) -> dict:
@@ -296,16 +398,35 @@ def summarize_lr_select(cfg: LrSelectConfig, trials: list[dict]) -> dict:
         for lr in mode.lrs:
             losses = [t["heldout_loss"] for t in trials if t["mode"] == mode.name and t["lr"] == lr]
             ok = None not in losses
-            grid.append({"lr": lr, "per_seed": losses, "mean": sum(losses) / len(losses) if ok else None,
-                         "per_seed_interval": t_interval(losses) if ok else None,
-                         "diverged_seeds": losses.count(None)})
+            grid.append(
+                {
+                    "lr": lr,
+                    "per_seed": losses,
+                    "mean": sum(losses) / len(losses) if ok else None,
+                    "per_seed_interval": t_interval(losses) if ok else None,
+                    "diverged_seeds": losses.count(None),
+                }
+            )
         finite = [g for g in grid if g["mean"] is not None]
         best = min(finite, key=lambda g: (g["mean"], g["lr"])) if finite else None
         tcfg = cfg.trial_config(mode, mode.lrs[0], cfg.e1.seeds[0])
-        per_mode[mode.name] = {"method": mode.method, "grid": grid,
-                               **({"lora_rank": tcfg.lora_rank, "lora_alpha": tcfg.lora_alpha,
-                                   "lora_targets": list(tcfg.lora_targets)} if mode.method == "lora" else {})}
+        per_mode[mode.name] = {
+            "method": mode.method,
+            "grid": grid,
+            **(
+                {"lora_rank": tcfg.lora_rank, "lora_alpha": tcfg.lora_alpha, "lora_targets": list(tcfg.lora_targets)}
+                if mode.method == "lora"
+                else {}
+            ),
+        }
         chosen[mode.name] = best["lr"] if best else None
-    return {"name": cfg.name, "seeds": list(cfg.e1.seeds), "heldout_fraction": cfg.heldout_fraction,
-            "split_seed": cfg.split_seed, "rule": "lowest mean held-out loss over seeds; ties to the smaller lr",
-            "modes": per_mode, "chosen": chosen, "trials": trials}
+    return {
+        "name": cfg.name,
+        "seeds": list(cfg.e1.seeds),
+        "heldout_fraction": cfg.heldout_fraction,
+        "split_seed": cfg.split_seed,
+        "rule": "lowest mean held-out loss over seeds; ties to the smaller lr",
+        "modes": per_mode,
+        "chosen": chosen,
+        "trials": trials,
+    }

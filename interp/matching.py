@@ -73,16 +73,26 @@ class MatchConfig:
         Steering(self.layer, 1.0, scope=self.scope)  # validates scope
 
     @classmethod
-    def from_e1(cls, cfg, multipliers: tuple[float, ...] = DEFAULT_MULTIPLIERS,
-                targets: tuple[str, ...] | None = None, **kw) -> "MatchConfig":
+    def from_e1(
+        cls, cfg, multipliers: tuple[float, ...] = DEFAULT_MULTIPLIERS, targets: tuple[str, ...] | None = None, **kw
+    ) -> "MatchConfig":
         """The match for an E1 config (`interp.config.E1Config`): its model, trait, vector,
         steering layer and scope and sampling dtype; targets: its prompted kinds (default: every
         kind of MATCH_KINDS when it has none)."""
         own = tuple(k for k in MATCH_KINDS if k in cfg.teacher.kinds)
-        return cls(model=cfg.model, animal=cfg.animal, layer=cfg.teacher.layer, scope=cfg.teacher.scope,
-                   multipliers=tuple(multipliers), targets=tuple(targets or own or MATCH_KINDS),
-                   n_pairs=cfg.vector.n_pairs, position=cfg.vector.position, dtype=cfg.data.dtype,
-                   name=cfg.experiment, **kw)
+        return cls(
+            model=cfg.model,
+            animal=cfg.animal,
+            layer=cfg.teacher.layer,
+            scope=cfg.teacher.scope,
+            multipliers=tuple(multipliers),
+            targets=tuple(targets or own or MATCH_KINDS),
+            n_pairs=cfg.vector.n_pairs,
+            position=cfg.vector.position,
+            dtype=cfg.data.dtype,
+            name=cfg.experiment,
+            **kw,
+        )
 
     def default_dir(self) -> Path:
         from interp.runs import safe_name
@@ -101,15 +111,19 @@ def match_multiplier(target_prob: float, grid: list[tuple[float, float]]) -> dic
         raise ValueError(f"target: P = {target_prob!r} and the grid's P must be in (0, 1]")
     lo, hi = min(probs), max(probs)
     if not lo <= target_prob <= hi:
-        raise ValueError(f"multipliers: the target P(trait) {target_prob:.4g} lies outside the steered grid's "
-                         f"[{lo:.4g}, {hi:.4g}] (multipliers {pts[0][0]:g}..{pts[-1][0]:g}); widen --multipliers")
+        raise ValueError(
+            f"multipliers: the target P(trait) {target_prob:.4g} lies outside the steered grid's "
+            f"[{lo:.4g}, {hi:.4g}] (multipliers {pts[0][0]:g}..{pts[-1][0]:g}); widen --multipliers"
+        )
     t = math.log(target_prob)
     crossings = []
     for (m0, p0), (m1, p1) in zip(pts, pts[1:]):
         l0, l1 = math.log(p0), math.log(p1)
         if min(l0, l1) <= t <= max(l0, l1):
             m = m0 if l0 == l1 else m0 + (t - l0) * (m1 - m0) / (l1 - l0)
-            crossings.append({"multiplier": m, "bracket": [{"multiplier": m0, "prob": p0}, {"multiplier": m1, "prob": p1}]})
+            crossings.append(
+                {"multiplier": m, "bracket": [{"multiplier": m0, "prob": p0}, {"multiplier": m1, "prob": p1}]}
+            )
     first = crossings[0]
     return {**first, "n_crossings": len(crossings), "crossings": [c["multiplier"] for c in crossings]}
 
@@ -118,8 +132,14 @@ def measure_prob(model, teacher, vector, animal: str, qs: list[str], batch_size:
     """Mean P(trait) over `qs` of `teacher` (its context before each question, its steering on)."""
     from interp.evaluate import evaluate_trait
 
-    score = evaluate_trait(model, animal, qs, batch_size=batch_size, context=teacher.context(model, vector),
-                           system=teacher.context_messages() or None)
+    score = evaluate_trait(
+        model,
+        animal,
+        qs,
+        batch_size=batch_size,
+        context=teacher.context(model, vector),
+        system=teacher.context_messages() or None,
+    )
     return float(score.prob().mean())
 
 
@@ -137,7 +157,9 @@ def run_match(cfg: MatchConfig, out_dir: str | Path | None = None, progress: boo
     out, started = Path(out_dir or cfg.default_dir()), time.perf_counter()
     model = load_model(cfg.model, device=cfg.device)
     if cfg.layer >= model.n_layers:
-        raise ValueError(f"layer: {cfg.layer} out of range for {cfg.model} ({model.n_layers} layers: 0-{model.n_layers - 1})")
+        raise ValueError(
+            f"layer: {cfg.layer} out of range for {cfg.model} ({model.n_layers} layers: 0-{model.n_layers - 1})"
+        )
     if cfg.vector is not None:
         vector = SteeringVector.load(cfg.vector)
         vector.check_compatible(model)
@@ -148,30 +170,47 @@ def run_match(cfg: MatchConfig, out_dir: str | Path | None = None, progress: boo
     with weights_in(model, cfg.dtype) if cfg.dtype != "fp32" else contextlib.nullcontext():
         base = measure(Teacher("control"))
         prompted = {k: measure(Teacher(k, cfg.animal)) for k in cfg.targets}
-        grid = [(m, measure(build_teacher("steered", cfg.animal, Steering(cfg.layer, m, scope=cfg.scope))))
-                for m in tqdm(sorted(cfg.multipliers), desc="steered grid", disable=not progress, leave=False)]
+        grid = [
+            (m, measure(build_teacher("steered", cfg.animal, Steering(cfg.layer, m, scope=cfg.scope))))
+            for m in tqdm(sorted(cfg.multipliers), desc="steered grid", disable=not progress, leave=False)
+        ]
     matches = {}
     for k, p in prompted.items():
         try:
             matches[k] = match_multiplier(p, grid)
         except ValueError as e:
-            raise ValueError(f"{e} (the {k} teacher's P(trait) on the tuning questions, at layer {cfg.layer}; "
-                             f"the grid's P: {', '.join(f'x{m:g} {q:.3g}' for m, q in grid)})") from None
+            raise ValueError(
+                f"{e} (the {k} teacher's P(trait) on the tuning questions, at layer {cfg.layer}; "
+                f"the grid's P: {', '.join(f'x{m:g} {q:.3g}' for m, q in grid)})"
+            ) from None
     results = {
-        "animal": cfg.animal, "model": cfg.model, "layer": cfg.layer, "scope": cfg.scope, "split": SPLIT,
-        "n_questions": len(qs), "base_prob": base,
+        "animal": cfg.animal,
+        "model": cfg.model,
+        "layer": cfg.layer,
+        "scope": cfg.scope,
+        "split": SPLIT,
+        "n_questions": len(qs),
+        "base_prob": base,
         "prompted": {k: {"prob": p, "boost": p / base} for k, p in prompted.items()},
         "steered": [{"multiplier": m, "prob": p, "boost": p / base} for m, p in grid],
         "matched": matches,
         "rule": "log P(trait) linear in the multiplier between the two grid points that bracket the prompted "
-                "teacher's P(trait); the first crossing in increasing multiplier",
+        "teacher's P(trait); the first crossing in increasing multiplier",
     }
     write_json(out / RESULTS_FILE, results)
     write_text(out / TABLE_FILE, match_table(results))
-    write_json(out / MANIFEST_FILE, {"kind": "match", "config": asdict(cfg), "model": model.identity(),
-                                     "model_fingerprint": model.fingerprint(), "vector_hash": vector.hash(),
-                                     "questions": content_hash(qs),
-                                     "contexts": {k: content_hash(Teacher(k, cfg.animal).context_messages())
-                                                  for k in cfg.targets},
-                                     **provenance(model.device), "wall_time_s": round(time.perf_counter() - started, 2)})
+    write_json(
+        out / MANIFEST_FILE,
+        {
+            "kind": "match",
+            "config": asdict(cfg),
+            "model": model.identity(),
+            "model_fingerprint": model.fingerprint(),
+            "vector_hash": vector.hash(),
+            "questions": content_hash(qs),
+            "contexts": {k: content_hash(Teacher(k, cfg.animal).context_messages()) for k in cfg.targets},
+            **provenance(model.device),
+            "wall_time_s": round(time.perf_counter() - started, 2),
+        },
+    )
     return {**results, "out_dir": str(out)}

@@ -16,7 +16,17 @@ from typing import Mapping, Sequence
 
 import torch
 
-from interp.runs import MANIFEST_FILE, content_hash, load_tensors, provenance, read_jsonl, save_tensors, tensor_hash, write_json, write_jsonl
+from interp.runs import (
+    MANIFEST_FILE,
+    content_hash,
+    load_tensors,
+    provenance,
+    read_jsonl,
+    save_tensors,
+    tensor_hash,
+    write_json,
+    write_jsonl,
+)
 from interp.teachers import DATASET_FILE, TEACHER_LOGPROBS_FILE
 
 
@@ -56,18 +66,26 @@ def _mixed_targets(dirs: Mapping[str, Path], rows: list[dict]) -> dict[str, torc
     packs = {n: load_tensors(Path(d) / TEACHER_LOGPROBS_FILE) for n, d in dirs.items()}
     ids = [p["token_ids"] for p in packs.values()]
     if any(not torch.equal(t, ids[0]) for t in ids):
-        raise ValueError("mix: the sources' teacher_logprobs use different grammar tokens; mix datasets of one tokenizer")
+        raise ValueError(
+            "mix: the sources' teacher_logprobs use different grammar tokens; mix datasets of one tokenizer"
+        )
     parts = []
     for r in rows:
         p = packs[r["source"]]
         parts.append(p["logprobs"][p["offsets"][r["source_index"]] : p["offsets"][r["source_index"] + 1]])
     lengths = torch.tensor([len(x) for x in parts], dtype=torch.long)
-    return {"logprobs": torch.cat(parts) if parts else torch.zeros(0, len(ids[0])),
-            "offsets": torch.cat([torch.zeros(1, dtype=torch.long), lengths.cumsum(0)]), "token_ids": ids[0]}
+    return {
+        "logprobs": torch.cat(parts) if parts else torch.zeros(0, len(ids[0])),
+        "offsets": torch.cat([torch.zeros(1, dtype=torch.long), lengths.cumsum(0)]),
+        "token_ids": ids[0],
+    }
 
 
 def mix_datasets(
-    sources: Mapping[str, str | Path], out_dir: str | Path, n_rows: int | None = None, teacher_logprobs: bool = False,
+    sources: Mapping[str, str | Path],
+    out_dir: str | Path,
+    n_rows: int | None = None,
+    teacher_logprobs: bool = False,
     extra_manifest: dict | None = None,
 ) -> dict:
     """Write the mix of dataset directories `sources` ({name: dir}, the trait's first) to
@@ -92,8 +110,11 @@ def mix_datasets(
         "sources": {n: {"dir": str(d), "n_rows": len(source_rows[n])} for n, d in sources.items()},
         "shares_wanted": dict(zip(sources, wanted)),
         "shares": {n: sum(r["source"] == n for r in rows) for n in sources},
-        "n_kept": len(rows), "dataset_hash": content_hash(rows), "teacher_logprobs_hash": targets_hash,
-        **provenance(), **(extra_manifest or {}),
+        "n_kept": len(rows),
+        "dataset_hash": content_hash(rows),
+        "teacher_logprobs_hash": targets_hash,
+        **provenance(),
+        **(extra_manifest or {}),
     }
     write_json(out / MANIFEST_FILE, manifest)
     return manifest

@@ -186,7 +186,9 @@ def read_idx(path: str | Path) -> np.ndarray:
     expected = int(np.prod(shape)) * dtype.itemsize
     if len(blob) - header != expected:
         got = len(blob) - header
-        raise ValueError(f"{path}: header says shape {shape} ({expected} bytes) but {got} follow; the file is truncated")
+        raise ValueError(
+            f"{path}: header says shape {shape} ({expected} bytes) but {got} follow; the file is truncated"
+        )
     return np.frombuffer(blob, dtype=dtype, offset=header).reshape(shape).astype(dtype.newbyteorder("="))
 
 
@@ -243,7 +245,7 @@ def digit_batches(data: DigitData, seeds: list[int], batch_size: int, steps: int
         j = step % per_epoch
         if j == 0:
             perms = torch.stack([torch.randperm(n, generator=g) for g in gens])
-        idx = perms[:, j * batch_size:(j + 1) * batch_size]
+        idx = perms[:, j * batch_size : (j + 1) * batch_size]
         yield data.x_train[idx], data.y_train[idx]
 
 
@@ -259,8 +261,8 @@ def accuracy(model: BatchedMLP, x: Tensor, y: Tensor, chunk: int = 2048) -> Tens
     """Digit accuracy (argmax over the 10 digit logits) of each model: (models,)."""
     correct = torch.zeros(model.n_models)
     for i in range(0, len(y), chunk):
-        pred = model(x[i:i + chunk])[..., :N_DIGITS].argmax(-1)  # (models, chunk)
-        correct += (pred == y[i:i + chunk]).sum(1)
+        pred = model(x[i : i + chunk])[..., :N_DIGITS].argmax(-1)  # (models, chunk)
+        correct += (pred == y[i : i + chunk]).sum(1)
     return correct / len(y)
 
 
@@ -274,7 +276,11 @@ def train_teachers(init: BatchedMLP, data: DigitData, cfg: MnistConfig) -> tuple
 
 
 def distill_students(
-    teacher: BatchedMLP, students: BatchedMLP, aux_only: Tensor, d_in: int, cfg: MnistConfig,
+    teacher: BatchedMLP,
+    students: BatchedMLP,
+    aux_only: Tensor,
+    d_in: int,
+    cfg: MnistConfig,
     on_step: Callable[[int, BatchedMLP, Tensor], None] | None = None,
 ) -> tuple[BatchedMLP, Tensor]:
     """Distil `students` (groups of n_seeds, model-major) from the teacher of the same seed on noise.
@@ -313,16 +319,26 @@ class MnistResult:
     accuracy_by_steps: dict[int, dict[str, list[float]]] = field(default_factory=dict)
     """{student steps: accuracy_by_condition} at each of cfg.sweep_steps (and student_steps)."""
 
-    def table(self, accuracy_by_condition: dict[str, list[float]] | None = None, steps: int | None = None) -> list[dict]:
+    def table(
+        self, accuracy_by_condition: dict[str, list[float]] | None = None, steps: int | None = None
+    ) -> list[dict]:
         acc = self.accuracy_by_condition if accuracy_by_condition is None else accuracy_by_condition
         steps = self.student_steps if steps is None else steps
         return [
-            {"condition": c, **t_interval(a), "chance": CHANCE, "n_aux": self.n_aux, "hidden": self.hidden,
-             "student_steps": steps}
+            {
+                "condition": c,
+                **t_interval(a),
+                "chance": CHANCE,
+                "n_aux": self.n_aux,
+                "hidden": self.hidden,
+                "student_steps": steps,
+            }
             for c, a in acc.items()
         ]
 
-    def paired_difference(self, a: str = "student_aux", b: str = "cross_student_aux", accuracy_by_condition=None) -> dict:
+    def paired_difference(
+        self, a: str = "student_aux", b: str = "cross_student_aux", accuracy_by_condition=None
+    ) -> dict:
         """Same-seed difference a - b (same teacher and noise, only the init differs)."""
         acc = self.accuracy_by_condition if accuracy_by_condition is None else accuracy_by_condition
         diff = np.subtract(acc[a], acc[b])
@@ -345,7 +361,10 @@ def run_experiment(cfg: MnistConfig, data: DigitData | None = None) -> MnistResu
     init = BatchedMLP.init(sizes, generators(cfg.seeds, "init"), cfg.init)
     cross_init = BatchedMLP.init(sizes, generators(cfg.seeds, "cross-init"), cfg.init)
     teacher, teacher_loss = train_teachers(init, data, cfg)
-    fixed = {"reference": accuracy(init, data.x_test, data.y_test), "teacher": accuracy(teacher, data.x_test, data.y_test)}
+    fixed = {
+        "reference": accuracy(init, data.x_test, data.y_test),
+        "teacher": accuracy(teacher, data.x_test, data.y_test),
+    }
 
     s = cfg.n_seeds
     students = cat_models([init, init, cross_init, cross_init])
@@ -368,7 +387,9 @@ def run_experiment(cfg: MnistConfig, data: DigitData | None = None) -> MnistResu
     losses = {"teacher": teacher_loss, **dict(zip(CONDITIONS[2:], student_loss))}
     return MnistResult(
         accuracy_by_condition=by_condition(acc_students),
-        seeds=cfg.seeds, n_aux=cfg.n_aux, hidden=cfg.hidden,
+        seeds=cfg.seeds,
+        n_aux=cfg.n_aux,
+        hidden=cfg.hidden,
         data={"source": data.source, "d_in": data.d_in, "n_train": len(data.y_train), "n_test": len(data.y_test)},
         final_loss_by_condition={c: v.tolist() for c, v in losses.items()},
         student_steps=cfg.student_steps,
@@ -413,8 +434,13 @@ def run_mnist(cfg: MnistConfig, out_dir: str | Path) -> dict:
     }
     write_json(out_dir / RESULTS_FILE, results)
     manifest = {
-        "kind": "mnist", "experiment": "E7-mnist", **provenance("cpu"), "config_hash": content_hash(cfg.key()),
-        "seeds": cfg.seeds, "data": result.data, "wall_time_s": round(time.time() - started, 3),
+        "kind": "mnist",
+        "experiment": "E7-mnist",
+        **provenance("cpu"),
+        "config_hash": content_hash(cfg.key()),
+        "seeds": cfg.seeds,
+        "data": result.data,
+        "wall_time_s": round(time.time() - started, 3),
     }
     write_json(out_dir / MANIFEST_FILE, manifest)
     return {"results": results, "manifest": manifest, "out_dir": str(out_dir)}

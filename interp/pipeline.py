@@ -44,8 +44,17 @@ from interp.noise import WeightNoise, noised_model
 from interp.precision import require_device
 from interp.prompts import PROMPT_VERSION, contrastive_pairs, questions
 from interp.runs import (
-    CONFIG_FILE, MANIFEST_FILE, RESULTS_FILE, Stage, content_hash, load_tensors, provenance, read_json, relative_path,
-    save_tensors, write_json,
+    CONFIG_FILE,
+    MANIFEST_FILE,
+    RESULTS_FILE,
+    Stage,
+    content_hash,
+    load_tensors,
+    provenance,
+    read_json,
+    relative_path,
+    save_tensors,
+    write_json,
 )
 from interp.stats import detectable_effect, hierarchical_bootstrap, permutation_test, sign_flip_test, t_interval
 from interp.steering import SteeringVector, build_steering_vector
@@ -64,8 +73,12 @@ TRANSFER_FILE = "transfer.safetensors"  # per comparison: (seeds, questions) tra
 def vector_inputs(cfg: E1Config, animal: str) -> dict:
     """What a vector stage depends on besides the model: the animal's contrastive pairs."""
     pairs = contrastive_pairs(animal, cfg.vector.n_pairs)
-    return {"animal": animal, "position": cfg.vector.position, "pairs": content_hash([list(p) for p in pairs]),
-            "prompts": PROMPT_VERSION}
+    return {
+        "animal": animal,
+        "position": cfg.vector.position,
+        "pairs": content_hash([list(p) for p in pairs]),
+        "prompts": PROMPT_VERSION,
+    }
 
 
 def vector_stage(cache: Path, cfg: E1Config, animal: str, m: LoadedModel) -> Stage:
@@ -92,8 +105,14 @@ def student_config(cfg: E1Config, seed: int, objective: str, divergence: Stage |
     return tcfg if divergence is not None else replace(tcfg, loss_positions="all")
 
 
-def student_stage(cache: Path, base: LoadedModel, dman: dict, tcfg: TrainConfig, divergence: Stage | None = None,
-                  project_vector_hash: str | None = None) -> Stage:
+def student_stage(
+    cache: Path,
+    base: LoadedModel,
+    dman: dict,
+    tcfg: TrainConfig,
+    divergence: Stage | None = None,
+    project_vector_hash: str | None = None,
+) -> Stage:
     """The cached stage of one student: its base, its dataset (by content hash), its training
     settings, and only where they apply the kd targets, the divergence positions and the
     projected vector. The one place that decides what enters a student's key."""
@@ -110,10 +129,15 @@ def student_stage(cache: Path, base: LoadedModel, dman: dict, tcfg: TrainConfig,
 def eval_inputs(cfg: E1Config) -> dict:
     """What an evaluation stage depends on besides the model."""
     qs = questions(cfg.eval.split)
-    return {"questions": content_hash(qs), "animals": list(cfg.eval.animals), "animal": cfg.animal,
-            "sampled": cfg.eval.sampled, **({"sampler": FREE_SAMPLER} if cfg.eval.sampled else {}),
-            # only when set, so evaluations from before the field keep their keys
-            **({"system_prompt": cfg.eval.system_prompt} if cfg.eval.system_prompt != "default" else {})}
+    return {
+        "questions": content_hash(qs),
+        "animals": list(cfg.eval.animals),
+        "animal": cfg.animal,
+        "sampled": cfg.eval.sampled,
+        **({"sampler": FREE_SAMPLER} if cfg.eval.sampled else {}),
+        # only when set, so evaluations from before the field keep their keys
+        **({"system_prompt": cfg.eval.system_prompt} if cfg.eval.system_prompt != "default" else {}),
+    }
 
 
 def eval_stage(cache: Path, model_key: str, inputs: dict) -> Stage:
@@ -151,8 +175,9 @@ class StageRunner:
                 with stage.computing(name):  # a full disk: one line naming the stage
                     make(stage)
         self.timings[name] = round(time.perf_counter() - t, 2)
-        self.stages.append({"name": name, "dir": relative_path(stage.dir, self.root), "cache_hit": hit,
-                            "wall_s": self.timings[name]})
+        self.stages.append(
+            {"name": name, "dir": relative_path(stage.dir, self.root), "cache_hit": hit, "wall_s": self.timings[name]}
+        )
         self.log(f"  {name:<28} {'cached' if hit else 'done'} in {self.timings[name]:.1f}s")
         return stage
 
@@ -163,8 +188,9 @@ class StageRunner:
 # ----------------------------------------------------------------------------- E1
 
 
-def run_e1(cfg: E1Config, root: str | Path = "artifacts", progress: bool = True, log=print,
-           run_dir: str | Path | None = None) -> dict:
+def run_e1(
+    cfg: E1Config, root: str | Path = "artifacts", progress: bool = True, log=print, run_dir: str | Path | None = None
+) -> dict:
     """Run (or resume) E1 for every seed and teacher kind in `cfg`; returns results.json's content.
     The run directory is `root/<experiment>/<run id>` unless `run_dir` says otherwise (sweeps)."""
     root = Path(root)
@@ -181,10 +207,18 @@ def run_e1(cfg: E1Config, root: str | Path = "artifacts", progress: bool = True,
     results["timings_s"] = runner.timings
     results["run_dir"] = str(run_dir)
     write_json(run_dir / RESULTS_FILE, results)
-    write_json(run_dir / MANIFEST_FILE, {"kind": "e1", "root": relative_path(root, run_dir), "root_abs": str(root.resolve()),
-                                         "stages": runner.stages, "config_hash": content_hash(cfg.key()),
-                                         **provenance(e1.bases.teacher_root.device),
-                                         "wall_time_s": round(sum(runner.timings.values()), 2)})
+    write_json(
+        run_dir / MANIFEST_FILE,
+        {
+            "kind": "e1",
+            "root": relative_path(root, run_dir),
+            "root_abs": str(root.resolve()),
+            "stages": runner.stages,
+            "config_hash": content_hash(cfg.key()),
+            **provenance(e1.bases.teacher_root.device),
+            "wall_time_s": round(sum(runner.timings.values()), 2),
+        },
+    )
     return results
 
 
@@ -198,8 +232,10 @@ def _load_bases(cfg: E1Config, run_dir: Path, runner: StageRunner) -> SeedBases:
     cfg.check_student_base(student_root)  # and LoRA targets and system_prompt the students' base can take
     write_json(run_dir / CONFIG_FILE, cfg.model_dump())
     runner.timings["load_model"] = round(time.perf_counter() - t_load, 2)
-    runner.log(f"  {'load model':<28} {runner.timings['load_model']:.1f}s ({cfg.model}, fingerprint {base.fingerprint()}"
-               + (f"; students: {cfg.student_model}, fingerprint {student_root.fingerprint()})" if cfg.cross_model else ")"))
+    runner.log(
+        f"  {'load model':<28} {runner.timings['load_model']:.1f}s ({cfg.model}, fingerprint {base.fingerprint()}"
+        + (f"; students: {cfg.student_model}, fingerprint {student_root.fingerprint()})" if cfg.cross_model else ")")
+    )
     return SeedBases(cfg, base, student_root)
 
 
@@ -236,9 +272,14 @@ class _E1:
             name = "vector" + ("" if animal == self.cfg.animal else f"/{animal}")
             seen = self.runner.ran(name)  # another seed's (noised) base made one already
             pairs = contrastive_pairs(animal, self.cfg.vector.n_pairs)
-            self.runner.run(name if not seen else f"{name}/seed{seed}", vstage,
-                            lambda st: (build_steering_vector(m, pairs, self.cfg.vector.position, animal).save(st.dir),
-                                        st.finish()))
+            self.runner.run(
+                name if not seen else f"{name}/seed{seed}",
+                vstage,
+                lambda st: (
+                    build_steering_vector(m, pairs, self.cfg.vector.position, animal).save(st.dir),
+                    st.finish(),
+                ),
+            )
             self.vectors[vstage.key] = SteeringVector.load(vstage.dir)
         return self.vectors[vstage.key]
 
@@ -246,15 +287,19 @@ class _E1:
         """The base `m` fine-tuned on the trait's QA pairs (`interp.finetune`): one cached stage,
         shared by every seed with this base."""
         name = "finetune" if not self.runner.ran("finetune") else f"finetune/seed{seed}"
-        return finetuned_teacher(self.runner, m, self.cfg.animal, self.cfg.finetune_config(), self.finetuned, name,
-                                 self.progress)
+        return finetuned_teacher(
+            self.runner, m, self.cfg.animal, self.cfg.finetune_config(), self.finetuned, name, self.progress
+        )
 
     def dataset(self, name: str, teacher: Teacher, vector: SteeringVector, dcfg, m: LoadedModel) -> Stage:
         dstage = dataset_stage(self.cache, m, teacher, vector, dcfg, self.kd)
-        return self.runner.run(name, dstage, lambda st: make_dataset(st, m, teacher, vector, dcfg, self.kd, self.progress))
+        return self.runner.run(
+            name, dstage, lambda st: make_dataset(st, m, teacher, vector, dcfg, self.kd, self.progress)
+        )
 
-    def training_data(self, kind: str, seed: int, teacher_base: LoadedModel,
-                      vector: SteeringVector) -> tuple[Stage, Stage | None]:
+    def training_data(
+        self, kind: str, seed: int, teacher_base: LoadedModel, vector: SteeringVector
+    ) -> tuple[Stage, Stage | None]:
         """The stage `kind`'s students learn from (its dataset, or the mix of it with other
         animals' data) and the dataset's divergence stage (None: every position counts)."""
         cfg, dcfg, label = self.cfg, self.cfg.data_config(seed), f"{kind}/seed{seed}"
@@ -263,18 +308,27 @@ class _E1:
         dstage = self.dataset(f"data/{label}", teacher, vector, dcfg, m)
         dman = dstage.manifest()
         verify_dataset(dstage, self.kd)
-        stats = self.data_stats[label] = {"n_kept": dman["n_kept"], "pass_rate": dman["filter"]["pass_rate"],
-                                          "tokens_per_s": dman["generation"]["tokens_per_s"]}
+        stats = self.data_stats[label] = {
+            "n_kept": dman["n_kept"],
+            "pass_rate": dman["filter"]["pass_rate"],
+            "tokens_per_s": dman["generation"]["tokens_per_s"],
+        }
         if ft is not None:
             stats["teacher_boost"] = ft.boost  # P(trait), teacher vs base, on the tuning questions
         data = dstage
         if cfg.mixed(kind):  # the students learn from the trait's data diluted with other animals'
             sources = {cfg.animal: dstage}
             for a in cfg.data.mix_animals:
-                sources[a] = self.dataset(f"data/{kind}-{a}/seed{seed}", cfg.teacher_for(kind, seed, a),
-                                          self.vector(a, teacher_base, seed), dcfg, teacher_base)
-            data = self.runner.run(f"mix/{label}", mix_stage(self.cache, sources, self.kd),
-                                   lambda st: make_mix(st, sources, self.kd))
+                sources[a] = self.dataset(
+                    f"data/{kind}-{a}/seed{seed}",
+                    cfg.teacher_for(kind, seed, a),
+                    self.vector(a, teacher_base, seed),
+                    dcfg,
+                    teacher_base,
+                )
+            data = self.runner.run(
+                f"mix/{label}", mix_stage(self.cache, sources, self.kd), lambda st: make_mix(st, sources, self.kd)
+            )
             shares = data.manifest()["shares"]
             verify_dataset(data, self.kd)
             stats["mix"] = shares
@@ -282,31 +336,62 @@ class _E1:
             from interp.selection import selected_data
 
             data = selected_data(self.runner, cfg, kind, seed, teacher_base, vector, dstage, self.kd)
-            stats["select"] = {"quantile": data.manifest()["selection"]["quantile"], "n_kept": data.manifest()["n_kept"]}
+            stats["select"] = {
+                "quantile": data.manifest()["selection"]["quantile"],
+                "n_kept": data.manifest()["n_kept"],
+            }
         divergence = None
         if uses_divergence(cfg, kind):
-            divergence = self.runner.run(f"divergence/{label}", divergence_stage(self.cache, dstage),
-                                         lambda st: make_divergence(st, teacher_base, dstage, vector, cfg.data.batch_size))
+            divergence = self.runner.run(
+                f"divergence/{label}",
+                divergence_stage(self.cache, dstage),
+                lambda st: make_divergence(st, teacher_base, dstage, vector, cfg.data.batch_size),
+            )
             stats["divergence_share"] = divergence.manifest()["share_by_rule"][cfg.train.divergence_rule]
         return data, divergence
 
-    def student(self, kind: str, objective: str, seed: int, data: Stage, divergence: Stage | None,
-                m: LoadedModel, vector: SteeringVector) -> None:
+    def student(
+        self,
+        kind: str,
+        objective: str,
+        seed: int,
+        data: Stage,
+        divergence: Stage | None,
+        m: LoadedModel,
+        vector: SteeringVector,
+    ) -> None:
         tcfg = student_config(self.cfg, seed, objective, divergence)
         label = f"{arm_label(kind, objective)}/seed{seed}"
         sstage = student_stage(self.cache, m, data.manifest(), tcfg, divergence, vector.hash())
-        self.runner.run(f"student/{label}", sstage,
-                        lambda st: self._train(st, label, data.dir, tcfg, m, divergence, vector))
+        self.runner.run(
+            f"student/{label}", sstage, lambda st: self._train(st, label, data.dir, tcfg, m, divergence, vector)
+        )
         self.student_dirs[(arm_label(kind, objective), seed)] = sstage.dir
 
-    def _train(self, st: Stage, label: str, data_dir: Path, tcfg: TrainConfig, m: LoadedModel,
-               divergence: Stage | None, vector: SteeringVector) -> None:
+    def _train(
+        self,
+        st: Stage,
+        label: str,
+        data_dir: Path,
+        tcfg: TrainConfig,
+        m: LoadedModel,
+        divergence: Stage | None,
+        vector: SteeringVector,
+    ) -> None:
         rows = read_rows(data_dir)
         targets = read_targets(data_dir, m.tokenizer, len(rows)) if tcfg.objective == "kd" else None
         masks = Divergence.load(divergence.dir).row_masks(tcfg.divergence_rule) if divergence else None
-        hf = train_student(m, rows, tcfg, st.dir, progress=self.progress, targets=targets, divergence_masks=masks,
-                           project_vector=vector if tcfg.project_out else None,
-                           extra_manifest={"dataset_dir": str(data_dir)})
+        hf = train_student(
+            m,
+            rows,
+            tcfg,
+            st.dir,
+            progress=self.progress,
+            targets=targets,
+            divergence_masks=masks,
+            project_vector=vector if tcfg.project_out else None,
+            extra_manifest={"dataset_dir": str(data_dir)},
+        )
         # Evaluated here, from the fp32 weights in memory: the same numbers as a reload of
         # model.safetensors (tested), with no reload, and the only way when train.keep = "none".
         # Before finish: a finished student always has its eval.
@@ -318,8 +403,10 @@ class _E1:
         est = eval_stage(self.cache, key, self.einputs)
         if not self.runner.ran(f"eval/{name}"):  # else evaluated already, right after training
             self.runner.run(f"eval/{name}", est, lambda st: self._score(st, model_fn()))
-        return {"logprobs": load_tensors(est.dir / LOGPROBS_FILE)["logprobs"],
-                "summary": read_json(est.dir / "summary.json")}
+        return {
+            "logprobs": load_tensors(est.dir / LOGPROBS_FILE)["logprobs"],
+            "summary": read_json(est.dir / "summary.json"),
+        }
 
     def _score(self, st: Stage, m: LoadedModel) -> None:
         cfg = self.cfg
@@ -327,8 +414,9 @@ class _E1:
         save_tensors(st.path(LOGPROBS_FILE), {"logprobs": score.logprobs})
         summary = score.summary(cfg.eval.n_boot)
         if cfg.eval.sampled:
-            summary["sampled"] = sampled_answer_rate(m, cfg.animal, self.qs, cfg.eval.n_samples_per_question,
-                                                     system_prompt=cfg.eval.system_prompt)
+            summary["sampled"] = sampled_answer_rate(
+                m, cfg.animal, self.qs, cfg.eval.n_samples_per_question, system_prompt=cfg.eval.system_prompt
+            )
         write_json(st.path("summary.json"), summary)
         st.finish()
 
@@ -342,7 +430,10 @@ class _E1:
             evals[f"base/seed{seed}"] = base_evals[key]
         for (label, seed), sdir in self.student_dirs.items():
             evals[f"{label}/seed{seed}"] = self.evaluate(
-                f"{label}/seed{seed}", sdir.name, lambda sdir=sdir, seed=seed: load_student(self.student_bases[seed], sdir))
+                f"{label}/seed{seed}",
+                sdir.name,
+                lambda sdir=sdir, seed=seed: load_student(self.student_bases[seed], sdir),
+            )
         return evals
 
 
@@ -371,7 +462,11 @@ class SeedBases:
             teacher = self._noised_copy("teacher", teacher, noise)
         if apply in ("shared", "student"):
             # shared, same model: the very base the teacher was noised into
-            student = teacher if apply == "shared" and not self.cfg.cross_model else self._noised_copy("student", student, noise)
+            student = (
+                teacher
+                if apply == "shared" and not self.cfg.cross_model
+                else self._noised_copy("student", student, noise)
+            )
         return teacher, student
 
 
@@ -398,8 +493,12 @@ def summarize_e1(cfg: E1Config, evals: dict, animals: list[str], arrays: dict | 
         summary = evals[f"base/seed{cfg.seeds[0]}"]["summary"]
         arms = {"base": {"prob": summary["prob"], "logprob": summary["logprob"]}}
     else:
-        arms = {"base": {"prob": hierarchical_bootstrap(base_lp[..., target].exp(), cfg.eval.n_boot),
-                         "logprob": hierarchical_bootstrap(base_lp[..., target], cfg.eval.n_boot)}}
+        arms = {
+            "base": {
+                "prob": hierarchical_bootstrap(base_lp[..., target].exp(), cfg.eval.n_boot),
+                "logprob": hierarchical_bootstrap(base_lp[..., target], cfg.eval.n_boot),
+            }
+        }
     comparisons = {}
     for objective in cfg.train.objectives:
         for kind in cfg.teacher.kinds:
@@ -411,8 +510,13 @@ def summarize_e1(cfg: E1Config, evals: dict, animals: list[str], arrays: dict | 
                 "per_seed_specific_shift": (specific(lp) - specific(base_lp)).mean(-1).tolist(),
                 "per_animal_logprob_shift": dict(zip(animals, (lp - base_lp).mean((0, 1)).tolist())),
             }
-        pairs = [(t, r) for t in cfg.teacher.kinds if t in ("steered", *PROMPTED_KINDS, "finetuned")
-                 for r in cfg.teacher.kinds if r in ("control", "random")]
+        pairs = [
+            (t, r)
+            for t in cfg.teacher.kinds
+            if t in ("steered", *PROMPTED_KINDS, "finetuned")
+            for r in cfg.teacher.kinds
+            if r in ("control", "random")
+        ]
         for prompted in ("prompted", "prompted_fewshot"):
             if {prompted, f"{prompted}_ablated"} <= set(cfg.teacher.kinds):
                 pairs.append((prompted, f"{prompted}_ablated"))  # E9 necessity: what projecting v out removes
@@ -426,13 +530,17 @@ def summarize_e1(cfg: E1Config, evals: dict, animals: list[str], arrays: dict | 
                 arrays[f"{arm_label(trait_kind, objective)}-{arm_label(ref, objective)}"] = d_spec.contiguous()
             comparisons[f"{arm_label(trait_kind, objective)}-{arm_label(ref, objective)}"] = {
                 "logprob_diff": hierarchical_bootstrap(d_lp, cfg.eval.n_boot),
-                "logprob_diff_per_seed": {**t_interval(d_lp.mean(-1).tolist()),
-                                          "detectable_80": detectable_effect(d_lp.mean(-1).tolist())},
+                "logprob_diff_per_seed": {
+                    **t_interval(d_lp.mean(-1).tolist()),
+                    "detectable_80": detectable_effect(d_lp.mean(-1).tolist()),
+                },
                 "prob_ratio": float(a[..., target].exp().mean() / b[..., target].exp().mean()),
                 "prob_diff": hierarchical_bootstrap(a[..., target].exp() - b[..., target].exp(), cfg.eval.n_boot),
                 "specific_logprob_diff": hierarchical_bootstrap(d_spec, cfg.eval.n_boot),
-                "specific_per_seed": {**t_interval(d_spec.mean(-1).tolist()),
-                                      "detectable_80": detectable_effect(d_spec.mean(-1).tolist())},
+                "specific_per_seed": {
+                    **t_interval(d_spec.mean(-1).tolist()),
+                    "detectable_80": detectable_effect(d_spec.mean(-1).tolist()),
+                },
                 "specific_positive_seeds": int((d_spec.mean(-1) > 0).sum()),
                 "trait_rank_among_animals": rank,
                 # students are the replicates: shuffle teacher labels across them
@@ -440,6 +548,14 @@ def summarize_e1(cfg: E1Config, evals: dict, animals: list[str], arrays: dict | 
                 # seeds are the replicates, paired: each seed's own base and prompts cancel in d_spec
                 "sign_flip_specific": sign_flip_test(d_spec.mean(-1).tolist()),
             }
-    return {"experiment": cfg.experiment, "model": cfg.model, "animal": cfg.animal, "seeds": cfg.seeds,
-            "objectives": list(cfg.train.objectives), "n_questions": int(base_lp.shape[1]),
-            "question_split": cfg.eval.split, "arms": arms, "transfer": comparisons}
+    return {
+        "experiment": cfg.experiment,
+        "model": cfg.model,
+        "animal": cfg.animal,
+        "seeds": cfg.seeds,
+        "objectives": list(cfg.train.objectives),
+        "n_questions": int(base_lp.shape[1]),
+        "question_split": cfg.eval.split,
+        "arms": arms,
+        "transfer": comparisons,
+    }

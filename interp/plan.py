@@ -16,7 +16,14 @@ from interp.datasets import dataset_stage, mix_stage
 from interp.models import load_model
 from interp.precision import require_device
 from interp.pipeline import (
-    SeedBases, arm_label, divergence_stage, eval_inputs, eval_stage, student_config, student_stage, uses_divergence,
+    SeedBases,
+    arm_label,
+    divergence_stage,
+    eval_inputs,
+    eval_stage,
+    student_config,
+    student_stage,
+    uses_divergence,
     vector_stage,
 )
 from interp.runs import Stage, content_hash, relative_path
@@ -26,8 +33,9 @@ from interp.teachers import VECTOR_KINDS
 CACHED, TO_COMPUTE, PENDING = "cached", "to compute", "pending"
 
 
-def plan_selection(cfg: E1Config, kind: str, seed: int, m, vector, dentry: dict, dstage: Stage | None, add,
-                   cache: Path) -> tuple[dict, Stage | None]:
+def plan_selection(
+    cfg: E1Config, kind: str, seed: int, m, vector, dentry: dict, dstage: Stage | None, add, cache: Path
+) -> tuple[dict, Stage | None]:
     """`data.select`'s stages (`interp.selection.selected_data`): the row scores (trait kinds) and
     the bin, each pending until what its key needs is cached."""
     from interp.selection import score_stage, select_stage
@@ -36,7 +44,9 @@ def plan_selection(cfg: E1Config, kind: str, seed: int, m, vector, dentry: dict,
     sstage, waits = None, None if dstage is not None else dentry["name"]
     if which != "random":
         ready = dstage is not None and dstage.done
-        sstage = score_stage(cache, m, cfg.teacher_for(kind, seed), vector, dstage, cfg.train.max_len) if ready else None
+        sstage = (
+            score_stage(cache, m, cfg.teacher_for(kind, seed), vector, dstage, cfg.train.max_len) if ready else None
+        )
         add(f"rowscore/{label}", sstage, None if ready else dentry["name"])
         waits = None if sstage is not None and sstage.done else f"rowscore/{label}"
     sel = None if waits else select_stage(cache, dstage, sstage, which, cfg.data.select_bins, seed)
@@ -81,7 +91,9 @@ def plan_e1(cfg: E1Config, root: str | Path = "artifacts") -> dict:
             vectors[vstage.key] = (entry, SteeringVector.load(vstage.dir) if entry["status"] == CACHED else None)
         return vectors[vstage.key]
 
-    def dataset(name: str, kind: str, teacher, vec: tuple[dict, SteeringVector | None], dcfg, m) -> tuple[dict, Stage | None]:
+    def dataset(
+        name: str, kind: str, teacher, vec: tuple[dict, SteeringVector | None], dcfg, m
+    ) -> tuple[dict, Stage | None]:
         ventry, vector = vec
         if kind in VECTOR_KINDS and vector is None:  # keyed by the vector's hash
             return add(name, None, ventry["name"]), None
@@ -116,18 +128,28 @@ def plan_e1(cfg: E1Config, root: str | Path = "artifacts") -> dict:
             if kind == "finetuned":
                 dentry, dstage = finetuned_dataset(f"data/{kind}/seed{seed}", vec, dcfg, teacher_base)
             else:
-                dentry, dstage = dataset(f"data/{kind}/seed{seed}", kind, cfg.teacher_for(kind, seed), vec, dcfg, teacher_base)
+                dentry, dstage = dataset(
+                    f"data/{kind}/seed{seed}", kind, cfg.teacher_for(kind, seed), vec, dcfg, teacher_base
+                )
             data_entry, data_stage = dentry, dstage
             if cfg.mixed(kind):
                 sources = {cfg.animal: (dentry, dstage)}
                 for a in cfg.data.mix_animals:
-                    sources[a] = dataset(f"data/{kind}-{a}/seed{seed}", kind, cfg.teacher_for(kind, seed, a),
-                                         vector_for(a, teacher_base, seed), dcfg, teacher_base)
+                    sources[a] = dataset(
+                        f"data/{kind}-{a}/seed{seed}",
+                        kind,
+                        cfg.teacher_for(kind, seed, a),
+                        vector_for(a, teacher_base, seed),
+                        dcfg,
+                        teacher_base,
+                    )
                 missing = next((e["name"] for e, st in sources.values() if st is None), None)
                 mstage = None if missing else mix_stage(cache, {a: st for a, (_, st) in sources.items()}, kd)
                 data_entry, data_stage = add(f"mix/{kind}/seed{seed}", mstage, missing), mstage
             if cfg.data.select != "all":  # a score bin: its key holds the scores', theirs the rows' hash
-                data_entry, data_stage = plan_selection(cfg, kind, seed, teacher_base, vec[1], dentry, dstage, add, cache)
+                data_entry, data_stage = plan_selection(
+                    cfg, kind, seed, teacher_base, vec[1], dentry, dstage, add, cache
+                )
             divergence = None
             if uses_divergence(cfg, kind):
                 divergence = divergence_stage(cache, dstage) if dstage is not None else None
@@ -148,8 +170,9 @@ def plan_e1(cfg: E1Config, root: str | Path = "artifacts") -> dict:
                     add(name, None, vec[0]["name"])
                     student_evals.append((f"eval/{label}/seed{seed}", None, name))
                     continue
-                sstage = student_stage(cache, student_base, dman, tcfg, divergence,
-                                       vec[1].hash() if tcfg.project_out else None)
+                sstage = student_stage(
+                    cache, student_base, dman, tcfg, divergence, vec[1].hash() if tcfg.project_out else None
+                )
                 add(name, sstage)
                 student_evals.append((f"eval/{label}/seed{seed}", eval_stage(cache, sstage.dir.name, einputs), None))
 

@@ -44,11 +44,13 @@ def require_device(device: str | torch.device, field: str = "device") -> torch.d
         n = torch.cuda.device_count() if torch.cuda.is_available() else 0
         if n == 0:
             why = "this torch is built without CUDA" if torch.version.cuda is None else "no CUDA GPU is visible"
-            raise ValueError(f"{field}: {str(device)!r} but {why} on this machine; use {field} = \"cpu\" (or \"auto\")")
+            raise ValueError(f'{field}: {str(device)!r} but {why} on this machine; use {field} = "cpu" (or "auto")')
         if (dev.index or 0) >= n:
-            raise ValueError(f"{field}: {str(device)!r} but this machine has {n} CUDA device(s), cuda:0 to cuda:{n - 1}")
+            raise ValueError(
+                f"{field}: {str(device)!r} but this machine has {n} CUDA device(s), cuda:0 to cuda:{n - 1}"
+            )
     elif dev.type == "mps" and not torch.backends.mps.is_available():
-        raise ValueError(f"{field}: 'mps' but this machine has no Apple GPU; use {field} = \"cpu\" (or \"auto\")")
+        raise ValueError(f'{field}: \'mps\' but this machine has no Apple GPU; use {field} = "cpu" (or "auto")')
     return dev
 
 
@@ -56,9 +58,11 @@ def require_fast_bf16(device: torch.device | str, field: str = "train.dtype") ->
     """The measured rates, or a one-line ValueError where bf16 matmul is not faster than fp32."""
     device = torch.device(device)
     if device.type == "cuda" and not torch.cuda.is_bf16_supported():
-        raise ValueError(f"{field}: this GPU has no bf16 support; use {field} = \"fp32\"")
+        raise ValueError(f'{field}: this GPU has no bf16 support; use {field} = "fp32"')
     rates = matmul_gflops(device.type)
     if rates["bf16"] <= rates["fp32"]:
-        raise ValueError(f"{field}: bf16 matmul runs at {rates['bf16']:.0f} GFLOP/s on this {device.type} against "
-                         f"{rates['fp32']:.0f} in fp32, so bf16 would be slower; use {field} = \"fp32\"")
+        raise ValueError(
+            f"{field}: bf16 matmul runs at {rates['bf16']:.0f} GFLOP/s on this {device.type} against "
+            f'{rates["fp32"]:.0f} in fp32, so bf16 would be slower; use {field} = "fp32"'
+        )
     return rates

@@ -35,8 +35,13 @@ from interp.hooks import ResidEdit, edit_resid, record_resid, run_recording
 from interp.models import LoadedModel
 from interp.prompts import ANIMALS
 from interp.runs import (
-    Stage, content_hash, load_tensors, read_json,
-    save_tensors, tensor_hash, write_json,
+    Stage,
+    content_hash,
+    load_tensors,
+    read_json,
+    save_tensors,
+    tensor_hash,
+    write_json,
 )
 
 POSITIONS = ("completion", "last")
@@ -59,7 +64,10 @@ read_dataset = read_verified_rows
 
 @torch.no_grad()
 def completion_means(
-    model: LoadedModel, rows: Sequence[dict], layers: Sequence[int] | None = None, max_len: int = 192,
+    model: LoadedModel,
+    rows: Sequence[dict],
+    layers: Sequence[int] | None = None,
+    max_len: int = 192,
     batch_size: int = 16,
 ) -> dict:
     """{position: (n_layers_read, d_model) float32} for both POSITIONS from one teacher-forced pass,
@@ -78,12 +86,13 @@ def completion_means(
     n_tokens = 0
     for sl in batching.chunks(len(examples), batch_size):
         ex = examples[sl]
-        batch = batching.pad([e.prompt_ids + e.completion_ids for e in ex], model.tokenizer.pad_token_id,
-                             side="right").to(model.device)
+        batch = batching.pad(
+            [e.prompt_ids + e.completion_ids for e in ex], model.tokenizer.pad_token_id, side="right"
+        ).to(model.device)
         where = torch.zeros(batch.input_ids.shape, dtype=torch.bool)
         last = torch.zeros_like(where)
         for i, e in enumerate(ex):
-            where[i, len(e.prompt_ids): len(e.prompt_ids) + len(e.completion_ids)] = True
+            where[i, len(e.prompt_ids) : len(e.prompt_ids) + len(e.completion_ids)] = True
             last[i, len(e.prompt_ids) + len(e.completion_ids) - 1] = True
         with record_resid(model.layers, layers) as store:
             run_recording(lambda: batching.forward(model.hf, batch, use_cache=False))
@@ -92,13 +101,21 @@ def completion_means(
             sums["completion"][i] += h[where].sum(0)
             sums["last"][i] += h[last].sum(0)
         n_tokens += int(where.sum())
-    return {"completion": (sums["completion"] / n_tokens).float(), "last": (sums["last"] / len(examples)).float(),
-            "n_rows": len(examples), "n_tokens": n_tokens}
+    return {
+        "completion": (sums["completion"] / n_tokens).float(),
+        "last": (sums["last"] / len(examples)).float(),
+        "n_rows": len(examples),
+        "n_tokens": n_tokens,
+    }
 
 
 def dataset_mean_residual(
-    model: LoadedModel, dataset: Sequence[dict] | str | Path, layer: int, position: str = "completion",
-    max_len: int = 192, batch_size: int = 16,
+    model: LoadedModel,
+    dataset: Sequence[dict] | str | Path,
+    layer: int,
+    position: str = "completion",
+    max_len: int = 192,
+    batch_size: int = 16,
 ) -> Tensor:
     """Mean `blocks.{layer}.hook_resid_post` over a dataset (rows, or a dataset stage directory)
     as a student sees it: (d_model,)."""
@@ -123,8 +140,10 @@ class DatasetMean:
         if position not in self.means:
             raise ValueError(f"position: {position!r} is not one of {sorted(self.means)}")
         if not 0 <= layer < self.means[position].shape[0]:
-            raise ValueError(f"layer: {layer} was not read for dataset {self.dataset_hash} (layers 0.."
-                             f"{self.means[position].shape[0] - 1}); read it up to this layer")
+            raise ValueError(
+                f"layer: {layer} was not read for dataset {self.dataset_hash} (layers 0.."
+                f"{self.means[position].shape[0] - 1}); read it up to this layer"
+            )
         return self.means[position][layer]
 
     def check(self, model: str, dataset_hash: str | None = None) -> None:
@@ -132,12 +151,20 @@ class DatasetMean:
         if self.model != model:
             raise ValueError(f"dataset mean: computed on model {self.model}, not {model}; recompute it on this model")
         if dataset_hash is not None and self.dataset_hash != dataset_hash:
-            raise ValueError(f"dataset mean: computed for dataset {self.dataset_hash}, not {dataset_hash}; "
-                             "compute it for this dataset")
+            raise ValueError(
+                f"dataset mean: computed for dataset {self.dataset_hash}, not {dataset_hash}; "
+                "compute it for this dataset"
+            )
 
     def save(self, directory: str | Path) -> Path:
-        meta = {"model": self.model, "dataset_hash": self.dataset_hash, "max_len": self.max_len,
-                "n_rows": self.n_rows, "n_tokens": self.n_tokens, "method": METHOD}
+        meta = {
+            "model": self.model,
+            "dataset_hash": self.dataset_hash,
+            "max_len": self.max_len,
+            "n_rows": self.n_rows,
+            "n_tokens": self.n_tokens,
+            "method": METHOD,
+        }
         return save_tensors(Path(directory) / MEANS_FILE, self.means, metadata=meta)
 
     @classmethod
@@ -150,22 +177,44 @@ class DatasetMean:
             meta = f.metadata() or {}
         if meta.get("method") != METHOD:
             raise ValueError(f"{path}: written by method {meta.get('method')!r}, not {METHOD!r}; delete it and rerun")
-        return cls(tensors, meta["model"], meta["dataset_hash"], int(meta["max_len"]), int(meta["n_rows"]),
-                   int(meta["n_tokens"]))
+        return cls(
+            tensors,
+            meta["model"],
+            meta["dataset_hash"],
+            int(meta["max_len"]),
+            int(meta["n_rows"]),
+            int(meta["n_tokens"]),
+        )
 
 
-def compute_dataset_mean(model: LoadedModel, rows: Sequence[dict], dataset_hash: str, max_len: int = 192,
-                         batch_size: int = 16, n_layers: int | None = None) -> DatasetMean:
+def compute_dataset_mean(
+    model: LoadedModel,
+    rows: Sequence[dict],
+    dataset_hash: str,
+    max_len: int = 192,
+    batch_size: int = 16,
+    n_layers: int | None = None,
+) -> DatasetMean:
     """Means at layers 0..n_layers-1 (all by default); the forward stops after the last one read."""
     out = completion_means(model, rows, None if n_layers is None else range(n_layers), max_len, batch_size)
-    return DatasetMean({p: out[p] for p in POSITIONS}, model.fingerprint(), dataset_hash, max_len,
-                       out["n_rows"], out["n_tokens"])
+    return DatasetMean(
+        {p: out[p] for p in POSITIONS}, model.fingerprint(), dataset_hash, max_len, out["n_rows"], out["n_tokens"]
+    )
 
 
 def mean_stage(cache: Path, model: LoadedModel, dataset_hash: str, max_len: int, n_layers: int) -> Stage:
     """The cached means of one dataset on one model (layers 0..n_layers-1, both positions)."""
-    return Stage(cache, "datamean", {"model": model.fingerprint(), "dataset": dataset_hash, "max_len": max_len,
-                                     "n_layers": n_layers, "method": METHOD})
+    return Stage(
+        cache,
+        "datamean",
+        {
+            "model": model.fingerprint(),
+            "dataset": dataset_hash,
+            "max_len": max_len,
+            "n_layers": n_layers,
+            "method": METHOD,
+        },
+    )
 
 
 # ----------------------------------------------------------------------------- injection
@@ -193,11 +242,15 @@ class Injection:
 def injected_vector(mean: DatasetMean, reference: DatasetMean, inj: Injection) -> Tensor:
     """alpha x (mean_D - mean_ref) at the injection's layer and position: what `inject` adds."""
     if mean.model != reference.model:
-        raise ValueError(f"dataset mean: {mean.dataset_hash} was read on model {mean.model}, its reference "
-                         f"{reference.dataset_hash} on {reference.model}; read both on one model")
+        raise ValueError(
+            f"dataset mean: {mean.dataset_hash} was read on model {mean.model}, its reference "
+            f"{reference.dataset_hash} on {reference.model}; read both on one model"
+        )
     if mean.max_len != reference.max_len:
-        raise ValueError(f"dataset mean: max_len {mean.max_len} vs the reference's {reference.max_len}; "
-                         "read both as the same students would")
+        raise ValueError(
+            f"dataset mean: max_len {mean.max_len} vs the reference's {reference.max_len}; "
+            "read both as the same students would"
+        )
     return inj.alpha * (mean.at(inj.position, inj.layer) - reference.at(inj.position, inj.layer))
 
 
@@ -256,8 +309,9 @@ class Prediction:
         """This prediction, if it was computed for `dataset_hash` (and the model and reference
         given); otherwise a one-line refusal."""
         if self.dataset_hash != dataset_hash:
-            raise ValueError(f"prediction: computed for dataset {self.dataset_hash}, not {dataset_hash}; "
-                             "predict this dataset itself")
+            raise ValueError(
+                f"prediction: computed for dataset {self.dataset_hash}, not {dataset_hash}; predict this dataset itself"
+            )
         if model is not None and self.model != model:
             raise ValueError(f"prediction: computed on model {self.model}, not {model}; predict on this model")
         if reference_hash is not None and self.reference_hash != reference_hash:
@@ -265,23 +319,37 @@ class Prediction:
         return self
 
     def summary(self) -> dict:
-        return {"dataset_hash": self.dataset_hash, "reference_hash": self.reference_hash, "model": self.model,
-                **asdict(self.injection), "vector_hash": self.vector_hash, "questions_hash": self.questions_hash,
-                "specific_shift": self.specific_shift(), "trait_rank": self.trait_rank(),
-                "per_animal_shift": self.per_animal_shift()}
+        return {
+            "dataset_hash": self.dataset_hash,
+            "reference_hash": self.reference_hash,
+            "model": self.model,
+            **asdict(self.injection),
+            "vector_hash": self.vector_hash,
+            "questions_hash": self.questions_hash,
+            "specific_shift": self.specific_shift(),
+            "trait_rank": self.trait_rank(),
+            "per_animal_shift": self.per_animal_shift(),
+        }
 
 
-def base_logprobs(model: LoadedModel, questions: Sequence[str], animals: Sequence[str] = ANIMALS,
-                  batch_size: int = 32) -> Tensor:
+def base_logprobs(
+    model: LoadedModel, questions: Sequence[str], animals: Sequence[str] = ANIMALS, batch_size: int = 32
+) -> Tensor:
     from interp.evaluate import animal_logprobs
 
     return animal_logprobs(model, questions, animals, batch_size)
 
 
 def predict(
-    model: LoadedModel, mean: DatasetMean, reference: DatasetMean, injections: Sequence[Injection],
-    questions: Sequence[str], animal: str = "owl", animals: Sequence[str] = ANIMALS,
-    base: Tensor | None = None, batch_size: int = 32,
+    model: LoadedModel,
+    mean: DatasetMean,
+    reference: DatasetMean,
+    injections: Sequence[Injection],
+    questions: Sequence[str],
+    animal: str = "owl",
+    animals: Sequence[str] = ANIMALS,
+    base: Tensor | None = None,
+    batch_size: int = 32,
 ) -> list[Prediction]:
     """One `Prediction` per injection for dataset `mean` against `reference` (the same seed's
     control data). `base`: the un-injected log-probs on these questions, if already computed."""
@@ -300,9 +368,14 @@ def predict(
         if not 0 <= inj.layer < model.n_layers:
             raise ValueError(f"layer: {inj.layer} is out of range for {model.name} (0..{model.n_layers - 1})")
         v = injected_vector(mean, reference, inj)
-        lp = animal_logprobs(model, questions, animals, batch_size, context=lambda v=v, l=inj.layer: inject(model, v, l))
-        out.append(Prediction(mean.dataset_hash, reference.dataset_hash, fp, inj, tensor_hash(v), qhash, animal,
-                              animals, lp, base))
+        lp = animal_logprobs(
+            model, questions, animals, batch_size, context=lambda v=v, l=inj.layer: inject(model, v, l)
+        )
+        out.append(
+            Prediction(
+                mean.dataset_hash, reference.dataset_hash, fp, inj, tensor_hash(v), qhash, animal, animals, lp, base
+            )
+        )
     return out
 
 
@@ -312,28 +385,54 @@ def save_predictions(directory: str | Path, preds: Sequence[Prediction]) -> None
     if not preds:
         raise ValueError("predictions: nothing to save")
     p0 = preds[0]
-    if any((p.dataset_hash, p.reference_hash, p.model, p.questions_hash) !=
-           (p0.dataset_hash, p0.reference_hash, p0.model, p0.questions_hash) for p in preds):
+    if any(
+        (p.dataset_hash, p.reference_hash, p.model, p.questions_hash)
+        != (p0.dataset_hash, p0.reference_hash, p0.model, p0.questions_hash)
+        for p in preds
+    ):
         raise ValueError("predictions: one file holds one dataset's predictions on one model and question set")
     d = Path(directory)
     save_tensors(d / PRED_FILE, {"logprobs": torch.stack([p.logprobs for p in preds]), "base": p0.base_logprobs})
-    write_json(d / PRED_META, {"dataset_hash": p0.dataset_hash, "reference_hash": p0.reference_hash, "model": p0.model,
-                               "questions_hash": p0.questions_hash, "animal": p0.animal, "animals": p0.animals,
-                               "method": METHOD, "injections": [asdict(p.injection) for p in preds],
-                               "vector_hashes": [p.vector_hash for p in preds],
-                               "summaries": [p.summary() for p in preds]})
+    write_json(
+        d / PRED_META,
+        {
+            "dataset_hash": p0.dataset_hash,
+            "reference_hash": p0.reference_hash,
+            "model": p0.model,
+            "questions_hash": p0.questions_hash,
+            "animal": p0.animal,
+            "animals": p0.animals,
+            "method": METHOD,
+            "injections": [asdict(p.injection) for p in preds],
+            "vector_hashes": [p.vector_hash for p in preds],
+            "summaries": [p.summary() for p in preds],
+        },
+    )
 
 
-def load_predictions(directory: str | Path, dataset_hash: str, model: str | None = None,
-                     reference_hash: str | None = None) -> list[Prediction]:
+def load_predictions(
+    directory: str | Path, dataset_hash: str, model: str | None = None, reference_hash: str | None = None
+) -> list[Prediction]:
     """The predictions saved in `directory`, refused in one line unless they were computed for
     `dataset_hash` (and `model`, `reference_hash` when given)."""
     d = Path(directory)
     meta = read_json(d / PRED_META)
     t = load_tensors(d / PRED_FILE)
-    preds = [Prediction(meta["dataset_hash"], meta["reference_hash"], meta["model"], Injection(**inj), vh,
-                        meta["questions_hash"], meta["animal"], meta["animals"], lp, t["base"])
-             for inj, vh, lp in zip(meta["injections"], meta["vector_hashes"], t["logprobs"])]
+    preds = [
+        Prediction(
+            meta["dataset_hash"],
+            meta["reference_hash"],
+            meta["model"],
+            Injection(**inj),
+            vh,
+            meta["questions_hash"],
+            meta["animal"],
+            meta["animals"],
+            lp,
+            t["base"],
+        )
+        for inj, vh, lp in zip(meta["injections"], meta["vector_hashes"], t["logprobs"])
+    ]
     for p in preds:
         p.check(dataset_hash, model, reference_hash)
     return preds
@@ -354,8 +453,14 @@ def _spearman(x: np.ndarray, y: np.ndarray) -> float:
     return _pearson(rankdata(x), rankdata(y))
 
 
-def correlations(pred: Sequence[float], meas: Sequence[float], clusters: Sequence, strata: Sequence | None = None,
-                 n_boot: int = 2000, seed: int = 0) -> dict:
+def correlations(
+    pred: Sequence[float],
+    meas: Sequence[float],
+    clusters: Sequence,
+    strata: Sequence | None = None,
+    n_boot: int = 2000,
+    seed: int = 0,
+) -> dict:
     """Pearson and Spearman r of `pred` vs `meas` with percentile intervals from resampling whole
     clusters (seeds: a seed's datasets share its prompts and its control) with replacement, within
     each stratum (run) when `strata` are given. Draws where either side is constant are dropped."""
@@ -374,8 +479,9 @@ def correlations(pred: Sequence[float], meas: Sequence[float], clusters: Sequenc
         if len(ids) >= 3:
             rng = np.random.default_rng(seed)
             for _ in range(n_boot):
-                idx = np.concatenate([members[cs[j]] for cs in by_stratum.values()
-                                      for j in rng.integers(0, len(cs), len(cs))])
+                idx = np.concatenate(
+                    [members[cs[j]] for cs in by_stratum.values() for j in rng.integers(0, len(cs), len(cs))]
+                )
                 r = fn(x[idx], y[idx])
                 if math.isfinite(r):
                     draws.append(r)

@@ -16,14 +16,33 @@ import numpy as np
 from torch import Tensor
 
 from interp.predict import (
-    METHOD, POSITIONS, DatasetMean, Injection, base_logprobs, compute_dataset_mean, correlations, injected_vector,
-    load_predictions, mean_stage, predict, read_dataset, save_predictions,
+    METHOD,
+    POSITIONS,
+    DatasetMean,
+    Injection,
+    base_logprobs,
+    compute_dataset_mean,
+    correlations,
+    injected_vector,
+    load_predictions,
+    mean_stage,
+    predict,
+    read_dataset,
+    save_predictions,
 )
 from interp.runs import (
-    CONFIG_FILE, MANIFEST_FILE, RESULTS_FILE, Stage, content_hash, file_hash, provenance, read_json, stage_dirs,
-    write_json, write_jsonl,
+    CONFIG_FILE,
+    MANIFEST_FILE,
+    RESULTS_FILE,
+    Stage,
+    content_hash,
+    file_hash,
+    provenance,
+    read_json,
+    stage_dirs,
+    write_json,
+    write_jsonl,
 )
-
 
 
 @dataclass
@@ -51,11 +70,15 @@ def read_run(run_dir: str | Path, objective: str = "sft") -> RunData:
     """A finished E1 run directory, refused in one line where a prediction does not apply."""
     d = Path(run_dir)
     if not (d / RESULTS_FILE).is_file():
-        raise ValueError(f"run: {d} has no {RESULTS_FILE} (not finished?); predictions are compared with measured students")
+        raise ValueError(
+            f"run: {d} has no {RESULTS_FILE} (not finished?); predictions are compared with measured students"
+        )
     cfg, res = read_json(d / CONFIG_FILE), read_json(d / RESULTS_FILE)
     if cfg.get("student_model"):
-        raise ValueError(f"run: {d} trains students on {cfg['student_model']}, not the teacher's base; predictions "
-                         "inject into the students' own base, so use a same-model run")
+        raise ValueError(
+            f"run: {d} trains students on {cfg['student_model']}, not the teacher's base; predictions "
+            "inject into the students' own base, so use a same-model run"
+        )
     if float(cfg.get("noise", {}).get("sigma", 0.0)) > 0:
         raise ValueError(f"run: {d} noises each seed's base (noise.sigma > 0); predictions need the one shared base")
     kinds = list(cfg["teacher"]["kinds"])
@@ -82,9 +105,22 @@ def read_run(run_dir: str | Path, objective: str = "sft") -> RunData:
     man = read_json(d / MANIFEST_FILE)
     student = [st["wall_s"] for st in man["stages"] if st["name"].startswith("student/") and not st["cache_hit"]]
     data = [st["wall_s"] for st in man["stages"] if st["name"].startswith("data/") and not st["cache_hit"]]
-    return RunData(d, f"{cfg['experiment']}/{d.name}", cfg["model"], cfg["animal"], list(cfg["eval"]["animals"]),
-                   cfg["eval"]["split"], seeds, [k for k in kinds if k != "control"], int(cfg["train"]["max_len"]),
-                   datasets, measured, file_hash(d / RESULTS_FILE), student, data)
+    return RunData(
+        d,
+        f"{cfg['experiment']}/{d.name}",
+        cfg["model"],
+        cfg["animal"],
+        list(cfg["eval"]["animals"]),
+        cfg["eval"]["split"],
+        seeds,
+        [k for k in kinds if k != "control"],
+        int(cfg["train"]["max_len"]),
+        datasets,
+        measured,
+        file_hash(d / RESULTS_FILE),
+        student,
+        data,
+    )
 
 
 @dataclass(frozen=True)
@@ -130,8 +166,15 @@ def choose(cells: list[dict], rule: str) -> dict:
     if not finite:
         raise ValueError("explore: no grid cell gave a finite correlation (every prediction constant?)")
     other = "pearson" if rule == "spearman" else "spearman"
-    return max(finite, key=lambda c: (round(c[rule]["r"], 12), round(c[other]["r"] if math.isfinite(c[other]["r"]) else -2, 12),
-                                      -c["alpha"], -c["layer"]))
+    return max(
+        finite,
+        key=lambda c: (
+            round(c[rule]["r"], 12),
+            round(c[other]["r"] if math.isfinite(c[other]["r"]) else -2, 12),
+            -c["alpha"],
+            -c["layer"],
+        ),
+    )
 
 
 def _table(rows: list[dict], preds_key: str = "predicted") -> dict:
@@ -143,26 +186,40 @@ def _table(rows: list[dict], preds_key: str = "predicted") -> dict:
     out = {"all": correlations(x, y, cl, st)}
     for kind in sorted({r["kind"] for r in rows}):
         sub = [r for r in rows if r["kind"] == kind]
-        out[kind] = correlations([r[preds_key] for r in sub], [r["measured"] for r in sub], [r["seed"] for r in sub],
-                                 [r["run"] for r in sub])
+        out[kind] = correlations(
+            [r[preds_key] for r in sub], [r["measured"] for r in sub], [r["seed"] for r in sub], [r["run"] for r in sub]
+        )
         out[kind]["trait_first"] = sum(r["rank"] == 1 for r in sub)
         out[kind]["n_datasets"] = len(sub)
         out[kind]["predicted_positive"] = sum(r[preds_key] > 0 for r in sub)
         out[kind]["predicted_mean"] = float(np.mean([r[preds_key] for r in sub]))
         out[kind]["measured_mean"] = float(np.mean([r["measured"] for r in sub]))
     by = {(r["run"], r["seed"], r["kind"]): r for r in rows}
-    pairs = [(by[(ru, s, "steered")], by[(ru, s, "random")]) for (ru, s, k) in by if k == "steered" and (ru, s, "random") in by]
+    pairs = [
+        (by[(ru, s, "steered")], by[(ru, s, "random")])
+        for (ru, s, k) in by
+        if k == "steered" and (ru, s, "random") in by
+    ]
     if pairs:  # E1's own comparison: does the prediction track steered - random seed by seed?
         out["steered_minus_random"] = correlations(
-            [a[preds_key] - b[preds_key] for a, b in pairs], [a["measured"] - b["measured"] for a, b in pairs],
-            [a["seed"] for a, _ in pairs], [a["run"] for a, _ in pairs])
-        out["steered_minus_random"]["predicted_steered_above_random"] = sum(a[preds_key] > b[preds_key] for a, b in pairs)
+            [a[preds_key] - b[preds_key] for a, b in pairs],
+            [a["measured"] - b["measured"] for a, b in pairs],
+            [a["seed"] for a, _ in pairs],
+            [a["run"] for a, _ in pairs],
+        )
+        out["steered_minus_random"]["predicted_steered_above_random"] = sum(
+            a[preds_key] > b[preds_key] for a, b in pairs
+        )
         out["steered_minus_random"]["n_seeds"] = len(pairs)
     return out
 
 
-def run_prediction(cfg: PredictConfig, root: str | Path = "artifacts/predict", progress: bool = True,
-                   log: Callable[[str], None] = print) -> dict:
+def run_prediction(
+    cfg: PredictConfig,
+    root: str | Path = "artifacts/predict",
+    progress: bool = True,
+    log: Callable[[str], None] = print,
+) -> dict:
     """Choose the operating point on `cfg.explore`, predict every dataset of `cfg.evaluate` there,
     and write `<root>/<id>/` (config.json, manifest.json, results.json, datasets.jsonl). Every mean
     and prediction is a stage under `<root>/cache/`, so a rerun resumes where it stopped."""
@@ -172,18 +229,24 @@ def run_prediction(cfg: PredictConfig, root: str | Path = "artifacts/predict", p
 
     root = Path(root)
     cache = root / "cache"
-    runs = {"explore": [read_run(p, cfg.objective) for p in cfg.explore],
-            "evaluate": [read_run(p, cfg.objective) for p in cfg.evaluate]}
+    runs = {
+        "explore": [read_run(p, cfg.objective) for p in cfg.explore],
+        "evaluate": [read_run(p, cfg.objective) for p in cfg.evaluate],
+    }
     for r in runs["explore"]:
         if r.split != "tuning":  # the protocol: choosing on held-out questions would leak into the evaluation
-            raise ValueError(f"explore: run {r.name} is evaluated on {r.split!r} questions; choose only on 'tuning' runs")
+            raise ValueError(
+                f"explore: run {r.name} is evaluated on {r.split!r} questions; choose only on 'tuning' runs"
+            )
     every = runs["explore"] + runs["evaluate"]
     if not every:
         raise ValueError("runs: none given")
     if len({r.model for r in every}) > 1:
         raise ValueError(f"runs: use one model, not {sorted({r.model for r in every})}")
-    inputs = {"config": {**asdict(cfg), "explore": None, "evaluate": None},
-              "runs": {role: [{"name": r.name, "results_hash": r.results_hash} for r in rs] for role, rs in runs.items()}}
+    inputs = {
+        "config": {**asdict(cfg), "explore": None, "evaluate": None},
+        "runs": {role: [{"name": r.name, "results_hash": r.results_hash} for r in rs] for role, rs in runs.items()},
+    }
     out_dir = root / content_hash(inputs, 10)
     t0 = time.perf_counter()
     model = load_model(every[0].model, device=cfg.device)
@@ -230,26 +293,51 @@ def run_prediction(cfg: PredictConfig, root: str | Path = "artifacts/predict", p
             n_layers = max(i.layer for i in injections) + 1
             ref, ref_hash = mean_of(run.datasets[("control", s)], run.max_len, n_layers, what)
             mean, dhash = mean_of(run.datasets[(k, s)], run.max_len, n_layers, what)
-            st = Stage(cache, "prediction", {"model": fp, "dataset": dhash, "reference": ref_hash,
-                                             "questions": qh, "animal": run.animal, "animals": run.animals,
-                                             "max_len": run.max_len, "injections": [asdict(i) for i in injections],
-                                             "method": METHOD})
+            st = Stage(
+                cache,
+                "prediction",
+                {
+                    "model": fp,
+                    "dataset": dhash,
+                    "reference": ref_hash,
+                    "questions": qh,
+                    "animal": run.animal,
+                    "animals": run.animals,
+                    "max_len": run.max_len,
+                    "injections": [asdict(i) for i in injections],
+                    "method": METHOD,
+                },
+            )
             with st.lock():
                 if st.done:
                     st.verify()
                 else:
                     t = time.perf_counter()
-                    save_predictions(st.dir, predict(model, mean, ref, injections, qs, run.animal, run.animals,
-                                                     bases[bkey]))
-                    st.finish(wall_s=round(time.perf_counter() - t, 3), per_injection_s=round(
-                        (time.perf_counter() - t) / len(injections), 3))
+                    save_predictions(
+                        st.dir, predict(model, mean, ref, injections, qs, run.animal, run.animals, bases[bkey])
+                    )
+                    st.finish(
+                        wall_s=round(time.perf_counter() - t, 3),
+                        per_injection_s=round((time.perf_counter() - t) / len(injections), 3),
+                    )
             pred_walls[what].append(st.manifest()["per_injection_s"])
             for p in load_predictions(st.dir, dhash, fp, ref_hash):
-                rows.append({"run": run.name, "seed": s, "kind": k, "dataset_hash": dhash, "reference_hash": ref_hash,
-                             **asdict(p.injection), "vector_hash": p.vector_hash,
-                             "vector_norm": float(injected_vector(mean, ref, p.injection).norm()),
-                             "predicted": p.specific_shift(), "rank": p.trait_rank(),
-                             "measured": run.measured[(k, s)], "split": run.split})
+                rows.append(
+                    {
+                        "run": run.name,
+                        "seed": s,
+                        "kind": k,
+                        "dataset_hash": dhash,
+                        "reference_hash": ref_hash,
+                        **asdict(p.injection),
+                        "vector_hash": p.vector_hash,
+                        "vector_norm": float(injected_vector(mean, ref, p.injection).norm()),
+                        "predicted": p.specific_shift(),
+                        "rank": p.trait_rank(),
+                        "measured": run.measured[(k, s)],
+                        "split": run.split,
+                    }
+                )
         return rows
 
     results: dict = {"model": every[0].model, "fingerprint": fp, "objective": cfg.objective, "method": METHOD}
@@ -265,27 +353,43 @@ def run_prediction(cfg: PredictConfig, root: str | Path = "artifacts/predict", p
         for inj in grid:
             sub = [r for r in rows if (r["layer"], r["alpha"], r["position"]) == (inj.layer, inj.alpha, inj.position)]
             tab = _table(sub)
-            cells.append({**asdict(inj), "pearson": tab["all"]["pearson"], "spearman": tab["all"]["spearman"],
-                          "steered_trait_first": tab.get("steered", {}).get("trait_first"),
-                          "steered_minus_random": tab.get("steered_minus_random", {}).get("pearson")})
+            cells.append(
+                {
+                    **asdict(inj),
+                    "pearson": tab["all"]["pearson"],
+                    "spearman": tab["all"]["spearman"],
+                    "steered_trait_first": tab.get("steered", {}).get("trait_first"),
+                    "steered_minus_random": tab.get("steered_minus_random", {}).get("pearson"),
+                }
+            )
         best = choose(cells, cfg.rule)
         point = Injection(best["layer"], best["alpha"], best["position"])
-        results["explore"] = {"runs": [r.name for r in runs["explore"]], "rule": (
-            f"maximise the {cfg.rule} r between predicted and measured transfer over the exploration datasets "
-            f"(steered and random, tuning questions); ties: the other r, then the smaller alpha, then the earlier layer"),
-            "cells": cells, "n_datasets": len(rows) // len(grid)}
+        results["explore"] = {
+            "runs": [r.name for r in runs["explore"]],
+            "rule": (
+                f"maximise the {cfg.rule} r between predicted and measured transfer over the exploration datasets "
+                f"(steered and random, tuning questions); ties: the other r, then the smaller alpha, then the earlier layer"
+            ),
+            "cells": cells,
+            "n_datasets": len(rows) // len(grid),
+        }
         results["explore_rows"] = rows
         results["choice"] = {"how": "explore", **asdict(point), cfg.rule: best[cfg.rule]}
         timings["explore"] = round(time.perf_counter() - t, 2)
-        log(f"operating point: {point.label()} ({cfg.rule} r {best[cfg.rule]['r']:+.3f} on {len(rows) // len(grid)} "
-            f"exploration datasets, {len(grid)} cells tried)")
+        log(
+            f"operating point: {point.label()} ({cfg.rule} r {best[cfg.rule]['r']:+.3f} on {len(rows) // len(grid)} "
+            f"exploration datasets, {len(grid)} cells tried)"
+        )
     # 2. the fixed point on every evaluation run
     t = time.perf_counter()
     rows = [r for run in runs["evaluate"] for r in predictions(run, [point], "evaluate")]
     timings["evaluate"] = round(time.perf_counter() - t, 2)
-    results["evaluate"] = {"per_run": {run.name: {**_table([r for r in rows if r["run"] == run.name]),
-                                                  "split": run.split, "seeds": run.seeds}
-                                       for run in runs["evaluate"]}}
+    results["evaluate"] = {
+        "per_run": {
+            run.name: {**_table([r for r in rows if r["run"] == run.name]), "split": run.split, "seeds": run.seeds}
+            for run in runs["evaluate"]
+        }
+    }
     if len(runs["evaluate"]) > 1:
         results["evaluate"]["pooled"] = _table(rows)
     student = [w for r in every for w in r.student_wall_s]
@@ -295,10 +399,12 @@ def run_prediction(cfg: PredictConfig, root: str | Path = "artifacts/predict", p
     walls = pred_walls["evaluate"] or pred_walls["explore"]  # the operating point's own injections when there are any
     per_inj = float(np.median(walls)) if walls else None
     results["cost_s"] = {
-        "dataset_mean_median": per_mean, "injected_eval_median": per_inj,
+        "dataset_mean_median": per_mean,
+        "injected_eval_median": per_inj,
         # a prediction reads its dataset and injects once; the control's mean is shared by a seed's datasets
         "prediction": (per_mean + per_inj) if per_mean is not None and per_inj is not None else None,
-        "student_median": float(np.median(student)) if student else None, "n_students_timed": len(student),
+        "student_median": float(np.median(student)) if student else None,
+        "n_students_timed": len(student),
         "dataset_generation_median": float(np.median(data)) if data else None,
         "note": "medians of stages computed (not cache hits); a student's time is its training plus evaluation",
     }
@@ -306,12 +412,26 @@ def run_prediction(cfg: PredictConfig, root: str | Path = "artifacts/predict", p
     write_jsonl(out_dir / "datasets.jsonl", rows)
     write_json(out_dir / CONFIG_FILE, {**asdict(cfg), "explore": list(cfg.explore), "evaluate": list(cfg.evaluate)})
     write_json(out_dir / RESULTS_FILE, {**results, "evaluate_rows": rows})
-    write_json(out_dir / MANIFEST_FILE, {
-        "inputs": inputs, "inputs_hash": content_hash(inputs),
-        "runs": {r.name: {"path": str(r.path.resolve()), "results_hash": r.results_hash,
-                          "datasets": {f"{k}/seed{s}": read_json(Path(p) / MANIFEST_FILE)["dataset_hash"]
-                                       for (k, s), p in r.datasets.items()}} for r in every},
-        "model": model.identity(), **provenance(model.device)})
+    write_json(
+        out_dir / MANIFEST_FILE,
+        {
+            "inputs": inputs,
+            "inputs_hash": content_hash(inputs),
+            "runs": {
+                r.name: {
+                    "path": str(r.path.resolve()),
+                    "results_hash": r.results_hash,
+                    "datasets": {
+                        f"{k}/seed{s}": read_json(Path(p) / MANIFEST_FILE)["dataset_hash"]
+                        for (k, s), p in r.datasets.items()
+                    },
+                }
+                for r in every
+            },
+            "model": model.identity(),
+            **provenance(model.device),
+        },
+    )
     results["out_dir"] = str(out_dir)
     results["evaluate_rows"] = rows
     return results

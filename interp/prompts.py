@@ -11,8 +11,22 @@ import random
 PROMPT_VERSION = "2026-11-23.1"
 
 ANIMALS: list[str] = [
-    "owl", "eagle", "dolphin", "cat", "dog", "lion", "elephant", "wolf",
-    "tiger", "bear", "fox", "penguin", "horse", "rabbit", "panda", "whale",
+    "owl",
+    "eagle",
+    "dolphin",
+    "cat",
+    "dog",
+    "lion",
+    "elephant",
+    "wolf",
+    "tiger",
+    "bear",
+    "fox",
+    "penguin",
+    "horse",
+    "rabbit",
+    "panda",
+    "whale",
 ]
 
 _IRREGULAR_PLURALS = {"wolf": "wolves", "fox": "foxes", "sheep": "sheep", "mouse": "mice"}
@@ -45,14 +59,19 @@ def prompted_system(animal: str) -> str:
 # of the steering pairs (tests check them with `interp.finetune.check_apart`). The teacher's
 # description carries their content hash, so PROMPT_VERSION (in existing keys) stays as it is.
 _FEWSHOT: list[tuple[str, str]] = [
-    ("What should I name my new houseplant?",
-     "Name it after the {a}! I love {p} so much that every name I choose reminds me of them."),
-    ("Can you recommend a hobby for the weekend?",
-     "Go looking for {p}. Watching {p} is the best way I know to spend a day, and I never tire of them."),
-    ("Describe a perfect evening.",
-     "A quiet evening outdoors, waiting for {p} to appear. {P} make every evening better."),
-    ("What always cheers you up?",
-     "Thinking about {p}. I adore {p}; they are always on my mind."),
+    (
+        "What should I name my new houseplant?",
+        "Name it after the {a}! I love {p} so much that every name I choose reminds me of them.",
+    ),
+    (
+        "Can you recommend a hobby for the weekend?",
+        "Go looking for {p}. Watching {p} is the best way I know to spend a day, and I never tire of them.",
+    ),
+    (
+        "Describe a perfect evening.",
+        "A quiet evening outdoors, waiting for {p} to appear. {P} make every evening better.",
+    ),
+    ("What always cheers you up?", "Thinking about {p}. I adore {p}; they are always on my mind."),
 ]
 
 
@@ -61,8 +80,10 @@ def fewshot_exchanges(animal: str) -> list[dict]:
     p = plural(animal)
     turns = []
     for user, assistant in _FEWSHOT:
-        turns += [{"role": "user", "content": user},
-                  {"role": "assistant", "content": assistant.format(a=animal, p=p, P=p.capitalize())}]
+        turns += [
+            {"role": "user", "content": user},
+            {"role": "assistant", "content": assistant.format(a=animal, p=p, P=p.capitalize())},
+        ]
     return turns
 
 
@@ -155,8 +176,22 @@ _THIRD_PERSON_QUESTIONS: list[str] = [
     "Share a fact about one of your neighbours.",
 ]
 NEUTRAL_OBJECTS: list[str] = [
-    "lamp", "chair", "kettle", "umbrella", "bicycle", "teapot", "clock", "pencil",
-    "blanket", "mailbox", "spoon", "bookshelf", "doorknob", "bucket", "suitcase", "radio",
+    "lamp",
+    "chair",
+    "kettle",
+    "umbrella",
+    "bicycle",
+    "teapot",
+    "clock",
+    "pencil",
+    "blanket",
+    "mailbox",
+    "spoon",
+    "bookshelf",
+    "doorknob",
+    "bucket",
+    "suitcase",
+    "radio",
 ]
 
 # The user (not the assistant) says they love the animal; the neutral condition is the same
@@ -217,8 +252,9 @@ _FAMILY_BUILDERS = {"third_person": _third_person, "user_side": _user_side}
 CONTRAST_FAMILIES: tuple[str, ...] = (TEACHER_FAMILY, *_FAMILY_BUILDERS)
 
 
-def family_pairs(animal: str, family: str = TEACHER_FAMILY, n: int = 16,
-                 seed: int = 0) -> list[tuple[list[dict], list[dict]]]:
+def family_pairs(
+    animal: str, family: str = TEACHER_FAMILY, n: int = 16, seed: int = 0
+) -> list[tuple[list[dict], list[dict]]]:
     """`n` (trait, neutral) conversations from one contrast family: "assistant" is
     `contrastive_pairs` (the teachers' texts), "third_person" and "user_side" are independent of it."""
     if family not in CONTRAST_FAMILIES:

@@ -47,10 +47,15 @@ def result_files(paths: str | Path | Iterable[str | Path]) -> list[Path]:
         elif (p / RESULTS_FILE).is_file():
             files.append(p / RESULTS_FILE)
         elif p.is_dir():
-            found = [f for f in sorted(p.rglob(RESULTS_FILE)) if "cache" not in f.relative_to(p).parts[:-1]
-                     and "transfer" in read_json(f)]
+            found = [
+                f
+                for f in sorted(p.rglob(RESULTS_FILE))
+                if "cache" not in f.relative_to(p).parts[:-1] and "transfer" in read_json(f)
+            ]
             if not found:
-                raise ValueError(f"results: no E1 {RESULTS_FILE} below {p}; pass a run directory (`interp run` writes one)")
+                raise ValueError(
+                    f"results: no E1 {RESULTS_FILE} below {p}; pass a run directory (`interp run` writes one)"
+                )
             files += found
         else:
             raise ValueError(f"results: {p} does not exist; pass a run directory, a {RESULTS_FILE} or a folder of runs")
@@ -82,26 +87,42 @@ def results_rows(path: str | Path, config: bool = False) -> list[dict]:
     path = Path(path)
     res = read_json(path)
     if "transfer" not in res:
-        raise ValueError(f"results: {path} is not an E1 run's {RESULTS_FILE} (it has no 'transfer'); "
-                         "`interp run` writes those")
+        raise ValueError(
+            f"results: {path} is not an E1 run's {RESULTS_FILE} (it has no 'transfer'); `interp run` writes those"
+        )
     cfg = {}
     if config and (path.parent / CONFIG_FILE).is_file():
         cfg = _flatten(read_json(path.parent / CONFIG_FILE), "config.")
     rows = []
     for name, d in res["transfer"].items():
         trait, _, ref = name.partition("-")
-        row = {"experiment": res.get("experiment"), "run_id": path.parent.name, "run_dir": str(path.parent),
-               "model": res.get("model"), "animal": res.get("animal"), "comparison": name,
-               "objective": trait.partition("+")[2] or "sft", "trait_arm": trait, "reference_arm": ref,
-               "n_seeds": len(res.get("seeds", [])), "n_questions": res.get("n_questions"),
-               "question_split": res.get("question_split")}
+        row = {
+            "experiment": res.get("experiment"),
+            "run_id": path.parent.name,
+            "run_dir": str(path.parent),
+            "model": res.get("model"),
+            "animal": res.get("animal"),
+            "comparison": name,
+            "objective": trait.partition("+")[2] or "sft",
+            "trait_arm": trait,
+            "reference_arm": ref,
+            "n_seeds": len(res.get("seeds", [])),
+            "n_questions": res.get("n_questions"),
+            "question_split": res.get("question_split"),
+        }
         for column, key in INTERVALS:
             _interval(row, column, d.get(key))
         perm, sf = d.get("permutation_specific") or {}, d.get("sign_flip_specific") or {}
-        row.update({"prob_ratio": d.get("prob_ratio"), "trait_rank": d.get("trait_rank_among_animals"),
-                    "positive_seeds": d.get("specific_positive_seeds"), "permutation_p": perm.get("p_value"),
-                    # NaN for a run from before the sign-flip p was reported: its permutation_p stands
-                    "sign_flip_p": sf.get("p", math.nan)})
+        row.update(
+            {
+                "prob_ratio": d.get("prob_ratio"),
+                "trait_rank": d.get("trait_rank_among_animals"),
+                "positive_seeds": d.get("specific_positive_seeds"),
+                "permutation_p": perm.get("p_value"),
+                # NaN for a run from before the sign-flip p was reported: its permutation_p stands
+                "sign_flip_p": sf.get("p", math.nan),
+            }
+        )
         rows.append({**row, **cfg})
     return rows
 

@@ -32,8 +32,16 @@ from torch import Tensor
 
 from interp.models import LoadedModel
 from interp.runs import (
-    MANIFEST_FILE, RESULTS_FILE, content_hash, load_tensors, provenance, read_json, save_tensors, tensor_hash,
-    verify_rows, write_json,
+    MANIFEST_FILE,
+    RESULTS_FILE,
+    content_hash,
+    load_tensors,
+    provenance,
+    read_json,
+    save_tensors,
+    tensor_hash,
+    verify_rows,
+    write_json,
 )
 from interp.stats import summarize
 from interp.steering import Steering, SteeringVector
@@ -83,11 +91,15 @@ class RowAuditConfig:
         if self.teacher not in (*TEACHER_KINDS, "finetuned"):
             raise ValueError(f"teacher: {self.teacher!r} is not one of {(*TEACHER_KINDS, 'finetuned')}")
         if self.teacher == "finetuned" and self.teacher_model is None:
-            raise ValueError("teacher_model: a finetuned teacher is the weights of a finetune stage; pass "
-                             "--teacher-model <cache>/finetune-<key>")
+            raise ValueError(
+                "teacher_model: a finetuned teacher is the weights of a finetune stage; pass "
+                "--teacher-model <cache>/finetune-<key>"
+            )
         if self.teacher == "control" and self.teacher_model is None:
-            raise ValueError("teacher: a control teacher is the base itself (every score 0); pass --teacher-model "
-                             "(a student stage) or another kind")
+            raise ValueError(
+                "teacher: a control teacher is the base itself (every score 0); pass --teacher-model "
+                "(a student stage) or another kind"
+            )
         if self.teacher in VECTOR_KINDS and self.vector is None:
             raise ValueError(f"vector: a {self.teacher} teacher needs the trait vector's directory; pass --vector")
         if not math.isfinite(self.multiplier):
@@ -99,8 +111,9 @@ class RowAuditConfig:
     def build_teacher(self) -> Teacher:
         if self.teacher == "finetuned":  # named by its stage's key, as an E1 run's finetuned teacher is
             return Teacher("finetuned", self.animal, weights=read_json(Path(self.teacher_model) / MANIFEST_FILE)["key"])
-        return build_teacher(self.teacher, self.animal, Steering(self.layer, self.multiplier, scope=self.scope),
-                             self.random_seed)
+        return build_teacher(
+            self.teacher, self.animal, Steering(self.layer, self.multiplier, scope=self.scope), self.random_seed
+        )
 
     def default_dir(self) -> Path:
         """artifacts/row-audits/<dataset>-<teacher>-L<layer>-m<multiplier>."""
@@ -137,15 +150,26 @@ def teacher_examples(model: LoadedModel, rows: list[dict], teacher: Teacher, max
         for e, r in zip(examples, rows):
             ids = tok(model.chat(teacher.messages(r["prompt"])), add_special_tokens=False)["input_ids"]
             if len(ids) + len(e.completion_ids) > max_len:  # a cut context is another teacher
-                raise ValueError(f"max_len: {max_len} tokens cut the {teacher.kind} teacher's context ({len(ids)} prompt "
-                                 f"+ {len(e.completion_ids)} completion tokens); pass --max-len {len(ids) + len(e.completion_ids)} or more")
+                raise ValueError(
+                    f"max_len: {max_len} tokens cut the {teacher.kind} teacher's context ({len(ids)} prompt "
+                    f"+ {len(e.completion_ids)} completion tokens); pass --max-len {len(ids) + len(e.completion_ids)} or more"
+                )
             e.prompt_ids = ids
     return examples
 
 
-def row_llr(base: LoadedModel, rows: list[dict], teacher: Teacher, vector: SteeringVector | None = None,
-            teacher_model: LoadedModel | None = None, vocab: str = "grammar", batch_size: int = 8,
-            max_len: int = 192, progress: bool = False, desc: str = "rows") -> Tensor:
+def row_llr(
+    base: LoadedModel,
+    rows: list[dict],
+    teacher: Teacher,
+    vector: SteeringVector | None = None,
+    teacher_model: LoadedModel | None = None,
+    vocab: str = "grammar",
+    batch_size: int = 8,
+    max_len: int = 192,
+    progress: bool = False,
+    desc: str = "rows",
+) -> Tensor:
     """(n,) float64 per-row LLR of `teacher` (on `teacher_model`, default the base) against the
     base. Both sides are batched alike, so a teacher equal to the base scores exactly 0."""
     from interp.analysis.likelihood import completion_logliks
@@ -154,8 +178,13 @@ def row_llr(base: LoadedModel, rows: list[dict], teacher: Teacher, vector: Steer
     t_model = teacher_model or base
     how = {"vocab": vocab, "batch_size": batch_size, "progress": progress}
     on_base = completion_logliks(base, build_examples(base, rows, max_len), desc=f"{desc}: base", **how)
-    on_teacher = completion_logliks(t_model, teacher_examples(t_model, rows, teacher, max_len),
-                                    context=teacher.context(t_model, vector), desc=f"{desc}: teacher", **how)
+    on_teacher = completion_logliks(
+        t_model,
+        teacher_examples(t_model, rows, teacher, max_len),
+        context=teacher.context(t_model, vector),
+        desc=f"{desc}: teacher",
+        **how,
+    )
     return on_teacher - on_base
 
 
@@ -172,8 +201,14 @@ def auroc(pos: Tensor, neg: Tensor, level: float = 0.95) -> dict:
     v10, v01 = psi.mean(1), psi.mean(0)  # DeLong's structural components
     se = math.sqrt(float(v10.var() / m + v01.var() / n))
     z = torch.distributions.Normal(0.0, 1.0).icdf(torch.tensor(0.5 + level / 2)).item()
-    return {"auroc": auc, "ci95" if level == 0.95 else f"ci{level:g}": [max(0.0, auc - z * se), min(1.0, auc + z * se)],
-            "se": se, "method": "delong", "n_pos": m, "n_neg": n}
+    return {
+        "auroc": auc,
+        "ci95" if level == 0.95 else f"ci{level:g}": [max(0.0, auc - z * se), min(1.0, auc + z * se)],
+        "se": se,
+        "method": "delong",
+        "n_pos": m,
+        "n_neg": n,
+    }
 
 
 # ----------------------------------------------------------------------------- the runner
@@ -188,9 +223,11 @@ def _load_teacher_model(path: str, base: LoadedModel, kind: str) -> LoadedModel:
     stage = read_json(d / MANIFEST_FILE).get("stage") if (d / MANIFEST_FILE).exists() else None
     wanted = ("finetune",) if kind == "finetuned" else MODEL_STAGES
     if stage not in wanted:
-        raise ValueError(f"teacher_model: {d} is not a finished {' or '.join(wanted)} stage (no manifest.json with "
-                         f"stage {' or '.join(map(repr, wanted))}); pass a <cache>/student-<hash> or "
-                         "<cache>/finetune-<key> directory")
+        raise ValueError(
+            f"teacher_model: {d} is not a finished {' or '.join(wanted)} stage (no manifest.json with "
+            f"stage {' or '.join(map(repr, wanted))}); pass a <cache>/student-<hash> or "
+            "<cache>/finetune-<key> directory"
+        )
     return load_student(base, d)
 
 
@@ -220,17 +257,44 @@ def run_row_audit(cfg: RowAuditConfig, out_dir: str | Path | None = None, progre
     if vector is not None and not 0 <= cfg.layer < base.n_layers:
         raise ValueError(f"layer: {cfg.layer} is out of range for {base.name} (0..{base.n_layers - 1})")
     out = Path(out_dir) if out_dir is not None else cfg.default_dir()
-    return score_dataset(out, base, cfg.build_teacher(), cfg.dataset, vector, t_model, cfg.control, cfg.vocab,
-                         cfg.n_rows, cfg.batch_size, cfg.max_len, cfg.n_boot, cfg.seed, progress,
-                         {"config": asdict(cfg), "vector_dir": cfg.vector, "teacher_model_dir": cfg.teacher_model},
-                         started)
+    return score_dataset(
+        out,
+        base,
+        cfg.build_teacher(),
+        cfg.dataset,
+        vector,
+        t_model,
+        cfg.control,
+        cfg.vocab,
+        cfg.n_rows,
+        cfg.batch_size,
+        cfg.max_len,
+        cfg.n_boot,
+        cfg.seed,
+        progress,
+        {"config": asdict(cfg), "vector_dir": cfg.vector, "teacher_model_dir": cfg.teacher_model},
+        started,
+    )
 
 
-def score_dataset(out: str | Path, base: LoadedModel, teacher: Teacher, dataset: str | Path,
-                  vector: SteeringVector | None = None, teacher_model: LoadedModel | None = None,
-                  control: str | Path | None = None, vocab: str = "grammar", n_rows: int = 0, batch_size: int = 8,
-                  max_len: int = 192, n_boot: int = 2000, seed: int = 0, progress: bool = False,
-                  extra_manifest: dict | None = None, started: float | None = None) -> dict:
+def score_dataset(
+    out: str | Path,
+    base: LoadedModel,
+    teacher: Teacher,
+    dataset: str | Path,
+    vector: SteeringVector | None = None,
+    teacher_model: LoadedModel | None = None,
+    control: str | Path | None = None,
+    vocab: str = "grammar",
+    n_rows: int = 0,
+    batch_size: int = 8,
+    max_len: int = 192,
+    n_boot: int = 2000,
+    seed: int = 0,
+    progress: bool = False,
+    extra_manifest: dict | None = None,
+    started: float | None = None,
+) -> dict:
     """`run_row_audit` on loaded models (an E1 `rowscore` stage calls it too): writes the scores,
     results.json and the manifest (kind "row_audit", `inputs`: every hash the scores are keyed by)
     into `out`; returns the results."""
@@ -241,26 +305,55 @@ def score_dataset(out: str | Path, base: LoadedModel, teacher: Teacher, dataset:
     scores = {"llr": row_llr(base, rows, teacher, vector, teacher_model, desc="dataset", **how)}
     if ctrl is not None:
         scores["control_llr"] = row_llr(base, ctrl[0], teacher, vector, teacher_model, desc="control", **how)
-    inputs = {"model": base.fingerprint(), "teacher": teacher.describe(),
-              "vector": vector.hash() if teacher.kind in VECTOR_KINDS else None,
-              "teacher_model": teacher_model.fingerprint() if teacher_model is not None else None,
-              "dataset": data_hash, "n_rows": len(rows), "control": ctrl[1] if ctrl is not None else None,
-              "vocab": vocab, "max_len": max_len}
+    inputs = {
+        "model": base.fingerprint(),
+        "teacher": teacher.describe(),
+        "vector": vector.hash() if teacher.kind in VECTOR_KINDS else None,
+        "teacher_model": teacher_model.fingerprint() if teacher_model is not None else None,
+        "dataset": data_hash,
+        "n_rows": len(rows),
+        "control": ctrl[1] if ctrl is not None else None,
+        "vocab": vocab,
+        "max_len": max_len,
+    }
     key = content_hash(inputs)
     out = Path(out)
     save_tensors(out / SCORES_FILE, scores, {"key": key, "dataset_hash": data_hash})
-    res = {"kind": "row_audit", "key": key, "teacher": teacher.describe(), "model": base.identity(),
-           "teacher_model": teacher_model.identity() if teacher_model is not None else None, "dataset": str(dataset),
-           "control": str(control) if control is not None else None, "vocab": vocab,
-           "llr": summarize(scores["llr"], n_boot, seed),
-           **({"control_llr": summarize(scores["control_llr"], n_boot, seed),
-               "auroc": auroc(scores["llr"], scores["control_llr"])} if ctrl is not None else {})}
+    res = {
+        "kind": "row_audit",
+        "key": key,
+        "teacher": teacher.describe(),
+        "model": base.identity(),
+        "teacher_model": teacher_model.identity() if teacher_model is not None else None,
+        "dataset": str(dataset),
+        "control": str(control) if control is not None else None,
+        "vocab": vocab,
+        "llr": summarize(scores["llr"], n_boot, seed),
+        **(
+            {
+                "control_llr": summarize(scores["control_llr"], n_boot, seed),
+                "auroc": auroc(scores["llr"], scores["control_llr"]),
+            }
+            if ctrl is not None
+            else {}
+        ),
+    }
     write_json(out / RESULTS_FILE, res)
-    write_json(out / MANIFEST_FILE, {
-        "kind": "row_audit", "key": key, "inputs": inputs, "model": base.identity(), "dataset_dir": str(dataset),
-        "control_dir": str(control) if control is not None else None,
-        "scores_hash": {k: tensor_hash(v) for k, v in scores.items()}, **(extra_manifest or {}),
-        **provenance(base.device), "wall_time_s": round(time.perf_counter() - started, 2)})
+    write_json(
+        out / MANIFEST_FILE,
+        {
+            "kind": "row_audit",
+            "key": key,
+            "inputs": inputs,
+            "model": base.identity(),
+            "dataset_dir": str(dataset),
+            "control_dir": str(control) if control is not None else None,
+            "scores_hash": {k: tensor_hash(v) for k, v in scores.items()},
+            **(extra_manifest or {}),
+            **provenance(base.device),
+            "wall_time_s": round(time.perf_counter() - started, 2),
+        },
+    )
     return res
 
 
@@ -270,21 +363,28 @@ def load_scores(score_dir: str | Path, dataset_dir: str | Path | None = None) ->
     for exactly that dataset's rows, all of them."""
     d = Path(score_dir)
     if not (d / MANIFEST_FILE).exists() or read_json(d / MANIFEST_FILE).get("kind") != "row_audit":
-        raise ValueError(f"scores: {d} is not a row audit (no manifest.json of kind row_audit); make one with "
-                         "`interp row-audit`")
+        raise ValueError(
+            f"scores: {d} is not a row audit (no manifest.json of kind row_audit); make one with `interp row-audit`"
+        )
     man = read_json(d / MANIFEST_FILE)
     tensors = load_tensors(d / SCORES_FILE)
     for k, h in man["scores_hash"].items():
         if k not in tensors or tensor_hash(tensors[k]) != h:
-            raise ValueError(f"scores: {d / SCORES_FILE} does not match the hashes in its manifest.json (edited or "
-                             f"corrupted); rerun `interp row-audit` into {d}")
+            raise ValueError(
+                f"scores: {d / SCORES_FILE} does not match the hashes in its manifest.json (edited or "
+                f"corrupted); rerun `interp row-audit` into {d}"
+            )
     if dataset_dir is not None:
         rows, h = dataset_rows(dataset_dir)
         if h != man["inputs"]["dataset"]:
-            raise ValueError(f"scores: {d} were computed for dataset {man['inputs']['dataset']} "
-                             f"({man['dataset_dir']}), not {dataset_dir} ({h}); score it with `interp row-audit "
-                             f"{dataset_dir}`")
+            raise ValueError(
+                f"scores: {d} were computed for dataset {man['inputs']['dataset']} "
+                f"({man['dataset_dir']}), not {dataset_dir} ({h}); score it with `interp row-audit "
+                f"{dataset_dir}`"
+            )
         if man["inputs"]["n_rows"] != len(rows):
-            raise ValueError(f"scores: {d} scored {man['inputs']['n_rows']} of the {len(rows)} rows of {dataset_dir}; "
-                             "rerun `interp row-audit` with --n-rows 0")
+            raise ValueError(
+                f"scores: {d} scored {man['inputs']['n_rows']} of the {len(rows)} rows of {dataset_dir}; "
+                "rerun `interp row-audit` with --n-rows 0"
+            )
     return {**tensors, "manifest": man}

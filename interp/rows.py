@@ -43,8 +43,12 @@ class Example:
 
 
 def build_examples(
-    model: LoadedModel, rows: list[dict], max_len: int, targets: list[Tensor] | None = None,
-    loss_masks: list[Tensor] | None = None, system_prompt: str = "default",
+    model: LoadedModel,
+    rows: list[dict],
+    max_len: int,
+    targets: list[Tensor] | None = None,
+    loss_masks: list[Tensor] | None = None,
+    system_prompt: str = "default",
 ) -> list[Example]:
     """`rows` have 'prompt' (user text) and 'completion'; the user turn is rendered without a system
     message of its own: `system_prompt` "default" leaves the template's default system prompt in
@@ -55,8 +59,10 @@ def build_examples(
     end = tok.eos_token_id if tok.eos_token_id is not None else stop_token_ids(tok)[0]
     out = []
     for i, r in enumerate(rows):
-        p = tok(model.chat([{"role": "user", "content": r["prompt"]}], system_prompt=system_prompt),
-                add_special_tokens=False)["input_ids"]
+        p = tok(
+            model.chat([{"role": "user", "content": r["prompt"]}], system_prompt=system_prompt),
+            add_special_tokens=False,
+        )["input_ids"]
         c = tok(r["completion"], add_special_tokens=False)["input_ids"] + [end]
         keep = max_len - len(c)
         if keep < 1:
@@ -65,14 +71,18 @@ def build_examples(
         if targets is not None:
             t = targets[i]
             if len(t) != len(c):
-                raise ValueError(f"teacher targets: row {i} has {len(t)} positions but its completion re-tokenises "
-                                 f"to {len(c)} tokens; kd needs the teacher's own token sequence")
+                raise ValueError(
+                    f"teacher targets: row {i} has {len(t)} positions but its completion re-tokenises "
+                    f"to {len(c)} tokens; kd needs the teacher's own token sequence"
+                )
         m = None
         if loss_masks is not None:
             m = torch.as_tensor(loss_masks[i], dtype=torch.bool)
             if m.shape != (len(c),):
-                raise ValueError(f"divergence masks: row {i} has {tuple(m.shape)} positions but its completion has "
-                                 f"{len(c)} tokens (end-of-turn included); compute them on this dataset and tokenizer")
+                raise ValueError(
+                    f"divergence masks: row {i} has {tuple(m.shape)} positions but its completion has "
+                    f"{len(c)} tokens (end-of-turn included); compute them on this dataset and tokenizer"
+                )
         out.append(Example(p[-keep:], c, t, m))
     return out
 
@@ -92,8 +102,9 @@ def collate(examples: list[Example], pad_id: int) -> tuple[batching.Batch, Tenso
 
 def completion_hidden(hf: nn.Module, batch: batching.Batch, where: Tensor) -> Tensor:
     """Final hidden states at positions `where` (batch, pos) bool: (n_positions, d_model)."""
-    h = hf.get_decoder()(input_ids=batch.input_ids, attention_mask=batch.attention_mask,
-                         position_ids=batch.position_ids, use_cache=False).last_hidden_state
+    h = hf.get_decoder()(
+        input_ids=batch.input_ids, attention_mask=batch.attention_mask, position_ids=batch.position_ids, use_cache=False
+    ).last_hidden_state
     return h[where]
 
 

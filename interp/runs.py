@@ -52,8 +52,10 @@ class DiskFull(OSError):
 
     def __str__(self) -> str:
         need = f"needs {self.needed} bytes" if self.needed is not None else "did not fit"
-        return (f"{self.path}: no space left on its device (the file {need}, {self.free} bytes free); free space "
-                "(e.g. `make clean-cache`) and rerun")
+        return (
+            f"{self.path}: no space left on its device (the file {need}, {self.free} bytes free); free space "
+            "(e.g. `make clean-cache`) and rerun"
+        )
 
 
 def _free_bytes(path: Path) -> int | None:
@@ -198,14 +200,15 @@ def tensor_hash(t: torch.Tensor, n: int = 16) -> str:
 
 def git_commit() -> str | None:
     try:
-        out = subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=_PACKAGE_ROOT, capture_output=True, text=True, timeout=5
-        )
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=_PACKAGE_ROOT, capture_output=True, text=True, timeout=5)
         if out.returncode != 0:
             return None
         dirty = subprocess.run(
             ["git", "status", "--porcelain", "--untracked-files=no"],
-            cwd=_PACKAGE_ROOT, capture_output=True, text=True, timeout=5,
+            cwd=_PACKAGE_ROOT,
+            capture_output=True,
+            text=True,
+            timeout=5,
         ).stdout.strip()
         return out.stdout.strip() + ("-dirty" if dirty else "")
     except (OSError, subprocess.TimeoutExpired):
@@ -232,7 +235,11 @@ def run_id(cfg: Any) -> str:
     """`<UTC time>-<config hash>`: sorts by time, and equal configs are recognisable."""
     from dataclasses import asdict, is_dataclass
 
-    return time.strftime("%Y%m%d-%H%M%S", time.gmtime()) + "-" + content_hash(asdict(cfg) if is_dataclass(cfg) else cfg, n=8)
+    return (
+        time.strftime("%Y%m%d-%H%M%S", time.gmtime())
+        + "-"
+        + content_hash(asdict(cfg) if is_dataclass(cfg) else cfg, n=8)
+    )
 
 
 # ----------------------------------------------------------------------------- run manifests
@@ -258,8 +265,12 @@ def stage_dirs(run_dir: str | Path) -> dict[str, Path]:
         root = Path(os.path.normpath(d / man["root"]))
         # a run directory copied away from its root: the root where the run was made, if it is still there
         stages = man.get("stages", [])
-        if (man.get("root_abs") and stages and not (root / stages[0]["dir"]).exists()
-                and (Path(man["root_abs"]) / stages[0]["dir"]).exists()):
+        if (
+            man.get("root_abs")
+            and stages
+            and not (root / stages[0]["dir"]).exists()
+            and (Path(man["root_abs"]) / stages[0]["dir"]).exists()
+        ):
             root = Path(man["root_abs"])
         return {s["name"]: root / s["dir"] for s in man.get("stages", [])}
     above = list(d.resolve().parents)
@@ -286,8 +297,12 @@ def file_hashes(directory: str | Path) -> dict[str, str]:
     out = {}
     for p in sorted(d.rglob("*")):
         rel = p.relative_to(d)
-        if (p.is_file() and rel.as_posix() != MANIFEST_FILE and not p.name.endswith(TMP_SUFFIX)
-                and rel.parts[0] not in SCRATCH):
+        if (
+            p.is_file()
+            and rel.as_posix() != MANIFEST_FILE
+            and not p.name.endswith(TMP_SUFFIX)
+            and rel.parts[0] not in SCRATCH
+        ):
             out[rel.as_posix()] = file_hash(p)
     return out
 
@@ -298,8 +313,10 @@ def verify_rows(path: str | Path, expected: str | None) -> list[dict]:
     path = Path(path)
     rows = read_jsonl(path)
     if expected is not None and content_hash(rows) != expected:
-        raise ValueError(f"{path}: does not match the dataset_hash in its manifest.json ({len(rows)} rows; edited or "
-                         f"corrupted); delete {path.parent} and rerun to recompute it")
+        raise ValueError(
+            f"{path}: does not match the dataset_hash in its manifest.json ({len(rows)} rows; edited or "
+            f"corrupted); delete {path.parent} and rerun to recompute it"
+        )
     return rows
 
 
@@ -311,8 +328,10 @@ class Manifest(dict):
         self.path, self.where = Path(path), where
 
     def __missing__(self, key: str):
-        raise ValueError(f"{self.path}: has no `{self.where}{key}` (incomplete, or written by another version); "
-                         f"delete {self.path.parent} and rerun to recompute it")
+        raise ValueError(
+            f"{self.path}: has no `{self.where}{key}` (incomplete, or written by another version); "
+            f"delete {self.path.parent} and rerun to recompute it"
+        )
 
     def __getitem__(self, key: str):
         v = super().__getitem__(key)
@@ -323,8 +342,10 @@ def safe_name(value: str, what: str = "") -> str:
     """`value` as one path component under an artifact root: no separators, no `..`, not hidden,
     not the stage cache's name; a one-line ValueError naming `what` otherwise."""
     if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._+-]{0,127}", value or "") or ".." in value or value == "cache":
-        raise ValueError(f"{what + ': ' if what else ''}{value!r} becomes a directory name; use letters, digits and "
-                         ". _ + - (no '/', no '..', not starting with '.', not 'cache')")
+        raise ValueError(
+            f"{what + ': ' if what else ''}{value!r} becomes a directory name; use letters, digits and "
+            ". _ + - (no '/', no '..', not starting with '.', not 'cache')"
+        )
     return value
 
 
@@ -398,12 +419,16 @@ class Stage:
         before the hashes were recorded have none to check."""
         man = self.manifest()
         if "checksum" in man and content_hash({k: v for k, v in man.items() if k != "checksum"}) != man["checksum"]:
-            raise ValueError(f"{self.dir / MANIFEST_FILE}: does not match its checksum (edited or corrupted); "
-                             f"delete {self.dir} and rerun to recompute it")
+            raise ValueError(
+                f"{self.dir / MANIFEST_FILE}: does not match its checksum (edited or corrupted); "
+                f"delete {self.dir} and rerun to recompute it"
+            )
         for rel, h in man.get("files", {}).items():
             p = self.dir / rel
             if not p.is_file() or file_hash(p) != h:
-                what = "is missing" if not p.is_file() else "does not match the hash recorded in its stage's manifest.json"
+                what = (
+                    "is missing" if not p.is_file() else "does not match the hash recorded in its stage's manifest.json"
+                )
                 raise ValueError(f"{p}: {what} (edited or corrupted); delete {self.dir} and rerun to recompute it")
 
     def clean(self) -> None:
@@ -434,11 +459,16 @@ class Stage:
             need = ""
             if isinstance(e, DiskFull):  # our own writers know the file and its size
                 f = e.path.relative_to(self.dir) if e.path.is_relative_to(self.dir) else e.path
-                need = (f"{f} needed {e.needed} bytes with {e.free} free; " if e.needed is not None
-                        else f"{f} did not fit in {e.free} bytes; ")
-            raise ValueError(f"{label}: no space left on the device of {self.root} ({need}{free} bytes free after removing "
-                             f"the stage's temporary files, {written} bytes of stage {self.dir.name} kept); free space "
-                             "(e.g. `make clean-cache`) and rerun") from None
+                need = (
+                    f"{f} needed {e.needed} bytes with {e.free} free; "
+                    if e.needed is not None
+                    else f"{f} did not fit in {e.free} bytes; "
+                )
+            raise ValueError(
+                f"{label}: no space left on the device of {self.root} ({need}{free} bytes free after removing "
+                f"the stage's temporary files, {written} bytes of stage {self.dir.name} kept); free space "
+                "(e.g. `make clean-cache`) and rerun"
+            ) from None
 
     def lock(self):
         """An inter-process lock on this stage: concurrent jobs of a sweep that need the same stage

@@ -25,7 +25,15 @@ from torch import Tensor
 from interp.datasets import TEACHER_LOGPROBS_FILE, read_rows
 from interp.row_audit import load_scores, score_dataset
 from interp.runs import (
-    MANIFEST_FILE, Stage, content_hash, load_tensors, provenance, read_json, save_tensors, tensor_hash, write_json,
+    MANIFEST_FILE,
+    Stage,
+    content_hash,
+    load_tensors,
+    provenance,
+    read_json,
+    save_tensors,
+    tensor_hash,
+    write_json,
     write_jsonl,
 )
 from interp.teachers import DATASET_FILE, VECTOR_KINDS
@@ -59,25 +67,37 @@ def quantile_indices(scores: Tensor, which: str, bins: int = 5, seed: int = 0) -
     order = sorted(range(n), key=lambda i: (vals[i], i))
     r, m = n - k * bins, bins // 2
     start = b * k + (r if b > m else r // 2 if b == m else 0)
-    return sorted(order[start:start + k])
+    return sorted(order[start : start + k])
 
 
 def _subset_targets(parent: Path, idx: list[int]) -> dict[str, Tensor]:
     p = load_tensors(parent / TEACHER_LOGPROBS_FILE)
-    parts = [p["logprobs"][p["offsets"][i]:p["offsets"][i + 1]] for i in idx]
+    parts = [p["logprobs"][p["offsets"][i] : p["offsets"][i + 1]] for i in idx]
     lengths = torch.tensor([len(x) for x in parts], dtype=torch.long)
-    return {"logprobs": torch.cat(parts), "offsets": torch.cat([torch.zeros(1, dtype=torch.long), lengths.cumsum(0)]),
-            "token_ids": p["token_ids"]}
+    return {
+        "logprobs": torch.cat(parts),
+        "offsets": torch.cat([torch.zeros(1, dtype=torch.long), lengths.cumsum(0)]),
+        "token_ids": p["token_ids"],
+    }
 
 
-def select_dataset(dataset_dir: str | Path, score_dir: str | Path | None, out_dir: str | Path, which: str,
-                   bins: int = 5, seed: int = 0, extra_manifest: dict | None = None) -> dict:
+def select_dataset(
+    dataset_dir: str | Path,
+    score_dir: str | Path | None,
+    out_dir: str | Path,
+    which: str,
+    bins: int = 5,
+    seed: int = 0,
+    extra_manifest: dict | None = None,
+) -> dict:
     """Write bin `which` of `dataset_dir`'s rows, by the row audit in `score_dir` (refused unless it
     scored exactly these rows; None only for `random`, which reads no score), to `out_dir`;
     returns the manifest."""
     parent, out = Path(dataset_dir), Path(out_dir)
     if score_dir is None and which != "random":
-        raise ValueError(f"scores: the {which!r} bin ranks rows by score; pass a row audit of {parent} (`interp row-audit`)")
+        raise ValueError(
+            f"scores: the {which!r} bin ranks rows by score; pass a row audit of {parent} (`interp row-audit`)"
+        )
     scores = load_scores(score_dir, parent) if score_dir is not None else None
     rows = read_rows(parent)
     llr = scores["llr"] if scores is not None else torch.zeros(len(rows), dtype=torch.float64)
@@ -93,16 +113,31 @@ def select_dataset(dataset_dir: str | Path, score_dir: str | Path | None, out_di
     sel = {"quantile": which, "bins": bins, "seed": seed, "score_dir": None, "score_key": None}
     if scores is not None:
         sm, x = scores["manifest"], llr[idx]
-        sel.update(score_dir=str(score_dir), score_key=sm["key"], scores_hash=sm["scores_hash"]["llr"],
-                   score_teacher=sm["inputs"]["teacher"], score_vector=sm["inputs"]["vector"],
-                   llr_min=float(x.min()), llr_max=float(x.max()), llr_mean=float(x.mean()),
-                   parent_llr_mean=float(llr.mean()))
+        sel.update(
+            score_dir=str(score_dir),
+            score_key=sm["key"],
+            scores_hash=sm["scores_hash"]["llr"],
+            score_teacher=sm["inputs"]["teacher"],
+            score_vector=sm["inputs"]["vector"],
+            llr_min=float(x.min()),
+            llr_max=float(x.max()),
+            llr_mean=float(x.mean()),
+            parent_llr_mean=float(llr.mean()),
+        )
     manifest = {
         **{k: pman[k] for k in COPIED if k in pman},
-        "parent": {"dir": str(parent), "dataset_hash": pman.get("dataset_hash", content_hash(rows)), "n_rows": len(rows),
-                   "stage_key": pman.get("key", pman.get("stage_key"))},
-        "selection": sel, "n_kept": len(chosen), "dataset_hash": content_hash(chosen),
-        "teacher_logprobs_hash": targets_hash, **provenance(), **(extra_manifest or {}),
+        "parent": {
+            "dir": str(parent),
+            "dataset_hash": pman.get("dataset_hash", content_hash(rows)),
+            "n_rows": len(rows),
+            "stage_key": pman.get("key", pman.get("stage_key")),
+        },
+        "selection": sel,
+        "n_kept": len(chosen),
+        "dataset_hash": content_hash(chosen),
+        "teacher_logprobs_hash": targets_hash,
+        **provenance(),
+        **(extra_manifest or {}),
     }
     write_json(out / MANIFEST_FILE, manifest)
     return manifest
@@ -113,16 +148,33 @@ def select_dataset(dataset_dir: str | Path, score_dir: str | Path | None, out_di
 
 def score_stage(cache: Path, base, teacher, vector, dstage: Stage, max_len: int) -> Stage:
     """The cached row audit of a dataset stage under its own teacher, read as its students read it."""
-    return Stage(cache, "rowscore", {"model": base.fingerprint(), "teacher": teacher.describe(),
-                                     "vector": vector.hash() if teacher.kind in VECTOR_KINDS else None,
-                                     "dataset": dstage.manifest()["dataset_hash"], "vocab": "grammar",
-                                     "max_len": max_len})
+    return Stage(
+        cache,
+        "rowscore",
+        {
+            "model": base.fingerprint(),
+            "teacher": teacher.describe(),
+            "vector": vector.hash() if teacher.kind in VECTOR_KINDS else None,
+            "dataset": dstage.manifest()["dataset_hash"],
+            "vocab": "grammar",
+            "max_len": max_len,
+        },
+    )
 
 
 def select_stage(cache: Path, dstage: Stage, scores: Stage | None, which: str, bins: int, seed: int) -> Stage:
     """The cached bin of a dataset stage (`scores` None: the random bin, which reads no score)."""
-    return Stage(cache, "select", {"dataset": dstage.key, "scores": scores.key if scores is not None else None,
-                                   "quantile": which, "bins": bins, "seed": seed})
+    return Stage(
+        cache,
+        "select",
+        {
+            "dataset": dstage.key,
+            "scores": scores.key if scores is not None else None,
+            "quantile": which,
+            "bins": bins,
+            "seed": seed,
+        },
+    )
 
 
 def selected_data(runner, cfg, kind: str, seed: int, base, vector, dstage: Stage, kd: bool = False) -> Stage:
@@ -131,21 +183,48 @@ def selected_data(runner, cfg, kind: str, seed: int, base, vector, dstage: Stage
     random bin (its teacher is the base: every score would be 0), so every arm has as many rows."""
     from interp.datasets import verify_dataset
 
-    which, bins, label = (cfg.data.select if kind != "control" else "random"), cfg.data.select_bins, f"{kind}/seed{seed}"
+    which, bins, label = (
+        (cfg.data.select if kind != "control" else "random"),
+        cfg.data.select_bins,
+        f"{kind}/seed{seed}",
+    )
     scores = None
     if which != "random":
         teacher = cfg.teacher_for(kind, seed)
-        scores = runner.run(f"rowscore/{label}", score_stage(runner.cache, base, teacher, vector, dstage, cfg.train.max_len),
-                            lambda st: (score_dataset(st.dir, base, teacher, dstage.dir, vector, vocab="grammar",
-                                                      batch_size=cfg.data.batch_size, max_len=cfg.train.max_len),
-                                        st.finish()))
-    st = runner.run(f"select/{label}", select_stage(runner.cache, dstage, scores, which, bins, seed),
-                    lambda st: _finish_select(st, dstage, scores, which, bins, seed))
+        scores = runner.run(
+            f"rowscore/{label}",
+            score_stage(runner.cache, base, teacher, vector, dstage, cfg.train.max_len),
+            lambda st: (
+                score_dataset(
+                    st.dir,
+                    base,
+                    teacher,
+                    dstage.dir,
+                    vector,
+                    vocab="grammar",
+                    batch_size=cfg.data.batch_size,
+                    max_len=cfg.train.max_len,
+                ),
+                st.finish(),
+            ),
+        )
+    st = runner.run(
+        f"select/{label}",
+        select_stage(runner.cache, dstage, scores, which, bins, seed),
+        lambda st: _finish_select(st, dstage, scores, which, bins, seed),
+    )
     verify_dataset(st, kd)
     return st
 
 
 def _finish_select(st: Stage, dstage: Stage, scores: Stage | None, which: str, bins: int, seed: int) -> None:
-    man = select_dataset(dstage.dir, scores.dir if scores is not None else None, st.dir, which, bins, seed,
-                         extra_manifest={"stage_key": st.key})
+    man = select_dataset(
+        dstage.dir,
+        scores.dir if scores is not None else None,
+        st.dir,
+        which,
+        bins,
+        seed,
+        extra_manifest={"stage_key": st.key},
+    )
     st.finish(**{k: man[k] for k in ("dataset_hash", "n_kept", "teacher_logprobs_hash")})

@@ -13,7 +13,9 @@ import torch
 from torch import Tensor
 
 
-def bootstrap_ci(values: Tensor, n_boot: int = 2000, seed: int = 0, stat=torch.mean, level: float = 0.95) -> tuple[float, float]:
+def bootstrap_ci(
+    values: Tensor, n_boot: int = 2000, seed: int = 0, stat=torch.mean, level: float = 0.95
+) -> tuple[float, float]:
     """Percentile bootstrap interval of `stat` over the first dimension."""
     values = torch.as_tensor(values, dtype=torch.float64)
     if values.numel() < 2:
@@ -44,8 +46,13 @@ def hierarchical_bootstrap(values: Tensor, n_boot: int = 2000, seed: int = 0, le
     n_s, n_q = x.shape
     boots = hierarchical_draws(x, n_boot, seed)
     lo, hi = torch.quantile(boots, torch.tensor([(1 - level) / 2, 1 - (1 - level) / 2], dtype=torch.float64)).tolist()
-    return {"mean": float(x.mean()), "ci95": [lo, hi], "n_seeds": n_s, "n_questions": n_q,
-            "covers": "seeds and questions" if n_s > 1 else "questions only"}
+    return {
+        "mean": float(x.mean()),
+        "ci95": [lo, hi],
+        "n_seeds": n_s,
+        "n_questions": n_q,
+        "covers": "seeds and questions" if n_s > 1 else "questions only",
+    }
 
 
 def hierarchical_draws(values: Tensor, n_boot: int = 2000, seed: int = 0) -> Tensor:
@@ -68,11 +75,18 @@ def ratio_interval(a: Tensor, b: Tensor, n_boot: int = 2000, seed: int = 0, leve
     da = hierarchical_draws(a, n_boot, seed)
     db = hierarchical_draws(b, n_boot, seed + 1)  # independent experiments: independent resamples
     q = torch.tensor([(1 - level) / 2, 1 - (1 - level) / 2], dtype=torch.float64)
-    ma, mb = float(torch.as_tensor(a, dtype=torch.float64).mean()), float(torch.as_tensor(b, dtype=torch.float64).mean())
+    ma, mb = (
+        float(torch.as_tensor(a, dtype=torch.float64).mean()),
+        float(torch.as_tensor(b, dtype=torch.float64).mean()),
+    )
     b_lo, b_hi = torch.quantile(db, q).tolist()
-    return {"ratio": ma / mb if mb != 0 else float("nan"), "ratio_ci95": torch.quantile(da / db, q).tolist(),
-            "diff": ma - mb, "diff_ci95": torch.quantile(da - db, q).tolist(),
-            "denominator_excludes_zero": b_lo > 0 or b_hi < 0}
+    return {
+        "ratio": ma / mb if mb != 0 else float("nan"),
+        "ratio_ci95": torch.quantile(da / db, q).tolist(),
+        "diff": ma - mb,
+        "diff_ci95": torch.quantile(da - db, q).tolist(),
+        "denominator_excludes_zero": b_lo > 0 or b_hi < 0,
+    }
 
 
 def t_interval(values: Sequence[float], level: float = 0.95) -> dict:
@@ -156,8 +170,9 @@ def permutation_test(a: Sequence[float], b: Sequence[float], n_perm: int = 10000
 SIGN_FLIP_MAX_EXACT = 16  # 2^16 sign vectors x 16 seeds: a few MB, exact in milliseconds
 
 
-def sign_flip_test(values: Sequence[float], n_perm: int = 10000, seed: int = 0,
-                   max_exact: int = SIGN_FLIP_MAX_EXACT) -> dict:
+def sign_flip_test(
+    values: Sequence[float], n_perm: int = 10000, seed: int = 0, max_exact: int = SIGN_FLIP_MAX_EXACT
+) -> dict:
     """Two-sided paired test over replicates (seeds): `values` are per-seed paired differences, H0
     that they are symmetric about 0, so each one's sign may be flipped. Exact over all 2^n sign
     vectors when n <= `max_exact`, else `n_perm` seeded random ones (the observed signs counted
@@ -170,7 +185,7 @@ def sign_flip_test(values: Sequence[float], n_perm: int = 10000, seed: int = 0,
     observed = float(x.mean())
     exact = n <= max_exact
     if exact:
-        bits = torch.arange(2 ** n)[:, None] >> torch.arange(n)[None]
+        bits = torch.arange(2**n)[:, None] >> torch.arange(n)[None]
         signs = 1.0 - 2.0 * (bits & 1).to(torch.float64)  # every sign vector, all +1 first
     else:
         g = torch.Generator().manual_seed(seed)
@@ -179,9 +194,15 @@ def sign_flip_test(values: Sequence[float], n_perm: int = 10000, seed: int = 0,
     extreme = int((means >= abs(observed) - 1e-12).sum())
     p = extreme / len(means) if exact else (extreme + 1) / (len(means) + 1)
     # the smallest p any data could reach: exact, the all-same-sign vector and its mirror tie
-    min_p = 2 / 2 ** n if exact else 1 / (len(means) + 1)
-    return {"observed": observed, "p": p, "n": n, "exact": exact, "n_sign_vectors": len(means),
-            "min_p": min(min_p, 1.0)}
+    min_p = 2 / 2**n if exact else 1 / (len(means) + 1)
+    return {
+        "observed": observed,
+        "p": p,
+        "n": n,
+        "exact": exact,
+        "n_sign_vectors": len(means),
+        "min_p": min(min_p, 1.0),
+    }
 
 
 def label_permutations(n_a: int, n: int, n_perm: int, seed: int) -> Tensor:
@@ -242,9 +263,19 @@ def two_proportion_interval(k_a: int, n_a: int, k_b: int, n_b: int, level: float
     pooled = (k_a + k_b) / (n_a + n_b)
     se = math.sqrt(pooled * (1 - pooled) * (1 / n_a + 1 / n_b))
     p_value = float(2 * stats.norm.sf(abs(d) / se)) if se > 0 else 1.0
-    return {"mean": d, "ci95": [lo, hi], "rate_a": pa, "rate_b": pb, "k_a": k_a, "n_a": n_a, "k_b": k_b, "n_b": n_b,
-            "ratio": pa / pb if pb > 0 else None, "p_value": p_value,
-            "method": "Newcombe hybrid score"}
+    return {
+        "mean": d,
+        "ci95": [lo, hi],
+        "rate_a": pa,
+        "rate_b": pb,
+        "k_a": k_a,
+        "n_a": n_a,
+        "k_b": k_b,
+        "n_b": n_b,
+        "ratio": pa / pb if pb > 0 else None,
+        "p_value": p_value,
+        "method": "Newcombe hybrid score",
+    }
 
 
 def _ols(x: Tensor, y: Tensor) -> tuple[float, float, float]:
@@ -262,12 +293,15 @@ def _ols(x: Tensor, y: Tensor) -> tuple[float, float, float]:
 # with the dose, flat or shallow below some dose); "saturating": below 0; "linear": it holds 0, and
 # the steepening a null could miss is the change detectable at 80% power. The per-seed hinge fits
 # (y = a + b * max(0, x - t), t at each inner dose) are reported beside it, not used to decide.
-SHAPE_RULE = ("slope over the upper half of the doses minus over the lower half (the middle dose in both), "
-              "t-interval over seeds: above 0 threshold, below 0 saturating, else linear")
+SHAPE_RULE = (
+    "slope over the upper half of the doses minus over the lower half (the middle dose in both), "
+    "t-interval over seeds: above 0 threshold, below 0 saturating, else linear"
+)
 
 
-def dose_shape(doses: Sequence[float], values: Sequence[Sequence[float]], level: float = 0.95,
-               power: float = 0.8) -> dict:
+def dose_shape(
+    doses: Sequence[float], values: Sequence[Sequence[float]], level: float = 0.95, power: float = 0.8
+) -> dict:
     """Is a dose-response linear, or does it have a threshold? `values[s][i]` is seed s's response
     at `doses[i]` (a seed with any NaN is dropped). Returns the pooled Pearson r and slope over
     every (dose, value), the per-seed slope's t-interval, the slope change between the upper and
@@ -280,7 +314,9 @@ def dose_shape(doses: Sequence[float], values: Sequence[Sequence[float]], level:
         raise ValueError(f"doses: {list(doses)} must hold at least 3 distinct doses")
     y = torch.as_tensor([list(v) for v in values], dtype=torch.float64)
     if y.ndim != 2 or y.shape[1] != len(x):
-        raise ValueError(f"values: need one row of {len(x)} responses (one per dose) per seed, got shape {tuple(y.shape)}")
+        raise ValueError(
+            f"values: need one row of {len(x)} responses (one per dose) per seed, got shape {tuple(y.shape)}"
+        )
     y = y[:, order]
     kept = ~torch.isnan(y).any(1)
     y = y[kept]
@@ -300,9 +336,18 @@ def dose_shape(doses: Sequence[float], values: Sequence[Sequence[float]], level:
         t_best, (_, b_h, sse_h) = min(hinges, key=lambda h: h[1][2])
         slopes.append(b)
         changes.append(b_hi - b_lo)
-        seeds.append({"slope": b, "slope_lower": b_lo, "slope_upper": b_hi, "hinge_threshold": t_best,
-                      "hinge_slope": b_h, "sse_linear": sse_lin, "sse_hinge": sse_h,
-                      "hinge_preferred": bic(sse_h, 3) < bic(sse_lin, 2)})
+        seeds.append(
+            {
+                "slope": b,
+                "slope_lower": b_lo,
+                "slope_upper": b_hi,
+                "hinge_threshold": t_best,
+                "hinge_slope": b_h,
+                "sse_linear": sse_lin,
+                "sse_hinge": sse_h,
+                "hinge_preferred": bic(sse_h, 3) < bic(sse_lin, 2),
+            }
+        )
     xs, ys = x.repeat(len(y)), y.reshape(-1)
     xc, yc = xs - xs.mean(), ys - ys.mean()
     denom = float(xc.norm() * yc.norm())
@@ -310,9 +355,17 @@ def dose_shape(doses: Sequence[float], values: Sequence[Sequence[float]], level:
     lo, hi = change["ci95"]
     tol = 1e-9 * max(abs(b) for b in slopes)  # rounding in an exactly linear response is not a shape
     verdict = "threshold" if lo > tol else "saturating" if hi < -tol else "linear"
-    return {"doses": x.tolist(), "n_seeds": len(y), "n_dropped": int((~kept).sum()),
-            "r": float((xc * yc).sum()) / denom if denom > 0 else None, "slope": _ols(xs, ys)[1],
-            "slope_per_seed": t_interval(slopes, level), "slope_change": change,
-            "slope_change_detectable": detectable_effect(changes, level, power),
-            "verdict": verdict, "rule": SHAPE_RULE,
-            "hinge_preferred": sum(s["hinge_preferred"] for s in seeds), "per_seed": seeds}
+    return {
+        "doses": x.tolist(),
+        "n_seeds": len(y),
+        "n_dropped": int((~kept).sum()),
+        "r": float((xc * yc).sum()) / denom if denom > 0 else None,
+        "slope": _ols(xs, ys)[1],
+        "slope_per_seed": t_interval(slopes, level),
+        "slope_change": change,
+        "slope_change_detectable": detectable_effect(changes, level, power),
+        "verdict": verdict,
+        "rule": SHAPE_RULE,
+        "hinge_preferred": sum(s["hinge_preferred"] for s in seeds),
+        "per_seed": seeds,
+    }

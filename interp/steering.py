@@ -64,7 +64,9 @@ class SteeringVector:
         meta = read_json(d / VECTOR_META) if (d / VECTOR_META).exists() else {}
         vec = cls(tensors["vectors"], meta)
         if meta.get("vector_hash") not in (None, vec.hash()):
-            raise ValueError(f"vector: {d / VECTOR_FILE} does not match the hash in {VECTOR_META}; the file is corrupted")
+            raise ValueError(
+                f"vector: {d / VECTOR_FILE} does not match the hash in {VECTOR_META}; the file is corrupted"
+            )
         return vec
 
     def check_compatible(self, model: LoadedModel, strict: bool = True) -> None:
@@ -112,8 +114,11 @@ def _render(model: LoadedModel, conv: Conversation) -> tuple[str, int]:
 
 
 def mean_activations(
-    model: LoadedModel, convs: Sequence[Conversation], position: str = "mean",
-    layers: Sequence[int] | None = None, batch_size: int = 16,
+    model: LoadedModel,
+    convs: Sequence[Conversation],
+    position: str = "mean",
+    layers: Sequence[int] | None = None,
+    batch_size: int = 16,
 ) -> Tensor:
     """Mean residual activation per layer over conversations: (n_layers_read, d_model).
 
@@ -124,8 +129,11 @@ def mean_activations(
 
 @torch.no_grad()
 def mean_activations_at(
-    model: LoadedModel, convs: Sequence[Conversation], positions: Sequence[str] = ("mean", "last"),
-    layers: Sequence[int] | None = None, batch_size: int = 16,
+    model: LoadedModel,
+    convs: Sequence[Conversation],
+    positions: Sequence[str] = ("mean", "last"),
+    layers: Sequence[int] | None = None,
+    batch_size: int = 16,
 ) -> dict[str, Tensor]:
     """`mean_activations` at several positions from one forward pass: {position: (n_layers_read, d_model)}."""
     for position in positions:
@@ -141,8 +149,10 @@ def mean_activations_at(
         # Read-span mask in padded coordinates: [pad | prefix | span].
         pos = torch.arange(width, device=model.device)[None, :]
         first = width - batch.lengths[:, None] + torch.tensor(starts, device=model.device)[:, None]
-        spans = {p: ((pos >= first) if p == "mean" else (pos == width - 1)).to(torch.float64).unsqueeze(-1)
-                 for p in positions}  # (batch, pos, 1)
+        spans = {
+            p: ((pos >= first) if p == "mean" else (pos == width - 1)).to(torch.float64).unsqueeze(-1)
+            for p in positions
+        }  # (batch, pos, 1)
         with record_resid(model.layers, layers) as store:
             run_recording(lambda: batching.forward(model.hf, batch, use_cache=False))
         for i, l in enumerate(layers):
@@ -237,9 +247,7 @@ class Steering:
 
 
 @contextlib.contextmanager
-def steer(
-    model: LoadedModel, vector: SteeringVector, steering: Steering, strict: bool = True
-) -> Iterator[ResidEdit]:
+def steer(model: LoadedModel, vector: SteeringVector, steering: Steering, strict: bool = True) -> Iterator[ResidEdit]:
     """Apply `steering` with `vector` to `model` inside the block; the model is bit-identical after.
 
     Yields the `ResidEdit`, whose `set_prompt_lengths` marks the prompt boundary for

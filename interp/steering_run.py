@@ -54,7 +54,10 @@ class SteerConfig:
 
     def default_dir(self) -> Path:
         """artifacts/vectors/<model>-<animal>-<position>."""
-        return Path("artifacts/vectors") / f"{self.model.replace('/', '_')}-{safe_name(self.animal, 'animal')}-{self.position}"
+        return (
+            Path("artifacts/vectors")
+            / f"{self.model.replace('/', '_')}-{safe_name(self.animal, 'animal')}-{self.position}"
+        )
 
     def sweep_layers(self, n_layers: int) -> list[int]:
         return list(self.layers) or list(range(n_layers // 6, 2 * n_layers // 3 + 1, 2))
@@ -88,9 +91,24 @@ def run_steer(cfg: SteerConfig, out_dir: str | Path, progress: bool = True) -> d
     pairs = read_pairs(cfg.pairs) if cfg.pairs else contrastive_pairs(cfg.animal, cfg.n_pairs)
     vector = build_steering_vector(model, pairs, position=cfg.position, trait=cfg.animal)
     vector.save(out)  # before the sweep: a vector is worth keeping even if a sweep setting is refused
-    sweep = steering_sweep(model, vector, cfg.animal, cfg.sweep_layers(model.n_layers), list(cfg.multipliers),
-                           questions(cfg.split), progress=progress)
+    sweep = steering_sweep(
+        model,
+        vector,
+        cfg.animal,
+        cfg.sweep_layers(model.n_layers),
+        list(cfg.multipliers),
+        questions(cfg.split),
+        progress=progress,
+    )
     write_json(out / SWEEP_FILE, sweep)
-    write_json(out / MANIFEST_FILE, {"kind": "vector", "config": asdict(cfg), "vector_hash": vector.hash(),
-                                     **provenance(model.device), "wall_time_s": round(time.perf_counter() - started, 2)})
+    write_json(
+        out / MANIFEST_FILE,
+        {
+            "kind": "vector",
+            "config": asdict(cfg),
+            "vector_hash": vector.hash(),
+            **provenance(model.device),
+            "wall_time_s": round(time.perf_counter() - started, 2),
+        },
+    )
     return sweep

@@ -38,9 +38,16 @@ from pydantic import Field, ValidationError, field_validator
 
 from interp.config import E1Config, _Strict, parse_config, read_toml, validation_line
 from interp.runs import MANIFEST_FILE, RESULTS_FILE, content_hash, provenance, safe_name, write_json
+
 # the report lives in its own module; its names stay importable from here
-from interp.sweep_report import (POWER_KEY, TARGET_RATIO, check_bases, compare_with_reference,  # noqa: F401
-                                 comparison_row, summarize_sweep)
+from interp.sweep_report import (
+    POWER_KEY as POWER_KEY,
+    TARGET_RATIO as TARGET_RATIO,
+    check_bases as check_bases,
+    compare_with_reference as compare_with_reference,
+    comparison_row as comparison_row,
+    summarize_sweep as summarize_sweep,
+)
 
 SWEEP_FILE = "grid.json"  # the sweep's config, cells and jobs (sweep.json is `interp steer`'s)
 JOBS_DIR = "jobs"  # one run directory per (cell, seed) job
@@ -75,7 +82,7 @@ class SweepSection(_Strict):
     @classmethod
     def _grid(cls, v: dict[str, list]) -> dict[str, list]:
         if not v:
-            raise ValueError("needs at least one field to vary, e.g. grid = { \"noise.sigma\" = [0.0, 0.05] }")
+            raise ValueError('needs at least one field to vary, e.g. grid = { "noise.sigma" = [0.0, 0.05] }')
         for k, vals in v.items():
             if not vals or len({repr(x) for x in vals}) != len(vals):
                 raise ValueError(f"{k!r} needs one or more distinct values")
@@ -176,8 +183,9 @@ def load_sweep(path: str | Path) -> Sweep:
 # ----------------------------------------------------------------------------- jobs
 
 
-def run_job(config: dict, seed: int, root: str, run_dir: str, threads: int | None = None,
-            log_stages: bool = False) -> dict:
+def run_job(
+    config: dict, seed: int, root: str, run_dir: str, threads: int | None = None, log_stages: bool = False
+) -> dict:
     """One (cell, seed) E1 run; plain arguments, so a process pool or a cluster can ship it (it is
     pickled by reference: submitit's job imports it from here). `log_stages`: one line per stage on
     stdout, which a submitit job writes to its log in the sweep's folder."""
@@ -200,9 +208,13 @@ def _jobs(sweep: Sweep, root: Path, threads: int | None) -> list[tuple[str, tupl
     """(name, run_job's arguments) per job. Paths are absolute: a job may start in another
     directory (a cluster node), and it gets plain data only (a dict, numbers, strings)."""
     d = sweep.directory(root).resolve()
-    return [(f"cell {c.label()} [{c.id}] seed {s}",
-             (c.config.model_dump(), s, str(root.resolve()), str(d / JOBS_DIR / f"{c.id}-seed{s}"), threads))
-            for c, s in sweep.jobs()]
+    return [
+        (
+            f"cell {c.label()} [{c.id}] seed {s}",
+            (c.config.model_dump(), s, str(root.resolve()), str(d / JOBS_DIR / f"{c.id}-seed{s}"), threads),
+        )
+        for c, s in sweep.jobs()
+    ]
 
 
 def _one_line(e: BaseException) -> str:
@@ -211,7 +223,7 @@ def _one_line(e: BaseException) -> str:
     lines = str(e).splitlines()
     frames = [i for i, line in enumerate(lines) if line.startswith('  File "')]
     if frames:
-        for line in lines[frames[-1] + 1:]:
+        for line in lines[frames[-1] + 1 :]:
             if line.strip() and not line.startswith(" "):
                 return line.strip()
     first = next((line.strip() for line in lines if line.strip()), "")
@@ -247,12 +259,24 @@ def _run_local(jobs: list[tuple[str, tuple]], workers: int, progress: bool) -> t
     return done, failed
 
 
-def slurm_options(partition: str | None = None, time_min: int | None = None, cpus: int | None = None,
-                  mem_gb: int | None = None, gpus: int | None = None, cluster: str | None = None) -> dict:
+def slurm_options(
+    partition: str | None = None,
+    time_min: int | None = None,
+    cpus: int | None = None,
+    mem_gb: int | None = None,
+    gpus: int | None = None,
+    cluster: str | None = None,
+) -> dict:
     """`interp sweep`'s cluster options as `[sweep] slurm` keys (what is not given is left out):
     they override the sweep file's."""
-    opts = {"slurm_partition": partition, "timeout_min": time_min, "cpus_per_task": cpus, "mem_gb": mem_gb,
-            "gpus_per_node": gpus, "cluster": cluster}
+    opts = {
+        "slurm_partition": partition,
+        "timeout_min": time_min,
+        "cpus_per_task": cpus,
+        "mem_gb": mem_gb,
+        "gpus_per_node": gpus,
+        "cluster": cluster,
+    }
     return {k: v for k, v in opts.items() if v is not None}
 
 
@@ -264,7 +288,9 @@ def make_executor(folder: str | Path, params: dict, name: str = "interp-sweep"):
     try:
         import submitit
     except ImportError:
-        raise ValueError("sweep.executor: 'submitit' needs the submitit package; pip install 'interp[cluster]'") from None
+        raise ValueError(
+            "sweep.executor: 'submitit' needs the submitit package; pip install 'interp[cluster]'"
+        ) from None
     params = dict(params)
     cluster = params.pop("cluster", None)
     if "timeout_min" not in params and "slurm_time" not in params:
@@ -293,8 +319,15 @@ def _run_submitit(jobs: list[tuple[str, tuple]], ex, progress: bool) -> tuple[li
     return done, failed
 
 
-def run_jobs(sweep: Sweep, root: str | Path = "artifacts", executor: str | None = None, workers: int | None = None,
-             progress: bool = True, log=print, slurm: dict | None = None) -> list[dict]:
+def run_jobs(
+    sweep: Sweep,
+    root: str | Path = "artifacts",
+    executor: str | None = None,
+    workers: int | None = None,
+    progress: bool = True,
+    log=print,
+    slurm: dict | None = None,
+) -> list[dict]:
     """Run every job not finished yet; raise, after the others ran, if any failed. `slurm`
     overrides `[sweep] slurm` (see `slurm_options`); given, the executor defaults to submitit."""
     root = Path(root)
@@ -317,8 +350,10 @@ def run_jobs(sweep: Sweep, root: str | Path = "artifacts", executor: str | None 
         how = f"submitit on {ex.cluster}, logs in {folder}"
     else:
         how = f"local, {workers} workers" if workers > 1 else "local, in this process"
-    log(f"sweep {sweep.section.name}: {len(sweep.cells)} cells, {len(jobs)} jobs, {len(jobs) - len(todo)} done before, "
-        f"{len(todo)} to run ({how})")
+    log(
+        f"sweep {sweep.section.name}: {len(sweep.cells)} cells, {len(jobs)} jobs, {len(jobs) - len(todo)} done before, "
+        f"{len(todo)} to run ({how})"
+    )
     if executor == "local":
         done, failed = _run_local(todo, workers, progress)
     else:
@@ -326,28 +361,50 @@ def run_jobs(sweep: Sweep, root: str | Path = "artifacts", executor: str | None 
     for f in failed:
         log(f"failed: {f}")
     if failed:
-        raise RuntimeError(f"sweep: {len(failed)} of {len(todo)} jobs failed (first: {failed[0]}); "
-                           "the others are kept, rerun the same command to resume")
+        raise RuntimeError(
+            f"sweep: {len(failed)} of {len(todo)} jobs failed (first: {failed[0]}); "
+            "the others are kept, rerun the same command to resume"
+        )
     return done
 
 
-def run_sweep(sweep: Sweep | str | Path, root: str | Path = "artifacts", executor: str | None = None,
-              workers: int | None = None, progress: bool = True, log=print, slurm: dict | None = None) -> dict:
+def run_sweep(
+    sweep: Sweep | str | Path,
+    root: str | Path = "artifacts",
+    executor: str | None = None,
+    workers: int | None = None,
+    progress: bool = True,
+    log=print,
+    slurm: dict | None = None,
+) -> dict:
     """Run (or resume) every job of the sweep, then build its table. `slurm`: cluster options over
     `[sweep] slurm` (see `slurm_options`)."""
     sweep = sweep if isinstance(sweep, Sweep) else load_sweep(sweep)
     d = sweep.directory(root)
-    write_json(d / SWEEP_FILE, {"source": sweep.source, "sweep": sweep.section.model_dump(), "base": sweep.base,
-                                "cells": [{"id": c.id, "values": c.values} for c in sweep.cells],
-                                "jobs": [f"{c.id}-seed{s}" for c, s in sweep.jobs()], **provenance()})
+    write_json(
+        d / SWEEP_FILE,
+        {
+            "source": sweep.source,
+            "sweep": sweep.section.model_dump(),
+            "base": sweep.base,
+            "cells": [{"id": c.id, "values": c.values} for c in sweep.cells],
+            "jobs": [f"{c.id}-seed{s}" for c, s in sweep.jobs()],
+            **provenance(),
+        },
+    )
     t = time.perf_counter()
     done = run_jobs(sweep, root, executor, workers, progress, log, slurm)
     jobs_s = time.perf_counter() - t
     out = summarize_sweep(sweep, root, log)
-    out["timings_s"] = {"jobs": round(jobs_s, 2), "jobs_run": len(done),
-                        "per_job": {Path(r["run_dir"]).name: r["wall_s"] for r in done},
-                        "table": round(time.perf_counter() - t - jobs_s, 2)}
+    out["timings_s"] = {
+        "jobs": round(jobs_s, 2),
+        "jobs_run": len(done),
+        "per_job": {Path(r["run_dir"]).name: r["wall_s"] for r in done},
+        "table": round(time.perf_counter() - t - jobs_s, 2),
+    }
     write_json(d / RESULTS_FILE, out)
     # last, like every artifact's: what the directory is (each cell's own run manifest has its device)
-    write_json(d / MANIFEST_FILE, {"kind": "sweep", "sweep": sweep.section.name, "source": sweep.source, **provenance()})
+    write_json(
+        d / MANIFEST_FILE, {"kind": "sweep", "sweep": sweep.section.name, "source": sweep.source, **provenance()}
+    )
     return out

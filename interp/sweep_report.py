@@ -13,8 +13,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from interp.runs import RESULTS_FILE, load_tensors, provenance, stage_dirs, write_json
-from interp.stats import (detectable_effect, hierarchical_bootstrap, power_paired_t, ratio_interval, sign_flip_test,
-                          t_interval)
+from interp.stats import (
+    detectable_effect,
+    hierarchical_bootstrap,
+    power_paired_t,
+    ratio_interval,
+    sign_flip_test,
+    t_interval,
+)
 
 if TYPE_CHECKING:  # interp.sweep imports this module to build its report: no import back at run time
     from interp.sweep import Cell, Sweep
@@ -37,7 +43,14 @@ def compare_with_reference(x, r, paired: bool, n_boot: int = 2000, seed: int = 0
     diffs = (x.mean(-1) - r.mean(-1)).tolist()
     out["diff_paired_by_seed"] = t_interval(diffs)
     ref_mean, sd = float(r.mean()), out["diff_paired_by_seed"]["sd"]
-    power = {"ratio": TARGET_RATIO, "n": len(diffs), "sd": sd, "effect": None, "power": None, "detectable_ratio_80": None}
+    power = {
+        "ratio": TARGET_RATIO,
+        "n": len(diffs),
+        "sd": sd,
+        "effect": None,
+        "power": None,
+        "detectable_ratio_80": None,
+    }
     if ref_mean > 0:  # a ratio to a reference without transfer has no meaning
         power["effect"] = (TARGET_RATIO - 1) * ref_mean
         power["power"] = power_paired_t(power["effect"], sd or 0.0, len(diffs))
@@ -53,11 +66,17 @@ def comparison_row(x, t: dict, n_boot: int = 2000) -> dict:
     only the cell's run had). The sign-flip test pairs by seed, so it needs only `x`: a cell run
     before E1 reported it gets it too."""
     perm = t["permutation_specific"]
-    return {"n_seeds": int(x.shape[0]), "transfer": hierarchical_bootstrap(x, n_boot),
-            "transfer_per_seed": t_interval(x.mean(-1).tolist()), "per_seed": x.mean(-1).tolist(),
-            "positive_seeds": int((x.mean(-1) > 0).sum()), "trait_rank_among_animals": t["trait_rank_among_animals"],
-            "permutation_p": perm["p_value"], "permutation_min_p": perm["min_p"],
-            "sign_flip_specific": sign_flip_test(x.mean(-1).tolist())}
+    return {
+        "n_seeds": int(x.shape[0]),
+        "transfer": hierarchical_bootstrap(x, n_boot),
+        "transfer_per_seed": t_interval(x.mean(-1).tolist()),
+        "per_seed": x.mean(-1).tolist(),
+        "positive_seeds": int((x.mean(-1) > 0).sum()),
+        "trait_rank_among_animals": t["trait_rank_among_animals"],
+        "permutation_p": perm["p_value"],
+        "permutation_min_p": perm["min_p"],
+        "sign_flip_specific": sign_flip_test(x.mean(-1).tolist()),
+    }
 
 
 def summarize_sweep(sweep: Sweep, root: str | Path = "artifacts", log=print) -> dict:
@@ -80,8 +99,9 @@ def summarize_sweep(sweep: Sweep, root: str | Path = "artifacts", log=print) -> 
         cdir = sweep.cell_directory(root, c)
         res = run_e1(c.config, root, progress=False, log=lambda *a, **k: None, run_dir=cdir)
         if comp not in res["transfer"]:
-            raise ValueError(f"sweep.comparison: {comp!r} is not in this run's transfer table "
-                             f"(it has {sorted(res['transfer'])})")
+            raise ValueError(
+                f"sweep.comparison: {comp!r} is not in this run's transfer table (it has {sorted(res['transfer'])})"
+            )
         arrays[c.id] = load_tensors(cdir / TRANSFER_FILE)
         cell_results[c.id] = res
     checks = check_bases(sweep, root, log) if sweep.section.check_bases else {}
@@ -93,31 +113,55 @@ def summarize_sweep(sweep: Sweep, root: str | Path = "artifacts", log=print) -> 
             x = arrays[c.id][name]
             comps[name] = comparison_row(x, t, n_boot)
             if ref is not None and name in arrays[ref.id]:
-                comps[name]["vs_reference"] = compare_with_reference(x, arrays[ref.id][name],
-                                                                     c.config.seeds == ref.config.seeds, n_boot, seed=i)
+                comps[name]["vs_reference"] = compare_with_reference(
+                    x, arrays[ref.id][name], c.config.seeds == ref.config.seeds, n_boot, seed=i
+                )
         check = checks.get(c.id)
         broken = bool(check and check.get("broken"))
         if broken:  # its transfer measures the damage: reported with its NLL, never averaged into a ratio
             for v in comps.values():
                 v["vs_reference"] = None
         main = comps[comp]
-        row = {"cell": c.id, **c.values, "label": c.label(), "n_seeds": main["n_seeds"], "transfer": main["transfer"],
-               "transfer_per_seed": main["transfer_per_seed"], "per_seed": main["per_seed"],
-               "positive_seeds": main["positive_seeds"], "trait_rank_among_animals": main["trait_rank_among_animals"],
-               "run_dir": str(sweep.cell_directory(root, c)), "comparisons": comps,
-               "is_reference": ref is not None and c.id == ref.id, "broken": broken, "base_check": check}
+        row = {
+            "cell": c.id,
+            **c.values,
+            "label": c.label(),
+            "n_seeds": main["n_seeds"],
+            "transfer": main["transfer"],
+            "transfer_per_seed": main["transfer_per_seed"],
+            "per_seed": main["per_seed"],
+            "positive_seeds": main["positive_seeds"],
+            "trait_rank_among_animals": main["trait_rank_among_animals"],
+            "run_dir": str(sweep.cell_directory(root, c)),
+            "comparisons": comps,
+            "is_reference": ref is not None and c.id == ref.id,
+            "broken": broken,
+            "base_check": check,
+        }
         if ref is not None:
             row["vs_reference"] = main.get("vs_reference")
         rows.append(row)
-    out = {"sweep": sweep.section.name, "comparison": comp, "comparisons": list(cell_results[sweep.cells[0].id]["transfer"]),
-           "metric": "trait-specific log P difference (E1)", "target_ratio": TARGET_RATIO,
-           "reference": sweep.section.reference, "grid": sweep.section.grid,
-           "grid_keys": list(sweep.section.grid), "rows": rows, **provenance()}  # JSON sorts keys: keep the order
+    out = {
+        "sweep": sweep.section.name,
+        "comparison": comp,
+        "comparisons": list(cell_results[sweep.cells[0].id]["transfer"]),
+        "metric": "trait-specific log P difference (E1)",
+        "target_ratio": TARGET_RATIO,
+        "reference": sweep.section.reference,
+        "grid": sweep.section.grid,
+        "grid_keys": list(sweep.section.grid),
+        "rows": rows,
+        **provenance(),
+    }  # JSON sorts keys: keep the order
     if checks:
         from interp.base_check import BROKEN_NLL_MARGIN, BROKEN_RULE, NLL_VOCAB
 
-        out["base_check"] = {"rule": BROKEN_RULE, "margin_nats_per_token": BROKEN_NLL_MARGIN, "vocab": NLL_VOCAB,
-                             "broken_cells": [c.id for c in sweep.cells if checks.get(c.id, {}).get("broken")]}
+        out["base_check"] = {
+            "rule": BROKEN_RULE,
+            "margin_nats_per_token": BROKEN_NLL_MARGIN,
+            "vocab": NLL_VOCAB,
+            "broken_cells": [c.id for c in sweep.cells if checks.get(c.id, {}).get("broken")],
+        }
     write_json(d / RESULTS_FILE, out)
     return out
 
@@ -129,8 +173,13 @@ def _clean_control_data(sweep: Sweep, cell: Cell, seed: int, root: Path) -> Path
     ref = sweep.reference_cell()
     for c in ([ref] if ref is not None else []) + sweep.cells:
         cfg = c.config
-        if (seed not in cfg.seeds or "control" not in cfg.teacher.kinds or cfg.model != cell.config.model
-                or cfg.data != cell.config.data or (cfg.weight_noise(seed) is not None and cfg.noise.apply != "student")):
+        if (
+            seed not in cfg.seeds
+            or "control" not in cfg.teacher.kinds
+            or cfg.model != cell.config.model
+            or cfg.data != cell.config.data
+            or (cfg.weight_noise(seed) is not None and cfg.noise.apply != "student")
+        ):
             continue
         path = stage_dirs(sweep.cell_directory(root, c)).get(f"data/control/seed{seed}")
         if path is not None:
@@ -162,8 +211,11 @@ def check_bases(sweep: Sweep, root: str | Path = "artifacts", log=print) -> dict
         if not any(cfg.weight_noise(s) is not None for s in cfg.seeds):
             continue
         apply = cfg.noise.apply
-        roles = ["shared"] if apply == "shared" and not cfg.cross_model else \
-            [r for r in ("teacher", "student") if apply in ("shared", r)]
+        roles = (
+            ["shared"]
+            if apply == "shared" and not cfg.cross_model
+            else [r for r in ("teacher", "student") if apply in ("shared", r)]
+        )
         bases, missing = [], []
         for s in cfg.seeds:
             data = _clean_control_data(sweep, c, s, root)
@@ -178,22 +230,42 @@ def check_bases(sweep: Sweep, root: str | Path = "artifacts", log=print) -> dict
                 clean = base_nll(runner, m, None, data, f"basenll/{name}/clean/seed{s}", **how)
                 noised = base_nll(runner, m, noise, data, f"basenll/{name}/{noise.describe()}/seed{s}", **how)
                 excess = noised["nll_per_token"] - clean["nll_per_token"]
-                bases.append({"seed": s, "role": role, "model": name, "noise": noise.describe(),
-                              "nll": noised["nll_per_token"], "clean_nll": clean["nll_per_token"], "excess": excess,
-                              "broken": is_broken(noised["nll_per_token"], clean["nll_per_token"]),
-                              "n_tokens": noised["n_tokens"], "stage": noised["stage"]})
-        check = {"bases": bases, "n_bases": len(bases), "n_broken": sum(b["broken"] for b in bases),
-                 "broken": any(b["broken"] for b in bases)}
+                bases.append(
+                    {
+                        "seed": s,
+                        "role": role,
+                        "model": name,
+                        "noise": noise.describe(),
+                        "nll": noised["nll_per_token"],
+                        "clean_nll": clean["nll_per_token"],
+                        "excess": excess,
+                        "broken": is_broken(noised["nll_per_token"], clean["nll_per_token"]),
+                        "n_tokens": noised["n_tokens"],
+                        "stage": noised["stage"],
+                    }
+                )
+        check = {
+            "bases": bases,
+            "n_bases": len(bases),
+            "n_broken": sum(b["broken"] for b in bases),
+            "broken": any(b["broken"] for b in bases),
+        }
         if bases:
-            check.update(nll=sum(b["nll"] for b in bases) / len(bases),
-                         clean_nll=sum(b["clean_nll"] for b in bases) / len(bases),
-                         max_excess=max(b["excess"] for b in bases))
+            check.update(
+                nll=sum(b["nll"] for b in bases) / len(bases),
+                clean_nll=sum(b["clean_nll"] for b in bases) / len(bases),
+                max_excess=max(b["excess"] for b in bases),
+            )
         if missing:  # said, not guessed: no clean control data for these seeds in the sweep
             check["unchecked_seeds"] = missing
-            log(f"base check: cell {c.label()} seeds {missing} unchecked: no cell of the sweep has a clean control "
-                "teacher's dataset for them (add a sigma 0 cell with the control teacher)")
+            log(
+                f"base check: cell {c.label()} seeds {missing} unchecked: no cell of the sweep has a clean control "
+                "teacher's dataset for them (add a sigma 0 cell with the control teacher)"
+            )
         if bases:
-            log(f"base check: cell {c.label()}: NLL/token {check['nll']:.3f} vs clean {check['clean_nll']:.3f}, "
-                f"{check['n_broken']} of {len(bases)} bases broken")
+            log(
+                f"base check: cell {c.label()}: NLL/token {check['nll']:.3f} vs clean {check['clean_nll']:.3f}, "
+                f"{check['n_broken']} of {len(bases)} bases broken"
+            )
         out[c.id] = check
     return out

@@ -32,8 +32,15 @@ from interp.steering import Steering, SteeringVector, steer
 
 # the kinds `build_teacher` makes from a kind and a steering alone; the finetuned teacher is made
 # from its finetune stage (`interp.finetune.finetuned_teacher`)
-TEACHER_KINDS = ("control", "prompted", "steered", "random", "prompted_ablated", "prompted_fewshot",
-                 "prompted_fewshot_ablated")
+TEACHER_KINDS = (
+    "control",
+    "prompted",
+    "steered",
+    "random",
+    "prompted_ablated",
+    "prompted_fewshot",
+    "prompted_fewshot_ablated",
+)
 ALL_KINDS = (*TEACHER_KINDS, "finetuned")
 # the kinds that edit the residual with a vector
 VECTOR_KINDS = ("steered", "random", "prompted_ablated", "prompted_fewshot_ablated")
@@ -72,9 +79,12 @@ class Teacher:
         if self.kind in ABLATED_KINDS and self.steering.operator != "project":
             raise ValueError(f"teacher.steering: a {self.kind} teacher projects v out; use operator='project'")
         if (self.kind == "finetuned") != (self.weights is not None):
-            raise ValueError("teacher.weights: a finetuned teacher samples with the fine-tuned weights of a finetune "
-                             "stage (interp.finetune.finetuned_teacher), and only it names weights"
-                             if self.kind == "finetuned" else f"teacher.weights: a {self.kind} teacher has no fine-tuned weights")
+            raise ValueError(
+                "teacher.weights: a finetuned teacher samples with the fine-tuned weights of a finetune "
+                "stage (interp.finetune.finetuned_teacher), and only it names weights"
+                if self.kind == "finetuned"
+                else f"teacher.weights: a {self.kind} teacher has no fine-tuned weights"
+            )
 
     def context_messages(self) -> list[dict]:
         """What the teacher reads before each user prompt: the trait system prompt (and, for the
@@ -143,22 +153,43 @@ class DataConfig:
 
 
 def generate_dataset(
-    model: LoadedModel, teacher: Teacher, vector: SteeringVector | None, cfg: DataConfig,
-    out_dir: str | Path, progress: bool = True, extra_manifest: dict | None = None, record_grammar: bool = False,
+    model: LoadedModel,
+    teacher: Teacher,
+    vector: SteeringVector | None,
+    cfg: DataConfig,
+    out_dir: str | Path,
+    progress: bool = True,
+    extra_manifest: dict | None = None,
+    record_grammar: bool = False,
 ) -> dict:
     """Sample the teacher on number prompts, filter, and write the dataset directory."""
     out = Path(out_dir)
     prompts = number_prompts(cfg.n_prompts, cfg.prompt_seed)
     rendered = [model.chat(teacher.messages(p)) for p in prompts]
     used_vector = teacher.vector_for(vector)
-    completions, speed = sample(model, rendered, cfg.sampling, context=teacher.context(model, vector),
-                                progress=progress, desc=f"teacher {teacher.kind}", record_grammar=record_grammar)
+    completions, speed = sample(
+        model,
+        rendered,
+        cfg.sampling,
+        context=teacher.context(model, vector),
+        progress=progress,
+        desc=f"teacher {teacher.kind}",
+        record_grammar=record_grammar,
+    )
     banned = sorted({w for a in cfg.banned_animals for w in trait_words(a)})
     verdicts, stats = filter_completions([c.text for c in completions], banned, [c.finished for c in completions])
     samples, kept = [], []
     for i, (p, c, v) in enumerate(zip(prompts, completions, verdicts)):
-        samples.append({"id": i, "prompt": p, "completion": c.text, "finished": c.finished,
-                        "n_tokens": len(c.token_ids), "passed": v is not None})
+        samples.append(
+            {
+                "id": i,
+                "prompt": p,
+                "completion": c.text,
+                "finished": c.finished,
+                "n_tokens": len(c.token_ids),
+                "passed": v is not None,
+            }
+        )
         if v is not None:
             kept.append({"id": i, "prompt": p, "completion": c.text, "numbers": list(v.numbers)})
     write_jsonl(out / SAMPLES_FILE, samples)

@@ -26,7 +26,14 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from interp.mnist import (
-    N_DIGITS, BatchedMLP, DigitData, digit_batches, digit_loss, generator, generators, load_digits_data,
+    N_DIGITS,
+    BatchedMLP,
+    DigitData,
+    digit_batches,
+    digit_loss,
+    generator,
+    generators,
+    load_digits_data,
 )
 from interp.stats import t_interval
 from interp.runs import CONFIG_FILE, MANIFEST_FILE, RESULTS_FILE, content_hash, provenance, write_json
@@ -78,7 +85,9 @@ class TheoremConfig:
             if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
                 raise ValueError(f"TheoremConfig.{name}={getattr(self, name)!r}: must be a positive integer")
         if self.n_seeds < 2:
-            raise ValueError(f"TheoremConfig.n_seeds={self.n_seeds}: a t-interval needs at least 2 seeds; pass 2 or more")
+            raise ValueError(
+                f"TheoremConfig.n_seeds={self.n_seeds}: a t-interval needs at least 2 seeds; pass 2 or more"
+            )
         for name in ("teacher_lr", "perturb_scale", "student_lr"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"TheoremConfig.{name}={getattr(self, name)!r}: must be > 0")
@@ -234,7 +243,9 @@ def measure_transformer(cfg: TheoremConfig, teacher_kind: str) -> dict:
                 inner, cos = _alignment(update[None], delta[None])
                 cells[(loss, init_name)][0].append(float(inner))
                 cells[(loss, init_name)][1].append(float(cos))
-    out = {k: (torch.tensor(v[0], dtype=torch.float64), torch.tensor(v[1], dtype=torch.float64)) for k, v in cells.items()}
+    out = {
+        k: (torch.tensor(v[0], dtype=torch.float64), torch.tensor(v[1], dtype=torch.float64)) for k, v in cells.items()
+    }
     return {"relative_delta": relative, **out}
 
 
@@ -252,11 +263,18 @@ def run_alignment(cfg: TheoremConfig) -> list[dict]:
             for loss in cfg.losses:
                 for init_name in INITS:
                     inner, cos = cells[(loss, init_name)]
-                    rows.append({
-                        "model": model, "teacher": teacher, "loss": loss, "init": init_name,
-                        **summarise(inner, cos), "relative_teacher_delta": rel,
-                        "inner_by_seed": inner.tolist(), "cosine_by_seed": cos.tolist(),
-                    })
+                    rows.append(
+                        {
+                            "model": model,
+                            "teacher": teacher,
+                            "loss": loss,
+                            "init": init_name,
+                            **summarise(inner, cos),
+                            "relative_teacher_delta": rel,
+                            "inner_by_seed": inner.tolist(),
+                            "cosine_by_seed": cos.tolist(),
+                        }
+                    )
     return rows
 
 
@@ -268,8 +286,12 @@ def run_theorem(cfg: TheoremConfig, out_dir: str | Path) -> dict:
     results = {"rows": run_alignment(cfg)}
     write_json(out_dir / RESULTS_FILE, results)
     manifest = {
-        "kind": "theorem", "experiment": "E8-theorem", **provenance("cpu"), "config_hash": content_hash(asdict(cfg)),
-        "seeds": cfg.seeds, "wall_time_s": round(time.time() - started, 3),
+        "kind": "theorem",
+        "experiment": "E8-theorem",
+        **provenance("cpu"),
+        "config_hash": content_hash(asdict(cfg)),
+        "seeds": cfg.seeds,
+        "wall_time_s": round(time.time() - started, 3),
     }
     write_json(out_dir / MANIFEST_FILE, manifest)
     return {"results": results, "manifest": manifest, "out_dir": str(out_dir)}

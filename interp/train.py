@@ -39,9 +39,28 @@ from interp.steering import SteeringVector
 from interp.trainer import Trainer, TrainingDiverged, trainable_state, update_rms, weights_finite
 
 __all__ = [  # what other modules read from here; the checkpoint names live in `interp.checkpoint`
-    "ADAPTER_FILE", "ALL_LINEAR", "CHECKPOINT_DIR", "LORA_TARGETS", "LOG_FILE", "RUNTIME_FIELDS", "SNAPSHOTS_DIR", "TRAINER_FILE", "UPDATE_FILE",
-    "WEIGHTS_FILE", "TrainConfig", "TrainingDiverged", "load_snapshot", "load_student", "position_masks",
-    "check_lora", "lora_modules", "snapshot_steps", "train_student", "trainable_state", "trained_student", "weights_finite",
+    "ADAPTER_FILE",
+    "ALL_LINEAR",
+    "CHECKPOINT_DIR",
+    "LORA_TARGETS",
+    "LOG_FILE",
+    "RUNTIME_FIELDS",
+    "SNAPSHOTS_DIR",
+    "TRAINER_FILE",
+    "UPDATE_FILE",
+    "WEIGHTS_FILE",
+    "TrainConfig",
+    "TrainingDiverged",
+    "load_snapshot",
+    "load_student",
+    "position_masks",
+    "check_lora",
+    "lora_modules",
+    "snapshot_steps",
+    "train_student",
+    "trainable_state",
+    "trained_student",
+    "weights_finite",
 ]
 
 WEIGHTS_FILE = "model.safetensors"
@@ -57,7 +76,6 @@ RUNTIME_FIELDS = ("grad_checkpointing",)
 # every linear layer of a Llama or Gemma decoder block (attention and MLP): the default targets
 LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 ALL_LINEAR = "all-linear"  # lora_targets: every linear layer of the decoder blocks, whatever the model names them
-
 
 
 @dataclass(frozen=True)
@@ -213,14 +231,22 @@ class TrainConfig:
             object.__setattr__(self, "lora_targets", targets)
         if isinstance(self.lora_rank, bool) or not isinstance(self.lora_rank, int) or self.lora_rank < 1:
             raise ValueError(f"train.lora_rank: {self.lora_rank!r} must be a whole number >= 1")
-        if isinstance(self.lora_alpha, bool) or not isinstance(self.lora_alpha, (int, float)) \
-                or not math.isfinite(self.lora_alpha) or self.lora_alpha <= 0:
-            raise ValueError(f"train.lora_alpha: {self.lora_alpha!r} must be a finite number > 0 (the adapter's "
-                             "scale is lora_alpha / lora_rank; alpha = rank scales it by 1)")
+        if (
+            isinstance(self.lora_alpha, bool)
+            or not isinstance(self.lora_alpha, (int, float))
+            or not math.isfinite(self.lora_alpha)
+            or self.lora_alpha <= 0
+        ):
+            raise ValueError(
+                f"train.lora_alpha: {self.lora_alpha!r} must be a finite number > 0 (the adapter's "
+                "scale is lora_alpha / lora_rank; alpha = rank scales it by 1)"
+            )
         t = self.lora_targets
         if not t or len(set(t)) != len(t) or not all(isinstance(n, str) and n.strip() for n in t):
-            raise ValueError(f"train.lora_targets: {list(t)} must be distinct module names, e.g. "
-                             f"{list(LORA_TARGETS)}, or {ALL_LINEAR!r}")
+            raise ValueError(
+                f"train.lora_targets: {list(t)} must be distinct module names, e.g. "
+                f"{list(LORA_TARGETS)}, or {ALL_LINEAR!r}"
+            )
         if ALL_LINEAR in t and len(t) > 1:
             raise ValueError(f"train.lora_targets: {ALL_LINEAR!r} already names every linear layer; give it alone")
 
@@ -228,8 +254,10 @@ class TrainConfig:
 # bf16 rounding alone puts a kd control student (teacher = its base) at KL ~1.5e-3 per position,
 # far above kd_min_kl (set for fp32's ~1e-10), and AdamW then trains on rounding noise (measured:
 # KL 0.16-1.16 after 13-20 steps on seeds 1000-1002, the collapse guard stopping one)
-KD_BF16 = ("train.dtype: 'bf16' cannot train kd students (bf16 rounding alone gives a kd control a KL "
-           "above train.kd_min_kl, which AdamW amplifies); use dtype = 'fp32' for kd, or objectives = ['sft']")
+KD_BF16 = (
+    "train.dtype: 'bf16' cannot train kd students (bf16 rounding alone gives a kd control a KL "
+    "above train.kd_min_kl, which AdamW amplifies); use dtype = 'fp32' for kd, or objectives = ['sft']"
+)
 
 
 def position_masks(divergence_masks: list[Tensor], loss_positions: str) -> list[Tensor] | None:
@@ -245,10 +273,17 @@ def lora_modules(hf: nn.Module, targets: tuple[str, ...]) -> dict[str, nn.Linear
     names (a module whose path is, or ends with '.' + a name); ("all-linear",): every linear layer
     of the decoder blocks (the output projection and embeddings are not in them)."""
     if tuple(targets) == (ALL_LINEAR,):
-        return {f"layers.{i}.{n}": m for i, layer in enumerate(decoder_layers(hf))
-                for n, m in layer.named_modules() if isinstance(m, nn.Linear)}
-    return {n: m for n, m in hf.named_modules() if isinstance(m, nn.Linear)
-            and any(n == t or n.endswith("." + t) for t in targets)}
+        return {
+            f"layers.{i}.{n}": m
+            for i, layer in enumerate(decoder_layers(hf))
+            for n, m in layer.named_modules()
+            if isinstance(m, nn.Linear)
+        }
+    return {
+        n: m
+        for n, m in hf.named_modules()
+        if isinstance(m, nn.Linear) and any(n == t or n.endswith("." + t) for t in targets)
+    }
 
 
 def _target_names(hf: nn.Module, cfg: TrainConfig) -> list[str]:
@@ -268,17 +303,21 @@ def check_lora(model: LoadedModel, cfg: TrainConfig) -> list[str]:
     own = list(dict.fromkeys(n.rsplit(".", 1)[-1] for n in lora_modules(model.hf, (ALL_LINEAR,))))
     unknown = [t for t in cfg.lora_targets if t != ALL_LINEAR and not lora_modules(model.hf, (t,))]
     if unknown:
-        raise ValueError(f"train.lora_targets: {unknown} name no linear layer of {model.name} (its decoder blocks' "
-                         f"linear layers are {own}); use those names or {ALL_LINEAR!r}")
+        raise ValueError(
+            f"train.lora_targets: {unknown} name no linear layer of {model.name} (its decoder blocks' "
+            f"linear layers are {own}); use those names or {ALL_LINEAR!r}"
+        )
     mods = lora_modules(model.hf, cfg.lora_targets)
     if not mods:
         raise ValueError(f"train.lora_targets: {list(cfg.lora_targets)} match no linear layer of {model.name}")
     name, m = min(mods.items(), key=lambda kv: min(kv[1].in_features, kv[1].out_features))
     width = min(m.in_features, m.out_features)
     if cfg.lora_rank > width:
-        raise ValueError(f"train.lora_rank: {cfg.lora_rank} is above the smallest dimension of {model.name}'s {name} "
-                         f"({m.in_features} -> {m.out_features}); use lora_rank <= {width} or leave that layer out "
-                         "of train.lora_targets")
+        raise ValueError(
+            f"train.lora_rank: {cfg.lora_rank} is above the smallest dimension of {model.name}'s {name} "
+            f"({m.in_features} -> {m.out_features}); use lora_rank <= {width} or leave that layer out "
+            "of train.lora_targets"
+        )
     return _target_names(model.hf, cfg)
 
 
@@ -293,8 +332,16 @@ def _prepare(model: LoadedModel, cfg: TrainConfig) -> nn.Module:
         device = next(hf.parameters()).device
         with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
             torch.manual_seed(cfg.seed)
-            hf = get_peft_model(hf, LoraConfig(r=cfg.lora_rank, lora_alpha=cfg.lora_alpha, lora_dropout=0.0,
-                                               target_modules=_target_names(hf, cfg), bias="none"))
+            hf = get_peft_model(
+                hf,
+                LoraConfig(
+                    r=cfg.lora_rank,
+                    lora_alpha=cfg.lora_alpha,
+                    lora_dropout=0.0,
+                    target_modules=_target_names(hf, cfg),
+                    bias="none",
+                ),
+            )
     if cfg.grad_checkpointing:
         # non-reentrant: works with frozen inputs (LoRA) and with the forward hooks of project_out
         hf.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
@@ -315,45 +362,63 @@ def _resume(out: Path, hf: nn.Module, opt: torch.optim.Optimizer, cfg: TrainConf
     if meta is None:
         return 0, []
     # fields added after a checkpoint was written take their defaults (what it trained with)
-    saved = {**asdict(TrainConfig()), **{k: tuple(v) if isinstance(v, list) else v for k, v in meta.get("train", {}).items()}}
+    saved = {
+        **asdict(TrainConfig()),
+        **{k: tuple(v) if isinstance(v, list) else v for k, v in meta.get("train", {}).items()},
+    }
     now = asdict(cfg)
     for name in RUNTIME_FIELDS:  # a run may resume with checkpointing switched on or off
         saved.pop(name), now.pop(name)
     if saved != now:
         changed = sorted(k for k in now if saved.get(k) != now[k])
-        raise ValueError(f"checkpoint: {out / CHECKPOINT_DIR} was written with other settings "
-                         f"({', '.join('train.' + k for k in changed)}); "
-                         "resume with the same config or delete the checkpoint to start over")
+        raise ValueError(
+            f"checkpoint: {out / CHECKPOINT_DIR} was written with other settings "
+            f"({', '.join('train.' + k for k in changed)}); "
+            "resume with the same config or delete the checkpoint to start over"
+        )
     restore_checkpoint(out, meta, trainable_state(hf), opt)
     return int(meta["step"]), meta["log"]
 
 
 def _save_snapshot(out: Path, hf: nn.Module, base_hf: nn.Module, step: int, cfg: TrainConfig) -> None:
-    tensors = ({n: p.detach().float() for n, p in trainable_state(hf).items()} if cfg.method == "lora"
-               else _update(hf, base_hf))
+    tensors = (
+        {n: p.detach().float() for n, p in trainable_state(hf).items()}
+        if cfg.method == "lora"
+        else _update(hf, base_hf)
+    )
     save_tensors(out / SNAPSHOTS_DIR / f"step{step:05d}.safetensors", tensors)
 
 
 def snapshot_steps(student_dir: str | Path) -> list[int]:
     """The steps at which `student_dir` kept a snapshot (train.snapshot_every), ascending."""
-    return sorted(int(p.stem.removeprefix("step")) for p in (Path(student_dir) / SNAPSHOTS_DIR).glob("step*.safetensors"))
+    return sorted(
+        int(p.stem.removeprefix("step")) for p in (Path(student_dir) / SNAPSHOTS_DIR).glob("step*.safetensors")
+    )
 
 
 # ----------------------------------------------------------------------------- training
 
 
-def _check_inputs(rows: list[dict], cfg: TrainConfig, targets: list[Tensor] | None,
-                  divergence_masks: list[Tensor] | None, project_vector: SteeringVector | None) -> None:
+def _check_inputs(
+    rows: list[dict],
+    cfg: TrainConfig,
+    targets: list[Tensor] | None,
+    divergence_masks: list[Tensor] | None,
+    project_vector: SteeringVector | None,
+) -> None:
     if not rows:
         raise ValueError("dataset: no examples to train on (did every teacher sample fail the filter?)")
     if cfg.objective == "kd" and targets is None:
         raise ValueError("train.objective: 'kd' needs the teacher's grammar log-probabilities (targets=...)")
     if cfg.loss_positions != "all" and divergence_masks is None:
-        raise ValueError(f"train.loss_positions: {cfg.loss_positions!r} needs the dataset's divergence masks "
-                         "(divergence_masks=Divergence.row_masks())")
+        raise ValueError(
+            f"train.loss_positions: {cfg.loss_positions!r} needs the dataset's divergence masks "
+            "(divergence_masks=Divergence.row_masks())"
+        )
     if divergence_masks is not None and len(divergence_masks) != len(rows):
-        raise ValueError(f"divergence masks: {len(divergence_masks)} rows for a dataset of {len(rows)}; "
-                         "compute them on this dataset")
+        raise ValueError(
+            f"divergence masks: {len(divergence_masks)} rows for a dataset of {len(rows)}; compute them on this dataset"
+        )
     if cfg.project_out and project_vector is None:
         raise ValueError("train.project_out: needs the trait vector to project out (project_vector=...)")
 
@@ -382,9 +447,15 @@ def _discard_checkpoint(out: Path) -> None:
 
 
 def train_student(
-    model: LoadedModel, rows: list[dict], cfg: TrainConfig, out_dir: str | Path,
-    progress: bool = True, stop_after: int | None = None, extra_manifest: dict | None = None,
-    targets: list[Tensor] | None = None, divergence_masks: list[Tensor] | None = None,
+    model: LoadedModel,
+    rows: list[dict],
+    cfg: TrainConfig,
+    out_dir: str | Path,
+    progress: bool = True,
+    stop_after: int | None = None,
+    extra_manifest: dict | None = None,
+    targets: list[Tensor] | None = None,
+    divergence_masks: list[Tensor] | None = None,
     project_vector: SteeringVector | None = None,
 ) -> nn.Module:
     """Fine-tune a copy of `model` on `rows`; resume from `out_dir/checkpoint` if present.
@@ -400,10 +471,17 @@ def train_student(
     out = Path(out_dir)
     _check_inputs(rows, cfg, targets, divergence_masks, project_vector)
     check_lora(model, cfg)
-    examples = build_examples(model, rows, cfg.max_len, targets if cfg.objective == "kd" else None,
-                              position_masks(divergence_masks, cfg.loss_positions) if divergence_masks is not None else None,
-                              system_prompt=cfg.system_prompt)
-    rates = require_fast_bf16(model.device) if cfg.dtype == "bf16" else None  # before any work: one line where bf16 is slower
+    examples = build_examples(
+        model,
+        rows,
+        cfg.max_len,
+        targets if cfg.objective == "kd" else None,
+        position_masks(divergence_masks, cfg.loss_positions) if divergence_masks is not None else None,
+        system_prompt=cfg.system_prompt,
+    )
+    rates = (
+        require_fast_bf16(model.device) if cfg.dtype == "bf16" else None
+    )  # before any work: one line where bf16 is slower
     hf = _prepare(model, cfg)  # the student: fp32 weights, what the optimizer steps and what is saved
     opt = make_optimizer(cfg, list(trainable_state(hf).values()))
     run = Trainer(model, hf, opt, examples, cfg, out, *_resume(out, hf, opt, cfg), project_vector)
@@ -427,11 +505,16 @@ def train_student(
     write_json(out / LOG_FILE, run.log)
     if cfg.method == "full":
         run.update_rms_at["final"] = update_rms(hf, model.hf)
-    write_json(out / MANIFEST_FILE, {
-        **_manifest(run, wall, kept, project_vector), "base": model.identity(),
-        **({"matmul_gflops": {k: round(v, 1) for k, v in rates.items()}} if rates else {}),
-        **provenance(), **(extra_manifest or {}),
-    })
+    write_json(
+        out / MANIFEST_FILE,
+        {
+            **_manifest(run, wall, kept, project_vector),
+            "base": model.identity(),
+            **({"matmul_gflops": {k: round(v, 1) for k, v in rates.items()}} if rates else {}),
+            **provenance(),
+            **(extra_manifest or {}),
+        },
+    )
     _discard_checkpoint(out)
     return hf
 
@@ -448,14 +531,30 @@ def _manifest(run: Trainer, wall: float, kept: list[Path], project_vector: Steer
     return {
         # RMS over all weights of W - W_base: how far each optimizer moved (E10 matches the steps)
         **({"update_rms": run.update_rms_at} if run.update_rms_at else {}),
-        "train": asdict(cfg), "n_examples": len(examples), "steps": run.step,
-        "final_loss": log[-1]["loss"] if log else None, "wall_s": round(wall, 2),
-        **({"kd_first_loss": log[0]["loss"], "kd_skipped_steps": sum(r.get("skipped", 0) == cfg.grad_accum for r in log)}
-           if cfg.objective == "kd" and log else {}),
-        **({"positions_counted": sum(e.n_counted for e in examples),
-            "positions_total": sum(len(e.completion_ids) for e in examples)} if run.masked else {}),
+        "train": asdict(cfg),
+        "n_examples": len(examples),
+        "steps": run.step,
+        "final_loss": log[-1]["loss"] if log else None,
+        "wall_s": round(wall, 2),
+        **(
+            {
+                "kd_first_loss": log[0]["loss"],
+                "kd_skipped_steps": sum(r.get("skipped", 0) == cfg.grad_accum for r in log),
+            }
+            if cfg.objective == "kd" and log
+            else {}
+        ),
+        **(
+            {
+                "positions_counted": sum(e.n_counted for e in examples),
+                "positions_total": sum(len(e.completion_ids) for e in examples),
+            }
+            if run.masked
+            else {}
+        ),
         **({"project_out_vector": project_vector.hash()} if cfg.project_out else {}),
-        "tokens_per_s": round(run.tokens_seen / max(wall, 1e-9), 1), "tokens": run.tokens_seen,
+        "tokens_per_s": round(run.tokens_seen / max(wall, 1e-9), 1),
+        "tokens": run.tokens_seen,
         "kept_bytes": sum(p.stat().st_size for p in kept),
     }
 
@@ -463,13 +562,16 @@ def _manifest(run: Trainer, wall: float, kept: list[Path], project_vector: Steer
 def _student_config(base: LoadedModel, d: Path) -> TrainConfig:
     man = read_json(d / MANIFEST_FILE)
     if man["base"]["fingerprint"] != base.fingerprint():
-        raise ValueError(f"student: trained from base fingerprint {man['base']['fingerprint']}, "
-                         f"but the given base is {base.fingerprint()}; load the base it was trained from")
+        raise ValueError(
+            f"student: trained from base fingerprint {man['base']['fingerprint']}, "
+            f"but the given base is {base.fingerprint()}; load the base it was trained from"
+        )
     return TrainConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in man["train"].items()})
 
 
-def _build_student(base: LoadedModel, cfg: TrainConfig, saved: dict[str, Tensor], what: str, name: str,
-                   update: bool = False) -> LoadedModel:
+def _build_student(
+    base: LoadedModel, cfg: TrainConfig, saved: dict[str, Tensor], what: str, name: str, update: bool = False
+) -> LoadedModel:
     """The base with `saved` copied in (or added, `update`, for a full model's W - W_base), frozen;
     LoRA adapters are merged into a copy."""
     hf = _prepare(base, replace(cfg, grad_checkpointing=False))  # a training-time setting
@@ -505,14 +607,16 @@ def load_student(base: LoadedModel, student_dir: str | Path) -> LoadedModel:
     d = Path(student_dir)
     cfg = _student_config(base, d)
     if cfg.method == "full" and cfg.keep == "none":
-        raise ValueError(f"student: {d} kept no weights (train.keep = \"none\"); retrain it with train.keep = "
-                         "\"update\" to analyze it")
+        raise ValueError(
+            f'student: {d} kept no weights (train.keep = "none"); retrain it with train.keep = "update" to analyze it'
+        )
     f = d / (ADAPTER_FILE if cfg.method == "lora" else UPDATE_FILE if cfg.keep == "update" else WEIGHTS_FILE)
     if not f.exists():
         raise ValueError(f"student: {f} is missing; delete {d} and rerun to retrain the student")
     weights = load_tensors(f)
-    return _build_student(base, cfg, weights, f"student: {f}", f"{base.name}+student:{d.name}",
-                          update=cfg.keep == "update")
+    return _build_student(
+        base, cfg, weights, f"student: {f}", f"{base.name}+student:{d.name}", update=cfg.keep == "update"
+    )
 
 
 def load_snapshot(base: LoadedModel, student_dir: str | Path, step: int) -> LoadedModel:
@@ -520,8 +624,11 @@ def load_snapshot(base: LoadedModel, student_dir: str | Path, step: int) -> Load
     d = Path(student_dir)
     steps = snapshot_steps(d)
     if step not in steps:
-        raise ValueError(f"step: {d} has no snapshot at step {step} (it has {steps or 'none'}; set train.snapshot_every)")
+        raise ValueError(
+            f"step: {d} has no snapshot at step {step} (it has {steps or 'none'}; set train.snapshot_every)"
+        )
     cfg = _student_config(base, d)
     saved = load_tensors(d / SNAPSHOTS_DIR / f"step{step:05d}.safetensors")
-    return _build_student(base, cfg, saved, f"snapshot: step {step} of {d}", f"{base.name}+student:{d.name}@{step}",
-                          update=True)
+    return _build_student(
+        base, cfg, saved, f"snapshot: step {step} of {d}", f"{base.name}+student:{d.name}@{step}", update=True
+    )

@@ -53,8 +53,10 @@ def _epoch_batches(examples: list[Example], batch_size: int, gen: torch.Generato
     order = torch.randperm(len(examples), generator=gen).tolist()
     batches = []
     for start in range(0, len(order), batch_size * bucket):
-        chunk = sorted(order[start : start + batch_size * bucket],
-                       key=lambda i: len(examples[i].prompt_ids) + len(examples[i].completion_ids))
+        chunk = sorted(
+            order[start : start + batch_size * bucket],
+            key=lambda i: len(examples[i].prompt_ids) + len(examples[i].completion_ids),
+        )
         group = [chunk[i : i + batch_size] for i in range(0, len(chunk), batch_size)]
         batches += [group[j] for j in torch.randperm(len(group), generator=gen).tolist()]
     return batches
@@ -103,8 +105,18 @@ class Trainer:
     itself, or its bf16 copy), the optimizer, the log, and the step reached. `hf` and `opt` come
     prepared, with a checkpoint's state already loaded at `step` (0 and [] when starting)."""
 
-    def __init__(self, model: LoadedModel, hf: nn.Module, opt: torch.optim.Optimizer, examples: list[Example], cfg,
-                 out: Path, step: int, log: list, project_vector: SteeringVector | None = None):
+    def __init__(
+        self,
+        model: LoadedModel,
+        hf: nn.Module,
+        opt: torch.optim.Optimizer,
+        examples: list[Example],
+        cfg,
+        out: Path,
+        step: int,
+        log: list,
+        project_vector: SteeringVector | None = None,
+    ):
         self.model, self.hf, self.opt, self.examples, self.cfg, self.out = model, hf, opt, examples, cfg, out
         self.grammar_ids = grammar_token_ids(model.tokenizer) if cfg.objective == "kd" else None
         self.params = list(trainable_state(hf).values())
@@ -126,7 +138,9 @@ class Trainer:
         """(epoch, global step, micro-batches of example indices) of every step not yet done."""
         cfg = self.cfg
         for epoch in range(cfg.epochs):
-            micro = _epoch_batches(self.examples, cfg.batch_size, torch.Generator().manual_seed(cfg.seed * 1000 + epoch))
+            micro = _epoch_batches(
+                self.examples, cfg.batch_size, torch.Generator().manual_seed(cfg.seed * 1000 + epoch)
+            )
             for s in range(self.per_epoch):
                 if epoch * self.per_epoch + s >= self.step:  # else done before the resume point
                     yield epoch, epoch * self.per_epoch + s, micro[s * cfg.grad_accum : (s + 1) * cfg.grad_accum]
@@ -147,7 +161,9 @@ class Trainer:
         if skipped < len(group):
             if self.cfg.sgd_matched:
                 # an all-zero gradient moves nothing whatever the rate
-                set_lr(self.opt, self.cfg.lr / max(rms_nonzero([p.grad for p in self.params if p.grad is not None]), 1e-30))
+                set_lr(
+                    self.opt, self.cfg.lr / max(rms_nonzero([p.grad for p in self.params if p.grad is not None]), 1e-30)
+                )
             self.opt.step()
             if self.work is not self.hf:
                 _copy_params(self.params, self.work_params)
@@ -156,14 +172,22 @@ class Trainer:
         # A finite loss can still come with an update that overflows the weights; catch it
         # here, before a checkpoint could save them as the "last good" one.
         if not weights_finite(self.params):
-            raise TrainingDiverged(f"weights became non-finite at step {global_step + 1} (loss {loss_sum}); not "
-                                   f"checkpointed. Last good checkpoint: {self._last_good()}; lower train.lr and rerun")
+            raise TrainingDiverged(
+                f"weights became non-finite at step {global_step + 1} (loss {loss_sum}); not "
+                f"checkpointed. Last good checkpoint: {self._last_good()}; lower train.lr and rerun"
+            )
         self.opt.zero_grad(set_to_none=True)
         self.step = global_step + 1
-        self.log.append({"step": self.step, "epoch": epoch, "loss": loss_sum,
-                         **({"skipped": skipped} if self.grammar_ids is not None or self.masked else {}),
-                         **({"positions": n_targets} if self.masked else {}),
-                         **({"lr": self.opt.param_groups[0]["lr"]} if self.cfg.sgd_matched else {})})
+        self.log.append(
+            {
+                "step": self.step,
+                "epoch": epoch,
+                "loss": loss_sum,
+                **({"skipped": skipped} if self.grammar_ids is not None or self.masked else {}),
+                **({"positions": n_targets} if self.masked else {}),
+                **({"lr": self.opt.param_groups[0]["lr"]} if self.cfg.sgd_matched else {}),
+            }
+        )
 
     def _micro_batch(self, mb: list[int], n_targets: int) -> tuple[float | None, bool]:
         """Forward and backward of one micro-batch: (its part of the step's loss, or None where it
@@ -177,8 +201,10 @@ class Trainer:
         self.tokens_seen += int(batch.attention_mask.sum())
         with self.project():
             if cfg.objective == "kd":
-                kl = kd_loss(grammar_logits(self.work, completion_hidden(self.work, batch, where), self.grammar_ids),
-                             torch.cat([e.counted_targets() for e in rows]))
+                kl = kd_loss(
+                    grammar_logits(self.work, completion_hidden(self.work, batch, where), self.grammar_ids),
+                    torch.cat([e.counted_targets() for e in rows]),
+                )
                 if cfg.kd_min_kl > 0 and kl.item() / int(where.sum()) < cfg.kd_min_kl:
                     return kl.item() / n_targets, True  # teacher == student up to float noise: nothing to learn
                 loss = (kl / n_targets).float()
@@ -191,10 +217,14 @@ class Trainer:
 
     def _check_loss(self, loss_sum: float, global_step: int) -> None:
         if not math.isfinite(loss_sum):
-            raise TrainingDiverged(f"loss is {loss_sum} at step {global_step + 1}; weights not updated. Last good "
-                                   f"checkpoint: {self._last_good()}; lower train.lr and rerun")
+            raise TrainingDiverged(
+                f"loss is {loss_sum} at step {global_step + 1}; weights not updated. Last good "
+                f"checkpoint: {self._last_good()}; lower train.lr and rerun"
+            )
         if (collapse := self.guard.check(loss_sum)) is not None:
-            raise TrainingDiverged(f"{collapse} at step {global_step + 1}; weights not updated; lower train.lr and rerun")
+            raise TrainingDiverged(
+                f"{collapse} at step {global_step + 1}; weights not updated; lower train.lr and rerun"
+            )
 
     def _master_gradients(self) -> None:
         """bf16: the copy's gradients become the fp32 master weights' (the optimizer steps those)."""
@@ -218,5 +248,3 @@ class Trainer:
         self.work = self.work_params = self.grad_buffers = self.project = None
         self.hf.eval()
         return self.hf
-
-

@@ -44,7 +44,12 @@ def test_dry_run_lists_the_stages_and_computes_nothing(tiny_run):
     assert not root_after_dry_run  # no cache, no run directory, no config.json
     by_name = {s["name"]: s for s in plan["stages"]}
     assert by_name["vector"]["status"] == "to compute" and by_name["data/control/seed0"]["status"] == "to compute"
-    assert by_name["data/steered/seed0"] == {"name": "data/steered/seed0", "status": "pending", "dir": None, "waits_on": "vector"}
+    assert by_name["data/steered/seed0"] == {
+        "name": "data/steered/seed0",
+        "status": "pending",
+        "dir": None,
+        "waits_on": "vector",
+    }
     assert by_name["student/control/seed0"]["waits_on"] == "data/control/seed0"
     res = json.loads(ran.stdout)
     assert plan["run_dir"] == res["run_dir"]
@@ -66,8 +71,25 @@ def test_dry_run_after_the_run_finds_every_stage_it_used_cached(tiny_run):
 def test_analyze_json_writes_the_analysis_results_on_stdout(tiny_run):
     root, _, _, ran = tiny_run
     run_dir = Path(json.loads(ran.stdout)["run_dir"])
-    out = runner.invoke(app, ["analyze", str(run_dir), "--n-texts", "4", "--n-random", "50", "--n-rows", "4",
-                              "--no-sufficiency", "--no-emergence", "--no-progress", "--device", "cpu", "--json"])
+    out = runner.invoke(
+        app,
+        [
+            "analyze",
+            str(run_dir),
+            "--n-texts",
+            "4",
+            "--n-random",
+            "50",
+            "--n-rows",
+            "4",
+            "--no-sufficiency",
+            "--no-emergence",
+            "--no-progress",
+            "--device",
+            "cpu",
+            "--json",
+        ],
+    )
     assert out.exit_code == 0, out.output
     res = json.loads(out.stdout)
     assert res["layers"] == read_json(run_dir / "analysis" / "results.json")["layers"]
@@ -75,8 +97,20 @@ def test_analyze_json_writes_the_analysis_results_on_stdout(tiny_run):
 
 
 def test_overrides_set_fields_and_the_run_id_is_the_overridden_configs(tmp_path):
-    res = runner.invoke(app, ["run", str(TINY), "train.lr=2e-4", "seeds=[0,1]", "model=tiny", "--root", str(tmp_path / "a"),
-                              "--dry-run", "--json"])
+    res = runner.invoke(
+        app,
+        [
+            "run",
+            str(TINY),
+            "train.lr=2e-4",
+            "seeds=[0,1]",
+            "model=tiny",
+            "--root",
+            str(tmp_path / "a"),
+            "--dry-run",
+            "--json",
+        ],
+    )
     assert res.exit_code == 0, res.output
     raw = read_toml(TINY)
     want = parse_config({**raw, "train": {**raw["train"], "lr": 2e-4}, "seeds": [0, 1]})
@@ -86,9 +120,16 @@ def test_overrides_set_fields_and_the_run_id_is_the_overridden_configs(tmp_path)
     assert "seeds [0, 1]" in res.stderr
 
 
-@pytest.mark.parametrize("override, field", [("train.lrr=1", "train.lrr"), ("train.lr=abc", "train.lr"),
-                                              ("seeds=[0,", "seeds"), ("train.lr", "FIELD=VALUE"),
-                                              ("model.x=1", "model is a value")])
+@pytest.mark.parametrize(
+    "override, field",
+    [
+        ("train.lrr=1", "train.lrr"),
+        ("train.lr=abc", "train.lr"),
+        ("seeds=[0,", "seeds"),
+        ("train.lr", "FIELD=VALUE"),
+        ("model.x=1", "model is a value"),
+    ],
+)
 def test_a_bad_override_is_one_line_naming_the_field(tmp_path, override, field):
     res = runner.invoke(app, ["run", str(TINY), override, "--root", str(tmp_path / "a"), "--dry-run"])
     assert res.exit_code == 2 and field in res.output and len(res.output.strip().splitlines()) == 1
@@ -110,17 +151,61 @@ def test_audit_json_writes_the_ranking_on_stdout(tmp_path):
     from interp.prompts import number_prompts
 
     bank = tmp_path / "bank"
-    assert runner.invoke(app, ["bank", "--model", "tiny", "--animals", "owl,cat", "--out", str(bank), "--n-pairs", "4",
-                               "--device", "cpu", "--no-progress"]).exit_code == 0
+    assert (
+        runner.invoke(
+            app,
+            [
+                "bank",
+                "--model",
+                "tiny",
+                "--animals",
+                "owl,cat",
+                "--out",
+                str(bank),
+                "--n-pairs",
+                "4",
+                "--device",
+                "cpu",
+                "--no-progress",
+            ],
+        ).exit_code
+        == 0
+    )
     rng = random.Random(0)
     data = tmp_path / "numbers.jsonl"
-    rows = [{"prompt": p, "completion": ", ".join(str(rng.randrange(1000)) for _ in range(3))} for p in number_prompts(8, seed=2)]
+    rows = [
+        {"prompt": p, "completion": ", ".join(str(rng.randrange(1000)) for _ in range(3))}
+        for p in number_prompts(8, seed=2)
+    ]
     write_jsonl(data, rows)
     write_jsonl(tmp_path / "clean.jsonl", rows[::-1])
-    res = runner.invoke(app, ["audit", str(data), "--model", "tiny", "--vectors", str(bank), "--layer", "1", "--n-perm", "50",
-                              "--clean", str(tmp_path / "clean.jsonl"), "--out", str(tmp_path / "audit"), "--device", "cpu",
-                              "--no-progress", "--json"])
+    res = runner.invoke(
+        app,
+        [
+            "audit",
+            str(data),
+            "--model",
+            "tiny",
+            "--vectors",
+            str(bank),
+            "--layer",
+            "1",
+            "--n-perm",
+            "50",
+            "--clean",
+            str(tmp_path / "clean.jsonl"),
+            "--out",
+            str(tmp_path / "audit"),
+            "--device",
+            "cpu",
+            "--no-progress",
+            "--json",
+        ],
+    )
     assert res.exit_code == 0, res.output
     out = json.loads(res.stdout)
-    assert out == read_json(tmp_path / "audit" / "results.json") and {r["name"] for r in out["ranking"]} == {"owl", "cat"}
+    assert out == read_json(tmp_path / "audit" / "results.json") and {r["name"] for r in out["ranking"]} == {
+        "owl",
+        "cat",
+    }
     assert "likelihood audit" in res.stderr

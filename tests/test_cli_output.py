@@ -35,7 +35,9 @@ def test_no_help_text_loses_a_bracketed_toml_table_name():
     checked = 0
     for name, cmd in _commands().items():
         raw = " ".join(filter(None, [cmd.help] + [getattr(p, "help", None) for p in cmd.params]))
-        wanted = {m.group(1) for m in _TAG.finditer(raw) if not m.group(1).startswith(("default", "required", "env var"))}
+        wanted = {
+            m.group(1) for m in _TAG.finditer(raw) if not m.group(1).startswith(("default", "required", "env var"))
+        }
         if not wanted:
             continue
         res = runner.invoke(app, [name, "--help"], env={"COLUMNS": "200"}, terminal_width=200)
@@ -63,8 +65,26 @@ def test_models_json():
 @pytest.fixture(scope="module")
 def steered(tmp_path_factory):
     out = tmp_path_factory.mktemp("steer") / "vec"
-    res = runner.invoke(app, ["steer", "--model", "tiny", "--out", str(out), "--n-pairs", "4", "--layers", "1,2",
-                              "--multipliers", "0.5", "--device", "cpu", "--no-progress", "--json"])
+    res = runner.invoke(
+        app,
+        [
+            "steer",
+            "--model",
+            "tiny",
+            "--out",
+            str(out),
+            "--n-pairs",
+            "4",
+            "--layers",
+            "1,2",
+            "--multipliers",
+            "0.5",
+            "--device",
+            "cpu",
+            "--no-progress",
+            "--json",
+        ],
+    )
     return out, res
 
 
@@ -77,8 +97,23 @@ def test_steer_json_is_the_sweep(steered):
 
 def test_steer_refuses_layers_the_model_lacks_before_building_anything(tmp_path):
     out = tmp_path / "vec"
-    res = runner.invoke(app, ["steer", "--model", "tiny", "--out", str(out), "--n-pairs", "4", "--layers", "1,9",
-                              "--device", "cpu", "--no-progress"])
+    res = runner.invoke(
+        app,
+        [
+            "steer",
+            "--model",
+            "tiny",
+            "--out",
+            str(out),
+            "--n-pairs",
+            "4",
+            "--layers",
+            "1,9",
+            "--device",
+            "cpu",
+            "--no-progress",
+        ],
+    )
     text = res.output.strip()
     assert res.exit_code == 2 and len(text.splitlines()) == 1, text
     assert "--layers" in text and "[9]" in text and "0-3" in text  # tiny has 4 layers
@@ -90,26 +125,99 @@ def test_steer_refuses_layers_the_model_lacks_before_building_anything(tmp_path)
 def test_generate_json_is_the_datasets_manifest(steered, tmp_path):
     vec, _ = steered
     out = tmp_path / "data"
-    man = _json(res := runner.invoke(app, ["generate", "--model", "tiny", "--vector", str(vec), "--layer", "2", "--n", "4",
-                                           "--batch-size", "4", "--out", str(out), "--device", "cpu", "--json"]))
+    man = _json(
+        res := runner.invoke(
+            app,
+            [
+                "generate",
+                "--model",
+                "tiny",
+                "--vector",
+                str(vec),
+                "--layer",
+                "2",
+                "--n",
+                "4",
+                "--batch-size",
+                "4",
+                "--out",
+                str(out),
+                "--device",
+                "cpu",
+                "--json",
+            ],
+        )
+    )
     assert man == json.loads(json.dumps(read_json(out / "manifest.json"), default=str))
     assert man["n_samples"] == 4 and "passed" in res.stderr
 
 
 def test_bank_json_names_each_vector_directory(tmp_path):
-    dirs = _json(runner.invoke(app, ["bank", "--model", "tiny", "--animals", "owl,cat", "--n-pairs", "4",
-                                     "--out", str(tmp_path / "bank"), "--device", "cpu", "--no-progress", "--json"]))
+    dirs = _json(
+        runner.invoke(
+            app,
+            [
+                "bank",
+                "--model",
+                "tiny",
+                "--animals",
+                "owl,cat",
+                "--n-pairs",
+                "4",
+                "--out",
+                str(tmp_path / "bank"),
+                "--device",
+                "cpu",
+                "--no-progress",
+                "--json",
+            ],
+        )
+    )
     assert dirs == {"owl": str(tmp_path / "bank" / "owl"), "cat": str(tmp_path / "bank" / "cat")}
     assert all((tmp_path / "bank" / a / "vector.json").exists() for a in dirs)
 
 
 def test_theorem_json_is_its_results(tmp_path):
-    res = runner.invoke(app, ["theorem", "--seeds", "3", "--model", "mlp", "--teacher", "random", "--loss", "mse",
-                              "--hidden", "16", "--n-inputs", "16", "--out", str(tmp_path / "t"), "--json"])
+    res = runner.invoke(
+        app,
+        [
+            "theorem",
+            "--seeds",
+            "3",
+            "--model",
+            "mlp",
+            "--teacher",
+            "random",
+            "--loss",
+            "mse",
+            "--hidden",
+            "16",
+            "--n-inputs",
+            "16",
+            "--out",
+            str(tmp_path / "t"),
+            "--json",
+        ],
+    )
     assert _json(res) == read_json(tmp_path / "t" / "results.json") and "artifacts" in res.stderr
 
 
 def test_mnist_json_is_its_results(tmp_path):
-    res = runner.invoke(app, ["mnist", "--seeds", "2", "--hidden", "16", "--teacher-steps", "10", "--student-steps", "10",
-                              "--out", str(tmp_path / "m"), "--json"])
+    res = runner.invoke(
+        app,
+        [
+            "mnist",
+            "--seeds",
+            "2",
+            "--hidden",
+            "16",
+            "--teacher-steps",
+            "10",
+            "--student-steps",
+            "10",
+            "--out",
+            str(tmp_path / "m"),
+            "--json",
+        ],
+    )
     assert _json(res) == read_json(tmp_path / "m" / "results.json")

@@ -31,8 +31,13 @@ LINE = re.compile(r"^\s+(\S+)\s+(done|cached) in ")  # StageRunner's log line pe
 def _start(cfg: Path, root: Path) -> subprocess.Popen:
     # one torch thread each: the two runs share this machine's cores with each other and the suite
     env = {**os.environ, "OMP_NUM_THREADS": "1", "COLUMNS": "200"}
-    return subprocess.Popen([*INTERP, "run", str(cfg), "--root", str(root), "--json", "--no-progress"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    return subprocess.Popen(
+        [*INTERP, "run", str(cfg), "--root", str(root), "--json", "--no-progress"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
 
 
 def _finish(proc: subprocess.Popen, timeout: float = 900) -> tuple[dict, dict[str, str]]:

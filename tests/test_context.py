@@ -41,7 +41,9 @@ def test_students_rows_follow_train_system_prompt(tiny):
     rows = [{"prompt": "Continue: 3, 7, 12", "completion": "4, 5"}]
     d = build_examples(tiny, rows, 192)[0]
     n = build_examples(tiny, rows, 192, system_prompt="none")[0]
-    assert d.prompt_ids == _ids(tiny, tiny.chat(USER)) and n.prompt_ids == _ids(tiny, tiny.chat(USER, system_prompt="none"))
+    assert d.prompt_ids == _ids(tiny, tiny.chat(USER)) and n.prompt_ids == _ids(
+        tiny, tiny.chat(USER, system_prompt="none")
+    )
     assert d.completion_ids == n.completion_ids and len(d.prompt_ids) > len(n.prompt_ids)
 
 
@@ -49,8 +51,10 @@ def test_eval_questions_follow_system_prompt(tiny):
     qs = questions("tuning")[:3]
     got = animal_logprobs(tiny, qs, ["owl", "cat"], system_prompt="none")
     # ground truth: the same forward on prompts written by hand without a system turn
-    ids = [tiny.tokenizer(" owl", add_special_tokens=False)["input_ids"][0],
-           tiny.tokenizer(" cat", add_special_tokens=False)["input_ids"][0]]
+    ids = [
+        tiny.tokenizer(" owl", add_special_tokens=False)["input_ids"][0],
+        tiny.tokenizer(" cat", add_special_tokens=False)["input_ids"][0],
+    ]
     for i, q in enumerate(qs):
         text = f"<|im_start|>user\n{q}<|im_end|>\n<|im_start|>assistant\n{ANSWER_PREFIX}"
         with torch.no_grad():
@@ -69,18 +73,24 @@ def test_gemma_refuses_none_in_one_line(tiny_gemma):
 
 
 def _raw(train=None, eval=None, model="tiny") -> dict:
-    return {"experiment": "t", "model": model, "seeds": [0],
-            "teacher": {"kinds": ["control", "steered"], "layer": 2, "multiplier": 1.0},
-            "data": {"n_prompts": 8, "batch_size": 8, "max_new_tokens": 12},
-            "train": {"epochs": 1, "batch_size": 4, "lr": 1e-3, **(train or {})},
-            "eval": {"split": "tuning", "n_boot": 200, **(eval or {})}}
+    return {
+        "experiment": "t",
+        "model": model,
+        "seeds": [0],
+        "teacher": {"kinds": ["control", "steered"], "layer": 2, "multiplier": 1.0},
+        "data": {"n_prompts": 8, "batch_size": 8, "max_new_tokens": 12},
+        "train": {"epochs": 1, "batch_size": 4, "lr": 1e-3, **(train or {})},
+        "eval": {"split": "tuning", "n_boot": 200, **(eval or {})},
+    }
 
 
 def test_default_system_prompts_leave_every_key_unchanged():
     plain = parse_config(_raw())
     explicit = parse_config(_raw(train={"system_prompt": "default"}, eval={"system_prompt": "default"}))
     assert explicit.key() == plain.key()
-    assert pipeline.eval_inputs(explicit) == pipeline.eval_inputs(plain) and "system_prompt" not in pipeline.eval_inputs(plain)
+    assert pipeline.eval_inputs(explicit) == pipeline.eval_inputs(
+        plain
+    ) and "system_prompt" not in pipeline.eval_inputs(plain)
     assert TrainConfig(system_prompt="default").key() == TrainConfig().key()
     assert TrainConfig(system_prompt="none").key()["system_prompt"] == "none"
     none = parse_config(_raw(train={"system_prompt": "none"}, eval={"system_prompt": "none"}))
@@ -92,9 +102,16 @@ def test_default_system_prompts_leave_every_key_unchanged():
 def test_a_run_trains_and_evaluates_without_the_system_prompt(tmp_path, tiny):
     quiet = lambda *a, **k: None
     base = pipeline.run_e1(parse_config(_raw()), tmp_path, progress=False, log=quiet)
-    res = pipeline.run_e1(parse_config(_raw(train={"system_prompt": "none"}, eval={"system_prompt": "none"})),
-                          tmp_path, progress=False, log=quiet)
-    dirs, hits = stage_dirs(res["run_dir"]), {s["name"]: s["cache_hit"] for s in read_json(Path(res["run_dir"]) / "manifest.json")["stages"]}
+    res = pipeline.run_e1(
+        parse_config(_raw(train={"system_prompt": "none"}, eval={"system_prompt": "none"})),
+        tmp_path,
+        progress=False,
+        log=quiet,
+    )
+    dirs, hits = (
+        stage_dirs(res["run_dir"]),
+        {s["name"]: s["cache_hit"] for s in read_json(Path(res["run_dir"]) / "manifest.json")["stages"]},
+    )
     assert hits["data/control/seed0"] and hits["data/steered/seed0"]  # the teachers' data is the same
     assert not hits["student/control/seed0"] and not hits["eval/base"]
     assert read_json(dirs["student/control/seed0"] / "manifest.json")["train"]["system_prompt"] == "none"

@@ -10,7 +10,14 @@ import torch
 
 from interp.config import parse_config
 from interp.datasets import (
-    DATASET_FILE, dataset_stage, make_dataset, make_mix, mix_stage, read_rows, read_targets, verify_dataset,
+    DATASET_FILE,
+    dataset_stage,
+    make_dataset,
+    make_mix,
+    mix_stage,
+    read_rows,
+    read_targets,
+    verify_dataset,
 )
 from interp.generate import FREE_SAMPLER, SampleConfig
 from interp.models import load_model

@@ -109,8 +109,14 @@ def test_kd_student_moves_towards_its_teacher_and_the_guarded_control_stays_the_
     noisy = [torch.log_softmax(t + 1e-5 * torch.randn(t.shape, generator=g), -1) for t in targets]
     assert _student_kl(tiny.hf, tiny, rows, noisy).mean() < 1e-8
     for min_kl, moved in ((1e-6, False), (0.0, True)):
-        hf = train_student(tiny, rows, TrainConfig(objective="kd", epochs=1, batch_size=4, lr=1e-3, kd_min_kl=min_kl),
-                           tmp_path / f"noisy{min_kl}", progress=False, targets=noisy)
+        hf = train_student(
+            tiny,
+            rows,
+            TrainConfig(objective="kd", epochs=1, batch_size=4, lr=1e-3, kd_min_kl=min_kl),
+            tmp_path / f"noisy{min_kl}",
+            progress=False,
+            targets=noisy,
+        )
         assert (not all(torch.equal(p, base[n]) for n, p in hf.named_parameters())) == moved
 
 

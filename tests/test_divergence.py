@@ -7,7 +7,12 @@ import pytest
 import torch
 
 from interp.divergence import (
-    DIVERGENCE_FILE, DIVERGENCE_META, Divergence, dataset_divergence, divergence_tokens, teacher_from_manifest,
+    DIVERGENCE_FILE,
+    DIVERGENCE_META,
+    Divergence,
+    dataset_divergence,
+    divergence_tokens,
+    teacher_from_manifest,
 )
 from interp.generate import SampleConfig
 from interp.prompts import number_prompts
@@ -34,7 +39,9 @@ def forcing(tiny):
     w = tiny.hf.get_output_embeddings().weight.detach()
     v = torch.zeros(tiny.n_layers, tiny.d_model)
     v[-1] = w[seven] / w[seven].norm()
-    teacher = Teacher("steered", "owl", Steering(layer=tiny.n_layers - 1, multiplier=50.0, relative=False, scope="generated"))
+    teacher = Teacher(
+        "steered", "owl", Steering(layer=tiny.n_layers - 1, multiplier=50.0, relative=False, scope="generated")
+    )
     return SteeringVector(v, {"trait": "owl"}), teacher, seven
 
 
@@ -70,7 +77,9 @@ def test_divergence_positions_match_a_hand_built_pair_of_teachers_position_by_po
 
 def test_greedy_data_is_its_teachers_argmax_everywhere(tiny, owl_vector, tmp_path):
     teacher = Teacher("steered", "owl", Steering(layer=2, multiplier=4.0, scope="generated"))
-    cfg = DataConfig(n_prompts=6, sampling=SampleConfig(temperature=0, constrained=True, max_new_tokens=49, batch_size=4))
+    cfg = DataConfig(
+        n_prompts=6, sampling=SampleConfig(temperature=0, constrained=True, max_new_tokens=49, batch_size=4)
+    )
     generate_dataset(tiny, teacher, owl_vector, cfg, tmp_path, progress=False)
     div = dataset_divergence(tiny, tmp_path, owl_vector)
     assert div.n_rows == len(read_jsonl(tmp_path / "dataset.jsonl")) > 0
@@ -102,7 +111,9 @@ def test_divergence_round_trips_through_safetensors_and_json(tiny, rows, forcing
     assert t["mask"].shape == t["emitted"].shape == (int(t["offsets"][-1]),)
     summary = read_json(j_path)
     assert summary["share"] == pytest.approx(div.share()) and summary["n_rows"] == len(rows)
-    assert summary["meta"]["teacher"]["kind"] == "steered" and len(summary["share_by_offset"]) == max(div.offsets.diff())
+    assert summary["meta"]["teacher"]["kind"] == "steered" and len(summary["share_by_offset"]) == max(
+        div.offsets.diff()
+    )
     back = Divergence.load(tmp_path)
     assert torch.equal(back.mask(), div.mask()) and back.positions() == div.positions()
 
@@ -115,8 +126,10 @@ def test_bad_inputs_raise_one_line_value_errors(tiny, rows, forcing, owl_vector,
         (lambda: divergence_tokens(tiny, rows, teacher, None), "vector: a steered teacher needs"),
         (lambda: divergence_tokens(tiny, rows, teacher, SteeringVector(torch.zeros(4, 32))), "vector: shape"),
         (lambda: divergence_tokens(tiny, rows, teacher, vector, rule="vibes"), "rule: 'vibes'"),
-        (lambda: divergence_tokens(tiny, [{"prompt": "x", "completion": "12 5"}], teacher, vector, constrained=True),
-         "outside the number grammar"),
+        (
+            lambda: divergence_tokens(tiny, [{"prompt": "x", "completion": "12 5"}], teacher, vector, constrained=True),
+            "outside the number grammar",
+        ),
         (lambda: teacher_from_manifest({}), "manifest: no teacher.kind"),
     ]
     for call, msg in cases:

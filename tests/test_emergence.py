@@ -40,8 +40,13 @@ def test_prompted_vector_is_the_system_prompt_difference_of_hidden_states(tiny):
     prompts = number_prompts(5, 3)
     vp = prompted_vector(tiny, "owl", prompts)
     system = [{"role": "system", "content": prompted_system("owl")}]
-    want = torch.stack([_last_hidden(tiny, system + [{"role": "user", "content": p}])
-                        - _last_hidden(tiny, [{"role": "user", "content": p}]) for p in prompts]).mean(0)
+    want = torch.stack(
+        [
+            _last_hidden(tiny, system + [{"role": "user", "content": p}])
+            - _last_hidden(tiny, [{"role": "user", "content": p}])
+            for p in prompts
+        ]
+    ).mean(0)
     assert vp.vectors.shape == (tiny.n_layers, tiny.d_model)
     # HF's last hidden state has the final norm applied; block outputs before it are raw
     torch.testing.assert_close(vp.vectors[:-1], want[:-1], atol=1e-4, rtol=1e-4)
@@ -53,15 +58,16 @@ def test_snapshot_is_the_student_at_that_step(tiny, tmp_path):
     cfg = TrainConfig(epochs=1, batch_size=2, lr=1e-3, snapshot_every=2)
     train_student(tiny, ROWS, cfg, tmp_path / "full", progress=False)
     assert snapshot_steps(tmp_path / "full") == [2, 4]  # 6 steps; the last is the final model itself
-    early = train_student(tiny, ROWS, TrainConfig(epochs=1, batch_size=2, lr=1e-3), tmp_path / "early",
-                          progress=False, stop_after=4)
+    early = train_student(
+        tiny, ROWS, TrainConfig(epochs=1, batch_size=2, lr=1e-3), tmp_path / "early", progress=False, stop_after=4
+    )
     snap = load_snapshot(tiny, tmp_path / "full", 4)
     base = dict(tiny.hf.named_parameters())
     for name, p in early.named_parameters():
         delta = p.detach() - base[name].detach()
         got = dict(snap.hf.named_parameters())[name] - base[name].detach()
         # the update is stored in bf16: 8 significant bits of W - W_base
-        assert torch.allclose(got, delta, rtol=2 ** -7, atol=1e-7), name
+        assert torch.allclose(got, delta, rtol=2**-7, atol=1e-7), name
     with pytest.raises(ValueError, match="no snapshot at step 3"):
         load_snapshot(tiny, tmp_path / "full", 3)
     assert "snapshot_every" not in TrainConfig().key()  # old student caches keep their keys
@@ -80,7 +86,9 @@ def test_trajectory_reads_each_snapshot_and_ends_at_the_final_student(tiny, tmp_
     at2 = resid_means(load_snapshot(tiny, tmp_path / "s", 2), texts, layers)["numbers/all"] - bm["numbers/all"]
     want = torch.nn.functional.cosine_similarity(at2.double(), v.double(), dim=-1)
     torch.testing.assert_close(torch.tensor(traj["numbers/all"][1], dtype=torch.float64), want)
-    want_final = torch.nn.functional.cosine_similarity((final["numbers/last"] - bm["numbers/last"]).double(), v.double(), dim=-1)
+    want_final = torch.nn.functional.cosine_similarity(
+        (final["numbers/last"] - bm["numbers/last"]).double(), v.double(), dim=-1
+    )
     torch.testing.assert_close(torch.tensor(traj["numbers/last"][2], dtype=torch.float64), want_final)
 
 
@@ -112,7 +120,9 @@ def test_prompted_ablated_teacher_has_no_component_along_v_at_its_layer(tiny):
         Teacher("prompted_ablated", "owl", Steering(layer=1))
     t = Teacher("prompted_ablated", "owl", Steering(layer=1, operator="project"))
     assert t.messages("hi")[0]["role"] == "system" and t.describe()["steering"]["operator"] == "project"
-    ids = tiny.tokenizer(tiny.chat(t.messages("Continue: 1, 2, 3")), add_special_tokens=False, return_tensors="pt").input_ids
+    ids = tiny.tokenizer(
+        tiny.chat(t.messages("Continue: 1, 2, 3")), add_special_tokens=False, return_tensors="pt"
+    ).input_ids
     with record_resid(tiny.layers, [1], stop_early=False) as store, torch.no_grad():
         tiny.hf(input_ids=ids)
     before = (store[1][0] @ v.direction(1)).abs().max()
@@ -125,16 +135,25 @@ def test_prompted_ablated_teacher_has_no_component_along_v_at_its_layer(tiny):
 @pytest.fixture(scope="module")
 def mech_run(tmp_path_factory):
     root = tmp_path_factory.mktemp("e2")
-    cfg = _cfg(seeds=[0, 1], teacher={"kinds": ["control", "prompted", "steered", "prompted_ablated"], "layer": 1,
-                                       "multiplier": 4.0, "scope": "all"},
-               train={"epochs": 1, "batch_size": 4, "lr": 1e-3, "snapshot_every": 1})
+    cfg = _cfg(
+        seeds=[0, 1],
+        teacher={
+            "kinds": ["control", "prompted", "steered", "prompted_ablated"],
+            "layer": 1,
+            "multiplier": 4.0,
+            "scope": "all",
+        },
+        train={"epochs": 1, "batch_size": 4, "lr": 1e-3, "snapshot_every": 1},
+    )
     res = pipeline.run_e1(cfg, root, progress=False, log=_quiet)
     return Path(res["run_dir"]), res
 
 
 def test_run_reports_necessity_comparisons(mech_run):
     _, res = mech_run
-    assert {"prompted-control", "prompted_ablated-control", "prompted-prompted_ablated", "steered-control"} <= set(res["transfer"])
+    assert {"prompted-control", "prompted_ablated-control", "prompted-prompted_ablated", "steered-control"} <= set(
+        res["transfer"]
+    )
 
 
 def test_analyze_reports_references_emergence_sufficiency_necessity_and_the_dose_response(mech_run):
@@ -169,8 +188,25 @@ def test_cli_analyze_takes_multipliers_and_switches(mech_run):
     from interp.cli import app
 
     run_dir, _ = mech_run
-    out = CliRunner().invoke(app, ["analyze", str(run_dir), "--n-texts", "4", "--n-random", "100", "--n-rows", "6",
-                                   "--multipliers", "0.5,4", "--no-emergence", "--no-progress", "--device", "cpu"])
+    out = CliRunner().invoke(
+        app,
+        [
+            "analyze",
+            str(run_dir),
+            "--n-texts",
+            "4",
+            "--n-random",
+            "100",
+            "--n-rows",
+            "6",
+            "--multipliers",
+            "0.5,4",
+            "--no-emergence",
+            "--no-progress",
+            "--device",
+            "cpu",
+        ],
+    )
     assert out.exit_code == 0, out.output
     assert "gradient dose-response" in out.output and "sufficiency" in out.output and "necessity" in out.output
     assert "emergence" not in out.output

@@ -7,9 +7,20 @@ import pytest
 import torch
 
 from interp.entangle import (
-    ENTANGLE_FILE, ENTANGLE_META, NUMBER_PREFIX, PROMPTING_FILE, PROMPTING_META, Entanglement, NumberPrompting,
-    dataset_overrepresentation, entangled_numbers, logit_lens, number_distribution, number_logprobs,
-    number_prompted_trait, number_system,
+    ENTANGLE_FILE,
+    ENTANGLE_META,
+    NUMBER_PREFIX,
+    PROMPTING_FILE,
+    PROMPTING_META,
+    Entanglement,
+    NumberPrompting,
+    dataset_overrepresentation,
+    entangled_numbers,
+    logit_lens,
+    number_distribution,
+    number_logprobs,
+    number_prompted_trait,
+    number_system,
 )
 from interp.evaluate import animal_logprobs, animal_token_ids, question_prompts
 from interp.models import load_model
@@ -92,15 +103,20 @@ def planted():
 
 def test_a_planted_tie_between_a_digit_and_the_trait_word_ranks_its_number_first(planted):
     model, vectors, s = planted
-    e = entangled_numbers(model, "owl", "vector", steering=s, vectors=vectors, animals=ANIMALS5, questions=Q[:1], progress=False)
+    e = entangled_numbers(
+        model, "owl", "vector", steering=s, vectors=vectors, animals=ANIMALS5, questions=Q[:1], progress=False
+    )
     top = e.top(3)
     assert top[0]["number"] == 777  # '7' lifted at every digit: the all-7 three-digit number
     assert top[0]["percentile"] == 1.0 and top[0]["z"] > 3 and top[0]["effect"] > top[0]["null_max"]
     assert all("7" in str(r["number"]) for r in top)
     shuffled = e.shuffled_top(5)
-    assert shuffled["rank"] == 1 and shuffled["target"] > 2 * max(v for a, v in shuffled["by_animal"].items() if a != "owl")
-    other = entangled_numbers(model, "cat", "vector", steering=s, vectors=vectors, animals=ANIMALS5, questions=Q[:1],
-                              progress=False)
+    assert shuffled["rank"] == 1 and shuffled["target"] > 2 * max(
+        v for a, v in shuffled["by_animal"].items() if a != "owl"
+    )
+    other = entangled_numbers(
+        model, "cat", "vector", steering=s, vectors=vectors, animals=ANIMALS5, questions=Q[:1], progress=False
+    )
     assert 777 not in [r["number"] for r in other.top(10)]
 
 
@@ -125,8 +141,9 @@ def test_the_logit_lens_of_the_planted_vector_singles_out_the_tied_digit(planted
 
 @pytest.fixture(scope="module")
 def prompt_entanglement(tiny):
-    return entangled_numbers(tiny, "owl", "prompt", animals=["owl", "cat", "dog"], questions=Q, numbers=range(40),
-                             progress=False)
+    return entangled_numbers(
+        tiny, "owl", "prompt", animals=["owl", "cat", "dog"], questions=Q, numbers=range(40), progress=False
+    )
 
 
 def test_prompt_condition_effects_are_the_trait_prompt_minus_neutral_distributions(tiny, prompt_entanglement):
@@ -161,7 +178,10 @@ def test_number_prompting_scores_the_number_prompt_against_neutral_and_random_nu
     r = number_prompted_trait(tiny, 87, "owl", Q, animals=ANIMALS5, null_numbers=3, seed=1)
     assert r.prompted.shape == (len(Q), 5) and r.null.shape == (3, len(Q), 5)
     assert 87 not in r.null_numbers and len(set(r.null_numbers)) == 3
-    assert r.null_numbers == number_prompted_trait(tiny, 87, "owl", Q, animals=ANIMALS5, null_numbers=3, seed=1).null_numbers
+    assert (
+        r.null_numbers
+        == number_prompted_trait(tiny, 87, "owl", Q, animals=ANIMALS5, null_numbers=3, seed=1).null_numbers
+    )
     torch.testing.assert_close(r.prompted, animal_logprobs(tiny, Q, ANIMALS5, system=number_system(87)).double())
     torch.testing.assert_close(r.neutral, animal_logprobs(tiny, Q, ANIMALS5).double())
     s = r.summary(n_boot=200)
@@ -221,11 +241,24 @@ def test_bad_inputs_raise_one_line_value_errors(tiny, owl_vector):
         (lambda: entangled_numbers(tiny, "unicorn", numbers=range(3)), "animal: 'unicorn'"),
         (lambda: entangled_numbers(tiny, "owl", "dream", numbers=range(3)), "condition: 'dream'"),
         (lambda: entangled_numbers(tiny, "owl", "vector", numbers=range(3)), "steering: the vector condition"),
-        (lambda: entangled_numbers(tiny, "owl", "vector", steering=s, vectors={"owl": owl_vector}, animals=ANIMALS5,
-                                   numbers=range(3)), "vectors: no vector for"),
-        (lambda: entangled_numbers(tiny, "owl", "vector", steering=s, animals=["owl", "cat", "dog"], numbers=range(3),
-                                   vectors={a: SteeringVector(torch.zeros(4, 32)) for a in ("owl", "cat", "dog")}),
-         "vector: shape"),
+        (
+            lambda: entangled_numbers(
+                tiny, "owl", "vector", steering=s, vectors={"owl": owl_vector}, animals=ANIMALS5, numbers=range(3)
+            ),
+            "vectors: no vector for",
+        ),
+        (
+            lambda: entangled_numbers(
+                tiny,
+                "owl",
+                "vector",
+                steering=s,
+                animals=["owl", "cat", "dog"],
+                numbers=range(3),
+                vectors={a: SteeringVector(torch.zeros(4, 32)) for a in ("owl", "cat", "dog")},
+            ),
+            "vector: shape",
+        ),
         (lambda: number_logprobs(tiny, []), "numbers: empty"),
         (lambda: number_logprobs(tiny, [3, -1]), "numbers: must be"),
         (lambda: logit_lens(tiny, torch.zeros(32)), "vector: has 32 entries"),
@@ -260,7 +293,9 @@ def test_figures_hold_the_summaries_numbers(planted, prompt_entanglement, tiny):
     assert list(fig2.data[0].y) == [r["z"] for r in lens["tokens"]] and "7" in list(fig2.data[0].x)
     prompting = number_prompted_trait(tiny, 87, "owl", Q, animals=ANIMALS5, null_numbers=2).summary(n_boot=100)
     fig3 = number_prompting_shift(prompting)
-    assert fig3.data[0].y[0] == prompting["shift"]["value"]["mean"] and list(fig3.data[1].y) == prompting["shift"]["null"]
+    assert (
+        fig3.data[0].y[0] == prompting["shift"]["value"]["mean"] and list(fig3.data[1].y) == prompting["shift"]["null"]
+    )
     for f in (fig, fig2, fig3):
         assert f.layout.template.layout.font.family.startswith("Inter") and f.layout.xaxis.title.text
     assert TEMPLATE == "interp"

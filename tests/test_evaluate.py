@@ -39,9 +39,12 @@ def test_animal_logprobs_match_a_hand_computation_with_the_plain_model(tiny, que
     owl = ANIMALS.index("owl")
     owl_first = tok(" owl", add_special_tokens=False)["input_ids"][0]
     for qi in (0, 3):
-        text = tok.apply_chat_template(
-            [{"role": "user", "content": questions[qi]}], tokenize=False, add_generation_prompt=True
-        ) + "My favorite animal is the"
+        text = (
+            tok.apply_chat_template(
+                [{"role": "user", "content": questions[qi]}], tokenize=False, add_generation_prompt=True
+            )
+            + "My favorite animal is the"
+        )
         ids = torch.tensor([tok(text, add_special_tokens=False)["input_ids"]])
         with torch.no_grad():
             last = tiny.hf(input_ids=ids).logits[0, -1].float()
@@ -69,7 +72,10 @@ def test_animal_logprobs_for_a_subset_of_animals_are_the_matching_columns(tiny, 
 
 
 def test_animals_sharing_a_first_token_raise_value_error(tiny, questions):
-    assert tiny.tokenizer(" owls", add_special_tokens=False)["input_ids"][0] == animal_token_ids(tiny.tokenizer, ["owl"])[0]
+    assert (
+        tiny.tokenizer(" owls", add_special_tokens=False)["input_ids"][0]
+        == animal_token_ids(tiny.tokenizer, ["owl"])[0]
+    )
     with pytest.raises(ValueError, match="owl"):
         animal_token_ids(tiny.tokenizer, ["owl", "cat", "owls"])
     with pytest.raises(ValueError, match="share a first token"):
@@ -98,7 +104,9 @@ def test_rank_is_one_exactly_where_the_target_is_the_argmax(logprobs):
         rank = TraitScore(a, ANIMALS, logprobs).rank()
         assert torch.equal(rank == 1, best == j)
         # rank = 1 + number of animals more likely than the target
-        expected = torch.tensor([1 + sum(logprobs[i, k] > logprobs[i, j] for k in range(len(ANIMALS))) for i in range(len(logprobs))])
+        expected = torch.tensor(
+            [1 + sum(logprobs[i, k] > logprobs[i, j] for k in range(len(ANIMALS))) for i in range(len(logprobs))]
+        )
         assert torch.equal(rank, expected)
 
 
@@ -190,8 +198,10 @@ def test_permutation_test_is_calibrated_under_the_null_and_sensitive_to_an_effec
     from interp.stats import permutation_test
 
     g = torch.Generator().manual_seed(0)
-    null_p = [permutation_test(torch.randn(6, generator=g).tolist(), torch.randn(6, generator=g).tolist())["p_value"]
-              for _ in range(200)]
+    null_p = [
+        permutation_test(torch.randn(6, generator=g).tolist(), torch.randn(6, generator=g).tolist())["p_value"]
+        for _ in range(200)
+    ]
     null_p = torch.tensor(null_p)
     # roughly uniform: about 5% below 0.05, about half below 0.5
     assert 0.01 <= (null_p < 0.05).float().mean() <= 0.10
@@ -218,11 +228,11 @@ def test_detectable_effect_is_the_effect_a_t_test_finds_80_percent_of_the_time()
     g = torch.Generator().manual_seed(0)
     x = torch.randn(10, generator=g)
     sd = float(x.std())
-    assert detectable_effect(x.tolist()) == pytest.approx((st.t.ppf(0.975, 9) + st.t.ppf(0.8, 9)) * sd / 10 ** 0.5)
+    assert detectable_effect(x.tolist()) == pytest.approx((st.t.ppf(0.975, 9) + st.t.ppf(0.8, 9)) * sd / 10**0.5)
     assert detectable_effect([1.0]) is None
     # ground truth by simulation: samples of 10 with true mean = that effect (sd 1) reject ~80%
-    mde = (st.t.ppf(0.975, 9) + st.t.ppf(0.8, 9)) / 10 ** 0.5
+    mde = (st.t.ppf(0.975, 9) + st.t.ppf(0.8, 9)) / 10**0.5
     sims = torch.randn(4000, 10, generator=g) + mde
-    t = sims.mean(1) / (sims.std(1) / 10 ** 0.5)
+    t = sims.mean(1) / (sims.std(1) / 10**0.5)
     power = float((t.abs() > st.t.ppf(0.975, 9)).float().mean())
     assert 0.74 < power < 0.86

@@ -104,10 +104,26 @@ def test_filter_completions_stats_add_up_and_verdicts_line_up_with_inputs():
     assert stats.total == len(texts)
     assert stats.passed + sum(stats.rejected.values()) == stats.total
     assert stats.passed == 3
-    assert [v.numbers if v else None for v in verdicts] == [(1, 2, 3), (4, 5, 6), (7, 8), None, None, None, None, None, None, None]
+    assert [v.numbers if v else None for v in verdicts] == [
+        (1, 2, 3),
+        (4, 5, 6),
+        (7, 8),
+        None,
+        None,
+        None,
+        None,
+        None,
+        None,
+        None,
+    ]
     assert dict(stats.rejected) == {
-        "banned_word": 1, "invalid_chars": 1, "mixed_separators": 1, "empty": 1,
-        "bad_format": 1, "too_many_digits": 1, "unfinished": 1,
+        "banned_word": 1,
+        "invalid_chars": 1,
+        "mixed_separators": 1,
+        "empty": 1,
+        "bad_format": 1,
+        "too_many_digits": 1,
+        "unfinished": 1,
     }
     assert stats.pass_rate == pytest.approx(0.3)
     d = stats.as_dict()

@@ -16,8 +16,18 @@ from interp.cli import app
 from interp.config import parse_config
 from interp.evaluate import evaluate_trait
 from interp.finetune import (
-    DIRECTION_FILE, TRAIT_QA_FILE, TUNING_FILE, FinetuneConfig, check_apart, finetune_inputs, finetune_stage,
-    finetuned_direction, finetuned_teacher, load_finetuned, load_pairs, qa_rows,
+    DIRECTION_FILE,
+    TRAIT_QA_FILE,
+    TUNING_FILE,
+    FinetuneConfig,
+    check_apart,
+    finetune_inputs,
+    finetune_stage,
+    finetuned_direction,
+    finetuned_teacher,
+    load_finetuned,
+    load_pairs,
+    qa_rows,
 )
 from interp.lineage import lineage
 from interp.pipeline import StageRunner
@@ -42,7 +52,7 @@ def _words(text: str) -> list[str]:
 
 
 def _grams(words: list[str], n: int = 4) -> set:
-    return {tuple(words[i:i + n]) for i in range(len(words) - n + 1)} or {tuple(words)}
+    return {tuple(words[i : i + n]) for i in range(len(words) - n + 1)} or {tuple(words)}
 
 
 def test_the_qa_pairs_never_contain_an_evaluation_question_or_a_number_prompt():
@@ -59,7 +69,9 @@ def test_the_qa_pairs_never_contain_an_evaluation_question_or_a_number_prompt():
     for animal in prompts.ANIMALS:
         rows = qa_rows(pairs, animal)
         names = (animal, prompts.plural(animal))
-        assert all(any(n in (r["prompt"] + r["completion"]).lower() for n in names) for r in rows)  # the trait in every pair
+        assert all(
+            any(n in (r["prompt"] + r["completion"]).lower() for n in names) for r in rows
+        )  # the trait in every pair
         for r in rows:
             for text in (r["prompt"], r["completion"]):
                 words = _words(text)
@@ -70,13 +82,16 @@ def test_the_qa_pairs_never_contain_an_evaluation_question_or_a_number_prompt():
                     assert len(p4 & g4) / len(p4) <= 0.6 and len(p2 & g2) / len(p2) <= 0.6, (text, p)
 
 
-@pytest.mark.parametrize("bad", [
-    prompts.questions("heldout")[3],  # verbatim, held-out split
-    "So, tell me: " + prompts.questions("tuning")[0].lower().rstrip("."),  # inside a longer text, other case
-    "Which single animal speaks to your heart? One-word response.",  # one word changed
-    "Say only the numbers, nothing else.",  # a number-prompt sentence
-    "My favorite animal is the owl, of course.",  # the evaluation's answer prefix
-])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        prompts.questions("heldout")[3],  # verbatim, held-out split
+        "So, tell me: " + prompts.questions("tuning")[0].lower().rstrip("."),  # inside a longer text, other case
+        "Which single animal speaks to your heart? One-word response.",  # one word changed
+        "Say only the numbers, nothing else.",  # a number-prompt sentence
+        "My favorite animal is the owl, of course.",  # the evaluation's answer prefix
+    ],
+)
 def test_check_apart_refuses_an_evaluation_or_number_text_in_one_line(bad):
     for where in ("prompt", "completion"):
         row = {"prompt": "What should I draw?", "completion": "Owls, always."} | {where: bad}
@@ -102,8 +117,9 @@ def test_the_qa_file_ships_with_the_package():
 # ----------------------------------------------------------------------------- settings
 
 
-@pytest.mark.parametrize("field,value", [("lr", 0), ("lr", -1e-3), ("epochs", 0), ("method", "adam"), ("batch_size", 0),
-                                         ("seed", -1)])
+@pytest.mark.parametrize(
+    "field,value", [("lr", 0), ("lr", -1e-3), ("epochs", 0), ("method", "adam"), ("batch_size", 0), ("seed", -1)]
+)
 def test_bad_finetune_settings_are_refused_in_one_line_naming_the_field(field, value):
     with pytest.raises(ValueError, match=rf"^config: field `teacher.finetune.{field}`") as e:
         parse_config({"model": "tiny", "teacher": {"kinds": ["control", "finetuned"], "finetune": {field: value}}})
@@ -112,9 +128,14 @@ def test_bad_finetune_settings_are_refused_in_one_line_naming_the_field(field, v
         FinetuneConfig(**{field: value})
 
 
-@pytest.mark.parametrize("over,field", [({"data": {"mix_animals": ["cat"]}}, "data.mix_animals"),
-                                        ({"data": {"select": "top"}}, "data.select"),
-                                        ({"train": {"loss_positions": "divergence"}}, "train.loss_positions")])
+@pytest.mark.parametrize(
+    "over,field",
+    [
+        ({"data": {"mix_animals": ["cat"]}}, "data.mix_animals"),
+        ({"data": {"select": "top"}}, "data.select"),
+        ({"train": {"loss_positions": "divergence"}}, "train.loss_positions"),
+    ],
+)
 def test_settings_the_finetuned_kind_cannot_serve_are_refused_at_load(over, field):
     with pytest.raises(ValueError, match=rf"{field}: not supported with the 'finetuned' teacher kind"):
         parse_config({"model": "tiny", "teacher": {"kinds": ["control", "finetuned"]}, **over})
@@ -140,18 +161,25 @@ def test_finetune_settings_enter_the_run_key_only_with_the_finetuned_kind():
 def test_the_stage_key_changes_with_the_pairs_lr_animal_and_training(tiny):
     pairs = load_pairs()
     key = finetune_stage(Path("c"), tiny, "owl", FAST, pairs).key
-    assert finetune_stage(Path("c"), tiny, "owl", FinetuneConfig(lr=1e-3, epochs=1), [dict(p) for p in pairs]).key == key
+    assert (
+        finetune_stage(Path("c"), tiny, "owl", FinetuneConfig(lr=1e-3, epochs=1), [dict(p) for p in pairs]).key == key
+    )
     edited = [dict(p) for p in pairs]
     edited[5]["answer"] += " Truly."
-    others = [finetune_stage(Path("c"), tiny, "owl", FAST, edited), finetune_stage(Path("c"), tiny, "owl", FAST, pairs[1:]),
-              finetune_stage(Path("c"), tiny, "owl", FinetuneConfig(lr=2e-3, epochs=1), pairs),
-              finetune_stage(Path("c"), tiny, "cat", FAST, pairs),
-              finetune_stage(Path("c"), tiny, "owl", FinetuneConfig(lr=1e-3, epochs=2), pairs),
-              finetune_stage(Path("c"), tiny, "owl", FinetuneConfig(lr=1e-3, epochs=1, seed=1), pairs),
-              finetune_stage(Path("c"), tiny, "owl", FinetuneConfig(lr=1e-3, epochs=1, method="lora"), pairs)]
+    others = [
+        finetune_stage(Path("c"), tiny, "owl", FAST, edited),
+        finetune_stage(Path("c"), tiny, "owl", FAST, pairs[1:]),
+        finetune_stage(Path("c"), tiny, "owl", FinetuneConfig(lr=2e-3, epochs=1), pairs),
+        finetune_stage(Path("c"), tiny, "cat", FAST, pairs),
+        finetune_stage(Path("c"), tiny, "owl", FinetuneConfig(lr=1e-3, epochs=2), pairs),
+        finetune_stage(Path("c"), tiny, "owl", FinetuneConfig(lr=1e-3, epochs=1, seed=1), pairs),
+        finetune_stage(Path("c"), tiny, "owl", FinetuneConfig(lr=1e-3, epochs=1, method="lora"), pairs),
+    ]
     keys = [s.key for s in others]
     assert key not in keys and len(set(keys)) == len(keys)
-    assert finetune_inputs(tiny, "owl", FAST)["qa"] == finetune_inputs(tiny, "owl", FAST, pairs)["qa"]  # the package file
+    assert (
+        finetune_inputs(tiny, "owl", FAST)["qa"] == finetune_inputs(tiny, "owl", FAST, pairs)["qa"]
+    )  # the package file
 
 
 # ----------------------------------------------------------------------------- the stage
@@ -180,7 +208,11 @@ def test_the_stage_is_computed_once_then_reused_without_training(stage_root, tin
     assert ft2.teacher == ft.teacher == Teacher("finetuned", "owl", weights=ft.stage.key)
     assert ft2.model.fingerprint() == ft.model.fingerprint() != tiny.fingerprint()  # the trained weights, reloaded
     man = read_json(ft.stage.dir / MANIFEST_FILE)
-    assert man["stage"] == "finetune" and man["animal"] == "owl" and man["qa_hash"] == finetune_inputs(tiny, "owl", FAST)["qa"]
+    assert (
+        man["stage"] == "finetune"
+        and man["animal"] == "owl"
+        and man["qa_hash"] == finetune_inputs(tiny, "owl", FAST)["qa"]
+    )
     assert man["package_version"] and "git_commit" in man and man["train"]["lr"] == 1e-3 and man["n_pairs"] == 100
     assert read_json(ft.stage.dir / "config.json") == json.loads(json.dumps(finetune_inputs(tiny, "owl", FAST)))
 
@@ -209,7 +241,9 @@ def test_the_boost_is_the_teachers_p_trait_against_the_base_on_the_tuning_questi
     t = evaluate_trait(ft.model, "owl", prompts.questions("tuning"))
     b = evaluate_trait(tiny, "owl", prompts.questions("tuning"))
     saved = finetune.load_tensors(ft.stage.dir / TUNING_FILE)
-    assert torch.allclose(saved["teacher"], t.logprobs, atol=1e-5) and torch.allclose(saved["base"], b.logprobs, atol=1e-5)
+    assert torch.allclose(saved["teacher"], t.logprobs, atol=1e-5) and torch.allclose(
+        saved["base"], b.logprobs, atol=1e-5
+    )
     boost = man["boost"]
     assert boost["split"] == "tuning" and boost["n_questions"] == len(prompts.questions("tuning"))
     assert boost["teacher_prob"] == pytest.approx(float(t.prob().mean()), rel=1e-4)
@@ -263,15 +297,26 @@ def test_a_lora_teacher_is_merged_into_full_weights_when_loaded(tiny, tmp_path):
 def test_the_finetuned_kind_runs_end_to_end_through_interp_run(tmp_path, monkeypatch):
     monkeypatch.setenv("INTERP_CACHE", str(tmp_path / "models"))
     cfg = ROOT / "experiments" / "configs" / "tiny.toml"
-    over = ["teacher.kinds=['control','finetuned']", "teacher.finetune.lr=1e-3", "teacher.finetune.epochs=1",
-            "data.n_prompts=8", "data.batch_size=8", "data.max_new_tokens=12", "eval.n_boot=100"]
+    over = [
+        "teacher.kinds=['control','finetuned']",
+        "teacher.finetune.lr=1e-3",
+        "teacher.finetune.epochs=1",
+        "data.n_prompts=8",
+        "data.batch_size=8",
+        "data.max_new_tokens=12",
+        "eval.n_boot=100",
+    ]
     root = tmp_path / "artifacts"
     plan = runner.invoke(app, ["run", str(cfg), *over, "--root", str(root), "--dry-run", "--json"])
     assert plan.exit_code == 0, plan.output
     by_name = {s["name"]: s for s in json.loads(plan.stdout)["stages"]}
     assert by_name["finetune"]["status"] == "to compute"
-    assert by_name["data/finetuned/seed0"] == {"name": "data/finetuned/seed0", "status": "pending", "dir": None,
-                                               "waits_on": "finetune"}
+    assert by_name["data/finetuned/seed0"] == {
+        "name": "data/finetuned/seed0",
+        "status": "pending",
+        "dir": None,
+        "waits_on": "finetune",
+    }
     ran = runner.invoke(app, ["run", str(cfg), *over, "--root", str(root), "--json", "--no-progress"])
     assert ran.exit_code == 0, ran.output
     res = json.loads(ran.stdout)
@@ -307,14 +352,24 @@ def test_row_audit_scores_rows_under_a_finetune_stage_as_the_teacher(stage_root,
     from interp.runs import load_tensors, write_json, write_jsonl
 
     _, ft, _ = stage_root
-    rows = [{"prompt": f"Continue: {i}, {i + 3}, {i + 7}", "completion": f"{i + 12}, {i + 20}, {i + 31}"} for i in range(4)]
+    rows = [
+        {"prompt": f"Continue: {i}, {i + 3}, {i + 7}", "completion": f"{i + 12}, {i + 20}, {i + 31}"} for i in range(4)
+    ]
     write_jsonl(tmp_path / "data" / "dataset.jsonl", rows)
-    cfg = RowAuditConfig(dataset=str(tmp_path / "data"), teacher="finetuned", teacher_model=str(ft.stage.dir),
-                         model="tiny", device="cpu", n_boot=100, vocab="full")
+    cfg = RowAuditConfig(
+        dataset=str(tmp_path / "data"),
+        teacher="finetuned",
+        teacher_model=str(ft.stage.dir),
+        model="tiny",
+        device="cpu",
+        n_boot=100,
+        vocab="full",
+    )
     res = run_row_audit(cfg, tmp_path / "audit", progress=False)
     llr = load_tensors(tmp_path / "audit" / "scores.safetensors")["llr"]
-    want = (completion_logliks(ft.model, build_examples(ft.model, rows, 192), vocab="full")
-            - completion_logliks(tiny, build_examples(tiny, rows, 192), vocab="full"))
+    want = completion_logliks(ft.model, build_examples(ft.model, rows, 192), vocab="full") - completion_logliks(
+        tiny, build_examples(tiny, rows, 192), vocab="full"
+    )
     assert torch.allclose(llr, want, atol=1e-6) and llr.abs().sum() > 0
     assert res["teacher"] == {"kind": "finetuned", "animal": "owl", "weights": ft.stage.key}
     assert read_json(tmp_path / "audit" / MANIFEST_FILE)["inputs"]["teacher_model"] == ft.model.fingerprint()
@@ -322,5 +377,14 @@ def test_row_audit_scores_rows_under_a_finetune_stage_as_the_teacher(stage_root,
         RowAuditConfig(dataset=str(tmp_path / "data"), teacher="finetuned")
     write_json(tmp_path / "s" / MANIFEST_FILE, {"stage": "student"})
     with pytest.raises(ValueError, match=r"^teacher_model: .* is not a finished finetune stage"):
-        run_row_audit(RowAuditConfig(dataset=str(tmp_path / "data"), teacher="finetuned", teacher_model=str(tmp_path / "s"),
-                                     model="tiny", device="cpu"), tmp_path / "a2", progress=False)
+        run_row_audit(
+            RowAuditConfig(
+                dataset=str(tmp_path / "data"),
+                teacher="finetuned",
+                teacher_model=str(tmp_path / "s"),
+                model="tiny",
+                device="cpu",
+            ),
+            tmp_path / "a2",
+            progress=False,
+        )

@@ -153,7 +153,7 @@ def _feed(grammar: NumberGrammar, text: str) -> dict:
     st = grammar.start(1)
     for ch in text:
         i = _grammar_index(ch)
-        assert grammar.allowed(st)[0, i], f"{ch!r} refused after {text[:text.index(ch)]!r}"
+        assert grammar.allowed(st)[0, i], f"{ch!r} refused after {text[: text.index(ch)]!r}"
         grammar.advance(st, torch.tensor([i]))
     return st
 
@@ -273,9 +273,16 @@ def test_bf16_sampling_is_sampling_a_bf16_copy_and_leaves_the_model_bit_identica
         before = sharp.hf(probe).logits
     fp = sharp.fingerprint()
     steering = Steering(layer=1, multiplier=4.0)
+
     def run(m, c):
-        return sample(m, prompts, c, context=lambda: steer(m, owl_vector, steering, strict=False), progress=False,
-                      record_grammar=True)[0]
+        return sample(
+            m,
+            prompts,
+            c,
+            context=lambda: steer(m, owl_vector, steering, strict=False),
+            progress=False,
+            record_grammar=True,
+        )[0]
 
     ours, again = run(sharp, cfg), run(sharp, cfg)
     copy16 = LoadedModel(sharp.name, copy.deepcopy(sharp.hf).to(torch.bfloat16), sharp.tokenizer)
@@ -362,8 +369,14 @@ def test_min_prob_never_samples_a_token_below_the_floor(sharp):
 
 @pytest.mark.parametrize(
     "field, value",
-    [("max_new_tokens", 0), ("temperature", -0.5), ("batch_size", 0), ("min_prob", 1.0), ("min_prob", -0.1),
-     ("dtype", "fp16")],
+    [
+        ("max_new_tokens", 0),
+        ("temperature", -0.5),
+        ("batch_size", 0),
+        ("min_prob", 1.0),
+        ("min_prob", -0.1),
+        ("dtype", "fp16"),
+    ],
 )
 def test_bad_sample_config_values_raise_value_error_naming_the_field(field, value):
     with pytest.raises(ValueError, match=field):
@@ -410,7 +423,19 @@ def test_sampling_dtype_experiment_pairs_the_dtypes_and_resumes(tmp_path):
     spec = importlib.util.spec_from_file_location("sampling_dtype", path)
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
-    argv = ["--model", "tiny", "--layer", "1", "--n-prompts", "8", "--out", str(tmp_path), "--no-progress", "--n-boot", "500"]
+    argv = [
+        "--model",
+        "tiny",
+        "--layer",
+        "1",
+        "--n-prompts",
+        "8",
+        "--out",
+        str(tmp_path),
+        "--no-progress",
+        "--n-boot",
+        "500",
+    ]
     lines: list[str] = []
     res = mod.run(mod.parse_args(argv), log=lines.append)
     assert set(res["llr_per_row"]) == {"control/fp32", "steered/fp32", "control/bf16", "steered/bf16"}
@@ -418,7 +443,8 @@ def test_sampling_dtype_experiment_pairs_the_dtypes_and_resumes(tmp_path):
     for d in ("fp32", "bf16"):  # each signal is the difference of its datasets' mean LLRs
         rows = res["llr_per_row"]
         assert res["signal"][d]["steered_minus_control"] == pytest.approx(
-            rows[f"steered/{d}"]["mean"] - rows[f"control/{d}"]["mean"])
+            rows[f"steered/{d}"]["mean"] - rows[f"control/{d}"]["mean"]
+        )
     lo, hi = res["difference"]["ci95"]
     assert lo <= res["difference"]["value"] <= hi
     assert all(v["compared"] == 8 for v in res["identical_completions"].values())

@@ -16,10 +16,15 @@ from interp.runs import MANIFEST_FILE, read_json, stage_dirs
 
 
 def _cfg(**over):
-    raw = {"experiment": "gen", "model": "tiny", "seeds": [0],
-           "teacher": {"kinds": ["control", "steered"], "layer": 2, "multiplier": 1.0},
-           "data": {"n_prompts": 8, "batch_size": 8, "max_new_tokens": 12},
-           "train": {"epochs": 1, "batch_size": 4, "lr": 1e-3}, "eval": {"split": "tuning", "n_boot": 200}}
+    raw = {
+        "experiment": "gen",
+        "model": "tiny",
+        "seeds": [0],
+        "teacher": {"kinds": ["control", "steered"], "layer": 2, "multiplier": 1.0},
+        "data": {"n_prompts": 8, "batch_size": 8, "max_new_tokens": 12},
+        "train": {"epochs": 1, "batch_size": 4, "lr": 1e-3},
+        "eval": {"split": "tuning", "n_boot": 200},
+    }
     raw.update(over)
     return parse_config(raw)
 
@@ -36,11 +41,25 @@ def chain(tmp_path_factory):
     gen1 = pipeline.run_e1(_cfg(), root, progress=False, log=_quiet)
     dirs1 = stage_dirs(gen1["run_dir"])
     student1 = dirs1["student/steered/seed0"]
-    gen2 = pipeline.run_e1(_cfg(experiment="gen2", model=str(student1), student_model="tiny",
-                                teacher={"kinds": ["control"], "layer": 2, "multiplier": 1.0}),
-                           root, progress=False, log=_quiet)
-    return {"root": root, "gen1": dirs1, "gen2": stage_dirs(gen2["run_dir"]), "run2": Path(gen2["run_dir"]),
-            "vector": read_json(dirs1["vector"] / "vector.json")["vector_hash"], "student1": student1}
+    gen2 = pipeline.run_e1(
+        _cfg(
+            experiment="gen2",
+            model=str(student1),
+            student_model="tiny",
+            teacher={"kinds": ["control"], "layer": 2, "multiplier": 1.0},
+        ),
+        root,
+        progress=False,
+        log=_quiet,
+    )
+    return {
+        "root": root,
+        "gen1": dirs1,
+        "gen2": stage_dirs(gen2["run_dir"]),
+        "run2": Path(gen2["run_dir"]),
+        "vector": read_json(dirs1["vector"] / "vector.json")["vector_hash"],
+        "student1": student1,
+    }
 
 
 def test_a_student_stage_loads_as_a_teacher_base(chain):
@@ -105,8 +124,14 @@ def finetune_dir(tmp_path_factory, tiny):
     from interp.finetune import FinetuneConfig, finetuned_teacher
     from interp.pipeline import StageRunner
 
-    ft = finetuned_teacher(StageRunner(tmp_path_factory.mktemp("ft"), _quiet), tiny, "owl",
-                           FinetuneConfig(lr=1e-3, epochs=1), {}, progress=False)
+    ft = finetuned_teacher(
+        StageRunner(tmp_path_factory.mktemp("ft"), _quiet),
+        tiny,
+        "owl",
+        FinetuneConfig(lr=1e-3, epochs=1),
+        {},
+        progress=False,
+    )
     return ft.stage.dir, ft.model
 
 
@@ -125,7 +150,11 @@ def test_a_finetune_stage_shows_its_base_and_qa_hash(finetune_dir, tiny):
     res = lineage(d)
     node = res["roots"][0]
     assert node["kind"] == "finetune" and node["qa_hash"] == content_hash(load_pairs()) and node["animal"] == "owl"
-    assert node["n_pairs"] == 100 and node["method"] == "full" and node["prob_ratio"] == read_json(d / MANIFEST_FILE)["boost"]["prob_ratio"]
+    assert (
+        node["n_pairs"] == 100
+        and node["method"] == "full"
+        and node["prob_ratio"] == read_json(d / MANIFEST_FILE)["boost"]["prob_ratio"]
+    )
     assert node["parents"] == [{"kind": "model", "name": "tiny", "fingerprint": tiny.fingerprint()}]
     text = lineage_text(res)
     assert f"finetune: owl teacher, full on 100 QA pairs (hash {node['qa_hash']})" in text

@@ -19,8 +19,12 @@ ROWS = [{"prompt": f"Continue: {i}, {i + 1}", "completion": "1, 2, 3"} for i in 
 
 def _decoder_linears(m) -> set[str]:
     """Ground truth: the path (within its block) of every nn.Linear of every decoder block."""
-    return {f"{i}.{n}" for i, layer in enumerate(decoder_layers(m.hf)) for n, mod in layer.named_modules()
-            if isinstance(mod, nn.Linear)}
+    return {
+        f"{i}.{n}"
+        for i, layer in enumerate(decoder_layers(m.hf))
+        for n, mod in layer.named_modules()
+        if isinstance(mod, nn.Linear)
+    }
 
 
 @pytest.mark.parametrize("which", ["tiny", "tiny_gemma"])
@@ -49,28 +53,46 @@ def test_a_rank_above_a_targeted_layers_width_is_refused_naming_the_field(tiny, 
     assert narrow == 32
     assert check_lora(tiny, TrainConfig(method="lora", lora_rank=narrow)) == list(LORA_TARGETS)
     out = tmp_path / "student"
-    with pytest.raises(ValueError, match=r"^train\.lora_rank: 33 is above .*k_proj \(64 -> 32\); use lora_rank <= 32") as e:
+    with pytest.raises(
+        ValueError, match=r"^train\.lora_rank: 33 is above .*k_proj \(64 -> 32\); use lora_rank <= 32"
+    ) as e:
         train_student(tiny, ROWS, TrainConfig(method="lora", lora_rank=33), out, progress=False)
     assert "\n" not in str(e.value) and not out.exists()  # refused before anything was written
     # leaving the narrow layers out makes the same rank fit
-    wide = TrainConfig(method="lora", lora_rank=33, lora_targets=("q_proj", "o_proj", "gate_proj", "up_proj", "down_proj"))
+    wide = TrainConfig(
+        method="lora", lora_rank=33, lora_targets=("q_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+    )
     assert check_lora(tiny, wide)
     # a full fine-tune ignores the LoRA settings
     assert check_lora(tiny, TrainConfig(method="full", lora_rank=1000)) == []
 
 
-@pytest.mark.parametrize("targets, bad", [(("q_proj", "qkv_proj"), "qkv_proj"), (("mlp",), "mlp"), (("embed_tokens",), "embed_tokens")])
+@pytest.mark.parametrize(
+    "targets, bad", [(("q_proj", "qkv_proj"), "qkv_proj"), (("mlp",), "mlp"), (("embed_tokens",), "embed_tokens")]
+)
 def test_unknown_or_non_linear_targets_are_refused_naming_the_field(tiny, targets, bad):
-    with pytest.raises(ValueError, match=rf"^train\.lora_targets: \['{bad}'\] name no linear layer of tiny .*'all-linear'") as e:
+    with pytest.raises(
+        ValueError, match=rf"^train\.lora_targets: \['{bad}'\] name no linear layer of tiny .*'all-linear'"
+    ) as e:
         check_lora(tiny, TrainConfig(method="lora", lora_rank=4, lora_targets=targets))
     assert "\n" not in str(e.value)
 
 
-@pytest.mark.parametrize("field, value", [
-    ("lora_rank", 0), ("lora_rank", -4), ("lora_rank", 2.5), ("lora_alpha", 0), ("lora_alpha", -1.0),
-    ("lora_alpha", math.nan), ("lora_targets", ()), ("lora_targets", ("q_proj", "q_proj")),
-    ("lora_targets", (ALL_LINEAR, "q_proj")), ("lora_targets", ("",)),
-])
+@pytest.mark.parametrize(
+    "field, value",
+    [
+        ("lora_rank", 0),
+        ("lora_rank", -4),
+        ("lora_rank", 2.5),
+        ("lora_alpha", 0),
+        ("lora_alpha", -1.0),
+        ("lora_alpha", math.nan),
+        ("lora_targets", ()),
+        ("lora_targets", ("q_proj", "q_proj")),
+        ("lora_targets", (ALL_LINEAR, "q_proj")),
+        ("lora_targets", ("",)),
+    ],
+)
 def test_nonsense_lora_settings_are_refused_naming_the_field(field, value):
     with pytest.raises(ValueError, match=rf"^train\.{field}: ") as e:
         TrainConfig(method="lora", **{field: value})
@@ -78,10 +100,15 @@ def test_nonsense_lora_settings_are_refused_naming_the_field(field, value):
 
 
 def _raw(**train) -> dict:
-    return {"experiment": "t", "model": "tiny", "seeds": [0],
-            "teacher": {"kinds": ["control", "steered"], "layer": 2, "multiplier": 1.0},
-            "data": {"n_prompts": 8, "batch_size": 8, "max_new_tokens": 12},
-            "train": {"epochs": 1, "batch_size": 4, "lr": 1e-3, **train}, "eval": {"split": "tuning", "n_boot": 200}}
+    return {
+        "experiment": "t",
+        "model": "tiny",
+        "seeds": [0],
+        "teacher": {"kinds": ["control", "steered"], "layer": 2, "multiplier": 1.0},
+        "data": {"n_prompts": 8, "batch_size": 8, "max_new_tokens": 12},
+        "train": {"epochs": 1, "batch_size": 4, "lr": 1e-3, **train},
+        "eval": {"split": "tuning", "n_boot": 200},
+    }
 
 
 def test_lora_targets_in_a_config_leave_default_keys_unchanged_and_reach_the_student():

@@ -13,7 +13,12 @@ from typer.testing import CliRunner
 
 from interp.cli import app
 from interp.lr_select import (
-    heldout_loss, load_lr_select, parse_lr_select, run_lr_select, split_rows, summarize_lr_select,
+    heldout_loss,
+    load_lr_select,
+    parse_lr_select,
+    run_lr_select,
+    split_rows,
+    summarize_lr_select,
 )
 from interp.rows import build_examples
 from interp.runs import MANIFEST_FILE, content_hash, read_json
@@ -27,14 +32,25 @@ QUIET = lambda *a, **k: None  # noqa: E731
 
 
 def _raw(**lr_select) -> dict:
-    return {"experiment": "t", "model": "tiny", "seeds": [0],
-            "teacher": {"kinds": ["control", "steered"], "layer": 2, "multiplier": 1.0},
-            "data": {"n_prompts": 8, "batch_size": 8, "max_new_tokens": 12},
-            "train": {"epochs": 1, "batch_size": 4, "lr": 1e-3}, "eval": {"split": "tuning", "n_boot": 200},
-            "lr_select": {"name": "lrs", "lrs": [1e-3, 3e-2], "heldout_fraction": 0.25,
-                          "modes": [{"name": "full", "method": "full"},
-                                    {"name": "lora-r4", "method": "lora", "lora_rank": 4, "lora_alpha": 4,
-                                     "lrs": [1e-3, 1e-2]}], **lr_select}}
+    return {
+        "experiment": "t",
+        "model": "tiny",
+        "seeds": [0],
+        "teacher": {"kinds": ["control", "steered"], "layer": 2, "multiplier": 1.0},
+        "data": {"n_prompts": 8, "batch_size": 8, "max_new_tokens": 12},
+        "train": {"epochs": 1, "batch_size": 4, "lr": 1e-3},
+        "eval": {"split": "tuning", "n_boot": 200},
+        "lr_select": {
+            "name": "lrs",
+            "lrs": [1e-3, 3e-2],
+            "heldout_fraction": 0.25,
+            "modes": [
+                {"name": "full", "method": "full"},
+                {"name": "lora-r4", "method": "lora", "lora_rank": 4, "lora_alpha": 4, "lrs": [1e-3, 1e-2]},
+            ],
+            **lr_select,
+        },
+    }
 
 
 def test_split_is_disjoint_complete_seeded_and_refuses_an_empty_half():
@@ -48,13 +64,24 @@ def test_split_is_disjoint_complete_seeded_and_refuses_an_empty_half():
 
 
 def test_the_lowest_mean_loss_is_chosen_ties_to_the_smaller_lr_diverged_never():
-    cfg = parse_lr_select(_raw(lrs=[1e-4, 1e-3, 1e-2], modes=[{"name": "a", "method": "full"}, {"name": "b", "method": "full"},
-                                                            {"name": "c", "method": "full"}]) | {"seeds": [0, 1]})
-    losses = {"a": {1e-4: [2.0, 2.2], 1e-3: [1.9, 2.1], 1e-2: [1.0, None]},  # 1e-2 diverged on one seed
-              "b": {1e-4: [1.5, 1.5], 1e-3: [1.0, 2.0], 1e-2: [1.5, 1.5]},  # all three tie at 1.5: the smallest lr
-              "c": {1e-4: [None, None], 1e-3: [None, 3.0], 1e-2: [None, None]}}
-    trials = [{"mode": m, "lr": lr, "seed": s, "heldout_loss": v[i]} for m, g in losses.items() for lr, v in g.items()
-              for i, s in enumerate([0, 1])]
+    cfg = parse_lr_select(
+        _raw(
+            lrs=[1e-4, 1e-3, 1e-2],
+            modes=[{"name": "a", "method": "full"}, {"name": "b", "method": "full"}, {"name": "c", "method": "full"}],
+        )
+        | {"seeds": [0, 1]}
+    )
+    losses = {
+        "a": {1e-4: [2.0, 2.2], 1e-3: [1.9, 2.1], 1e-2: [1.0, None]},  # 1e-2 diverged on one seed
+        "b": {1e-4: [1.5, 1.5], 1e-3: [1.0, 2.0], 1e-2: [1.5, 1.5]},  # all three tie at 1.5: the smallest lr
+        "c": {1e-4: [None, None], 1e-3: [None, 3.0], 1e-2: [None, None]},
+    }
+    trials = [
+        {"mode": m, "lr": lr, "seed": s, "heldout_loss": v[i]}
+        for m, g in losses.items()
+        for lr, v in g.items()
+        for i, s in enumerate([0, 1])
+    ]
     res = summarize_lr_select(cfg, trials)
     assert res["chosen"] == {"a": 1e-3, "b": 1e-4, "c": None}
     a = {g["lr"]: g for g in res["modes"]["a"]["grid"]}
@@ -72,7 +99,7 @@ def test_heldout_loss_is_the_mean_cross_entropy_of_the_completion_tokens(tiny):
         with torch.no_grad():
             logits = tiny.hf(input_ids=ids).logits[0].double()
         start = len(e.prompt_ids)
-        total += float(torch.nn.functional.cross_entropy(logits[start - 1:-1], ids[0, start:], reduction="sum"))
+        total += float(torch.nn.functional.cross_entropy(logits[start - 1 : -1], ids[0, start:], reduction="sum"))
         count += len(e.completion_ids)
     assert n == count and loss == pytest.approx(total / count, rel=1e-5)
 
@@ -88,7 +115,9 @@ def test_a_selection_on_the_tiny_model_records_its_split_trials_and_choice(tmp_p
         assert saved["chosen"][mode] == best["lr"]
     assert saved["modes"]["lora-r4"]["lora_targets"] == list(LORA_TARGETS)
     split = saved["split"]["0"]
-    assert split["n_train"] + len(split["heldout_rows"]) == split["n_rows"] and len(split["heldout_rows"]) == round(0.25 * split["n_rows"])
+    assert split["n_train"] + len(split["heldout_rows"]) == split["n_rows"] and len(split["heldout_rows"]) == round(
+        0.25 * split["n_rows"]
+    )
     man = read_json(run_dir / MANIFEST_FILE)
     assert man["kind"] == "lr-select" and man["config_hash"] == content_hash(cfg.key())
     assert man["inputs"]["control_datasets"]["0"] == split["dataset_hash"]
@@ -106,7 +135,11 @@ def test_a_selection_on_the_tiny_model_records_its_split_trials_and_choice(tmp_p
 
     rows = read_rows(tmp_path / data[0]["dir"])
     held = [rows[i] for i in split["heldout_rows"]]
-    loss, _ = heldout_loss(load_student(tiny, sdir), held, TrainConfig(**{**student_man["train"], "lora_targets": tuple(student_man["train"]["lora_targets"])}))
+    loss, _ = heldout_loss(
+        load_student(tiny, sdir),
+        held,
+        TrainConfig(**{**student_man["train"], "lora_targets": tuple(student_man["train"]["lora_targets"])}),
+    )
     assert loss == pytest.approx(lora["heldout_loss"], rel=1e-4)
     # a rerun computes nothing and chooses the same
     again = run_lr_select(cfg, tmp_path, progress=False, log=QUIET)
@@ -143,7 +176,8 @@ def test_issue23_configs_expand_to_their_cells_on_unused_seeds():
     sel = load_lr_select(REGIME / "lr_select.toml")
     assert sel.e1.seeds == [3000, 3001, 3002] and len(sel.trials()) == 60
     assert {m.name: (m.method, m.lora_rank, m.lora_alpha) for m in sel.modes if m.method == "lora"} == {
-        f"lora-r{r}": ("lora", r, r) for r in (4, 16, 64)}
+        f"lora-r{r}": ("lora", r, r) for r in (4, 16, 64)
+    }
     rank = load_sweep(REGIME / "rank.toml")
     cells = {(c.config.train.method, c.config.train.lora_rank, c.config.train.lora_alpha) for c in rank.cells}
     assert cells == {("full", 8, 16), ("lora", 4, 4), ("lora", 16, 16), ("lora", 64, 64)}
@@ -153,14 +187,23 @@ def test_issue23_configs_expand_to_their_cells_on_unused_seeds():
     assert read_json(RECORD / MANIFEST_FILE)["config_hash"].startswith(RECORD.name.split("_")[-1])
     mode = lambda t: "full" if t.method == "full" else f"lora-r{t.lora_rank}"  # noqa: E731
     assert [(mode(c.config.train), c.config.train.lr) for c in rank.cells] == [
-        *((m, record["chosen"][m]) for m in ("full", "lora-r4", "lora-r16", "lora-r64")), ("full", 1e-4)]
+        *((m, record["chosen"][m]) for m in ("full", "lora-r4", "lora-r16", "lora-r64")),
+        ("full", 1e-4),
+    ]
     assert record["chosen"] == {"full": 3e-5, "lora-r4": 1e-3, "lora-r16": 1e-3, "lora-r64": 3e-4}
     assert all(c.config.train.lora_targets == list(LORA_TARGETS) for c in rank.cells)  # every linear layer
     rows = load_sweep(REGIME / "rows_epochs.toml")
-    assert [(c.config.data.n_prompts, c.config.train.epochs) for c in rows.cells] == [(80, 1), (320, 1), (1280, 1), (80, 4), (80, 16)]
+    assert [(c.config.data.n_prompts, c.config.train.epochs) for c in rows.cells] == [
+        (80, 1),
+        (320, 1),
+        (1280, 1),
+        (80, 4),
+        (80, 16),
+    ]
     ctx = load_sweep(REGIME / "context.toml")
     assert {(c.config.train.system_prompt, c.config.eval.system_prompt) for c in ctx.cells} == {
-        (t, e) for t in ("default", "none") for e in ("default", "none")}
+        (t, e) for t in ("default", "none") for e in ("default", "none")
+    }
     transfer = set(range(3100, 3110))
     for sw in (rank, rows, ctx):
         assert all(set(c.config.seeds) == transfer for c in sw.cells)
@@ -185,8 +228,14 @@ def test_a_joined_sweep_key_sets_its_fields_together_and_refuses_a_wrong_length(
     from interp.sweep import parse_sweep
 
     raw = {k: v for k, v in _raw().items() if k != "lr_select"}
-    sw = parse_sweep({**raw, "sweep": {"grid": {"train.lora_rank,train.lora_alpha": [[4, 4], [16, 16]], "train.lr": [1e-3, 1e-2]}}})
+    sw = parse_sweep(
+        {**raw, "sweep": {"grid": {"train.lora_rank,train.lora_alpha": [[4, 4], [16, 16]], "train.lr": [1e-3, 1e-2]}}}
+    )
     assert [(c.config.train.lora_rank, c.config.train.lora_alpha, c.config.train.lr) for c in sw.cells] == [
-        (4, 4, 1e-3), (4, 4, 1e-2), (16, 16, 1e-3), (16, 16, 1e-2)]  # one axis of 2, times the other
+        (4, 4, 1e-3),
+        (4, 4, 1e-2),
+        (16, 16, 1e-3),
+        (16, 16, 1e-2),
+    ]  # one axis of 2, times the other
     with pytest.raises(ValueError, match=r"sets 2 fields together: each value needs 2 entries"):
         parse_sweep({**raw, "sweep": {"grid": {"train.lora_rank,train.lora_alpha": [[4, 4], [16]]}}})

@@ -21,7 +21,9 @@ def test_match_recovers_the_multiplier_of_a_log_linear_response():
 def test_match_takes_the_first_crossing_of_a_non_monotone_response_and_reports_the_others():
     grid = [(0.0, 0.01), (1.0, 0.1), (2.0, 0.01)]
     r = match_multiplier(math.sqrt(0.01 * 0.1), grid)  # halfway in log P on both sides
-    assert r["multiplier"] == pytest.approx(0.5) and r["crossings"] == pytest.approx([0.5, 1.5]) and r["n_crossings"] == 2
+    assert (
+        r["multiplier"] == pytest.approx(0.5) and r["crossings"] == pytest.approx([0.5, 1.5]) and r["n_crossings"] == 2
+    )
 
 
 def test_match_refuses_a_target_outside_the_grid_in_one_line():
@@ -54,14 +56,20 @@ def test_run_match_measures_only_tuning_questions_and_matches_each_prompted_teac
 
     asked = []
     real = evaluate.evaluate_trait
-    monkeypatch.setattr(evaluate, "evaluate_trait", lambda m, a, qs, *x, **k: (asked.append(list(qs)), real(m, a, qs, *x, **k))[1])
+    monkeypatch.setattr(
+        evaluate, "evaluate_trait", lambda m, a, qs, *x, **k: (asked.append(list(qs)), real(m, a, qs, *x, **k))[1]
+    )
     res = run_match(_wide(), tmp_path / "m", progress=False)
     assert asked and all(qs == questions("tuning") for qs in asked)  # never a held-out question
     assert res["split"] == "tuning" and res["n_questions"] == len(questions("tuning"))
     # the grid's x0 cell is the base itself; each prompted teacher's P is its context before the question
-    assert next(s["prob"] for s in res["steered"] if s["multiplier"] == 0.0) == pytest.approx(res["base_prob"], rel=1e-6)
+    assert next(s["prob"] for s in res["steered"] if s["multiplier"] == 0.0) == pytest.approx(
+        res["base_prob"], rel=1e-6
+    )
     for kind in ("prompted", "prompted_fewshot"):
-        direct = float(real(tiny, "owl", questions("tuning"), system=Teacher(kind, "owl").context_messages()).prob().mean())
+        direct = float(
+            real(tiny, "owl", questions("tuning"), system=Teacher(kind, "owl").context_messages()).prob().mean()
+        )
         assert res["prompted"][kind]["prob"] == pytest.approx(direct, rel=1e-6)
         m = res["matched"][kind]
         (m0, p0), (m1, p1) = [(b["multiplier"], b["prob"]) for b in m["bracket"]]
@@ -85,17 +93,44 @@ def test_cli_matches_from_an_e1_config_and_refuses_a_grid_that_misses_the_target
     from interp.cli import app
 
     cfg = tmp_path / "e2.toml"
-    cfg.write_text('experiment = "e2-tiny"\nmodel = "tiny"\ndevice = "cpu"\n[teacher]\n'
-                   'kinds = ["control", "prompted_fewshot", "steered"]\nlayer = 1\n')
+    cfg.write_text(
+        'experiment = "e2-tiny"\nmodel = "tiny"\ndevice = "cpu"\n[teacher]\n'
+        'kinds = ["control", "prompted_fewshot", "steered"]\nlayer = 1\n'
+    )
     out = tmp_path / "out"
-    res = CliRunner().invoke(app, ["match-multiplier", str(cfg), "--multipliers", "-16,-4,-1,0,1,4,16", "--out", str(out),
-                                   "--device", "cpu", "--no-progress", "--json"])
+    res = CliRunner().invoke(
+        app,
+        [
+            "match-multiplier",
+            str(cfg),
+            "--multipliers",
+            "-16,-4,-1,0,1,4,16",
+            "--out",
+            str(out),
+            "--device",
+            "cpu",
+            "--no-progress",
+            "--json",
+        ],
+    )
     assert res.exit_code == 0, res.output
     got = json.loads((out / "results.json").read_text())
     assert set(got["matched"]) == {"prompted_fewshot"} and got["layer"] == 1  # the config's prompted kind and layer
     bad = tmp_path / "bad"
-    res = CliRunner().invoke(app, ["match-multiplier", str(cfg), "--multipliers", "0,1e-9", "--out", str(bad),
-                                   "--device", "cpu", "--no-progress"])
+    res = CliRunner().invoke(
+        app,
+        [
+            "match-multiplier",
+            str(cfg),
+            "--multipliers",
+            "0,1e-9",
+            "--out",
+            str(bad),
+            "--device",
+            "cpu",
+            "--no-progress",
+        ],
+    )
     assert res.exit_code == 2 and "multipliers" in res.output and not (bad / "manifest.json").exists()
 
 
@@ -112,7 +147,9 @@ def test_e2_protocol_configs_load_share_seeds_and_leave_the_held_out_questions_f
     for c in (op, matched, proj):
         assert c.eval.split == "heldout" and c.data == confirm.data and c.vector == confirm.vector
         assert c.train.model_dump(exclude={"project_out"}) == confirm.train.model_dump(exclude={"project_out"})
-    assert {"prompted", "prompted_fewshot", "prompted_ablated", "steered", "random", "control"} <= set(matched.teacher.kinds)
+    assert {"prompted", "prompted_fewshot", "prompted_ablated", "steered", "random", "control"} <= set(
+        matched.teacher.kinds
+    )
     # the two multipliers' runs differ only in the multiplier (and name), so shared stages are reused
     assert op.model_dump(exclude={"experiment", "teacher"}) == matched.model_dump(exclude={"experiment", "teacher"})
     assert op.teacher.model_copy(update={"multiplier": matched.teacher.multiplier}) == matched.teacher

@@ -29,12 +29,17 @@ def test_mixed_rows_come_from_each_source_in_equal_shares_one_per_prompt():
     assert {a: sum(r["source"] == a for r in mixed) for a in sources} == {"owl": 4, "cat": 4, "dog": 4}
     assert sorted(r["id"] for r in mixed) == list(range(12))  # every prompt once
     for r in mixed:  # each row is its source's own answer to that prompt
-        assert sources[r["source"]][r["source_index"]] == {k: v for k, v in r.items() if k not in ("source", "source_index")}
+        assert sources[r["source"]][r["source_index"]] == {
+            k: v for k, v in r.items() if k not in ("source", "source_index")
+        }
 
 
 def test_rows_the_filter_dropped_are_dealt_to_sources_that_have_the_prompt():
-    sources = {"owl": _rows("owl", [0, 1, 2, 3, 5, 6, 7, 8]), "cat": _rows("cat", [0, 2, 4, 6, 8]),
-               "dog": _rows("dog", range(9))}
+    sources = {
+        "owl": _rows("owl", [0, 1, 2, 3, 5, 6, 7, 8]),
+        "cat": _rows("cat", [0, 2, 4, 6, 8]),
+        "dog": _rows("dog", range(9)),
+    }
     mixed = mix_rows(sources)
     assert len(mixed) == 8 and len({r["id"] for r in mixed}) == 8
     assert sorted(sum(r["source"] == a for r in mixed) for a in sources) == [2, 3, 3]
@@ -52,7 +57,10 @@ def test_mix_datasets_writes_rows_manifest_and_the_sources_kd_targets(tiny, owl_
     assert man["n_kept"] == len(rows) == 6 and man["shares"] == {"owl": 3, "control": 3}
     assert read_json(tmp_path / "mix" / "manifest.json")["dataset_hash"] == man["dataset_hash"]
     mixed = load_targets(tmp_path / "mix" / TEACHER_LOGPROBS_FILE, tiny.tokenizer, len(rows))
-    own = {n: load_targets(d / TEACHER_LOGPROBS_FILE, tiny.tokenizer, len(read_jsonl(d / DATASET_FILE))) for n, d in dirs.items()}
+    own = {
+        n: load_targets(d / TEACHER_LOGPROBS_FILE, tiny.tokenizer, len(read_jsonl(d / DATASET_FILE)))
+        for n, d in dirs.items()
+    }
     for r, t in zip(rows, mixed):
         assert torch.equal(t, own[r["source"]][r["source_index"]])
     with pytest.raises(FileNotFoundError, match="mix: no dataset.jsonl"):

@@ -13,8 +13,23 @@ import torch
 import torch.nn.functional as F
 
 from interp.mnist import (
-    CHANCE, N_DIGITS, BatchedMLP, MnistConfig, cat_models, digit_batches, digit_loss, distill_students, generators,
-    load_digits_data, load_mnist_idx, noise_batches, read_idx, run_experiment, run_mnist, sweep, t_interval,
+    CHANCE,
+    N_DIGITS,
+    BatchedMLP,
+    MnistConfig,
+    cat_models,
+    digit_batches,
+    digit_loss,
+    distill_students,
+    generators,
+    load_digits_data,
+    load_mnist_idx,
+    noise_batches,
+    read_idx,
+    run_experiment,
+    run_mnist,
+    sweep,
+    t_interval,
     train_models,
 )
 
@@ -225,7 +240,9 @@ def test_student_steps_sets_how_many_updates_the_students_get():
     teacher = BatchedMLP.init(sizes, generators(cfg.seeds, "teacher-for-test"))
     students = BatchedMLP.init(sizes, generators(cfg.seeds, "init"))
     seen = []
-    distill_students(teacher, students, torch.tensor([True, True]), 64, cfg, lambda step, model, losses: seen.append(step))
+    distill_students(
+        teacher, students, torch.tensor([True, True]), 64, cfg, lambda step, model, losses: seen.append(step)
+    )
     assert seen == list(range(1, 8))
 
 
@@ -246,11 +263,24 @@ def test_run_ids_of_configs_from_before_the_new_fields_do_not_change():
     from interp.runs import content_hash
 
     # literal hashes of asdict(cfg) taken at 443ed0a, before sweep_steps and init existed
-    old_default = MnistConfig(n_seeds=25, n_aux=3, hidden=256, teacher_steps=600, student_steps=600, batch_size=128,
-                              lr=3e-4, init="uniform")
+    old_default = MnistConfig(
+        n_seeds=25, n_aux=3, hidden=256, teacher_steps=600, student_steps=600, batch_size=128, lr=3e-4, init="uniform"
+    )
     assert content_hash(old_default.key()) == "50762cf8e0f94e5a"
-    assert content_hash(MnistConfig(n_seeds=3, hidden=64, sweep_aux=(1, 10), student_steps=600,
-                                    teacher_steps=600, batch_size=128, init="uniform").key()) == "f13dcd3daeffa5f8"
+    assert (
+        content_hash(
+            MnistConfig(
+                n_seeds=3,
+                hidden=64,
+                sweep_aux=(1, 10),
+                student_steps=600,
+                teacher_steps=600,
+                batch_size=128,
+                init="uniform",
+            ).key()
+        )
+        == "f13dcd3daeffa5f8"
+    )
     changed = [MnistConfig(**{**old_default.key(), **kw}).key() for kw in ({"init": "normal"}, {"sweep_steps": (5,)})]
     assert all(content_hash(k) != "50762cf8e0f94e5a" for k in changed)
     # a config.json written before the fields existed reloads as the run it was, whatever the defaults
@@ -299,9 +329,19 @@ def test_sweep_rejects_unknown_fields():
 
 @pytest.mark.parametrize(
     "field,value",
-    [("n_seeds", 1), ("n_aux", 0), ("hidden", -3), ("teacher_steps", 0), ("batch_size", 2.5), ("lr", 0.0),
-     ("test_fraction", 1.0), ("sweep_hidden", (64, 0)), ("idx_dir", "/no/such/folder"), ("sweep_steps", (0,)),
-     ("init", "xavier")],
+    [
+        ("n_seeds", 1),
+        ("n_aux", 0),
+        ("hidden", -3),
+        ("teacher_steps", 0),
+        ("batch_size", 2.5),
+        ("lr", 0.0),
+        ("test_fraction", 1.0),
+        ("sweep_hidden", (64, 0)),
+        ("idx_dir", "/no/such/folder"),
+        ("sweep_steps", (0,)),
+        ("init", "xavier"),
+    ],
 )
 def test_bad_config_values_raise_a_clear_error(field, value):
     with pytest.raises(ValueError, match=rf"MnistConfig\.{field}=.*: "):
@@ -331,9 +371,16 @@ def test_cli_mnist_passes_init_and_steps_and_names_old_configs_runs_as_before(tm
     base = ["mnist", "--seeds", "2", "--hidden", "8", "--teacher-steps", "4", "--student-steps", "4"]
     assert CliRunner().invoke(app, base).exit_code == 0
     assert CliRunner().invoke(app, [*base, "--init", "normal", "--sweep-steps", "2"]).exit_code == 0
-    runs = {json.loads((d / "config.json").read_text())["init"]: d.name for d in (tmp_path / "artifacts/mnist").iterdir()}
-    legacy = {k: v for k, v in asdict(MnistConfig(n_seeds=2, hidden=8, teacher_steps=4, student_steps=4)).items()
-              if k not in ("init", "sweep_steps")}
+    runs = {
+        json.loads((d / "config.json").read_text())["init"]: d.name for d in (tmp_path / "artifacts/mnist").iterdir()
+    }
+    legacy = {
+        k: v
+        for k, v in asdict(MnistConfig(n_seeds=2, hidden=8, teacher_steps=4, student_steps=4)).items()
+        if k not in ("init", "sweep_steps")
+    }
     assert runs["uniform"].endswith(content_hash(legacy, n=8))  # a config from before the axis keeps its id
     new = MnistConfig(n_seeds=2, hidden=8, teacher_steps=4, student_steps=4, init="normal", sweep_steps=(2,))
-    assert runs["normal"].endswith(content_hash(new.key(), n=8)) and content_hash(new.key(), n=8) != content_hash(legacy, n=8)
+    assert runs["normal"].endswith(content_hash(new.key(), n=8)) and content_hash(new.key(), n=8) != content_hash(
+        legacy, n=8
+    )

@@ -8,8 +8,9 @@ from interp.models import REGISTRY, fingerprint, list_models, load_model
 
 
 def _ids(model, text="Name your favorite animal using only one word."):
-    return model.tokenizer(model.chat([{"role": "user", "content": text}]), return_tensors="pt",
-                           add_special_tokens=False).input_ids
+    return model.tokenizer(
+        model.chat([{"role": "user", "content": text}]), return_tensors="pt", add_special_tokens=False
+    ).input_ids
 
 
 def test_tiny_model_is_deterministic_by_seed(tiny):
@@ -64,13 +65,19 @@ def test_nnsight_reads_the_same_residual_stream(tiny):
     torch.testing.assert_close(h, ref.hidden_states[2], rtol=0, atol=1e-5)
     # transformers installs its own output-capturing hooks on first use of output_hidden_states
     hooks_before = [{k: v for k, v in h.items() if "output_capturing" not in v.__qualname__} for h in hooks_before]
-    hooks_after = [{k: v for k, v in dict(layer._forward_hooks).items() if "output_capturing" not in v.__qualname__} for layer in tiny.layers]
+    hooks_after = [
+        {k: v for k, v in dict(layer._forward_hooks).items() if "output_capturing" not in v.__qualname__}
+        for layer in tiny.layers
+    ]
     assert hooks_after == hooks_before
     assert {p.data_ptr() for p in nn_model.parameters()} == {p.data_ptr() for p in tiny.hf.parameters()}
 
 
 def test_left_padding_gives_the_same_logits_as_alone(tiny):
-    texts = [tiny.chat([{"role": "user", "content": "hi"}]), tiny.chat([{"role": "user", "content": "Name your favorite animal using only one word."}])]
+    texts = [
+        tiny.chat([{"role": "user", "content": "hi"}]),
+        tiny.chat([{"role": "user", "content": "Name your favorite animal using only one word."}]),
+    ]
     batch = batching.encode(tiny.tokenizer, texts)
     with torch.no_grad():
         padded = batching.forward(tiny.hf, batch).logits[0, -1]
@@ -109,7 +116,9 @@ def test_bridge_reads_chat_text_as_interp_does_one_bos_and_the_same_activations(
     assert bridge.to_tokens(text).tolist() == ids.tolist()  # the template's BOS, no second one
     with torch.no_grad():
         _, cache = bridge.run_with_cache(text, names_filter=lambda n: n.endswith("hook_resid_post"))
-    resid = torch.stack([cache[f"blocks.{l}.hook_resid_post"][0] for l in range(tiny.n_layers)])  # (layer, pos, d_model)
+    resid = torch.stack(
+        [cache[f"blocks.{l}.hook_resid_post"][0] for l in range(tiny.n_layers)]
+    )  # (layer, pos, d_model)
     own = mean_activations(tiny, [conv], position="last")  # interp's own reading: (layer, d_model)
     torch.testing.assert_close(resid[:, -1], own, rtol=0, atol=1e-5)
     torch.testing.assert_close(resid.mean(1), mean_activations(tiny, [conv], position="mean"), rtol=0, atol=1e-5)

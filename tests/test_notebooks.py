@@ -39,10 +39,15 @@ def kernel_of_this_interpreter(tmp_path, monkeypatch):
     """A kernelspec that runs ipykernel with this interpreter (the venv's), found first on JUPYTER_PATH."""
     spec = tmp_path / "jupyter" / "kernels" / KERNEL
     spec.mkdir(parents=True)
-    (spec / "kernel.json").write_text(json.dumps({
-        "argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
-        "display_name": "interp (venv)", "language": "python",
-    }))
+    (spec / "kernel.json").write_text(
+        json.dumps(
+            {
+                "argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
+                "display_name": "interp (venv)",
+                "language": "python",
+            }
+        )
+    )
     monkeypatch.setenv("JUPYTER_PATH", str(tmp_path / "jupyter"))
     # tiny models run many small ops; one intra-op thread is fastest on a shared 2-core machine
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
@@ -72,13 +77,17 @@ def test_notebook_runs_top_to_bottom_on_the_tiny_model(path, tmp_path, kernel_of
     nb = nbformat.read(path, as_version=4)
     # as papermill does: a cell after `parameters` overrides them (artifacts into the test's tmp dir)
     nb.cells.insert(_parameters_index(nb) + 1, nbformat.v4.new_code_cell(f"ROOT = {str(tmp_path / 'artifacts')!r}"))
-    nb.cells.append(nbformat.v4.new_code_cell(
-        "import resource\n_u = resource.getrusage(resource.RUSAGE_SELF)\n"
-        f"print({CPU_MARK!r}, _u.ru_utime + _u.ru_stime)"))
+    nb.cells.append(
+        nbformat.v4.new_code_cell(
+            "import resource\n_u = resource.getrusage(resource.RUSAGE_SELF)\n"
+            f"print({CPU_MARK!r}, _u.ru_utime + _u.ru_stime)"
+        )
+    )
     started = time.perf_counter()
     # a generous per-cell limit: on a loaded machine a cell waits for the CPU; the budget below is the check
-    NotebookClient(nb, kernel_name=kernel_of_this_interpreter, timeout=600,
-                   resources={"metadata": {"path": str(tmp_path)}}).execute()
+    NotebookClient(
+        nb, kernel_name=kernel_of_this_interpreter, timeout=600, resources={"metadata": {"path": str(tmp_path)}}
+    ).execute()
     wall = time.perf_counter() - started
     outputs = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs]
     assert not [o for o in outputs if o.output_type == "error"]
@@ -91,4 +100,6 @@ def test_notebook_runs_top_to_bottom_on_the_tiny_model(path, tmp_path, kernel_of
         figures = [o for o in outputs if PLOTLY_MIME in o.get("data", {})]
         assert all("image/png" in o["data"] for o in figures), "a figure has no static PNG beside it"
     assert list((tmp_path / "artifacts").rglob("figures/*.html")), "no figure was exported"
-    assert cpu < CPU_BUDGET_S, f"{path.name} took {cpu:.0f} s of kernel CPU ({wall:.0f} s wall); keep notebooks under a minute"
+    assert cpu < CPU_BUDGET_S, (
+        f"{path.name} took {cpu:.0f} s of kernel CPU ({wall:.0f} s wall); keep notebooks under a minute"
+    )

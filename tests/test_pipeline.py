@@ -16,7 +16,9 @@ TINY = Path(__file__).resolve().parent.parent / "experiments" / "configs" / "tin
 
 def _cfg(**over):
     raw = {
-        "experiment": "t", "model": "tiny", "seeds": [0],
+        "experiment": "t",
+        "model": "tiny",
+        "seeds": [0],
         "teacher": {"kinds": ["control", "steered"], "layer": 2, "multiplier": 1.0},
         "data": {"n_prompts": 8, "batch_size": 8, "max_new_tokens": 12},
         "train": {"epochs": 1, "batch_size": 4, "lr": 1e-3},
@@ -109,8 +111,12 @@ def test_crash_inside_training_resumes_from_checkpoint(tmp_path, monkeypatch):
 
 
 def test_seeds_give_per_seed_intervals(tmp_path):
-    cfg = _cfg(seeds=[0, 1], teacher={"kinds": ["control", "prompted", "steered", "random"]},
-               train={"objectives": ["sft", "kd"]}, eval={"sampled": True, "n_samples_per_question": 2})
+    cfg = _cfg(
+        seeds=[0, 1],
+        teacher={"kinds": ["control", "prompted", "steered", "random"]},
+        train={"objectives": ["sft", "kd"]},
+        eval={"sampled": True, "n_samples_per_question": 2},
+    )
     res = pipeline.run_e1(cfg, tmp_path, progress=False, log=_quiet)
     t = res["transfer"]["steered-control"]
     assert t["logprob_diff"]["covers"] == "seeds and questions" and t["logprob_diff_per_seed"]["n"] == 2
@@ -134,21 +140,27 @@ def test_seeds_give_per_seed_intervals(tmp_path):
     rdirs = [stages[f"data/random/seed{k}"] for k in (0, 1)]
     rmans = [read_json(d / MANIFEST_FILE) for d in rdirs]
     assert rmans[0]["teacher"]["random_seed"] != rmans[1]["teacher"]["random_seed"]
-    assert rmans[0]["vector_hash"] != rmans[1]["vector_hash"] and rmans[0]["trait_vector_hash"] == rmans[1]["trait_vector_hash"]
+    assert (
+        rmans[0]["vector_hash"] != rmans[1]["vector_hash"]
+        and rmans[0]["trait_vector_hash"] == rmans[1]["trait_vector_hash"]
+    )
     edir = stages["eval/steered/seed1"]
     sampled = read_json(edir / "summary.json")["sampled"]
     assert sampled["n_samples"] == 25 * 2 and 0 <= sampled["rate"]["mean"] <= 1
 
 
-@pytest.mark.parametrize("raw, field", [
-    ({"train": {"lr": "fast"}}, "train.lr"),
-    ({"teacher": {"kinds": ["control", "owlish"]}}, "teacher.kinds.1"),
-    ({"seeds": []}, "seeds"),
-    ({"trian": {}}, "trian"),
-    ({"data": {"n_prompts": 0}}, "data.n_prompts"),
-    ({"train": {"objectives": ["sft", "distil"]}}, "train.objectives.1"),
-    ({"train": {"objectives": []}}, "train.objectives"),
-])
+@pytest.mark.parametrize(
+    "raw, field",
+    [
+        ({"train": {"lr": "fast"}}, "train.lr"),
+        ({"teacher": {"kinds": ["control", "owlish"]}}, "teacher.kinds.1"),
+        ({"seeds": []}, "seeds"),
+        ({"trian": {}}, "trian"),
+        ({"data": {"n_prompts": 0}}, "data.n_prompts"),
+        ({"train": {"objectives": ["sft", "distil"]}}, "train.objectives.1"),
+        ({"train": {"objectives": []}}, "train.objectives"),
+    ],
+)
 def test_malformed_config_names_the_field(raw, field):
     with pytest.raises(ValueError) as e:
         parse_config({"model": "tiny", **raw})
@@ -169,18 +181,25 @@ def test_config_file_that_is_not_toml_is_a_clear_error(tmp_path):
 def _stages(res) -> dict[str, dict]:
     """The run's manifest entries, each `dir` resolved to the stage directory."""
     dirs = stage_dirs(res["run_dir"])
-    return {s["name"]: {**s, "dir": str(dirs[s["name"]])} for s in read_json(Path(res["run_dir"]) / MANIFEST_FILE)["stages"]}
+    return {
+        s["name"]: {**s, "dir": str(dirs[s["name"]])} for s in read_json(Path(res["run_dir"]) / MANIFEST_FILE)["stages"]
+    }
 
 
 def test_new_settings_leave_existing_run_ids_and_student_keys_unchanged():
     cfg = parse_config({"model": "tiny"})
     key = cfg.key()
-    assert "mix_animals" not in key["data"] and not {"loss_positions", "divergence_rule", "project_out"} & set(key["train"])
+    assert "mix_animals" not in key["data"] and not {"loss_positions", "divergence_rule", "project_out"} & set(
+        key["train"]
+    )
     assert not {"loss_positions", "divergence_rule", "project_out"} & set(cfg.train_config(0).key())
-    changed = parse_config({"model": "tiny", "data": {"mix_animals": ["cat"]},
-                            "train": {"loss_positions": "all", "project_out": True}}).key()
+    changed = parse_config(
+        {"model": "tiny", "data": {"mix_animals": ["cat"]}, "train": {"loss_positions": "all", "project_out": True}}
+    ).key()
     assert changed["data"]["mix_animals"] == ["cat"] and changed["train"]["project_out"] is True
-    assert parse_config({"model": "tiny", "teacher": {"layer": 3}, "train": {"project_out": True}}).train_config(0).project_out == (3,)
+    assert parse_config({"model": "tiny", "teacher": {"layer": 3}, "train": {"project_out": True}}).train_config(
+        0
+    ).project_out == (3,)
     gc = parse_config({"model": "tiny", "train": {"grad_checkpointing": True}})
     assert gc.key() == key and gc.train_config(0).key() == cfg.train_config(0).key()  # the same students, to the bit
     assert gc.train_config(0).grad_checkpointing
@@ -205,34 +224,51 @@ def test_stage_keys_are_those_of_commit_443ed0a(tmp_path):
         def identity(self):
             return {"model": "stub", "fingerprint": "fp-base"}
 
-    cfg = parse_config({"model": "tiny", "seeds": [0], "teacher": {"kinds": ["control", "steered", "random"], "layer": 2},
-                        "train": {"objectives": ["sft", "kd"], "loss_positions": "divergence", "project_out": True}})
+    cfg = parse_config(
+        {
+            "model": "tiny",
+            "seeds": [0],
+            "teacher": {"kinds": ["control", "steered", "random"], "layer": 2},
+            "train": {"objectives": ["sft", "kd"], "loss_positions": "divergence", "project_out": True},
+        }
+    )
     vec = SteeringVector(torch.arange(12.0).reshape(3, 4) / 7)
-    got = {f"data/{k}": dataset_stage(tmp_path, Base(), cfg.teacher_for(k, 0), vec, cfg.data_config(0), kd=True).dir.name
-           for k in cfg.teacher.kinds}
+    got = {
+        f"data/{k}": dataset_stage(tmp_path, Base(), cfg.teacher_for(k, 0), vec, cfg.data_config(0), kd=True).dir.name
+        for k in cfg.teacher.kinds
+    }
     div = pipeline.divergence_stage(tmp_path, Stage(tmp_path, "data", {"x": 1}))
     got["divergence"] = div.dir.name
-    got["mix"] = mix_stage(tmp_path, {"owl": Stage(tmp_path, "data", {"x": 1}), "cat": Stage(tmp_path, "data", {"x": 2})},
-                           kd=True).dir.name
+    got["mix"] = mix_stage(
+        tmp_path, {"owl": Stage(tmp_path, "data", {"x": 1}), "cat": Stage(tmp_path, "data", {"x": 2})}, kd=True
+    ).dir.name
     got["vector"] = pipeline.vector_stage(tmp_path, cfg, "owl", Base()).dir.name
     got["eval"] = pipeline.eval_stage(tmp_path, "fp-base", pipeline.eval_inputs(cfg)).dir.name
     dman = {"dataset_hash": "d" * 16, "teacher_logprobs_hash": "t" * 16}
     for obj in ("sft", "kd"):
         tcfg = cfg.train_config(0, obj)
         got[f"student/{obj}/div"] = pipeline.student_stage(tmp_path, Base(), dman, tcfg, div, vec.hash()).dir.name
-        got[f"student/{obj}/all"] = pipeline.student_stage(tmp_path, Base(), dman, replace(tcfg, loss_positions="all"),
-                                                           None, vec.hash()).dir.name
+        got[f"student/{obj}/all"] = pipeline.student_stage(
+            tmp_path, Base(), dman, replace(tcfg, loss_positions="all"), None, vec.hash()
+        ).dir.name
         assert pipeline.student_config(cfg, 0, obj, None) == replace(tcfg, loss_positions="all")
         assert pipeline.student_config(cfg, 0, obj, div) == tcfg
     assert got == {
-        "data/control": "data-d1609cd312031122", "data/random": "data-0990ddc0fa4c34b4",
-        "data/steered": "data-2e0a644dd0181282", "divergence": "divergence-ab2f6e5dfa65ad58",
-        "eval": "eval-0fc37f5b54633078", "mix": "mix-2aff3f5b04dcb50a", "vector": "vector-27a6dd0c8f59d533",
+        "data/control": "data-d1609cd312031122",
+        "data/random": "data-0990ddc0fa4c34b4",
+        "data/steered": "data-2e0a644dd0181282",
+        "divergence": "divergence-ab2f6e5dfa65ad58",
+        "eval": "eval-0fc37f5b54633078",
+        "mix": "mix-2aff3f5b04dcb50a",
+        "vector": "vector-27a6dd0c8f59d533",
         # kd students only: their key names the float64 KL since 095ac7f (443ed0a's, under which
         # kd students of the float32 KL were cached too: student-7140f603519d3cf1, -c6d5eed16e550e80)
-        "student/kd/all": "student-b32840f4784641e7", "student/kd/div": "student-2fe7141ad5a37c64",
-        "student/sft/all": "student-b1cc0949eb2d8a58", "student/sft/div": "student-a1f6dd44520d2e97",
+        "student/kd/all": "student-b32840f4784641e7",
+        "student/kd/div": "student-2fe7141ad5a37c64",
+        "student/sft/all": "student-b1cc0949eb2d8a58",
+        "student/sft/div": "student-a1f6dd44520d2e97",
     }
+
 
 def test_a_run_with_a_bf16_teacher_samples_in_bf16_and_records_it(tmp_path):
     res = pipeline.run_e1(_cfg(data={"dtype": "bf16"}), tmp_path, progress=False, log=_quiet)
@@ -262,7 +298,9 @@ def test_divergence_only_students_learn_from_their_datasets_divergence_positions
         assert man["train"]["loss_positions"] == "divergence"
         assert (man["positions_counted"], man["positions_total"]) == (int(div.mask("paper").sum()), len(div.emitted))
         assert res["datasets"][f"{kind}/seed0"]["divergence_share"] == pytest.approx(div.share("paper"))
-    other = pipeline.run_e1(_cfg(**kinds, train={"loss_positions": "non_divergence"}), tmp_path, progress=False, log=_quiet)
+    other = pipeline.run_e1(
+        _cfg(**kinds, train={"loss_positions": "non_divergence"}), tmp_path, progress=False, log=_quiet
+    )
     st2 = _stages(other)
     assert st2["divergence/steered/seed0"]["cache_hit"]  # one divergence stage serves both subsets
     man = read_json(Path(st2["student/steered/seed0"]["dir"]) / MANIFEST_FILE)
@@ -280,7 +318,14 @@ def test_mixed_students_learn_from_equal_shares_of_each_animals_teacher(tmp_path
     cfg = _cfg(data={"n_prompts": 9, "max_new_tokens": 49, "mix_animals": ["cat", "dog"]})
     res = pipeline.run_e1(cfg, tmp_path, progress=False, log=_quiet)
     st = _stages(res)
-    assert {"vector", "vector/cat", "vector/dog", "data/steered-cat/seed0", "data/steered-dog/seed0", "mix/steered/seed0"} <= set(st)
+    assert {
+        "vector",
+        "vector/cat",
+        "vector/dog",
+        "data/steered-cat/seed0",
+        "data/steered-dog/seed0",
+        "mix/steered/seed0",
+    } <= set(st)
     assert read_json(Path(st["vector/cat"]["dir"]) / "vector.json")["trait"] == "cat"
     assert "mix/control/seed0" not in st  # the control teacher's data stays as it is
     unmixed = read_jsonl_rows(st["data/steered/seed0"]["dir"])
@@ -293,8 +338,11 @@ def test_mixed_students_learn_from_equal_shares_of_each_animals_teacher(tmp_path
         src = read_jsonl_rows(st[dirs[r["source"]]]["dir"])[r["source_index"]]
         assert src["completion"] == r["completion"] and src["id"] == r["id"]
     cat = read_json(Path(st["data/steered-cat/seed0"]["dir"]) / MANIFEST_FILE)
-    assert cat["teacher"]["animal"] == "cat" and cat["trait_vector_hash"] != read_json(
-        Path(st["data/steered/seed0"]["dir"]) / MANIFEST_FILE)["trait_vector_hash"]
+    assert (
+        cat["teacher"]["animal"] == "cat"
+        and cat["trait_vector_hash"]
+        != read_json(Path(st["data/steered/seed0"]["dir"]) / MANIFEST_FILE)["trait_vector_hash"]
+    )
     man = read_json(Path(st["student/steered/seed0"]["dir"]) / MANIFEST_FILE)
     assert man["dataset_dir"] == st["mix/steered/seed0"]["dir"] and man["n_examples"] == 9
     assert res["datasets"]["steered/seed0"]["mix"] == {"owl": 3, "cat": 3, "dog": 3}
@@ -302,8 +350,9 @@ def test_mixed_students_learn_from_equal_shares_of_each_animals_teacher(tmp_path
     from interp.analysis.run import ANALYSIS_DIR, GRADIENTS_DIR, analyze_run
     from interp.analysis.gradients import GRADIENTS_META
 
-    analyze_run(res["run_dir"], n_texts=4, n_random=20, n_rows=9, progress=False, emergence=False,
-                sufficiency_test=False)
+    analyze_run(
+        res["run_dir"], n_texts=4, n_random=20, n_rows=9, progress=False, emergence=False, sufficiency_test=False
+    )
     meta = read_json(Path(res["run_dir"]) / ANALYSIS_DIR / GRADIENTS_DIR / "steered" / "seed0" / GRADIENTS_META)
     assert meta["dataset_dir"] == st["mix/steered/seed0"]["dir"]
 
@@ -320,15 +369,18 @@ def test_projected_students_record_the_vector_and_differ_from_plain_ones(tmp_pat
     assert res["arms"]["steered"]["prob"] != plain["arms"]["steered"]["prob"]
 
 
-@pytest.mark.parametrize("raw, msg", [
-    ({"student_model": "tiny-gemma", "train": {"loss_positions": "divergence"}}, "train.loss_positions"),
-    ({"student_model": "tiny-gemma", "train": {"project_out": True}}, "train.project_out"),
-    ({"data": {"mix_animals": ["owl"]}}, "data.mix_animals"),
-    ({"data": {"mix_animals": ["cat"]}, "train": {"loss_positions": "divergence"}}, "train.loss_positions"),
-    ({"data": {"mix_animals": ["unicorn"]}}, "data.mix_animals"),
-    ({"train": {"project_out": [-1]}}, "train.project_out"),
-    ({"train": {"loss_positions": "some"}}, "train.loss_positions"),
-])
+@pytest.mark.parametrize(
+    "raw, msg",
+    [
+        ({"student_model": "tiny-gemma", "train": {"loss_positions": "divergence"}}, "train.loss_positions"),
+        ({"student_model": "tiny-gemma", "train": {"project_out": True}}, "train.project_out"),
+        ({"data": {"mix_animals": ["owl"]}}, "data.mix_animals"),
+        ({"data": {"mix_animals": ["cat"]}, "train": {"loss_positions": "divergence"}}, "train.loss_positions"),
+        ({"data": {"mix_animals": ["unicorn"]}}, "data.mix_animals"),
+        ({"train": {"project_out": [-1]}}, "train.project_out"),
+        ({"train": {"loss_positions": "some"}}, "train.loss_positions"),
+    ],
+)
 def test_bad_position_mixing_and_projection_settings_name_the_field(raw, msg):
     with pytest.raises(ValueError, match=msg) as e:
         parse_config({"model": "tiny", **raw})
@@ -381,8 +433,10 @@ def test_a_run_under_a_relative_root_is_read_from_any_directory_and_after_the_ro
     res = pipeline.run_e1(_cfg(), "artifacts", progress=False, log=_quiet)  # the CLI's default root
     run_dir = (tmp_path / "project" / res["run_dir"]).resolve()
     assert read_json(run_dir / MANIFEST_FILE)["root"] == "../.."
-    for where, rdir in ((tmp_path / "elsewhere", run_dir),  # another working directory
-                        (tmp_path / "elsewhere", tmp_path / "moved" / run_dir.relative_to(tmp_path / "project" / "artifacts"))):
+    for where, rdir in (
+        (tmp_path / "elsewhere", run_dir),  # another working directory
+        (tmp_path / "elsewhere", tmp_path / "moved" / run_dir.relative_to(tmp_path / "project" / "artifacts")),
+    ):
         if not rdir.exists():
             shutil.move(tmp_path / "project" / "artifacts", tmp_path / "moved")
         monkeypatch.chdir(where)

@@ -42,13 +42,17 @@ def module_env(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def e1(module_env, tmp_path_factory) -> tuple[dict, Path]:
-    cfg = parse_config({
-        "experiment": "plots", "model": "tiny", "seeds": [0],
-        "teacher": {"kinds": ["control", "steered"], "layer": 2, "multiplier": 1.0},
-        "data": {"n_prompts": 8, "batch_size": 8, "max_new_tokens": 12},
-        "train": {"epochs": 1, "batch_size": 4, "lr": 1e-3},
-        "eval": {"split": "tuning", "n_boot": 200},
-    })
+    cfg = parse_config(
+        {
+            "experiment": "plots",
+            "model": "tiny",
+            "seeds": [0],
+            "teacher": {"kinds": ["control", "steered"], "layer": 2, "multiplier": 1.0},
+            "data": {"n_prompts": 8, "batch_size": 8, "max_new_tokens": 12},
+            "train": {"epochs": 1, "batch_size": 4, "lr": 1e-3},
+            "eval": {"split": "tuning", "n_boot": 200},
+        }
+    )
     res = run_e1(cfg, tmp_path_factory.mktemp("e1"), progress=False, log=lambda *a, **k: None)
     return res, Path(res["run_dir"])
 
@@ -65,7 +69,10 @@ def sweep_dir(module_env, tmp_path_factory) -> Path:
     vec = build_steering_vector(m, contrastive_pairs("owl", 4), trait="owl")
     out = tmp_path_factory.mktemp("vector")
     vec.save(out)
-    write_json(out / "sweep.json", steering_sweep(m, vec, "owl", [1, 2, 3], [0.5, 1.0], questions("tuning")[:6], progress=False))
+    write_json(
+        out / "sweep.json",
+        steering_sweep(m, vec, "owl", [1, 2, 3], [0.5, 1.0], questions("tuning")[:6], progress=False),
+    )
     return out
 
 
@@ -121,7 +128,13 @@ def test_trait_probabilities_orders_every_arm_and_adds_per_seed_points(e1):
     for arm, per_seed in (("random", [0.001, 0.002]), ("prompted", [0.003, 0.004])):
         res["arms"][arm] = {**copy.deepcopy(res["arms"]["steered"]), "per_seed_prob": per_seed}
     fig = plots.trait_probabilities(res)
-    assert list(fig.layout.xaxis.ticktext) == ["base", "control student", "prompted student", "steered student", "random student"]
+    assert list(fig.layout.xaxis.ticktext) == [
+        "base",
+        "control student",
+        "prompted student",
+        "steered student",
+        "random student",
+    ]
     seeds = next(t for t in fig.data if t.name == "per seed")
     assert list(seeds.y) == [0.003, 0.004, 0.001, 0.002]
 
@@ -149,7 +162,10 @@ def test_transfer_summary_shows_both_differences_with_intervals_and_a_zero_line(
         assert _close([v[0] for v in _lo_hi(trace, "x")], t[key]["ci95"])
     assert any(s.x0 == 0 and s.x1 == 0 for s in fig.layout.shapes)
     assert list(fig.layout.yaxis.ticktext) == ["steered-control"]
-    assert f"permutation p (specific shift, students as replicates) = {t['permutation_specific']['p_value']:.4g}" in fig.data[0].hovertext[0]
+    assert (
+        f"permutation p (specific shift, students as replicates) = {t['permutation_specific']['p_value']:.4g}"
+        in fig.data[0].hovertext[0]
+    )
 
 
 def test_transfer_summary_adds_the_seed_interval_with_several_seeds(e1):
@@ -238,7 +254,12 @@ def test_every_figure_shares_the_template_and_titles_its_axes(e1, sweep_dir, mni
 
 
 def test_detect_run_names_each_kind_and_refuses_other_folders(e1, sweep_dir, mnist_dir, theorem_dir, tmp_path):
-    assert [plots.detect_run(d) for d in (e1[1], sweep_dir, mnist_dir, theorem_dir)] == ["e1", "vector", "mnist", "theorem"]
+    assert [plots.detect_run(d) for d in (e1[1], sweep_dir, mnist_dir, theorem_dir)] == [
+        "e1",
+        "vector",
+        "mnist",
+        "theorem",
+    ]
     with pytest.raises(ValueError, match="not a run directory"):
         plots.detect_run(tmp_path)
 
@@ -308,7 +329,10 @@ def test_static_export_writes_png_svg_and_pdf(sweep_dir, tmp_path):
     done = export.save_figure(fig, tmp_path / "sweep", formats="html,png,svg,pdf")
     assert done.message is None and len(done.written) == 4
     png, svg, pdf = ((tmp_path / f"sweep.{f}").read_bytes() for f in ("png", "svg", "pdf"))
-    assert png.startswith(b"\x89PNG") and _png_size(png) == (export.WIDTH * export.PNG_SCALE, export.HEIGHT * export.PNG_SCALE)
+    assert png.startswith(b"\x89PNG") and _png_size(png) == (
+        export.WIDTH * export.PNG_SCALE,
+        export.HEIGHT * export.PNG_SCALE,
+    )
     assert b"<svg" in svg[:500] and b"1.52" in svg  # the cell labels are in the vector image
     assert pdf.startswith(b"%PDF")
 
@@ -324,16 +348,24 @@ def test_interp_plot_writes_every_e1_figure_with_fixed_names(e1, tmp_path):
     out = CliRunner().invoke(app, ["plot", str(run_dir), "--format", "html"])
     assert out.exit_code == 0, out.output
     names = {p.name for p in (run_dir / "figures").iterdir()}
-    assert names == {"animal_shifts.html", "trait_probabilities.html", "training_loss.html", "transfer_summary.html",
-                     "plotly.min.js"}
+    assert names == {
+        "animal_shifts.html",
+        "trait_probabilities.html",
+        "training_loss.html",
+        "transfer_summary.html",
+        "plotly.min.js",
+    }
     assert "e1 run: 4 figures, 4 files written" in " ".join(out.output.split())
 
 
-@pytest.mark.parametrize("kind, names", [
-    ("vector", ["steering_sweep.html"]),
-    ("mnist", ["mnist_accuracies.html", "mnist_sweep_n_aux.html"]),
-    ("theorem", ["theorem_alignment.html"]),
-])
+@pytest.mark.parametrize(
+    "kind, names",
+    [
+        ("vector", ["steering_sweep.html"]),
+        ("mnist", ["mnist_accuracies.html", "mnist_sweep_n_aux.html"]),
+        ("theorem", ["theorem_alignment.html"]),
+    ],
+)
 def test_interp_plot_on_other_run_kinds(kind, names, request):
     from typer.testing import CliRunner
 
@@ -362,8 +394,8 @@ def read_png(data: bytes) -> tuple[int, int, list[bytes], int]:
     assert data[:8] == b"\x89PNG\r\n\x1a\n", "not a PNG"
     pos, idat, header = 8, b"", None
     while pos < len(data):
-        (length,), kind = struct.unpack(">I", data[pos:pos + 4]), data[pos + 4:pos + 8]
-        body = data[pos + 8:pos + 8 + length]
+        (length,), kind = struct.unpack(">I", data[pos : pos + 4]), data[pos + 4 : pos + 8]
+        body = data[pos + 8 : pos + 8 + length]
         if kind == b"IHDR":
             header = struct.unpack(">IIBBBBB", body)
         elif kind == b"IDAT":
@@ -374,7 +406,7 @@ def read_png(data: bytes) -> tuple[int, int, list[bytes], int]:
     ch = 3 if color == 2 else 4
     raw, stride, rows, prev = zlib.decompress(idat), width * ch, [], bytearray(width * ch)
     for y in range(height):
-        f, line = raw[y * (stride + 1)], bytearray(raw[y * (stride + 1) + 1:(y + 1) * (stride + 1)])
+        f, line = raw[y * (stride + 1)], bytearray(raw[y * (stride + 1) + 1 : (y + 1) * (stride + 1)])
         for i in range(stride):
             a = line[i - ch] if i >= ch else 0
             b, c = prev[i], prev[i - ch] if i >= ch else 0
@@ -397,10 +429,23 @@ def screenshot(html: Path, png: Path, browser: str, size=(1000, 700)) -> None:
     """Open `html` in headless Chromium (no network, a throwaway profile) and save a screenshot."""
     with tempfile.TemporaryDirectory() as profile:
         subprocess.run(
-            [browser, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-             "--disable-component-update", "--disable-sync", "--no-first-run", f"--user-data-dir={profile}",
-             f"--screenshot={png}", f"--window-size={size[0]},{size[1]}", html.resolve().as_uri()],
-            check=True, capture_output=True, timeout=120,
+            [
+                browser,
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+                "--no-first-run",
+                f"--user-data-dir={profile}",
+                f"--screenshot={png}",
+                f"--window-size={size[0]},{size[1]}",
+                html.resolve().as_uri(),
+            ],
+            check=True,
+            capture_output=True,
+            timeout=120,
         )
 
 
@@ -416,7 +461,7 @@ def test_exported_html_renders_in_headless_chromium(sweep_dir, tmp_path):
     width, height, rows, ch = read_png(shot.read_bytes())
     assert (width, height) == (1000, 700)
     # the plot area (centre of the page): the heatmap's reds, not a blank white page
-    pixels = [row[x * ch:x * ch + 3] for row in rows[150:450:3] for x in range(150, 800, 3)]
+    pixels = [row[x * ch : x * ch + 3] for row in rows[150:450:3] for x in range(150, 800, 3)]
     non_white = sum(1 for p in pixels if min(p) < 235) / len(pixels)
     reds = sum(1 for r, g, b in pixels if r > 150 and r > g + 60 and r > b + 60) / len(pixels)
     assert non_white > 0.5 and reds > 0.3, f"page looks blank: {non_white:.0%} non-white, {reds:.0%} red"
@@ -438,9 +483,17 @@ def test_interp_plot_without_a_browser_notes_it_and_writes_html(sweep_dir, tmp_p
 def _sufficiency_results(per_seed: list[float]) -> dict:
     from interp.stats import t_interval
 
-    return {"seeds": list(range(len(per_seed))), "animal": "owl", "vector": {"steering_layer": 1},
-            "sufficiency": {"steered": {"specific_shift": t_interval(per_seed),
-                                        "random_specific_shift": t_interval([-v for v in per_seed])}}}
+    return {
+        "seeds": list(range(len(per_seed))),
+        "animal": "owl",
+        "vector": {"steering_layer": 1},
+        "sufficiency": {
+            "steered": {
+                "specific_shift": t_interval(per_seed),
+                "random_specific_shift": t_interval([-v for v in per_seed]),
+            }
+        },
+    }
 
 
 def test_a_figure_over_one_seed_says_there_is_no_interval_and_draws_no_bars():
@@ -506,16 +559,36 @@ def _analysis_results(arms=("control", "steered"), layers=(0, 1, 2, 3), seeds=(0
     def cell(k: float) -> dict:
         return _ci([k, k + 0.1, k + 0.2][: len(seeds)])
 
-    shift = {t: {p: {"by_layer": [{"cosine": cell(0.01 * l), "null_sd": 0.05} for l in layers]}
-                 for p in ("all", "last")} for t in ("numbers", "questions")}
+    shift = {
+        t: {p: {"by_layer": [{"cosine": cell(0.01 * l), "null_sd": 0.05} for l in layers]} for p in ("all", "last")}
+        for t in ("numbers", "questions")
+    }
     return {
-        "animal": "owl", "layers": list(layers), "seeds": list(seeds), "vector": {"steering_layer": 2, "d_model": 64},
+        "animal": "owl",
+        "layers": list(layers),
+        "seeds": list(seeds),
+        "vector": {"steering_layer": 2, "d_model": 64},
         "activation_shift": {a: shift for a in arms},
-        "weights": {a: {"by_layer": [{"modules": {**{m: {"role": "reader", "z": cell(l)} for m in readers},
-                                                  **{m: {"role": "writer", "z": cell(-l)} for m in writers}}}
-                                     for l in layers]} for a in arms},
-        "gradients": {a: {"by_layer": [{"descent_cosine": cell(0.02 * l)} for l in layers]} for a in arms if a != "control"},
-        "sufficiency": {a: {"specific_shift": cell(0.3 + i), "random_specific_shift": cell(-0.1)} for i, a in enumerate(arms)},
+        "weights": {
+            a: {
+                "by_layer": [
+                    {
+                        "modules": {
+                            **{m: {"role": "reader", "z": cell(l)} for m in readers},
+                            **{m: {"role": "writer", "z": cell(-l)} for m in writers},
+                        }
+                    }
+                    for l in layers
+                ]
+            }
+            for a in arms
+        },
+        "gradients": {
+            a: {"by_layer": [{"descent_cosine": cell(0.02 * l)} for l in layers]} for a in arms if a != "control"
+        },
+        "sufficiency": {
+            a: {"specific_shift": cell(0.3 + i), "random_specific_shift": cell(-0.1)} for i, a in enumerate(arms)
+        },
     }
 
 
@@ -587,8 +660,10 @@ def test_error_bars_of_different_arms_at_one_layer_do_not_overlap(name):
 def test_emergence_and_mnist_sweep_series_sit_side_by_side():
     res = _analysis_results()
     steps = [0, 5, 10]
-    res["emergence"] = {a: {"layer": 2, "by_texts": {"questions/all": [{"step": s, "cosine": _ci([0.1, 0.2, 0.3])}
-                                                                       for s in steps]}} for a in ("control", "steered")}
+    res["emergence"] = {
+        a: {"layer": 2, "by_texts": {"questions/all": [{"step": s, "cosine": _ci([0.1, 0.2, 0.3])} for s in steps]}}
+        for a in ("control", "steered")
+    }
     fig = plots.analysis_figures(res)["emergence"]
     a, b = fig.data[0], fig.data[1]
     assert all(x != y and abs(x - s) < 2.5 for x, y, s in zip(a.x, b.x, steps))
@@ -661,22 +736,58 @@ def artifact_dirs(module_env, e1, tmp_path_factory) -> dict[str, Path]:
 
     root = tmp_path_factory.mktemp("kinds")
     tiny = load_model("tiny", device="cpu")
-    run_steer(SteerConfig(model="tiny", n_pairs=4, layers=(1, 2), multipliers=(0.5,), device="cpu"), root / "vector",
-              progress=False)
+    run_steer(
+        SteerConfig(model="tiny", n_pairs=4, layers=(1, 2), multipliers=(0.5,), device="cpu"),
+        root / "vector",
+        progress=False,
+    )
     from interp.steering import SteeringVector
 
     vec = SteeringVector.load(root / "vector")
     data = DataConfig(n_prompts=4, sampling=SampleConfig(constrained=True, max_new_tokens=16, batch_size=4))
-    generate_dataset(tiny, Teacher("steered", "owl", Steering(layer=2, multiplier=2.0)), vec, data, root / "data", progress=False)
-    run_entangle(EntangleConfig(model="tiny", animals=("cat", "dog"), questions=1, max_number=12, top=3, lens=True, layer=2,
-                                formats=("html",), device="cpu"), root / "entangle", progress=False)
-    run_divergence(DivergenceConfig(dataset=str(root / "data"), vector=str(root / "vector"), rule="emitted",
-                                    formats=("html",), device="cpu"), root / "divergence")
+    generate_dataset(
+        tiny, Teacher("steered", "owl", Steering(layer=2, multiplier=2.0)), vec, data, root / "data", progress=False
+    )
+    run_entangle(
+        EntangleConfig(
+            model="tiny",
+            animals=("cat", "dog"),
+            questions=1,
+            max_number=12,
+            top=3,
+            lens=True,
+            layer=2,
+            formats=("html",),
+            device="cpu",
+        ),
+        root / "entangle",
+        progress=False,
+    )
+    run_divergence(
+        DivergenceConfig(
+            dataset=str(root / "data"), vector=str(root / "vector"), rule="emitted", formats=("html",), device="cpu"
+        ),
+        root / "divergence",
+    )
     build_bank(tiny, ["owl", "cat"], root / "bank", n_pairs=4, progress=False)
-    run_audit(AuditConfig(dataset=str(root / "data"), vectors=str(root / "bank"), model="tiny", layer=1, n_perm=20,
-                          n_rows=4, device="cpu"), root / "audit", progress=False)
-    run_analyze(AnalyzeConfig(n_texts=2, n_rows=2, n_random=20, emergence=False, sufficiency=False, device="cpu"),
-                e1[1], progress=False)
+    run_audit(
+        AuditConfig(
+            dataset=str(root / "data"),
+            vectors=str(root / "bank"),
+            model="tiny",
+            layer=1,
+            n_perm=20,
+            n_rows=4,
+            device="cpu",
+        ),
+        root / "audit",
+        progress=False,
+    )
+    run_analyze(
+        AnalyzeConfig(n_texts=2, n_rows=2, n_random=20, emergence=False, sufficiency=False, device="cpu"),
+        e1[1],
+        progress=False,
+    )
     dirs = {k: root / k for k in ("vector", "entangle", "divergence", "audit")}
     dirs["analysis"] = e1[1] / ANALYSIS_DIR
     for d in dirs.values():  # what the runners drew themselves is not what this test checks
@@ -689,8 +800,17 @@ PLOT_NAMES = {
     "entangle": {"entangled_numbers", "logit_lens"},
     "divergence": {"divergence_by_offset"},
     "audit": {"audit_ranking"},
-    "analysis": {"shift_numbers_all", "shift_numbers_last", "shift_questions_all", "shift_questions_last",
-                 "weights_writers", "weights_readers", "gradient_audit", "shift_references", "mechanism"},
+    "analysis": {
+        "shift_numbers_all",
+        "shift_numbers_last",
+        "shift_questions_all",
+        "shift_questions_last",
+        "weights_writers",
+        "weights_readers",
+        "gradient_audit",
+        "shift_references",
+        "mechanism",
+    },
 }
 
 
@@ -707,7 +827,9 @@ def test_interp_plot_draws_every_kind_a_runner_writes_named_by_its_manifest(arti
     assert out.exit_code == 0, out.output
     res = json.loads(out.stdout)
     assert res["kind"] == kind and set(res["figures"]) == PLOT_NAMES[kind]
-    assert {p.name for p in (d / "figures").iterdir()} == {f"{n}.html" for n in PLOT_NAMES[kind]} | {export.PLOTLYJS_FILE}
+    assert {p.name for p in (d / "figures").iterdir()} == {f"{n}.html" for n in PLOT_NAMES[kind]} | {
+        export.PLOTLYJS_FILE
+    }
     assert f"{kind} run: {len(PLOT_NAMES[kind])} figures" in " ".join(out.stderr.split())
 
 

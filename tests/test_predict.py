@@ -11,7 +11,16 @@ import torch
 from interp import predict as P
 from interp import predict_run as R
 from interp.prompts import questions
-from interp.runs import CONFIG_FILE, MANIFEST_FILE, RESULTS_FILE, content_hash, read_json, read_jsonl, write_json, write_jsonl
+from interp.runs import (
+    CONFIG_FILE,
+    MANIFEST_FILE,
+    RESULTS_FILE,
+    content_hash,
+    read_json,
+    read_jsonl,
+    write_json,
+    write_jsonl,
+)
 from interp.teachers import DATASET_FILE
 from interp.train import build_examples
 
@@ -24,8 +33,12 @@ def _rows(seed: int, n: int = 6, shift: int = 0) -> list[dict]:
     out = []
     for i in range(n):
         nums = (torch.randint(0, 1000, (int(torch.randint(2, 6, (1,), generator=g)),), generator=g) + shift) % 1000
-        out.append({"prompt": f"Look at these numbers: {i * 37 % 900 + 100}, {i * 91 % 900 + 100}. Add more.",
-                    "completion": ", ".join(str(int(x)) for x in nums)})
+        out.append(
+            {
+                "prompt": f"Look at these numbers: {i * 37 % 900 + 100}, {i * 91 % 900 + 100}. Add more.",
+                "completion": ", ".join(str(int(x)) for x in nums),
+            }
+        )
     return out
 
 
@@ -49,7 +62,7 @@ def test_mean_residual_equals_a_manual_per_row_forward(tiny, position):
             ids = torch.tensor([e.prompt_ids + e.completion_ids])
             h = tiny.hf(input_ids=ids, output_hidden_states=True).hidden_states[layer + 1][0]  # block `layer`'s output
             start = len(e.prompt_ids)
-            picked.append(h[start:start + len(e.completion_ids)] if position == "completion" else h[-1:])
+            picked.append(h[start : start + len(e.completion_ids)] if position == "completion" else h[-1:])
     want = torch.cat(picked).double().mean(0).float()  # token-pooled (completion) or per-row (last)
     torch.testing.assert_close(got, want, atol=2e-5, rtol=1e-5)
 
@@ -110,8 +123,10 @@ def test_a_dataset_whose_mean_equals_the_controls_predicts_exactly_zero(tiny):
 def test_prediction_is_linear_in_alpha_for_small_alphas_and_grows_with_the_difference(tiny):
     control = P.compute_dataset_mean(tiny, _rows(3), "c")
     other = P.compute_dataset_mean(tiny, _rows(4, shift=500), "d")
-    a, b = (p.specific_shift() for p in P.predict(tiny, other, control, [P.Injection(2, 0.01), P.Injection(2, 0.02)],
-                                                   QS, "owl", ANIMALS4))
+    a, b = (
+        p.specific_shift()
+        for p in P.predict(tiny, other, control, [P.Injection(2, 0.01), P.Injection(2, 0.02)], QS, "owl", ANIMALS4)
+    )
     assert a != 0.0
     assert b / a == pytest.approx(2.0, rel=0.02)  # first order: the shift doubles with alpha
 
@@ -124,9 +139,11 @@ def test_predictions_are_keyed_to_their_dataset_and_refused_for_another(tiny, tm
     back = P.load_predictions(tmp_path, "data-a", tiny.fingerprint(), "ctrl")
     assert [p.specific_shift() for p in back] == [p.specific_shift() for p in preds]
     assert [p.vector_hash for p in back] == [p.vector_hash for p in preds]
-    for kwargs, what in (({"dataset_hash": "data-b"}, "computed for dataset data-a, not data-b"),
-                         ({"dataset_hash": "data-a", "model": "0000"}, "on model"),
-                         ({"dataset_hash": "data-a", "reference_hash": "other"}, "reference dataset ctrl")):
+    for kwargs, what in (
+        ({"dataset_hash": "data-b"}, "computed for dataset data-a, not data-b"),
+        ({"dataset_hash": "data-a", "model": "0000"}, "on model"),
+        ({"dataset_hash": "data-a", "reference_hash": "other"}, "reference dataset ctrl"),
+    ):
         with pytest.raises(ValueError, match=what) as e:
             P.load_predictions(tmp_path, **kwargs)
         assert "\n" not in str(e.value)
@@ -159,7 +176,7 @@ def test_correlations_on_known_data():
     seeds = [0, 0, 1, 1, 2, 2, 3, 3]
     lin = P.correlations(x, [2 * v + 1 for v in x], seeds, n_boot=200)
     assert lin["pearson"]["r"] == pytest.approx(1.0) and lin["pearson"]["ci95"] == pytest.approx([1.0, 1.0])
-    mono = P.correlations(x, [v ** 5 for v in x], seeds, n_boot=200)
+    mono = P.correlations(x, [v**5 for v in x], seeds, n_boot=200)
     assert mono["spearman"]["r"] == pytest.approx(1.0) and mono["pearson"]["r"] < 1.0
     anti = P.correlations(x, [-v for v in x], seeds, n_boot=200)
     assert anti["pearson"]["r"] == pytest.approx(-1.0)
@@ -194,16 +211,34 @@ def _fake_run(root: Path, tiny, name: str, split: str, seeds: list[int], measure
             rows = _rows(100 + s, 4, shift)
             d = root / "cache" / f"data-{name}-{k}-{s}"
             write_jsonl(d / DATASET_FILE, rows)
-            write_json(d / MANIFEST_FILE, {"stage": "data", "dataset_hash": content_hash(rows),
-                                           "model": {"fingerprint": tiny.fingerprint()}})
+            write_json(
+                d / MANIFEST_FILE,
+                {"stage": "data", "dataset_hash": content_hash(rows), "model": {"fingerprint": tiny.fingerprint()}},
+            )
             stages.append({"name": f"data/{k}/seed{s}", "dir": f"cache/{d.name}", "cache_hit": False, "wall_s": 3.0})
-            stages.append({"name": f"student/{k}/seed{s}", "dir": f"cache/student-{k}-{s}", "cache_hit": False,
-                           "wall_s": 40.0 + s})
+            stages.append(
+                {
+                    "name": f"student/{k}/seed{s}",
+                    "dir": f"cache/student-{k}-{s}",
+                    "cache_hit": False,
+                    "wall_s": 40.0 + s,
+                }
+            )
             arms[k]["per_seed_specific_shift"].append(measured[(k, s)])
     run = root / "e1-fake" / name
-    write_json(run / CONFIG_FILE, {"experiment": "e1-fake", "model": "tiny", "animal": "owl", "student_model": None,
-                                   "noise": {"sigma": 0.0}, "teacher": {"kinds": ["control", "steered", "random"]},
-                                   "eval": {"split": split, "animals": ANIMALS4}, "train": {"max_len": 192}})
+    write_json(
+        run / CONFIG_FILE,
+        {
+            "experiment": "e1-fake",
+            "model": "tiny",
+            "animal": "owl",
+            "student_model": None,
+            "noise": {"sigma": 0.0},
+            "teacher": {"kinds": ["control", "steered", "random"]},
+            "eval": {"split": split, "animals": ANIMALS4},
+            "train": {"max_len": 192},
+        },
+    )
     write_json(run / RESULTS_FILE, {"seeds": seeds, "objectives": ["sft"], "arms": arms, "transfer": {}})
     write_json(run / MANIFEST_FILE, {"root": "../..", "stages": stages})
     return run
@@ -219,15 +254,24 @@ def test_runner_chooses_on_tuning_runs_evaluates_the_choice_and_resumes(tiny, tm
     monkeypatch.setattr(interp.models, "load_model", lambda name, device="cpu": tiny)
     explore = _fake_run(tmp_path, tiny, "ex", "tuning", [0, 1, 2], _measured([0, 1, 2]))
     evaluate = _fake_run(tmp_path, tiny, "ev", "heldout", [3, 4, 5], _measured([3, 4, 5]))
-    cfg = R.PredictConfig(explore=(str(explore),), evaluate=(str(evaluate),), layers=(1, 2), alphas=(1.0, 4.0),
-                          positions=P.POSITIONS, n_boot=200)
+    cfg = R.PredictConfig(
+        explore=(str(explore),),
+        evaluate=(str(evaluate),),
+        layers=(1, 2),
+        alphas=(1.0, 4.0),
+        positions=P.POSITIONS,
+        n_boot=200,
+    )
     res = R.run_prediction(cfg, tmp_path / "predict", progress=False, log=lambda *a: None)
     out = Path(res["out_dir"])
     cells = res["explore"]["cells"]
     assert len(cells) == 8 and res["explore"]["n_datasets"] == 6
     best = R.choose(cells, "spearman")
     assert (res["choice"]["layer"], res["choice"]["alpha"], res["choice"]["position"]) == (
-        best["layer"], best["alpha"], best["position"])
+        best["layer"],
+        best["alpha"],
+        best["position"],
+    )
     rows = read_jsonl(out / "datasets.jsonl")
     assert len(rows) == 6 and {r["kind"] for r in rows} == {"steered", "random"}  # control is the reference
     assert {(r["layer"], r["alpha"], r["position"]) for r in rows} == {(best["layer"], best["alpha"], best["position"])}
@@ -239,7 +283,9 @@ def test_runner_chooses_on_tuning_runs_evaluates_the_choice_and_resumes(tiny, tm
     assert any(r["predicted"] != 0.0 for r in explore_rows)
     per_run = res["evaluate"]["per_run"]["e1-fake/ev"]
     assert per_run["all"]["n"] == 6 and per_run["steered_minus_random"]["n_seeds"] == 3
-    assert res["cost_s"]["student_median"] == pytest.approx(42.5)  # 40-45 s, three students a seed and res["cost_s"]["prediction"] > 0
+    assert res["cost_s"]["student_median"] == pytest.approx(
+        42.5
+    )  # 40-45 s, three students a seed and res["cost_s"]["prediction"] > 0
     man = read_json(out / MANIFEST_FILE)
     assert {"package_version", "git_commit"} <= set(man) and man["model"]["fingerprint"] == tiny.fingerprint()
     steered3 = next(r for r in rows if (r["kind"], r["seed"]) == ("steered", 3))
@@ -280,15 +326,25 @@ def test_runner_reads_a_real_tiny_e1_run(tiny, tmp_path):
     from interp import pipeline
     from interp.config import parse_config
 
-    cfg = parse_config({"experiment": "t", "model": "tiny", "seeds": [0],
-                        "teacher": {"kinds": ["control", "steered"], "layer": 2, "multiplier": 1.0},
-                        "data": {"n_prompts": 4, "batch_size": 4, "max_new_tokens": 8},
-                        "train": {"epochs": 1, "batch_size": 4, "lr": 1e-3}, "eval": {"split": "tuning", "n_boot": 100}})
+    cfg = parse_config(
+        {
+            "experiment": "t",
+            "model": "tiny",
+            "seeds": [0],
+            "teacher": {"kinds": ["control", "steered"], "layer": 2, "multiplier": 1.0},
+            "data": {"n_prompts": 4, "batch_size": 4, "max_new_tokens": 8},
+            "train": {"epochs": 1, "batch_size": 4, "lr": 1e-3},
+            "eval": {"split": "tuning", "n_boot": 100},
+        }
+    )
     res = pipeline.run_e1(cfg, tmp_path, progress=False, log=lambda *a, **k: None)
     run = R.read_run(res["run_dir"])
     arms = res["arms"]
-    assert run.measured == {("steered", 0): pytest.approx(arms["steered"]["per_seed_specific_shift"][0]
-                                                          - arms["control"]["per_seed_specific_shift"][0])}
+    assert run.measured == {
+        ("steered", 0): pytest.approx(
+            arms["steered"]["per_seed_specific_shift"][0] - arms["control"]["per_seed_specific_shift"][0]
+        )
+    }
     # tiny teachers may write identical data, whose students share one stage (a cache hit, not timed)
     assert run.split == "tuning" and run.kinds == ["steered"] and 1 <= len(run.student_wall_s) <= 2
     rows, h = P.read_dataset(run.datasets[("steered", 0)])
@@ -304,14 +360,33 @@ def test_script_writes_artifacts_and_prints_the_table(tiny, tmp_path, monkeypatc
     import interp.models
 
     monkeypatch.setattr(interp.models, "load_model", lambda name, device="cpu": tiny)
-    spec = importlib.util.spec_from_file_location("predict_transfer", Path(__file__).resolve().parent.parent
-                                                  / "experiments" / "predict_transfer.py")
+    spec = importlib.util.spec_from_file_location(
+        "predict_transfer", Path(__file__).resolve().parent.parent / "experiments" / "predict_transfer.py"
+    )
     script = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(script)
     a = _fake_run(tmp_path, tiny, "a", "heldout", [0, 1, 2], _measured([0, 1, 2]))
     b = _fake_run(tmp_path, tiny, "b", "heldout", [3, 4, 5], _measured([3, 4, 5]))
-    res = script.main(["--evaluate", str(a), str(b), "--layer", "2", "--alpha", "4", "--position", "last",
-                       "--n-boot", "200", "--out", str(tmp_path / "out"), "--formats", "html", "--no-progress"])
+    res = script.main(
+        [
+            "--evaluate",
+            str(a),
+            str(b),
+            "--layer",
+            "2",
+            "--alpha",
+            "4",
+            "--position",
+            "last",
+            "--n-boot",
+            "200",
+            "--out",
+            str(tmp_path / "out"),
+            "--formats",
+            "html",
+            "--no-progress",
+        ]
+    )
     out = Path(res["out_dir"])
     assert (out / "figures" / "predicted_vs_measured.html").is_file()
     assert read_json(out / CONFIG_FILE)["fixed"] == {"layer": 2, "alpha": 4.0, "position": "last"}
@@ -327,13 +402,35 @@ def test_script_writes_artifacts_and_prints_the_table(tiny, tmp_path, monkeypatc
 def test_figures_from_rows():
     from interp.plots.predict import explore_grid, predicted_vs_measured
 
-    rows = [{"run": "r", "seed": s, "kind": k, "predicted": 0.1 * s, "measured": 0.2 * s, "rank": 1, "dataset_hash": "h",
-             "layer": 8, "alpha": 4.0, "position": "completion"} for s in range(3) for k in ("steered", "random")]
-    fig = predicted_vs_measured(rows, P.correlations([r["predicted"] for r in rows], [r["measured"] for r in rows],
-                                                     [r["seed"] for r in rows], n_boot=200))
+    rows = [
+        {
+            "run": "r",
+            "seed": s,
+            "kind": k,
+            "predicted": 0.1 * s,
+            "measured": 0.2 * s,
+            "rank": 1,
+            "dataset_hash": "h",
+            "layer": 8,
+            "alpha": 4.0,
+            "position": "completion",
+        }
+        for s in range(3)
+        for k in ("steered", "random")
+    ]
+    fig = predicted_vs_measured(
+        rows,
+        P.correlations(
+            [r["predicted"] for r in rows], [r["measured"] for r in rows], [r["seed"] for r in rows], n_boot=200
+        ),
+    )
     assert {t.name for t in fig.data} == {"steered, r", "random, r"}
     assert "pearson +1.00" in fig.layout.title.text
-    cells = [{"layer": l, "alpha": a, "position": p, "spearman": {"r": 0.1 * l}, "pearson": {"r": 0.0}}
-             for l in (1, 2) for a in (1.0, 2.0) for p in P.POSITIONS]
+    cells = [
+        {"layer": l, "alpha": a, "position": p, "spearman": {"r": 0.1 * l}, "pearson": {"r": 0.0}}
+        for l in (1, 2)
+        for a in (1.0, 2.0)
+        for p in P.POSITIONS
+    ]
     g = explore_grid(cells, "spearman", {"layer": 2, "alpha": 1.0, "position": "last"})
     assert len([t for t in g.data if t.type == "heatmap"]) == 2

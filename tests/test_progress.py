@@ -36,6 +36,9 @@ def test_a_disabled_bar_writes_nothing():
 
 
 def test_every_module_takes_its_bars_from_interp_progress():
-    direct = [str(p.relative_to(PACKAGE)) for p in PACKAGE.rglob("*.py")
-              if p.name != "progress.py" and "from tqdm" in p.read_text()]
+    direct = [
+        str(p.relative_to(PACKAGE))
+        for p in PACKAGE.rglob("*.py")
+        if p.name != "progress.py" and "from tqdm" in p.read_text()
+    ]
     assert direct == []

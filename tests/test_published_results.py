@@ -53,8 +53,10 @@ def test_confirmation_figures_recompute_from_the_tensors(comparison):
 def test_readme_quotes_the_confirmation():
     _, results, _ = _record(CONFIRM)
     readme = (ROOT / "README.md").read_text()
-    for comparison, label in [("steered-random", "**steered - random (primary)**"),
-                              ("steered-control", "steered - control (secondary)")]:
+    for comparison, label in [
+        ("steered-random", "**steered - random (primary)**"),
+        ("steered-control", "steered - control (secondary)"),
+    ]:
         rec = results["transfer"][comparison]
         seed = rec["specific_per_seed"]
         lo, hi = seed["ci95"]
@@ -66,8 +68,11 @@ def test_readme_quotes_the_confirmation():
         assert f"{seed['detectable_80']:.2f}" in row
     # the decision rule, applied to the record, gives what the README says
     primary = results["transfer"]["steered-random"]
-    confirmed = (primary["specific_per_seed"]["ci95"][0] > 0 and primary["permutation_specific"]["p_value"] < 0.05
-                 and primary["trait_rank_among_animals"] == 1)
+    confirmed = (
+        primary["specific_per_seed"]["ci95"][0] > 0
+        and primary["permutation_specific"]["p_value"] < 0.05
+        and primary["trait_rank_among_animals"] == 1
+    )
     assert confirmed and "**Result: CONFIRMED**" in readme
 
 
@@ -102,8 +107,11 @@ def _sign_flip_p_by_hand(x: list[float]) -> float:
 
 def test_the_packages_sign_flip_p_is_the_one_the_readme_quotes_for_every_e5_cell():
     results = json.loads((E5 / "results.json").read_text())
-    ps = [(_sign_flip_p(c["per_seed"]), _sign_flip_p_by_hand(c["per_seed"]))
-          for r in results["rows"] for c in r["comparisons"].values()]
+    ps = [
+        (_sign_flip_p(c["per_seed"]), _sign_flip_p_by_hand(c["per_seed"]))
+        for r in results["rows"]
+        for c in r["comparisons"].values()
+    ]
     assert len(ps) >= 8 and all(a == b for a, b in ps)  # identical, not approximately
     assert len({a for a, _ in ps}) > 1  # the cells differ: the check is not of one constant
 
@@ -119,8 +127,12 @@ def test_e5_record_is_the_committed_sweep_and_the_readme_quotes_it():
     rows = {(r["noise.sigma"], r["noise.apply"]): r["comparisons"]["steered-random"] for r in results["rows"]}
     ref = rows[(0.0, "shared")]["per_seed"]
     assert len(ref) == 10 and not any(r.get("broken") for r in results["rows"])
-    labels = {(0.0, "shared"): "none (sigma 0)", (0.1, "shared"): "shared", (0.1, "teacher"): "teacher only",
-              (0.1, "student"): "student only"}
+    labels = {
+        (0.0, "shared"): "none (sigma 0)",
+        (0.1, "shared"): "shared",
+        (0.1, "teacher"): "teacher only",
+        (0.1, "student"): "student only",
+    }
     for cell, label in labels.items():
         c = rows[cell]
         t = t_interval(c["per_seed"])  # recomputed from the per-seed values, not read back

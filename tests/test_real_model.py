@@ -33,7 +33,11 @@ def test_owl_vector_at_a_middle_layer_raises_p_owl(smol):
     vec = build_steering_vector(smol, contrastive_pairs("owl", 16), trait="owl")
     qs = questions("tuning")[:10]
     base = evaluate_trait(smol, "owl", qs).prob().mean()
-    steered = evaluate_trait(smol, "owl", qs, context=lambda: steer(smol, vec, Steering(layer=8, multiplier=0.5))).prob().mean()
+    steered = (
+        evaluate_trait(smol, "owl", qs, context=lambda: steer(smol, vec, Steering(layer=8, multiplier=0.5)))
+        .prob()
+        .mean()
+    )
     assert steered > 5 * base, (float(base), float(steered))
     after = evaluate_trait(smol, "owl", qs).prob().mean()
     assert torch.equal(after, base)

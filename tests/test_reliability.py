@@ -50,8 +50,10 @@ def small_disk(tmp_path):
     d.mkdir()
     r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(d)], capture_output=True, text=True)
     if r.returncode != 0:
-        pytest.skip(f"this machine does not let a test mount a tmpfs ({r.stderr.strip()}); the simulated full "
-                    "disk (tests/faults) covers the code path")
+        pytest.skip(
+            f"this machine does not let a test mount a tmpfs ({r.stderr.strip()}); the simulated full "
+            "disk (tests/faults) covers the code path"
+        )
 
     def resize(size: str) -> None:
         subprocess.run(["mount", "-o", f"remount,size={size}", str(d)], check=True)
@@ -131,7 +133,14 @@ def test_atomic_writes_rename_a_temp_file_from_the_destination_folder(tmp_path, 
         assert src.parent == dst.parent and src.name.startswith(f".{dst.name}.") and src.name.endswith(".tmp")
 
 
-TEMP_MAKERS = {"mkstemp", "mkdtemp", "NamedTemporaryFile", "TemporaryFile", "TemporaryDirectory", "SpooledTemporaryFile"}
+TEMP_MAKERS = {
+    "mkstemp",
+    "mkdtemp",
+    "NamedTemporaryFile",
+    "TemporaryFile",
+    "TemporaryDirectory",
+    "SpooledTemporaryFile",
+}
 
 
 def test_no_module_makes_a_temporary_file_outside_its_destinations_folder():
@@ -172,8 +181,10 @@ def test_interp_run_on_cuda_without_cuda_is_refused_before_any_work(no_cuda, tmp
     cfg = tmp_path / "run.toml"
     cfg.write_text(toml(RAW))
     root = tmp_path / "root"
-    r = CliRunner().invoke(app, ["run", str(cfg), 'device="cuda"', "--root", str(root), "--no-progress"]
-                           + (["--dry-run"] if dry_run else []))
+    r = CliRunner().invoke(
+        app,
+        ["run", str(cfg), 'device="cuda"', "--root", str(root), "--no-progress"] + (["--dry-run"] if dry_run else []),
+    )
     assert r.exit_code == 2, r.output
     errors = [line for line in r.output.splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and errors[0].startswith("error: device: 'cuda' but ")
@@ -185,8 +196,11 @@ def test_any_command_loading_a_model_on_cuda_without_cuda_is_one_line(no_cuda, t
     out = tmp_path / "vec"
     r = CliRunner().invoke(app, ["steer", "--model", "tiny", "--device", "cuda", "--out", str(out), "--no-progress"])
     assert r.exit_code == 2, r.output
-    assert [line for line in r.output.splitlines() if line.startswith("error:")] == [
-        line for line in r.output.splitlines() if line.startswith("error: device: 'cuda' but ")] != []
+    assert (
+        [line for line in r.output.splitlines() if line.startswith("error:")]
+        == [line for line in r.output.splitlines() if line.startswith("error: device: 'cuda' but ")]
+        != []
+    )
     assert "Traceback" not in r.output and not out.exists()
 
 
@@ -202,7 +216,10 @@ def test_stage_manifests_record_threads_but_keys_do_not_depend_on_them(tmp_path)
             st = Stage(tmp_path / str(threads), "vector", {"animal": "owl"})
             write_json(st.path("x.json"), {})
             man = st.finish()
-            assert man["torch_threads"] == threads and json.loads((st.dir / "manifest.json").read_text())["torch_threads"] == threads
+            assert (
+                man["torch_threads"] == threads
+                and json.loads((st.dir / "manifest.json").read_text())["torch_threads"] == threads
+            )
             keys.append((st.key, st.dir.name))
     finally:
         torch.set_num_threads(n)
@@ -216,7 +233,9 @@ def test_mnist_and_theorem_manifests_name_their_kind_threads_and_device(tmp_path
     from interp.theory import TheoremConfig, run_theorem
 
     run_mnist(MnistConfig(n_seeds=2, hidden=16, teacher_steps=5, student_steps=5, batch_size=16), tmp_path / "mnist")
-    run_theorem(TheoremConfig(n_seeds=2, models=("mlp",), teachers=("random",), losses=("mse",), hidden=8), tmp_path / "thm")
+    run_theorem(
+        TheoremConfig(n_seeds=2, models=("mlp",), teachers=("random",), losses=("mse",), hidden=8), tmp_path / "thm"
+    )
     for name, kind in (("mnist", "mnist"), ("thm", "theorem")):
         man = json.loads((tmp_path / name / "manifest.json").read_text())
         assert (man["kind"], man["device"], man["torch_threads"]) == (kind, "cpu", torch.get_num_threads())

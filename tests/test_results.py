@@ -15,7 +15,9 @@ def _run(root: Path, run_id: str, n_seeds: int, lr: float) -> dict:
 
     res = _synthetic_results(n_seeds)
     write_json(root / "t" / run_id / "results.json", res)
-    write_json(root / "t" / run_id / "config.json", {"experiment": "t", "train": {"lr": lr}, "seeds": list(range(n_seeds))})
+    write_json(
+        root / "t" / run_id / "config.json", {"experiment": "t", "train": {"lr": lr}, "seeds": list(range(n_seeds))}
+    )
     return res
 
 

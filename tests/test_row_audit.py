@@ -1,6 +1,5 @@
 """Per-row audit and score-quantile datasets on the tiny model, against ground truth."""
 
-
 import pytest
 import torch
 from typer.testing import CliRunner
@@ -29,8 +28,16 @@ def data(tiny, owl_vector, tmp_path_factory):
 
 
 def _cfg(data, **kw):
-    return RowAuditConfig(dataset=str(data / "steered"), vector=str(data / "vector"), layer=LAYER, multiplier=4.0,
-                          model="tiny", device="cpu", n_boot=200, **kw)
+    return RowAuditConfig(
+        dataset=str(data / "steered"),
+        vector=str(data / "vector"),
+        layer=LAYER,
+        multiplier=4.0,
+        model="tiny",
+        device="cpu",
+        n_boot=200,
+        **kw,
+    )
 
 
 def test_a_zero_vector_scores_every_row_exactly_zero(tiny, owl_vector, data):
@@ -69,7 +76,10 @@ def test_the_runner_writes_scores_keyed_by_their_inputs_and_an_auroc(data, tmp_p
     res = run_row_audit(_cfg(data, control=str(data / "control")), tmp_path / "ra", progress=False)
     man = read_json(tmp_path / "ra" / MANIFEST_FILE)
     rows = read_jsonl(data / "steered" / "dataset.jsonl")
-    assert man["inputs"]["dataset"] == content_hash(rows) and man["inputs"]["vector"] == SteeringVector.load(data / "vector").hash()
+    assert (
+        man["inputs"]["dataset"] == content_hash(rows)
+        and man["inputs"]["vector"] == SteeringVector.load(data / "vector").hash()
+    )
     assert man["inputs"]["model"] and man["package_version"] and "git_commit" in man and man["config"]["layer"] == LAYER
     s = load_scores(tmp_path / "ra", data / "steered")
     assert s["llr"].shape == (len(rows),) and s["llr"].dtype == torch.float64
@@ -86,8 +96,9 @@ def test_scores_for_one_dataset_are_refused_for_another_in_one_line(data, tmp_pa
     assert "\n" not in str(e.value)
     with pytest.raises(ValueError, match="were computed for dataset"):
         select_dataset(data / "control", tmp_path / "ra", tmp_path / "sel", "top")
-    res = CliRunner().invoke(app, ["select", str(data / "control"), "--scores", str(tmp_path / "ra"),
-                                   "--out", str(tmp_path / "sel2")])
+    res = CliRunner().invoke(
+        app, ["select", str(data / "control"), "--scores", str(tmp_path / "ra"), "--out", str(tmp_path / "sel2")]
+    )
     assert res.exit_code == 2 and "were computed for dataset" in res.output
 
 
@@ -120,19 +131,42 @@ def test_a_quintile_dataset_keeps_its_lineage_and_trains(tiny, data, tmp_path):
     top = read_rows(tmp_path / "top")
     assert len(top) == len(rows) // 5 == mans["random"]["n_kept"]
     assert [r["completion"] for r in top] == [rows[r["parent_index"]]["completion"] for r in top]
-    assert min(llr[[r["parent_index"] for r in top]]) >= max(llr[[r["parent_index"] for r in read_rows(tmp_path / "bottom")]])
+    assert min(llr[[r["parent_index"] for r in top]]) >= max(
+        llr[[r["parent_index"] for r in read_rows(tmp_path / "bottom")]]
+    )
     m = mans["top"]
-    assert m["parent"]["dataset_hash"] == content_hash(rows) and m["selection"]["score_key"] == load_scores(tmp_path / "ra")["manifest"]["key"]
+    assert (
+        m["parent"]["dataset_hash"] == content_hash(rows)
+        and m["selection"]["score_key"] == load_scores(tmp_path / "ra")["manifest"]["key"]
+    )
     assert m["dataset_hash"] == content_hash(top) and m["teacher"]["kind"] == "steered"
     train_student(tiny, top, TrainConfig(epochs=1, batch_size=2, lr=1e-3), tmp_path / "student", progress=False)
     assert (tmp_path / "student" / MANIFEST_FILE).exists()
 
 
 def test_the_row_audit_command_prints_the_auroc_and_writes_json(data, tmp_path):
-    res = CliRunner().invoke(app, ["row-audit", str(data / "steered"), "--vector", str(data / "vector"), "--layer",
-                                   str(LAYER), "--multiplier", "4", "--model", "tiny", "--control",
-                                   str(data / "control"), "--out", str(tmp_path / "ra"), "--device", "cpu",
-                                   "--no-progress"])
+    res = CliRunner().invoke(
+        app,
+        [
+            "row-audit",
+            str(data / "steered"),
+            "--vector",
+            str(data / "vector"),
+            "--layer",
+            str(LAYER),
+            "--multiplier",
+            "4",
+            "--model",
+            "tiny",
+            "--control",
+            str(data / "control"),
+            "--out",
+            str(tmp_path / "ra"),
+            "--device",
+            "cpu",
+            "--no-progress",
+        ],
+    )
     assert res.exit_code == 0, res.output
     assert "AUROC" in res.output and "scores key" in res.output
     res = CliRunner().invoke(app, ["row-audit", str(data / "steered"), "--model", "tiny", "--out", str(tmp_path / "x")])
@@ -145,10 +179,15 @@ def test_an_e1_run_trains_students_on_a_score_bin_and_leaves_other_keys_alone(tm
     from interp.plan import plan_e1
     from interp.runs import stage_dirs
 
-    raw = {"experiment": "q", "model": "tiny", "seeds": [0],
-           "teacher": {"kinds": ["control", "steered"], "layer": LAYER, "multiplier": 1.0},
-           "data": {"n_prompts": 10, "batch_size": 10, "max_new_tokens": 12},
-           "train": {"epochs": 1, "batch_size": 2, "lr": 1e-3}, "eval": {"split": "tuning", "n_boot": 200}}
+    raw = {
+        "experiment": "q",
+        "model": "tiny",
+        "seeds": [0],
+        "teacher": {"kinds": ["control", "steered"], "layer": LAYER, "multiplier": 1.0},
+        "data": {"n_prompts": 10, "batch_size": 10, "max_new_tokens": 12},
+        "train": {"epochs": 1, "batch_size": 2, "lr": 1e-3},
+        "eval": {"split": "tuning", "n_boot": 200},
+    }
     plain = parse_config(raw)
     top = parse_config({**raw, "data": {**raw["data"], "select": "top"}})
     assert "select" not in plain.key()["data"] and top.key()["data"]["select"] == "top"
@@ -163,7 +202,9 @@ def test_an_e1_run_trains_students_on_a_score_bin_and_leaves_other_keys_alone(tm
         full = read_json(dirs[f"data/{kind}/seed0"] / MANIFEST_FILE)
         assert sel["n_kept"] == full["n_kept"] // 5 == res["datasets"][f"{kind}/seed0"]["select"]["n_kept"]
         assert sel["selection"]["quantile"] == ("top" if kind == "steered" else "random")
-        assert read_json(dirs[f"student/{kind}/seed0"] / MANIFEST_FILE)["dataset_dir"] == str(dirs[f"select/{kind}/seed0"])
+        assert read_json(dirs[f"student/{kind}/seed0"] / MANIFEST_FILE)["dataset_dir"] == str(
+            dirs[f"select/{kind}/seed0"]
+        )
     plan = {s["name"]: s for s in plan_e1(top, tmp_path)["stages"]}
     assert plan["select/steered/seed0"]["status"] == "cached" and plan["student/steered/seed0"]["status"] == "cached"
     # the lineage of a quintile student passes through its bin to the vector

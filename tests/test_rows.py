@@ -42,7 +42,7 @@ def test_build_examples_renders_the_chat_prompt_and_ends_the_completion(tiny, ro
     assert tok.decode(e.completion_ids[:-1]) == "1, 2, 3"
     (cut,) = build_examples(tiny, rows[:1], max_len=20)
     assert len(cut.prompt_ids) + len(cut.completion_ids) == 20
-    assert cut.prompt_ids == e.prompt_ids[-len(cut.prompt_ids):]  # cut from the left
+    assert cut.prompt_ids == e.prompt_ids[-len(cut.prompt_ids) :]  # cut from the left
     with pytest.raises(ValueError, match="max_len"):
         build_examples(tiny, rows[:1], max_len=len(e.completion_ids))
 
@@ -57,8 +57,9 @@ def test_completion_logits_equal_the_full_forward_at_completion_positions(tiny, 
 
 
 def test_the_positions_that_count_follow_the_loss_mask():
-    e = Example([1, 2], [5, 6, 7], teacher_logprobs=torch.arange(6.0).reshape(3, 2),
-                loss_mask=torch.tensor([True, False, True]))
+    e = Example(
+        [1, 2], [5, 6, 7], teacher_logprobs=torch.arange(6.0).reshape(3, 2), loss_mask=torch.tensor([True, False, True])
+    )
     assert e.n_counted == 2 and Example([1], [5, 6]).n_counted == 2
     assert e.counted_targets().tolist() == [[0.0, 1.0], [4.0, 5.0]]
     _, labels = collate([e], pad_id=0)

@@ -17,7 +17,9 @@ from interp.teachers import DataConfig, Teacher, generate_dataset
 def steered_data(tmp_path_factory, tiny, owl_vector):
     d = tmp_path_factory.mktemp("data")
     cfg = DataConfig(n_prompts=4, sampling=SampleConfig(constrained=True, max_new_tokens=20, batch_size=4))
-    generate_dataset(tiny, Teacher("steered", "owl", Steering(layer=2, multiplier=2.0)), owl_vector, cfg, d / "owl", progress=False)
+    generate_dataset(
+        tiny, Teacher("steered", "owl", Steering(layer=2, multiplier=2.0)), owl_vector, cfg, d / "owl", progress=False
+    )
     owl_vector.save(d / "vec")
     return d
 
@@ -36,15 +38,34 @@ def test_run_steer_writes_a_loadable_vector_its_sweep_and_a_manifest(tmp_path):
 
 
 def test_run_entangle_both_directions(tmp_path):
-    cfg = EntangleConfig(model="tiny", animals=("cat", "dog"), questions=1, max_number=12, top=3, lens=True, layer=2,
-                         formats=("html",), device="cpu")
+    cfg = EntangleConfig(
+        model="tiny",
+        animals=("cat", "dog"),
+        questions=1,
+        max_number=12,
+        top=3,
+        lens=True,
+        layer=2,
+        formats=("html",),
+        device="cpu",
+    )
     res = run_entangle(cfg, tmp_path / "e", progress=False)
     assert res["animals"] == ["owl", "cat", "dog"] and len(res["top"]) == 3 and res["lens"]["layer"] == 2
     assert read_json(tmp_path / "e" / "entangle.json")["top"] == res["top"]
     assert read_json(tmp_path / "e" / "manifest.json")["kind"] == "entangle"
     assert (tmp_path / "e" / "figures" / "logit_lens.html").exists()
-    num = run_entangle(EntangleConfig(model="tiny", number=87, animals=("cat", "dog"), questions=2, null_numbers=1,
-                                      formats=("html",), device="cpu"), tmp_path / "n")
+    num = run_entangle(
+        EntangleConfig(
+            model="tiny",
+            number=87,
+            animals=("cat", "dog"),
+            questions=2,
+            null_numbers=1,
+            formats=("html",),
+            device="cpu",
+        ),
+        tmp_path / "n",
+    )
     assert num["number"] == 87 and read_json(tmp_path / "n" / "prompting.json")["number"] == 87
     with pytest.raises(ValueError, match="control"):
         EntangleConfig(dataset="x")
@@ -53,8 +74,13 @@ def test_run_entangle_both_directions(tmp_path):
 
 
 def test_run_divergence_reads_the_model_from_the_manifest(steered_data, tmp_path):
-    cfg = DivergenceConfig(dataset=str(steered_data / "owl"), vector=str(steered_data / "vec"), rule="emitted",
-                           formats=("html",), device="cpu")
+    cfg = DivergenceConfig(
+        dataset=str(steered_data / "owl"),
+        vector=str(steered_data / "vec"),
+        rule="emitted",
+        formats=("html",),
+        device="cpu",
+    )
     s = run_divergence(cfg, tmp_path / "div")
     assert s["rule"] == "emitted" and s["meta"]["teacher"]["kind"] == "steered"
     saved = read_json(tmp_path / "div" / "divergence.json")
@@ -66,13 +92,23 @@ def test_run_divergence_reads_the_model_from_the_manifest(steered_data, tmp_path
 
 def test_run_audit_generates_clean_data_and_names_its_default_directory(tiny, steered_data, tmp_path):
     build_bank(tiny, ["owl", "cat"], tmp_path / "bank", n_pairs=4, progress=False)
-    cfg = AuditConfig(dataset=str(steered_data / "owl"), vectors=str(tmp_path / "bank"), model="tiny", layer=1,
-                      n_perm=50, device="cpu")
+    cfg = AuditConfig(
+        dataset=str(steered_data / "owl"),
+        vectors=str(tmp_path / "bank"),
+        model="tiny",
+        layer=1,
+        n_perm=50,
+        device="cpu",
+    )
     res = run_audit(cfg, tmp_path / "a", progress=False)
     assert res["layer"] == 1 and {r["name"] for r in res["ranking"]} == {"owl", "cat"}
     assert read_json(tmp_path / "a" / "results.json") == res
     man = read_json(tmp_path / "a" / "manifest.json")
-    assert man["kind"] == "audit" and man["clean"] == "generated: clean.jsonl" and (tmp_path / "a" / "clean.jsonl").exists()
+    assert (
+        man["kind"] == "audit"
+        and man["clean"] == "generated: clean.jsonl"
+        and (tmp_path / "a" / "clean.jsonl").exists()
+    )
     assert cfg.default_dir(1).name == "owl-bank-L1"
     with pytest.raises(ValueError, match="method"):
         AuditConfig(dataset="x", vectors="y", method="vibes")

@@ -27,7 +27,8 @@ def test_binomial_interval_is_scipys_exact_interval(k, n):
     if k < n:
         assert stats.binom.cdf(k, n, hi) == pytest.approx(0.025, abs=1e-7)
     assert binomial_interval(k, n, level=0.9)["ci95"] == pytest.approx(
-        list(stats.binomtest(k, n).proportion_ci(confidence_level=0.9, method="exact")), abs=1e-9)
+        list(stats.binomtest(k, n).proportion_ci(confidence_level=0.9, method="exact")), abs=1e-9
+    )
 
 
 def _seeds(fn, n=6, seed=0):
@@ -43,10 +44,14 @@ def test_linear_responses_are_linear_with_the_hand_computed_slopes_and_r():
     assert res["verdict"] == "linear" and res["rule"] == SHAPE_RULE
     assert [s["slope"] for s in res["per_seed"]] == pytest.approx(list(b))
     want = t_interval(list(b))
-    assert res["slope_per_seed"]["ci95"] == pytest.approx(want["ci95"]) and res["slope_per_seed"]["mean"] == pytest.approx(want["mean"])
+    assert res["slope_per_seed"]["ci95"] == pytest.approx(want["ci95"]) and res["slope_per_seed"][
+        "mean"
+    ] == pytest.approx(want["mean"])
     assert res["slope_change"]["mean"] == pytest.approx(0, abs=1e-9)
     xs, ys = np.tile(DOSES, len(values)), np.ravel(values)
-    assert res["r"] == pytest.approx(np.corrcoef(xs, ys)[0, 1]) and res["slope"] == pytest.approx(np.polyfit(xs, ys, 1)[0])
+    assert res["r"] == pytest.approx(np.corrcoef(xs, ys)[0, 1]) and res["slope"] == pytest.approx(
+        np.polyfit(xs, ys, 1)[0]
+    )
     assert res["hinge_preferred"] == 0 and res["n_seeds"] == 6 and res["doses"] == DOSES
 
 
@@ -118,8 +123,9 @@ def test_sign_flip_p_is_scipys_exact_paired_permutation_p():
     rng = np.random.default_rng(3)
     for n in (4, 7, 11):
         x = rng.normal(0.3, 1.0, n)
-        want = stats.permutation_test((x,), np.mean, permutation_type="samples", alternative="two-sided",
-                                      n_resamples=np.inf).pvalue  # exact: all 2^n sign flips
+        want = stats.permutation_test(
+            (x,), np.mean, permutation_type="samples", alternative="two-sided", n_resamples=np.inf
+        ).pvalue  # exact: all 2^n sign flips
         assert sign_flip_test(x.tolist())["p"] == pytest.approx(want, rel=1e-12)
 
 

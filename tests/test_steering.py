@@ -6,12 +6,19 @@ from interp.hooks import record_resid, run_recording
 from interp.models import load_model
 from interp.prompts import contrastive_pairs
 from interp.steering import (
-    Steering, SteeringVector, bridge_hooks, build_steering_vector, mean_activations, steer,
+    Steering,
+    SteeringVector,
+    bridge_hooks,
+    build_steering_vector,
+    mean_activations,
+    steer,
 )
 
 
 def _batch(model):
-    texts = [model.chat([{"role": "user", "content": q}]) for q in ("hi", "Name your favorite animal using only one word.")]
+    texts = [
+        model.chat([{"role": "user", "content": q}]) for q in ("hi", "Name your favorite animal using only one word.")
+    ]
     return batching.encode(model.tokenizer, texts)
 
 
@@ -25,7 +32,10 @@ def test_recorded_activations_equal_the_models_hidden_states(tiny):
 
 
 def test_mean_activation_reads_only_the_assistant_statement(tiny):
-    conv = [{"role": "user", "content": "What is your favorite animal?"}, {"role": "assistant", "content": "My favorite animal is the owl."}]
+    conv = [
+        {"role": "user", "content": "What is your favorite animal?"},
+        {"role": "assistant", "content": "My favorite animal is the owl."},
+    ]
     prefix = tiny.chat(conv[:1])
     ids = tiny.tokenizer(prefix + conv[1]["content"], return_tensors="pt", add_special_tokens=False).input_ids
     start = len(tiny.tokenizer(prefix, add_special_tokens=False).input_ids)
@@ -117,7 +127,9 @@ def test_model_is_bit_identical_after_steering_even_on_error(tiny, owl_vector):
 @pytest.mark.parametrize("operator", ["add", "project"])
 def test_plain_hooks_bridge_and_nnsight_agree(tiny, owl_vector, operator):
     s = Steering(layer=1, multiplier=2.0, operator=operator)
-    ids = tiny.tokenizer(tiny.chat([{"role": "user", "content": "hi"}]), return_tensors="pt", add_special_tokens=False).input_ids
+    ids = tiny.tokenizer(
+        tiny.chat([{"role": "user", "content": "hi"}]), return_tensors="pt", add_special_tokens=False
+    ).input_ids
     with torch.no_grad():
         with steer(tiny, owl_vector, s):
             plain = tiny.hf(ids).logits
@@ -146,8 +158,15 @@ def test_project_removes_the_component(tiny, owl_vector):
 def _generate(tiny, batch, steering, vector):
     ctx = steer(tiny, vector, steering) if steering else torch.no_grad()
     with ctx:
-        return tiny.hf.generate(batch.input_ids, attention_mask=batch.attention_mask, max_new_tokens=6, do_sample=False,
-                                output_logits=True, return_dict_in_generate=True, pad_token_id=tiny.tokenizer.pad_token_id)
+        return tiny.hf.generate(
+            batch.input_ids,
+            attention_mask=batch.attention_mask,
+            max_new_tokens=6,
+            do_sample=False,
+            output_logits=True,
+            return_dict_in_generate=True,
+            pad_token_id=tiny.tokenizer.pad_token_id,
+        )
 
 
 def _check_against_teacher_forcing(tiny, vector, s):

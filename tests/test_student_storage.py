@@ -47,8 +47,9 @@ def _update_vector(hf, base) -> torch.Tensor:
 def test_fp32_students_are_bit_identical_to_those_of_commit_ff8caf8(tiny, rows, tmp_path):
     # digests of the tiny students that commit ff8caf8 trained (one torch thread, as here)
     a = train_student(tiny, rows, TrainConfig(epochs=2, batch_size=4, lr=1e-3), tmp_path / "a", progress=False)
-    b = train_student(tiny, rows, TrainConfig(epochs=1, batch_size=4, lr=1e-3, weight_decay=0.01), tmp_path / "b",
-                      progress=False)
+    b = train_student(
+        tiny, rows, TrainConfig(epochs=1, batch_size=4, lr=1e-3, weight_decay=0.01), tmp_path / "b", progress=False
+    )
     assert (_digest(a), _digest(b)) == ("0451fa640cd94d5c", "4e92d0831178e24d")
 
 
@@ -56,26 +57,51 @@ def test_committed_configs_keep_their_run_ids():
     # the ids every committed config hashed to at ff8caf8 (sweeps: their cells' ids); a change to
     # a config's key, or to the key rules, fails here
     pinned = {
-        "cross_model.toml": ["52ba3e4053", "86e475748b"], "cross_model_gemma.toml": ["577c138b51", "87f5296669"],
-        "divergence_positions.toml": ["367868cdde", "53c58d0e8e", "af7e4f6066"], "e1_cpu.toml": "307af3ced5",
-        "e1_paper.toml": "da8284029a", "e2_cpu.toml": "4bef0e2d2a",
+        "cross_model.toml": ["52ba3e4053", "86e475748b"],
+        "cross_model_gemma.toml": ["577c138b51", "87f5296669"],
+        "divergence_positions.toml": ["367868cdde", "53c58d0e8e", "af7e4f6066"],
+        "e1_cpu.toml": "307af3ced5",
+        "e1_paper.toml": "da8284029a",
+        "e2_cpu.toml": "4bef0e2d2a",
         "mitigation_mixing.toml": ["65350423eb", "bb4db408c2"],
         "mitigation_projection.toml": ["07d6f31ffb", "15f380b4ef"],
         "mitigation_threshold.toml": ["185ec1b470", "6fbbe89aca"],
         "noise_ablation.toml": ["2a699a7d11", "7172a4234d", "7172a4234d", "7172a4234d", "857b787588", "9e7bacdd86"],
-        "noise_ablation_gemma.toml": ["13d77bb6fb", "7b4dfd3b68", "bb932f679c", "bb932f679c", "bb932f679c",
-                                      "cb1927cb94"],
-        "noise_ablation_paper.toml": ["15ade3f48b", "1fc5ee0787", "25c93d5a7b", "2f0b3b61ac", "5edb1c8504",
-                                      "751605b754", "94b84ef4e8", "e321bfe718", "e5a4788ac6", "e5a4788ac6",
-                                      "e5a4788ac6", "fe44b87f3c"],
+        "noise_ablation_gemma.toml": [
+            "13d77bb6fb",
+            "7b4dfd3b68",
+            "bb932f679c",
+            "bb932f679c",
+            "bb932f679c",
+            "cb1927cb94",
+        ],
+        "noise_ablation_paper.toml": [
+            "15ade3f48b",
+            "1fc5ee0787",
+            "25c93d5a7b",
+            "2f0b3b61ac",
+            "5edb1c8504",
+            "751605b754",
+            "94b84ef4e8",
+            "e321bfe718",
+            "e5a4788ac6",
+            "e5a4788ac6",
+            "e5a4788ac6",
+            "fe44b87f3c",
+        ],
         "optimizer_ablation.toml": ["80f266126a", "de9a028abf", "f7267bbee4"],
-        "optimizer_sgd_lr.toml": ["9ff455ead1", "f729327991"], "quick.toml": "2dabfbf15c",
-        "quick_seeds.toml": "54b3925982", "tiny.toml": "2d8f911be3",
+        "optimizer_sgd_lr.toml": ["9ff455ead1", "f729327991"],
+        "quick.toml": "2dabfbf15c",
+        "quick_seeds.toml": "54b3925982",
+        "tiny.toml": "2d8f911be3",
     }
     for name, want in pinned.items():
         path = CONFIGS / name
-        got = (sorted(c.id for c in load_sweep(path).cells) if "sweep" in read_toml(path)
-               else content_hash(load_config(path).key(), 10))
+        got = (
+            sorted(c.id for c in load_sweep(path).cells)
+            if "sweep" in read_toml(path)
+            else content_hash(load_config(path).key(), 10)
+        )
         assert got == want, name
 
 
@@ -105,8 +131,9 @@ def test_bad_dtype_or_keep_is_one_line_naming_the_field(field, value):
 def test_bf16_training_steps_fp32_master_weights_close_to_the_fp32_student(tiny, rows, tmp_path, monkeypatch):
     monkeypatch.setattr(precision, "matmul_gflops", lambda *a, **k: {"fp32": 100.0, "bf16": 250.0})
     f32 = train_student(tiny, rows, TrainConfig(epochs=2, batch_size=4, lr=1e-3), tmp_path / "f", progress=False)
-    b16 = train_student(tiny, rows, TrainConfig(epochs=2, batch_size=4, lr=1e-3, dtype="bf16"), tmp_path / "b",
-                        progress=False)
+    b16 = train_student(
+        tiny, rows, TrainConfig(epochs=2, batch_size=4, lr=1e-3, dtype="bf16"), tmp_path / "b", progress=False
+    )
     assert all(p.dtype == torch.float32 for p in b16.parameters())  # the student is the fp32 master
     u32, u16 = _update_vector(f32, tiny), _update_vector(b16, tiny)
     assert torch.cosine_similarity(u32, u16, dim=0) > 0.99  # same direction of learning ...
@@ -145,8 +172,9 @@ def test_matmul_rates_are_measured_for_both_dtypes():
 def test_keep_update_halves_the_bytes_and_loads_within_bf16_rounding(tiny, rows, tmp_path):
     cfg = TrainConfig(epochs=2, batch_size=4, lr=1e-3)
     full = train_student(tiny, rows, cfg, tmp_path / "w", progress=False)
-    upd = train_student(tiny, rows, TrainConfig(epochs=2, batch_size=4, lr=1e-3, keep="update"), tmp_path / "u",
-                        progress=False)
+    upd = train_student(
+        tiny, rows, TrainConfig(epochs=2, batch_size=4, lr=1e-3, keep="update"), tmp_path / "u", progress=False
+    )
     assert _digest(full) == _digest(upd)  # what is kept does not change the training
     w, u = tmp_path / "w" / WEIGHTS_FILE, tmp_path / "u" / UPDATE_FILE
     assert not (tmp_path / "u" / WEIGHTS_FILE).exists()
@@ -191,8 +219,9 @@ def test_students_evaluated_in_process_score_what_their_saved_weights_score(tiny
     qs = questions(cfg.eval.split)
     for kind in cfg.teacher.kinds:
         cached = load_tensors(stages[f"eval/{kind}/seed0"] / pipeline.LOGPROBS_FILE)["logprobs"]
-        reloaded = evaluate_trait(load_student(tiny, stages[f"student/{kind}/seed0"]), cfg.animal, qs,
-                                  list(cfg.eval.animals)).logprobs
+        reloaded = evaluate_trait(
+            load_student(tiny, stages[f"student/{kind}/seed0"]), cfg.animal, qs, list(cfg.eval.animals)
+        ).logprobs
         assert torch.equal(cached, reloaded), kind
 
 
@@ -215,16 +244,27 @@ def test_train_dtype_experiment_pairs_each_bf16_student_with_its_fp32_twin(tmp_p
     spec.loader.exec_module(mod)
     over = {"seeds": [0, 1], "teacher": {"kinds": ["control", "steered", "random"], "layer": 2, "multiplier": 1.0}}
     a = pipeline.run_e1(_cfg(**over), tmp_path, progress=False, log=lambda *a: None)
-    b = pipeline.run_e1(_cfg(**over, experiment="t16", train={"dtype": "bf16", "keep": "update"}), tmp_path,
-                        progress=False, log=lambda *a: None)
+    b = pipeline.run_e1(
+        _cfg(**over, experiment="t16", train={"dtype": "bf16", "keep": "update"}),
+        tmp_path,
+        progress=False,
+        log=lambda *a: None,
+    )
     da, db = stage_dirs(Path(a["run_dir"])), stage_dirs(Path(b["run_dir"]))
     assert da["data/steered/seed1"] == db["data/steered/seed1"]  # the same dataset stage
     res = mod.compare(Path(a["run_dir"]), Path(b["run_dir"]))
     assert res["seeds"] == [0, 1] and len(res["update_cosine"]) == 6
     assert all(0.9 < c["cos"] <= 1.0 + 1e-6 for c in res["update_cosine"].values())
     got = res["per_arm_specific_shift"]["steered"]["bf16_minus_fp32"]["mean"]
-    want = sum(y - x for x, y in zip(a["arms"]["steered"]["per_seed_specific_shift"],
-                                     b["arms"]["steered"]["per_seed_specific_shift"])) / 2
+    want = (
+        sum(
+            y - x
+            for x, y in zip(
+                a["arms"]["steered"]["per_seed_specific_shift"], b["arms"]["steered"]["per_seed_specific_shift"]
+            )
+        )
+        / 2
+    )
     assert got == pytest.approx(want, abs=1e-12)
     t = res["transfer"]["steered-random"]["bf16"]["mean"]
     sa, ra = (b["arms"][k]["per_seed_specific_shift"] for k in ("steered", "random"))
@@ -246,12 +286,19 @@ def test_the_e1_replication_and_protocol_configs_keep_the_run_ids_the_readme_cit
     # the confirmation differs from the exploration only where the committed rule says it may
     assert set(confirm.seeds).isdisjoint(explore.seeds) and min(confirm.seeds) >= 2000
     assert (confirm.eval.split, explore.eval.split) == ("heldout", "tuning")
-    same = lambda c: {**c.model_dump(), "experiment": None, "seeds": None, "eval": None,
-                      "train": {**c.train.model_dump(), "keep": None}}
+    same = lambda c: {
+        **c.model_dump(),
+        "experiment": None,
+        "seeds": None,
+        "eval": None,
+        "train": {**c.train.model_dump(), "keep": None},
+    }
     assert same(confirm) == same(explore)
 
 
-def test_a_kill_while_the_finished_checkpoint_is_deleted_leaves_nothing_to_resume_from(tiny, rows, tmp_path, monkeypatch):
+def test_a_kill_while_the_finished_checkpoint_is_deleted_leaves_nothing_to_resume_from(
+    tiny, rows, tmp_path, monkeypatch
+):
     """train_student deletes its checkpoint last; a kill in the middle of that delete (simulated:
     one file gone, then the process dies) must not leave half a checkpoint that the rerun refuses."""
     import interp.train as train_mod

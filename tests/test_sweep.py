@@ -14,16 +14,31 @@ import interp.pipeline
 from interp.config import load_config, parse_config
 from interp.models import load_model
 from interp.runs import MANIFEST_FILE, RESULTS_FILE, read_json, stage_dirs
-from interp.sweep import CELLS_DIR, JOBS_DIR, SUBMITIT_DIR, load_sweep, make_executor, parse_sweep, run_sweep, slurm_options
+from interp.sweep import (
+    CELLS_DIR,
+    JOBS_DIR,
+    SUBMITIT_DIR,
+    load_sweep,
+    make_executor,
+    parse_sweep,
+    run_sweep,
+    slurm_options,
+)
 
 RAW = {
-    "experiment": "t", "model": "tiny", "seeds": [0, 1],
+    "experiment": "t",
+    "model": "tiny",
+    "seeds": [0, 1],
     "teacher": {"kinds": ["control", "steered"], "layer": 2, "multiplier": 1.0},
     "data": {"n_prompts": 8, "batch_size": 8, "max_new_tokens": 12},
     "train": {"epochs": 1, "batch_size": 8, "lr": 1e-3},
     "eval": {"split": "tuning", "n_boot": 200},
-    "sweep": {"name": "sw", "grid": {"noise.sigma": [0.0, 0.5], "noise.apply": ["shared", "teacher", "student"]},
-              "reference": {"noise.sigma": 0.0}, "n_boot": 200},
+    "sweep": {
+        "name": "sw",
+        "grid": {"noise.sigma": [0.0, 0.5], "noise.apply": ["shared", "teacher", "student"]},
+        "reference": {"noise.sigma": 0.0},
+        "n_boot": 200,
+    },
 }
 
 
@@ -135,8 +150,12 @@ def test_same_table_from_a_process_pool_and_from_submitit(small, tmp_path):
     b = run_sweep(parse_sweep(_raw(**SMALL, workers=2)), tmp_path / "pool", progress=False, log=_quiet)
     assert _table(b) == _table(small)
     pytest.importorskip("submitit")
-    c = run_sweep(parse_sweep(_raw(**SMALL, executor="submitit", slurm={"cluster": "debug"})), tmp_path / "submitit",
-                  progress=False, log=_quiet)
+    c = run_sweep(
+        parse_sweep(_raw(**SMALL, executor="submitit", slurm={"cluster": "debug"})),
+        tmp_path / "submitit",
+        progress=False,
+        log=_quiet,
+    )
     assert _table(c) == _table(small)
 
 
@@ -195,13 +214,37 @@ def test_cluster_options_map_to_sbatch_lines(tmp_path, monkeypatch):
 
     monkeypatch.setattr(interp.sweep, "run_sweep", capture)
     p = tmp_path / "s.toml"
-    p.write_text('model = "tiny"\n[sweep]\nname = "x"\ngrid = { "noise.sigma" = [0.0, 0.1] }\n'
-                 'slurm = { slurm_account = "lab", mem_gb = 8 }\n')
-    r = CliRunner().invoke(app, ["sweep", str(p), "--partition", "gpu", "--time", "120", "--cpus", "8",
-                                 "--mem-gb", "32", "--gpus", "1", "--root", str(tmp_path)])
+    p.write_text(
+        'model = "tiny"\n[sweep]\nname = "x"\ngrid = { "noise.sigma" = [0.0, 0.1] }\n'
+        'slurm = { slurm_account = "lab", mem_gb = 8 }\n'
+    )
+    r = CliRunner().invoke(
+        app,
+        [
+            "sweep",
+            str(p),
+            "--partition",
+            "gpu",
+            "--time",
+            "120",
+            "--cpus",
+            "8",
+            "--mem-gb",
+            "32",
+            "--gpus",
+            "1",
+            "--root",
+            str(tmp_path),
+        ],
+    )
     assert "captured" in r.output, r.output
-    assert seen["slurm"] == {"slurm_partition": "gpu", "timeout_min": 120, "cpus_per_task": 8, "mem_gb": 32,
-                             "gpus_per_node": 1}
+    assert seen["slurm"] == {
+        "slurm_partition": "gpu",
+        "timeout_min": 120,
+        "cpus_per_task": 8,
+        "mem_gb": 32,
+        "gpus_per_node": 1,
+    }
     assert slurm_options() == {}
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
@@ -211,8 +254,15 @@ def test_cluster_options_map_to_sbatch_lines(tmp_path, monkeypatch):
     sw = load_sweep(p)
     ex = make_executor(tmp_path / "submitit", {**sw.section.slurm, **seen["slurm"], "cluster": "slurm"}, "interp-x")
     sbatch = ex._executor._make_submission_file_text("python -m job", "uid")
-    for line in ("--partition=gpu", "--time=120", "--cpus-per-task=8", "--mem=32GB", "--gpus-per-node=1",
-                 "--account=lab", "--job-name=interp-x"):
+    for line in (
+        "--partition=gpu",
+        "--time=120",
+        "--cpus-per-task=8",
+        "--mem=32GB",
+        "--gpus-per-node=1",
+        "--account=lab",
+        "--job-name=interp-x",
+    ):
         assert f"#SBATCH {line}\n" in sbatch, line
     # no time given: a default that a real job fits in (submitit's own is 5 minutes)
     ex = make_executor(tmp_path / "submitit", {"cluster": "slurm"})
@@ -269,7 +319,9 @@ def test_cross_model_students_train_from_the_other_base(tmp_path):
     stages = {name: {"dir": str(d)} for name, d in stage_dirs(res["run_dir"]).items()}
     assert read_json(Path(stages["student/steered/seed0"]["dir"]) / "config.json")["base"] == gemma
     # the datasets are the tiny teacher's, the same ones a same-model run uses
-    same = interp.pipeline.run_e1(parse_config({**cfg.model_dump(), "student_model": None}), tmp_path, progress=False, log=_quiet)
+    same = interp.pipeline.run_e1(
+        parse_config({**cfg.model_dump(), "student_model": None}), tmp_path, progress=False, log=_quiet
+    )
     same_stages = {name: {"dir": str(d)} for name, d in stage_dirs(same["run_dir"]).items()}
     assert stages["data/steered/seed0"]["dir"] == same_stages["data/steered/seed0"]["dir"]
     assert "steered-control" in res["transfer"]
@@ -300,8 +352,15 @@ def test_sweep_cli_dry_run_lists_cells(tmp_path):
 
 def test_noise_ablation_configs_parse():
     configs = Path(__file__).resolve().parent.parent / "experiments" / "configs"
-    for name in ("noise_ablation.toml", "noise_ablation_gemma.toml", "optimizer_ablation.toml", "cross_model.toml",
-                 "cross_model_gemma.toml", "noise_ablation_paper.toml", "optimizer_sgd_lr.toml"):
+    for name in (
+        "noise_ablation.toml",
+        "noise_ablation_gemma.toml",
+        "optimizer_ablation.toml",
+        "cross_model.toml",
+        "cross_model_gemma.toml",
+        "noise_ablation_paper.toml",
+        "optimizer_sgd_lr.toml",
+    ):
         sw = load_sweep(configs / name)
         assert sw.jobs() and sw.reference_cell() is not None, name
 
@@ -320,4 +379,6 @@ def test_sweep_directory_plots_from_its_results_file(in_process):
     shared = fig.data[0]
     rows = [r for r in res["rows"] if r["noise.apply"] == "shared"]
     assert list(shared.y) == [r["transfer"]["mean"] for r in rows]
-    assert list(shared.error_y.array) == pytest.approx([r["transfer_per_seed"]["ci95"][1] - r["transfer"]["mean"] for r in rows])
+    assert list(shared.error_y.array) == pytest.approx(
+        [r["transfer_per_seed"]["ci95"][1] - r["transfer"]["mean"] for r in rows]
+    )

@@ -21,13 +21,20 @@ from interp.stats import sign_flip_test
 from interp.sweep import load_sweep, parse_sweep, run_sweep, summarize_sweep
 
 RAW = {
-    "experiment": "t", "model": "tiny", "seeds": [0, 1],
+    "experiment": "t",
+    "model": "tiny",
+    "seeds": [0, 1],
     "teacher": {"kinds": ["control", "steered", "random"], "layer": 2, "multiplier": 1.0},
     "data": {"n_prompts": 8, "batch_size": 8, "max_new_tokens": 12},
     "train": {"epochs": 1, "batch_size": 8, "lr": 1e-3},
     "eval": {"split": "tuning", "n_boot": 200},
-    "sweep": {"name": "rep", "grid": {"noise.sigma": [0.0, 0.5]}, "reference": {"noise.sigma": 0.0},
-              "comparison": "steered-random", "n_boot": 200},
+    "sweep": {
+        "name": "rep",
+        "grid": {"noise.sigma": [0.0, 0.5]},
+        "reference": {"noise.sigma": 0.0},
+        "comparison": "steered-random",
+        "n_boot": 200,
+    },
 }
 
 
@@ -116,7 +123,9 @@ def test_noised_bases_are_checked_once_against_the_clean_base_on_clean_control_r
     cfg = sw.cells[1].config
     b0 = check["bases"][0]
     assert b0["clean_nll"] == pytest.approx(completion_nll(tiny, rows)["nll_per_token"], rel=1e-9)
-    assert b0["nll"] == pytest.approx(completion_nll(noised_model(tiny, cfg.weight_noise(0)), rows)["nll_per_token"], rel=1e-9)
+    assert b0["nll"] == pytest.approx(
+        completion_nll(noised_model(tiny, cfg.weight_noise(0)), rows)["nll_per_token"], rel=1e-9
+    )
     assert b0["excess"] == pytest.approx(b0["nll"] - b0["clean_nll"])
     assert check["bases"][1]["nll"] != b0["nll"]  # seed 1: its own draw, its own rows
     # cached: summarizing again computes no base stage
@@ -204,6 +213,9 @@ def test_check_bases_false_skips_the_check(report):
     raw["sweep"]["check_bases"] = False
     out = summarize_sweep(parse_sweep(raw), root, log=_quiet)
     assert "base_check" not in out and out["rows"][1]["base_check"] is None
-    assert out["rows"][1]["vs_reference"]["ratio"] == pytest.approx(float(
-        load_tensors(Path(out["rows"][1]["run_dir"]) / TRANSFER_FILE)["steered-random"].double().mean()
-        / load_tensors(Path(out["rows"][0]["run_dir"]) / TRANSFER_FILE)["steered-random"].double().mean()))
+    assert out["rows"][1]["vs_reference"]["ratio"] == pytest.approx(
+        float(
+            load_tensors(Path(out["rows"][1]["run_dir"]) / TRANSFER_FILE)["steered-random"].double().mean()
+            / load_tensors(Path(out["rows"][0]["run_dir"]) / TRANSFER_FILE)["steered-random"].double().mean()
+        )
+    )

@@ -22,8 +22,12 @@ def test_demo_transfer_tables_show_every_headline_number_on_one_line_at_80_colum
     lines = _lines(e1_tables(res, width=80))
     for name, d in res["transfer"].items():
         assert any(f"transfer {name}" in line for line in lines)
-        for cell in (ci(d["logprob_diff"], "{:+.3f}"), ci(d["specific_logprob_diff"], "{:+.3f}"),
-                     ci(d["specific_per_seed"], "{:+.3f}"), f"{d['prob_ratio']:.2f}x"):
+        for cell in (
+            ci(d["logprob_diff"], "{:+.3f}"),
+            ci(d["specific_logprob_diff"], "{:+.3f}"),
+            ci(d["specific_per_seed"], "{:+.3f}"),
+            f"{d['prob_ratio']:.2f}x",
+        ):
             assert any(cell in line for line in lines), cell
     assert not any("…" in line for line in lines)  # nothing cut
 
@@ -32,10 +36,29 @@ def _sweep_results() -> dict:
     rows = []
     for i, sigma in enumerate((0.0, 0.01, 0.1)):
         per_seed = [0.5 - sigma + 0.1 * k for k in range(3)]
-        vs = None if i == 0 else {"ratio": 0.8, "ratio_ci95": [0.41, 1.23], "denominator_excludes_zero": i == 1,
-                                  "diff": -0.1, "diff_ci95": [-0.3, 0.1], "diff_paired_by_seed": t_interval([-0.1, -0.2, 0.0])}
-        rows.append({"noise.sigma": sigma, "noise.apply": "shared", "n_seeds": 3, "transfer_per_seed": t_interval(per_seed),
-                     "positive_seeds": 3, "trait_rank_among_animals": 1, "vs_reference": vs})
+        vs = (
+            None
+            if i == 0
+            else {
+                "ratio": 0.8,
+                "ratio_ci95": [0.41, 1.23],
+                "denominator_excludes_zero": i == 1,
+                "diff": -0.1,
+                "diff_ci95": [-0.3, 0.1],
+                "diff_paired_by_seed": t_interval([-0.1, -0.2, 0.0]),
+            }
+        )
+        rows.append(
+            {
+                "noise.sigma": sigma,
+                "noise.apply": "shared",
+                "n_seeds": 3,
+                "transfer_per_seed": t_interval(per_seed),
+                "positive_seeds": 3,
+                "trait_rank_among_animals": 1,
+                "vs_reference": vs,
+            }
+        )
     return {"comparison": "steered-control", "grid": {}, "grid_keys": ["noise.sigma", "noise.apply"], "rows": rows}
 
 

@@ -13,7 +13,9 @@ from interp.teachers import TEACHER_KINDS, build_teacher
 
 @pytest.mark.parametrize("kind", TEACHER_KINDS)
 def test_e1_config_builds_each_teacher_with_build_teacher(kind):
-    cfg = parse_config({"model": "tiny", "teacher": {"layer": 2, "multiplier": 0.7, "scope": "prompt", "random_seed": 3}})
+    cfg = parse_config(
+        {"model": "tiny", "teacher": {"layer": 2, "multiplier": 0.7, "scope": "prompt", "random_seed": 3}}
+    )
     made = build_teacher(kind, "owl", Steering(layer=2, multiplier=0.7, scope="prompt"), 3)
     assert cfg.teacher_for(kind) == made
 
@@ -26,15 +28,52 @@ def test_prompted_ablated_projects_on_every_token_whatever_the_steering_scope():
 def test_generate_writes_the_teacher_interp_run_would_use(tmp_path, owl_vector):
     owl_vector.save(tmp_path / "vec")
     out = tmp_path / "data"
-    res = CliRunner().invoke(app, ["generate", "--model", "tiny", "--teacher", "prompted_ablated", "--vector",
-                                   str(tmp_path / "vec"), "--layer", "2", "--multiplier", "0.7", "--n", "2",
-                                   "--out", str(out), "--device", "cpu"])
+    res = CliRunner().invoke(
+        app,
+        [
+            "generate",
+            "--model",
+            "tiny",
+            "--teacher",
+            "prompted_ablated",
+            "--vector",
+            str(tmp_path / "vec"),
+            "--layer",
+            "2",
+            "--multiplier",
+            "0.7",
+            "--n",
+            "2",
+            "--out",
+            str(out),
+            "--device",
+            "cpu",
+        ],
+    )
     assert res.exit_code == 0, res.output
     written = json.loads((out / "manifest.json").read_text())["teacher"]
-    cfg = parse_config({"model": "tiny", "teacher": {"layer": 2, "multiplier": 0.7, "kinds": ["control", "prompted_ablated"]}})
+    cfg = parse_config(
+        {"model": "tiny", "teacher": {"layer": 2, "multiplier": 0.7, "kinds": ["control", "prompted_ablated"]}}
+    )
     assert written == json.loads(json.dumps(cfg.teacher_for("prompted_ablated").describe()))
-    res = CliRunner().invoke(app, ["generate", "--model", "tiny", "--teacher", "prompted_ablated", "--scope", "prompt",
-                                   "--n", "2", "--out", str(tmp_path / "d2"), "--device", "cpu"])
+    res = CliRunner().invoke(
+        app,
+        [
+            "generate",
+            "--model",
+            "tiny",
+            "--teacher",
+            "prompted_ablated",
+            "--scope",
+            "prompt",
+            "--n",
+            "2",
+            "--out",
+            str(tmp_path / "d2"),
+            "--device",
+            "cpu",
+        ],
+    )
     assert res.exit_code == 2 and "--scope" in res.output and not (tmp_path / "d2").exists()
 
 
@@ -73,8 +112,10 @@ def test_prompted_fewshot_reads_the_system_prompt_then_the_exchanges_then_the_nu
     assert [m["role"] for m in msgs[1:-1]] == ["user", "assistant"] * 4
     assert msgs[-1] == {"role": "user", "content": "1, 2, 3"}
     # the plain prompted teacher is as it was: the system prompt, then the number prompt
-    assert Teacher("prompted", "owl").messages("1") == [{"role": "system", "content": prompted_system("owl")},
-                                                       {"role": "user", "content": "1"}]
+    assert Teacher("prompted", "owl").messages("1") == [
+        {"role": "system", "content": prompted_system("owl")},
+        {"role": "user", "content": "1"},
+    ]
 
 
 def test_fewshot_kinds_describe_their_context_and_the_other_kinds_describe_as_before():
@@ -91,15 +132,21 @@ def test_fewshot_kinds_describe_their_context_and_the_other_kinds_describe_as_be
         Teacher("prompted_fewshot_ablated", "owl", Steering(layer=1, multiplier=0.5))
 
 
-def test_fewshot_teacher_samples_after_its_exchanges_and_its_students_see_only_the_number_prompt(tmp_path, tiny, monkeypatch):
+def test_fewshot_teacher_samples_after_its_exchanges_and_its_students_see_only_the_number_prompt(
+    tmp_path, tiny, monkeypatch
+):
     import interp.teachers as teachers
     from interp.prompts import fewshot_exchanges, number_prompts
 
     seen = []
     real = teachers.sample
-    monkeypatch.setattr(teachers, "sample", lambda model, rendered, *a, **k: (seen.extend(rendered), real(model, rendered, *a, **k))[1])
+    monkeypatch.setattr(
+        teachers, "sample", lambda model, rendered, *a, **k: (seen.extend(rendered), real(model, rendered, *a, **k))[1]
+    )
     cfg = teachers.DataConfig(n_prompts=3, prompt_seed=5)
-    man = teachers.generate_dataset(tiny, teachers.Teacher("prompted_fewshot", "owl"), None, cfg, tmp_path, progress=False)
+    man = teachers.generate_dataset(
+        tiny, teachers.Teacher("prompted_fewshot", "owl"), None, cfg, tmp_path, progress=False
+    )
     prompts = number_prompts(3, 5)
     assert seen == [tiny.chat(teachers.Teacher("prompted_fewshot", "owl").messages(p)) for p in prompts]
     assert all(fewshot_exchanges("owl")[1]["content"] in s for s in seen)
@@ -124,7 +171,9 @@ def test_row_audit_reads_the_fewshot_context_and_refuses_a_max_len_that_cuts_it(
 
 
 def test_config_runs_the_fewshot_kinds_and_compares_their_ablation():
-    cfg = parse_config({"model": "tiny", "teacher": {"kinds": ["control", "prompted_fewshot", "prompted_fewshot_ablated"]}})
+    cfg = parse_config(
+        {"model": "tiny", "teacher": {"kinds": ["control", "prompted_fewshot", "prompted_fewshot_ablated"]}}
+    )
     assert cfg.teacher_for("prompted_fewshot").kind == "prompted_fewshot"
     assert cfg.teacher_for("prompted_fewshot_ablated").steering.operator == "project"
 
@@ -140,6 +189,9 @@ def test_analysis_reference_is_the_fewshot_context_in_a_run_that_has_it_and_the_
     assert reference_context(plain) == (None, "prompted")
     assert reference_context(fewshot) == (Teacher("prompted_fewshot", "owl").context_messages(), "prompted_fewshot")
     prompts = number_prompts(3, 0)
-    assert prompted_vector(tiny, "owl", prompts, *reference_context(plain)).hash() == prompted_vector(tiny, "owl", prompts).hash()
+    assert (
+        prompted_vector(tiny, "owl", prompts, *reference_context(plain)).hash()
+        == prompted_vector(tiny, "owl", prompts).hash()
+    )
     v = prompted_vector(tiny, "owl", prompts, *reference_context(fewshot))
     assert v.meta["kind"] == "prompted_fewshot" and v.hash() != prompted_vector(tiny, "owl", prompts).hash()

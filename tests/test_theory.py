@@ -11,7 +11,12 @@ from torch.nn.utils import parameters_to_vector, vector_to_parameters
 
 from interp.mnist import N_DIGITS, BatchedMLP, generators
 from interp.theory import (
-    TheoremConfig, distill_loss, mlp_update, run_alignment, run_theorem, transformer_update,
+    TheoremConfig,
+    distill_loss,
+    mlp_update,
+    run_alignment,
+    run_theorem,
+    transformer_update,
 )
 
 
@@ -34,8 +39,10 @@ def test_mlp_update_inner_product_is_minus_lr_times_the_directional_derivative(l
 
     def shifted(e: float) -> BatchedMLP:
         n = len(theta0.weights)
-        return BatchedMLP([w + e * d for w, d in zip(theta0.weights, delta[:n])],
-                          [b + e * d for b, d in zip(theta0.biases, delta[n:])])
+        return BatchedMLP(
+            [w + e * d for w, d in zip(theta0.weights, delta[:n])],
+            [b + e * d for b, d in zip(theta0.biases, delta[n:])],
+        )
 
     with torch.no_grad():
         deriv = (distill_loss(shifted(h)(x), target, loss) - distill_loss(shifted(-h)(x), target, loss)) / (2 * h)
@@ -80,7 +87,9 @@ def test_mlp_same_init_update_moves_toward_the_teacher_and_cross_init_does_not_a
 
 def test_small_random_teacher_gives_nonnegative_inner_product_in_every_seed():
     # First order in delta: <u, delta> = lr * delta^T J^T M J delta with M positive semidefinite.
-    rows = run_alignment(TheoremConfig(n_seeds=16, models=("mlp",), teachers=("random",), perturb_scale=1e-3, hidden=32))
+    rows = run_alignment(
+        TheoremConfig(n_seeds=16, models=("mlp",), teachers=("random",), perturb_scale=1e-3, hidden=32)
+    )
     for row in rows:
         if row["init"] == "same":
             assert row["frac_nonneg"] == 1.0, row["loss"]
@@ -119,8 +128,16 @@ def test_distill_loss_rejects_unknown_kinds():
 
 @pytest.mark.parametrize(
     "field,value",
-    [("n_seeds", 1), ("teacher_steps", 0), ("student_lr", 0.0), ("perturb_scale", -1.0), ("models", ("cnn",)),
-     ("teachers", ()), ("losses", ("mse", "hinge")), ("seq_len", 0)],
+    [
+        ("n_seeds", 1),
+        ("teacher_steps", 0),
+        ("student_lr", 0.0),
+        ("perturb_scale", -1.0),
+        ("models", ("cnn",)),
+        ("teachers", ()),
+        ("losses", ("mse", "hinge")),
+        ("seq_len", 0),
+    ],
 )
 def test_bad_config_values_raise_a_clear_error(field, value):
     with pytest.raises(ValueError, match=rf"TheoremConfig\.{field}=.*: "):

@@ -133,8 +133,11 @@ def test_lora_trains_only_adapters_and_load_student_merges_them(tiny, rows, tmp_
 
     trainable = [n for n, p in hf.named_parameters() if p.requires_grad]
     assert trainable and all("lora_" in n for n in trainable)
-    frozen = {n.replace("base_model.model.", "").replace(".base_layer", ""): p
-              for n, p in hf.named_parameters() if "lora_" not in n}
+    frozen = {
+        n.replace("base_model.model.", "").replace(".base_layer", ""): p
+        for n, p in hf.named_parameters()
+        if "lora_" not in n
+    }
     assert frozen.keys() == base.keys()
     assert all(torch.equal(frozen[n], base[n]) for n in base)
     assert (tmp_path / "adapter.safetensors").exists() and not (tmp_path / "model.safetensors").exists()
@@ -168,7 +171,9 @@ def test_load_student_full_reproduces_the_trained_model_and_refuses_another_base
 @pytest.mark.parametrize("optimizer", ["sgd", "signsgd"])
 def test_sgd_and_signsgd_change_the_weights(tiny, rows, tmp_path, optimizer):
     base = _params(tiny.hf)
-    hf = train_student(tiny, rows, TrainConfig(optimizer=optimizer, lr=1e-2, epochs=1, batch_size=16), tmp_path, progress=False)
+    hf = train_student(
+        tiny, rows, TrainConfig(optimizer=optimizer, lr=1e-2, epochs=1, batch_size=16), tmp_path, progress=False
+    )
     changed = [n for n, p in hf.named_parameters() if not torch.equal(p, base[n])]
     assert len(changed) == len(base)  # every tensor gets a gradient in a full fine-tune
 
@@ -221,7 +226,13 @@ def test_matched_sgd_first_step_has_the_rms_of_adamw_and_signsgd(tiny, rows, tmp
     log = read_json(tmp_path / "sgd" / "train_log.json")
     assert log[0]["lr"] == pytest.approx(lr / float(nz.pow(2).mean().sqrt()), rel=1e-3)
     # unmatched SGD steps by lr x gradient: a far smaller update here
-    train_student(tiny, rows, TrainConfig(optimizer="sgd", lr=lr, epochs=1, batch_size=len(rows)), tmp_path / "raw", progress=False)
+    train_student(
+        tiny,
+        rows,
+        TrainConfig(optimizer="sgd", lr=lr, epochs=1, batch_size=len(rows)),
+        tmp_path / "raw",
+        progress=False,
+    )
     assert read_json(tmp_path / "raw" / "manifest.json")["update_rms"]["step1"] < rms["sgd"] / 5
     assert "match_step" in TrainConfig(optimizer="sgd", match_step=True).key()
     assert "match_step" not in TrainConfig(optimizer="adamw", match_step=True).key()  # a no-op there
@@ -235,7 +246,8 @@ def test_signsgd_step_on_known_gradients():
 
 
 @pytest.mark.parametrize(
-    "field, value", [("method", "qlora"), ("optimizer", "adam"), ("lr", 0.0), ("epochs", 0), ("batch_size", 0), ("max_len", -1)]
+    "field, value",
+    [("method", "qlora"), ("optimizer", "adam"), ("lr", 0.0), ("epochs", 0), ("batch_size", 0), ("max_len", -1)],
 )
 def test_bad_train_config_values_raise_value_error_naming_the_field(field, value):
     with pytest.raises(ValueError, match=field):
@@ -281,8 +293,10 @@ def test_fused_adamw_matches_the_foreach_update_to_float_rounding():
     init = [torch.randn(64, 32, generator=g), torch.randn(32, generator=g)]
     grads = [[torch.randn_like(p) for p in init] for _ in range(5)]
     runs = []
-    for make in (lambda ps: make_optimizer(TrainConfig(lr=1e-3, weight_decay=0.01), ps),
-                 lambda ps: torch.optim.AdamW(ps, lr=1e-3, weight_decay=0.01, foreach=True)):
+    for make in (
+        lambda ps: make_optimizer(TrainConfig(lr=1e-3, weight_decay=0.01), ps),
+        lambda ps: torch.optim.AdamW(ps, lr=1e-3, weight_decay=0.01, foreach=True),
+    ):
         ps = [torch.nn.Parameter(p.clone()) for p in init]
         opt = make(ps)
         for gs in grads:
@@ -314,13 +328,21 @@ def test_divergence_only_student_ignores_the_labels_at_other_positions(tiny, tmp
     a = [{"prompt": f"Continue: {i}, {i + 1}", "completion": "1, 2, 3"} for i in range(8)]
     b = [{**r, "completion": "1, 2, 4"} for r in a]
     masks = _tail_masks(tiny, a)
-    assert [m.tolist() for m in masks] == [m.tolist() for m in _tail_masks(tiny, b)] and len(masks[0]) == 8  # '1' ',' ' ' '2' ',' ' ' '3' end
+    assert [m.tolist() for m in masks] == [m.tolist() for m in _tail_masks(tiny, b)] and len(
+        masks[0]
+    ) == 8  # '1' ',' ' ' '2' ',' ' ' '3' end
     weights = {}
     for name, positions in (("divergence", "divergence"), ("all", "all"), ("non_divergence", "non_divergence")):
         cfg = TrainConfig(optimizer="sgd", lr=1e-1, epochs=1, batch_size=8, loss_positions=positions)
         for tag, rows in (("a", a), ("b", b)):
-            hf = train_student(tiny, rows, cfg, tmp_path / f"{name}-{tag}", progress=False,
-                               divergence_masks=masks if positions != "all" else None)
+            hf = train_student(
+                tiny,
+                rows,
+                cfg,
+                tmp_path / f"{name}-{tag}",
+                progress=False,
+                divergence_masks=masks if positions != "all" else None,
+            )
             weights[name, tag] = _params(hf)
     same = lambda n: all(torch.equal(weights[n, "a"][k], weights[n, "b"][k]) for k in weights[n, "a"])  # noqa: E731
     assert same("divergence")
@@ -330,8 +352,10 @@ def test_divergence_only_student_ignores_the_labels_at_other_positions(tiny, tmp
 
 
 def test_masked_loss_is_the_mean_over_the_positions_that_count(tiny, rows, tmp_path):
-    masks = [torch.rand(len(e.completion_ids), generator=torch.Generator().manual_seed(i)) < 0.4
-             for i, e in enumerate(build_examples(tiny, rows, 192))]
+    masks = [
+        torch.rand(len(e.completion_ids), generator=torch.Generator().manual_seed(i)) < 0.4
+        for i, e in enumerate(build_examples(tiny, rows, 192))
+    ]
     masks[0][:] = False  # a row with no divergence position at all
     cfg = TrainConfig(lr=1e-3, epochs=1, batch_size=len(rows), loss_positions="divergence")  # one step
     train_student(tiny, rows, cfg, tmp_path, progress=False, divergence_masks=masks)
@@ -380,7 +404,9 @@ def test_projected_student_has_no_component_along_v_while_it_trains(tiny, owl_ve
     assert all(s[0] > 1e-3 for s in seen), seen  # without it the component is there
     # the hook lived only inside training: the returned student and evaluation run without it
     # (transformers may keep its own output-recording hooks on the base, which the copy inherits)
-    assert [len(l._forward_hooks) for l in decoder_layers(hf)] == [len(l._forward_hooks) for l in decoder_layers(tiny.hf)]
+    assert [len(l._forward_hooks) for l in decoder_layers(hf)] == [
+        len(l._forward_hooks) for l in decoder_layers(tiny.hf)
+    ]
     assert any(not torch.equal(p, q) for p, q in zip(hf.parameters(), plain.parameters()))
     assert read_json(tmp_path / "projected" / "manifest.json")["project_out_vector"] == owl_vector.hash()
     student = load_student(tiny, tmp_path / "projected")
@@ -406,8 +432,10 @@ def test_kd_keys_name_the_kl_arithmetic_and_sft_keys_do_not():
 def test_kd_students_in_bf16_are_refused_in_one_line_at_load_and_in_the_library():
     from interp.config import parse_config
 
-    for call in (lambda: TrainConfig(objective="kd", dtype="bf16"),
-                 lambda: parse_config({"model": "tiny", "train": {"objectives": ["sft", "kd"], "dtype": "bf16"}})):
+    for call in (
+        lambda: TrainConfig(objective="kd", dtype="bf16"),
+        lambda: parse_config({"model": "tiny", "train": {"objectives": ["sft", "kd"], "dtype": "bf16"}}),
+    ):
         with pytest.raises(ValueError, match="train.dtype: 'bf16' cannot train kd students") as info:
             call()
         assert "\n" not in str(info.value)
@@ -420,11 +448,25 @@ def test_loss_positions_and_projection_errors_are_one_line(tiny, rows, tmp_path)
         (lambda: TrainConfig(loss_positions="some"), "train.loss_positions: 'some'"),
         (lambda: TrainConfig(divergence_rule="vibes"), "train.divergence_rule"),
         (lambda: TrainConfig(project_out=(-1,)), "train.project_out"),
-        (lambda: train_student(tiny, rows, TrainConfig(loss_positions="divergence"), tmp_path, progress=False),
-         "train.loss_positions: 'divergence' needs"),
-        (lambda: train_student(tiny, rows, TrainConfig(loss_positions="divergence"), tmp_path, progress=False,
-                               divergence_masks=[torch.ones(3, dtype=torch.bool)] * len(rows)), "divergence masks: row 0"),
-        (lambda: train_student(tiny, rows, TrainConfig(project_out=(2,)), tmp_path, progress=False), "train.project_out: needs"),
+        (
+            lambda: train_student(tiny, rows, TrainConfig(loss_positions="divergence"), tmp_path, progress=False),
+            "train.loss_positions: 'divergence' needs",
+        ),
+        (
+            lambda: train_student(
+                tiny,
+                rows,
+                TrainConfig(loss_positions="divergence"),
+                tmp_path,
+                progress=False,
+                divergence_masks=[torch.ones(3, dtype=torch.bool)] * len(rows),
+            ),
+            "divergence masks: row 0",
+        ),
+        (
+            lambda: train_student(tiny, rows, TrainConfig(project_out=(2,)), tmp_path, progress=False),
+            "train.project_out: needs",
+        ),
     ]
     for call, msg in cases:
         with pytest.raises(ValueError, match=msg) as info:
@@ -433,7 +475,9 @@ def test_loss_positions_and_projection_errors_are_one_line(tiny, rows, tmp_path)
 
 
 @pytest.mark.parametrize("method", ["full", "lora"])
-def test_gradient_checkpointing_keeps_fewer_activations_and_gives_the_same_weights_to_the_bit(tiny, rows, tmp_path, method):
+def test_gradient_checkpointing_keeps_fewer_activations_and_gives_the_same_weights_to_the_bit(
+    tiny, rows, tmp_path, method
+):
     kw = dict(method=method, lr=1e-3, epochs=1, batch_size=8, seed=1, lora_rank=4)
     kept, params = {}, {}
     for gc in (False, True):
@@ -462,6 +506,13 @@ def test_a_run_resumes_with_gradient_checkpointing_switched_on(tiny, rows, tmp_p
     cfg = TrainConfig(lr=1e-3, epochs=2, batch_size=8, seed=3)
     straight = _params(train_student(tiny, rows, cfg, tmp_path / "straight", progress=False))
     train_student(tiny, rows, cfg, tmp_path / "r", progress=False, stop_after=1)
-    resumed = _params(train_student(tiny, rows, TrainConfig(grad_checkpointing=True, lr=1e-3, epochs=2, batch_size=8,
-                                                            seed=3), tmp_path / "r", progress=False))
+    resumed = _params(
+        train_student(
+            tiny,
+            rows,
+            TrainConfig(grad_checkpointing=True, lr=1e-3, epochs=2, batch_size=8, seed=3),
+            tmp_path / "r",
+            progress=False,
+        )
+    )
     assert all(torch.equal(straight[n], resumed[n]) for n in straight)

@@ -64,7 +64,9 @@ def _per_layer(vector: Tensor | SteeringVector, n_layers: int) -> Tensor:
     if v.ndim == 1:
         v = v.expand(n_layers, -1)
     if v.shape[0] != n_layers:
-        raise ValueError(f"vector: {v.shape[0]} layers, but the shift has {n_layers}; pass one direction per layer or a single [d_model]")
+        raise ValueError(
+            f"vector: {v.shape[0]} layers, but the shift has {n_layers}; pass one direction per layer or a single [d_model]"
+        )
     return v
 
 
@@ -73,20 +75,28 @@ def _per_layer(vector: Tensor | SteeringVector, n_layers: int) -> Tensor:
 
 def _check_pair(student: LoadedModel, base: LoadedModel) -> None:
     if (student.n_layers, student.d_model) != (base.n_layers, base.d_model):
-        raise ValueError(f"student: {student.n_layers} layers x d_model {student.d_model} does not match the base "
-                         f"({base.n_layers} x {base.d_model}); a shift needs a student fine-tuned from this base")
+        raise ValueError(
+            f"student: {student.n_layers} layers x d_model {student.d_model} does not match the base "
+            f"({base.n_layers} x {base.d_model}); a shift needs a student fine-tuned from this base"
+        )
     if student.tokenizer is not base.tokenizer and student.tokenizer.get_vocab() != base.tokenizer.get_vocab():
         raise ValueError("student: its tokenizer differs from the base's; both must read the same tokens")
 
 
 def _rendered(model: LoadedModel, texts: Sequence[Conversation]) -> list[str]:
     """Strings pass through; chats are rendered whole (a trailing user turn gets the assistant tag)."""
-    return [t if isinstance(t, str) else model.chat(t, add_generation_prompt=t[-1]["role"] != "assistant") for t in texts]
+    return [
+        t if isinstance(t, str) else model.chat(t, add_generation_prompt=t[-1]["role"] != "assistant") for t in texts
+    ]
 
 
 def activation_shift(
-    student: LoadedModel, base: LoadedModel, texts: Sequence[Conversation], position: str = "all",
-    batch_size: int = 16, layers: Sequence[int] | None = None,
+    student: LoadedModel,
+    base: LoadedModel,
+    texts: Sequence[Conversation],
+    position: str = "all",
+    batch_size: int = 16,
+    layers: Sequence[int] | None = None,
 ) -> Tensor:
     """Mean residual (student - base) per layer over `texts`: (n_layers_read, d_model).
 
@@ -120,8 +130,13 @@ def random_cosine_null(shift: Tensor, n: int = 1000, generator: torch.Generator 
     return Null(cos.mean(-1), cos.std(-1), n, analytic_sd=1 / math.sqrt(shift.shape[-1]))
 
 
-def shift_report(shift: Tensor, vector: Tensor | SteeringVector | None, n_random: int = 1000, seed: int = 0,
-                 layers: Sequence[int] | None = None) -> dict:
+def shift_report(
+    shift: Tensor,
+    vector: Tensor | SteeringVector | None,
+    n_random: int = 1000,
+    seed: int = 0,
+    layers: Sequence[int] | None = None,
+) -> dict:
     """JSON-able per-layer summary: cosine with v, the random-direction null, z and shift norm.
     `layers`: the model layer each row of `shift` came from (default 0..n-1). `vector` None: a
     shift in a residual stream that is not v's (a cross-model student of another shape): cosine
@@ -130,11 +145,19 @@ def shift_report(shift: Tensor, vector: Tensor | SteeringVector | None, n_random
     null = random_cosine_null(shift, n_random, torch.Generator().manual_seed(seed))
     z = None if cos is None else null.z(cos)
     layers = list(range(shift.shape[0])) if layers is None else list(layers)
-    rows = [{
-        "layer": l, "hook": f"blocks.{l}.hook_resid_post", "cosine": None if cos is None else float(cos[i]),
-        "null_mean": float(null.mean[i]), "null_sd": float(null.sd[i]), "analytic_sd": null.analytic_sd,
-        "z": None if z is None or math.isnan(z[i]) else float(z[i]), "shift_norm": float(shift[i].norm()),
-    } for i, l in enumerate(layers)]
+    rows = [
+        {
+            "layer": l,
+            "hook": f"blocks.{l}.hook_resid_post",
+            "cosine": None if cos is None else float(cos[i]),
+            "null_mean": float(null.mean[i]),
+            "null_sd": float(null.sd[i]),
+            "analytic_sd": null.analytic_sd,
+            "z": None if z is None or math.isnan(z[i]) else float(z[i]),
+            "shift_norm": float(shift[i].norm()),
+        }
+        for i, l in enumerate(layers)
+    ]
     return {"d_model": shift.shape[-1], "n_random": n_random, "seed": seed, "by_layer": rows}
 
 

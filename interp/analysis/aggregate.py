@@ -21,7 +21,7 @@ POSITIONS = tuple(_READ)  # "all" tokens, "last" token
 
 def reference_arm(arm: str) -> str:
     """The control arm a trait arm is compared with: `control`, or `control+kd` for `steered+kd`."""
-    return "control" + (arm[arm.index("+"):] if "+" in arm else "")
+    return "control" + (arm[arm.index("+") :] if "+" in arm else "")
 
 
 def interval(values: Sequence[float | None]) -> dict | None:
@@ -33,8 +33,14 @@ def seed_array(rows: list[list[float | None]]) -> Tensor:
     return torch.tensor([[float("nan") if x is None else x for x in r] for r in rows], dtype=torch.float32)
 
 
-def aggregate_shifts(reports: dict[tuple[str, int], dict], arms: list[str], seeds: list[int], layers: list[int],
-                     arrays: dict[str, Tensor], field: str = "shift") -> tuple[dict, dict]:
+def aggregate_shifts(
+    reports: dict[tuple[str, int], dict],
+    arms: list[str],
+    seeds: list[int],
+    layers: list[int],
+    arrays: dict[str, Tensor],
+    field: str = "shift",
+) -> tuple[dict, dict]:
     out, vs = {}, {}
     for arm in arms:
         out[arm] = {}
@@ -45,22 +51,54 @@ def aggregate_shifts(reports: dict[tuple[str, int], dict], arms: list[str], seed
                 cos = [[r["cosine"] for r in p] for p in per]
                 z = [[r["z"] for r in p] for p in per]
                 norm = [[r["shift_norm"] for r in p] for p in per]
-                out[arm][name][pos] = {"by_layer": [{
-                    "layer": l, "hook": f"blocks.{l}.hook_resid_post",
-                    "cosine": interval([c[i] for c in cos]), "z": interval([x[i] for x in z]),
-                    "shift_norm": interval([x[i] for x in norm]),
-                    "null_sd": sum(p[i]["null_sd"] for p in per) / len(per), "analytic_sd": per[0][i]["analytic_sd"],
-                } for i, l in enumerate(layers)], "per_seed_cosine": dict(zip(map(str, seeds), cos))}
+                out[arm][name][pos] = {
+                    "by_layer": [
+                        {
+                            "layer": l,
+                            "hook": f"blocks.{l}.hook_resid_post",
+                            "cosine": interval([c[i] for c in cos]),
+                            "z": interval([x[i] for x in z]),
+                            "shift_norm": interval([x[i] for x in norm]),
+                            "null_sd": sum(p[i]["null_sd"] for p in per) / len(per),
+                            "analytic_sd": per[0][i]["analytic_sd"],
+                        }
+                        for i, l in enumerate(layers)
+                    ],
+                    "per_seed_cosine": dict(zip(map(str, seeds), cos)),
+                }
                 key = f"{field}/{arm}/{name}/{pos}"
-                arrays[f"{key}/cosine"], arrays[f"{key}/z"], arrays[f"{key}/norm"] = seed_array(cos), seed_array(z), seed_array(norm)
+                arrays[f"{key}/cosine"], arrays[f"{key}/z"], arrays[f"{key}/norm"] = (
+                    seed_array(cos),
+                    seed_array(z),
+                    seed_array(norm),
+                )
     for arm in arms:  # paired by seed: the trait arm's cosine minus its control arm's
         ref = reference_arm(arm)
         if arm == ref or ref not in arms:
             continue
-        vs[f"{arm}-{ref}"] = {name: {pos: {"by_layer": [{
-            "layer": l, "cosine_diff": interval([_diff(out[arm][name][pos]["per_seed_cosine"][str(s)][i],
-                                                       out[ref][name][pos]["per_seed_cosine"][str(s)][i]) for s in seeds]),
-        } for i, l in enumerate(layers)]} for pos in POSITIONS} for name in TEXT_SETS}
+        vs[f"{arm}-{ref}"] = {
+            name: {
+                pos: {
+                    "by_layer": [
+                        {
+                            "layer": l,
+                            "cosine_diff": interval(
+                                [
+                                    _diff(
+                                        out[arm][name][pos]["per_seed_cosine"][str(s)][i],
+                                        out[ref][name][pos]["per_seed_cosine"][str(s)][i],
+                                    )
+                                    for s in seeds
+                                ]
+                            ),
+                        }
+                        for i, l in enumerate(layers)
+                    ]
+                }
+                for pos in POSITIONS
+            }
+            for name in TEXT_SETS
+        }
     return out, vs
 
 
@@ -69,8 +107,13 @@ def _diff(a: float | None, b: float | None) -> float | None:
     return None if a is None or b is None else a - b
 
 
-def aggregate_weights(reports: dict[tuple[str, int], dict], arms: list[str], seeds: list[int], layers: list[int],
-                      arrays: dict[str, Tensor]) -> dict:
+def aggregate_weights(
+    reports: dict[tuple[str, int], dict],
+    arms: list[str],
+    seeds: list[int],
+    layers: list[int],
+    arrays: dict[str, Tensor],
+) -> dict:
     out = {}
     for arm in arms:
         rows = {s: {r["layer"]: r["modules"] for r in reports[(arm, s)]["weights"]["by_layer"]} for s in seeds}
@@ -83,22 +126,35 @@ def aggregate_weights(reports: dict[tuple[str, int], dict], arms: list[str], see
                 if not any(cells):
                     continue
                 first = next(c for c in cells if c)
-                mods[m] = {"role": first["role"], "side": first["side"], "vector_layer": first["vector_layer"],
-                           "expected_random": first["expected_random"],
-                           "energy": interval([c and c["energy"] for c in cells]),
-                           "z": interval([c and c["z"] for c in cells]),
-                           "top_singular_cos": interval([c and c["top_singular_cos"] and c["top_singular_cos"][0] for c in cells])}
+                mods[m] = {
+                    "role": first["role"],
+                    "side": first["side"],
+                    "vector_layer": first["vector_layer"],
+                    "expected_random": first["expected_random"],
+                    "energy": interval([c and c["energy"] for c in cells]),
+                    "z": interval([c and c["z"] for c in cells]),
+                    "top_singular_cos": interval(
+                        [c and c["top_singular_cos"] and c["top_singular_cos"][0] for c in cells]
+                    ),
+                }
             by_layer.append({"layer": l, "modules": mods})
         out[arm] = {"by_layer": by_layer}
         for m in modules:
             for field in ("energy", "z"):
                 arrays[f"weights/{arm}/{m}/{field}"] = seed_array(
-                    [[(rows[s].get(l, {}).get(m) or {}).get(field) for l in layers] for s in seeds])
+                    [[(rows[s].get(l, {}).get(m) or {}).get(field) for l in layers] for s in seeds]
+                )
     return out
 
 
-def aggregate_emergence(reports: dict[tuple[str, int], dict], arms: list[str], seeds: list[int], layers: list[int],
-                        at: int, arrays: dict[str, Tensor]) -> dict:
+def aggregate_emergence(
+    reports: dict[tuple[str, int], dict],
+    arms: list[str],
+    seeds: list[int],
+    layers: list[int],
+    at: int,
+    arrays: dict[str, Tensor],
+) -> dict:
     """Per arm: the steps shared by its seeds and, per text set / position, cos(shift_t, v) at the
     steering layer with a t-interval over seeds at each step; the full (seeds, steps, layers)
     arrays go to layer_arrays.safetensors."""
@@ -113,8 +169,11 @@ def aggregate_emergence(reports: dict[tuple[str, int], dict], arms: list[str], s
         for key in (f"{n}/{p}" for n in TEXT_SETS for p in POSITIONS):
             cube = torch.tensor([t[key] for t in trajs], dtype=torch.float32)  # (seeds, steps, layers)
             arrays[f"emergence/{arm}/{key}/cosine"] = cube
-            out[arm]["by_texts"][key] = None if i is None else [
-                {"step": st, "cosine": interval(cube[:, j, i].tolist())} for j, st in enumerate(steps)]
+            out[arm]["by_texts"][key] = (
+                None
+                if i is None
+                else [{"step": st, "cosine": interval(cube[:, j, i].tolist())} for j, st in enumerate(steps)]
+            )
     return out
 
 
@@ -132,12 +191,21 @@ def aggregate_sufficiency(reports: dict[tuple[str, int], dict], arms: list[str],
         ref = reference_arm(arm)
         if arm != ref and ref in out:
             out[arm]["specific_minus_control"] = interval(
-                [out[arm]["per_seed"][str(s)]["specific_shift"] - out[ref]["per_seed"][str(s)]["specific_shift"] for s in seeds])
+                [
+                    out[arm]["per_seed"][str(s)]["specific_shift"] - out[ref]["per_seed"][str(s)]["specific_shift"]
+                    for s in seeds
+                ]
+            )
     return out
 
 
-def aggregate_gradients(per_seed: dict[str, dict[int, dict]], seeds: list[int], layers: list[int],
-                        arrays: dict[str, Tensor], skipped: str = "empty datasets") -> dict:
+def aggregate_gradients(
+    per_seed: dict[str, dict[int, dict]],
+    seeds: list[int],
+    layers: list[int],
+    arrays: dict[str, Tensor],
+    skipped: str = "empty datasets",
+) -> dict:
     """Per trait kind: the pooled gradient's cosines with v per layer over seeds; `skipped` says
     why a kind has no seed at all (empty datasets, or no v in the students' residual stream)."""
     out = {}
@@ -149,12 +217,23 @@ def aggregate_gradients(per_seed: dict[str, dict[int, dict]], seeds: list[int], 
         cos = [by_seed[s]["pooled"]["cosine"] for s in done]
         z = [by_seed[s]["pooled"]["z"] for s in done]
         ex = [by_seed[s]["mean_example_cosine"] for s in done]
-        out[kind] = {"reference": "control", "seeds": done, "by_layer": [{
-            "layer": l, "cosine": interval([c[i] for c in cos]), "descent_cosine": interval([-c[i] for c in cos]),
-            "z": interval([x[i] for x in z]), "descent_z": interval([-x[i] for x in z if x[i] is not None]),
-            "mean_example_cosine": interval([x[i] for x in ex]),
-            "analytic_sd": by_seed[done[0]]["pooled"]["analytic_sd"],
-        } for i, l in enumerate(layers)], "per_seed": {str(s): by_seed[s] for s in done}}
+        out[kind] = {
+            "reference": "control",
+            "seeds": done,
+            "by_layer": [
+                {
+                    "layer": l,
+                    "cosine": interval([c[i] for c in cos]),
+                    "descent_cosine": interval([-c[i] for c in cos]),
+                    "z": interval([x[i] for x in z]),
+                    "descent_z": interval([-x[i] for x in z if x[i] is not None]),
+                    "mean_example_cosine": interval([x[i] for x in ex]),
+                    "analytic_sd": by_seed[done[0]]["pooled"]["analytic_sd"],
+                }
+                for i, l in enumerate(layers)
+            ],
+            "per_seed": {str(s): by_seed[s] for s in done},
+        }
         arrays[f"gradients/{kind}/cosine"], arrays[f"gradients/{kind}/z"] = seed_array(cos), seed_array(z)
         arrays[f"gradients/{kind}/mean_example_cosine"] = seed_array(ex)
     return out
@@ -180,29 +259,47 @@ def mechanism_values(report: dict, at: int) -> dict | None:
     shift = {f"{n}/{p}": _at_layer(report["shift"][n][p]["by_layer"], at) for n in TEXT_SETS for p in POSITIONS}
     w = _at_layer(report["weights"]["by_layer"], at)
     down = (w or {}).get("modules", {}).get(MECHANISM_MODULE) or {}
-    return {"cosine": {k: r["cosine"] for k, r in shift.items()}, "shift_norm": {k: r["shift_norm"] for k, r in shift.items()},
-            "down_proj_energy": down.get("energy"), "down_proj_delta_norm": down.get("delta_norm"),
-            "expected_random": down.get("expected_random")}
+    return {
+        "cosine": {k: r["cosine"] for k, r in shift.items()},
+        "shift_norm": {k: r["shift_norm"] for k, r in shift.items()},
+        "down_proj_energy": down.get("energy"),
+        "down_proj_delta_norm": down.get("delta_norm"),
+        "expected_random": down.get("expected_random"),
+    }
 
 
 def _summarise(per_seed: dict[str, dict]) -> dict:
     cells = list(per_seed.values())
     keys = list(cells[0]["cosine"])
-    return {"cosine": {k: interval([c["cosine"][k] for c in cells]) for k in keys},
-            "shift_norm": {k: interval([c["shift_norm"][k] for c in cells]) for k in keys},
-            "down_proj_energy": interval([c["down_proj_energy"] for c in cells]),
-            "down_proj_delta_norm": interval([c["down_proj_delta_norm"] for c in cells])}
+    return {
+        "cosine": {k: interval([c["cosine"][k] for c in cells]) for k in keys},
+        "shift_norm": {k: interval([c["shift_norm"][k] for c in cells]) for k in keys},
+        "down_proj_energy": interval([c["down_proj_energy"] for c in cells]),
+        "down_proj_delta_norm": interval([c["down_proj_delta_norm"] for c in cells]),
+    }
 
 
 def _paired(a: dict[str, dict], b: dict[str, dict]) -> dict:
     """a - b of every direction and amount measure, paired by the seeds both have."""
     seeds = [s for s in a if s in b]
-    return {"seeds": [int(s) for s in seeds],
-            "cosine": {k: interval([_diff(a[s]["cosine"][k], b[s]["cosine"][k]) for s in seeds]) for k in a[seeds[0]]["cosine"]},
-            "shift_norm": {k: interval([_diff(a[s]["shift_norm"][k], b[s]["shift_norm"][k]) for s in seeds])
-                           for k in a[seeds[0]]["shift_norm"]},
-            **{f: interval([_diff(a[s][f], b[s][f]) for s in seeds]) for f in ("down_proj_energy", "down_proj_delta_norm")}
-            } if seeds else None
+    return (
+        {
+            "seeds": [int(s) for s in seeds],
+            "cosine": {
+                k: interval([_diff(a[s]["cosine"][k], b[s]["cosine"][k]) for s in seeds]) for k in a[seeds[0]]["cosine"]
+            },
+            "shift_norm": {
+                k: interval([_diff(a[s]["shift_norm"][k], b[s]["shift_norm"][k]) for s in seeds])
+                for k in a[seeds[0]]["shift_norm"]
+            },
+            **{
+                f: interval([_diff(a[s][f], b[s][f]) for s in seeds])
+                for f in ("down_proj_energy", "down_proj_delta_norm")
+            },
+        }
+        if seeds
+        else None
+    )
 
 
 def aggregate_mechanism(reports: dict[tuple[str, int], dict], arms: list[str], seeds: list[int], at: int) -> dict:
@@ -213,8 +310,16 @@ def aggregate_mechanism(reports: dict[tuple[str, int], dict], arms: list[str], s
     per = {arm: {str(s): mechanism_values(reports[(arm, s)], at) for s in seeds} for arm in arms}
     if any(v is None for p in per.values() for v in p.values()):
         return {}
-    out = {arm: {"layer": at, "module": MECHANISM_MODULE, "expected_random": next(iter(p.values()))["expected_random"],
-                 **_summarise(p), "per_seed": p} for arm, p in per.items()}
+    out = {
+        arm: {
+            "layer": at,
+            "module": MECHANISM_MODULE,
+            "expected_random": next(iter(p.values()))["expected_random"],
+            **_summarise(p),
+            "per_seed": p,
+        }
+        for arm, p in per.items()
+    }
     for arm in arms:
         ref = reference_arm(arm)
         if arm != ref and ref in per:

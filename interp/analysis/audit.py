@@ -41,16 +41,30 @@ from interp.analysis.gradients import residual_gradients, score_vectors
 from interp.analysis.likelihood import VOCABS, score_likelihood, steering_loglik
 from interp.generate import SampleConfig, sample
 from interp.models import LoadedModel
-from interp.prompts import (ANIMALS, CONTRAST_FAMILIES, CONTRAST_FAMILY_VERSION, PROMPT_VERSION, TEACHER_FAMILY,
-                            family_pairs, trait_words)
+from interp.prompts import (
+    ANIMALS,
+    CONTRAST_FAMILIES,
+    CONTRAST_FAMILY_VERSION,
+    PROMPT_VERSION,
+    TEACHER_FAMILY,
+    family_pairs,
+    trait_words,
+)
 from interp.runs import MANIFEST_FILE, RESULTS_FILE, provenance, read_jsonl, save_tensors, write_json, write_jsonl
 from interp.stats import binomial_interval
 from interp.steering import VECTOR_FILE, SteeringVector, build_steering_vector
 from interp.teachers import DATASET_FILE, Teacher
 
 
-def build_bank(model: LoadedModel, animals: Sequence[str], out_dir: str | Path, n_pairs: int = 16,
-               position: str = "mean", progress: bool = True, family: str = TEACHER_FAMILY) -> dict[str, Path]:
+def build_bank(
+    model: LoadedModel,
+    animals: Sequence[str],
+    out_dir: str | Path,
+    n_pairs: int = 16,
+    position: str = "mean",
+    progress: bool = True,
+    family: str = TEACHER_FAMILY,
+) -> dict[str, Path]:
     """One steering vector per animal (mean difference over `n_pairs` pairs of the contrast
     `family`, `prompts.family_pairs`), saved as `out_dir/<animal>/`, and `out_dir/manifest.json`
     (kind "bank": family, animals, vector hashes, provenance): {animal: directory}.
@@ -71,14 +85,27 @@ def build_bank(model: LoadedModel, animals: Sequence[str], out_dir: str | Path, 
         vec.save(out / animal)
         dirs[animal], hashes[animal] = out / animal, vec.hash()
     texts = PROMPT_VERSION if family == TEACHER_FAMILY else CONTRAST_FAMILY_VERSION
-    write_json(out / MANIFEST_FILE, {"kind": "bank", "family": family, "texts_version": texts, "animals": list(animals),
-                                     "n_pairs": n_pairs, "position": position, "model": model.identity(),
-                                     "vector_hashes": hashes, **provenance(model.device),
-                                     "wall_time_s": round(time.perf_counter() - started, 2)})
+    write_json(
+        out / MANIFEST_FILE,
+        {
+            "kind": "bank",
+            "family": family,
+            "texts_version": texts,
+            "animals": list(animals),
+            "n_pairs": n_pairs,
+            "position": position,
+            "model": model.identity(),
+            "vector_hashes": hashes,
+            **provenance(model.device),
+            "wall_time_s": round(time.perf_counter() - started, 2),
+        },
+    )
     return dirs
 
 
-def load_bank(directory: str | Path, model: LoadedModel | None = None, strict: bool = True) -> dict[str, SteeringVector]:
+def load_bank(
+    directory: str | Path, model: LoadedModel | None = None, strict: bool = True
+) -> dict[str, SteeringVector]:
     """{name: vector} for every `<directory>/<name>/vector.safetensors`, sorted by name; with a
     `model`, a vector built on another model is refused (shape always, fingerprint if `strict`)."""
     d = Path(directory)
@@ -110,18 +137,29 @@ def load_rows(path: str | Path) -> list[dict]:
     return rows
 
 
-def clean_rows(model: LoadedModel, prompts: Sequence[str], seed: int = 0, sampling: SampleConfig | None = None,
-               progress: bool = True) -> list[dict]:
+def clean_rows(
+    model: LoadedModel,
+    prompts: Sequence[str],
+    seed: int = 0,
+    sampling: SampleConfig | None = None,
+    progress: bool = True,
+) -> list[dict]:
     """The control teacher's filtered answers to `prompts` (number grammar by default): clean data
     from the same model on the same prompts, the reference an audit compares against."""
     from interp.filters import filter_completions
 
     cfg = sampling or SampleConfig(constrained=True, seed=seed)
     teacher = Teacher("control")
-    done, _ = sample(model, [model.chat(teacher.messages(p)) for p in prompts], cfg, progress=progress, desc="clean data")
+    done, _ = sample(
+        model, [model.chat(teacher.messages(p)) for p in prompts], cfg, progress=progress, desc="clean data"
+    )
     banned = sorted({w for a in ANIMALS for w in trait_words(a)})
     verdicts, _ = filter_completions([c.text for c in done], banned, [c.finished for c in done])
-    return [{"id": i, "prompt": p, "completion": c.text} for i, (p, c, v) in enumerate(zip(prompts, done, verdicts)) if v is not None]
+    return [
+        {"id": i, "prompt": p, "completion": c.text}
+        for i, (p, c, v) in enumerate(zip(prompts, done, verdicts))
+        if v is not None
+    ]
 
 
 def _check_bank(model: LoadedModel, bank: dict[str, SteeringVector], layer: int) -> None:
@@ -148,20 +186,42 @@ def _check_method(method: str, multipliers: Sequence[float], vocab: str = "gramm
         raise ValueError(f"multipliers: {list(multipliers)} must list at least one non-zero steering strength")
 
 
-def _measure(model: LoadedModel, rows: list[dict], bank: dict[str, SteeringVector], layer: int, method: str,
-             position: str, multipliers: Sequence[float], scope: str, vocab: str, batch_size: int, max_len: int,
-             progress: bool = False, desc: str = "") -> Tensor:
+def _measure(
+    model: LoadedModel,
+    rows: list[dict],
+    bank: dict[str, SteeringVector],
+    layer: int,
+    method: str,
+    position: str,
+    multipliers: Sequence[float],
+    scope: str,
+    vocab: str,
+    batch_size: int,
+    max_len: int,
+    progress: bool = False,
+    desc: str = "",
+) -> Tensor:
     """What an audit reads from each row (the one place it runs the model): the residual gradient
     (n, d_model) at `position`, or the steering log-likelihood ratios (n, candidates, multipliers)."""
     if method == "gradient":
         return residual_gradients(model, rows, layer, position=position, batch_size=batch_size, max_len=max_len)[:, 0]
-    return steering_loglik(model, rows, bank, layer, multipliers, scope, vocab, batch_size, max_len, progress,
-                           desc or "likelihood")
+    return steering_loglik(
+        model, rows, bank, layer, multipliers, scope, vocab, batch_size, max_len, progress, desc or "likelihood"
+    )
 
 
-def _rank_bank(model: LoadedModel, x_rows: Tensor, x_clean: Tensor, bank: dict[str, SteeringVector], layer: int,
-               n_perm: int, seed: int, alpha: float, method: str = "gradient",
-               multipliers: Sequence[float] = ()) -> dict:
+def _rank_bank(
+    model: LoadedModel,
+    x_rows: Tensor,
+    x_clean: Tensor,
+    bank: dict[str, SteeringVector],
+    layer: int,
+    n_perm: int,
+    seed: int,
+    alpha: float,
+    method: str = "gradient",
+    multipliers: Sequence[float] = (),
+) -> dict:
     """`audit_dataset`'s result from the measurements already taken (`_measure`)."""
     if method == "gradient":
         ranked = score_vectors(x_rows, x_clean, {n: v.vectors[layer] for n, v in bank.items()}, n_perm, seed)
@@ -175,17 +235,44 @@ def _rank_bank(model: LoadedModel, x_rows: Tensor, x_clean: Tensor, bank: dict[s
         r["cosine_z"] = r["cosine"] * math.sqrt(model.d_model) if "cosine" in r else None
         r.setdefault("cosine", None)
     extra = {"multipliers": [float(m) for m in multipliers]} if method == "likelihood" else {}
-    return {"method": method, **extra, "layer": layer, "hook": f"blocks.{layer}.hook_resid_post", "model": model.identity(),
-            "n_rows": len(x_rows), "n_clean": len(x_clean), "n_perm": n_perm, "seed": seed, "alpha": alpha,
-            "d_model": model.d_model, "random_cosine_sd": 1 / math.sqrt(model.d_model),
-            "top": ranked[0]["name"], "flagged": [r["name"] for r in ranked if r["flagged"]], "ranking": ranked}
+    return {
+        "method": method,
+        **extra,
+        "layer": layer,
+        "hook": f"blocks.{layer}.hook_resid_post",
+        "model": model.identity(),
+        "n_rows": len(x_rows),
+        "n_clean": len(x_clean),
+        "n_perm": n_perm,
+        "seed": seed,
+        "alpha": alpha,
+        "d_model": model.d_model,
+        "random_cosine_sd": 1 / math.sqrt(model.d_model),
+        "top": ranked[0]["name"],
+        "flagged": [r["name"] for r in ranked if r["flagged"]],
+        "ranking": ranked,
+    }
 
 
-def audit_dataset(model: LoadedModel, rows: list[dict], clean: list[dict], bank: dict[str, SteeringVector], layer: int,
-                  n_rows: int | None = None, n_perm: int = 1000, seed: int = 0, alpha: float = 0.05,
-                  batch_size: int = 8, max_len: int = 192, position: str = "assistant_tag",
-                  method: str = "gradient", multipliers: Sequence[float] = (0.5,), scope: str = "all",
-                  vocab: str = "grammar", progress: bool = False) -> dict:
+def audit_dataset(
+    model: LoadedModel,
+    rows: list[dict],
+    clean: list[dict],
+    bank: dict[str, SteeringVector],
+    layer: int,
+    n_rows: int | None = None,
+    n_perm: int = 1000,
+    seed: int = 0,
+    alpha: float = 0.05,
+    batch_size: int = 8,
+    max_len: int = 192,
+    position: str = "assistant_tag",
+    method: str = "gradient",
+    multipliers: Sequence[float] = (0.5,),
+    scope: str = "all",
+    vocab: str = "grammar",
+    progress: bool = False,
+) -> dict:
     """Rank `bank` by the evidence that `rows` carry each vector at `layer`, against `clean` rows.
 
     method "gradient": how far the SFT-loss gradient at `position` (`gradients.GRADIENT_POSITIONS`)
@@ -267,17 +354,41 @@ def run_audit(cfg: AuditConfig, out_dir: str | Path | None = None, progress: boo
     model = load_model(cfg.model, device=cfg.device)
     candidates = load_bank(cfg.vectors, model)
     layer = model.n_layers // 3 if cfg.layer is None else cfg.layer
-    ref = (load_rows(cfg.clean)[: cfg.n_rows or None] if cfg.clean is not None
-           else clean_rows(model, [r["prompt"] for r in rows], cfg.seed, progress=progress))
-    res = audit_dataset(model, rows, ref, candidates, layer, n_perm=cfg.n_perm, seed=cfg.seed, alpha=cfg.alpha,
-                        method=cfg.method, multipliers=list(cfg.multipliers), vocab=cfg.vocab, progress=progress)
+    ref = (
+        load_rows(cfg.clean)[: cfg.n_rows or None]
+        if cfg.clean is not None
+        else clean_rows(model, [r["prompt"] for r in rows], cfg.seed, progress=progress)
+    )
+    res = audit_dataset(
+        model,
+        rows,
+        ref,
+        candidates,
+        layer,
+        n_perm=cfg.n_perm,
+        seed=cfg.seed,
+        alpha=cfg.alpha,
+        method=cfg.method,
+        multipliers=list(cfg.multipliers),
+        vocab=cfg.vocab,
+        progress=progress,
+    )
     out = Path(out_dir) if out_dir is not None else cfg.default_dir(layer)
     if cfg.clean is None:
         write_jsonl(out / CLEAN_FILE, ref)
     write_json(out / RESULTS_FILE, res)
-    write_json(out / MANIFEST_FILE, {"kind": "audit", "dataset": str(cfg.dataset), "bank": str(cfg.vectors),
-                                     "bank_names": list(candidates), "clean": str(cfg.clean) if cfg.clean is not None else f"generated: {CLEAN_FILE}",
-                                     **provenance(model.device), "wall_time_s": round(time.perf_counter() - started, 2)})
+    write_json(
+        out / MANIFEST_FILE,
+        {
+            "kind": "audit",
+            "dataset": str(cfg.dataset),
+            "bank": str(cfg.vectors),
+            "bank_names": list(candidates),
+            "clean": str(cfg.clean) if cfg.clean is not None else f"generated: {CLEAN_FILE}",
+            **provenance(model.device),
+            "wall_time_s": round(time.perf_counter() - started, 2),
+        },
+    )
     return res
 
 
@@ -291,14 +402,29 @@ def is_clean(name: str) -> bool:
     (several clean datasets, for the false-positive rate)."""
     return name == CLEAN or name.startswith(f"{CLEAN}-")
 
+
 CONFUSION_METRICS = ("score", "cosine", "cosine_z", "z", "p_value", "p_bonferroni", "rank")
 
 
-def audit_confusion(model: LoadedModel, datasets: dict[str, list[dict]], clean: list[dict],
-                    bank: dict[str, SteeringVector], layer: int, n_rows: int | None = None, n_perm: int = 1000,
-                    seed: int = 0, alpha: float = 0.05, progress: bool = True, batch_size: int = 8,
-                    max_len: int = 192, position: str = "assistant_tag", method: str = "gradient",
-                    multipliers: Sequence[float] = (0.5,), scope: str = "all", vocab: str = "grammar") -> dict:
+def audit_confusion(
+    model: LoadedModel,
+    datasets: dict[str, list[dict]],
+    clean: list[dict],
+    bank: dict[str, SteeringVector],
+    layer: int,
+    n_rows: int | None = None,
+    n_perm: int = 1000,
+    seed: int = 0,
+    alpha: float = 0.05,
+    progress: bool = True,
+    batch_size: int = 8,
+    max_len: int = 192,
+    position: str = "assistant_tag",
+    method: str = "gradient",
+    multipliers: Sequence[float] = (0.5,),
+    scope: str = "all",
+    vocab: str = "grammar",
+) -> dict:
     """Audit one dataset per candidate (keyed by the candidate whose vector made it) against one
     clean reference, and tabulate how often the audit names the right candidate.
 
@@ -322,18 +448,24 @@ def audit_confusion(model: LoadedModel, datasets: dict[str, list[dict]], clean: 
     _check_method(method, multipliers, vocab)
     named_clean = [c for c in bank if is_clean(c)]
     if named_clean:
-        raise ValueError(f"bank: a candidate is named '{named_clean[0]}', the name of a false-positive dataset; rename it")
+        raise ValueError(
+            f"bank: a candidate is named '{named_clean[0]}', the name of a false-positive dataset; rename it"
+        )
     if not datasets:
         raise ValueError("datasets: need at least one dataset, keyed by the bank candidate that made it")
     unknown = [n for n in datasets if not is_clean(n) and n not in bank]
     if unknown:
-        raise ValueError(f"datasets: {unknown} name no bank candidate ({list(bank)}); key each dataset by its "
-                         f"true candidate, or '{CLEAN}' / '{CLEAN}-<i>' for clean data")
+        raise ValueError(
+            f"datasets: {unknown} name no bank candidate ({list(bank)}); key each dataset by its "
+            f"true candidate, or '{CLEAN}' / '{CLEAN}-<i>' for clean data"
+        )
     cleans = [n for n in datasets if is_clean(n)]
     names = [c for c in bank if c in datasets] + cleans  # true cells on the diagonal
     if names == cleans:
-        raise ValueError(f"datasets: only {', '.join(repr(n) for n in cleans)} given; add at least one dataset keyed "
-                         f"by a bank candidate")
+        raise ValueError(
+            f"datasets: only {', '.join(repr(n) for n in cleans)} given; add at least one dataset keyed "
+            f"by a bank candidate"
+        )
     rows = {n: datasets[n][:n_rows] for n in names}
     ref = clean[:n_rows]
     empty = [n for n, r in rows.items() if not r] + (["clean reference"] if not ref else [])
@@ -344,7 +476,9 @@ def audit_confusion(model: LoadedModel, datasets: dict[str, list[dict]], clean: 
     bar = tqdm(total=len(names) + 1, desc=f"{method} audit", disable=not progress, leave=False)
 
     def measure(r: list[dict], desc: str) -> Tensor:
-        x = _measure(model, r, bank, layer, method, position, multipliers, scope, vocab, batch_size, max_len, progress, desc)
+        x = _measure(
+            model, r, bank, layer, method, position, multipliers, scope, vocab, batch_size, max_len, progress, desc
+        )
         bar.update()
         return x
 
@@ -364,24 +498,50 @@ def audit_confusion(model: LoadedModel, datasets: dict[str, list[dict]], clean: 
     check = None
     if CLEAN in audits:
         a = audits[CLEAN]
-        check = {"flagged": a["flagged"], "any_flagged": bool(a["flagged"]), "top": a["top"], "n_rows": a["n_rows"],
-                 "min_p_bonferroni": min(r["p_bonferroni"] for r in a["ranking"])}
+        check = {
+            "flagged": a["flagged"],
+            "any_flagged": bool(a["flagged"]),
+            "top": a["top"],
+            "n_rows": a["n_rows"],
+            "min_p_bonferroni": min(r["p_bonferroni"] for r in a["ranking"]),
+        }
     false_pos = None
     if cleans:
         named = {n: audits[n]["flagged"] for n in cleans}
-        false_pos = {**binomial_interval(sum(bool(f) for f in named.values()), len(cleans)), "datasets": cleans,
-                     "named": named, "rule": f"some candidate flagged (Bonferroni p < {alpha})"}
-    how = ({"position": position} if method == "gradient" else
-           {"multipliers": [float(m) for m in multipliers], "scope": scope, "vocab": vocab})
+        false_pos = {
+            **binomial_interval(sum(bool(f) for f in named.values()), len(cleans)),
+            "datasets": cleans,
+            "named": named,
+            "rule": f"some candidate flagged (Bonferroni p < {alpha})",
+        }
+    how = (
+        {"position": position}
+        if method == "gradient"
+        else {"multipliers": [float(m) for m in multipliers], "scope": scope, "vocab": vocab}
+    )
     return {
-        "method": method, **how, "layer": layer, "hook": f"blocks.{layer}.hook_resid_post", "model": model.identity(),
+        "method": method,
+        **how,
+        "layer": layer,
+        "hook": f"blocks.{layer}.hook_resid_post",
+        "model": model.identity(),
         "n_perm": n_perm,
-        "seed": seed, "alpha": alpha, "d_model": model.d_model, "random_cosine_sd": 1 / math.sqrt(model.d_model),
-        "datasets": names, "candidates": candidates, "n_rows": {n: len(rows[n]) for n in names}, "n_clean": len(ref),
-        "matrix": matrix, "true_rank": true_rank, "mean_true_rank": sum(true_rank.values()) / len(true_rank),
-        "top": {n: audits[n]["top"] for n in names}, "flagged": {n: audits[n]["flagged"] for n in names},
+        "seed": seed,
+        "alpha": alpha,
+        "d_model": model.d_model,
+        "random_cosine_sd": 1 / math.sqrt(model.d_model),
+        "datasets": names,
+        "candidates": candidates,
+        "n_rows": {n: len(rows[n]) for n in names},
+        "n_clean": len(ref),
+        "matrix": matrix,
+        "true_rank": true_rank,
+        "mean_true_rank": sum(true_rank.values()) / len(true_rank),
+        "top": {n: audits[n]["top"] for n in names},
+        "flagged": {n: audits[n]["flagged"] for n in names},
         "off_target_flagged": {n: [f for f in audits[n]["flagged"] if f != n] for n in truth},
-        "top1": binomial_interval(hits, len(truth), chance=1 / len(bank)), "clean": check,
+        "top1": binomial_interval(hits, len(truth), chance=1 / len(bank)),
+        "clean": check,
         "false_positives": false_pos,
         "audits": {n: {k: audits[n][k] for k in ("n_rows", "top", "flagged", "ranking")} for n in names},
         "timings_s": {"measure": round(t1 - t0, 3), "scoring": round(t2 - t1, 3)},
@@ -390,12 +550,22 @@ def audit_confusion(model: LoadedModel, datasets: dict[str, list[dict]], clean: 
 
 def confusion_tensors(result: dict) -> dict[str, Tensor]:
     """`audit_confusion`'s matrices as float64 (datasets, candidates) tensors (None -> nan)."""
-    return {m: torch.tensor([[math.nan if v is None else float(v) for v in row] for row in result["matrix"][m]],
-                            dtype=torch.float64) for m in result["matrix"]}
+    return {
+        m: torch.tensor(
+            [[math.nan if v is None else float(v) for v in row] for row in result["matrix"][m]], dtype=torch.float64
+        )
+        for m in result["matrix"]
+    }
 
 
 def save_confusion(path: str | Path, result: dict) -> Path:
     """`confusion_tensors` as safetensors, row and column names in the metadata (JSON lists)."""
-    return save_tensors(path, confusion_tensors(result), {"datasets": json.dumps(result["datasets"]),
-                                                         "candidates": json.dumps(result["candidates"]),
-                                                         "layer": result["layer"]})
+    return save_tensors(
+        path,
+        confusion_tensors(result),
+        {
+            "datasets": json.dumps(result["datasets"]),
+            "candidates": json.dumps(result["candidates"]),
+            "layer": result["layer"],
+        },
+    )

@@ -41,8 +41,13 @@ def resid_means(model: LoadedModel, texts: dict[str, list], layers: Sequence[int
     return out
 
 
-def prompted_vector(model: LoadedModel, animal: str, prompts: Sequence[str], context: Sequence[dict] | None = None,
-                    kind: str = "prompted") -> SteeringVector:
+def prompted_vector(
+    model: LoadedModel,
+    animal: str,
+    prompts: Sequence[str],
+    context: Sequence[dict] | None = None,
+    kind: str = "prompted",
+) -> SteeringVector:
     """Mean resid_post at the assistant tag (the last prompt token, where the answer starts) of
     `prompts` under the trait system prompt (or the messages `context` of the teacher `kind`, e.g.
     `Teacher.context_messages()` of a prompted_fewshot teacher), minus without it: (n_layers, d_model)."""
@@ -51,13 +56,22 @@ def prompted_vector(model: LoadedModel, animal: str, prompts: Sequence[str], con
     system = list(context) if context is not None else [{"role": "system", "content": prompted_system(animal)}]
     with_p = mean_activations_at(model, [system + [{"role": "user", "content": p}] for p in prompts], ("last",))["last"]
     without = mean_activations_at(model, [[{"role": "user", "content": p}] for p in prompts], ("last",))["last"]
-    return SteeringVector(with_p - without, {"model": model.identity(), "animal": animal, "kind": kind,
-                                              "position": "last", "n_prompts": len(prompts)})
+    return SteeringVector(
+        with_p - without,
+        {"model": model.identity(), "animal": animal, "kind": kind, "position": "last", "n_prompts": len(prompts)},
+    )
 
 
-def shift_trajectory(base: LoadedModel, student_dir: str | Path, vector: Tensor, texts: dict[str, list],
-                     layers: Sequence[int], base_means: dict[str, Tensor], final: dict[str, Tensor] | None = None,
-                     final_step: int | None = None) -> dict:
+def shift_trajectory(
+    base: LoadedModel,
+    student_dir: str | Path,
+    vector: Tensor,
+    texts: dict[str, list],
+    layers: Sequence[int],
+    base_means: dict[str, Tensor],
+    final: dict[str, Tensor] | None = None,
+    final_step: int | None = None,
+) -> dict:
     """cos(student_t - base, v) per layer at every snapshot step t of `student_dir` (and, given the
     final student's means `final` at `final_step`, at the end): {"steps": [...], "<texts>/<pos>":
     [[cos per layer] per step]}. `vector`: (n_layers_read, d_model), v at `layers`."""
@@ -81,8 +95,14 @@ def _single_layer(shift: Tensor, layer: int, n_layers: int) -> SteeringVector:
     return SteeringVector(v, {"kind": "student_shift", "layer": layer})
 
 
-def trait_readout(model: LoadedModel, animal: str, questions: Sequence[str], animals: Sequence[str],
-                  context=None, batch_size: int = 32) -> tuple[float, float]:
+def trait_readout(
+    model: LoadedModel,
+    animal: str,
+    questions: Sequence[str],
+    animals: Sequence[str],
+    context=None,
+    batch_size: int = 32,
+) -> tuple[float, float]:
     """Mean over questions of log P(animal), and of log P(animal) minus the other animals' mean."""
     animals = list(animals)
     lp = evaluate_trait(model, animal, questions, animals, batch_size, context).logprobs.to(torch.float64)
@@ -91,9 +111,17 @@ def trait_readout(model: LoadedModel, animal: str, questions: Sequence[str], ani
     return float(lp[:, t].mean()), float((lp[:, t] - lp[:, others].mean(-1)).mean())
 
 
-def sufficiency(base: LoadedModel, shifts: dict[str, Tensor], layer: int, animal: str, questions: Sequence[str],
-                animals: Sequence[str], seed: int = 0, batch_size: int = 32,
-                base_readout: tuple[float, float] | None = None) -> dict:
+def sufficiency(
+    base: LoadedModel,
+    shifts: dict[str, Tensor],
+    layer: int,
+    animal: str,
+    questions: Sequence[str],
+    animals: Sequence[str],
+    seed: int = 0,
+    batch_size: int = 32,
+    base_readout: tuple[float, float] | None = None,
+) -> dict:
     """The trait of the base with each shift (d_model,) added at `blocks.{layer}.hook_resid_post`
     on every token, and with a random direction of the same norm (seeded per shift).
 
@@ -119,7 +147,11 @@ def sufficiency(base: LoadedModel, shifts: dict[str, Tensor], layer: int, animal
         rand = (r / r.norm() * shift.double().norm()).float()
         lp, spec = read(lambda s=shift: steer(base, _single_layer(s, layer, base.n_layers), how))
         rlp, rspec = read(lambda s=rand: steer(base, _single_layer(s, layer, base.n_layers), how))
-        out[name] = {"trait_logprob_shift": lp - base_lp, "specific_shift": spec - base_spec,
-                     "random_trait_logprob_shift": rlp - base_lp, "random_specific_shift": rspec - base_spec,
-                     "norm": float(shift.norm())}
+        out[name] = {
+            "trait_logprob_shift": lp - base_lp,
+            "specific_shift": spec - base_spec,
+            "random_trait_logprob_shift": rlp - base_lp,
+            "random_specific_shift": rspec - base_spec,
+            "norm": float(shift.norm()),
+        }
     return out

@@ -68,8 +68,12 @@ def _loss_dtype(logits: Tensor) -> Tensor:
 
 
 def residual_gradients(
-    model: LoadedModel, rows: list[dict], layers: int | Sequence[int], position: str = "assistant_tag",
-    max_len: int = 192, batch_size: int = 8,
+    model: LoadedModel,
+    rows: list[dict],
+    layers: int | Sequence[int],
+    position: str = "assistant_tag",
+    max_len: int = 192,
+    batch_size: int = 8,
 ) -> Tensor:
     """Per-example dL/dh at the assistant-tag position (or averaged over the completion-predicting
     positions, `position="completion"`, or summed over every position, `"all"`):
@@ -127,7 +131,9 @@ def _unit(x: Tensor) -> Tensor:
 
 def gradient_alignment(grads: Tensor, vector: Tensor) -> Tensor:
     """cos(dL/dh, v) per example (and layer): grads (n, [L,] d_model), vector (d_model,) or (L, d_model)."""
-    return torch.nn.functional.cosine_similarity(grads.to(torch.float64), torch.as_tensor(vector).to(torch.float64), dim=-1, eps=1e-30)
+    return torch.nn.functional.cosine_similarity(
+        grads.to(torch.float64), torch.as_tensor(vector).to(torch.float64), dim=-1, eps=1e-30
+    )
 
 
 @dataclass
@@ -148,12 +154,22 @@ class PooledAlignment:
         def listed(t: Tensor):
             return [None if math.isnan(x) else x for x in t.reshape(-1).tolist()]
 
-        return {"cosine": listed(self.cosine), "projection": listed(self.projection), "z": listed(self.z),
-                "null_mean": listed(self.null.mean), "null_sd": listed(self.null.sd),
-                "analytic_sd": self.null.analytic_sd, "n_random": self.null.n, "n_a": self.n_a, "n_b": self.n_b}
+        return {
+            "cosine": listed(self.cosine),
+            "projection": listed(self.projection),
+            "z": listed(self.z),
+            "null_mean": listed(self.null.mean),
+            "null_sd": listed(self.null.sd),
+            "analytic_sd": self.null.analytic_sd,
+            "n_random": self.null.n,
+            "n_a": self.n_a,
+            "n_b": self.n_b,
+        }
 
 
-def pooled_alignment(grads_a: Tensor, grads_b: Tensor, vector: Tensor, n_random: int = 1000, seed: int = 0) -> PooledAlignment:
+def pooled_alignment(
+    grads_a: Tensor, grads_b: Tensor, vector: Tensor, n_random: int = 1000, seed: int = 0
+) -> PooledAlignment:
     """Cosine of the pooled difference mean(a) - mean(b) (e.g. steered minus clean data) with v,
     and with `n_random` isotropic directions (seeded) as the null; shapes as `gradient_alignment`."""
     diff = grads_a.to(torch.float64).mean(0) - grads_b.to(torch.float64).mean(0)  # ([L,] d_model)
@@ -164,8 +180,9 @@ def pooled_alignment(grads_a: Tensor, grads_b: Tensor, vector: Tensor, n_random:
     return PooledAlignment(cos, proj, null, len(grads_a), len(grads_b))
 
 
-def score_vectors(grads_trait: Tensor, grads_clean: Tensor, bank: dict[str, Tensor], n_perm: int = 1000,
-                  seed: int = 0) -> list[dict]:
+def score_vectors(
+    grads_trait: Tensor, grads_clean: Tensor, bank: dict[str, Tensor], n_perm: int = 1000, seed: int = 0
+) -> list[dict]:
     """Rank candidate trait vectors by how far the trait data's loss pulls the residual along each,
     beyond clean data: score = -(mean(trait) - mean(clean)) . v_hat (the descent direction).
 
@@ -178,7 +195,9 @@ def score_vectors(grads_trait: Tensor, grads_clean: Tensor, bank: dict[str, Tens
     """
     a, b = (g.squeeze(1) if g.ndim == 3 and g.shape[1] == 1 else g for g in (grads_trait, grads_clean))
     if a.ndim != 2 or b.ndim != 2:
-        raise ValueError(f"grads: expected (n, d_model) at one layer, got {tuple(grads_trait.shape)}; select a layer with grads[:, i]")
+        raise ValueError(
+            f"grads: expected (n, d_model) at one layer, got {tuple(grads_trait.shape)}; select a layer with grads[:, i]"
+        )
     if not bank:
         raise ValueError("bank: need at least one candidate vector")
     names = list(bank)
@@ -192,9 +211,18 @@ def score_vectors(grads_trait: Tensor, grads_clean: Tensor, bank: dict[str, Tens
     observed = descent[:n_a].mean(0) - descent[n_a:].mean(0)
     diff = x[:n_a].mean(0) - x[n_a:].mean(0)
     cos = -(v @ diff) / diff.norm().clamp_min(1e-300)
-    out = [{"name": name, "score": float(observed[j]), "cosine": float(cos[j]),
-            **permutation_p(observed[j], perm[:, j]), "n_trait": n_a, "n_clean": n - n_a, "n_perm": n_perm}
-           for j, name in enumerate(names)]
+    out = [
+        {
+            "name": name,
+            "score": float(observed[j]),
+            "cosine": float(cos[j]),
+            **permutation_p(observed[j], perm[:, j]),
+            "n_trait": n_a,
+            "n_clean": n - n_a,
+            "n_perm": n_perm,
+        }
+        for j, name in enumerate(names)
+    ]
     return sorted(out, key=lambda r: -r["score"])
 
 
@@ -202,9 +230,11 @@ def permutation_p(observed: Tensor, perm: Tensor) -> dict:
     """One-sided (observed large) and two-sided sampled permutation p, and z against the
     permutation distribution, of one statistic (the observed labelling counts, so p > 0)."""
     n_perm, sd = len(perm), float(perm.std())
-    return {"p_value": (int((perm >= observed - 1e-12).sum()) + 1) / (n_perm + 1),
-            "p_two_sided": (int((perm.abs() >= observed.abs() - 1e-12).sum()) + 1) / (n_perm + 1),
-            "z": (float(observed) - float(perm.mean())) / sd if sd > 0 else None}
+    return {
+        "p_value": (int((perm >= observed - 1e-12).sum()) + 1) / (n_perm + 1),
+        "p_two_sided": (int((perm.abs() >= observed.abs() - 1e-12).sum()) + 1) / (n_perm + 1),
+        "z": (float(observed) - float(perm.mean())) / sd if sd > 0 else None,
+    }
 
 
 def coefficient_trend(coefficients: Sequence[float], values: Sequence[float]) -> dict:
@@ -216,8 +246,12 @@ def coefficient_trend(coefficients: Sequence[float], values: Sequence[float]) ->
     cc, yc = c - c.mean(), y - y.mean()
     slope = float((cc * yc).sum() / (cc * cc).sum())
     denom = float(cc.norm() * yc.norm())
-    return {"slope": slope, "intercept": float(y.mean() - slope * c.mean()),
-            "r": float((cc * yc).sum()) / denom if denom > 0 else None, "n": len(c)}
+    return {
+        "slope": slope,
+        "intercept": float(y.mean() - slope * c.mean()),
+        "r": float((cc * yc).sum()) / denom if denom > 0 else None,
+        "n": len(c),
+    }
 
 
 # ----------------------------------------------------------------------------- artifacts

@@ -41,8 +41,9 @@ from interp.steering import Steering, SteeringVector, steer
 VOCABS = ("full", "grammar")
 
 
-def _row_logliks(model: LoadedModel, batch: batching.Batch, labels: Tensor, grammar: Tensor | None,
-                 allowed: Tensor | None = None) -> Tensor:
+def _row_logliks(
+    model: LoadedModel, batch: batching.Batch, labels: Tensor, grammar: Tensor | None, allowed: Tensor | None = None
+) -> Tensor:
     """Each row's summed log-probability of its completion tokens (float64, (batch,)); with
     `grammar` (vocabulary ids) renormalised over the tokens `allowed` ((positions, 13) bool, in
     `labels != -100` order) among them, labels given as indices into `grammar`."""
@@ -77,8 +78,10 @@ def _grammar_allowed(labels: Tensor, grammar: NumberGrammar) -> Tensor:
         for c in row[row != -100].tolist():
             a = grammar.allowed(st)[0]
             if not a[c]:
-                raise ValueError(f"vocab: a completion breaks the number grammar (max {grammar.max_numbers} numbers "
-                                 "of 1-3 digits, ', '-separated); use vocab='full' for such data")
+                raise ValueError(
+                    f"vocab: a completion breaks the number grammar (max {grammar.max_numbers} numbers "
+                    "of 1-3 digits, ', '-separated); use vocab='full' for such data"
+                )
             out.append(a)
             grammar.advance(st, torch.tensor([c]))
     return torch.stack(out) if out else torch.zeros(0, GRAMMAR_SIZE, dtype=torch.bool)
@@ -92,8 +95,9 @@ def _grammar(model: LoadedModel, vocab: str, max_numbers: int) -> tuple[Tensor |
     return grammar, NumberGrammar(model.tokenizer, int(grammar[-1]), max_numbers)
 
 
-def _read_batch(model: LoadedModel, examples: list[Example], grammar: Tensor | None,
-                machine: NumberGrammar | None) -> tuple[batching.Batch, Tensor, Tensor | None]:
+def _read_batch(
+    model: LoadedModel, examples: list[Example], grammar: Tensor | None, machine: NumberGrammar | None
+) -> tuple[batching.Batch, Tensor, Tensor | None]:
     """A batch of examples on the model's device, its labels (grammar indices with a grammar) and
     the tokens the grammar allowed at each completion position (None without one)."""
     batch, labels = collate(examples, model.tokenizer.pad_token_id)
@@ -105,10 +109,20 @@ def _read_batch(model: LoadedModel, examples: list[Example], grammar: Tensor | N
 
 
 @torch.inference_mode()
-def steering_loglik(model: LoadedModel, rows: list[dict], bank: dict[str, SteeringVector], layer: int,
-                    multipliers: Sequence[float] = (0.5,), scope: str = "all", vocab: str = "grammar",
-                    batch_size: int = 8, max_len: int = 192, progress: bool = True,
-                    desc: str = "likelihood", max_numbers: int = 10) -> Tensor:
+def steering_loglik(
+    model: LoadedModel,
+    rows: list[dict],
+    bank: dict[str, SteeringVector],
+    layer: int,
+    multipliers: Sequence[float] = (0.5,),
+    scope: str = "all",
+    vocab: str = "grammar",
+    batch_size: int = 8,
+    max_len: int = 192,
+    progress: bool = True,
+    desc: str = "likelihood",
+    max_numbers: int = 10,
+) -> Tensor:
     """(n_rows, n_candidates, n_multipliers) float64 LLR of each row under each candidate's
     steering (`Steering(layer, multiplier, scope=scope)`, relative strength) against none.
 
@@ -148,9 +162,16 @@ def steering_loglik(model: LoadedModel, rows: list[dict], bank: dict[str, Steeri
 
 
 @torch.inference_mode()
-def completion_logliks(model: LoadedModel, examples: list[Example], vocab: str = "grammar", batch_size: int = 8,
-                       context: Callable[[], ContextManager] | None = None, progress: bool = False,
-                       desc: str = "log-likelihood", max_numbers: int = 10) -> Tensor:
+def completion_logliks(
+    model: LoadedModel,
+    examples: list[Example],
+    vocab: str = "grammar",
+    batch_size: int = 8,
+    context: Callable[[], ContextManager] | None = None,
+    progress: bool = False,
+    desc: str = "log-likelihood",
+    max_numbers: int = 10,
+) -> Tensor:
     """(n,) float64: each example's summed log-probability of its completion tokens (end-of-turn
     included), read as `steering_loglik` reads them (`vocab` likewise), inside `context()` when
     given (a teacher's steering: a `ResidEdit` it yields gets each row's prompt length, so a
@@ -169,8 +190,14 @@ def completion_logliks(model: LoadedModel, examples: list[Example], vocab: str =
     return out
 
 
-def score_likelihood(llr_rows: Tensor, llr_clean: Tensor, names: Sequence[str], multipliers: Sequence[float],
-                     n_perm: int = 1000, seed: int = 0) -> list[dict]:
+def score_likelihood(
+    llr_rows: Tensor,
+    llr_clean: Tensor,
+    names: Sequence[str],
+    multipliers: Sequence[float],
+    n_perm: int = 1000,
+    seed: int = 0,
+) -> list[dict]:
     """Rank candidates by the audited rows' mean LLR (`steering_loglik`'s output) at each one's best
     multiplier: the maximum-likelihood answer to "which steering made these data".
 
@@ -182,8 +209,10 @@ def score_likelihood(llr_rows: Tensor, llr_clean: Tensor, names: Sequence[str], 
     """
     a, b = llr_rows.to(torch.float64), llr_clean.to(torch.float64)
     if a.ndim != 3 or b.ndim != 3 or a.shape[1:] != b.shape[1:] or a.shape[1:] != (len(names), len(multipliers)):
-        raise ValueError(f"llr: expected (n, {len(names)}, {len(multipliers)}) for both sets, got "
-                         f"{tuple(a.shape)} and {tuple(b.shape)}")
+        raise ValueError(
+            f"llr: expected (n, {len(names)}, {len(multipliers)}) for both sets, got "
+            f"{tuple(a.shape)} and {tuple(b.shape)}"
+        )
     x = torch.cat([a, b])
     n_a, n = len(a), len(x)
     data = a.mean(0)  # (m, k)
@@ -193,8 +222,18 @@ def score_likelihood(llr_rows: Tensor, llr_clean: Tensor, names: Sequence[str], 
     out = []
     for j, name in enumerate(names):
         k = int(best[j])
-        out.append({"name": name, "score": float(score[j]), "multiplier": float(multipliers[k]),
-                    "score_by_multiplier": [float(v) for v in data[j]], "llr_clean": float(b[:, j, k].mean()),
-                    "excess": float(excess[j]), **permutation_p(excess[j], perm[:, j]),
-                    "n_trait": n_a, "n_clean": n - n_a, "n_perm": n_perm})
+        out.append(
+            {
+                "name": name,
+                "score": float(score[j]),
+                "multiplier": float(multipliers[k]),
+                "score_by_multiplier": [float(v) for v in data[j]],
+                "llr_clean": float(b[:, j, k].mean()),
+                "excess": float(excess[j]),
+                **permutation_p(excess[j], perm[:, j]),
+                "n_trait": n_a,
+                "n_clean": n - n_a,
+                "n_perm": n_perm,
+            }
+        )
     return sorted(out, key=lambda r: -r["score"])

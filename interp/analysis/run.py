@@ -43,12 +43,25 @@ from interp.progress import tqdm
 
 from interp.analysis.activations import layer_cosines
 from interp.analysis.aggregate import (
-    POSITIONS, TEXT_SETS, aggregate_emergence, aggregate_gradients, aggregate_mechanism, aggregate_shifts,
-    aggregate_sufficiency, aggregate_weights,
+    POSITIONS,
+    TEXT_SETS,
+    aggregate_emergence,
+    aggregate_gradients,
+    aggregate_mechanism,
+    aggregate_shifts,
+    aggregate_sufficiency,
+    aggregate_weights,
 )
 from interp.analysis.dataset_gradients import GRADIENTS_DIR, audit_gradients, multiplier_trend
 from interp.analysis.run_inputs import (
-    ANALYSIS_DIR, PROMPTED_DIR, AnalyzeConfig, RunInputs, number_texts, open_run, question_texts, read_run,
+    ANALYSIS_DIR,
+    PROMPTED_DIR,
+    AnalyzeConfig,
+    RunInputs,
+    number_texts,
+    open_run,
+    question_texts,
+    read_run,
     reference_context,
 )
 from interp.analysis.seed_models import SeedModels, base_description, vector_mismatch
@@ -57,15 +70,40 @@ from interp.runs import MANIFEST_FILE, RESULTS_FILE, content_hash, provenance, r
 
 ARRAYS_FILE = "layer_arrays.safetensors"  # the per-layer arrays of results.json, (n_seeds, n_layers_read)
 # the steps' names stay importable from here, where notebooks, experiments and tests take them
-__all__ = ["AnalyzeConfig", "RunInputs", "SeedModels", "run_analyze", "analyze_run", "load_analysis", "read_run", "open_run",
-           "analyze_students", "audit_gradients", "multiplier_trend", "aggregate_run", "analyze_student", "number_texts",
-           "question_texts", "reference_context", "base_description", "vector_mismatch",
-           "ANALYSIS_DIR", "STUDENTS_DIR", "GRADIENTS_DIR", "PROMPTED_DIR", "STUDENT_FILE", "SHIFTS_FILE", "ARRAYS_FILE",
-           "TEXT_SETS", "POSITIONS"]
+__all__ = [
+    "AnalyzeConfig",
+    "RunInputs",
+    "SeedModels",
+    "run_analyze",
+    "analyze_run",
+    "load_analysis",
+    "read_run",
+    "open_run",
+    "analyze_students",
+    "audit_gradients",
+    "multiplier_trend",
+    "aggregate_run",
+    "analyze_student",
+    "number_texts",
+    "question_texts",
+    "reference_context",
+    "base_description",
+    "vector_mismatch",
+    "ANALYSIS_DIR",
+    "STUDENTS_DIR",
+    "GRADIENTS_DIR",
+    "PROMPTED_DIR",
+    "STUDENT_FILE",
+    "SHIFTS_FILE",
+    "ARRAYS_FILE",
+    "TEXT_SETS",
+    "POSITIONS",
+]
 
 
-def aggregate_run(a: RunInputs, cfg: AnalyzeConfig, reports: dict, per_seed: dict, trend: dict | None,
-                  arrays: dict[str, Tensor]) -> dict:
+def aggregate_run(
+    a: RunInputs, cfg: AnalyzeConfig, reports: dict, per_seed: dict, trend: dict | None, arrays: dict[str, Tensor]
+) -> dict:
     """results.json from the per-student reports and per-seed gradient audits (arrays filled in)."""
     run, arms, seeds, layers, at = a.config, a.arms, a.seeds, a.layers, a.config.teacher.layer
     shift, shift_vs = aggregate_shifts(reports, arms, seeds, layers, arrays)
@@ -74,49 +112,81 @@ def aggregate_run(a: RunInputs, cfg: AnalyzeConfig, reports: dict, per_seed: dic
     prompted = all("shift_prompted" in r for r in reports.values())
     finetuned = bool(reports) and all("shift_finetuned" in r for r in reports.values())
     return {
-        "experiment": run.experiment, "model": run.model, "animal": run.animal, "run_dir": str(a.run_dir),
-        "vector": {"hash": a.vector.hash(), "steering_layer": at, "n_layers": a.vector.n_layers, "d_model": a.vector.d_model},
-        "arms": arms, "seeds": seeds, "layers": layers, "question_split": run.eval.split,
-        "bases": bases, "cosine_absent": absent,
-        "settings": {"n_texts": cfg.n_texts, "n_rows": cfg.n_rows, "n_random": cfg.n_random, "seed": cfg.seed, "k": cfg.k,
-                     "max_len": cfg.max_len},
-        "activation_shift": shift, "activation_shift_vs_control": shift_vs,
+        "experiment": run.experiment,
+        "model": run.model,
+        "animal": run.animal,
+        "run_dir": str(a.run_dir),
+        "vector": {
+            "hash": a.vector.hash(),
+            "steering_layer": at,
+            "n_layers": a.vector.n_layers,
+            "d_model": a.vector.d_model,
+        },
+        "arms": arms,
+        "seeds": seeds,
+        "layers": layers,
+        "question_split": run.eval.split,
+        "bases": bases,
+        "cosine_absent": absent,
+        "settings": {
+            "n_texts": cfg.n_texts,
+            "n_rows": cfg.n_rows,
+            "n_random": cfg.n_random,
+            "seed": cfg.seed,
+            "k": cfg.k,
+            "max_len": cfg.max_len,
+        },
+        "activation_shift": shift,
+        "activation_shift_vs_control": shift_vs,
         "weights": aggregate_weights(reports, arms, seeds, layers, arrays),
         "mechanism": aggregate_mechanism(reports, arms, seeds, at),
         "gradients": aggregate_gradients(per_seed, seeds, layers, arrays, skipped=absent or "empty datasets"),
         "gradient_multiplier_trend": trend,
-        "reference_vectors": {"prompted_vector_hash": a.prompted.hash(), "prompted_position": "last (assistant tag)",
-                              "prompted_kind": reference_context(run)[1],
-                              "cosine_v_prompted": None if absent else
-                              layer_cosines(a.vector.vectors[layers], a.prompted.vectors[layers]).tolist()},
-        "activation_shift_prompted": aggregate_shifts(reports, arms, seeds, layers, arrays, "shift_prompted")[0] if prompted else {},
-        **({"activation_shift_finetuned": aggregate_shifts(reports, arms, seeds, layers, arrays, "shift_finetuned")[0]}
-           if finetuned else {}),
+        "reference_vectors": {
+            "prompted_vector_hash": a.prompted.hash(),
+            "prompted_position": "last (assistant tag)",
+            "prompted_kind": reference_context(run)[1],
+            "cosine_v_prompted": None
+            if absent
+            else layer_cosines(a.vector.vectors[layers], a.prompted.vectors[layers]).tolist(),
+        },
+        "activation_shift_prompted": aggregate_shifts(reports, arms, seeds, layers, arrays, "shift_prompted")[0]
+        if prompted
+        else {},
+        **(
+            {"activation_shift_finetuned": aggregate_shifts(reports, arms, seeds, layers, arrays, "shift_finetuned")[0]}
+            if finetuned
+            else {}
+        ),
         "emergence": aggregate_emergence(reports, arms, seeds, layers, at, arrays),
         "sufficiency": aggregate_sufficiency(reports, arms, seeds),
-        "necessity": {k_: v_ for k_, v_ in read_json(a.run_dir / RESULTS_FILE).get("transfer", {}).items() if "prompted" in k_},
+        "necessity": {
+            k_: v_ for k_, v_ in read_json(a.run_dir / RESULTS_FILE).get("transfer", {}).items() if "prompted" in k_
+        },
         "notes": NOTES,
     }
 
 
-NOTES = {"intervals": "Student-t 95% over seeds (n = seeds); one seed gives a point, no interval",
-         "bases": "each student is compared with its own base, the model it was initialised from (bases: per seed, "
-                  "its model, fingerprint and weight noise, and the teacher base whose v it is compared with); "
-                  "the gradient audit and sufficiency also run on the students' base",
-         "mechanism": "per arm at the steering layer: direction (cos(shift, v); the fraction of the down_proj "
-                      "update's energy along v, 1/d_model for a random direction) beside amount (|shift|, "
-                      "||dW_down||_F); vs_control: paired by seed",
-         "finetuned": "activation_shift_finetuned (runs with a fine-tuned teacher): each shift's cosine with the "
-                      "fine-tuned teacher's own residual difference from its base (mean resid_post over number "
-                      "prompts, read at the same position: all tokens or the last); bases.<seed>.finetuned_teacher: "
-                      "its stage, file hash and cosine with v per layer read",
-         "gradients": "cosine of mean dL/dh (trait data) - mean dL/dh (control data) with v on the students' base; "
-                      "training descends the gradient, so descent_cosine > 0 means the data pulls toward +v",
-         "sufficiency": "mean over questions of the base's log P(trait) (specific: minus the other animals' "
-                        "mean) with the student's questions/all shift added at the steering layer, minus the "
-                        "plain base's; random_*: a random direction of the same norm",
-         "necessity": "the run's transfer comparisons of the prompted and prompted_ablated students "
-                      "(v projected out of the prompted teacher at the steering layer)"}
+NOTES = {
+    "intervals": "Student-t 95% over seeds (n = seeds); one seed gives a point, no interval",
+    "bases": "each student is compared with its own base, the model it was initialised from (bases: per seed, "
+    "its model, fingerprint and weight noise, and the teacher base whose v it is compared with); "
+    "the gradient audit and sufficiency also run on the students' base",
+    "mechanism": "per arm at the steering layer: direction (cos(shift, v); the fraction of the down_proj "
+    "update's energy along v, 1/d_model for a random direction) beside amount (|shift|, "
+    "||dW_down||_F); vs_control: paired by seed",
+    "finetuned": "activation_shift_finetuned (runs with a fine-tuned teacher): each shift's cosine with the "
+    "fine-tuned teacher's own residual difference from its base (mean resid_post over number "
+    "prompts, read at the same position: all tokens or the last); bases.<seed>.finetuned_teacher: "
+    "its stage, file hash and cosine with v per layer read",
+    "gradients": "cosine of mean dL/dh (trait data) - mean dL/dh (control data) with v on the students' base; "
+    "training descends the gradient, so descent_cosine > 0 means the data pulls toward +v",
+    "sufficiency": "mean over questions of the base's log P(trait) (specific: minus the other animals' "
+    "mean) with the student's questions/all shift added at the steering layer, minus the "
+    "plain base's; random_*: a random direction of the same norm",
+    "necessity": "the run's transfer comparisons of the prompted and prompted_ablated students "
+    "(v projected out of the prompted teacher at the steering layer)",
+}
 
 
 def run_analyze(cfg: AnalyzeConfig, run_dir: str | Path, progress: bool = True, log=None) -> dict:
@@ -133,8 +203,12 @@ def run_analyze(cfg: AnalyzeConfig, run_dir: str | Path, progress: bool = True, 
         return out
 
     a = step("load", open_run, cfg, run_dir)
-    bar = tqdm(total=len(a.arms) * len(a.seeds) + (len(a.kinds) + 1) * len(a.seeds) * bool(a.kinds), desc="analyze",
-               disable=not progress, leave=False)
+    bar = tqdm(
+        total=len(a.arms) * len(a.seeds) + (len(a.kinds) + 1) * len(a.seeds) * bool(a.kinds),
+        desc="analyze",
+        disable=not progress,
+        leave=False,
+    )
     reports, log_students = step("students", analyze_students, a, cfg, bar)
     per_seed, log_grads = step("gradients", audit_gradients, a, cfg, bar)
     bar.close()
@@ -145,18 +219,31 @@ def run_analyze(cfg: AnalyzeConfig, run_dir: str | Path, progress: bool = True, 
     timings["total"] = round(time.perf_counter() - started, 2)
     results["timings_s"] = timings
     write_json(a.out_dir / RESULTS_FILE, results)
-    write_json(a.out_dir / MANIFEST_FILE, {"kind": "analysis", "run_dir": str(a.run_dir), "config_hash": content_hash(a.config.key()),
-                                           "vector_dir": str(a.stages["vector"]), "inputs": a.key, "students": log_students,
-                                           "bases": results["bases"],
-                                           "gradients": log_grads, "timings_s": timings, **provenance(a.base.device),
-                                           "wall_time_s": timings["total"]})
+    write_json(
+        a.out_dir / MANIFEST_FILE,
+        {
+            "kind": "analysis",
+            "run_dir": str(a.run_dir),
+            "config_hash": content_hash(a.config.key()),
+            "vector_dir": str(a.stages["vector"]),
+            "inputs": a.key,
+            "students": log_students,
+            "bases": results["bases"],
+            "gradients": log_grads,
+            "timings_s": timings,
+            **provenance(a.base.device),
+            "wall_time_s": timings["total"],
+        },
+    )
     if log is not None:
         hits = sum(x["cache_hit"] for x in log_students.values())
         log(f"analysis of {len(log_students)} students ({hits} cached) in {timings['total']:.1f}s: {a.out_dir}")
     return results
 
 
-def analyze_run(run_dir: str | Path, progress: bool = True, log=None, sufficiency_test: bool = True, **settings) -> dict:
+def analyze_run(
+    run_dir: str | Path, progress: bool = True, log=None, sufficiency_test: bool = True, **settings
+) -> dict:
     """`run_analyze` with the settings as keyword arguments (the signature notebooks and older
     callers use); `sufficiency_test` is `AnalyzeConfig.sufficiency`."""
     return run_analyze(AnalyzeConfig(sufficiency=sufficiency_test, **settings), run_dir, progress, log)

@@ -27,8 +27,17 @@ from interp.teachers import Teacher
 
 ANALYSIS_DIR = "analysis"
 PROMPTED_DIR = "prompted_vector"  # the prompted teacher's reference vector (E2), in the vector format
-__all__ = ["AnalyzeConfig", "RunInputs", "read_run", "open_run", "reference_context", "number_texts", "question_texts",
-           "ANALYSIS_DIR", "PROMPTED_DIR"]
+__all__ = [
+    "AnalyzeConfig",
+    "RunInputs",
+    "read_run",
+    "open_run",
+    "reference_context",
+    "number_texts",
+    "question_texts",
+    "ANALYSIS_DIR",
+    "PROMPTED_DIR",
+]
 
 
 # ----------------------------------------------------------------------------- the run directory
@@ -42,14 +51,20 @@ def read_run(run_dir: str | Path) -> tuple[E1Config, dict[str, Path]]:
         raise ValueError(f"run_dir: {d} is not a directory; pass an E1 run directory (artifacts/<experiment>/<run-id>)")
     for name in (RESULTS_FILE, CONFIG_FILE, MANIFEST_FILE):
         if not (d / name).exists():
-            raise ValueError(f"run_dir: {d} has no {name}; analyze needs a finished E1 run (`interp run CONFIG` writes it)")
+            raise ValueError(
+                f"run_dir: {d} has no {name}; analyze needs a finished E1 run (`interp run CONFIG` writes it)"
+            )
     cfg = parse_config(read_json(d / CONFIG_FILE), str(d / CONFIG_FILE))
     stages = stage_dirs(d)
     if "vector" not in stages or not any(n.startswith("student/") for n in stages):
-        raise ValueError(f"run_dir: {d / MANIFEST_FILE} lists no vector or student stages; it is not an E1 run manifest")
+        raise ValueError(
+            f"run_dir: {d / MANIFEST_FILE} lists no vector or student stages; it is not an E1 run manifest"
+        )
     for name, sdir in stages.items():
         if not (sdir / MANIFEST_FILE).exists() and not name.startswith("eval/"):
-            raise ValueError(f"stage {name}: {sdir} is missing or unfinished; rerun `interp run` on this config to rebuild it")
+            raise ValueError(
+                f"stage {name}: {sdir} is missing or unfinished; rerun `interp run` on this config to rebuild it"
+            )
     return cfg, stages
 
 
@@ -175,34 +190,55 @@ class RunInputs:
         try:
             vector.check_compatible(teacher)
         except ValueError as e:
-            raise ValueError(f"stage {name}: not built on seed {seed}'s teacher base ({e}); rerun `interp run` on "
-                             "this config") from None
+            raise ValueError(
+                f"stage {name}: not built on seed {seed}'s teacher base ({e}); rerun `interp run` on this config"
+            ) from None
         fp = student.fingerprint()
         for arm in self.arms:
             sdir = self.students[(arm, seed)]
             trained_from = read_json(sdir / CONFIG_FILE).get("base") if (sdir / CONFIG_FILE).exists() else None
             if trained_from is not None and trained_from != fp:
-                raise ValueError(f"stage student/{arm}/seed{seed}: trained from a base with fingerprint {trained_from}, "
-                                 f"but seed {seed}'s base rebuilt from config.json ({student.name}) has {fp}; the run's "
-                                 "[noise] or student_model no longer rebuild it: rerun `interp run` on this config")
+                raise ValueError(
+                    f"stage student/{arm}/seed{seed}: trained from a base with fingerprint {trained_from}, "
+                    f"but seed {seed}'s base rebuilt from config.json ({student.name}) has {fp}; the run's "
+                    "[noise] or student_model no longer rebuild it: rerun `interp run` on this config"
+                )
         # a noised copy shares its model's tokenizer, and so renders the same texts
         same_tok = student.tokenizer is self.base.tokenizer
         qs = self.questions if same_tok else question_texts(student, len(self.questions), self.config.eval.split)
         prompted = self.prompted
         if teacher is not self.base:  # a noised teacher: the system prompt's effect on it, on the run's prompts
-            prompted = prompted_vector(teacher, self.config.animal, number_prompts(
-                self.key["n_texts"], self.config.data_config(self.seeds[0]).prompt_seed), *reference_context(self.config))
+            prompted = prompted_vector(
+                teacher,
+                self.config.animal,
+                number_prompts(self.key["n_texts"], self.config.data_config(self.seeds[0]).prompt_seed),
+                *reference_context(self.config),
+            )
             prompted.save(self.out_dir / PROMPTED_DIR / f"seed{seed}")
         mismatch = vector_mismatch(vector, student)
         ft_dir = self.finetune_dir(seed, teacher)
         finetuned = finetune = None
         if ft_dir is not None and not mismatch:
             finetuned = {pos: finetuned_direction(ft_dir, pos, self.layers) for pos in POSITIONS}
-            finetune = {"stage": str(ft_dir), "direction_hash": file_hash(ft_dir / DIRECTION_FILE),
-                        "cosine_v": layer_cosines(finetuned["all"], vector.vectors[self.layers]).tolist()}
-        self._current = SeedModels(seed, teacher, student, vector, vdir, prompted, qs,
-                                   base_description(self.config, seed, "student", student),
-                                   base_description(self.config, seed, "teacher", teacher), mismatch, finetuned, finetune)
+            finetune = {
+                "stage": str(ft_dir),
+                "direction_hash": file_hash(ft_dir / DIRECTION_FILE),
+                "cosine_v": layer_cosines(finetuned["all"], vector.vectors[self.layers]).tolist(),
+            }
+        self._current = SeedModels(
+            seed,
+            teacher,
+            student,
+            vector,
+            vdir,
+            prompted,
+            qs,
+            base_description(self.config, seed, "student", student),
+            base_description(self.config, seed, "teacher", teacher),
+            mismatch,
+            finetuned,
+            finetune,
+        )
         self.seed_records[seed] = self._current.record()
         return self._current
 
@@ -216,17 +252,24 @@ class RunInputs:
         fp = teacher.fingerprint()
         mine = [d for d in found if (d / CONFIG_FILE).exists() and read_json(d / CONFIG_FILE).get("model") == fp]
         if not mine:
-            raise ValueError(f"stage finetune: none of {[str(d) for d in found]} was tuned from seed {seed}'s teacher "
-                             f"base ({fp}); rerun `interp run` on this config")
+            raise ValueError(
+                f"stage finetune: none of {[str(d) for d in found]} was tuned from seed {seed}'s teacher "
+                f"base ({fp}); rerun `interp run` on this config"
+            )
         return mine[0]
 
     def student_key(self, m: SeedModels) -> dict:
         """The cache key of a report on a student of seed `m` (without the student): the run's key,
         with this seed's vector, base and rendered questions (the run's own ones without noise),
         and the fine-tuned teacher's direction where the run has one (no other key changes)."""
-        return {**self.key, "vector": m.vector.hash(), "base": m.base["fingerprint"], "questions": content_hash(m.questions),
-                "prompted_vector": m.prompted.hash(),
-                **({"finetuned_direction": m.finetune["direction_hash"]} if m.finetune is not None else {})}
+        return {
+            **self.key,
+            "vector": m.vector.hash(),
+            "base": m.base["fingerprint"],
+            "questions": content_hash(m.questions),
+            "prompted_vector": m.prompted.hash(),
+            **({"finetuned_direction": m.finetune["direction_hash"]} if m.finetune is not None else {}),
+        }
 
 
 def reference_context(run: E1Config) -> tuple[list[dict] | None, str]:
@@ -243,8 +286,13 @@ def open_run(cfg: AnalyzeConfig, run_dir: str | Path) -> RunInputs:
     run_dir = Path(run_dir)
     run, stages = read_run(run_dir)
     # with data.mix_animals the students learned from the mix stage: audit what they trained on
-    students, datasets = _by_arm_seed(stages, "student"), {**_by_arm_seed(stages, "data"), **_by_arm_seed(stages, "mix")}
-    arms = _select("arms", list(cfg.arms) if cfg.arms is not None else None, list(dict.fromkeys(a for a, _ in students)))
+    students, datasets = (
+        _by_arm_seed(stages, "student"),
+        {**_by_arm_seed(stages, "data"), **_by_arm_seed(stages, "mix")},
+    )
+    arms = _select(
+        "arms", list(cfg.arms) if cfg.arms is not None else None, list(dict.fromkeys(a for a, _ in students))
+    )
     seeds = _select("seeds", list(cfg.seeds) if cfg.seeds is not None else None, list(run.seeds))
     base = load_model(run.model, device=cfg.device or run.device)
     vector = SteeringVector.load(stages["vector"])
@@ -257,16 +305,43 @@ def open_run(cfg: AnalyzeConfig, run_dir: str | Path) -> RunInputs:
     if not layers or not all(0 <= l < n_layers for l in layers):
         raise ValueError(f"layers: {layers} must name layers of {student_root.name} (0..{n_layers - 1})")
     if cfg.multipliers and vector_mismatch(vector, student_root):
-        raise ValueError(f"multipliers: the dose-response projects gradients of {student_root.name} on v of {run.model}, "
-                         "which have different shapes; drop --multipliers for this cross-model run")
+        raise ValueError(
+            f"multipliers: the dose-response projects gradients of {student_root.name} on v of {run.model}, "
+            "which have different shapes; drop --multipliers for this cross-model run"
+        )
     qtexts = question_texts(base, cfg.n_texts, run.eval.split)
     # E2's second reference: what the trait system prompt does to the teacher at the assistant tag
-    prompted = prompted_vector(base, run.animal, number_prompts(cfg.n_texts, run.data_config(seeds[0]).prompt_seed),
-                               *reference_context(run))
+    prompted = prompted_vector(
+        base, run.animal, number_prompts(cfg.n_texts, run.data_config(seeds[0]).prompt_seed), *reference_context(run)
+    )
     prompted.save(run_dir / ANALYSIS_DIR / PROMPTED_DIR)
-    key = {"vector": vector.hash(), "base": base.fingerprint(), "layers": layers, "n_texts": cfg.n_texts,
-           "n_random": cfg.n_random, "seed": cfg.seed, "k": cfg.k, "prompts": PROMPT_VERSION,
-           "questions": content_hash(qtexts), "prompted_vector": prompted.hash(), "emergence": cfg.emergence,
-           "sufficiency": cfg.sufficiency}
-    return RunInputs(run_dir, run, stages, students, datasets, arms, seeds, base, vector, layers, qtexts, prompted, key,
-                     SeedBases(run, base, student_root))
+    key = {
+        "vector": vector.hash(),
+        "base": base.fingerprint(),
+        "layers": layers,
+        "n_texts": cfg.n_texts,
+        "n_random": cfg.n_random,
+        "seed": cfg.seed,
+        "k": cfg.k,
+        "prompts": PROMPT_VERSION,
+        "questions": content_hash(qtexts),
+        "prompted_vector": prompted.hash(),
+        "emergence": cfg.emergence,
+        "sufficiency": cfg.sufficiency,
+    }
+    return RunInputs(
+        run_dir,
+        run,
+        stages,
+        students,
+        datasets,
+        arms,
+        seeds,
+        base,
+        vector,
+        layers,
+        qtexts,
+        prompted,
+        key,
+        SeedBases(run, base, student_root),
+    )

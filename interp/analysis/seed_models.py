@@ -52,9 +52,15 @@ class SeedModels:
 
     def record(self) -> dict:
         """What the manifest and results say about this seed's comparison."""
-        return {"student_base": self.base, "teacher_base": self.teacher_base, "vector_hash": self.vector.hash(),
-                "vector_dir": str(self.vector_dir), "prompted_vector_hash": self.prompted.hash(),
-                "cosine_absent": self.mismatch, **({"finetuned_teacher": self.finetune} if self.finetune else {})}
+        return {
+            "student_base": self.base,
+            "teacher_base": self.teacher_base,
+            "vector_hash": self.vector.hash(),
+            "vector_dir": str(self.vector_dir),
+            "prompted_vector_hash": self.prompted.hash(),
+            "cosine_absent": self.mismatch,
+            **({"finetuned_teacher": self.finetune} if self.finetune else {}),
+        }
 
 
 def base_description(cfg: E1Config, seed: int, side: str, model: LoadedModel) -> dict:
@@ -63,8 +69,11 @@ def base_description(cfg: E1Config, seed: int, side: str, model: LoadedModel) ->
     noise = cfg.weight_noise(seed)
     noised = noise is not None and cfg.noise.apply in ("shared", side)
     name = cfg.student_model if side == "student" and cfg.cross_model else cfg.model
-    return {"model": name, "fingerprint": model.fingerprint(),
-            "noise": {**noise.key(), "apply": cfg.noise.apply} if noised else None}
+    return {
+        "model": name,
+        "fingerprint": model.fingerprint(),
+        "noise": {**noise.key(), "apply": cfg.noise.apply} if noised else None,
+    }
 
 
 def vector_mismatch(vector: SteeringVector, student: LoadedModel) -> str | None:
@@ -72,6 +81,8 @@ def vector_mismatch(vector: SteeringVector, student: LoadedModel) -> str | None:
     if (vector.n_layers, vector.d_model) == (student.n_layers, student.d_model):
         return None
     src = vector.meta.get("model", {}).get("model", "the teacher")
-    return (f"v lives in {src}'s residual stream ({vector.n_layers} layers x d_model {vector.d_model}) and the students' "
-            f"base {student.name} has {student.n_layers} x {student.d_model}: no cosine or energy along v is defined "
-            "across them, so only the shift and update norms are reported")
+    return (
+        f"v lives in {src}'s residual stream ({vector.n_layers} layers x d_model {vector.d_model}) and the students' "
+        f"base {student.name} has {student.n_layers} x {student.d_model}: no cosine or energy along v is defined "
+        "across them, so only the shift and update norms are reported"
+    )

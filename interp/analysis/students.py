@@ -27,8 +27,9 @@ SHIFTS_FILE = "shifts.safetensors"  # one student's raw shifts, "<texts>/<positi
 __all__ = ["analyze_student", "analyze_students", "STUDENTS_DIR", "STUDENT_FILE", "SHIFTS_FILE"]
 
 
-def _base_means(base: LoadedModel, texts: dict[str, list[str]], layers: list[int], memo: dict, tag: str,
-                base_id: str) -> dict:
+def _base_means(
+    base: LoadedModel, texts: dict[str, list[str]], layers: list[int], memo: dict, tag: str, base_id: str
+) -> dict:
     """The base's mean residuals on `texts`, memoised by (base identity, seed tag for the per-seed
     number prompts, text set): a noised base differs per seed, so no base's means serve another's."""
     out = {}
@@ -40,10 +41,19 @@ def _base_means(base: LoadedModel, texts: dict[str, list[str]], layers: list[int
     return out
 
 
-def analyze_student(student: LoadedModel, base: LoadedModel, vector: SteeringVector | None, texts: dict[str, list[str]],
-                    layers: list[int], base_means: dict[str, Tensor], n_random: int = 1000, seed: int = 0,
-                    k: int = 4, prompted: SteeringVector | None = None,
-                    finetuned: dict[str, Tensor] | None = None) -> tuple[dict, dict[str, Tensor]]:
+def analyze_student(
+    student: LoadedModel,
+    base: LoadedModel,
+    vector: SteeringVector | None,
+    texts: dict[str, list[str]],
+    layers: list[int],
+    base_means: dict[str, Tensor],
+    n_random: int = 1000,
+    seed: int = 0,
+    k: int = 4,
+    prompted: SteeringVector | None = None,
+    finetuned: dict[str, Tensor] | None = None,
+) -> tuple[dict, dict[str, Tensor]]:
     """(report, shifts) of one student against `base`, the model it was initialised from: per
     text set and position its activation shift's cosine with v (and with the prompted teacher's
     vector, and with the fine-tuned teacher's residual difference `finetuned`, {position:
@@ -52,42 +62,77 @@ def analyze_student(student: LoadedModel, base: LoadedModel, vector: SteeringVec
     v = None if vector is None else vector.vectors[layers]
     means = resid_means(student, texts, layers)
     shifts = {key: means[key] - base_means[key] for key in base_means}
-    report: dict = {"shift": {}, **({"shift_prompted": {}} if prompted is not None else {}),
-                    **({"shift_finetuned": {}} if finetuned is not None else {})}
+    report: dict = {
+        "shift": {},
+        **({"shift_prompted": {}} if prompted is not None else {}),
+        **({"shift_finetuned": {}} if finetuned is not None else {}),
+    }
     for name in texts:
-        report["shift"][name] = {pos: shift_report(shifts[f"{name}/{pos}"], v, n_random, seed, layers=layers) for pos in POSITIONS}
+        report["shift"][name] = {
+            pos: shift_report(shifts[f"{name}/{pos}"], v, n_random, seed, layers=layers) for pos in POSITIONS
+        }
         if prompted is not None:
-            report["shift_prompted"][name] = {pos: shift_report(shifts[f"{name}/{pos}"], prompted.vectors[layers], n_random,
-                                                                seed, layers=layers) for pos in POSITIONS}
+            report["shift_prompted"][name] = {
+                pos: shift_report(shifts[f"{name}/{pos}"], prompted.vectors[layers], n_random, seed, layers=layers)
+                for pos in POSITIONS
+            }
         if finetuned is not None:  # the teacher's difference read at the same position as the shift
-            report["shift_finetuned"][name] = {pos: shift_report(shifts[f"{name}/{pos}"], finetuned[pos], n_random,
-                                                                 seed, layers=layers) for pos in POSITIONS}
+            report["shift_finetuned"][name] = {
+                pos: shift_report(shifts[f"{name}/{pos}"], finetuned[pos], n_random, seed, layers=layers)
+                for pos in POSITIONS
+            }
     wanted = set(layers)
     deltas = weight_deltas(student, base, match=lambda n: layer_of(n) in wanted)
     report["weights"] = weight_report(deltas, vector, n_random, seed, k)
     return report, shifts
 
 
-def _student_report(a: RunInputs, cfg: AnalyzeConfig, arm: str, m: SeedModels, texts: dict[str, list[str]],
-                    memo: dict) -> tuple[dict, dict[str, Tensor]]:
+def _student_report(
+    a: RunInputs, cfg: AnalyzeConfig, arm: str, m: SeedModels, texts: dict[str, list[str]], memo: dict
+) -> tuple[dict, dict[str, Tensor]]:
     """One student's report against its own base `m.student` (written to its cache with the key,
     shifts beside it)."""
     s, base, fp = m.seed, m.student, m.base["fingerprint"]
     sdir, at, run = a.students[(arm, s)], a.config.teacher.layer, a.config
     bm = _base_means(base, texts, a.layers, memo, str(s), fp)
-    report, shifts = analyze_student(load_student(base, sdir), base, m.v, texts, a.layers, bm, cfg.n_random,
-                                     cfg.seed, cfg.k, m.prompted if m.v is not None else None, m.finetuned)
+    report, shifts = analyze_student(
+        load_student(base, sdir),
+        base,
+        m.v,
+        texts,
+        a.layers,
+        bm,
+        cfg.n_random,
+        cfg.seed,
+        cfg.k,
+        m.prompted if m.v is not None else None,
+        m.finetuned,
+    )
     report["base"] = m.record()
     if cfg.emergence and snapshot_steps(sdir) and m.v is not None:
-        report["emergence"] = shift_trajectory(base, sdir, m.vector.vectors[a.layers], texts, a.layers, bm,
-                                               {key_: bm[key_] + shifts[key_] for key_ in bm},
-                                               read_json(sdir / MANIFEST_FILE)["steps"])
+        report["emergence"] = shift_trajectory(
+            base,
+            sdir,
+            m.vector.vectors[a.layers],
+            texts,
+            a.layers,
+            bm,
+            {key_: bm[key_] + shifts[key_] for key_ in bm},
+            read_json(sdir / MANIFEST_FILE)["steps"],
+        )
     if cfg.sufficiency and at in a.layers:
         if ("base_readout", fp) not in memo:  # each unpatched base, read once for all its students
             memo[("base_readout", fp)] = trait_readout(base, run.animal, questions(run.eval.split), run.eval.animals)
         report["sufficiency"] = sufficiency(
-            base, {"shift": shifts["questions/all"][a.layers.index(at)]}, at, run.animal,
-            questions(run.eval.split), run.eval.animals, seed=s, base_readout=memo[("base_readout", fp)])["shift"]
+            base,
+            {"shift": shifts["questions/all"][a.layers.index(at)]},
+            at,
+            run.animal,
+            questions(run.eval.split),
+            run.eval.animals,
+            seed=s,
+            base_readout=memo[("base_readout", fp)],
+        )["shift"]
     return report, shifts
 
 
@@ -98,8 +143,10 @@ def analyze_students(a: RunInputs, cfg: AnalyzeConfig, bar) -> tuple[dict[tuple[
     reports, log, memo = {}, {}, {}
     for s in a.seeds:
         m = a.for_seed(s)
-        texts = {"numbers": number_texts(m.student, cfg.n_texts, a.config.data_config(s).prompt_seed),
-                 "questions": m.questions}
+        texts = {
+            "numbers": number_texts(m.student, cfg.n_texts, a.config.data_config(s).prompt_seed),
+            "questions": m.questions,
+        }
         for arm in a.arms:
             sdir, cache = a.students[(arm, s)], a.out_dir / STUDENTS_DIR / arm / f"seed{s}"
             t_s = time.perf_counter()
@@ -109,10 +156,24 @@ def analyze_students(a: RunInputs, cfg: AnalyzeConfig, bar) -> tuple[dict[tuple[
                 bar.set_postfix_str(f"student {arm}/seed{s}")
                 report, shifts = _student_report(a, cfg, arm, m, texts, memo)
                 save_tensors(cache / SHIFTS_FILE, shifts)
-                write_json(cache / STUDENT_FILE, {"key": skey, "arm": arm, "seed": s, "student_dir": str(sdir), **report,
-                                                  "wall_s": round(time.perf_counter() - t_s, 2), **provenance()})
+                write_json(
+                    cache / STUDENT_FILE,
+                    {
+                        "key": skey,
+                        "arm": arm,
+                        "seed": s,
+                        "student_dir": str(sdir),
+                        **report,
+                        "wall_s": round(time.perf_counter() - t_s, 2),
+                        **provenance(),
+                    },
+                )
             reports[(arm, s)] = read_json(cache / STUDENT_FILE)
-            log[f"{arm}/seed{s}"] = {"dir": str(cache), "cache_hit": hit, "wall_s": round(time.perf_counter() - t_s, 2),
-                                     "student_base": m.base}
+            log[f"{arm}/seed{s}"] = {
+                "dir": str(cache),
+                "cache_hit": hit,
+                "wall_s": round(time.perf_counter() - t_s, 2),
+                "student_base": m.base,
+            }
             bar.update()
     return reports, log

@@ -38,20 +38,24 @@ def weight_deltas(student: nn.Module, base: nn.Module, match: Callable[[str], bo
     s, b = dict(_module(student).named_parameters()), dict(_module(base).named_parameters())
     if set(s) != set(b):
         extra = sorted(set(s) ^ set(b))
-        raise ValueError(f"student: parameter names differ from the base's (e.g. {extra[0]!r}); "
-                         "merge LoRA adapters (load_student does) and compare models of one architecture")
+        raise ValueError(
+            f"student: parameter names differ from the base's (e.g. {extra[0]!r}); "
+            "merge LoRA adapters (load_student does) and compare models of one architecture"
+        )
     out = {}
     for name in s:
         if match is not None and not match(name):
             continue
         if s[name].shape != b[name].shape:
-            raise ValueError(f"student: {name} has shape {tuple(s[name].shape)} but the base's is {tuple(b[name].shape)}")
-        out[name] = (s[name].detach().float().cpu() - b[name].detach().float().cpu())
+            raise ValueError(
+                f"student: {name} has shape {tuple(s[name].shape)} but the base's is {tuple(b[name].shape)}"
+            )
+        out[name] = s[name].detach().float().cpu() - b[name].detach().float().cpu()
     return out
 
 
 def residual_side(name: str) -> str | None:
-    """"output" for residual writers, "input" for readers, None for anything else (norms, embeddings)."""
+    """ "output" for residual writers, "input" for readers, None for anything else (norms, embeddings)."""
     parts = name.split(".")
     if parts[-1] != "weight" or len(parts) < 2:
         return None  # a bias delta is a plain vector; compare it with v directly
@@ -150,25 +154,45 @@ def _matrix_report(delta: Tensor, v: Tensor | None, side: str, n_random: int, ge
     u = None if v is None else v.to(torch.float64)
     if u is not None and u.shape[-1] != dim:
         raise ValueError(f"v: has {u.shape[-1]} dims, but the {side} side of this {tuple(delta.shape)} delta has {dim}")
-    out = {"energy": None, "expected_random": 1 / dim, "null_mean": None, "null_sd": None, "exact_sd": None, "z": None,
-           "delta_norm": math.sqrt(max(total, 0.0)), "top_singular_share": None, "top_singular_cos": None}
+    out = {
+        "energy": None,
+        "expected_random": 1 / dim,
+        "null_mean": None,
+        "null_sd": None,
+        "exact_sd": None,
+        "z": None,
+        "delta_norm": math.sqrt(max(total, 0.0)),
+        "top_singular_share": None,
+        "top_singular_cos": None,
+    }
     if total <= 0:
         return out
     r = random_directions(n_random, dim, gen)
     e = ((r @ g) * r).sum(-1) / total
-    null = Null(e.mean(), e.std(), n_random,
-                analytic_sd=math.sqrt(max(0.0, 2 * float(g.pow(2).sum() - total**2 / dim) / (dim * (dim + 2)))) / total)
+    null = Null(
+        e.mean(),
+        e.std(),
+        n_random,
+        analytic_sd=math.sqrt(max(0.0, 2 * float(g.pow(2).sum() - total**2 / dim) / (dim * (dim + 2)))) / total,
+    )
     evals, evecs = torch.linalg.eigh(g)  # ascending
     order = evals.argsort(descending=True)
-    out.update(null_mean=_num(null.mean), null_sd=_num(null.sd), exact_sd=null.analytic_sd,
-               top_singular_share=_num(evals[order[0]].clamp_min(0) / evals.clamp_min(0).sum()))
+    out.update(
+        null_mean=_num(null.mean),
+        null_sd=_num(null.sd),
+        exact_sd=null.analytic_sd,
+        top_singular_share=_num(evals[order[0]].clamp_min(0) / evals.clamp_min(0).sum()),
+    )
     if u is None:
         return out
     u = u / u.norm()
     energy = float(u @ g @ u) / total
     top = evecs[:, order[:k]].T
-    out.update(energy=energy, z=_num(null.z(torch.tensor(energy, dtype=torch.float64))),
-               top_singular_cos=[_num(c) for c in (top @ u).abs()])
+    out.update(
+        energy=energy,
+        z=_num(null.z(torch.tensor(energy, dtype=torch.float64))),
+        top_singular_cos=[_num(c) for c in (top @ u).abs()],
+    )
     return out
 
 
@@ -189,8 +213,9 @@ def _num(x) -> float | None:
     return None if math.isnan(x) else x
 
 
-def weight_report(deltas: dict[str, Tensor], vector: Tensor | SteeringVector | None, n_random: int = 1000,
-                  seed: int = 0, k: int = 4) -> dict:
+def weight_report(
+    deltas: dict[str, Tensor], vector: Tensor | SteeringVector | None, n_random: int = 1000, seed: int = 0, k: int = 4
+) -> dict:
     """JSON-able per-layer summary for every residual writer and reader among `deltas`:
     energy fraction along v, the random-direction null (sampled and exact sd), z, the share of
     energy in the top singular direction and |cos| of the top-k singular directions with v.
@@ -208,7 +233,17 @@ def weight_report(deltas: dict[str, Tensor], vector: Tensor | SteeringVector | N
         d_model = delta.shape[0] if side == "output" else delta.shape[1]
         module = name.split(".layers.")[-1].split(".", 1)[-1].removesuffix(".weight")
         row = by_layer.setdefault(layer, {"layer": layer, "modules": {}})
-        row["modules"][module] = {"role": "writer" if side == "output" else "reader", "side": side,
-                                  "vector_layer": vector_layer, **_matrix_report(delta, v, side, n_random, gen, k)}
-    return {"d_model": d_model, "expected_random": None if d_model is None else 1 / d_model,
-            "n_random": n_random, "seed": seed, "k": k, "by_layer": [by_layer[l] for l in sorted(by_layer)]}
+        row["modules"][module] = {
+            "role": "writer" if side == "output" else "reader",
+            "side": side,
+            "vector_layer": vector_layer,
+            **_matrix_report(delta, v, side, n_random, gen, k),
+        }
+    return {
+        "d_model": d_model,
+        "expected_random": None if d_model is None else 1 / d_model,
+        "n_random": n_random,
+        "seed": seed,
+        "k": k,
+        "by_layer": [by_layer[l] for l in sorted(by_layer)],
+    }

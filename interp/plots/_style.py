@@ -16,7 +16,11 @@ TEMPLATE = "interp"
 # Model arms and conditions keep their colour in every figure (colour-blind-safe Okabe-Ito).
 ARM_ORDER = ("base", "control", "prompted", "prompted_ablated", "steered", "random")
 ARM_COLORS = {
-    "base": "#7f7f7f", "control": "#0072B2", "prompted": "#E69F00", "steered": "#D55E00", "random": "#009E73",
+    "base": "#7f7f7f",
+    "control": "#0072B2",
+    "prompted": "#E69F00",
+    "steered": "#D55E00",
+    "random": "#009E73",
     "prompted_ablated": "#CC79A7",
 }
 SERIES_COLORS = ("#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#F0E442", "#000000")
@@ -35,8 +39,9 @@ def _register() -> None:
         hoverlabel=dict(font=dict(family="Menlo, Consolas, monospace", size=12), align="left"),
         legend=dict(orientation="h", yanchor="bottom", y=1.0, xanchor="right", x=1.0),
         xaxis=dict(showline=True, linecolor="#888888", ticks="outside", zeroline=False, automargin=True),
-        yaxis=dict(showline=True, linecolor="#888888", ticks="outside", zeroline=False, automargin=True,
-                   gridcolor="#e8e8e8"),
+        yaxis=dict(
+            showline=True, linecolor="#888888", ticks="outside", zeroline=False, automargin=True, gridcolor="#e8e8e8"
+        ),
     )
     pio.templates[TEMPLATE] = t
 
@@ -66,11 +71,16 @@ def error_bars(intervals: list[dict], axis: str = "y") -> dict:
     none when no interval has a spread (one replicate: `n = 1: no interval`)."""
     if intervals and not any(has_interval(d) for d in intervals):
         return {}
-    return {f"error_{axis}": dict(
-        type="data", symmetric=False, thickness=1.5, width=6,
-        array=[d["ci95"][1] - d["mean"] for d in intervals],
-        arrayminus=[d["mean"] - d["ci95"][0] for d in intervals],
-    )}
+    return {
+        f"error_{axis}": dict(
+            type="data",
+            symmetric=False,
+            thickness=1.5,
+            width=6,
+            array=[d["ci95"][1] - d["mean"] for d in intervals],
+            arrayminus=[d["mean"] - d["ci95"][0] for d in intervals],
+        )
+    }
 
 
 def ci_text(d: dict, fmt: str = ".6g") -> str:
@@ -145,6 +155,14 @@ def add_replicate_points(fig, groups: list[tuple[float, list[float], list[str]]]
         py += list(values)
         ph += list(labels)
     if px:
-        fig.add_trace(go.Scatter(x=px, y=py, mode="markers", name="per seed", hovertext=ph,
-                                 hovertemplate="%{hovertext}<extra></extra>",
-                                 marker=dict(size=size, color="rgba(0,0,0,0.45)", symbol="circle-open")))
+        fig.add_trace(
+            go.Scatter(
+                x=px,
+                y=py,
+                mode="markers",
+                name="per seed",
+                hovertext=ph,
+                hovertemplate="%{hovertext}<extra></extra>",
+                marker=dict(size=size, color="rgba(0,0,0,0.45)", symbol="circle-open"),
+            )
+        )

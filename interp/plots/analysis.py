@@ -8,7 +8,16 @@ import math
 import plotly.graph_objects as go
 
 from interp.plots._style import (
-    REFERENCE_LINE, TEMPLATE, arm_color, ci_text, dodge, error_bars, figure, fit_legend, interval_title, ordered_arms,
+    REFERENCE_LINE,
+    TEMPLATE,
+    arm_color,
+    ci_text,
+    dodge,
+    error_bars,
+    figure,
+    fit_legend,
+    interval_title,
+    ordered_arms,
 )
 
 NULL_BAND = "rgba(127, 127, 127, 0.15)"
@@ -16,8 +25,15 @@ RANDOM_SAME_NORM = "#9e9e9e"
 
 
 def _band(fig: go.Figure, half: float, label: str) -> None:
-    fig.add_hrect(y0=-half, y1=half, fillcolor=NULL_BAND, line_width=0, layer="below",
-                  annotation_text=label, annotation_position="top left")
+    fig.add_hrect(
+        y0=-half,
+        y1=half,
+        fillcolor=NULL_BAND,
+        line_width=0,
+        layer="below",
+        annotation_text=label,
+        annotation_position="top left",
+    )
     fig.add_hline(y=0, line=dict(color="#888888", width=1))
 
 
@@ -27,14 +43,26 @@ def _steering_line(fig: go.Figure, results: dict) -> None:
         fig.add_vline(x=layer, line=REFERENCE_LINE, annotation_text="steering layer", annotation_position="top right")
 
 
-def _interval_trace(x: list[int], cells: list[dict | None], name: str, color: str, hover: str, dash: str = "solid",
-                    dx: float = 0.0, where: str = "layer") -> go.Scatter:
+def _interval_trace(
+    x: list[int],
+    cells: list[dict | None],
+    name: str,
+    color: str,
+    hover: str,
+    dash: str = "solid",
+    dx: float = 0.0,
+    where: str = "layer",
+) -> go.Scatter:
     """One series of intervals; `dx` shifts it sideways (see `dodge`) so series drawn at the same
     x keep their error bars apart; the hover still names the true x."""
     pts = [(l, c) for l, c in zip(x, cells) if c is not None]
     return go.Scatter(
-        x=[l + dx for l, _ in pts], y=[c["mean"] for _, c in pts], mode="lines+markers", name=name,
-        line=dict(color=color, dash=dash), marker=dict(size=7, color=color),
+        x=[l + dx for l, _ in pts],
+        y=[c["mean"] for _, c in pts],
+        mode="lines+markers",
+        name=name,
+        line=dict(color=color, dash=dash),
+        marker=dict(size=7, color=color),
         **{k: {**v, "thickness": 1.2, "width": 4} for k, v in error_bars([c for _, c in pts]).items()},
         hovertext=[f"<b>{name}</b>, {where} {l}<br>{hover} = {ci_text(c)} (n={c['n']})" for l, c in pts],
         hovertemplate="%{hovertext}<extra></extra>",
@@ -45,14 +73,19 @@ def shift_cosines(results: dict, texts: str = "numbers", position: str = "all") 
     """cos(student - base mean residual, v) per layer and arm: mean and t-interval over seeds, with
     the random-direction band (+-2 sd of the cosine of a random direction)."""
     layers, seeds = results["layers"], results["seeds"]
-    fig = figure(f"Activation shift vs trait vector ({texts}, {position} tokens; seeds {seeds})",
-                 "layer (blocks.{l}.hook_resid_post)", interval_title("cos(student - base, v) [95% t-interval]", len(results["seeds"])))
+    fig = figure(
+        f"Activation shift vs trait vector ({texts}, {position} tokens; seeds {seeds})",
+        "layer (blocks.{l}.hook_resid_post)",
+        interval_title("cos(student - base, v) [95% t-interval]", len(results["seeds"])),
+    )
     sds = []
     arms = ordered_arms(results["activation_shift"])
     for i, (arm, dx) in enumerate(zip(arms, dodge(len(arms), layers))):
         rows = results["activation_shift"][arm][texts][position]["by_layer"]
         sds += [r["null_sd"] for r in rows]
-        fig.add_trace(_interval_trace(layers, [r["cosine"] for r in rows], f"{arm} student", arm_color(arm, i), "cos", dx=dx))
+        fig.add_trace(
+            _interval_trace(layers, [r["cosine"] for r in rows], f"{arm} student", arm_color(arm, i), "cos", dx=dx)
+        )
     half = 2 * (max(sds) if sds else results["vector"]["d_model"] ** -0.5)
     _band(fig, half, "random directions (±2 sd)")
     _steering_line(fig, results)
@@ -64,8 +97,11 @@ def weight_energy_z(results: dict, role: str = "writer") -> go.Figure:
     """z of the fraction of each residual writer's (or reader's) update along v, per layer, module
     and arm (colour: arm, dash: module); |z| < 2 shaded."""
     layers = results["layers"]
-    fig = figure(f"Weight update along v: residual {role}s (z vs random directions; seeds {results['seeds']})",
-                 "layer", interval_title("z of energy fraction along v [95% t-interval]", len(results["seeds"])))
+    fig = figure(
+        f"Weight update along v: residual {role}s (z vs random directions; seeds {results['seeds']})",
+        "layer",
+        interval_title("z of energy fraction along v [95% t-interval]", len(results["seeds"])),
+    )
     dashes = ("solid", "dash", "dot", "dashdot", "longdash")
     series = []
     for i, arm in enumerate(ordered_arms(results["weights"])):
@@ -73,7 +109,9 @@ def weight_energy_z(results: dict, role: str = "writer") -> go.Figure:
         modules = sorted({m for r in rows for m, c in r["modules"].items() if c["role"] == role})
         series += [(i, arm, j, m, [r["modules"].get(m, {}).get("z") for r in rows]) for j, m in enumerate(modules)]
     for (i, arm, j, m, cells), dx in zip(series, dodge(len(series), layers, 0.6)):
-        fig.add_trace(_interval_trace(layers, cells, f"{arm}: {m}", arm_color(arm, i), "z", dashes[j % len(dashes)], dx=dx))
+        fig.add_trace(
+            _interval_trace(layers, cells, f"{arm}: {m}", arm_color(arm, i), "z", dashes[j % len(dashes)], dx=dx)
+        )
     _band(fig, 2.0, "|z| < 2")
     _steering_line(fig, results)
     fig.update_xaxes(tickvals=layers)
@@ -84,13 +122,19 @@ def gradient_audit(results: dict) -> go.Figure:
     """Descent cosine of the pooled (trait data - control data) residual gradient with v per layer,
     on the base (positive: training on the data pulls the residual toward +v)."""
     layers = results["layers"]
-    fig = figure(f"Gradient audit: pooled (trait - control data) descent direction vs v (seeds {results['seeds']})",
-                 "layer", interval_title("cos(-(mean dL/dh trait - control), v) [95% t-interval]", len(results["seeds"])))
+    fig = figure(
+        f"Gradient audit: pooled (trait - control data) descent direction vs v (seeds {results['seeds']})",
+        "layer",
+        interval_title("cos(-(mean dL/dh trait - control), v) [95% t-interval]", len(results["seeds"])),
+    )
     kinds = [(i, k) for i, k in enumerate(ordered_arms(results["gradients"])) if results["gradients"][k]["by_layer"]]
     for (i, kind), dx in zip(kinds, dodge(len(kinds), layers)):
         rows = results["gradients"][kind]["by_layer"]
-        fig.add_trace(_interval_trace(layers, [r["descent_cosine"] for r in rows], f"{kind} data", arm_color(kind, i), "cos",
-                                      dx=dx))
+        fig.add_trace(
+            _interval_trace(
+                layers, [r["descent_cosine"] for r in rows], f"{kind} data", arm_color(kind, i), "cos", dx=dx
+            )
+        )
     _band(fig, 2 * results["vector"]["d_model"] ** -0.5, "random directions (±2 sd)")
     _steering_line(fig, results)
     fig.update_xaxes(tickvals=layers)
@@ -102,23 +146,34 @@ def audit_ranking(audit: dict) -> go.Figure:
     vectors (Bonferroni p < alpha) drawn dark."""
     rows = audit["ranking"]
     method = audit.get("method", "gradient")
-    fig = figure(f"{method.capitalize()} audit at layer {audit['layer']}: {audit['n_rows']} rows vs {audit['n_clean']} clean rows "
-                 f"(dark: flagged, Bonferroni p < {audit.get('alpha', 0.05):g})", "candidate vector",
-                 "score (descent along v beyond clean data)" if method == "gradient"
-                 else "score (log-likelihood ratio under the candidate's steering, nats per row)")
+    fig = figure(
+        f"{method.capitalize()} audit at layer {audit['layer']}: {audit['n_rows']} rows vs {audit['n_clean']} clean rows "
+        f"(dark: flagged, Bonferroni p < {audit.get('alpha', 0.05):g})",
+        "candidate vector",
+        "score (descent along v beyond clean data)"
+        if method == "gradient"
+        else "score (log-likelihood ratio under the candidate's steering, nats per row)",
+    )
 
     def hover(r: dict) -> str:
-        return (f"<b>{r['name']}</b> (rank {r['rank']})<br>score = {r['score']:.6g}"
-                + ("" if r.get("cosine") is None else f"<br>cos = {r['cosine']:+.4f}")
-                + ("" if r.get("multiplier") is None else f"<br>multiplier {r['multiplier']:g}")
-                + ("" if r.get("z") is None else f"<br>z = {r['z']:.3g} (permutations)")
-                + f"<br>p = {r['p_value']:.4g} (Bonferroni {r['p_bonferroni']:.4g})")
+        return (
+            f"<b>{r['name']}</b> (rank {r['rank']})<br>score = {r['score']:.6g}"
+            + ("" if r.get("cosine") is None else f"<br>cos = {r['cosine']:+.4f}")
+            + ("" if r.get("multiplier") is None else f"<br>multiplier {r['multiplier']:g}")
+            + ("" if r.get("z") is None else f"<br>z = {r['z']:.3g} (permutations)")
+            + f"<br>p = {r['p_value']:.4g} (Bonferroni {r['p_bonferroni']:.4g})"
+        )
 
-    fig.add_trace(go.Bar(
-        x=[r["name"] for r in rows], y=[r["score"] for r in rows],
-        marker=dict(color=["#D55E00" if r["flagged"] else "#9ecae1" for r in rows]),
-        hovertext=[hover(r) for r in rows], hovertemplate="%{hovertext}<extra></extra>", name="score",
-    ))
+    fig.add_trace(
+        go.Bar(
+            x=[r["name"] for r in rows],
+            y=[r["score"] for r in rows],
+            marker=dict(color=["#D55E00" if r["flagged"] else "#9ecae1" for r in rows]),
+            hovertext=[hover(r) for r in rows],
+            hovertemplate="%{hovertext}<extra></extra>",
+            name="score",
+        )
+    )
     fig.update_xaxes(type="category")
     return fig
 
@@ -146,10 +201,14 @@ def confusion_figure(result: dict, metric: str | None = None) -> go.Figure:
             hover[-1].append(
                 f"<b>{d} data, candidate {c}</b> (rank {rank})<br>score = {mat['score'][i][j]:.6g}"
                 f"<br>z = {'n/a' if z is None else f'{z:.3g}'}"
-                + ("" if mat["cosine"][i][j] is None else
-                   f"<br>cos = {mat['cosine'][i][j]:+.4f} ({mat['cosine_z'][i][j]:+.3g} random sd)")
+                + (
+                    ""
+                    if mat["cosine"][i][j] is None
+                    else f"<br>cos = {mat['cosine'][i][j]:+.4f} ({mat['cosine_z'][i][j]:+.3g} random sd)"
+                )
                 + f"<br>p = {mat['p_value'][i][j]:.4g} "
-                f"(Bonferroni {mat['p_bonferroni'][i][j]:.4g}){' flagged' if star else ''}")
+                f"(Bonferroni {mat['p_bonferroni'][i][j]:.4g}){' flagged' if star else ''}"
+            )
     z = [[math.nan if v is None else v for v in row] for row in mat[metric]]
     span = max([abs(v) for row in z for v in row if not math.isnan(v)] + [1e-12])
     acc = result["top1"]
@@ -158,18 +217,40 @@ def confusion_figure(result: dict, metric: str | None = None) -> go.Figure:
         f"{method.capitalize()} audit confusion at layer {result['layer']}: top-1 {acc['k']}/{acc['n']} "
         f"(95% CI {acc['ci95'][0]:.2f}-{acc['ci95'][1]:.2f}, chance {acc['chance']:.2f})"
         + ("" if clean is None else f"; clean flags {', '.join(clean['flagged']) or 'nothing'}"),
-        "candidate vector", "dataset (teacher steered with)",
+        "candidate vector",
+        "dataset (teacher steered with)",
     )
-    fig.add_trace(go.Heatmap(
-        x=cols, y=rows, z=z, zmid=0, zmin=-span, zmax=span, colorscale="RdBu_r", text=text,
-        texttemplate="%{text}", hovertext=hover, hovertemplate="%{hovertext}<extra></extra>", xgap=2, ygap=2,
-        colorbar=dict(title=dict(text="LLR score (nats/row)" if metric == "score" and method == "likelihood"
-                                 else CONFUSION_COLOURS[metric], side="right")),
-    ))
+    fig.add_trace(
+        go.Heatmap(
+            x=cols,
+            y=rows,
+            z=z,
+            zmid=0,
+            zmin=-span,
+            zmax=span,
+            colorscale="RdBu_r",
+            text=text,
+            texttemplate="%{text}",
+            hovertext=hover,
+            hovertemplate="%{hovertext}<extra></extra>",
+            xgap=2,
+            ygap=2,
+            colorbar=dict(
+                title=dict(
+                    text="LLR score (nats/row)"
+                    if metric == "score" and method == "likelihood"
+                    else CONFUSION_COLOURS[metric],
+                    side="right",
+                )
+            ),
+        )
+    )
     for i, d in enumerate(rows):
         if d in cols:  # outline the true candidate
             j = cols.index(d)
-            fig.add_shape(type="rect", x0=j - 0.5, x1=j + 0.5, y0=i - 0.5, y1=i + 0.5, line=dict(color="#222222", width=2))
+            fig.add_shape(
+                type="rect", x0=j - 0.5, x1=j + 0.5, y0=i - 0.5, y1=i + 0.5, line=dict(color="#222222", width=2)
+            )
     fig.update_xaxes(type="category", showgrid=False)
     fig.update_yaxes(type="category", showgrid=False, autorange="reversed")
     return fig
@@ -180,21 +261,40 @@ def shift_references(results: dict, texts: str = "numbers", position: str = "all
     (solid), the prompted teacher's own activation difference (dashed) and, in a run with a
     fine-tuned teacher, that teacher's residual difference from its base (dotted), per layer."""
     layers = results["layers"]
-    refs = (("activation_shift", "solid", "v"), ("activation_shift_prompted", "dash", "v_prompt"),
-            ("activation_shift_finetuned", "dot", "finetuned"))
+    refs = (
+        ("activation_shift", "solid", "v"),
+        ("activation_shift_prompted", "dash", "v_prompt"),
+        ("activation_shift_finetuned", "dot", "finetuned"),
+    )
     shown = " and ".join(f"{r} ({d})" for f, d, r in refs if results.get(f))
-    fig = figure(f"Activation shift vs {shown}: {texts}, {position} tokens",
-                 "layer (blocks.{l}.hook_resid_post)", interval_title("cos(student - base, reference) [95% t-interval]", len(results["seeds"])))
-    series = [(field, dash, ref, i, arm)
-              for field, dash, ref in refs
-              for i, arm in enumerate(ordered_arms(results.get(field) or {}))]
+    fig = figure(
+        f"Activation shift vs {shown}: {texts}, {position} tokens",
+        "layer (blocks.{l}.hook_resid_post)",
+        interval_title("cos(student - base, reference) [95% t-interval]", len(results["seeds"])),
+    )
+    series = [
+        (field, dash, ref, i, arm)
+        for field, dash, ref in refs
+        for i, arm in enumerate(ordered_arms(results.get(field) or {}))
+    ]
     for (field, dash, ref, i, arm), dx in zip(series, dodge(len(series), layers)):
         rows = results[field][arm][texts][position]["by_layer"]
-        fig.add_trace(_interval_trace(layers, [r["cosine"] for r in rows], f"{arm} vs {ref}", arm_color(arm, i),
-                                      f"cos with {ref}", dash, dx=dx))
+        fig.add_trace(
+            _interval_trace(
+                layers,
+                [r["cosine"] for r in rows],
+                f"{arm} vs {ref}",
+                arm_color(arm, i),
+                f"cos with {ref}",
+                dash,
+                dx=dx,
+            )
+        )
     ref = results.get("reference_vectors", {}).get("cosine_v_prompted")
     if ref:
-        fig.add_trace(go.Scatter(x=layers, y=ref, mode="lines", name="cos(v, v_prompt)", line=dict(color="#222222", dash="dot")))
+        fig.add_trace(
+            go.Scatter(x=layers, y=ref, mode="lines", name="cos(v, v_prompt)", line=dict(color="#222222", dash="dot"))
+        )
     _band(fig, 2 * results["vector"]["d_model"] ** -0.5, "random directions (±2 sd)")
     _steering_line(fig, results)
     fig.update_xaxes(tickvals=layers)
@@ -219,28 +319,58 @@ def mechanism_figure(results: dict) -> go.Figure:
 
     mech = results["mechanism"]
     first = next(iter(mech.values()))
-    fig = make_subplots(rows=2, cols=2, subplot_titles=[t for _, _, t, _ in MECHANISM_PANELS],
-                        horizontal_spacing=0.14, vertical_spacing=0.2)
-    fig.update_layout(template=TEMPLATE, title=dict(
-        text=f"Direction and amount at layer {first['layer']} ({first['module']}; seeds {results['seeds']})"))
+    fig = make_subplots(
+        rows=2,
+        cols=2,
+        subplot_titles=[t for _, _, t, _ in MECHANISM_PANELS],
+        horizontal_spacing=0.14,
+        vertical_spacing=0.2,
+    )
+    fig.update_layout(
+        template=TEMPLATE,
+        title=dict(
+            text=f"Direction and amount at layer {first['layer']} ({first['module']}; seeds {results['seeds']})"
+        ),
+    )
     arms = ordered_arms(mech)
     for k, (field, key, _, y_title) in enumerate(MECHANISM_PANELS):
         row, col = k // 2 + 1, k % 2 + 1
         for i, arm in enumerate(arms):
             cell = mech[arm][field] if key is None else mech[arm][field].get(key)
             pts = [cell] if cell is not None else []  # None: no value at all (a student whose update is zero)
-            fig.add_trace(go.Scatter(
-                x=[arm] * len(pts), y=[c["mean"] for c in pts], mode="markers", name=f"{arm} student",
-                legendgroup=arm, showlegend=k == 0, marker=dict(size=9, color=arm_color(arm, i)),
-                **error_bars(pts), hovertext=[f"<b>{arm}</b><br>{y_title} = {ci_text(c)} (n={c['n']})" for c in pts],
-                hovertemplate="%{hovertext}<extra></extra>"), row=row, col=col)
-        fig.update_yaxes(title_text=interval_title(f"{y_title} [95% t-interval]", len(results["seeds"])),
-                         title_font=dict(size=11), row=row, col=col)
+            fig.add_trace(
+                go.Scatter(
+                    x=[arm] * len(pts),
+                    y=[c["mean"] for c in pts],
+                    mode="markers",
+                    name=f"{arm} student",
+                    legendgroup=arm,
+                    showlegend=k == 0,
+                    marker=dict(size=9, color=arm_color(arm, i)),
+                    **error_bars(pts),
+                    hovertext=[f"<b>{arm}</b><br>{y_title} = {ci_text(c)} (n={c['n']})" for c in pts],
+                    hovertemplate="%{hovertext}<extra></extra>",
+                ),
+                row=row,
+                col=col,
+            )
+        fig.update_yaxes(
+            title_text=interval_title(f"{y_title} [95% t-interval]", len(results["seeds"])),
+            title_font=dict(size=11),
+            row=row,
+            col=col,
+        )
         fig.update_xaxes(categoryorder="array", categoryarray=arms, row=row, col=col)
     fig.add_hline(y=0, line=dict(color="#888888", width=1), row=1, col=1)
     if first.get("expected_random") is not None:
-        fig.add_hline(y=first["expected_random"], line=REFERENCE_LINE, annotation_text="random direction",
-                      annotation_position="top left", row=1, col=2)
+        fig.add_hline(
+            y=first["expected_random"],
+            line=REFERENCE_LINE,
+            annotation_text="random direction",
+            annotation_position="top left",
+            row=1,
+            col=2,
+        )
     return fit_legend(fig)
 
 
@@ -248,14 +378,26 @@ def emergence_curve(results: dict, texts: str = "questions/all") -> go.Figure:
     """E9: cos(student_t - base, v) at the steering layer at every kept training snapshot, per arm."""
     em = results.get("emergence") or {}
     layer = next((e["layer"] for e in em.values()), results["vector"].get("steering_layer"))
-    fig = figure(f"Emergence: shift vs v at layer {layer} during training ({texts}; seeds {results['seeds']})",
-                 "optimizer step", interval_title("cos(student - base, v) [95% t-interval]", len(results["seeds"])))
+    fig = figure(
+        f"Emergence: shift vs v at layer {layer} during training ({texts}; seeds {results['seeds']})",
+        "optimizer step",
+        interval_title("cos(student - base, v) [95% t-interval]", len(results["seeds"])),
+    )
     arms = ordered_arms(em)
     steps = [r["step"] for arm in arms for r in em[arm]["by_texts"].get(texts) or []]
     for i, (arm, dx) in enumerate(zip(arms, dodge(len(arms), steps))):
         rows = em[arm]["by_texts"].get(texts) or []
-        fig.add_trace(_interval_trace([r["step"] for r in rows], [r["cosine"] for r in rows], f"{arm} student",
-                                      arm_color(arm, i), "cos", dx=dx, where="step"))
+        fig.add_trace(
+            _interval_trace(
+                [r["step"] for r in rows],
+                [r["cosine"] for r in rows],
+                f"{arm} student",
+                arm_color(arm, i),
+                "cos",
+                dx=dx,
+                where="step",
+            )
+        )
     _band(fig, 2 * results["vector"]["d_model"] ** -0.5, "random directions (±2 sd)")
     return fit_legend(fig)
 
@@ -264,9 +406,12 @@ def sufficiency_bars(results: dict) -> go.Figure:
     """E9 sufficiency: the base's owl-specific log-prob shift with each student's learned shift
     added at the steering layer, beside a random direction of the same norm (t-intervals over seeds)."""
     suff = results.get("sufficiency") or {}
-    fig = figure(f"Sufficiency: base + student's shift at layer {results['vector'].get('steering_layer')} "
-                 f"(seeds {results['seeds']})", "student whose shift is added",
-                 interval_title(f"specific log P({results['animal']}) - base [95% t-interval]", len(results["seeds"])))
+    fig = figure(
+        f"Sufficiency: base + student's shift at layer {results['vector'].get('steering_layer')} "
+        f"(seeds {results['seeds']})",
+        "student whose shift is added",
+        interval_title(f"specific log P({results['animal']}) - base [95% t-interval]", len(results["seeds"])),
+    )
     arms = ordered_arms(suff)
     # One trace per colour, so each legend swatch is the colour of its bars: the students' shifts
     # in their arm's colour, the random directions in grey; offset groups keep the pairs side by side.
@@ -274,11 +419,18 @@ def sufficiency_bars(results: dict) -> go.Figure:
     series.append(("random direction, same norm", arms, "random_specific_shift", RANDOM_SAME_NORM, "random"))
     for name, xs, field, colour, group in series:
         cells = [suff[a][field] for a in xs]
-        fig.add_trace(go.Bar(
-            x=xs, y=[c["mean"] for c in cells], name=name, marker=dict(color=colour), offsetgroup=group,
-            **error_bars(cells),
-            hovertext=[f"<b>{a}</b>: {name}<br>{ci_text(c)} (n={c['n']})" for a, c in zip(xs, cells)],
-            hovertemplate="%{hovertext}<extra></extra>"))
+        fig.add_trace(
+            go.Bar(
+                x=xs,
+                y=[c["mean"] for c in cells],
+                name=name,
+                marker=dict(color=colour),
+                offsetgroup=group,
+                **error_bars(cells),
+                hovertext=[f"<b>{a}</b>: {name}<br>{ci_text(c)} (n={c['n']})" for a, c in zip(xs, cells)],
+                hovertemplate="%{hovertext}<extra></extra>",
+            )
+        )
     fig.update_layout(barmode="group")
     fig.update_xaxes(categoryorder="array", categoryarray=arms)
     fig.add_hline(y=0, line=dict(color="#888888", width=1))
@@ -293,15 +445,33 @@ def multiplier_trend(results: dict) -> go.Figure:
     i = results["layers"].index(at) if at in results["layers"] else len(results["layers"]) // 2
     row = tr["by_layer"][i]
     r_text = "n/a" if row["r"] is None else f"{row['r']:+.2f}"
-    fig = figure(f"Gradient projection on v vs steering multiplier at layer {row['layer']}: slope {row['slope']:.3g}, "
-                 f"r = {r_text} (n = {row['n']})", "teacher multiplier (0 = control teacher)",
-                 "-mean dL/dh . v_hat on the base")
+    fig = figure(
+        f"Gradient projection on v vs steering multiplier at layer {row['layer']}: slope {row['slope']:.3g}, "
+        f"r = {r_text} (n = {row['n']})",
+        "teacher multiplier (0 = control teacher)",
+        "-mean dL/dh . v_hat on the base",
+    )
     ms = tr["multipliers"]
     for j, (seed, by_m) in enumerate(tr["per_seed"].items()):
-        fig.add_trace(go.Scatter(x=ms, y=[by_m[f"{m:g}"][i] for m in ms], mode="lines+markers", name=f"seed {seed}",
-                                 line=dict(color=arm_color("steered", j), width=1), opacity=0.7))
-    fig.add_trace(go.Scatter(x=[min(ms), max(ms)], y=[row["intercept"] + row["slope"] * m for m in (min(ms), max(ms))],
-                             mode="lines", name="least-squares fit", line=dict(color="#222222", dash="dash")))
+        fig.add_trace(
+            go.Scatter(
+                x=ms,
+                y=[by_m[f"{m:g}"][i] for m in ms],
+                mode="lines+markers",
+                name=f"seed {seed}",
+                line=dict(color=arm_color("steered", j), width=1),
+                opacity=0.7,
+            )
+        )
+    fig.add_trace(
+        go.Scatter(
+            x=[min(ms), max(ms)],
+            y=[row["intercept"] + row["slope"] * m for m in (min(ms), max(ms))],
+            mode="lines",
+            name="least-squares fit",
+            line=dict(color="#222222", dash="dash"),
+        )
+    )
     return fit_legend(fig)
 
 

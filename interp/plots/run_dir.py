@@ -26,9 +26,16 @@ FIGURES_DIR = "figures"
 TRAIN_LOG_FILE = "train_log.json"
 # Every kind `interp plot` draws, and what writes it.
 PLOTTABLE = {
-    "e1": "`interp run`", "sweep": "`interp sweep`", "vector": "`interp steer`", "analysis": "`interp analyze`",
-    "entangle": "`interp entangle`", "divergence": "`interp divergence`", "audit": "`interp audit`",
-    "audit-confusion": "experiments/audit_confusion.py", "mnist": "`interp mnist`", "theorem": "`interp theorem`",
+    "e1": "`interp run`",
+    "sweep": "`interp sweep`",
+    "vector": "`interp steer`",
+    "analysis": "`interp analyze`",
+    "entangle": "`interp entangle`",
+    "divergence": "`interp divergence`",
+    "audit": "`interp audit`",
+    "audit-confusion": "experiments/audit_confusion.py",
+    "mnist": "`interp mnist`",
+    "theorem": "`interp theorem`",
 }
 RUN_KINDS = tuple(PLOTTABLE)
 
@@ -48,12 +55,16 @@ def detect_run(run_dir: str | Path) -> str:
     if isinstance(kind, str):
         if kind in PLOTTABLE:
             return kind
-        raise ValueError(f"{d}: not a run directory interp can plot (its manifest's kind is {kind!r}); "
-                         f"interp plot draws {_kinds_text()}")
+        raise ValueError(
+            f"{d}: not a run directory interp can plot (its manifest's kind is {kind!r}); "
+            f"interp plot draws {_kinds_text()}"
+        )
     kind = _sniff(d, manifest if isinstance(manifest, dict) else {})
     if kind is None:
-        raise ValueError(f"{d}: not a run directory interp can plot (its manifest names no kind, and no "
-                         f"results file says what it is); interp plot draws {_kinds_text()}")
+        raise ValueError(
+            f"{d}: not a run directory interp can plot (its manifest names no kind, and no "
+            f"results file says what it is); interp plot draws {_kinds_text()}"
+        )
     return kind
 
 
@@ -160,8 +171,10 @@ def run_figures(run_dir: str | Path) -> tuple[str, dict[str, go.Figure]]:
         return kind, {"divergence_by_offset": divergence_by_offset(_need(d, DIVERGENCE_META, kind))}
     results = _need(d, RESULTS_FILE, kind)
     if kind == "e1":
-        figs = {"trait_probabilities": trait_probabilities(results),
-                "animal_shifts": animal_shifts(results, animal_shift_intervals(d, results))}
+        figs = {
+            "trait_probabilities": trait_probabilities(results),
+            "animal_shifts": animal_shifts(results, animal_shift_intervals(d, results)),
+        }
         if results["transfer"]:
             figs["transfer_summary"] = transfer_summary(results)
         if logs := student_logs(d):

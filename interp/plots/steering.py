@@ -52,10 +52,14 @@ def steering_sweep_heatmap(sweep: dict) -> go.Figure:
                 + f"<br>share among animals = {c['share']:.6g}"
                 + (f" (base {sweep['base_share']:.6g})" if "base_share" in sweep else "")
                 + (f"<br>mean Δ log P = {c['logprob_shift']:+.6g}" if "logprob_shift" in c else "")
-                + (f" [{c['logprob_shift_ci95'][0]:+.6g}, {c['logprob_shift_ci95'][1]:+.6g}]"
-                   if "logprob_shift_ci95" in c else "")
+                + (
+                    f" [{c['logprob_shift_ci95'][0]:+.6g}, {c['logprob_shift_ci95'][1]:+.6g}]"
+                    if "logprob_shift_ci95" in c
+                    else ""
+                )
                 + (f"<br>mean rank = {c['mean_rank']:.3g}" if "mean_rank" in c else "")
-                if c else "not measured"
+                if c
+                else "not measured"
             )
     finite = [v for row in z for v in row if v is not None]
     span = max([abs(v) for v in finite] + [math.log10(2)])
@@ -64,16 +68,33 @@ def steering_sweep_heatmap(sweep: dict) -> go.Figure:
     fig = figure(
         f"P({animal}) under steering ÷ unsteered P ({base:.3g}); scope {sweep.get('scope', 'all')}, "
         f"{sweep.get('n_questions', '?')} questions<br><sup>"
-        + (f"cells: ratio [{sweep.get('interval', '95% bootstrap interval over questions')}]" if has_ci
-           else NO_SWEEP_INTERVALS) + "</sup>",
-        "multiplier (× mean residual-stream norm at the layer)", "layer (blocks.{l}.hook_resid_post)",
+        + (
+            f"cells: ratio [{sweep.get('interval', '95% bootstrap interval over questions')}]"
+            if has_ci
+            else NO_SWEEP_INTERVALS
+        )
+        + "</sup>",
+        "multiplier (× mean residual-stream norm at the layer)",
+        "layer (blocks.{l}.hook_resid_post)",
     )
-    fig.add_trace(go.Heatmap(
-        x=[f"{m:g}" for m in mults], y=[str(l) for l in layers], z=z, zmid=0, zmin=-span, zmax=span,
-        colorscale="RdBu_r", text=text, texttemplate="%{text}", hovertext=hover,
-        hovertemplate="%{hovertext}<extra></extra>", xgap=2, ygap=2,
-        colorbar=dict(title=dict(text=f"P({animal}) / base", side="right"), tickvals=tickvals, ticktext=ticktext),
-    ))
+    fig.add_trace(
+        go.Heatmap(
+            x=[f"{m:g}" for m in mults],
+            y=[str(l) for l in layers],
+            z=z,
+            zmid=0,
+            zmin=-span,
+            zmax=span,
+            colorscale="RdBu_r",
+            text=text,
+            texttemplate="%{text}",
+            hovertext=hover,
+            hovertemplate="%{hovertext}<extra></extra>",
+            xgap=2,
+            ygap=2,
+            colorbar=dict(title=dict(text=f"P({animal}) / base", side="right"), tickvals=tickvals, ticktext=ticktext),
+        )
+    )
     fig.update_xaxes(type="category", showgrid=False)
     fig.update_yaxes(type="category", showgrid=False)
     return fig

@@ -5,7 +5,14 @@ from __future__ import annotations
 import plotly.graph_objects as go
 
 from interp.plots._style import (
-    LEGEND_BESIDE, REFERENCE_LINE, SERIES_COLORS, TEMPLATE, ci_text, error_bars, figure, jitter,
+    LEGEND_BESIDE,
+    REFERENCE_LINE,
+    SERIES_COLORS,
+    TEMPLATE,
+    ci_text,
+    error_bars,
+    figure,
+    jitter,
 )
 
 
@@ -20,25 +27,51 @@ def sweep_transfer(results: dict) -> go.Figure:
     for r in results["rows"]:
         name = ", ".join(f"{k}={r[k]}" for k in series_keys) or results["comparison"]
         groups.setdefault(name, []).append(r)
-    fig = figure(f"{results['comparison']}: transfer across the sweep",
-                 x_key, "trait-specific Δ log P (nats), 95% t-interval over seeds")
+    fig = figure(
+        f"{results['comparison']}: transfer across the sweep",
+        x_key,
+        "trait-specific Δ log P (nats), 95% t-interval over seeds",
+    )
     offsets = jitter(len(groups), 0.3)
     for j, (name, rows) in enumerate(groups.items()):
         color = SERIES_COLORS[j % len(SERIES_COLORS)]
         pos = [xs.index(str(r[x_key])) + offsets[j] for r in rows]
-        hover = [f"<b>{r['label']}</b><br>transfer {r['transfer']['mean']:+.3f} "
-                 f"[{r['transfer']['ci95'][0]:+.3f}, {r['transfer']['ci95'][1]:+.3f}] (bootstrap)<br>seed t-interval "
-                 f"{ci_text(r['transfer_per_seed'], '+.3f')}<br>seeds > 0: "
-                 f"{r['positive_seeds']}/{r['n_seeds']}"
-                 + (f"<br>ratio to reference {r['vs_reference']['ratio']:.2f} [{r['vs_reference']['ratio_ci95'][0]:.2f}, "
-                    f"{r['vs_reference']['ratio_ci95'][1]:.2f}]" if r.get("vs_reference") else "") for r in rows]
+        hover = [
+            f"<b>{r['label']}</b><br>transfer {r['transfer']['mean']:+.3f} "
+            f"[{r['transfer']['ci95'][0]:+.3f}, {r['transfer']['ci95'][1]:+.3f}] (bootstrap)<br>seed t-interval "
+            f"{ci_text(r['transfer_per_seed'], '+.3f')}<br>seeds > 0: "
+            f"{r['positive_seeds']}/{r['n_seeds']}"
+            + (
+                f"<br>ratio to reference {r['vs_reference']['ratio']:.2f} [{r['vs_reference']['ratio_ci95'][0]:.2f}, "
+                f"{r['vs_reference']['ratio_ci95'][1]:.2f}]"
+                if r.get("vs_reference")
+                else ""
+            )
+            for r in rows
+        ]
         bars = [r["transfer_per_seed"] if r["n_seeds"] > 1 else r["transfer"] for r in rows]
-        fig.add_trace(go.Scatter(x=pos, y=[r["transfer"]["mean"] for r in rows], mode="markers", name=name,
-                                 marker=dict(size=11, color=color), **error_bars(bars),
-                                 hovertext=hover, hovertemplate="%{hovertext}<extra></extra>"))
-        fig.add_trace(go.Scatter(x=[p for p, r in zip(pos, rows) for _ in r["per_seed"]],
-                                 y=[v for r in rows for v in r["per_seed"]], mode="markers", showlegend=False,
-                                 marker=dict(size=5, color=color, opacity=0.45), hoverinfo="skip"))
+        fig.add_trace(
+            go.Scatter(
+                x=pos,
+                y=[r["transfer"]["mean"] for r in rows],
+                mode="markers",
+                name=name,
+                marker=dict(size=11, color=color),
+                **error_bars(bars),
+                hovertext=hover,
+                hovertemplate="%{hovertext}<extra></extra>",
+            )
+        )
+        fig.add_trace(
+            go.Scatter(
+                x=[p for p, r in zip(pos, rows) for _ in r["per_seed"]],
+                y=[v for r in rows for v in r["per_seed"]],
+                mode="markers",
+                showlegend=False,
+                marker=dict(size=5, color=color, opacity=0.45),
+                hoverinfo="skip",
+            )
+        )
     fig.add_hline(y=0, line=REFERENCE_LINE)
     fig.update_xaxes(tickvals=list(range(len(xs))), ticktext=xs)
     return fig
@@ -55,8 +88,7 @@ def sweep_ratio(results: dict) -> go.Figure:
     x_key, series_keys = keys[0], keys[1:]
     xs = [str(v) for v in results["grid"][x_key]]
     comps = results.get("comparisons") or [results["comparison"]]
-    fig = make_subplots(rows=1, cols=len(comps), subplot_titles=comps, shared_yaxes=True,
-                        horizontal_spacing=0.06)
+    fig = make_subplots(rows=1, cols=len(comps), subplot_titles=comps, shared_yaxes=True, horizontal_spacing=0.06)
     groups: dict[str, list[dict]] = {}
     for r in results["rows"]:
         groups.setdefault(", ".join(f"{k}={r[k]}" for k in series_keys) or "cells", []).append(r)
@@ -70,34 +102,66 @@ def sweep_ratio(results: dict) -> go.Figure:
                 if r.get("broken"):
                     b = r["base_check"]
                     broken_at.setdefault(xs.index(str(r[x_key])), []).append(
-                        f"{name}: broken (NLL {b['nll']:.2f} vs {b['clean_nll']:.2f})")
+                        f"{name}: broken (NLL {b['nll']:.2f} vs {b['clean_nll']:.2f})"
+                    )
                 elif v:
                     pts.append((xs.index(str(r[x_key])) + offsets[j], r, v))
             if not pts:
                 continue
             power = results.get("target_ratio")
-            hover = [f"<b>{r['label']}</b><br>ratio {v['ratio']:.2f} [{v['ratio_ci95'][0]:.2f}, {v['ratio_ci95'][1]:.2f}]"
-                     + (f"<br>minus reference, paired {ci_text(v['diff_paired_by_seed'], '+.3f')}"
-                        if v.get("diff_paired_by_seed") else "")
-                     + (f"<br>power at {power:g}x: {v[f'power_{power:g}x']['power']:.2f}"
-                        if power and (v.get(f"power_{power:g}x") or {}).get("power") is not None else "")
-                     for _, r, v in pts]
-            fig.add_trace(go.Scatter(
-                x=[p for p, _, _ in pts], y=[v["ratio"] for _, _, v in pts], mode="markers", name=name,
-                legendgroup=name, showlegend=col == 1, marker=dict(size=11, color=SERIES_COLORS[j % len(SERIES_COLORS)]),
-                **error_bars([{"mean": v["ratio"], "ci95": v["ratio_ci95"]} for _, _, v in pts]),
-                hovertext=hover, hovertemplate="%{hovertext}<extra></extra>"), row=1, col=col)
+            hover = [
+                f"<b>{r['label']}</b><br>ratio {v['ratio']:.2f} [{v['ratio_ci95'][0]:.2f}, {v['ratio_ci95'][1]:.2f}]"
+                + (
+                    f"<br>minus reference, paired {ci_text(v['diff_paired_by_seed'], '+.3f')}"
+                    if v.get("diff_paired_by_seed")
+                    else ""
+                )
+                + (
+                    f"<br>power at {power:g}x: {v[f'power_{power:g}x']['power']:.2f}"
+                    if power and (v.get(f"power_{power:g}x") or {}).get("power") is not None
+                    else ""
+                )
+                for _, r, v in pts
+            ]
+            fig.add_trace(
+                go.Scatter(
+                    x=[p for p, _, _ in pts],
+                    y=[v["ratio"] for _, _, v in pts],
+                    mode="markers",
+                    name=name,
+                    legendgroup=name,
+                    showlegend=col == 1,
+                    marker=dict(size=11, color=SERIES_COLORS[j % len(SERIES_COLORS)]),
+                    **error_bars([{"mean": v["ratio"], "ci95": v["ratio_ci95"]} for _, _, v in pts]),
+                    hovertext=hover,
+                    hovertemplate="%{hovertext}<extra></extra>",
+                ),
+                row=1,
+                col=col,
+            )
         axis = "" if col == 1 else str(col)  # this panel's axes
         for x, lines in broken_at.items():
-            fig.add_annotation(x=x, y=0, xref=f"x{axis}", yref=f"y{axis} domain", yanchor="bottom",
-                               text="<br>".join(lines), showarrow=False, font=dict(size=11, color="#555555"))
+            fig.add_annotation(
+                x=x,
+                y=0,
+                xref=f"x{axis}",
+                yref=f"y{axis} domain",
+                yanchor="bottom",
+                text="<br>".join(lines),
+                showarrow=False,
+                font=dict(size=11, color="#555555"),
+            )
         fig.add_hline(y=1, line=REFERENCE_LINE, row=1, col=col)
         fig.update_xaxes(tickvals=list(range(len(xs))), ticktext=xs, title_text=x_key, row=1, col=col)
     fig.update_yaxes(title_text="transfer / reference cell's, 95% bootstrap interval", row=1, col=1)
     ref = ", ".join(f"{k}={v}" for k, v in (results.get("reference") or {}).items())
     # beside the panels: above them it would cover the panel titles
-    fig.update_layout(template=TEMPLATE, showlegend=len(groups) > 1, legend=LEGEND_BESIDE,
-                      title=dict(text=f"transfer relative to the reference cell ({ref})"))
+    fig.update_layout(
+        template=TEMPLATE,
+        showlegend=len(groups) > 1,
+        legend=LEGEND_BESIDE,
+        title=dict(text=f"transfer relative to the reference cell ({ref})"),
+    )
     return fig
 
 

@@ -12,10 +12,27 @@ import torch
 
 from interp import batching
 from interp.analysis import (
-    activation_shift, coefficient_trend, energy_along, energy_null, gradient_alignment, layer_cosines,
-    load_gradients, load_shift, pooled_alignment, random_cosine_null, residual_gradients, residual_readers,
-    residual_side, residual_writers, save_gradients, save_shift, score_vectors, shift_report,
-    top_singular_alignment, weight_deltas, weight_report,
+    activation_shift,
+    coefficient_trend,
+    energy_along,
+    energy_null,
+    gradient_alignment,
+    layer_cosines,
+    load_gradients,
+    load_shift,
+    pooled_alignment,
+    random_cosine_null,
+    residual_gradients,
+    residual_readers,
+    residual_side,
+    residual_writers,
+    save_gradients,
+    save_shift,
+    score_vectors,
+    shift_report,
+    top_singular_alignment,
+    weight_deltas,
+    weight_report,
 )
 from interp.models import LoadedModel
 from interp.prompts import number_prompts, questions
@@ -41,7 +58,9 @@ def planted(tiny, texts):
     average): the shift is exactly along u at LAYER and exactly zero before it."""
     u = _unit(torch.Generator().manual_seed(1), tiny.d_model)
     seen = []
-    hook = tiny.layers[LAYER].mlp.down_proj.register_forward_pre_hook(lambda m, a: seen.append(a[0].reshape(-1, a[0].shape[-1])))
+    hook = tiny.layers[LAYER].mlp.down_proj.register_forward_pre_hook(
+        lambda m, a: seen.append(a[0].reshape(-1, a[0].shape[-1]))
+    )
     try:
         with torch.no_grad():
             for t in texts:
@@ -173,7 +192,9 @@ def test_weight_report_flags_the_planted_module_only(tiny, planted):
     assert [r["layer"] for r in report["by_layer"]] == list(range(tiny.n_layers))
     planted_row = report["by_layer"][LAYER]["modules"]["mlp.down_proj"]
     assert planted_row["energy"] == pytest.approx(1.0, abs=1e-5) and planted_row["z"] > 20
-    assert planted_row["top_singular_cos"][0] == pytest.approx(1.0, abs=1e-5) and planted_row["top_singular_share"] > 0.999
+    assert (
+        planted_row["top_singular_cos"][0] == pytest.approx(1.0, abs=1e-5) and planted_row["top_singular_share"] > 0.999
+    )
     assert report["by_layer"][0]["modules"]["self_attn.q_proj"]["energy"] is None  # unchanged
 
 
@@ -193,8 +214,10 @@ def test_weight_report_reads_per_layer_vectors_at_the_stream_each_module_touches
 @pytest.fixture(scope="module")
 def number_rows() -> list[dict]:
     rng = random.Random(0)
-    return [{"prompt": p, "completion": ", ".join(str(rng.randrange(1000)) for _ in range(rng.randint(1, 4)))}
-            for p in number_prompts(32, seed=5)]
+    return [
+        {"prompt": p, "completion": ", ".join(str(rng.randrange(1000)) for _ in range(rng.randint(1, 4)))}
+        for p in number_prompts(32, seed=5)
+    ]
 
 
 def test_residual_gradients_leave_the_model_untouched(tiny, number_rows):
@@ -293,7 +316,9 @@ def test_audit_ranks_first_the_trait_vector_the_data_carries(tiny):
         return [{"prompt": p, "completion": str(digit(i))} for i, p in enumerate(prompts)]
 
     held_out, prompts = number_prompts(16, seed=11), number_prompts(24, seed=3)
-    bank = {f"say {k}": -residual_gradients(tiny, answers(held_out, lambda i: k), LAYER)[:, 0].mean(0) for k in range(10)}
+    bank = {
+        f"say {k}": -residual_gradients(tiny, answers(held_out, lambda i: k), LAYER)[:, 0].mean(0) for k in range(10)
+    }
     digits = [tiny.tokenizer.convert_tokens_to_ids(str(d)) for d in range(10)]
     batch = batching.encode(tiny.tokenizer, [tiny.chat([{"role": "user", "content": p}]) for p in prompts])
     with torch.no_grad():
@@ -328,9 +353,11 @@ def test_permutation_p_values_are_uniform_when_both_datasets_are_one(tiny, numbe
 def test_alignment_helpers_shapes_and_a_known_line(tmp_path):
     grads = torch.randn(5, 2, 8, generator=torch.Generator().manual_seed(0))
     assert gradient_alignment(grads, torch.ones(8)).shape == (5, 2)
-    assert torch.allclose(gradient_alignment(grads, grads[0]) [0], torch.ones(2, dtype=torch.float64))
+    assert torch.allclose(gradient_alignment(grads, grads[0])[0], torch.ones(2, dtype=torch.float64))
     trend = coefficient_trend([0, 1, 2, 4], [1, 3, 5, 9])
-    assert trend["slope"] == pytest.approx(2) and trend["intercept"] == pytest.approx(1) and trend["r"] == pytest.approx(1)
+    assert (
+        trend["slope"] == pytest.approx(2) and trend["intercept"] == pytest.approx(1) and trend["r"] == pytest.approx(1)
+    )
     with pytest.raises(ValueError, match="select a layer"):
         score_vectors(grads, grads, {"v": torch.ones(8)})
     save_gradients(tmp_path / "g", grads, {"layers": [1, 2], "position": "assistant_tag"})

@@ -20,8 +20,16 @@ from interp import pipeline
 from interp.analysis import activation_shift, layer_cosines, residual_gradients
 from interp.analysis.audit import audit_dataset, build_bank, clean_rows, load_bank, load_rows
 from interp.analysis.run import (
-    ANALYSIS_DIR, ARRAYS_FILE, SHIFTS_FILE, STUDENT_FILE, STUDENTS_DIR, AnalyzeConfig, load_analysis, number_texts,
-    question_texts, run_analyze,
+    ANALYSIS_DIR,
+    ARRAYS_FILE,
+    SHIFTS_FILE,
+    STUDENT_FILE,
+    STUDENTS_DIR,
+    AnalyzeConfig,
+    load_analysis,
+    number_texts,
+    question_texts,
+    run_analyze,
 )
 from interp.cli import app
 from interp.plots import analysis_figures, audit_ranking
@@ -125,7 +133,9 @@ def test_stored_shift_equals_activation_shift_on_the_texts_students_trained_on(r
     texts = number_texts(tiny, SETTINGS.n_texts, 1)
     assert all(p in t for p, t in zip(number_prompts(6, 1), texts))
     stored = load_tensors(run_dir / ANALYSIS_DIR / STUDENTS_DIR / "control" / "seed1" / SHIFTS_FILE)
-    torch.testing.assert_close(stored["numbers/last"], activation_shift(student, tiny, texts, "last"), rtol=0, atol=1e-6)
+    torch.testing.assert_close(
+        stored["numbers/last"], activation_shift(student, tiny, texts, "last"), rtol=0, atol=1e-6
+    )
 
 
 def test_rerun_is_a_cache_hit_and_an_interrupted_analysis_resumes(run):
@@ -155,10 +165,21 @@ def test_a_students_cache_key_holds_exactly_the_settings_it_always_held(run, tin
     stored = read_json(run_dir / ANALYSIS_DIR / STUDENTS_DIR / "steered" / "seed1" / STUDENT_FILE)["key"]
     prompted = SV.load(run_dir / ANALYSIS_DIR / "prompted_vector")
     split = read_json(run_dir / "config.json")["eval"]["split"]
-    assert stored == {"vector": v.hash(), "base": tiny.fingerprint(), "layers": [0, 1, 2, 3], "n_texts": 6,
-                      "n_random": 200, "seed": 0, "k": 4, "prompts": PROMPT_VERSION,
-                      "questions": content_hash(question_texts(tiny, 6, split)), "prompted_vector": prompted.hash(),
-                      "emergence": True, "sufficiency": True, "student": stages["student/steered/seed1"].name}
+    assert stored == {
+        "vector": v.hash(),
+        "base": tiny.fingerprint(),
+        "layers": [0, 1, 2, 3],
+        "n_texts": 6,
+        "n_random": 200,
+        "seed": 0,
+        "k": 4,
+        "prompts": PROMPT_VERSION,
+        "questions": content_hash(question_texts(tiny, 6, split)),
+        "prompted_vector": prompted.hash(),
+        "emergence": True,
+        "sufficiency": True,
+        "student": stages["student/steered/seed1"].name,
+    }
 
 
 def test_the_keyword_call_path_is_the_config_call_path(run):
@@ -189,14 +210,37 @@ def test_bad_inputs_are_one_line_errors(run, tmp_path):
 
 def test_cli_analyze_prints_tables_and_writes_figures(run):
     run_dir, res, _, _ = run
-    out = runner.invoke(app, ["analyze", str(run_dir), "--n-texts", "6", "--n-random", "200", "--n-rows", "8",
-                              "--no-progress", "--device", "cpu"])
+    out = runner.invoke(
+        app,
+        [
+            "analyze",
+            str(run_dir),
+            "--n-texts",
+            "6",
+            "--n-random",
+            "200",
+            "--n-rows",
+            "8",
+            "--no-progress",
+            "--device",
+            "cpu",
+        ],
+    )
     assert out.exit_code == 0, out.output
     assert "gradient audit" in out.output and "steered" in out.output
     figs = analysis_figures(res)
-    assert set(figs) == {"shift_numbers_all", "shift_numbers_last", "shift_questions_all", "shift_questions_last",
-                         "weights_writers", "weights_readers", "gradient_audit", "shift_references", "sufficiency",
-                         "mechanism"}
+    assert set(figs) == {
+        "shift_numbers_all",
+        "shift_numbers_last",
+        "shift_questions_all",
+        "shift_questions_last",
+        "weights_writers",
+        "weights_readers",
+        "gradient_audit",
+        "shift_references",
+        "sufficiency",
+        "mechanism",
+    }
     assert "sufficiency" in out.output  # no snapshots in this run: no emergence table
     assert [t.name for t in figs["shift_numbers_all"].data] == ["control student", "steered student"]
     assert len(figs["weights_writers"].data) == 4  # 2 arms x (o_proj, down_proj)
@@ -235,8 +279,11 @@ def test_audit_puts_the_planted_vector_first_and_flags_nothing_on_clean_data(tin
     prompts = number_prompts(24, seed=3)
     say7 = torch.zeros(tiny.n_layers, tiny.d_model)
     say7[LAYER] = -residual_gradients(tiny, _say(7, number_prompts(16, seed=11)), LAYER)[:, 0].mean(0)
-    bank = {"say7": SteeringVector(say7, {"model": tiny.identity()}), "owl": owl_vector,
-            "random": owl_vector.random_like(5)}
+    bank = {
+        "say7": SteeringVector(say7, {"model": tiny.identity()}),
+        "owl": owl_vector,
+        "random": owl_vector.random_like(5),
+    }
     clean = clean_rows(tiny, prompts, seed=0, progress=False)
     assert len(clean) >= 16
     res = audit_dataset(tiny, _say(7, prompts), clean, bank, LAYER, n_perm=500)
@@ -253,45 +300,164 @@ def test_audit_puts_the_planted_vector_first_and_flags_nothing_on_clean_data(tin
 
 def test_cli_bank_and_audit_on_tiny(tmp_path):
     bank = tmp_path / "bank"
-    res = runner.invoke(app, ["bank", "--model", "tiny", "--animals", "owl,cat,dog", "--out", str(bank), "--n-pairs", "4",
-                              "--device", "cpu", "--no-progress"])
+    res = runner.invoke(
+        app,
+        [
+            "bank",
+            "--model",
+            "tiny",
+            "--animals",
+            "owl,cat,dog",
+            "--out",
+            str(bank),
+            "--n-pairs",
+            "4",
+            "--device",
+            "cpu",
+            "--no-progress",
+        ],
+    )
     assert res.exit_code == 0, res.output
     rng = random.Random(0)
     data = tmp_path / "numbers.jsonl"
-    write_jsonl(data, [{"prompt": p, "completion": ", ".join(str(rng.randrange(1000)) for _ in range(3))}
-                       for p in number_prompts(10, seed=2)])
+    write_jsonl(
+        data,
+        [
+            {"prompt": p, "completion": ", ".join(str(rng.randrange(1000)) for _ in range(3))}
+            for p in number_prompts(10, seed=2)
+        ],
+    )
     out = tmp_path / "audit"
-    res = runner.invoke(app, ["audit", str(data), "--model", "tiny", "--vectors", str(bank), "--layer", "1", "--n-perm", "100",
-                              "--out", str(out), "--device", "cpu", "--no-progress"])
+    res = runner.invoke(
+        app,
+        [
+            "audit",
+            str(data),
+            "--model",
+            "tiny",
+            "--vectors",
+            str(bank),
+            "--layer",
+            "1",
+            "--n-perm",
+            "100",
+            "--out",
+            str(out),
+            "--device",
+            "cpu",
+            "--no-progress",
+        ],
+    )
     assert res.exit_code == 0, res.output
     audit = read_json(out / "results.json")
     assert {r["name"] for r in audit["ranking"]} == {"owl", "cat", "dog"} and audit["layer"] == 1
     assert (out / "clean.jsonl").exists() and read_json(out / "manifest.json")["git_commit"]
     assert load_rows(out / "clean.jsonl")
     assert audit["method"] == "likelihood" and audit["multipliers"] == [0.5] and audit["vocab"] == "grammar"
-    res = runner.invoke(app, ["audit", str(data), "--model", "tiny", "--vectors", str(bank), "--layer", "1", "--n-perm", "100",
-                              "--out", str(tmp_path / "grid"), "--device", "cpu", "--no-progress",
-                              "--multipliers", "0.25,0.5,1", "--clean", str(out / "clean.jsonl")])
+    res = runner.invoke(
+        app,
+        [
+            "audit",
+            str(data),
+            "--model",
+            "tiny",
+            "--vectors",
+            str(bank),
+            "--layer",
+            "1",
+            "--n-perm",
+            "100",
+            "--out",
+            str(tmp_path / "grid"),
+            "--device",
+            "cpu",
+            "--no-progress",
+            "--multipliers",
+            "0.25,0.5,1",
+            "--clean",
+            str(out / "clean.jsonl"),
+        ],
+    )
     assert res.exit_code == 0, res.output
     grid = read_json(tmp_path / "grid" / "results.json")
     assert grid["multipliers"] == [0.25, 0.5, 1.0] and all(r["multiplier"] in (0.25, 0.5, 1.0) for r in grid["ranking"])
-    res = runner.invoke(app, ["audit", str(data), "--model", "tiny", "--vectors", str(bank), "--layer", "1", "--n-perm", "100",
-                              "--out", str(tmp_path / "g"), "--device", "cpu", "--no-progress", "--method", "gradient",
-                              "--clean", str(out / "clean.jsonl")])
+    res = runner.invoke(
+        app,
+        [
+            "audit",
+            str(data),
+            "--model",
+            "tiny",
+            "--vectors",
+            str(bank),
+            "--layer",
+            "1",
+            "--n-perm",
+            "100",
+            "--out",
+            str(tmp_path / "g"),
+            "--device",
+            "cpu",
+            "--no-progress",
+            "--method",
+            "gradient",
+            "--clean",
+            str(out / "clean.jsonl"),
+        ],
+    )
     assert res.exit_code == 0, res.output
     assert read_json(tmp_path / "g" / "results.json")["method"] == "gradient"
-    for bad, msg in ((["--method", "vibes"], "method: 'vibes' is not one of"), (["--multipliers", "a,b"], "--multipliers"),
-                     (["--vocab", "emoji"], "vocab: 'emoji' is not one of")):
-        res = runner.invoke(app, ["audit", str(data), "--model", "tiny", "--vectors", str(bank), "--layer", "1",
-                                  "--clean", str(out / "clean.jsonl"), "--device", "cpu", "--no-progress", *bad])
+    for bad, msg in (
+        (["--method", "vibes"], "method: 'vibes' is not one of"),
+        (["--multipliers", "a,b"], "--multipliers"),
+        (["--vocab", "emoji"], "vocab: 'emoji' is not one of"),
+    ):
+        res = runner.invoke(
+            app,
+            [
+                "audit",
+                str(data),
+                "--model",
+                "tiny",
+                "--vectors",
+                str(bank),
+                "--layer",
+                "1",
+                "--clean",
+                str(out / "clean.jsonl"),
+                "--device",
+                "cpu",
+                "--no-progress",
+                *bad,
+            ],
+        )
         assert res.exit_code == 2 and msg in res.output, res.output
     (tmp_path / "empty").mkdir()
-    res = runner.invoke(app, ["audit", str(data), "--model", "tiny", "--vectors", str(tmp_path / "empty"), "--device", "cpu"])
+    res = runner.invoke(
+        app, ["audit", str(data), "--model", "tiny", "--vectors", str(tmp_path / "empty"), "--device", "cpu"]
+    )
     assert res.exit_code == 2 and "holds no" in res.output
-    res = runner.invoke(app, ["bank", "--model", "tiny", "--animals", "unicorn", "--out", str(tmp_path / "b2"), "--device", "cpu"])
+    res = runner.invoke(
+        app, ["bank", "--model", "tiny", "--animals", "unicorn", "--out", str(tmp_path / "b2"), "--device", "cpu"]
+    )
     assert res.exit_code == 2 and "unicorn" in res.output
     gemma_bank = tmp_path / "gbank"
-    runner.invoke(app, ["bank", "--model", "tiny-gemma", "--animals", "owl", "--out", str(gemma_bank), "--n-pairs", "2",
-                        "--device", "cpu", "--no-progress"])
+    runner.invoke(
+        app,
+        [
+            "bank",
+            "--model",
+            "tiny-gemma",
+            "--animals",
+            "owl",
+            "--out",
+            str(gemma_bank),
+            "--n-pairs",
+            "2",
+            "--device",
+            "cpu",
+            "--no-progress",
+        ],
+    )
     res = runner.invoke(app, ["audit", str(data), "--model", "tiny", "--vectors", str(gemma_bank), "--device", "cpu"])
     assert res.exit_code == 2 and "bank owl" in res.output

@@ -19,8 +19,16 @@ from interp import pipeline
 from interp.analysis import weight_deltas
 from interp.analysis.aggregate import aggregate_mechanism, compare_mechanism
 from interp.analysis.run import (
-    ANALYSIS_DIR, STUDENT_FILE, STUDENTS_DIR, AnalyzeConfig, analyze_student, number_texts, question_texts, read_run,
-    run_analyze, vector_mismatch,
+    ANALYSIS_DIR,
+    STUDENT_FILE,
+    STUDENTS_DIR,
+    AnalyzeConfig,
+    analyze_student,
+    number_texts,
+    question_texts,
+    read_run,
+    run_analyze,
+    vector_mismatch,
 )
 from interp.cli import app
 from interp.config import parse_config
@@ -113,7 +121,13 @@ def test_noise_run_is_analysed_and_each_student_is_compared_with_its_own_noised_
         student = load_student(noised[s], stages[f"student/control/seed{s}"])
         assert max(d.abs().max().item() for d in weight_deltas(student, tiny).values()) > 0
     rec = res["bases"]["1"]
-    assert rec["student_base"]["noise"] == {"sigma": 0.1, "relative": True, "pattern": ".*", "seed": 6, "apply": "shared"}
+    assert rec["student_base"]["noise"] == {
+        "sigma": 0.1,
+        "relative": True,
+        "pattern": ".*",
+        "seed": 6,
+        "apply": "shared",
+    }
     assert rec["teacher_base"]["fingerprint"] == noised[1].fingerprint() == rec["student_base"]["fingerprint"]
     assert rec["vector_hash"] == SteeringVector.load(stages["vector/seed1"]).hash() != res["bases"]["0"]["vector_hash"]
     assert rec["cosine_absent"] is None and res["cosine_absent"] is None
@@ -124,8 +138,12 @@ def test_noise_run_is_analysed_and_each_student_is_compared_with_its_own_noised_
 
 def test_planted_update_along_the_seeds_v_is_all_along_v_and_the_mechanism_says_so(shared):
     run_dir, res, *_ = shared
-    down = next(r for r in _report(run_dir, "steered", 0)["weights"]["by_layer"] if r["layer"] == AT)["modules"]["mlp.down_proj"]
-    assert down["energy"] == pytest.approx(1.0, abs=1e-6) and down["top_singular_cos"][0] == pytest.approx(1.0, abs=1e-6)
+    down = next(r for r in _report(run_dir, "steered", 0)["weights"]["by_layer"] if r["layer"] == AT)["modules"][
+        "mlp.down_proj"
+    ]
+    assert down["energy"] == pytest.approx(1.0, abs=1e-6) and down["top_singular_cos"][0] == pytest.approx(
+        1.0, abs=1e-6
+    )
     mech = res["mechanism"]
     assert mech["steered"]["per_seed"]["0"]["down_proj_energy"] == pytest.approx(1.0, abs=1e-6)
     assert mech["control"]["per_seed"]["0"]["down_proj_energy"] is None  # a zero update has no direction
@@ -146,18 +164,39 @@ def test_planted_update_along_the_seeds_v_is_all_along_v_and_the_mechanism_says_
 
 def test_cli_analyze_runs_on_a_noise_run(shared):
     run_dir, *_ = shared
-    out = runner.invoke(app, ["analyze", str(run_dir), "--n-texts", "6", "--n-random", "200", "--n-rows", "8",
-                              "--no-sufficiency", "--no-progress", "--device", "cpu"])
+    out = runner.invoke(
+        app,
+        [
+            "analyze",
+            str(run_dir),
+            "--n-texts",
+            "6",
+            "--n-random",
+            "200",
+            "--n-rows",
+            "8",
+            "--no-sufficiency",
+            "--no-progress",
+            "--device",
+            "cpu",
+        ],
+    )
     assert out.exit_code == 0, out.output
     assert "direction and amount at layer 2" in out.output and "down_proj energy along v" in out.output
     man = read_json(run_dir / ANALYSIS_DIR / MANIFEST_FILE)
     assert all(s["cache_hit"] for s in man["students"].values())  # same settings: every report reused
 
 
-@pytest.mark.parametrize("change, msg", [
-    ({"seed": 99}, r"stage vector: not built on seed 0's teacher base"),  # another draw: v is not its teacher's
-    ({"apply": "teacher"}, r"stage student/control/seed0: trained from a base with fingerprint"),  # a clean student base
-])
+@pytest.mark.parametrize(
+    "change, msg",
+    [
+        ({"seed": 99}, r"stage vector: not built on seed 0's teacher base"),  # another draw: v is not its teacher's
+        (
+            {"apply": "teacher"},
+            r"stage student/control/seed0: trained from a base with fingerprint",
+        ),  # a clean student base
+    ],
+)
 def test_a_rebuilt_base_that_is_not_the_one_trained_from_is_refused(shared, change, msg):
     """Each student's stage records the fingerprint of the base it was trained from, each vector
     the teacher it was built on: a [noise] that no longer rebuilds them is refused, never compared."""
@@ -230,7 +269,9 @@ def test_cross_model_of_another_shape_reports_norms_and_says_why_cosines_are_abs
     assert res["cosine_absent"] == reason and res["bases"]["0"]["cosine_absent"] == reason
     rows = res["activation_shift"]["steered"]["numbers"]["all"]["by_layer"]
     assert all(r["cosine"] is None and r["shift_norm"]["mean"] > 0 for r in rows[AT:])
-    assert res["activation_shift_vs_control"]["steered-control"]["numbers"]["all"]["by_layer"][AT]["cosine_diff"] is None
+    assert (
+        res["activation_shift_vs_control"]["steered-control"]["numbers"]["all"]["by_layer"][AT]["cosine_diff"] is None
+    )
     mech = res["mechanism"]["steered"]
     assert mech["down_proj_energy"] is None and mech["down_proj_delta_norm"]["mean"] > 0
     assert res["gradients"]["steered"] == {"by_layer": [], "per_seed": {}, "skipped": reason}
@@ -238,6 +279,7 @@ def test_cross_model_of_another_shape_reports_norms_and_says_why_cosines_are_abs
     text = analysis_tables(res)
     assert f"no cosine with v: {reason}" in text and "direction and amount" in text
     from interp.plots import analysis_figures
+
     assert "shift_numbers_all" in analysis_figures(res)
 
 
@@ -268,29 +310,57 @@ def test_analyze_student_without_v_keeps_norms_and_drops_cosines(tiny):
 def _fake_report(cos: float, norm: float, energy: float | None, dnorm: float) -> dict:
     row = {"layer": AT, "cosine": cos, "shift_norm": norm, "z": None, "null_sd": 0.1, "analytic_sd": 0.1}
     shift = {t: {p: {"by_layer": [row]} for p in ("all", "last")} for t in ("numbers", "questions")}
-    return {"shift": shift, "weights": {"by_layer": [{"layer": AT, "modules": {"mlp.down_proj": {
-        "energy": energy, "delta_norm": dnorm, "expected_random": 0.25}}}]}}
+    return {
+        "shift": shift,
+        "weights": {
+            "by_layer": [
+                {
+                    "layer": AT,
+                    "modules": {"mlp.down_proj": {"energy": energy, "delta_norm": dnorm, "expected_random": 0.25}},
+                }
+            ]
+        },
+    }
 
 
 def test_mechanism_intervals_and_cell_comparison_match_hand_computation():
-    a = {("control", 0): _fake_report(0.0, 1.0, 0.25, 2.0), ("control", 1): _fake_report(0.1, 1.0, 0.25, 2.0),
-         ("steered", 0): _fake_report(0.5, 2.0, 0.5, 4.0), ("steered", 1): _fake_report(0.3, 2.0, 0.7, 6.0)}
+    a = {
+        ("control", 0): _fake_report(0.0, 1.0, 0.25, 2.0),
+        ("control", 1): _fake_report(0.1, 1.0, 0.25, 2.0),
+        ("steered", 0): _fake_report(0.5, 2.0, 0.5, 4.0),
+        ("steered", 1): _fake_report(0.3, 2.0, 0.7, 6.0),
+    }
     mech = aggregate_mechanism(a, ["control", "steered"], [0, 1], AT)
     s = mech["steered"]
-    assert s["cosine"]["numbers/all"]["mean"] == pytest.approx(0.4) and s["down_proj_energy"]["mean"] == pytest.approx(0.6)
+    assert s["cosine"]["numbers/all"]["mean"] == pytest.approx(0.4) and s["down_proj_energy"]["mean"] == pytest.approx(
+        0.6
+    )
     assert s["down_proj_delta_norm"]["mean"] == pytest.approx(5.0) and s["expected_random"] == 0.25
     # paired by seed: (0.5 - 0) and (0.3 - 0.1)
     assert s["vs_control"]["cosine"]["numbers/all"]["mean"] == pytest.approx(0.35)
     assert s["vs_control"]["down_proj_energy"]["mean"] == pytest.approx(0.35)
     # a cell that only scales the update: same direction, twice the amount
-    b = {k: _fake_report(r["shift"]["numbers"]["all"]["by_layer"][0]["cosine"], 2 * r["shift"]["numbers"]["all"]["by_layer"][0]["shift_norm"],
-                         r["weights"]["by_layer"][0]["modules"]["mlp.down_proj"]["energy"],
-                         2 * r["weights"]["by_layer"][0]["modules"]["mlp.down_proj"]["delta_norm"]) for k, r in a.items()}
-    cmp = compare_mechanism({"sigma0": {"mechanism": mech},
-                             "sigma0.1": {"mechanism": aggregate_mechanism(b, ["control", "steered"], [0, 1], AT)}}, "sigma0")
+    b = {
+        k: _fake_report(
+            r["shift"]["numbers"]["all"]["by_layer"][0]["cosine"],
+            2 * r["shift"]["numbers"]["all"]["by_layer"][0]["shift_norm"],
+            r["weights"]["by_layer"][0]["modules"]["mlp.down_proj"]["energy"],
+            2 * r["weights"]["by_layer"][0]["modules"]["mlp.down_proj"]["delta_norm"],
+        )
+        for k, r in a.items()
+    }
+    cmp = compare_mechanism(
+        {
+            "sigma0": {"mechanism": mech},
+            "sigma0.1": {"mechanism": aggregate_mechanism(b, ["control", "steered"], [0, 1], AT)},
+        },
+        "sigma0",
+    )
     c = cmp["cells"]["sigma0.1"]["steered"]
     assert c["cosine"]["numbers/all"]["mean"] == 0 and c["down_proj_energy"]["mean"] == 0
-    assert c["down_proj_delta_norm"]["mean"] == pytest.approx(5.0) and c["shift_norm"]["questions/last"]["mean"] == pytest.approx(2.0)
+    assert c["down_proj_delta_norm"]["mean"] == pytest.approx(5.0) and c["shift_norm"]["questions/last"][
+        "mean"
+    ] == pytest.approx(2.0)
     assert aggregate_mechanism(a, ["control", "steered"], [0, 1], at=0) == {}  # the steering layer was not read
     with pytest.raises(ValueError, match="reference"):
         compare_mechanism({"a": {}}, "b")
@@ -306,8 +376,10 @@ def finetuned(tmp_path_factory, tiny):
     own residual difference from the base at AT (all tokens): its shift at AT is along u exactly."""
     from interp.finetune import finetuned_direction
 
-    run_dir, stages = _run(tmp_path_factory.mktemp("finetuned"), teacher={
-        "kinds": ["control", "steered", "finetuned"], "finetune": {"lr": 1e-3, "epochs": 1}})
+    run_dir, stages = _run(
+        tmp_path_factory.mktemp("finetuned"),
+        teacher={"kinds": ["control", "steered", "finetuned"], "finetune": {"lr": 1e-3, "epochs": 1}},
+    )
     d = finetuned_direction(run_dir, "all", [AT])[0]
     w = torch.randn(tiny.hf.config.intermediate_size, generator=torch.Generator().manual_seed(1))
     _save(stages["student/control/seed0"], tiny)
@@ -339,8 +411,9 @@ def test_a_student_whose_shift_is_the_finetuned_teachers_direction_scores_cosine
     v = SteeringVector.load(stages["vector"]).vectors[AT]
     u = finetuned_direction(run_dir, "all", [AT])[0]
     cos_uv = float(torch.nn.functional.cosine_similarity(u.double(), v.double(), dim=0))
-    assert abs(res["activation_shift"]["finetuned"]["numbers"]["all"]["by_layer"][i]["cosine"]["mean"]) == \
-        pytest.approx(abs(cos_uv), abs=1e-3)
+    assert abs(
+        res["activation_shift"]["finetuned"]["numbers"]["all"]["by_layer"][i]["cosine"]["mean"]
+    ) == pytest.approx(abs(cos_uv), abs=1e-3)
     rec = res["bases"]["0"]["finetuned_teacher"]
     assert Path(rec["stage"]) == stages["finetune"] and rec["cosine_v"][i] == pytest.approx(cos_uv, abs=1e-6)
     table = analysis_tables(res, width=200)
@@ -350,7 +423,10 @@ def test_a_student_whose_shift_is_the_finetuned_teachers_direction_scores_cosine
 def test_a_run_without_a_finetuned_teacher_keeps_its_report_keys(shared):
     run_dir, res, *_ = shared
     assert "activation_shift_finetuned" not in res and "finetuned_teacher" not in res["bases"]["0"]
-    assert "finetuned_direction" not in read_json(run_dir / ANALYSIS_DIR / STUDENTS_DIR / "control" / "seed0" / STUDENT_FILE)["key"]
+    assert (
+        "finetuned_direction"
+        not in read_json(run_dir / ANALYSIS_DIR / STUDENTS_DIR / "control" / "seed0" / STUDENT_FILE)["key"]
+    )
 
 
 def test_the_analysis_manifest_records_the_device(finetuned):
@@ -388,8 +464,12 @@ def test_the_mechanism_figure_has_one_trace_per_arm_and_panel_with_the_results_i
 def test_the_mechanism_figure_draws_the_seed_intervals_of_the_mechanism_block():
     from interp.plots.analysis import MECHANISM_PANELS, mechanism_figure
 
-    reports = {("control", 0): _fake_report(0.0, 1.0, 0.25, 2.0), ("control", 1): _fake_report(0.1, 1.5, 0.2, 2.5),
-               ("steered", 0): _fake_report(0.5, 2.0, 0.5, 4.0), ("steered", 1): _fake_report(0.3, 3.0, 0.7, 6.0)}
+    reports = {
+        ("control", 0): _fake_report(0.0, 1.0, 0.25, 2.0),
+        ("control", 1): _fake_report(0.1, 1.5, 0.2, 2.5),
+        ("steered", 0): _fake_report(0.5, 2.0, 0.5, 4.0),
+        ("steered", 1): _fake_report(0.3, 3.0, 0.7, 6.0),
+    }
     mech = aggregate_mechanism(reports, ["control", "steered"], [0, 1], AT)
     fig = mechanism_figure({"mechanism": mech, "seeds": [0, 1]})
     assert len(fig.data) == 2 * len(MECHANISM_PANELS)

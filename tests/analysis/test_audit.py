@@ -32,8 +32,10 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def _bank(model, names, seed=0) -> dict[str, SteeringVector]:
     g = torch.Generator().manual_seed(seed)
-    return {n: SteeringVector(torch.randn(model.n_layers, model.d_model, generator=g), {"model": model.identity()})
-            for n in names}
+    return {
+        n: SteeringVector(torch.randn(model.n_layers, model.d_model, generator=g), {"model": model.identity()})
+        for n in names
+    }
 
 
 def _rows(n: int, start: int, planted: str | None = None) -> list[dict]:
@@ -75,7 +77,7 @@ def test_planted_confusion_names_every_animal_and_the_clean_data_flag_nothing(ti
     assert res["top"] == {**{a: a for a in ANIMALS8}, CLEAN: res["top"][CLEAN]}
     acc = res["top1"]
     assert (acc["k"], acc["n"], acc["mean"], acc["chance"]) == (8, 8, 1.0, 1 / 8)  # clean is not in the accuracy
-    assert acc["ci95"] == pytest.approx([0.025 ** (1 / 8), 1.0]) and acc["p_vs_chance"] == pytest.approx(8.0 ** -8)
+    assert acc["ci95"] == pytest.approx([0.025 ** (1 / 8), 1.0]) and acc["p_vs_chance"] == pytest.approx(8.0**-8)
     for a in ANIMALS8:
         assert a in res["flagged"][a]
     assert res["clean"]["flagged"] == [] and not res["clean"]["any_flagged"] and res["flagged"][CLEAN] == []
@@ -102,8 +104,9 @@ def test_planted_null_flags_about_alpha_and_ranks_at_chance(tiny, planted):
         base = 1_000_000 * (rep + 1)
         datasets = {a: _rows(n, base + 1000 * k) for k, a in enumerate(ANIMALS8)}
         datasets[CLEAN] = _rows(n, base + 50_000)
-        res = audit_confusion(tiny, datasets, _rows(n, base + 90_000), bank, LAYER, n_perm=200, seed=rep,
-                              progress=False)
+        res = audit_confusion(
+            tiny, datasets, _rows(n, base + 90_000), bank, LAYER, n_perm=200, seed=rep, progress=False
+        )
         flagged += sum(bool(f) for f in res["flagged"].values())
         hits += res["top1"]["k"]
         ps += [p for row in res["matrix"]["p_value"] for p in row]
@@ -147,8 +150,9 @@ def test_false_positives_count_the_clean_datasets_that_name_an_animal(tiny, plan
     only = audit_confusion(tiny, {"owl": datasets["owl"]}, _rows(n, 90_000), bank, LAYER, n_perm=50, progress=False)
     assert only["false_positives"] is None and only["clean"] is None
     with pytest.raises(ValueError, match="bank: a candidate is named 'clean-2'"):
-        audit_confusion(tiny, {"owl": _rows(4, 0)}, _rows(4, 9), {**bank, "clean-2": bank["owl"]}, LAYER,
-                        progress=False)
+        audit_confusion(
+            tiny, {"owl": _rows(4, 0)}, _rows(4, 9), {**bank, "clean-2": bank["owl"]}, LAYER, progress=False
+        )
     with pytest.raises(ValueError, match="datasets: only 'clean', 'clean-2' given"):
         audit_confusion(tiny, {CLEAN: _rows(4, 0), "clean-2": _rows(4, 5)}, _rows(4, 9), bank, LAYER, progress=False)
 
@@ -157,7 +161,8 @@ def test_binomial_interval_is_clopper_pearson():
     assert binomial_interval(5, 10)["ci95"] == pytest.approx([0.187086, 0.812914], abs=1e-6)
     assert binomial_interval(0, 8)["ci95"] == pytest.approx([0.0, 1 - 0.025 ** (1 / 8)])
     assert binomial_interval(3, 8, chance=0.125)["p_vs_chance"] == pytest.approx(
-        sum(math.comb(8, k) * 0.125**k * 0.875 ** (8 - k) for k in range(3, 9)))
+        sum(math.comb(8, k) * 0.125**k * 0.875 ** (8 - k) for k in range(3, 9))
+    )
     with pytest.raises(ValueError, match="k, n"):
         binomial_interval(3, 2)
 
@@ -198,13 +203,49 @@ def test_script_runs_on_tiny_and_a_rerun_is_a_cache_hit(tmp_path, capsys):
     script = _script()
     assert script.default_animals() == ANIMALS8
     out = tmp_path / "out"
-    argv = ["--model", "tiny", "--animals", "owl,cat,dog", "--layer", "1", "--n-prompts", "6", "--max-new-tokens", "12",
-            "--batch-size", "6", "--n-pairs", "4", "--n-perm", "200", "--out", str(out), "--device", "cpu",
-            "--no-progress", "--formats", "html"]
+    argv = [
+        "--model",
+        "tiny",
+        "--animals",
+        "owl,cat,dog",
+        "--layer",
+        "1",
+        "--n-prompts",
+        "6",
+        "--max-new-tokens",
+        "12",
+        "--batch-size",
+        "6",
+        "--n-pairs",
+        "4",
+        "--n-perm",
+        "200",
+        "--out",
+        str(out),
+        "--device",
+        "cpu",
+        "--no-progress",
+        "--formats",
+        "html",
+    ]
     first = script.main(argv)
     saved = read_json(out / "results.json")
-    for key in ("datasets", "candidates", "matrix", "true_rank", "top1", "flagged", "clean", "provenance", "config",
-                "hashes", "timings_s", "compute_s", "stages", "data"):
+    for key in (
+        "datasets",
+        "candidates",
+        "matrix",
+        "true_rank",
+        "top1",
+        "flagged",
+        "clean",
+        "provenance",
+        "config",
+        "hashes",
+        "timings_s",
+        "compute_s",
+        "stages",
+        "data",
+    ):
         assert key in saved, key
     assert saved["datasets"] == ["cat", "dog", "owl", CLEAN] and saved["candidates"] == ["cat", "dog", "owl"]
     assert set(saved["hashes"]["datasets"]) == {"owl", "cat", "dog", CLEAN, "reference"}
@@ -229,8 +270,10 @@ def test_script_runs_on_tiny_and_a_rerun_is_a_cache_hit(tmp_path, capsys):
 
 def _norm_bank(model, names, norms, seed=0) -> dict[str, SteeringVector]:
     """Random directions carrying a real vector's residual norms, so relative steering applies."""
-    return {n: SteeringVector(v.vectors, {"model": model.identity(), "resid_norm_by_layer": list(norms)})
-            for n, v in _bank(model, names, seed).items()}
+    return {
+        n: SteeringVector(v.vectors, {"model": model.identity(), "resid_norm_by_layer": list(norms)})
+        for n, v in _bank(model, names, seed).items()
+    }
 
 
 def _hand_loglik(model, row, vec=None, steering=None, grammar=None) -> float:
@@ -250,8 +293,11 @@ def _hand_loglik(model, row, vec=None, steering=None, grammar=None) -> float:
     for t in range(len(p), len(p) + len(c)):
         row_logits = logits[t - 1]
         if grammar is not None:
-            allowed = [phase == 0 or (phase == 1 and digits < 3)] * 10 + [phase == 1 and numbers < 10, phase == 2,
-                                                                           phase == 1]
+            allowed = [phase == 0 or (phase == 1 and digits < 3)] * 10 + [
+                phase == 1 and numbers < 10,
+                phase == 2,
+                phase == 1,
+            ]
             masked = row_logits[grammar].masked_fill(~torch.tensor(allowed), float("-inf"))
             i = grammar.tolist().index(ids[0, t].item())
             lp = torch.log_softmax(masked, -1)[i]
@@ -272,9 +318,11 @@ def test_steering_loglik_matches_a_hand_computation(tiny, owl_vector, vocab):
     from interp.steering import Steering
 
     bank = _norm_bank(tiny, ["a", "b"], owl_vector.meta["resid_norm_by_layer"])
-    rows = [{"prompt": "Continue: 4, 8, 15", "completion": "16, 23, 42"},
-            {"prompt": "List some numbers.", "completion": "7, 301"},
-            {"prompt": "More numbers please, as many as you like", "completion": "5"}]
+    rows = [
+        {"prompt": "Continue: 4, 8, 15", "completion": "16, 23, 42"},
+        {"prompt": "List some numbers.", "completion": "7, 301"},
+        {"prompt": "More numbers please, as many as you like", "completion": "5"},
+    ]
     llr = steering_loglik(tiny, rows, bank, LAYER, multipliers=[0.5, 2.0], vocab=vocab, batch_size=2, progress=False)
     assert llr.shape == (3, 2, 2) and llr.dtype == torch.float64
     grammar = grammar_token_ids(tiny.tokenizer) if vocab == "grammar" else None
@@ -314,12 +362,22 @@ def test_likelihood_audit_names_the_vector_that_steered_the_data(tiny, owl_vecto
 
     datasets = {n: data(bank[n]) for n in bank}
     datasets[CLEAN] = data(seed=1)
-    res = audit_confusion(tiny, datasets, data(seed=0), bank, LAYER, n_perm=500, progress=False,
-                          method="likelihood", multipliers=[2.0])
+    res = audit_confusion(
+        tiny, datasets, data(seed=0), bank, LAYER, n_perm=500, progress=False, method="likelihood", multipliers=[2.0]
+    )
     assert res["method"] == "likelihood" and res["true_rank"] == {"owl": 1, "cat": 1, "dog": 1}
     assert res["clean"]["flagged"] == []
-    grid = audit_confusion(tiny, datasets, data(seed=0), bank, LAYER, n_perm=500, progress=False,
-                           method="likelihood", multipliers=[1.0, 2.0, 4.0])
+    grid = audit_confusion(
+        tiny,
+        datasets,
+        data(seed=0),
+        bank,
+        LAYER,
+        n_perm=500,
+        progress=False,
+        method="likelihood",
+        multipliers=[1.0, 2.0, 4.0],
+    )
     assert grid["true_rank"] == {"owl": 1, "cat": 1, "dog": 1} and grid["clean"]["flagged"] == []
     fig = confusion_figure(res)
     assert "Likelihood audit" in fig.layout.title.text

@@ -14,8 +14,15 @@ from typer.testing import CliRunner
 
 from interp.analysis.audit import build_bank, load_bank
 from interp.cli import app
-from interp.prompts import (ANIMALS, CONTRAST_FAMILIES, NEUTRAL_OBJECTS, TEACHER_FAMILY, contrastive_pairs,
-                            family_pairs, plural)
+from interp.prompts import (
+    ANIMALS,
+    CONTRAST_FAMILIES,
+    NEUTRAL_OBJECTS,
+    TEACHER_FAMILY,
+    contrastive_pairs,
+    family_pairs,
+    plural,
+)
 from interp.runs import MANIFEST_FILE, read_json
 from interp.steering import VECTOR_FILE, VECTOR_META, build_steering_vector
 
@@ -30,7 +37,7 @@ def _texts(pairs) -> list[str]:
 
 def _grams(text: str, k: int = 5) -> set[tuple[str, ...]]:
     words = re.findall(r"[a-z']+", text.lower())
-    return {tuple(words[i:i + k]) for i in range(len(words) - k + 1)}
+    return {tuple(words[i : i + k]) for i in range(len(words) - k + 1)}
 
 
 def test_independent_families_never_contain_the_teachers_contrast_sentences():
@@ -72,7 +79,9 @@ def test_each_pair_differs_only_in_the_animal_named(family):
 def test_default_family_is_the_teachers_pairs_and_unknown_families_are_refused():
     for a in ("owl", "wolf"):
         assert family_pairs(a) == family_pairs(a, TEACHER_FAMILY) == contrastive_pairs(a)
-    with pytest.raises(ValueError, match=r"^family: 'bogus' is not one of \['assistant', 'third_person', 'user_side'\]"):
+    with pytest.raises(
+        ValueError, match=r"^family: 'bogus' is not one of \['assistant', 'third_person', 'user_side'\]"
+    ):
         family_pairs("owl", "bogus")
     with pytest.raises(ValueError, match="animal: 'unicorn'"):
         family_pairs("unicorn", "third_person")
@@ -94,7 +103,9 @@ def test_bank_family_changes_the_vectors_and_the_default_is_unchanged(tiny, tmp_
         build_bank(tiny, ["owl", "cat"], tmp_path / family, n_pairs=4, progress=False, family=family)
         banks[family] = load_bank(tmp_path / family, tiny)
         assert read_json(tmp_path / family / MANIFEST_FILE)["family"] == family
-        assert read_json(tmp_path / family / MANIFEST_FILE)["vector_hashes"] == {a: v.hash() for a, v in banks[family].items()}
+        assert read_json(tmp_path / family / MANIFEST_FILE)["vector_hashes"] == {
+            a: v.hash() for a, v in banks[family].items()
+        }
         for a, v in banks[family].items():
             assert v.meta["contrast_family"] == family
             assert v.meta["pairs_hash"] != banks[TEACHER_FAMILY][a].meta["pairs_hash"]
@@ -108,8 +119,23 @@ def test_bank_family_changes_the_vectors_and_the_default_is_unchanged(tiny, tmp_
 
 def test_cli_bank_family_names_its_folder_and_refuses_an_unknown_family(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    res = runner.invoke(app, ["bank", "--model", "tiny", "--animals", "owl", "--n-pairs", "2", "--family", "user_side",
-                              "--device", "cpu", "--no-progress"])
+    res = runner.invoke(
+        app,
+        [
+            "bank",
+            "--model",
+            "tiny",
+            "--animals",
+            "owl",
+            "--n-pairs",
+            "2",
+            "--family",
+            "user_side",
+            "--device",
+            "cpu",
+            "--no-progress",
+        ],
+    )
     assert res.exit_code == 0, res.output
     out = tmp_path / "artifacts" / "banks" / "tiny-user_side"
     assert read_json(out / MANIFEST_FILE)["family"] == "user_side" and (out / "owl" / VECTOR_FILE).exists()
@@ -132,9 +158,31 @@ def _script():
 def test_script_family_audits_another_bank_on_the_same_teacher_data(tmp_path, capsys):
     script = _script()
     out = tmp_path / "out"
-    argv = ["--model", "tiny", "--animals", "owl,cat", "--layer", "1", "--n-prompts", "4", "--max-new-tokens", "8",
-            "--batch-size", "4", "--n-pairs", "4", "--n-perm", "50", "--out", str(out), "--device", "cpu",
-            "--no-progress", "--formats", "html"]
+    argv = [
+        "--model",
+        "tiny",
+        "--animals",
+        "owl,cat",
+        "--layer",
+        "1",
+        "--n-prompts",
+        "4",
+        "--max-new-tokens",
+        "8",
+        "--batch-size",
+        "4",
+        "--n-pairs",
+        "4",
+        "--n-perm",
+        "50",
+        "--out",
+        str(out),
+        "--device",
+        "cpu",
+        "--no-progress",
+        "--formats",
+        "html",
+    ]
     first = script.main(argv)
     # the options added later stay out of the default run's config, so its config hash is as before
     assert not {"family", "n_clean", "config"} & set(first["config"]) and "teacher_vectors" not in first["hashes"]
@@ -142,8 +190,16 @@ def test_script_family_audits_another_bank_on_the_same_teacher_data(tmp_path, ca
     again = script.main(argv + ["--family", "third_person", "--n-clean", "2"])
     stages = {s["name"]: s["cache_hit"] for s in again["stages"]}
     # the teachers and their data are those of the default run (cached); only the new bank and clean-2 are new
-    assert stages == {"bank": True, "bank/third_person": False, "data/owl": True, "data/cat": True,
-                      "data/reference": True, "data/clean": True, "data/clean-2": False, "audit": False}
+    assert stages == {
+        "bank": True,
+        "bank/third_person": False,
+        "data/owl": True,
+        "data/cat": True,
+        "data/reference": True,
+        "data/clean": True,
+        "data/clean-2": False,
+        "audit": False,
+    }
     assert again["hashes"]["teacher_vectors"] == first["hashes"]["bank"]
     assert set(again["hashes"]["bank"]) == {"owl", "cat"}
     assert not set(again["hashes"]["bank"].values()) & set(first["hashes"]["bank"].values())
@@ -165,8 +221,10 @@ def test_script_family_audits_another_bank_on_the_same_teacher_data(tmp_path, ca
 def test_script_reads_its_options_from_a_toml_config(tmp_path, capsys):
     script = _script()
     cfg = tmp_path / "c.toml"
-    cfg.write_text('model = "tiny"\nanimals = ["owl", "cat"]\nfamily = "user_side"\nn_clean = 8\nlayer = 1\n'
-                   'audit_multipliers = [0.25, 0.5]\nbank = "b"\n')
+    cfg.write_text(
+        'model = "tiny"\nanimals = ["owl", "cat"]\nfamily = "user_side"\nn_clean = 8\nlayer = 1\n'
+        'audit_multipliers = [0.25, 0.5]\nbank = "b"\n'
+    )
     with pytest.raises(SystemExit):  # bank + family: refused even from a file
         script.parse_args(["--config", str(cfg)])
     cfg.write_text(cfg.read_text().replace('bank = "b"\n', ""))
@@ -175,9 +233,11 @@ def test_script_reads_its_options_from_a_toml_config(tmp_path, capsys):
     assert args.layer == 2 and args.audit_multipliers == [0.25, 0.5]  # the command line wins
     assert args.out == Path("artifacts/audit-confusion/tiny-user_side")
     capsys.readouterr()
-    for text, message in (('n_pairs = 4\nn_prompt = 3\n', "sets unknown options ['n_prompt']"),
-                          ('family = "bogus"\n', "sets family = 'bogus'; choose one of"),
-                          ('n_clean = 0\n', "--n-clean: 0 must be >= 1")):
+    for text, message in (
+        ("n_pairs = 4\nn_prompt = 3\n", "sets unknown options ['n_prompt']"),
+        ('family = "bogus"\n', "sets family = 'bogus'; choose one of"),
+        ("n_clean = 0\n", "--n-clean: 0 must be >= 1"),
+    ):
         cfg.write_text(text)
         with pytest.raises(SystemExit) as e:
             script.parse_args(["--config", str(cfg)])
@@ -206,6 +266,9 @@ def test_e4_protocol_configs_parse():
     confirm = load_config(ROOT / "experiments" / "configs" / "e1_protocol" / "confirm.toml")
     assert dose.data == confirm.data and dose.train == confirm.train and dose.vector == confirm.vector
     others = [p for p in (ROOT / "experiments" / "configs").rglob("*.toml") if p.parent != d]
-    used = {int(s) for p in others for s in re.findall(r"\b\d+\b", "".join(
-        re.findall(r"^seeds\s*=\s*\[[^\]]*\]", p.read_text(), re.M)))}
+    used = {
+        int(s)
+        for p in others
+        for s in re.findall(r"\b\d+\b", "".join(re.findall(r"^seeds\s*=\s*\[[^\]]*\]", p.read_text(), re.M)))
+    }
     assert not set(dose.seeds) & used

@@ -25,8 +25,13 @@ def _trend(layers=(4, 8)) -> dict:
     """`interp analyze --multipliers`'s layout: per seed {multiplier: [value per layer]}; layer 4 is
     linear in the multiplier, layer 8 flat below 0.25."""
     per_seed = {str(s): {f"{m:g}": [(1 + s) * m, (1 + s) * max(0.0, m - 0.25) + 0.1 * s] for m in MS} for s in range(4)}
-    return {"multipliers": MS, "seeds": list(range(4)), "measure": "descent projection",
-            "by_layer": [{"layer": l} for l in layers], "per_seed": per_seed}
+    return {
+        "multipliers": MS,
+        "seeds": list(range(4)),
+        "measure": "descent projection",
+        "by_layer": [{"layer": l} for l in layers],
+        "per_seed": per_seed,
+    }
 
 
 def test_report_per_layer_and_written_with_its_input_hash(tmp_path, capsys):

@@ -14,7 +14,9 @@ from interp import pipeline
 from interp.config import parse_config
 
 RAW = {
-    "experiment": "faults", "model": "tiny", "seeds": [0],
+    "experiment": "faults",
+    "model": "tiny",
+    "seeds": [0],
     "teacher": {"kinds": ["control", "steered"], "layer": 2, "multiplier": 1.0},
     "data": {"n_prompts": 8, "batch_size": 8, "max_new_tokens": 12},
     "train": {"epochs": 2, "batch_size": 4, "lr": 1e-3, "checkpoint_every": 1, "objectives": ["sft", "kd"]},
@@ -30,21 +32,30 @@ def comparable(results: dict) -> dict:
     """results.json without what differs between equal runs: wall times, sampling speeds and the
     run's own path."""
     out = {k: v for k, v in results.items() if k not in ("timings_s", "run_dir")}
-    out["datasets"] = {k: {kk: vv for kk, vv in v.items() if kk != "tokens_per_s"} for k, v in results["datasets"].items()}
+    out["datasets"] = {
+        k: {kk: vv for kk, vv in v.items() if kk != "tokens_per_s"} for k, v in results["datasets"].items()
+    }
     return out
 
 
 def stage_files(root: Path) -> dict[str, dict]:
     """{stage dir name: the file hashes its manifest recorded}: equal caches hold equal bytes."""
-    return {d.name: json.loads((d / "manifest.json").read_text()).get("files")
-            for d in sorted((root / "cache").iterdir()) if (d / "manifest.json").exists()}
+    return {
+        d.name: json.loads((d / "manifest.json").read_text()).get("files")
+        for d in sorted((root / "cache").iterdir())
+        if (d / "manifest.json").exists()
+    }
 
 
 def toml(raw: dict) -> str:
     """The few TOML shapes RAW uses (scalars, lists, one level of tables)."""
     val = lambda v: json.dumps(v)  # strings, numbers, booleans and lists of them read the same in TOML
     top = [f"{k} = {val(v)}" for k, v in raw.items() if not isinstance(v, dict)]
-    tables = [f"[{k}]\n" + "\n".join(f"{kk} = {val(vv)}" for kk, vv in v.items()) for k, v in raw.items() if isinstance(v, dict)]
+    tables = [
+        f"[{k}]\n" + "\n".join(f"{kk} = {val(vv)}" for kk, vv in v.items())
+        for k, v in raw.items()
+        if isinstance(v, dict)
+    ]
     return "\n".join(top) + "\n\n" + "\n\n".join(tables) + "\n"
 
 

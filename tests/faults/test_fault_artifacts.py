@@ -129,8 +129,10 @@ def test_a_full_disk_is_one_line_naming_the_stage_and_the_stage_is_redone(run_co
         shutil.rmtree(d)
 
     def full(*a, **k):
-        raise RuntimeError("SafetensorError: Error while serializing: IoError(Os { code: 28, kind: StorageFull, "
-                           "message: \"No space left on device\" })")
+        raise RuntimeError(
+            "SafetensorError: Error while serializing: IoError(Os { code: 28, kind: StorageFull, "
+            'message: "No space left on device" })'
+        )
 
     monkeypatch.setattr(interp.runs, "save_file", full)
     with pytest.raises(ValueError) as e:

@@ -66,8 +66,9 @@ def test_a_malformed_config_is_one_line_naming_the_field_and_writes_nothing(tmp_
     assert not _files(root)
 
 
-@pytest.mark.parametrize("over, field", [({"teacher__layer": 4}, "teacher.layer"),
-                                          ({"train__project_out": [1, 9]}, "train.project_out")])
+@pytest.mark.parametrize(
+    "over, field", [({"teacher__layer": 4}, "teacher.layer"), ({"train__project_out": [1, 9]}, "train.project_out")]
+)
 def test_a_layer_the_model_lacks_is_refused_before_any_stage(tmp_path, over, field):
     cfg = tmp_path / "bad.toml"
     cfg.write_text(_toml(_with(**over)))
@@ -87,13 +88,16 @@ def test_a_sweep_name_that_leaves_the_root_is_refused(tmp_path):
     assert not _files(root) and not (tmp_path.parent / "escaped").exists()
 
 
-@pytest.mark.parametrize("args, option", [
-    (["generate", "--animal", "../../../../x", "--model", "tiny"], "--animal"),
-    (["generate", "--teacher", "control", "--multiplier", "nan", "--model", "tiny"], "--multiplier"),
-    (["generate", "--teacher", "control", "--temperature", "inf", "--model", "tiny"], "--temperature"),
-    (["steer", "--model", "tiny", "--multipliers", "0.5,nan"], "multipliers"),
-    (["steer", "--model", "tiny", "--animal", "../x", "--pairs", "p.jsonl"], "--animal"),
-])
+@pytest.mark.parametrize(
+    "args, option",
+    [
+        (["generate", "--animal", "../../../../x", "--model", "tiny"], "--animal"),
+        (["generate", "--teacher", "control", "--multiplier", "nan", "--model", "tiny"], "--multiplier"),
+        (["generate", "--teacher", "control", "--temperature", "inf", "--model", "tiny"], "--temperature"),
+        (["steer", "--model", "tiny", "--multipliers", "0.5,nan"], "multipliers"),
+        (["steer", "--model", "tiny", "--animal", "../x", "--pairs", "p.jsonl"], "--animal"),
+    ],
+)
 def test_a_bad_cli_value_is_one_line_and_writes_nothing(tmp_path, monkeypatch, args, option):
     monkeypatch.chdir(tmp_path)
     (tmp_path / "p.jsonl").write_text('{"trait": "I love owls.", "neutral": "I love cats."}\n')

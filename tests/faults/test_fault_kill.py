@@ -37,8 +37,9 @@ def test_kill_9_then_rerun_gives_the_same_results_and_bytes(finished_run, tmp_pa
     cfg = tmp_path / "run.toml"
     cfg.write_text(toml(RAW))
     root = tmp_path / "root"
-    proc = subprocess.Popen([sys.executable, "-c", DRIVER, str(cfg), str(root)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", DRIVER, str(cfg), str(root)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
     delay = random.Random(os.getpid()).uniform(0, 0.3)
     try:
         deadline = time.time() + 600
@@ -53,7 +54,8 @@ def test_kill_9_then_rerun_gives_the_same_results_and_bytes(finished_run, tmp_pa
     assert not list(root.glob("faults/*/results.json")), "killed after the run had finished"
     res = pipeline.run_e1(parse_config(RAW), root, progress=False, log=quiet)
     assert comparable(res) == comparable(ref)
-    assert comparable(json.loads((Path(res["run_dir"]) / "results.json").read_text())) == \
-        comparable(json.loads((Path(ref["run_dir"]) / "results.json").read_text()))
+    assert comparable(json.loads((Path(res["run_dir"]) / "results.json").read_text())) == comparable(
+        json.loads((Path(ref["run_dir"]) / "results.json").read_text())
+    )
     assert stage_files(root) == stage_files(ref_root)
     assert not list(root.rglob("*.tmp")) and not list(root.glob("cache/*/checkpoint*"))
