@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from interp import batching
-from interp.hooks import record_resid, run_recording
+from interp.hooks import record_resid
 from interp.models import load_model
 from interp.prompts import contrastive_pairs
 from interp.steering import (
@@ -20,15 +20,6 @@ def _batch(model):
         model.chat([{"role": "user", "content": q}]) for q in ("hi", "Name your favorite animal using only one word.")
     ]
     return batching.encode(model.tokenizer, texts)
-
-
-def test_recorded_activations_equal_the_models_hidden_states(tiny):
-    batch = _batch(tiny)
-    with torch.no_grad():
-        ref = batching.forward(tiny.hf, batch, output_hidden_states=True).hidden_states
-        with record_resid(tiny.layers, [0, 2]) as store:
-            run_recording(lambda: batching.forward(tiny.hf, batch))
-    assert torch.equal(store[0], ref[1]) and torch.equal(store[2], ref[3])
 
 
 def test_mean_activation_reads_only_the_assistant_statement(tiny):
