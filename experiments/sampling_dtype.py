@@ -15,30 +15,19 @@ answer the same prompts with the same generators).
 
 Also: the share of rows whose completion is identical in both dtypes (same prompt, same
 generator), and each dataset's sampling throughput. Datasets are `interp.pipeline` data stages
-under `<out>/cache/` (a rerun resumes). Writes `<out>/results.json` and `config.json`.
+under `<out>/cache/` (a rerun resumes). The computation is `interp.dtype_compare.run_sampling_dtype`;
+it writes `<out>/config.json`, `results.json` and `manifest.json` (kind "sampling-dtype").
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
-import time
 from pathlib import Path
 
-import torch
-
-from interp.analysis.audit import load_rows
-from interp.analysis.likelihood import steering_loglik
-from interp.datasets import dataset_stage, make_dataset
-from interp.generate import SampleConfig
-from interp.models import DTYPES, load_model
-from interp.prompts import contrastive_pairs
-from interp.runs import CONFIG_FILE, RESULTS_FILE, Stage, content_hash, provenance, read_json, write_json
-from interp.stats import summarize
-from interp.steering import Steering, build_steering_vector
-from interp.teachers import DataConfig, Teacher
-
-KINDS = ("control", "steered")
+from interp.dtype_compare import SamplingDtypeConfig, run_sampling_dtype, sampling_dtype_lines
+from interp.models import DTYPES
+from interp.runs import RESULTS_FILE
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -57,158 +46,34 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--out", type=Path, default=None, help="output folder (default artifacts/sampling-dtype/<model>)")
     ap.add_argument("--device", default="auto", help="cpu, cuda or auto")
     ap.add_argument("--no-progress", dest="progress", action="store_false", help="hide progress bars")
-    args = ap.parse_args(argv)
-    args.out = args.out or Path("artifacts/sampling-dtype") / args.model.replace("/", "_")
-    return args
+    return ap.parse_args(argv)
 
 
-def run(args: argparse.Namespace, log=print) -> dict:
-    started = time.perf_counter()
-    out, cache = Path(args.out), Path(args.out) / "cache"
-    config = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items() if k != "progress"}
-    model = load_model(args.model, device=args.device)
-    if not 0 <= args.layer < model.n_layers:
-        raise ValueError(f"--layer: {args.layer} is out of range for {model.name} (0..{model.n_layers - 1})")
-    vector = build_steering_vector(model, contrastive_pairs(args.animal, args.n_pairs), trait=args.animal)
-    steering = Steering(layer=args.layer, multiplier=args.multiplier, scope="all")
-    dtypes = ["fp32", args.dtype]
-
-    rows, data = {}, {}
-    for d in dtypes:
-        dcfg = DataConfig(
-            n_prompts=args.n_prompts,
-            prompt_seed=args.seed,
-            sampling=SampleConfig(constrained=True, seed=args.seed, dtype=d),
-        )
-        for kind in KINDS:
-            teacher = Teacher(kind, args.animal, steering if kind == "steered" else None)
-            st = dataset_stage(cache, model, teacher, vector, dcfg)
-            hit = st.done
-            if not hit:
-                make_dataset(st, model, teacher, vector, dcfg, progress=args.progress)
-            man = st.manifest()
-            log(
-                f"  data/{kind}/{d:<5} {man['n_kept']} rows, {man['generation']['tokens_per_s']:.0f} tok/s "
-                f"({'cached' if hit else 'done'})"
-            )
-            rows[(kind, d)] = load_rows(st.dir)
-            data[f"{kind}/{d}"] = {
-                "dir": str(st.dir),
-                "dataset_hash": man["dataset_hash"],
-                "n_kept": man["n_kept"],
-                "tokens_per_s": man["generation"]["tokens_per_s"],
-                "wall_s": man["generation"].get("wall_s"),
-            }
-
-    # every dataset scored in fp32 under the trait's steering (one stage: a rerun resumes)
-    hashes = {k: v["dataset_hash"] for k, v in data.items()}
-    sstage = Stage(
-        cache,
-        "llr",
-        {
-            "model": model.fingerprint(),
-            "vector": vector.hash(),
-            "layer": args.layer,
-            "multiplier": args.multiplier,
-            "datasets": hashes,
-        },
+def config_of(args: argparse.Namespace) -> SamplingDtypeConfig:
+    return SamplingDtypeConfig(
+        model=args.model,
+        animal=args.animal,
+        layer=args.layer,
+        multiplier=args.multiplier,
+        n_prompts=args.n_prompts,
+        n_pairs=args.n_pairs,
+        dtype=args.dtype,
+        seed=args.seed,
+        n_boot=args.n_boot,
+        device=args.device,
     )
-    if not sstage.done:
-        llr = {
-            f"{k}/{d}": steering_loglik(
-                model,
-                r,
-                {args.animal: vector},
-                args.layer,
-                (args.multiplier,),
-                progress=args.progress,
-                desc=f"LLR {k}/{d}",
-            )[:, 0, 0].tolist()
-            for (k, d), r in rows.items()
-        }
-        write_json(sstage.path("llr.json"), llr)
-        sstage.finish()
-    scores = read_json(sstage.path("llr.json"))
-    llr = {k: torch.tensor(v, dtype=torch.float64) for k, v in scores.items()}
-
-    # Both dtypes answer the same prompts with the same generators, so their datasets are paired by
-    # prompt: resample prompts (those kept in all four datasets) and recompute both signals on each.
-    by_id = {f"{k}/{d}": dict(zip((r["id"] for r in rs), scores[f"{k}/{d}"])) for (k, d), rs in rows.items()}
-    common = sorted(set.intersection(*(set(v) for v in by_id.values())))
-    aligned = {k: torch.tensor([v[i] for i in common], dtype=torch.float64) for k, v in by_id.items()}
-    g = torch.Generator().manual_seed(args.seed)
-    idx = torch.randint(0, len(common), (args.n_boot, len(common)), generator=g)
-
-    def signal(d: str, ix=slice(None)) -> torch.Tensor:
-        return aligned[f"steered/{d}"][ix].mean(-1) - aligned[f"control/{d}"][ix].mean(-1)
-
-    q = torch.tensor([0.025, 0.975], dtype=torch.float64)
-    draws = {d: signal(d, idx) for d in dtypes}
-    point = {d: float(signal(d)) for d in dtypes}
-    lo_d, hi_d = torch.quantile(draws[args.dtype] - draws["fp32"], q).tolist()
-    ratios = draws[args.dtype] / draws["fp32"]
-    lo_r, hi_r = torch.quantile(ratios[ratios.isfinite()], q).tolist()  # a draw with no fp32 signal has none
-
-    same = {}
-    for kind in KINDS:
-        a = {r["id"]: r["completion"] for r in rows[(kind, "fp32")]}
-        b = {r["id"]: r["completion"] for r in rows[(kind, args.dtype)]}
-        both = sorted(set(a) & set(b))
-        same[kind] = {"identical": sum(a[i] == b[i] for i in both), "compared": len(both)}
-
-    res = {
-        "experiment": "sampling-dtype",
-        "model": model.name,
-        "animal": args.animal,
-        "dtype": args.dtype,
-        "llr_per_row": {k: summarize(v, args.n_boot, args.seed) for k, v in llr.items()},
-        "paired_prompts": len(common),
-        "signal": {
-            d: {"steered_minus_control": point[d], "ci95": torch.quantile(draws[d], q).tolist()} for d in dtypes
-        },
-        "difference": {"value": point[args.dtype] - point["fp32"], "ci95": [lo_d, hi_d]},
-        "ratio": {"value": point[args.dtype] / point["fp32"], "ci95": [lo_r, hi_r]},
-        "identical_completions": same,
-        "speedup": {k: data[f"{k}/{args.dtype}"]["tokens_per_s"] / data[f"{k}/fp32"]["tokens_per_s"] for k in KINDS},
-        "data": data,
-        "config": config,
-        "config_hash": content_hash(config),
-        "provenance": provenance(),
-        "wall_s": round(time.perf_counter() - started, 1),
-    }
-    out.mkdir(parents=True, exist_ok=True)
-    write_json(out / CONFIG_FILE, config)
-    write_json(out / RESULTS_FILE, res)
-    return res
-
-
-def print_table(res: dict) -> None:
-    d = res["dtype"]
-    for k, v in res["llr_per_row"].items():
-        print(f"  LLR per row {k:<14} {v['mean']:+.3f} [{v['ci95'][0]:+.3f}, {v['ci95'][1]:+.3f}]  (n {v['n']})")
-    for dt, v in res["signal"].items():
-        print(
-            f"  signal (steered - control, {res['paired_prompts']} prompts), {dt:<5} {v['steered_minus_control']:+.3f} [{v['ci95'][0]:+.3f}, {v['ci95'][1]:+.3f}] nats/row"
-        )
-    df, r = res["difference"], res["ratio"]
-    print(
-        f"  {d} - fp32: {df['value']:+.3f} [{df['ci95'][0]:+.3f}, {df['ci95'][1]:+.3f}];  "
-        f"{d} / fp32: {r['value']:.3f} [{r['ci95'][0]:.3f}, {r['ci95'][1]:.3f}]"
-    )
-    for k, v in res["identical_completions"].items():
-        print(
-            f"  {k}: {v['identical']}/{v['compared']} completions identical; tokens/s {d} / fp32 x{res['speedup'][k]:.2f}"
-        )
 
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     try:
-        res = run(args)
+        cfg = config_of(args)
+        out = args.out or cfg.default_dir()
+        res = run_sampling_dtype(cfg, out, progress=args.progress)
     except (ValueError, FileNotFoundError, ModuleNotFoundError) as e:
         sys.exit(f"error: {e}")
-    print_table(res)
-    print(f"wrote {Path(args.out) / RESULTS_FILE} ({res['wall_s']:.0f} s)")
+    print("\n".join(sampling_dtype_lines(res)))
+    print(f"wrote {out / RESULTS_FILE} ({res['wall_s']:.0f} s)")
 
 
 if __name__ == "__main__":
