@@ -1,10 +1,9 @@
 """Dataset auditing (E4): which trait vectors, from a bank of candidates, does a dataset carry?
 
-A bank is a folder of vector directories (`BANK/<name>/vector.safetensors` + `vector.json`, the
-format of `interp steer`); `build_bank` makes one from the built-in contrastive pairs of several
-animals: the teachers' own texts, or a family independent of them (`prompts.CONTRAST_FAMILIES`).
-An audit compares the audited rows with clean rows from the same model (its control teacher,
-ideally on the same prompts), on the model the data would train, in one of two ways:
+A bank is a folder of vector directories (`interp.analysis.bank`: `build_bank`, `load_bank`, both
+importable from here too). An audit compares the audited rows with clean rows from the same model
+(its control teacher, ideally on the same prompts), on the model the data would train, in one of
+two ways:
 
 - `method="likelihood"` (`likelihood`): how likely the rows are when the model is steered with each
   candidate, against unsteered. Candidates are ranked by that log-likelihood ratio (the maximum
@@ -37,90 +36,16 @@ import torch
 from torch import Tensor
 from interp.progress import tqdm
 
+from interp.analysis.bank import build_bank as build_bank, check_bank, load_bank
 from interp.analysis.gradients import residual_gradients, score_vectors
 from interp.analysis.likelihood import VOCABS, score_likelihood, steering_loglik
 from interp.generate import SampleConfig, sample
 from interp.models import LoadedModel
-from interp.prompts import (
-    ANIMALS,
-    CONTRAST_FAMILIES,
-    CONTRAST_FAMILY_VERSION,
-    PROMPT_VERSION,
-    TEACHER_FAMILY,
-    family_pairs,
-    trait_words,
-)
+from interp.prompts import ANIMALS, trait_words
 from interp.runs import MANIFEST_FILE, RESULTS_FILE, provenance, read_jsonl, save_tensors, write_json, write_jsonl
 from interp.stats import binomial_interval
-from interp.steering import VECTOR_FILE, SteeringVector, build_steering_vector
+from interp.steering import SteeringVector
 from interp.teachers import DATASET_FILE, Teacher
-
-
-def build_bank(
-    model: LoadedModel,
-    animals: Sequence[str],
-    out_dir: str | Path,
-    n_pairs: int = 16,
-    position: str = "mean",
-    progress: bool = True,
-    family: str = TEACHER_FAMILY,
-) -> dict[str, Path]:
-    """One steering vector per animal (mean difference over `n_pairs` pairs of the contrast
-    `family`, `prompts.family_pairs`), saved as `out_dir/<animal>/`, and `out_dir/manifest.json`
-    (kind "bank": family, animals, vector hashes, provenance): {animal: directory}.
-
-    The default family is the teachers' own texts, so its bank holds the very vectors that steered
-    them (the audit's best case); "third_person" and "user_side" share no sentence with them."""
-    if not animals or len(set(animals)) != len(animals):
-        raise ValueError(f"animals: {list(animals)} must name at least one animal, each once")
-    if family not in CONTRAST_FAMILIES:
-        raise ValueError(f"family: {family!r} is not one of {list(CONTRAST_FAMILIES)}; pass one of them")
-    started = time.perf_counter()
-    out = Path(out_dir)
-    dirs, hashes = {}, {}
-    for animal in tqdm(list(animals), desc="bank", disable=not progress, leave=False):
-        vec = build_steering_vector(model, family_pairs(animal, family, n_pairs), position, animal)
-        if family != TEACHER_FAMILY:  # the default's vector.json stays as it always was
-            vec.meta |= {"contrast_family": family, "contrast_family_version": CONTRAST_FAMILY_VERSION}
-        vec.save(out / animal)
-        dirs[animal], hashes[animal] = out / animal, vec.hash()
-    texts = PROMPT_VERSION if family == TEACHER_FAMILY else CONTRAST_FAMILY_VERSION
-    write_json(
-        out / MANIFEST_FILE,
-        {
-            "kind": "bank",
-            "family": family,
-            "texts_version": texts,
-            "animals": list(animals),
-            "n_pairs": n_pairs,
-            "position": position,
-            "model": model.identity(),
-            "vector_hashes": hashes,
-            **provenance(model.device),
-            "wall_time_s": round(time.perf_counter() - started, 2),
-        },
-    )
-    return dirs
-
-
-def load_bank(
-    directory: str | Path, model: LoadedModel | None = None, strict: bool = True
-) -> dict[str, SteeringVector]:
-    """{name: vector} for every `<directory>/<name>/vector.safetensors`, sorted by name; with a
-    `model`, a vector built on another model is refused (shape always, fingerprint if `strict`)."""
-    d = Path(directory)
-    if not d.is_dir():
-        raise ValueError(f"bank: {d} is not a directory; build one with `interp bank --out {d}`")
-    bank = {p.parent.name: SteeringVector.load(p.parent) for p in sorted(d.glob(f"*/{VECTOR_FILE}"))}
-    if not bank:
-        raise ValueError(f"bank: {d} holds no <name>/{VECTOR_FILE}; build one with `interp bank --out {d}`")
-    if model is not None:
-        for name, vec in bank.items():
-            try:
-                vec.check_compatible(model, strict=strict)
-            except ValueError as e:
-                raise ValueError(f"bank {name}: {e}") from None
-    return bank
 
 
 def load_rows(path: str | Path) -> list[dict]:
@@ -160,18 +85,6 @@ def clean_rows(
         for i, (p, c, v) in enumerate(zip(prompts, done, verdicts))
         if v is not None
     ]
-
-
-def _check_bank(model: LoadedModel, bank: dict[str, SteeringVector], layer: int) -> None:
-    if not bank:
-        raise ValueError("bank: need at least one candidate vector")
-    if not 0 <= layer < model.n_layers:
-        raise ValueError(f"layer: {layer} is out of range for {model.name} (0..{model.n_layers - 1})")
-    for name, vec in bank.items():
-        try:
-            vec.check_compatible(model)
-        except ValueError as e:
-            raise ValueError(f"bank {name}: {e}") from None
 
 
 AUDIT_METHODS = ("gradient", "likelihood")
@@ -284,7 +197,7 @@ def audit_dataset(
     Returns {"ranking": [{rank, name, score, p_value, p_bonferroni, flagged, ...}], ...}, highest
     score first. A gradient `cosine` is judged against ~1/sqrt(d_model) (`random_cosine_sd`).
     """
-    _check_bank(model, bank, layer)
+    check_bank(model, bank, layer)
     _check_method(method, multipliers, vocab)
     rows, clean = rows[:n_rows], clean[:n_rows]
     if not rows or not clean:
@@ -444,7 +357,7 @@ def audit_confusion(
     the exact interval of that rate, and what each names; None without clean data),
     "off_target_flagged", "audits" (each dataset's ranking), "timings_s", and the settings}.
     """
-    _check_bank(model, bank, layer)
+    check_bank(model, bank, layer)
     _check_method(method, multipliers, vocab)
     named_clean = [c for c in bank if is_clean(c)]
     if named_clean:
