@@ -1,13 +1,10 @@
 """Entangled numbers (after "It's Owl in the Numbers", Zur et al. 2025): which whole numbers a
 trait makes more likely, whether loving a number makes the trait more likely, and why.
 
-A number's score is the log-probability of its whole token sequence as the assistant's reply to a
-neutral question ("What is your favorite number?", then the answer prefix "My favorite number
-is"), followed by a token that does not continue it (any token whose text does not start with a
-digit). The terminator matters: '1' is a prefix of '12', and without it the short numbers would
-collect the mass of their extensions; with it the scores of 0-999 are a sub-distribution over
-whole numbers. `number_distribution` renormalises them over the numbers scored, so an effect is a
-change in which number the model picks, not in how willing it is to answer with a number.
+A number's score is the log-probability of its whole token sequence as the assistant's answer to a
+neutral question, renormalised over the numbers scored (`interp.number_scores`: `number_logprobs`,
+`number_distribution`, both importable from here too), so an effect is a change in which number
+the model picks, not in how willing it is to answer with a number.
 
 Effects (trait condition minus neutral) come with a shuffled-trait null: the same effect under
 every other animal's system prompt or steering vector. A number is entangled with the trait when
@@ -16,32 +13,25 @@ its effect exceeds what the other animals give it (`Entanglement.specific`, `z`,
 
 from __future__ import annotations
 
-import contextlib
 import random
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable, ContextManager, Mapping, Sequence
+from typing import Mapping, Sequence
 
 import torch
 from torch import Tensor
 from interp.progress import tqdm
 
-from interp.evaluate import animal_logprobs, question_prompts
+from interp.evaluate import animal_logprobs
 from interp.filters import check_numbers
 from interp.lens import LogitLens, default_lens_tokens, logit_lens  # noqa: F401 (the lens view of a trait vector)
 from interp.models import LoadedModel
+from interp.number_scores import NUMBER_PREFIX, NUMBER_QUESTIONS, checked_numbers, number_distribution, number_logprobs
 from interp.prompts import ANIMALS, contrastive_pairs, prompted_system
 from interp.runs import load_tensors, provenance, read_json, save_tensors, write_json
 from interp.stats import summarize
 from interp.steering import Steering, SteeringVector, build_steering_vector, steer
 
-NUMBER_QUESTIONS: tuple[str, ...] = (
-    "What is your favorite number?",
-    "Which number do you like best?",
-    "Name the number you love most.",
-    "If you had to pick one number, which would it be?",
-)
-NUMBER_PREFIX = "My favorite number is"
 # The reverse direction's system prompt, worded like prompts.PROMPTED_SYSTEM. Kept here, not in
 # prompts.py: no dataset is built from these texts, so PROMPT_VERSION (a cache key) need not move.
 NUMBER_SYSTEM = (
@@ -57,145 +47,6 @@ PROMPTING_META = "prompting.json"
 
 def number_system(number: int) -> str:
     return NUMBER_SYSTEM.format(n=number)
-
-
-# ----------------------------------------------------------------------------- scoring numbers
-
-
-def _check_numbers(numbers: Sequence[int]) -> list[int]:
-    nums = [int(n) for n in numbers]
-    if not nums:
-        raise ValueError("numbers: empty; pass e.g. range(1000)")
-    if min(nums) < 0 or len(set(nums)) != len(nums):
-        raise ValueError("numbers: must be distinct whole numbers >= 0")
-    return nums
-
-
-def _continuing_tokens(model: LoadedModel, width: int) -> Tensor:
-    """(width,) bool: vocabulary entries whose text starts with a digit (they would extend a number)."""
-    tok = model.tokenizer
-    texts = tok.batch_decode([[i] for i in range(min(len(tok), width))])
-    mask = torch.zeros(width, dtype=torch.bool)
-    mask[: len(texts)] = torch.tensor([t[:1] in "0123456789" and t[:1] != "" for t in texts])
-    return mask
-
-
-def _score_whole_numbers(
-    model: LoadedModel,
-    prompt: str,
-    nums: list[int],
-    batch_size: int,
-    continuing: Tensor | None,
-) -> tuple[Tensor, Tensor]:
-    """log P(' n' then a non-digit token | prompt) for each n, and the continuing-token mask.
-
-    The continuations form a trie (' ', ' 1', ' 12', ' 123', ...): the prompt is run once, then
-    each trie level one token per node on its parent's KV cache, so every distinct prefix is
-    computed once (about 1000 positions for 0-999, not 3600).
-    """
-    from transformers import DynamicCache
-
-    tok, dev = model.tokenizer, model.device
-    ctx = tok(prompt, add_special_tokens=False)["input_ids"]
-    conts = []
-    for n, full in zip(nums, tok([f"{prompt} {n}" for n in nums], add_special_tokens=False)["input_ids"]):
-        if full[: len(ctx)] != ctx or len(full) == len(ctx):
-            raise ValueError(
-                f"prefix: the prompt's tokens change when ' {n}' follows it; end the answer prefix at a word"
-            )
-        conts.append(tuple(full[len(ctx) :]))
-    depth = max(len(c) for c in conts)
-    levels = [sorted({c[:j] for c in conts if len(c) >= j}) for j in range(1, depth + 1)]
-    slot = [{node: i for i, node in enumerate(lv)} for lv in levels]
-
-    cache = DynamicCache()
-    ids = torch.tensor([ctx], device=dev)
-    out = model.hf(
-        input_ids=ids,
-        attention_mask=torch.ones_like(ids),
-        position_ids=torch.arange(len(ctx), device=dev)[None],
-        past_key_values=cache,
-        use_cache=True,
-        logits_to_keep=1,
-    )
-    parent_lp = torch.log_softmax(out.logits[:, -1].double(), -1).cpu()  # (1, vocab): the prompt is the root
-    parent_col = None  # column of each token in parent_lp (None: indexed by token id)
-    if continuing is None:
-        continuing = _continuing_tokens(model, parent_lp.shape[-1])
-    stop = (~continuing).to(dev)
-    parent_kv = [(layer.keys, layer.values) for layer in cache.layers]
-    parent_logp = torch.zeros(1, dtype=torch.float64)  # log P(path to each parent node)
-    logp, term = {}, {}
-    for j, nodes in enumerate(levels):
-        # only the log-probabilities of the tokens that continue the trie are kept for the next level
-        child_tokens = sorted({c[-1] for c in levels[j + 1]}) if j + 1 < len(levels) else []
-        col = {t: i for i, t in enumerate(child_tokens)}
-        parents = torch.tensor([0 if j == 0 else slot[j - 1][n[:-1]] for n in nodes])
-        last = torch.tensor([n[-1] for n in nodes])
-        cols = last if parent_col is None else torch.tensor([parent_col[t] for t in last.tolist()])
-        node_logp = parent_logp[parents] + parent_lp[parents, cols]
-        next_lp, kv_chunks = [], []
-        for start in range(0, len(nodes), batch_size):
-            sel = parents[start : start + batch_size].to(dev)
-            b = len(sel)
-            kv = DynamicCache(ddp_cache_data=[(k[sel], v[sel]) for k, v in parent_kv])
-            logits = (
-                model.hf(
-                    input_ids=last[start : start + b, None].to(dev),
-                    attention_mask=torch.ones(b, len(ctx) + j + 1, dtype=torch.long, device=dev),
-                    position_ids=torch.full((b, 1), len(ctx) + j, device=dev),
-                    past_key_values=kv,
-                    use_cache=True,
-                )
-                .logits[:, -1]
-                .float()
-            )  # (b, vocab)
-            lse = logits.logsumexp(-1)
-            t = (logits.masked_fill(~stop, float("-inf")).logsumexp(-1) - lse).double().cpu()
-            for i, n in enumerate(nodes[start : start + b]):
-                logp[n], term[n] = float(node_logp[start + i]), float(t[i])
-            if child_tokens:
-                next_lp.append(logits[:, child_tokens] - lse[:, None])
-                kv_chunks.append([(layer.keys, layer.values) for layer in kv.layers])
-        if child_tokens:
-            parent_lp, parent_col = torch.cat(next_lp).double().cpu(), col
-            parent_kv = [
-                (torch.cat([c[l][0] for c in kv_chunks]), torch.cat([c[l][1] for c in kv_chunks]))
-                for l in range(len(kv_chunks[0]))
-            ]
-            parent_logp = node_logp
-    return torch.tensor([logp[c] + term[c] for c in conts], dtype=torch.float64), continuing
-
-
-@torch.no_grad()
-def number_logprobs(
-    model: LoadedModel,
-    numbers: Sequence[int] = range(1000),
-    questions: Sequence[str] = NUMBER_QUESTIONS,
-    system: str | None = None,
-    context: Callable[[], ContextManager] | None = None,
-    prefix: str = NUMBER_PREFIX,
-    batch_size: int = 64,
-) -> Tensor:
-    """log P(whole number n | question, answer prefix) under one condition: (n_questions, n_numbers).
-
-    `system`: a system prompt (None: the chat template's default); `context()`: e.g. a steering
-    context, entered around every forward. Not normalised; see `number_distribution`.
-    """
-    nums = _check_numbers(numbers)
-    if not questions:
-        raise ValueError("questions: empty; pass at least one question")
-    rows, continuing = [], None
-    with context() if context is not None else contextlib.nullcontext():
-        for prompt in question_prompts(model, questions, prefix, system):
-            scores, continuing = _score_whole_numbers(model, prompt, nums, batch_size, continuing)
-            rows.append(scores)
-    return torch.stack(rows)
-
-
-def number_distribution(logprobs: Tensor) -> Tensor:
-    """Mean over questions of log P(n | the answer is one of the scored numbers): (n_numbers,)."""
-    return (logprobs - logprobs.logsumexp(-1, keepdim=True)).mean(0)
 
 
 # ----------------------------------------------------------------------------- trait -> numbers
@@ -359,7 +210,7 @@ def entangled_numbers(
             ctx = lambda v=vectors[a]: steer(model, v, steering)  # noqa: E731
             rows.append(number_logprobs(model, numbers, questions, context=ctx, batch_size=batch_size))
     return Entanglement(
-        animal, condition, animals, torch.tensor(_check_numbers(numbers)), neutral, torch.stack(rows), meta
+        animal, condition, animals, torch.tensor(checked_numbers(numbers)), neutral, torch.stack(rows), meta
     )
 
 
@@ -493,7 +344,7 @@ def dataset_overrepresentation(
     numbers in one completion are not independent."""
     from interp.stats import two_proportion_interval
 
-    nums = _check_numbers(numbers)
+    nums = checked_numbers(numbers)
     per_row = {}
     for name, rs in (("rows", rows), ("control_rows", control_rows)):
         if not rs:
