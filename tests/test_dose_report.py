@@ -1,4 +1,4 @@
-"""experiments/dose_response.py: the E4 dose-response report read from an analysed run."""
+"""interp.dose_report and experiments/dose_response.py: the E4 dose-response report read from an analysed run."""
 
 from __future__ import annotations
 
@@ -7,10 +7,11 @@ from pathlib import Path
 
 import pytest
 
+from interp.dose_report import DoseResponseConfig, dose_response, run_dose_response
 from interp.runs import read_json, write_json
 from interp.stats import dose_shape
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[1]
 MS = [0.0, 0.125, 0.25, 0.5, 1.0]
 
 
@@ -39,7 +40,10 @@ def test_report_per_layer_and_written_with_its_input_hash(tmp_path, capsys):
     write_json(run / "analysis" / "results.json", {"gradient_multiplier_trend": _trend()})
     script = _script()
     res = script.main([str(run)])
-    assert read_json(run / script.OUT_FILE) == res
+    assert read_json(run / "dose_response" / "results.json") == res
+    man = read_json(run / "dose_response" / "manifest.json")
+    assert man["kind"] == "dose-response" and man["config"] == {"run": str(run), "layers": []}
+    assert man["inputs"] == res["inputs"] and man["package_version"]
     l4, l8 = res["by_layer"]
     assert (l4["layer"], l4["verdict"], l8["layer"], l8["verdict"]) == (4, "linear", 8, "threshold")
     values = [[_trend()["per_seed"][str(s)][f"{m:g}"][1] for m in MS] for s in range(4)]
@@ -63,4 +67,13 @@ def test_refuses_a_run_without_a_trend_or_a_layer_not_read(tmp_path, capsys):
     write_json(tmp_path / "analysis" / "results.json", {"gradient_multiplier_trend": _trend()})
     with pytest.raises(SystemExit):
         script.main([str(tmp_path), "--layer", "12"])
-    assert "--layer: [12] not read by the analysis (layers [4, 8])" in capsys.readouterr().err
+    assert "layers: [12] not read by the analysis (layers [4, 8])" in capsys.readouterr().err
+
+
+def test_the_runner_is_the_report_and_writes_where_it_is_told(tmp_path):
+    run = tmp_path / "run"
+    write_json(run / "analysis" / "results.json", {"gradient_multiplier_trend": _trend()})
+    res = run_dose_response(DoseResponseConfig(str(run), (4,)), tmp_path / "elsewhere")
+    assert read_json(tmp_path / "elsewhere" / "results.json") == res and not (run / "dose_response").exists()
+    want = dose_response(run, [4])
+    assert [r["layer"] for r in res["by_layer"]] == [4] and res["by_layer"] == want["by_layer"]
