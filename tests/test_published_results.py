@@ -16,7 +16,7 @@ import pytest
 import torch
 
 from interp.config import load_config, parse_config
-from interp.runs import content_hash, load_tensors
+from interp.runs import content_hash, load_tensors, read_json
 from interp.stats import sign_flip_test, t_interval
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -77,8 +77,12 @@ def test_readme_quotes_the_confirmation():
 
 
 def test_every_record_names_a_committed_config():
-    # E1 run records; a sweep record (grid.json) is tied to its sweep file by its own test below
-    for rec in sorted(p for p in RESULTS.iterdir() if p.is_dir() and not (p / "grid.json").exists()):
+    # E1 run records; a sweep record (grid.json) is tied to its sweep file by its own test below, and
+    # the lr-select record to lr_select.toml by tests/test_lr_select.py
+    records = sorted(p for p in RESULTS.iterdir() if p.is_dir() and not (p / "grid.json").exists())
+    kinds = {p.name: read_json(p / "manifest.json").get("kind") for p in records}
+    assert kinds["e23-lr-select_62cc674ffd"] == "lr-select"
+    for rec in (p for p in records if kinds[p.name] != "lr-select"):
         config, _, _ = _record(rec)
         experiment, run_id = rec.name.rsplit("_", 1)
         assert config["experiment"] == experiment
