@@ -16,62 +16,39 @@ reference only by sampling noise, counted with an exact interval.
 `--config FILE.toml` reads the options from a TOML table of the same names (`n_prompts`, ...);
 options given on the command line win.
 Stages are cached under `<out>/cache/<stage>-<content key>/` (`interp.runs.Stage`), so a rerun
-resumes. Writes `<out>/results.json`, `config.json`, `confusion.safetensors` and `confusion.html`
-(+ `.png` where a Chromium exists); `interp plot <out>` redraws the figures.
+resumes. The computation is `interp.analysis.confusion.run_audit_confusion`; it writes
+`<out>/config.json`, `confusion.safetensors`, `confusion.html` (+ `.png` where a Chromium exists),
+`results.json`, then `manifest.json` (kind "audit-confusion"); `interp plot <out>` redraws the figures.
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
-import time
 from pathlib import Path
+from typing import NamedTuple
 
-from interp.analysis.audit import CLEAN, audit_confusion, build_bank, load_bank, load_rows, save_confusion
-from interp.config import read_toml
-from interp.datasets import dataset_stage, make_dataset
-from interp.export import save_figures
-from interp.generate import SampleConfig
-from interp.models import load_model
-from interp.plots import confusion_figure
-from interp.prompts import (
-    ANIMALS,
-    CONTRAST_FAMILIES,
-    CONTRAST_FAMILY_VERSION,
-    PROMPT_VERSION,
-    TEACHER_FAMILY,
-    contrastive_pairs,
+from interp.analysis.confusion import (
+    METHODS,
+    POSITIONS,
+    VOCABS,
+    AuditConfusionConfig,
+    default_animals,
+    run_audit_confusion,
 )
-from interp.runs import CONFIG_FILE, RESULTS_FILE, Stage, content_hash, provenance, read_json, write_json
-from interp.steering import Steering
-from interp.teachers import DataConfig, Teacher
-
-CONFUSION_FILE = "confusion.json"
-REFERENCE = "reference"
-# options added after results existed: left out of the recorded config at these defaults, so an
-# old run's config (and config_hash) reads the same
-LATER_DEFAULTS = {"family": TEACHER_FAMILY, "n_clean": 1, "config": None, "cache": None}
+from interp.config import read_toml
+from interp.prompts import CONTRAST_FAMILIES, TEACHER_FAMILY
 
 
-def clean_names(n: int) -> list[str]:
-    """The clean datasets' names: "clean" (sampling seed + 1, the one dataset before --n-clean),
-    then "clean-2", "clean-3", ... (seed + 2, ...)."""
-    return [CLEAN] + [f"{CLEAN}-{i}" for i in range(2, n + 1)]
+class Options(NamedTuple):
+    """The parsed command line: the experiment's config, its output folder, whether to show progress."""
+
+    config: AuditConfusionConfig
+    out: Path
+    progress: bool
 
 
-def default_animals(n: int = 8) -> list[str]:
-    """The first `n` built-in animals that have contrastive pairs (today: every one of ANIMALS)."""
-
-    def has_pairs(a: str) -> bool:
-        try:
-            return bool(contrastive_pairs(a, 1))
-        except ValueError:
-            return False
-
-    return [a for a in ANIMALS if has_pairs(a)][:n]
-
-
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+def parse_args(argv: list[str] | None = None) -> Options:
     ap = argparse.ArgumentParser(
         description=__doc__.splitlines()[0], formatter_class=argparse.RawDescriptionHelpFormatter
     )
@@ -108,7 +85,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument(
         "--method",
         default="likelihood",
-        choices=["likelihood", "gradient"],
+        choices=list(METHODS),
         help="likelihood: the data's log-likelihood ratio under each candidate's steering; gradient: the "
         "SFT-loss gradient at --position",
     )
@@ -121,14 +98,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument(
         "--vocab",
         default="grammar",
-        choices=["grammar", "full"],
+        choices=list(VOCABS),
         help="likelihood: renormalise over the number grammar's 13 tokens (what a constrained teacher "
         "samples from) or use the whole vocabulary",
     )
     ap.add_argument(
         "--position",
         default="assistant_tag",
-        choices=["assistant_tag", "completion", "all"],
+        choices=list(POSITIONS),
         help="gradient: read at the assistant tag, averaged over completion positions, or summed over all",
     )
     ap.add_argument("--out", type=Path, default=None, help="output folder (default artifacts/audit-confusion/<model>)")
@@ -145,19 +122,32 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     if pre.config is not None:
         ap.set_defaults(**_config_defaults(ap, pre.config))
     args = ap.parse_args(argv)
-    if args.n_clean < 1:
-        ap.error(f"--n-clean: {args.n_clean} must be >= 1")
-    if args.bank is not None and args.family != TEACHER_FAMILY:
-        ap.error("--family: applies to a bank built here; drop it or --bank (whose vectors also steer the teachers)")
-    args.animals = [a.strip() for a in args.animals.split(",") if a.strip()]
-    args.audit_multipliers = (
-        [float(m) for m in args.audit_multipliers.split(",") if m.strip()]
-        if args.audit_multipliers
-        else [args.multiplier]
+    try:
+        multipliers = tuple(float(m) for m in (args.audit_multipliers or "").split(",") if m.strip())
+    except ValueError:
+        ap.error(
+            f"--audit-multipliers: {args.audit_multipliers!r} is not a comma-separated list of numbers, e.g. 0.25,0.5"
+        )
+    options = {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items() if k not in ("out", "progress")}
+    try:
+        cfg = AuditConfusionConfig(
+            **options
+            | {
+                "animals": [a.strip() for a in args.animals.split(",") if a.strip()],
+                "audit_multipliers": multipliers or None,
+            }
+        )
+    except ValueError as e:
+        ap.error(option_message(e))
+    return Options(cfg, args.out or cfg.default_dir(), args.progress)
+
+
+def option_message(e: Exception) -> str:
+    """The library's message, naming the option (--n-clean) where it names a config field (n_clean)."""
+    field, sep, rest = str(e).partition(": ")
+    return (
+        f"--{field.replace('_', '-')}: {rest}" if sep and field in AuditConfusionConfig.__dataclass_fields__ else str(e)
     )
-    suffix = "" if args.family == TEACHER_FAMILY else f"-{args.family}"
-    args.out = args.out or Path("artifacts/audit-confusion") / (args.model.replace("/", "_") + suffix)
-    return args
 
 
 def _config_defaults(ap: argparse.ArgumentParser, path: Path) -> dict:
@@ -178,202 +168,6 @@ def _config_defaults(ap: argparse.ArgumentParser, path: Path) -> dict:
         if known[k].choices is not None and out[k] not in known[k].choices:  # argparse checks no default
             ap.error(f"--config: {path} sets {k} = {v!r}; choose one of {list(known[k].choices)}")
     return out
-
-
-def run(args: argparse.Namespace, log=print) -> dict:
-    """Run (or resume) the confusion experiment; returns results.json's content."""
-    started = time.perf_counter()
-    out = Path(args.out)
-    cache = Path(args.cache) if args.cache is not None else out / "cache"
-    config = {
-        k: (str(v) if isinstance(v, Path) else v)
-        for k, v in vars(args).items()
-        if k != "progress" and not (k in LATER_DEFAULTS and v == LATER_DEFAULTS[k])
-    }
-    timings: dict[str, float] = {}
-    stages: list[dict] = []
-
-    def timed(name: str, stage: Stage, fn) -> Stage:
-        t, hit = time.perf_counter(), stage.done
-        if not hit:
-            fn(stage)
-        wall = round(time.perf_counter() - t, 2)
-        stages.append(
-            {
-                "name": name,
-                "dir": str(stage.dir),
-                "cache_hit": hit,
-                "wall_s": wall,
-                "compute_s": stage.manifest()["wall_time_s"],
-            }
-        )
-        log(f"  {name:<24} {'cached' if hit else 'done'} in {wall:.1f}s")
-        return stage
-
-    t = time.perf_counter()
-    model = load_model(args.model, device=args.device)
-    fp = model.fingerprint()
-    timings["load_model"] = round(time.perf_counter() - t, 2)
-    if not 0 <= args.layer < model.n_layers:
-        raise ValueError(f"--layer: {args.layer} is out of range for {model.name} (0..{model.n_layers - 1})")
-
-    # 1. the bank: built once per (model, animals, pairs, family), or an existing folder. The
-    # teachers are steered with the teachers' texts' vectors; the audit ranks `bank`, which is that
-    # same bank unless --family names an independent one
-    t = time.perf_counter()
-
-    def built_bank(name: str, family: str) -> dict:
-        key = {
-            "model": model.identity(),
-            "animals": args.animals,
-            "n_pairs": args.n_pairs,
-            "position": "mean",
-            "prompts": PROMPT_VERSION,
-        }
-        if family != TEACHER_FAMILY:  # the teachers' bank keeps its key (and cache)
-            key |= {"family": family, "family_texts": CONTRAST_FAMILY_VERSION}
-        bstage = Stage(cache, "bank", key)
-        timed(
-            name,
-            bstage,
-            lambda st: (
-                build_bank(model, args.animals, st.dir / "bank", args.n_pairs, progress=args.progress, family=family),
-                st.finish(),
-            ),
-        )
-        return load_bank(bstage.dir / "bank", model)
-
-    if args.bank is None:
-        teachers = built_bank("bank", TEACHER_FAMILY)
-        bank = teachers if args.family == TEACHER_FAMILY else built_bank(f"bank/{args.family}", args.family)
-    else:
-        bank = teachers = load_bank(args.bank, model)
-    missing = [a for a in args.animals if a not in bank]
-    if missing:
-        raise ValueError(
-            f"--animals: {missing} have no vector in the bank ({list(bank)}); drop them or rebuild the bank"
-        )
-    timings["bank"] = round(time.perf_counter() - t, 2)
-
-    # 2. datasets: one steered per animal, the clean reference (same prompts and seed), clean ones
-    t = time.perf_counter()
-
-    def data_config(seed: int, sample_seed: int | None = None) -> DataConfig:
-        return DataConfig(
-            n_prompts=args.n_prompts,
-            prompt_seed=seed,
-            sampling=SampleConfig(
-                max_new_tokens=args.max_new_tokens,
-                batch_size=args.batch_size,
-                constrained=True,
-                seed=seed if sample_seed is None else sample_seed,
-            ),
-        )
-
-    steering = Steering(layer=args.layer, multiplier=args.multiplier, scope="all")
-    plan = {a: (Teacher("steered", a, steering), data_config(args.seed)) for a in args.animals}
-    plan[REFERENCE] = (Teacher("control"), data_config(args.seed))
-    for i, name in enumerate(clean_names(args.n_clean), 1):
-        plan[name] = (Teacher("control"), data_config(args.seed, args.seed + i))
-    data_dirs, data_stats = {}, {}
-    for name, (teacher, dcfg) in plan.items():
-        vector = teachers[name] if teacher.kind == "steered" else None
-        # interp.pipeline's data stages, so equal datasets are shared with `interp run`
-        dstage = dataset_stage(cache, model, teacher, vector, dcfg)
-        make_data = lambda st, teacher=teacher, dcfg=dcfg, vector=vector: make_dataset(
-            st, model, teacher, vector, dcfg, progress=args.progress
-        )
-        timed(f"data/{name}", dstage, make_data)
-        man = dstage.manifest()
-        data_dirs[name] = dstage.dir
-        data_stats[name] = {
-            "dataset_hash": man["dataset_hash"],
-            "n_kept": man["n_kept"],
-            "pass_rate": man["filter"]["pass_rate"],
-            "dir": str(dstage.dir),
-        }
-    timings["data_generation"] = round(time.perf_counter() - t, 2)
-
-    # 3. the audit: every dataset against the reference (gradients once each)
-    hashes = {
-        "bank": {n: v.hash() for n, v in bank.items()},
-        "datasets": {n: s["dataset_hash"] for n, s in data_stats.items()},
-    }
-    if teachers is not bank:
-        hashes["teacher_vectors"] = {n: v.hash() for n, v in teachers.items()}
-    t = time.perf_counter()
-    how = (
-        {"position": args.position}
-        if args.method == "gradient"
-        else {"method": args.method, "multipliers": args.audit_multipliers, "vocab": args.vocab}
-    )  # gradient keys as before: cache kept
-    astage = Stage(
-        cache,
-        "confusion",
-        {
-            "model": fp,
-            "layer": args.layer,
-            "n_rows": args.n_rows,
-            "n_perm": args.n_perm,
-            "seed": args.seed,
-            "alpha": args.alpha,
-            **how,
-            **hashes,
-        },
-    )
-
-    def make_audit(st):
-        datasets = {n: load_rows(d) for n, d in data_dirs.items() if n != REFERENCE}
-        res = audit_confusion(
-            model,
-            datasets,
-            load_rows(data_dirs[REFERENCE]),
-            bank,
-            args.layer,
-            n_rows=args.n_rows,
-            n_perm=args.n_perm,
-            seed=args.seed,
-            alpha=args.alpha,
-            progress=args.progress,
-            position=args.position,
-            method=args.method,
-            multipliers=args.audit_multipliers,
-            vocab=args.vocab,
-        )
-        write_json(st.path(CONFUSION_FILE), res)
-        st.finish()
-
-    timed("audit", astage, make_audit)
-    res = read_json(astage.dir / CONFUSION_FILE)
-    timings["audit"] = round(time.perf_counter() - t, 2)
-
-    # 4. artifacts
-    out.mkdir(parents=True, exist_ok=True)
-    save_confusion(out / "confusion.safetensors", res)
-    exported = save_figures({"confusion": confusion_figure(res)}, out, args.formats)
-    if exported.message:
-        log(f"  {exported.message}")
-    timings["total"] = round(time.perf_counter() - started, 2)
-    compute = {
-        "data_generation": round(sum(s["compute_s"] for s in stages if s["name"].startswith("data/")), 2),
-        **res["timings_s"],
-    }  # what each step cost when it ran (a cached rerun reports the original)
-    results = {
-        **res,
-        "experiment": "audit-confusion",
-        "config": config,
-        "hashes": hashes,
-        "data": data_stats,
-        "stages": stages,
-        "timings_s": timings,
-        "compute_s": compute,
-        "figures": [str(p) for p in exported.written],
-        "provenance": provenance(),
-        "config_hash": content_hash(config),
-    }
-    write_json(out / CONFIG_FILE, config)
-    write_json(out / RESULTS_FILE, results)
-    return results
 
 
 def print_table(res: dict) -> None:
@@ -437,11 +231,11 @@ def print_table(res: dict) -> None:
 
 
 def main(argv: list[str] | None = None) -> dict:
-    args = parse_args(argv)
+    cfg, out, progress = parse_args(argv)
     try:
-        res = run(args)
+        res = run_audit_confusion(cfg, out, progress=progress)
     except (ValueError, FileNotFoundError, ModuleNotFoundError) as e:
-        print(f"error: {e}", file=sys.stderr)
+        print(f"error: {option_message(e)}", file=sys.stderr)
         raise SystemExit(2) from None
     print_table(res)
     return res

@@ -19,8 +19,9 @@ import torch
 
 from interp.analysis import audit as audit_mod
 from interp.analysis.audit import CLEAN, audit_confusion, audit_dataset, confusion_tensors, save_confusion
+from interp.analysis.confusion import AuditConfusionConfig
 from interp.plots import confusion_figure, detect_run, run_figures
-from interp.runs import load_tensors, read_json
+from interp.runs import content_hash, load_tensors, read_json
 from interp.stats import binomial_interval
 from interp.steering import SteeringVector
 
@@ -259,10 +260,52 @@ def test_script_runs_on_tiny_and_a_rerun_is_a_cache_hit(tmp_path, capsys):
     again = script.main(argv)
     assert all(s["cache_hit"] for s in again["stages"])
     assert again["matrix"] == first["matrix"] and again["hashes"] == first["hashes"]
+    manifest = read_json(out / "manifest.json")  # written last, by the runner
+    assert manifest["kind"] == "audit-confusion" and manifest["config"] == saved["config"]
+    assert manifest["inputs"] == saved["hashes"] and manifest["config_hash"] == content_hash(saved["config"])
     assert detect_run(out) == "audit-confusion" and set(run_figures(out)[1]) == {"confusion", "confusion_score_z"}
     with pytest.raises(SystemExit) as e:
         script.main(argv[:4] + ["--layer", "7"] + argv[6:])
     assert e.value.code == 2 and "--layer: 7 is out of range" in capsys.readouterr().err
+
+
+def test_recorded_config_is_the_one_the_script_recorded_before_the_runner():
+    """results.json's config and config_hash for these command lines, as the script computed them
+    before `run_audit_confusion` existed (literal hashes), with the options' order."""
+    script = _script()
+    for argv, expected in (
+        (["--out", "o"], "28be586ac6f7b622"),
+        (
+            "--model tiny --animals owl,cat --family user_side --n-clean 3 --cache c --out o --method gradient "
+            "--position all".split(),
+            "3916b64efa37e022",
+        ),
+        (
+            "--bank b --audit-multipliers 0.25,1 --out o --family assistant --config "
+            "experiments/configs/e4_protocol/audit_third_person.toml".split(),
+            "e4c46ebb5aa9d5ae",
+        ),
+    ):
+        cfg, out, _ = script.parse_args(argv)
+        assert content_hash(cfg.record(out)) == expected, argv
+    cfg, out, _ = script.parse_args(["--out", "o"])
+    assert list(cfg.record(out)) == (
+        "model animals bank layer multiplier n_prompts n_rows n_pairs n_perm alpha max_new_tokens batch_size seed "
+        "method audit_multipliers vocab position out formats device".split()
+    )
+
+
+def test_config_refuses_bad_options_in_one_line_naming_the_field():
+    assert AuditConfusionConfig(multiplier=0.25).audit_multipliers == (0.25,)  # default: the teacher's strength
+    assert AuditConfusionConfig(animals=["owl"], audit_multipliers=[1]).animals == ("owl",)
+    for kwargs, message in (
+        ({"n_clean": 0}, "n_clean: 0 must be >= 1"),
+        ({"bank": "b", "family": "user_side"}, "family: applies to a bank built here"),
+        ({"method": "bogus"}, "method: 'bogus' is not one of likelihood, gradient"),
+        ({"family": "bogus"}, "family: 'bogus' is not one of"),
+    ):
+        with pytest.raises(ValueError, match=message):
+            AuditConfusionConfig(**kwargs)
 
 
 # ----------------------------------------------------------------------------- the likelihood audit

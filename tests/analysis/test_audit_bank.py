@@ -13,6 +13,7 @@ import torch
 from typer.testing import CliRunner
 
 from interp.analysis.audit import build_bank, load_bank
+from interp.analysis.confusion import AuditConfusionConfig, run_audit_confusion
 from interp.cli import app
 from interp.prompts import (
     ANIMALS,
@@ -187,7 +188,23 @@ def test_script_family_audits_another_bank_on_the_same_teacher_data(tmp_path, ca
     # the options added later stay out of the default run's config, so its config hash is as before
     assert not {"family", "n_clean", "config"} & set(first["config"]) and "teacher_vectors" not in first["hashes"]
     assert first["false_positives"]["n"] == 1 and first["datasets"] == ["cat", "owl", "clean"]
-    again = script.main(argv + ["--family", "third_person", "--n-clean", "2"])
+    # the runner, given the script's options in a config, meets the script's cache: the same stage keys
+    cfg = AuditConfusionConfig(
+        model="tiny",
+        animals=("owl", "cat"),
+        layer=1,
+        n_prompts=4,
+        max_new_tokens=8,
+        batch_size=4,
+        n_pairs=4,
+        n_perm=50,
+        device="cpu",
+        formats="html",
+        family="third_person",
+        n_clean=2,
+        cache=str(out / "cache"),
+    )
+    again = run_audit_confusion(cfg, tmp_path / "again", progress=False)
     stages = {s["name"]: s["cache_hit"] for s in again["stages"]}
     # the teachers and their data are those of the default run (cached); only the new bank and clean-2 are new
     assert stages == {
@@ -211,7 +228,10 @@ def test_script_family_audits_another_bank_on_the_same_teacher_data(tmp_path, ca
     assert again["datasets"] == ["cat", "owl", "clean", "clean-2"] and again["top1"]["n"] == 2
     bank_stage = next(s["dir"] for s in again["stages"] if s["name"] == "bank/third_person")
     assert read_json(Path(bank_stage) / "bank" / MANIFEST_FILE)["family"] == "third_person"
-    assert "false positives: " in capsys.readouterr().out
+    assert read_json(tmp_path / "again" / MANIFEST_FILE)["config"]["cache"] == str(out / "cache")
+    capsys.readouterr()
+    script.print_table(again)
+    assert f"false positives: {fp['k']}/2 clean datasets name an animal" in capsys.readouterr().out
     # --bank with a family is ambiguous (its vectors steer the teachers), refused in one line
     with pytest.raises(SystemExit) as e:
         script.parse_args(["--bank", str(tmp_path), "--family", "user_side"])
@@ -228,10 +248,10 @@ def test_script_reads_its_options_from_a_toml_config(tmp_path, capsys):
     with pytest.raises(SystemExit):  # bank + family: refused even from a file
         script.parse_args(["--config", str(cfg)])
     cfg.write_text(cfg.read_text().replace('bank = "b"\n', ""))
-    args = script.parse_args(["--config", str(cfg), "--layer", "2"])
-    assert (args.model, args.animals, args.family, args.n_clean) == ("tiny", ["owl", "cat"], "user_side", 8)
-    assert args.layer == 2 and args.audit_multipliers == [0.25, 0.5]  # the command line wins
-    assert args.out == Path("artifacts/audit-confusion/tiny-user_side")
+    args, out, _ = script.parse_args(["--config", str(cfg), "--layer", "2"])
+    assert (args.model, args.animals, args.family, args.n_clean) == ("tiny", ("owl", "cat"), "user_side", 8)
+    assert args.layer == 2 and args.audit_multipliers == (0.25, 0.5)  # the command line wins
+    assert args.config == str(cfg) and out == Path("artifacts/audit-confusion/tiny-user_side")
     capsys.readouterr()
     for text, message in (
         ("n_pairs = 4\nn_prompt = 3\n", "sets unknown options ['n_prompt']"),
@@ -257,7 +277,7 @@ def test_e4_protocol_configs_parse():
     audits = sorted(d.glob("audit_*.toml"))
     assert {p.stem for p in audits} == {"audit_third_person", "audit_user_side"}
     for p in audits:
-        args = script.parse_args(["--config", str(p)])
+        args = script.parse_args(["--config", str(p)]).config
         assert args.family in INDEPENDENT and args.n_clean >= 8 and len(args.animals) >= 8
         assert "wall time: not yet measured" in p.read_text()
     dose = load_config(d / "dose_smollm2.toml")
