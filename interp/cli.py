@@ -163,12 +163,9 @@ def sweep(
     except ValueError as e:
         fail(str(e))
     if dry_run:
-        plan = {
-            "sweep": sw.section.name,
-            "directory": str(sw.directory(root)),
-            "n_jobs": len(sw.jobs()),
-            "cells": [{"id": c.id, "label": c.label(), "seeds": c.config.seeds} for c in sw.cells],
-        }
+        from interp.plan import plan_sweep
+
+        plan = plan_sweep(sw, root)
         show(sweep_plan_table(plan, console.width))
         return plan
     try:
@@ -208,8 +205,8 @@ def lr_select(
 
     Example: interp lr-select experiments/configs/e23_regime/lr_select.toml
     """
-    from interp.lr_select import TABLE_FILE, load_lr_select, run_directory, run_lr_select
-    from interp.tables import lr_select_table
+    from interp.lr_select import TABLE_FILE, load_lr_select, run_lr_select
+    from interp.tables import lr_select_plan_text, lr_select_table
 
     cfg = call(load_lr_select, config)
     trials = cfg.trials()
@@ -218,14 +215,10 @@ def lr_select(
         f"{len(cfg.modes)} modes, {len(trials)} trials"
     )
     if dry_run:
-        plan = {
-            "name": cfg.name,
-            "directory": str(run_directory(cfg, root)),
-            "n_trials": len(trials),
-            "modes": {m.name: {"method": m.method, "lrs": list(m.lrs)} for m in cfg.modes},
-        }
-        for name, m in plan["modes"].items():
-            console.print(f"  {name:<12} {m['method']:<5} lr {', '.join(f'{x:g}' for x in m['lrs'])}")
+        from interp.plan import plan_lr_select
+
+        plan = plan_lr_select(cfg, root)
+        console.print(lr_select_plan_text(plan))  # as console.print wrote each line before: wrapped, highlighted
         return plan
     res = call(run_lr_select, cfg, root, progress, console.print)
     show(lr_select_table(res, console.width))

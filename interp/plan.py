@@ -1,6 +1,7 @@
-"""What `run_e1` would do, without doing it (`interp run --dry-run`): every stage with its cache
-directory and whether it is cached, computing nothing (the models are loaded: their fingerprints
-are in the keys).
+"""What a command would do, without doing it. `interp run --dry-run` (`plan_e1`): every stage with
+its cache directory and whether it is cached, computing nothing (the models are loaded: their
+fingerprints are in the keys). `interp sweep --dry-run` (`plan_sweep`) and `interp lr-select
+--dry-run` (`plan_lr_select`): the cells or trials, from the config alone.
 
 A stage's key can depend on what an earlier stage produced: a student's on its dataset's hash, a
 steered dataset's on the vector's hash. Where that earlier stage is not cached, the stage is listed
@@ -10,6 +11,7 @@ as `pending` with the stage it waits on, and no directory.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from interp.config import E1Config
 from interp.datasets import dataset_stage, mix_stage
@@ -29,6 +31,10 @@ from interp.pipeline import (
 from interp.runs import Stage, content_hash, relative_path
 from interp.steering import SteeringVector
 from interp.teachers import VECTOR_KINDS
+
+if TYPE_CHECKING:  # the CLI's dry runs pass them; importing them here would load every sweep's dependencies
+    from interp.lr_select import LrSelectConfig
+    from interp.sweep import Sweep
 
 CACHED, TO_COMPUTE, PENDING = "cached", "to compute", "pending"
 
@@ -185,3 +191,25 @@ def plan_e1(cfg: E1Config, root: str | Path = "artifacts") -> dict:
     for name, st, waits in student_evals:
         add(name, st, waits)
     return {"run_id": run_id, "run_dir": str(root / cfg.experiment / run_id), "stages": stages}
+
+
+def plan_sweep(sw: Sweep, root: str | Path = "artifacts") -> dict:
+    """{"sweep", "directory", "n_jobs", "cells": [{"id", "label", "seeds"}]}: what `run_sweep` would run."""
+    return {
+        "sweep": sw.section.name,
+        "directory": str(sw.directory(root)),
+        "n_jobs": len(sw.jobs()),
+        "cells": [{"id": c.id, "label": c.label(), "seeds": c.config.seeds} for c in sw.cells],
+    }
+
+
+def plan_lr_select(cfg: LrSelectConfig, root: str | Path = "artifacts") -> dict:
+    """{"name", "directory", "n_trials", "modes": {name: {"method", "lrs"}}}: what `run_lr_select` would try."""
+    from interp.lr_select import run_directory
+
+    return {
+        "name": cfg.name,
+        "directory": str(run_directory(cfg, root)),
+        "n_trials": len(cfg.trials()),
+        "modes": {m.name: {"method": m.method, "lrs": list(m.lrs)} for m in cfg.modes},
+    }

@@ -24,6 +24,7 @@ from interp.tables_render import p_text as p_text
 from interp.tables_render import render as render
 from interp.tables_runs import SIGN_FLIP_HEADER as SIGN_FLIP_HEADER
 from interp.tables_runs import e1_tables as e1_tables
+from interp.tables_runs import lr_select_plan_text as lr_select_plan_text
 from interp.tables_runs import lr_select_table as lr_select_table
 from interp.tables_runs import plan_table as plan_table
 from interp.tables_runs import sweep_plan_table as sweep_plan_table

@@ -81,6 +81,13 @@ def sweep_plan_table(plan: dict, width: int = WIDTH) -> str:
     )
 
 
+def lr_select_plan_text(plan: dict) -> str:
+    """`interp lr-select --dry-run`: one line per mode, its method and learning rates."""
+    return "\n".join(
+        f"  {name:<12} {m['method']:<5} lr {', '.join(f'{x:g}' for x in m['lrs'])}" for name, m in plan["modes"].items()
+    )
+
+
 def sweep_tables(res: dict, width: int = WIDTH) -> str:
     """`interp sweep`: per comparison, each cell's transfer, then its comparison with the reference
     cell (and the power to detect the target ratio), as narrow tables (one wide table cut its

@@ -1,0 +1,37 @@
+"""The dry-run plans of `interp sweep` and `interp lr-select` as library data, and the lines they print."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from interp.lr_select import load_lr_select
+from interp.plan import plan_lr_select, plan_sweep
+from interp.sweep import load_sweep
+from interp.tables import lr_select_plan_text
+
+REGIME = Path(__file__).resolve().parent.parent / "experiments" / "configs" / "e23_regime"
+
+
+def test_plan_sweep_lists_every_cell_and_job_and_writes_nothing(tmp_path):
+    p = tmp_path / "s.toml"
+    p.write_text('model = "tiny"\nseeds = [0, 1, 2]\n[sweep]\nname = "x"\ngrid = { "noise.sigma" = [0.0, 0.1] }\n')
+    root = tmp_path / "root"
+    plan = plan_sweep(load_sweep(p), root)
+    assert plan["sweep"] == "x" and plan["n_jobs"] == 6  # 2 cells x 3 seeds
+    assert [(c["label"], c["seeds"]) for c in plan["cells"]] == [
+        ("noise.sigma=0.0", [0, 1, 2]),
+        ("noise.sigma=0.1", [0, 1, 2]),
+    ]
+    assert Path(plan["directory"]).parent == root / "x" and not root.exists()  # <root>/<sweep name>/<id>
+
+
+def test_plan_lr_select_lists_the_modes_and_trials(tmp_path):
+    cfg = load_lr_select(REGIME / "lr_select.toml")
+    plan = plan_lr_select(cfg, tmp_path / "root")
+    assert plan["name"] == cfg.name and plan["n_trials"] == 60
+    assert plan["n_trials"] == sum(len(m["lrs"]) for m in plan["modes"].values()) * len(cfg.e1.seeds)  # 20 x 3
+    assert plan["modes"]["lora-r64"] == {"method": "lora", "lrs": [1e-4, 3e-4, 1e-3, 3e-3, 1e-2]}
+    assert not (tmp_path / "root").exists()
+    lines = lr_select_plan_text(plan).splitlines()
+    assert len(lines) == len(plan["modes"]) == 4
+    assert lines[-1] == "  lora-r64     lora  lr 0.0001, 0.0003, 0.001, 0.003, 0.01"
