@@ -2,8 +2,8 @@
 
 The kind comes from the directory's manifest.json (`kind`, written by every library runner:
 `vector`, `analysis`, `entangle`, `divergence`, `audit`); directories whose manifest names none
-(E1 runs, sweeps, E7, E8, experiments/audit_confusion.py, and directories written before
-manifests named their kind) are recognised by their file names and the keys of results.json.
+(E1 runs, sweeps, E7, E8, and directories written before manifests named their kind, such as
+audit_confusion.py's before `interp.analysis.confusion`) are recognised by their file names and the keys of results.json.
 `PLOTTABLE` lists every kind with the command that writes it.
 """
 
