@@ -23,13 +23,13 @@ from pathlib import Path
 
 from interp.runs import (
     CONFIG_FILE,
-    MANIFEST_FILE,
     RESULTS_FILE,
     file_hash,
     provenance,
     read_json,
     stage_dirs,
     write_json,
+    write_manifest,
 )
 from interp.stats import t_interval
 
@@ -130,15 +130,12 @@ def run_data_stats(cfg: DataStatsConfig, out_dir: str | Path) -> dict:
     out, started = Path(out_dir), time.perf_counter()
     res = data_stats(cfg.run, cfg.llr_seeds)
     write_json(out / RESULTS_FILE, res)
-    write_json(
-        out / MANIFEST_FILE,
-        {
-            "kind": "data-stats",
-            "config": asdict(cfg),
-            "inputs": {f"run/{f}": file_hash(Path(cfg.run) / f) for f in (CONFIG_FILE, RESULTS_FILE)},
-            **provenance(),
-            "wall_time_s": round(time.perf_counter() - started, 2),
-        },
+    write_manifest(
+        out,
+        "data-stats",
+        asdict(cfg),
+        {f"run/{f}": file_hash(Path(cfg.run) / f) for f in (CONFIG_FILE, RESULTS_FILE)},
+        started,
     )
     return res
 

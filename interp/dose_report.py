@@ -18,7 +18,7 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from interp.runs import MANIFEST_FILE, RESULTS_FILE, file_hash, provenance, read_json, write_json
+from interp.runs import RESULTS_FILE, file_hash, provenance, read_json, write_json, write_manifest
 from interp.stats import dose_shape
 
 
@@ -71,16 +71,7 @@ def run_dose_response(cfg: DoseResponseConfig, out_dir: str | Path) -> dict:
     out, started = Path(out_dir), time.perf_counter()
     res = dose_response(cfg.run, cfg.layers)
     write_json(out / RESULTS_FILE, res)
-    write_json(
-        out / MANIFEST_FILE,
-        {
-            "kind": "dose-response",
-            "config": asdict(cfg),
-            "inputs": res["inputs"],
-            **provenance(),
-            "wall_time_s": round(time.perf_counter() - started, 2),
-        },
-    )
+    write_manifest(out, "dose-response", asdict(cfg), res["inputs"], started)
     return res
 
 

@@ -20,7 +20,6 @@ import torch
 
 from interp.runs import (
     CONFIG_FILE,
-    MANIFEST_FILE,
     RESULTS_FILE,
     Stage,
     content_hash,
@@ -30,24 +29,11 @@ from interp.runs import (
     read_json,
     stage_dirs,
     write_json,
+    write_manifest,
 )
 from interp.stats import summarize, t_interval
 
 KINDS = ("control", "steered")  # the teachers whose data `run_sampling_dtype` compares
-
-
-def _write_manifest(out: Path, kind: str, config: dict, inputs: dict, started: float, device=None) -> None:
-    """The artifact's manifest, written last: it marks the directory complete."""
-    write_json(
-        out / MANIFEST_FILE,
-        {
-            "kind": kind,
-            "config": config,
-            "inputs": inputs,
-            **provenance(device),
-            "wall_time_s": round(time.perf_counter() - started, 2),
-        },
-    )
 
 
 # ----------------------------------------------------------------------------- students
@@ -156,7 +142,7 @@ def run_train_dtype(cfg: TrainDtypeConfig, out_dir: str | Path) -> dict:
         if name.endswith("_run")
     }
     write_json(out / RESULTS_FILE, res)
-    _write_manifest(out, "train-dtype", asdict(cfg), inputs, started)
+    write_manifest(out, "train-dtype", asdict(cfg), inputs, started)
     return res
 
 
@@ -351,7 +337,7 @@ def run_sampling_dtype(
     write_json(out / CONFIG_FILE, config)
     write_json(out / RESULTS_FILE, res)
     inputs = {"model": model.fingerprint(), "vector": vector.hash(), "datasets": hashes, "llr": sstage.key}
-    _write_manifest(out, "sampling-dtype", config, inputs, started, model.device)
+    write_manifest(out, "sampling-dtype", config, inputs, started, model.device)
     return res
 
 

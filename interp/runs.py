@@ -231,6 +231,21 @@ def provenance(device: str | torch.device | None = None) -> dict:
     }
 
 
+def write_manifest(out: Path, kind: str, config: dict, inputs: dict, started: float, device=None) -> Path:
+    """A runner's manifest.json, written last (it marks the directory complete): its kind, config,
+    input hashes, provenance and the wall time since `started` (a `time.perf_counter()`)."""
+    return write_json(
+        Path(out) / MANIFEST_FILE,
+        {
+            "kind": kind,
+            "config": config,
+            "inputs": inputs,
+            **provenance(device),
+            "wall_time_s": round(time.perf_counter() - started, 2),
+        },
+    )
+
+
 def run_id(cfg: Any) -> str:
     """`<UTC time>-<config hash>`: sorts by time, and equal configs are recognisable."""
     from dataclasses import asdict, is_dataclass
