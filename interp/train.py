@@ -250,12 +250,14 @@ def _discard_checkpoint(out: Path) -> None:
     # optimizer state is 2x the weights. Renamed first: a kill in the middle of the delete must not
     # leave half a checkpoint that a rerun would try to resume from (a `.tmp` name is never read,
     # and `Stage.clean` removes it)
-    ck = out / CHECKPOINT_DIR
-    if ck.exists():
-        trash = out / (CHECKPOINT_DIR + ".discard.tmp")
-        shutil.rmtree(trash, ignore_errors=True)
-        ck.rename(trash)
-        shutil.rmtree(trash, ignore_errors=True)
+    # `checkpoint.old` too: a kill after a checkpoint swap's second rename, before the old one's
+    # delete, leaves it beside a complete checkpoint, and a resumed run never writes over it
+    for ck in (out / CHECKPOINT_DIR, out / (CHECKPOINT_DIR + ".old")):
+        if ck.exists():
+            trash = out / (CHECKPOINT_DIR + ".discard.tmp")
+            shutil.rmtree(trash, ignore_errors=True)
+            ck.rename(trash)
+            shutil.rmtree(trash, ignore_errors=True)
 
 
 def train_student(

@@ -516,3 +516,15 @@ def test_a_run_resumes_with_gradient_checkpointing_switched_on(tiny, rows, tmp_p
         )
     )
     assert all(torch.equal(straight[n], resumed[n]) for n in straight)
+
+
+def test_discarding_a_checkpoint_removes_a_stale_old_one_too(tmp_path):
+    # a kill after a checkpoint swap's second rename, before the old one's delete, leaves both
+    from interp.train import _discard_checkpoint
+
+    for name in ("checkpoint", "checkpoint.old"):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "trainer.json").write_text("{}")
+    (tmp_path / "model.safetensors").write_text("kept")
+    _discard_checkpoint(tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model.safetensors"]
