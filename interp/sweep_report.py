@@ -12,7 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from interp.runs import RESULTS_FILE, load_tensors, provenance, stage_dirs, write_json
+from interp.runs import MANIFEST_FILE, RESULTS_FILE, load_tensors, provenance, read_json, stage_dirs, write_json
 from interp.stats import (
     detectable_effect,
     hierarchical_bootstrap,
@@ -137,6 +137,7 @@ def summarize_sweep(sweep: Sweep, root: str | Path = "artifacts", log=print) -> 
             "is_reference": ref is not None and c.id == ref.id,
             "broken": broken,
             "base_check": check,
+            "cost": student_cost(sweep.cell_directory(root, c)),
         }
         if ref is not None:
             row["vs_reference"] = main.get("vs_reference")
@@ -164,6 +165,31 @@ def summarize_sweep(sweep: Sweep, root: str | Path = "artifacts", log=print) -> 
         }
     write_json(d / RESULTS_FILE, out)
     return out
+
+
+def student_cost(run_dir: Path) -> dict | None:
+    """What a student of this cell cost: its training wall time and the bytes it keeps, from each
+    student stage's own manifest (so a student another cell or sweep trained counts once, at the
+    time it took then), as median and range over the cell's students. None for a run without
+    students' manifests (a record copied without its cache)."""
+    import statistics
+
+    if not (Path(run_dir) / MANIFEST_FILE).exists():
+        return None
+    walls, sizes = [], []
+    for name, sdir in stage_dirs(run_dir).items():
+        if name.startswith("student/") and (sdir / MANIFEST_FILE).exists():
+            sm = read_json(sdir / MANIFEST_FILE)
+            walls.append(sm["wall_s"])
+            if "kept_bytes" in sm:  # students from before it was recorded have none
+                sizes.append(sm["kept_bytes"])
+    if not walls:
+        return None
+    return {
+        "students": len(walls),
+        "student_wall_s": {"median": statistics.median(walls), "min": min(walls), "max": max(walls)},
+        "student_bytes": {"median": statistics.median(sizes), "max": max(sizes)} if sizes else None,
+    }
 
 
 def _clean_control_data(sweep: Sweep, cell: Cell, seed: int, root: Path) -> Path | None:

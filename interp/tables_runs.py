@@ -111,7 +111,33 @@ def sweep_tables(res: dict, width: int = WIDTH) -> str:
         items += _sweep_comparison(name, entries, cell, keys, res.get("target_ratio"))
     if res.get("base_check"):
         items.append(_sweep_bases(res, cell))
+    if any(r.get("cost") for r in res["rows"]):
+        items.append(_sweep_cost(res, cell))
     return render(*items, width=width)
+
+
+def _sweep_cost(res: dict, cell) -> Table:
+    """What a student of each cell cost: training wall time (median and range) and bytes kept."""
+    rows = []
+    for r in res["rows"]:
+        c = r.get("cost")
+        if not c:
+            continue
+        w, b = c["student_wall_s"], c["student_bytes"]
+        rows.append(
+            (
+                cell(r),
+                str(c["students"]),
+                f"{w['median']:.0f} [{w['min']:.0f}, {w['max']:.0f}]",
+                "-" if b is None else f"{b['median'] / 1e6:.1f}",
+            )
+        )
+    return make_table(
+        ("cell", "students", "train s: median [range]", "MB kept"),
+        rows,
+        title="cost per student: training wall time from each student's manifest (on the machine and load "
+        "it ran under), and the bytes it keeps",
+    )
 
 
 def _sweep_comparison(name: str, entries: list[tuple[dict, dict]], cell, keys: list[str], target: float | None) -> list:

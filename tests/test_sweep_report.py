@@ -187,7 +187,7 @@ def test_report_tables_and_ratio_figure(report):
     assert text.index("steered-random: trait") < text.index("steered-control: trait")  # `comparison` first
     assert "noised bases" in text
     kind, figs = run_figures(sw.directory(root))  # `interp plot` on the sweep's directory
-    assert kind == "sweep" and set(figs) == {"sweep_transfer", "sweep_ratio"}
+    assert kind == "sweep" and set(figs) == {"sweep_transfer", "sweep_ratio", "sweep_cost"}
     fig = sweep_figures(res)["sweep_ratio"]  # from this results dict (other tests rewrite results.json)
     assert [a.text for a in fig.layout.annotations][:2] == ["steered-control", "steered-random"]  # one panel each
     for tr in fig.data:
@@ -219,3 +219,42 @@ def test_check_bases_false_skips_the_check(report):
             / load_tensors(Path(out["rows"][0]["run_dir"]) / TRANSFER_FILE)["steered-random"].double().mean()
         )
     )
+
+
+def test_cost_per_student_is_each_students_own_manifest(report):
+    from interp.tables import sweep_tables
+
+    root, sw, res = report
+    for row in res["rows"]:
+        students = {n: d for n, d in stage_dirs(row["run_dir"]).items() if n.startswith("student/")}
+        mans = [read_json(d / "manifest.json") for d in students.values()]
+        walls = sorted(m["wall_s"] for m in mans)
+        cost = row["cost"]
+        assert cost["students"] == len(students) == 2 * 3  # 2 seeds x 3 teachers
+        assert cost["student_wall_s"]["min"] == walls[0] and cost["student_wall_s"]["max"] == walls[-1]
+        assert cost["student_wall_s"]["median"] == pytest.approx((walls[2] + walls[3]) / 2)
+        kept = [sum(f.stat().st_size for f in d.iterdir() if f.suffix == ".safetensors") for d in students.values()]
+        assert cost["student_bytes"]["max"] == max(kept) > 0  # the weights it keeps, as on disk
+    text = sweep_tables(res, width=80)
+    assert "cost per student" in text and max(len(line) for line in text.splitlines()) <= 80
+    # a results.json from before the cost was reported prints no cost table
+    old = copy.deepcopy(res)
+    for row in old["rows"]:
+        del row["cost"]
+    assert "cost per student" not in sweep_tables(old, width=80)
+    from interp.plots import sweep_figures
+
+    assert "sweep_cost" not in sweep_figures(old)
+    bar = sweep_figures(res)["sweep_cost"].data[0]
+    assert list(bar.y) == [r["cost"]["student_wall_s"]["median"] for r in res["rows"]]
+    assert list(bar.x) == ["0.0", "0.5"]  # each cell by its grid values
+    assert [m + e for m, e in zip(bar.y, bar.error_y.array)] == [
+        r["cost"]["student_wall_s"]["max"] for r in res["rows"]
+    ]
+
+
+def test_a_joint_grid_key_is_ticked_by_its_values():
+    from interp.plots.sweep import _tick
+
+    assert _tick("['full', 8, 16, 3e-05]") == "full / 8 / 16 / 3e-05"
+    assert _tick("0.5") == "0.5"

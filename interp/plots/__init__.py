@@ -22,7 +22,7 @@ from interp.plots.entangle import (
 )
 from interp.plots.run_dir import FIGURES_DIR, detect_run, run_figures, student_logs
 from interp.plots.steering import steering_sweep_heatmap
-from interp.plots.sweep import sweep_figures, sweep_ratio, sweep_transfer
+from interp.plots.sweep import sweep_cost, sweep_figures, sweep_ratio, sweep_transfer
 from interp.plots.toy import mnist_accuracies, mnist_sweep, theorem_alignment
 
 __all__ = [
@@ -44,6 +44,7 @@ __all__ = [
     "shift_cosines",
     "steering_sweep_heatmap",
     "student_logs",
+    "sweep_cost",
     "sweep_figures",
     "sweep_ratio",
     "sweep_transfer",

@@ -16,6 +16,12 @@ from interp.plots._style import (
 )
 
 
+def _tick(value: str) -> str:
+    """A grid value as a tick label: a joint key's list of values (`[full, 8, 16, 3e-05]`) as
+    `full / 8 / 16 / 3e-05`."""
+    return value[1:-1].replace("'", "").replace(", ", " / ") if value.startswith("[") else value
+
+
 def sweep_transfer(results: dict) -> go.Figure:
     """Transfer per cell with its 95% t-interval over seeds (the bootstrap's with one seed) and
     per-seed points: the first grid field on the x axis, one series per combination of the others.
@@ -73,7 +79,7 @@ def sweep_transfer(results: dict) -> go.Figure:
             )
         )
     fig.add_hline(y=0, line=REFERENCE_LINE)
-    fig.update_xaxes(tickvals=list(range(len(xs))), ticktext=xs)
+    fig.update_xaxes(tickvals=list(range(len(xs))), ticktext=[_tick(x) for x in xs])
     return fig
 
 
@@ -152,7 +158,9 @@ def sweep_ratio(results: dict) -> go.Figure:
                 font=dict(size=11, color="#555555"),
             )
         fig.add_hline(y=1, line=REFERENCE_LINE, row=1, col=col)
-        fig.update_xaxes(tickvals=list(range(len(xs))), ticktext=xs, title_text=x_key, row=1, col=col)
+        fig.update_xaxes(
+            tickvals=list(range(len(xs))), ticktext=[_tick(x) for x in xs], title_text=x_key, row=1, col=col
+        )
     fig.update_yaxes(title_text="transfer / reference cell's, 95% bootstrap interval", row=1, col=1)
     ref = ", ".join(f"{k}={v}" for k, v in (results.get("reference") or {}).items())
     # beside the panels: above them it would cover the panel titles
@@ -165,10 +173,44 @@ def sweep_ratio(results: dict) -> go.Figure:
     return fig
 
 
+def sweep_cost(results: dict) -> go.Figure:
+    """What a student of each cell cost (`interp.sweep_report.student_cost`): its training wall
+    time, median with the range over the cell's students as the bar's error, and the bytes it
+    keeps in the hover. One bar per cell, labelled by all its grid values."""
+    keys = results.get("grid_keys", list(results["grid"]))
+    rows = [r for r in results["rows"] if r.get("cost")]
+    labels = [", ".join(_tick(str(r[k])) for k in keys) for r in rows]
+    walls = [r["cost"]["student_wall_s"] for r in rows]
+    fig = figure("cost per student: training wall time", ", ".join(keys), "seconds per student (median, range)")
+    fig.add_trace(
+        go.Bar(
+            x=labels,
+            y=[w["median"] for w in walls],
+            marker_color=SERIES_COLORS[0],
+            error_y=dict(
+                type="data",
+                symmetric=False,
+                array=[w["max"] - w["median"] for w in walls],
+                arrayminus=[w["median"] - w["min"] for w in walls],
+            ),
+            hovertext=[
+                f"{r['cost']['students']} students; kept "
+                + ("-" if not r["cost"]["student_bytes"] else f"{r['cost']['student_bytes']['median'] / 1e6:.1f} MB")
+                for r in rows
+            ],
+            hovertemplate="%{x}<br>%{y:.0f} s<br>%{hovertext}<extra></extra>",
+            showlegend=False,
+        )
+    )
+    return fig
+
+
 def sweep_figures(results: dict) -> dict[str, go.Figure]:
-    """Every figure of a sweep's results.json: transfer per cell, and the ratio to the reference
-    cell where there is one."""
+    """Every figure of a sweep's results.json: transfer per cell, the ratio to the reference cell
+    where there is one, and the cost per student where the report has it."""
     figs = {"sweep_transfer": sweep_transfer(results)}
     if any(r.get("vs_reference") or r.get("broken") for r in results["rows"]):
         figs["sweep_ratio"] = sweep_ratio(results)
+    if any(r.get("cost") for r in results["rows"]):
+        figs["sweep_cost"] = sweep_cost(results)
     return figs
