@@ -205,8 +205,9 @@ def test_issue23_configs_expand_to_their_cells_on_unused_seeds():
         (t, e) for t in ("default", "none") for e in ("default", "none")
     }
     transfer = set(range(3100, 3110))
-    for sw in (rank, rows, ctx):
+    for sw in (rank, ctx):
         assert all(set(c.config.seeds) == transfer for c in sw.cells)
+    assert all(c.config.seeds == list(range(3100, 3106)) for c in rows.cells)  # B: the issue's minimum of 6
     # the full 80 x 1 cell is one student setting in all three sweeps: its stages are computed once
     same = lambda c: c.config.train_config(3100).key()  # noqa: E731
     assert same(rank.cells[0]) == same(rows.cells[0]) == same(ctx.cells[0])
