@@ -193,12 +193,12 @@ def test_issue23_configs_expand_to_their_cells_on_unused_seeds():
     assert record["chosen"] == {"full": 3e-5, "lora-r4": 1e-3, "lora-r16": 1e-3, "lora-r64": 3e-4}
     assert all(c.config.train.lora_targets == list(LORA_TARGETS) for c in rank.cells)  # every linear layer
     rows = load_sweep(REGIME / "rows_epochs.toml")
-    assert [(c.config.data.n_prompts, c.config.train.epochs) for c in rows.cells] == [
-        (80, 1),
-        (320, 1),
-        (1280, 1),
-        (80, 4),
-        (80, 16),
+    assert [(c.config.data.n_prompts, c.config.train.epochs, c.config.train.keep) for c in rows.cells] == [
+        (80, 1, "update"),  # rank.toml's full cell, shared
+        (320, 1, "none"),  # no weights kept: the disk (evaluated in the process that trained them)
+        (1280, 1, "none"),
+        (80, 4, "none"),
+        (80, 16, "none"),
     ]
     ctx = load_sweep(REGIME / "context.toml")
     assert {(c.config.train.system_prompt, c.config.eval.system_prompt) for c in ctx.cells} == {
