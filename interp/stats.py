@@ -137,7 +137,9 @@ def power_paired_t(effect: float, sd: float, n: int, level: float = 0.95) -> flo
         return None
     df, nc = n - 1, effect / (sd / math.sqrt(n))
     crit = stats.t.ppf(0.5 + level / 2, df)
-    return float(stats.nct.sf(crit, df, nc) + stats.nct.cdf(-crit, df, nc))
+    # the far tail as the upper tail of the mirrored distribution: scipy's nct.cdf(-crit) is nan
+    # for large noncentralities (about 11 and above at df 9), where this is 0 to the double
+    return float(stats.nct.sf(crit, df, nc) + stats.nct.sf(crit, df, -nc))
 
 
 def permutation_test(a: Sequence[float], b: Sequence[float], n_perm: int = 10000, seed: int = 0) -> dict:
