@@ -12,6 +12,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import torch
+
 from interp.runs import MANIFEST_FILE, RESULTS_FILE, load_tensors, provenance, read_json, stage_dirs, write_json
 from interp.stats import (
     detectable_effect,
@@ -170,7 +172,7 @@ def summarize_sweep(sweep: Sweep, root: str | Path = "artifacts", log=print) -> 
 def student_cost(run_dir: Path) -> dict | None:
     """What a student of this cell cost: its training wall time and the bytes it keeps, from each
     student stage's own manifest (so a student another cell or sweep trained counts once, at the
-    time it took then), as median and range over the cell's students. None for a run without
+    time it took then), as median, quartiles and range over the cell's students. None for a run without
     students' manifests (a record copied without its cache)."""
     import statistics
 
@@ -187,7 +189,14 @@ def student_cost(run_dir: Path) -> dict | None:
         return None
     return {
         "students": len(walls),
-        "student_wall_s": {"median": statistics.median(walls), "min": min(walls), "max": max(walls)},
+        "student_wall_s": {
+            "median": statistics.median(walls),
+            # quartiles: a student trained under a contended CPU is an outlier of the range
+            "q1": float(torch.quantile(torch.tensor(walls, dtype=torch.float64), 0.25)),
+            "q3": float(torch.quantile(torch.tensor(walls, dtype=torch.float64), 0.75)),
+            "min": min(walls),
+            "max": max(walls),
+        },
         "student_bytes": {"median": statistics.median(sizes), "max": max(sizes)} if sizes else None,
     }
 

@@ -128,12 +128,12 @@ def _sweep_cost(res: dict, cell) -> Table:
             (
                 cell(r),
                 str(c["students"]),
-                f"{w['median']:.0f} [{w['min']:.0f}, {w['max']:.0f}]",
+                f"{w['median']:.0f} [{w['q1']:.0f}, {w['q3']:.0f}]" if "q1" in w else f"{w['median']:.0f}",
                 "-" if b is None else f"{b['median'] / 1e6:.1f}",
             )
         )
     return make_table(
-        ("cell", "students", "train s: median [range]", "MB kept"),
+        ("cell", "students", "train s: median [quartiles]", "MB kept"),
         rows,
         title="cost per student: training wall time from each student's manifest (on the machine and load "
         "it ran under), and the bytes it keeps",

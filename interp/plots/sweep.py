@@ -175,13 +175,13 @@ def sweep_ratio(results: dict) -> go.Figure:
 
 def sweep_cost(results: dict) -> go.Figure:
     """What a student of each cell cost (`interp.sweep_report.student_cost`): its training wall
-    time, median with the range over the cell's students as the bar's error, and the bytes it
-    keeps in the hover. One bar per cell, labelled by all its grid values."""
+    time, median with the quartiles over the cell's students as the bar's error (a student trained
+    on a contended CPU would stretch a range), the range and the bytes it keeps in the hover. One bar per cell, labelled by all its grid values."""
     keys = results.get("grid_keys", list(results["grid"]))
     rows = [r for r in results["rows"] if r.get("cost")]
     labels = [", ".join(_tick(str(r[k])) for k in keys) for r in rows]
     walls = [r["cost"]["student_wall_s"] for r in rows]
-    fig = figure("cost per student: training wall time", ", ".join(keys), "seconds per student (median, range)")
+    fig = figure("cost per student: training wall time", ", ".join(keys), "seconds per student (median, quartiles)")
     fig.add_trace(
         go.Bar(
             x=labels,
@@ -190,11 +190,12 @@ def sweep_cost(results: dict) -> go.Figure:
             error_y=dict(
                 type="data",
                 symmetric=False,
-                array=[w["max"] - w["median"] for w in walls],
-                arrayminus=[w["median"] - w["min"] for w in walls],
+                array=[w.get("q3", w["median"]) - w["median"] for w in walls],
+                arrayminus=[w["median"] - w.get("q1", w["median"]) for w in walls],
             ),
             hovertext=[
-                f"{r['cost']['students']} students; kept "
+                f"{r['cost']['students']} students, {r['cost']['student_wall_s']['min']:.0f}-"
+                f"{r['cost']['student_wall_s']['max']:.0f} s; kept "
                 + ("-" if not r["cost"]["student_bytes"] else f"{r['cost']['student_bytes']['median'] / 1e6:.1f} MB")
                 for r in rows
             ],
