@@ -196,3 +196,47 @@ def test_a_record_from_before_the_sign_flip_p_prints_its_permutation_p_and_a_rer
     assert df[df.comparison == "steered-random"].iloc[0].sign_flip_p == sf["p"]
     hover = transfer_summary(new).data[0].hovertext[0]
     assert hover.index("sign-flip p") < hover.index("permutation p")
+
+
+RANK = RESULTS / "e23-rank_73e79366d3"
+
+
+def test_e23_rank_record_is_the_committed_sweep_and_the_readme_quotes_it():
+    from interp.sweep import load_sweep
+
+    results = json.loads((RANK / "results.json").read_text())
+    grid = json.loads((RANK / "grid.json").read_text())
+    sweep = load_sweep(ROOT / "experiments/configs/e23_regime/rank.toml")
+    assert sweep.key() == "73e79366d3" and [c["id"] for c in grid["cells"]] == [c.id for c in sweep.cells]
+    assert (RANK / "sweep_transfer.png").stat().st_size > 10_000  # the README's figure is committed
+    readme = (ROOT / "README.md").read_text()
+    key = "train.method,train.lora_rank,train.lora_alpha,train.lr"
+    labels = {
+        ("full", 8, 16, 3e-5): "full, lr 3e-5",
+        ("lora", 4, 4, 1e-3): "LoRA r4, lr 1e-3",
+        ("lora", 16, 16, 1e-3): "LoRA r16, lr 1e-3",
+        ("lora", 64, 64, 3e-4): "LoRA r64, lr 3e-4",
+        ("full", 8, 16, 1e-4): "full, lr 1e-4",
+    }
+    rows = {tuple(r[key]): r for r in results["rows"]}
+    assert set(rows) == set(labels)
+    ref = rows[("full", 8, 16, 3e-5)]
+    assert ref["is_reference"]
+    fmt = lambda t: f"{t['mean']:+.2f} [{t['ci95'][0]:+.2f}, {t['ci95'][1]:+.2f}]"  # noqa: E731
+    for cell, label in labels.items():
+        r = rows[cell]
+        x = r["comparisons"]["steered-random"]["per_seed"]
+        assert len(x) == 10
+        line = next(ln for ln in readme.splitlines() if ln.strip().startswith(f"| {label} |"))
+        assert fmt(t_interval(x)) in line  # recomputed from the per-seed values, not read back
+        assert f"| {sum(v > 0 for v in x)}/10 |" in line
+        assert f"| {_sign_flip_p(x):.3f} |" in line
+        ctrl = r["comparisons"]["steered-control"]["per_seed"]
+        assert fmt(t_interval(ctrl)) in line
+        w = r["cost"]["student_wall_s"]
+        assert f"| {w['median']:.0f} [{w['q1']:.0f}, {w['q3']:.0f}] |" in line
+        if cell != tuple(ref[key]):
+            d = [a - b for a, b in zip(x, ref["comparisons"]["steered-random"]["per_seed"])]
+            assert fmt(t_interval(d)) in line
+            v = r["vs_reference"]
+            assert f"| {v['power_1.8x']['power']:.2f} | {v['power_1.8x']['detectable_ratio_80']:.2f}x |" in line
