@@ -240,3 +240,54 @@ def test_e23_rank_record_is_the_committed_sweep_and_the_readme_quotes_it():
             assert fmt(t_interval(d)) in line
             v = r["vs_reference"]
             assert f"| {v['power_1.8x']['power']:.2f} | {v['power_1.8x']['detectable_ratio_80']:.2f}x |" in line
+
+
+CONTEXT = RESULTS / "e23-context_9183803214"
+
+
+def test_e23_context_record_is_the_committed_sweep_and_the_readme_quotes_it():
+    from interp.stats import detectable_effect
+    from interp.sweep import load_sweep
+
+    results = json.loads((CONTEXT / "results.json").read_text())
+    grid = json.loads((CONTEXT / "grid.json").read_text())
+    sweep = load_sweep(ROOT / "experiments/configs/e23_regime/context.toml")
+    assert sweep.key() == "9183803214" and [c["id"] for c in grid["cells"]] == [c.id for c in sweep.cells]
+    readme = (ROOT / "README.md").read_text()
+    fmt = lambda t: f"{t['mean']:+.2f} [{t['ci95'][0]:+.2f}, {t['ci95'][1]:+.2f}]"  # noqa: E731
+    per_seed = {
+        comp: {
+            (r["train.system_prompt"], r["eval.system_prompt"]): r["comparisons"][comp]["per_seed"]
+            for r in results["rows"]
+        }
+        for comp in ("steered-random", "steered-control")
+    }
+    x = per_seed["steered-random"]
+    # the reference is rank's full 3e-5 cell: the same students, so the same per-seed transfer
+    rank = json.loads((RANK / "results.json").read_text())["rows"][0]["comparisons"]["steered-random"]["per_seed"]
+    assert x[("default", "default")] == rank
+    for (train, ev), v in x.items():
+        line = next(ln for ln in readme.splitlines() if ln.strip().startswith(f"| {train}, {ev} |"))
+        assert fmt(t_interval(v)) in line and f"| {sum(a > 0 for a in v)}/10 |" in line
+        assert f"| {_sign_flip_p(v):.3f} |" in line
+        assert fmt(t_interval(per_seed["steered-control"][(train, ev)])) in line
+        if (train, ev) != ("default", "default"):
+            assert fmt(t_interval([a - b for a, b in zip(v, x[("default", "default")])])) in line
+    # the 2 x 2's interaction and main effects, per seed, as the verdict quotes them
+    for comp, quoted in (("steered-random", "**{}**"), ("steered-control", "{}")):
+        dd, dn, nd, nn = (
+            per_seed[comp][k]
+            for k in [("default", "default"), ("default", "none"), ("none", "default"), ("none", "none")]
+        )
+        inter = [(a + d - b - c) / 2 for a, b, c, d in zip(dd, dn, nd, nn)]
+        assert quoted.format(fmt(t_interval(inter))) in readme
+        train = [(a + b - c - d) / 2 for a, b, c, d in zip(dd, dn, nd, nn)]
+        assert fmt(t_interval(train)) in readme
+    inter = [
+        (a + d - b - c) / 2
+        for a, b, c, d in zip(
+            *(x[k] for k in [("default", "default"), ("default", "none"), ("none", "default"), ("none", "none")])
+        )
+    ]
+    assert f"{detectable_effect(inter):.2f} detectable at 80% power" in readme
+    assert f"sign-flip p {_sign_flip_p(inter):.2f}" in readme
