@@ -90,6 +90,18 @@ def test_every_record_names_a_committed_config():
         assert torch.isfinite(torch.stack(list(load_tensors(rec / "transfer.safetensors").values()))).all()
 
 
+def _sweep_record(rec: Path, config: str) -> dict:
+    """A committed sweep record's results.json, after checking that its grid is the sweep `config`
+    makes at HEAD: the same key (the record's folder name) and the same cells, in order."""
+    from interp.sweep import load_sweep
+
+    grid = json.loads((rec / "grid.json").read_text())
+    sweep = load_sweep(ROOT / config)
+    assert sweep.key() == rec.name.rsplit("_", 1)[1]
+    assert [c["id"] for c in grid["cells"]] == [c.id for c in sweep.cells]
+    return json.loads((rec / "results.json").read_text())
+
+
 E5 = RESULTS / "e5-protocol-smollm2_d9adebbd2d"
 
 
@@ -121,12 +133,8 @@ def test_the_packages_sign_flip_p_is_the_one_the_readme_quotes_for_every_e5_cell
 
 
 def test_e5_record_is_the_committed_sweep_and_the_readme_quotes_it():
-    from interp.sweep import load_sweep
 
-    results = json.loads((E5 / "results.json").read_text())
-    grid = json.loads((E5 / "grid.json").read_text())
-    sweep = load_sweep(ROOT / "experiments/configs/e5_protocol/noise_smollm2.toml")
-    assert sweep.key() == "d9adebbd2d" and [c["id"] for c in grid["cells"]] == [c.id for c in sweep.cells]
+    results = _sweep_record(E5, "experiments/configs/e5_protocol/noise_smollm2.toml")
     readme = (ROOT / "README.md").read_text()
     rows = {(r["noise.sigma"], r["noise.apply"]): r["comparisons"]["steered-random"] for r in results["rows"]}
     ref = rows[(0.0, "shared")]["per_seed"]
@@ -202,12 +210,8 @@ RANK = RESULTS / "e23-rank_73e79366d3"
 
 
 def test_e23_rank_record_is_the_committed_sweep_and_the_readme_quotes_it():
-    from interp.sweep import load_sweep
 
-    results = json.loads((RANK / "results.json").read_text())
-    grid = json.loads((RANK / "grid.json").read_text())
-    sweep = load_sweep(ROOT / "experiments/configs/e23_regime/rank.toml")
-    assert sweep.key() == "73e79366d3" and [c["id"] for c in grid["cells"]] == [c.id for c in sweep.cells]
+    results = _sweep_record(RANK, "experiments/configs/e23_regime/rank.toml")
     assert (RANK / "sweep_transfer.png").stat().st_size > 10_000  # the README's figure is committed
     readme = (ROOT / "README.md").read_text()
     key = "train.method,train.lora_rank,train.lora_alpha,train.lr"
@@ -247,12 +251,8 @@ CONTEXT = RESULTS / "e23-context_9183803214"
 
 def test_e23_context_record_is_the_committed_sweep_and_the_readme_quotes_it():
     from interp.stats import detectable_effect
-    from interp.sweep import load_sweep
 
-    results = json.loads((CONTEXT / "results.json").read_text())
-    grid = json.loads((CONTEXT / "grid.json").read_text())
-    sweep = load_sweep(ROOT / "experiments/configs/e23_regime/context.toml")
-    assert sweep.key() == "9183803214" and [c["id"] for c in grid["cells"]] == [c.id for c in sweep.cells]
+    results = _sweep_record(CONTEXT, "experiments/configs/e23_regime/context.toml")
     readme = (ROOT / "README.md").read_text()
     fmt = lambda t: f"{t['mean']:+.2f} [{t['ci95'][0]:+.2f}, {t['ci95'][1]:+.2f}]"  # noqa: E731
     per_seed = {
