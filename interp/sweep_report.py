@@ -171,8 +171,8 @@ def summarize_sweep(sweep: Sweep, root: str | Path = "artifacts", log=print) -> 
 
 def student_cost(run_dir: Path) -> dict | None:
     """What a student of this cell cost: its training wall time and the bytes it keeps, from each
-    student stage's own manifest (so a student another cell or sweep trained counts once, at the
-    time it took then), as median, quartiles and range over the cell's students. None for a run without
+    student stage's own manifest (so a student another cell or sweep trained counts at the time it
+    took then), as median, quartiles and range over the cell's students. None for a run without
     students' manifests (a record copied without its cache)."""
     import statistics
 
@@ -182,6 +182,8 @@ def student_cost(run_dir: Path) -> dict | None:
     for name, sdir in stage_dirs(run_dir).items():
         if name.startswith("student/") and (sdir / MANIFEST_FILE).exists():
             sm = read_json(sdir / MANIFEST_FILE)
+            if sm.get("wall_s") is None:
+                continue
             walls.append(sm["wall_s"])
             if "kept_bytes" in sm:  # students from before it was recorded have none
                 sizes.append(sm["kept_bytes"])

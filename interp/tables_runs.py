@@ -117,7 +117,7 @@ def sweep_tables(res: dict, width: int = WIDTH) -> str:
 
 
 def _sweep_cost(res: dict, cell) -> Table:
-    """What a student of each cell cost: training wall time (median and range) and bytes kept."""
+    """What a student of each cell cost: training wall time (median and quartiles) and bytes kept."""
     rows = []
     for r in res["rows"]:
         c = r.get("cost")

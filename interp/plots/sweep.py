@@ -176,7 +176,8 @@ def sweep_ratio(results: dict) -> go.Figure:
 def sweep_cost(results: dict) -> go.Figure:
     """What a student of each cell cost (`interp.sweep_report.student_cost`): its training wall
     time, median with the quartiles over the cell's students as the bar's error (a student trained
-    on a contended CPU would stretch a range), the range and the bytes it keeps in the hover. One bar per cell, labelled by all its grid values."""
+    on a contended CPU would stretch a range), the range and the bytes it keeps in the hover. One
+    bar per cell, labelled by all its grid values."""
     keys = results.get("grid_keys", list(results["grid"]))
     rows = [r for r in results["rows"] if r.get("cost")]
     labels = [", ".join(_tick(str(r[k])) for k in keys) for r in rows]
