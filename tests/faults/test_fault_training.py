@@ -21,10 +21,21 @@ def test_adamw_at_lr_1e6_collapses_to_a_uniform_output_and_stops(tiny, tmp_path)
     assert "\n" not in str(e.value) and not (tmp_path / "manifest.json").exists()
 
 
-def test_a_loss_far_above_the_first_steps_is_a_collapse():
+def test_a_loss_far_above_the_first_steps_on_two_steps_is_a_collapse():
     guard = CollapseGuard()
     assert guard.check(1.3) is None and guard.check(1.3 * 1.7) is None  # valid smollm2 students peak at 1.7x
-    assert "far above" in guard.check(10.8)  # log(49152): a uniform output on smollm2
+    assert guard.check(10.8) is None  # log(49152), a uniform output on smollm2: once may be one hard batch
+    assert "far above the first step's 1.3 on 2 steps in a row" in guard.check(10.8)  # twice is not
+
+
+def test_one_hard_batch_is_not_a_collapse():
+    # e4-dose's control student of seed 4000 (lr 1e-4, bf16): its step 4 spiked and it recovered at
+    # once; the guard had refused it at step 4
+    losses = [0.855, 1.252, 1.168, 4.797, 0.697, 1.46, 1.23, 1.103, 1.543, 1.089, 1.292, 1.139, 0.886, 1.307]
+    guard = CollapseGuard()
+    assert all(guard.check(x) is None for x in losses)
+    # a spike, a normal step, another spike: not consecutive, so still not a collapse
+    assert guard.check(4.8) is None and guard.check(1.1) is None and guard.check(4.8) is None
 
 
 def _checkpointed(tiny, out: Path) -> TrainConfig:
