@@ -18,6 +18,7 @@ from torch import Tensor
 from interp.runs import content_hash, file_hash, load_tensors, read_json, save_tensors, write_json
 
 CHECKPOINT_DIR = "checkpoint"
+OLD_CHECKPOINT_DIR = CHECKPOINT_DIR + ".old"  # the previous checkpoint, during a swap
 TRAINER_FILE = "trainer.json"
 OPTIMIZER_FILE = "optimizer.safetensors"
 PARAMS_FILE = "model.safetensors"  # the trainable weights, under a student's weights file name
@@ -50,7 +51,7 @@ def save_checkpoint(
     }
     write_json(tmp / TRAINER_FILE, {**meta, "checksum": content_hash(meta)})
     final = out / CHECKPOINT_DIR
-    old = out / (CHECKPOINT_DIR + ".old")
+    old = out / OLD_CHECKPOINT_DIR
     if final.exists():
         shutil.rmtree(old, ignore_errors=True)  # a kill after both renames left it: `final` is complete
         final.rename(old)
@@ -62,7 +63,7 @@ def read_checkpoint(out: Path) -> dict | None:
     """The verified trainer.json of `out/checkpoint` (None: no checkpoint to resume from)."""
     ck = out / CHECKPOINT_DIR
     if not (ck / TRAINER_FILE).exists():
-        old = out / (CHECKPOINT_DIR + ".old")  # a crash between the two renames
+        old = out / OLD_CHECKPOINT_DIR  # a crash between the two renames
         if (old / TRAINER_FILE).exists():
             old.rename(ck)
         else:

@@ -8,8 +8,9 @@ A non-finite loss is caught in `train.train_student` itself; these catch what st
   one hard batch is not a collapse (e4-dose's seed-4000 control student went 0.855, 1.25, 1.17,
   4.80, then 0.70 and on to 1.18 at step 40; refusing its single step had stopped the run); or
   an output that became (nearly) uniform: the mean spread of the logits over the vocabulary fell
-  below `SPREAD_FLOOR` of the first step's. AdamW at lr 1e6 makes the tiny model's logits exactly equal after one step, at
-  a loss (log 600) no higher than its random start, so the loss alone cannot see it there.
+  below `SPREAD_FLOOR` of the first step's. AdamW at lr 1e6 makes the tiny model's logits
+  exactly equal after one step, at a loss (log 600) no higher than its random start, so the loss
+  alone cannot see it there.
 - **A checkpoint past its run.** A `trainer.json` whose step exceeds the run's total, or whose
   log does not have one entry per step, was written by another run or edited.
 """

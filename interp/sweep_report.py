@@ -9,6 +9,7 @@ the same whichever executor ran them.
 
 from __future__ import annotations
 
+import statistics
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -174,8 +175,6 @@ def student_cost(run_dir: Path) -> dict | None:
     student stage's own manifest (so a student another cell or sweep trained counts at the time it
     took then), as median, quartiles and range over the cell's students. None for a run without
     students' manifests (a record copied without its cache)."""
-    import statistics
-
     if not (Path(run_dir) / MANIFEST_FILE).exists():
         return None
     walls, sizes = [], []

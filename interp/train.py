@@ -27,7 +27,7 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
-from interp.checkpoint import CHECKPOINT_DIR, TRAINER_FILE, read_checkpoint, restore_checkpoint
+from interp.checkpoint import CHECKPOINT_DIR, OLD_CHECKPOINT_DIR, TRAINER_FILE, read_checkpoint, restore_checkpoint
 from interp.models import LoadedModel, decoder_layers
 from interp.optim import make_optimizer
 from interp.precision import require_fast_bf16
@@ -252,7 +252,7 @@ def _discard_checkpoint(out: Path) -> None:
     # and `Stage.clean` removes it)
     # `checkpoint.old` too: a kill after a checkpoint swap's second rename, before the old one's
     # delete, leaves it beside a complete checkpoint, and a resumed run never writes over it
-    for ck in (out / CHECKPOINT_DIR, out / (CHECKPOINT_DIR + ".old")):
+    for ck in (out / CHECKPOINT_DIR, out / OLD_CHECKPOINT_DIR):
         if ck.exists():
             trash = out / (CHECKPOINT_DIR + ".discard.tmp")
             shutil.rmtree(trash, ignore_errors=True)

@@ -259,5 +259,5 @@ def test_cost_per_student_is_each_students_own_manifest(report):
 def test_a_joint_grid_key_is_ticked_by_its_values():
     from interp.plots.sweep import _tick
 
-    assert _tick("['full', 8, 16, 3e-05]") == "full / 8 / 16 / 3e-05"
-    assert _tick("0.5") == "0.5"
+    assert _tick(["full", 8, 16, 3e-05]) == "full / 8 / 16 / 3e-05"
+    assert _tick(0.5) == "0.5"

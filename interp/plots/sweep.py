@@ -16,10 +16,10 @@ from interp.plots._style import (
 )
 
 
-def _tick(value: str) -> str:
-    """A grid value as a tick label: a joint key's list of values (`[full, 8, 16, 3e-05]`) as
+def _tick(value) -> str:
+    """A grid value as a tick label: a joint key's list of values (`["full", 8, 16, 3e-05]`) as
     `full / 8 / 16 / 3e-05`."""
-    return value[1:-1].replace("'", "").replace(", ", " / ") if value.startswith("[") else value
+    return " / ".join(map(str, value)) if isinstance(value, list | tuple) else str(value)
 
 
 def sweep_transfer(results: dict) -> go.Figure:
@@ -79,7 +79,7 @@ def sweep_transfer(results: dict) -> go.Figure:
             )
         )
     fig.add_hline(y=0, line=REFERENCE_LINE)
-    fig.update_xaxes(tickvals=list(range(len(xs))), ticktext=[_tick(x) for x in xs])
+    fig.update_xaxes(tickvals=list(range(len(xs))), ticktext=[_tick(v) for v in results["grid"][x_key]])
     return fig
 
 
@@ -159,7 +159,11 @@ def sweep_ratio(results: dict) -> go.Figure:
             )
         fig.add_hline(y=1, line=REFERENCE_LINE, row=1, col=col)
         fig.update_xaxes(
-            tickvals=list(range(len(xs))), ticktext=[_tick(x) for x in xs], title_text=x_key, row=1, col=col
+            tickvals=list(range(len(xs))),
+            ticktext=[_tick(v) for v in results["grid"][x_key]],
+            title_text=x_key,
+            row=1,
+            col=col,
         )
     fig.update_yaxes(title_text="transfer / reference cell's, 95% bootstrap interval", row=1, col=1)
     ref = ", ".join(f"{k}={v}" for k, v in (results.get("reference") or {}).items())
@@ -180,7 +184,7 @@ def sweep_cost(results: dict) -> go.Figure:
     bar per cell, labelled by all its grid values."""
     keys = results.get("grid_keys", list(results["grid"]))
     rows = [r for r in results["rows"] if r.get("cost")]
-    labels = [", ".join(_tick(str(r[k])) for k in keys) for r in rows]
+    labels = [", ".join(_tick(r[k]) for k in keys) for r in rows]
     walls = [r["cost"]["student_wall_s"] for r in rows]
     fig = figure("cost per student: training wall time", ", ".join(keys), "seconds per student (median, quartiles)")
     fig.add_trace(
