@@ -48,3 +48,29 @@ def owl_vector(tiny):
     from interp.steering import build_steering_vector
 
     return build_steering_vector(tiny, contrastive_pairs("owl", 8), trait="owl")
+
+
+@pytest.fixture(scope="session")
+def tiny_sweep_raw():
+    """A tiny E5-shaped sweep config: two seeds of control/steered/random on the tiny model over
+    `grid`, steered minus random against the sigma-0 cell. A fresh dict on every call."""
+
+    def make(name: str, grid: dict, layer: int = 2) -> dict:
+        return {
+            "experiment": "t",
+            "model": "tiny",
+            "seeds": [0, 1],
+            "teacher": {"kinds": ["control", "steered", "random"], "layer": layer, "multiplier": 1.0},
+            "data": {"n_prompts": 8, "batch_size": 8, "max_new_tokens": 12},
+            "train": {"epochs": 1, "batch_size": 8, "lr": 1e-3},
+            "eval": {"split": "tuning", "n_boot": 200},
+            "sweep": {
+                "name": name,
+                "grid": grid,
+                "reference": {"noise.sigma": 0.0},
+                "comparison": "steered-random",
+                "n_boot": 200,
+            },
+        }
+
+    return make

@@ -80,9 +80,11 @@ def test_every_record_names_a_committed_config():
     # E1 run records; a sweep record (grid.json) is tied to its sweep file by its own test below, and
     # the lr-select record to lr_select.toml by tests/test_lr_select.py
     records = sorted(p for p in RESULTS.iterdir() if p.is_dir() and not (p / "grid.json").exists())
+    # and an audit record to its TOML by test_audit_record_is_its_committed_config_and_the_readme_quotes_it
     kinds = {p.name: read_json(p / "manifest.json").get("kind") for p in records}
     assert kinds["e23-lr-select_62cc674ffd"] == "lr-select"
-    for rec in (p for p in records if kinds[p.name] != "lr-select"):
+    assert kinds["audit-confusion_third_person"] == "audit-confusion"
+    for rec in (p for p in records if kinds[p.name] not in ("lr-select", "audit-confusion")):
         config, _, _ = _record(rec)
         experiment, run_id = rec.name.rsplit("_", 1)
         assert config["experiment"] == experiment
@@ -291,3 +293,101 @@ def test_e23_context_record_is_the_committed_sweep_and_the_readme_quotes_it():
     ]
     assert f"{detectable_effect(inter):.2f} detectable at 80% power" in readme
     assert f"sign-flip p {_sign_flip_p(inter):.2f}" in readme
+
+
+DOSE = RESULTS / "e4-dose_deda4efc0a"
+
+
+def test_e4_dose_record_recomputes_from_its_trend_and_the_readme_quotes_it():
+    """The dose-response verdict from the per-seed gradient projections the analysis wrote, by the
+    package's `dose_shape`; the committed config makes the run id; the README's tables quote both."""
+    from interp.stats import dose_shape
+
+    config, results, manifest = _record(DOSE)
+    assert (
+        content_hash(load_config(ROOT / "experiments/configs/e4_protocol/dose_smollm2.toml").key(), 10) == "deda4efc0a"
+    )
+    assert manifest["config_hash"].startswith("deda4efc0a") and results["seeds"] == list(range(4000, 4010))
+    trend = json.loads((DOSE / "gradient_trend.json").read_text())["gradient_multiplier_trend"]
+    recorded = json.loads((DOSE / "dose_response.json").read_text())["by_layer"][0]
+    ms, seeds = trend["multipliers"], [str(s) for s in trend["seeds"]]
+    values = [[trend["per_seed"][s][f"{m:g}"][0] for m in ms] for s in seeds]
+    got = dose_shape(ms, values)
+    assert recorded["layer"] == trend["by_layer"][0]["layer"] == 8
+    assert got["verdict"] == recorded["verdict"] == "saturating"
+    assert got["r"] == pytest.approx(recorded["r"], abs=1e-12)
+    for k in ("slope_per_seed", "slope_change"):
+        assert got[k]["ci95"] == pytest.approx(recorded[k]["ci95"], abs=1e-12)
+    assert got["hinge_preferred"] == recorded["hinge_preferred"] == 0
+
+    readme = (ROOT / "README.md").read_text()
+    e = lambda t: f"{t['mean'] * 1e4:.2f}e-4 [{t['ci95'][0] * 1e4:.2f}e-4, {t['ci95'][1] * 1e4:.2f}e-4]"  # noqa: E731
+    assert f"**{got['r']:+.3f}**" in readme
+    assert f"{e(got['slope_per_seed'])}, {sum(s > 0 for s in _seed_slopes(ms, values))}/10 seeds above 0" in readme
+    assert f"{got['slope_change']['mean'] * 1e4:+.2f}e-4 [" in readme
+    assert f"detectable at 80% power {got['slope_change_detectable'] * 1e4:.2f}e-4" in readme
+    means = " | ".join(f"{sum(v[i] for v in values) / len(values) * 1e4:+.2f}" for i in range(len(ms)))
+    positive = " | ".join(f"{sum(v[i] > 0 for v in values)}/10" for i in range(len(ms)))
+    assert f"| -mean(dL/dh) . v_hat (x 1e-4) | {means} |" in readme
+    assert f"| seeds above 0 | {positive} |" in readme
+
+    # the run's own E1 transfer (steered - control), recomputed from the seeds x questions tensor
+    x = load_tensors(DOSE / "transfer.safetensors")["steered-control"].double().mean(1).tolist()
+    t, rec = t_interval(x), results["transfer"]["steered-control"]
+    assert t["ci95"] == pytest.approx(rec["specific_per_seed"]["ci95"], abs=1e-6)
+    assert f"**{t['mean']:+.3f} [{t['ci95'][0]:+.3f},\n{t['ci95'][1]:+.3f}]**" in readme
+    assert f"{sum(v > 0 for v in x)}/10 seeds above 0, owl 1st of 16" in readme
+    assert rec["trait_rank_among_animals"] == 1
+    assert f"exact sign-flip p {_sign_flip_p(x):.2g}" in readme
+
+
+def _seed_slopes(doses: list[float], values: list[list[float]]) -> list[float]:
+    """Each seed's least-squares slope, by hand."""
+    mx = sum(doses) / len(doses)
+    return [
+        sum((d - mx) * (v - sum(row) / len(row)) for d, v in zip(doses, row)) / sum((d - mx) ** 2 for d in doses)
+        for row in values
+    ]
+
+
+@pytest.mark.parametrize("family", ["third_person"])
+def test_audit_record_is_its_committed_config_and_the_readme_quotes_it(family):
+    """An independent-bank audit: the record ran the committed TOML; top-1 and the false positives
+    recount from the per-dataset rankings with the package's exact interval; the README's row quotes them."""
+    import tomllib
+
+    from interp.stats import binomial_interval
+
+    rec = RESULTS / f"audit-confusion_{family}"
+    config, results, manifest = _record(rec)
+    toml = ROOT / "experiments" / "configs" / "e4_protocol" / f"audit_{family}.toml"
+    assert config["config"] == str(toml.relative_to(ROOT)) and manifest["config_hash"] == results["config_hash"]
+    for k, v in tomllib.loads(toml.read_text()).items():
+        assert config[k] == v, k
+    animals, clean = config["animals"], [d for d in results["datasets"] if d.startswith("clean")]
+    assert len(animals) == 8 and len(clean) == config["n_clean"] == 8
+    ranks = {a: next(r["rank"] for r in results["audits"][a]["ranking"] if r["name"] == a) for a in animals}
+    assert ranks == results["true_rank"]
+    top1 = binomial_interval(sum(r == 1 for r in ranks.values()), len(animals), chance=1 / len(animals))
+    assert top1["ci95"] == pytest.approx(results["top1"]["ci95"], abs=1e-12)
+    named = [d for d in clean if any(r["flagged"] for r in results["audits"][d]["ranking"])]
+    fp = binomial_interval(len(named), len(clean))
+    assert fp["ci95"] == pytest.approx(results["false_positives"]["ci95"], abs=1e-12)
+    smallest = min(r["p_bonferroni"] for d in clean for r in results["audits"][d]["ranking"])
+    assert (smallest < config["alpha"]) == bool(named)
+
+    row = next(
+        ln
+        for ln in (ROOT / "README.md").read_text().splitlines()
+        if ln.startswith(f"| **{family.replace('_', ' ')}** |")
+    )
+    lo, hi = top1["ci95"]
+    assert (
+        f"{top1['k']}/8 ({lo:.2f}-{hi:.2f})" in row and f"{fp['k']}/8 ({fp['ci95'][0]:.2f}-{fp['ci95'][1]:.2f})" in row
+    )
+    assert f"| {sum(ranks.values()) / len(ranks):.2f} |" in row and f"| {smallest:.2f} |" in row
+    margins = [
+        results["audits"][a]["ranking"][0]["score"] - results["audits"][a]["ranking"][1]["score"] for a in animals
+    ]
+    assert all(results["audits"][a]["ranking"][0]["name"] == a for a in animals) == (top1["k"] == 8)
+    assert f"{min(margins):.1f} to {max(margins):.1f} nats/row" in row

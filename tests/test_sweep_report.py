@@ -20,32 +20,15 @@ from interp.runs import RESULTS_FILE, load_tensors, read_json, stage_dirs
 from interp.stats import sign_flip_test
 from interp.sweep import load_sweep, parse_sweep, run_sweep, summarize_sweep
 
-RAW = {
-    "experiment": "t",
-    "model": "tiny",
-    "seeds": [0, 1],
-    "teacher": {"kinds": ["control", "steered", "random"], "layer": 2, "multiplier": 1.0},
-    "data": {"n_prompts": 8, "batch_size": 8, "max_new_tokens": 12},
-    "train": {"epochs": 1, "batch_size": 8, "lr": 1e-3},
-    "eval": {"split": "tuning", "n_boot": 200},
-    "sweep": {
-        "name": "rep",
-        "grid": {"noise.sigma": [0.0, 0.5]},
-        "reference": {"noise.sigma": 0.0},
-        "comparison": "steered-random",
-        "n_boot": 200,
-    },
-}
-
 
 def _quiet(*a, **k):
     pass
 
 
 @pytest.fixture(scope="module")
-def report(tmp_path_factory):
+def report(tmp_path_factory, tiny_sweep_raw):
     root = tmp_path_factory.mktemp("sweep-report")
-    sw = parse_sweep(copy.deepcopy(RAW))
+    sw = parse_sweep(tiny_sweep_raw("rep", {"noise.sigma": [0.0, 0.5]}))
     return root, sw, run_sweep(sw, root, progress=False, log=_quiet)
 
 
@@ -198,18 +181,36 @@ def test_report_tables_and_ratio_figure(report):
         assert tr.error_y.array[1] == pytest.approx(v["ratio_ci95"][1] - v["ratio"])
 
 
-def test_sweep_ids_do_not_move():
+def test_sweep_ids_do_not_move(tiny_sweep_raw):
     """New [sweep] settings stay out of the sweep's key: the E5 protocol sweep keeps its directory."""
     configs = Path(__file__).resolve().parent.parent / "experiments" / "configs"
     assert load_sweep(configs / "e5_protocol" / "noise_smollm2.toml").key() == "d9adebbd2d"
-    raw = copy.deepcopy(RAW)
+    raw = tiny_sweep_raw("rep", {"noise.sigma": [0.0, 0.5]})
     raw["sweep"]["check_bases"] = False
-    assert parse_sweep(raw).key() == parse_sweep(copy.deepcopy(RAW)).key()
+    assert parse_sweep(raw).key() == parse_sweep(tiny_sweep_raw("rep", {"noise.sigma": [0.0, 0.5]})).key()
 
 
-def test_check_bases_false_skips_the_check(report):
+def test_the_sigma_axis_sweep_extends_the_e5_sweep_and_reuses_its_sigma_0_cell():
+    """noise_sigmas_smollm2.toml: noise_smollm2.toml's every setting but [sweep]; its reference is
+    that sweep's sigma-0 cell (the same id, so the same stages), and only its new cells drop weights."""
+    from interp.config import read_toml
+
+    configs = Path(__file__).resolve().parent.parent / "experiments" / "configs" / "e5_protocol"
+    old, new = load_sweep(configs / "noise_smollm2.toml"), load_sweep(configs / "noise_sigmas_smollm2.toml")
+    assert new.key() == "ad77e670fc"
+    strip = lambda p: {k: v for k, v in read_toml(p, "t").items() if k != "sweep"}  # noqa: E731
+    assert strip(configs / "noise_smollm2.toml") == strip(configs / "noise_sigmas_smollm2.toml")
+    assert new.reference_cell().id == old.reference_cell().id == "ba620a25ff"
+    settings = {(c.config.noise.sigma, c.config.noise.apply, c.config.train.keep) for c in new.cells}
+    assert settings == {(0.0, a, "update") for a in ("shared", "teacher", "student")} | {
+        (s, a, "none") for s in (0.01, 0.03) for a in ("shared", "teacher", "student")
+    }
+    assert len({c.id for c in new.cells}) == 7 and len(new.jobs()) == 70
+
+
+def test_check_bases_false_skips_the_check(report, tiny_sweep_raw):
     root, sw, _ = report
-    raw = copy.deepcopy(RAW)
+    raw = tiny_sweep_raw("rep", {"noise.sigma": [0.0, 0.5]})
     raw["sweep"]["check_bases"] = False
     out = summarize_sweep(parse_sweep(raw), root, log=_quiet)
     assert "base_check" not in out and out["rows"][1]["base_check"] is None

@@ -279,8 +279,9 @@ def _summarise(per_seed: dict[str, dict]) -> dict:
     }
 
 
-def _paired(a: dict[str, dict], b: dict[str, dict]) -> dict:
-    """a - b of every direction and amount measure, paired by the seeds both have."""
+def paired_mechanism(a: dict[str, dict], b: dict[str, dict]) -> dict | None:
+    """a - b of every direction and amount measure ({seed: `mechanism_values`}), paired by the
+    seeds both have; None when they share none."""
     seeds = [s for s in a if s in b]
     return (
         {
@@ -323,7 +324,7 @@ def aggregate_mechanism(reports: dict[tuple[str, int], dict], arms: list[str], s
     for arm in arms:
         ref = reference_arm(arm)
         if arm != ref and ref in per:
-            out[arm]["vs_control"] = _paired(per[arm], per[ref])
+            out[arm]["vs_control"] = paired_mechanism(per[arm], per[ref])
     return out
 
 
@@ -340,5 +341,7 @@ def compare_mechanism(cells: dict[str, dict], reference: str) -> dict:
         if label == reference:
             continue
         mech = res.get("mechanism") or {}
-        out[label] = {arm: _paired(m["per_seed"], ref[arm]["per_seed"]) for arm, m in mech.items() if arm in ref}
+        out[label] = {
+            arm: paired_mechanism(m["per_seed"], ref[arm]["per_seed"]) for arm, m in mech.items() if arm in ref
+        }
     return {"reference": reference, "direction": list(DIRECTION), "amount": list(AMOUNT), "cells": out}
