@@ -10,6 +10,7 @@ the computation behind it, nor the config from the figure.
 from __future__ import annotations
 
 import json
+import statistics
 from pathlib import Path
 
 import pytest
@@ -330,6 +331,9 @@ def test_e4_dose_record_recomputes_from_its_trend_and_the_readme_quotes_it():
     positive = " | ".join(f"{sum(v[i] > 0 for v in values)}/10" for i in range(len(ms)))
     assert f"| -mean(dL/dh) . v_hat (x 1e-4) | {means} |" in readme
     assert f"| seeds above 0 | {positive} |" in readme
+    sd = [statistics.stdev(v[i] for v in values) * 1e4 for i in range(len(ms))]
+    assert f"(sd {sd[0]:.1f}e-4 and {sd[1]:.1f}e-4)" in readme
+    assert f"(sd {sd[2]:.1f}e-4, {sd[3]:.1f}e-4 and {sd[4]:.1f}e-4)" in readme
 
     # the run's own E1 transfer (steered - control), recomputed from the seeds x questions tensor
     x = load_tensors(DOSE / "transfer.safetensors")["steered-control"].double().mean(1).tolist()
