@@ -81,11 +81,12 @@ def test_every_record_names_a_committed_config():
     # E1 run records; a sweep record (grid.json) is tied to its sweep file by its own test below, and
     # the lr-select record to lr_select.toml by tests/test_lr_select.py
     records = sorted(p for p in RESULTS.iterdir() if p.is_dir() and not (p / "grid.json").exists())
-    # and an audit record to its TOML by test_audit_record_is_its_committed_config_and_the_readme_quotes_it
+    # an audit record to its TOML by test_audit_record_is_its_committed_config_and_the_readme_quotes_it
     kinds = {p.name: read_json(p / "manifest.json").get("kind") for p in records}
     assert kinds["e23-lr-select_62cc674ffd"] == "lr-select"
     assert kinds["audit-confusion_third_person"] == "audit-confusion"
-    for rec in (p for p in records if kinds[p.name] not in ("lr-select", "audit-confusion")):
+    assert kinds["steer_gemma3-270m-owl"] == "vector"  # test_gemma_operating_point_is_the_rules_pick
+    for rec in (p for p in records if kinds[p.name] not in ("lr-select", "audit-confusion", "vector")):
         config, _, _ = _record(rec)
         experiment, run_id = rec.name.rsplit("_", 1)
         assert config["experiment"] == experiment
@@ -395,3 +396,24 @@ def test_audit_record_is_its_committed_config_and_the_readme_quotes_it(family):
     ]
     assert all(results["audits"][a]["ranking"][0]["name"] == a for a in animals) == (top1["k"] == 8)
     assert f"{min(margins):.1f} to {max(margins):.1f} nats/row" in row
+
+
+def test_gemma_operating_point_is_the_rules_pick_and_the_readme_quotes_it():
+    """The README's rule (highest mean P(owl) on the tuning questions over layers 2-9 x 4
+    multipliers, ties to the smaller multiplier) applied to the recorded sweep, and the table."""
+    rec = RESULTS / "steer_gemma3-270m-owl"
+    sweep = json.loads((rec / "sweep.json").read_text())
+    manifest = json.loads((rec / "manifest.json").read_text())
+    cfg = manifest["config"]
+    assert cfg["model"] == "gemma3-270m" and cfg["split"] == "tuning" and cfg["layers"] == list(range(2, 10))
+    assert cfg["multipliers"] == [0.25, 0.5, 0.75, 1.0] and (cfg["n_pairs"], cfg["position"]) == (16, "mean")
+    assert sweep["n_questions"] == 25 and len(sweep["cells"]) == 32
+    best = max(sweep["cells"], key=lambda c: (c["prob"], -c["multiplier"]))
+    readme = (ROOT / "README.md").read_text()
+    assert f"**Gemma's operating point: layer {best['layer']} x{best['multiplier']:g}**" in readme
+    assert f"(P(owl) {best['prob']:.2f}, {best['ratio']:.0f}x base;" in readme
+    for layer in cfg["layers"]:
+        by_m = {c["multiplier"]: c["ratio"] for c in sweep["cells"] if c["layer"] == layer}
+        assert f"| {layer} | " + " | ".join(f"{by_m[m]:.1f}" for m in cfg["multipliers"]) + " |" in readme
+    broken = {(c["layer"], c["multiplier"]) for c in sweep["cells"] if c["ratio"] <= 1}
+    assert broken == {(4, 0.75), (4, 1.0), (5, 0.75), (5, 1.0), (7, 0.5)}  # the sentence that names them
