@@ -355,7 +355,7 @@ def _seed_slopes(doses: list[float], values: list[list[float]]) -> list[float]:
     ]
 
 
-@pytest.mark.parametrize("family", ["third_person"])
+@pytest.mark.parametrize("family", ["third_person", "user_side"])
 def test_audit_record_is_its_committed_config_and_the_readme_quotes_it(family):
     """An independent-bank audit: the record ran the committed TOML; top-1 and the false positives
     recount from the per-dataset rankings with the package's exact interval; the README's row quotes them."""
@@ -391,10 +391,13 @@ def test_audit_record_is_its_committed_config_and_the_readme_quotes_it(family):
         f"{top1['k']}/8 ({lo:.2f}-{hi:.2f})" in row and f"{fp['k']}/8 ({fp['ci95'][0]:.2f}-{fp['ci95'][1]:.2f})" in row
     )
     assert f"| {sum(ranks.values()) / len(ranks):.2f} |" in row and f"| {smallest:.2f} |" in row
+    # the true animal's score minus the best other candidate's (negative where another is first)
     margins = [
-        results["audits"][a]["ranking"][0]["score"] - results["audits"][a]["ranking"][1]["score"] for a in animals
+        next(r["score"] for r in results["audits"][a]["ranking"] if r["name"] == a)
+        - max(r["score"] for r in results["audits"][a]["ranking"] if r["name"] != a)
+        for a in animals
     ]
-    assert all(results["audits"][a]["ranking"][0]["name"] == a for a in animals) == (top1["k"] == 8)
+    assert sum(m > 0 for m in margins) == top1["k"]
     assert f"{min(margins):.1f} to {max(margins):.1f} nats/row" in row
 
 
@@ -417,3 +420,21 @@ def test_gemma_operating_point_is_the_rules_pick_and_the_readme_quotes_it():
         assert f"| {layer} | " + " | ".join(f"{by_m[m]:.1f}" for m in cfg["multipliers"]) + " |" in readme
     broken = {(c["layer"], c["multiplier"]) for c in sweep["cells"] if c["ratio"] <= 1}
     assert broken == {(4, 0.75), (4, 1.0), (5, 0.75), (5, 1.0), (7, 0.5)}  # the sentence that names them
+
+
+def test_e5_mechanism_record_is_the_sweeps_and_the_readme_quotes_every_row():
+    """The mechanism report of the E5 sweep: the same sweep, every distinct cell analysed, and the
+    README's table is `sweep_mechanism_rows` of the record, row for row."""
+    from interp.sweep_mechanism import sweep_mechanism_rows
+
+    res = json.loads((E5 / "mechanism" / "results.json").read_text())
+    man = json.loads((E5 / "mechanism" / "manifest.json").read_text())
+    grid = json.loads((E5 / "grid.json").read_text())
+    assert res["sweep"].endswith("d9adebbd2d") and man["kind"] == "sweep-mechanism" and res["layer"] == 8
+    assert {c["id"] for c in res["cells"].values()} == {c["id"] for c in grid["cells"]}
+    assert set(man["inputs"]["analysis_results_hash"]) == set(res["cells"])
+    readme = (ROOT / "README.md").read_text()
+    for row in sweep_mechanism_rows(res):
+        assert "| " + " | ".join(row) + " |" in readme, row[0]
+    ref = res["cells"][res["reference"]]["mechanism"]["steered"]["per_seed"]
+    assert len(ref) == 10
