@@ -438,3 +438,56 @@ def test_e5_mechanism_record_is_the_sweeps_and_the_readme_quotes_every_row():
         assert "| " + " | ".join(row) + " |" in readme, row[0]
     ref = res["cells"][res["reference"]]["mechanism"]["steered"]["per_seed"]
     assert len(ref) == 10
+
+
+def test_the_claims_table_quotes_every_record_it_cites():
+    """The README's first table (issue 22 E): each claim's figures recomputed from its record."""
+    from interp.stats import binomial_interval, dose_shape
+
+    lines = (ROOT / "README.md").read_text().splitlines()
+    start = lines.index("| claim | paper | here | verdict |")
+    rows = {
+        ln.split(" | ")[0].strip("| ").split(":")[0]: ln for ln in lines[start + 2 : start + 8] if ln.startswith("|")
+    }
+    assert set(rows) == {"E1", "E5", "E2", "E9", "E4"}
+    fmt = lambda t, f="+.3f": f"{t['mean']:{f}} [{t['ci95'][0]:{f}}, {t['ci95'][1]:{f}}]"  # noqa: E731
+
+    # E1: the pre-registered confirmation, steered - random
+    _, results, _ = _record(CONFIRM)
+    x = load_tensors(CONFIRM / "transfer.safetensors")["steered-random"].double().mean(1).tolist()
+    rec = results["transfer"]["steered-random"]
+    assert f"{fmt(t_interval(x))} on 20 fresh seeds, {sum(v > 0 for v in x)}/20" in rows["E1"]
+    assert f"p {rec['permutation_specific']['p_value']:.2g}" in rows["E1"] and "**confirmed**" in rows["E1"]
+
+    # E5: the shared cell at sigma 0.1 against sigma 0, paired by seed
+    e5 = json.loads((E5 / "results.json").read_text())
+    cells = {(r["noise.sigma"], r["noise.apply"]): r["comparisons"]["steered-random"] for r in e5["rows"]}
+    shared, ref = cells[(0.1, "shared")], cells[(0.0, "shared")]["per_seed"]
+    v = shared["vs_reference"]
+    d = t_interval([a - b for a, b in zip(shared["per_seed"], ref)])
+    assert f"{v['ratio']:.2f}x [{v['ratio_ci95'][0]:.2f}, {v['ratio_ci95'][1]:.2f}] of sigma 0" in rows["E5"]
+    assert f"paired {fmt(d, '+.2f')}" in rows["E5"]
+    power = v["power_1.8x"]
+    assert f"power at 1.8x {power['power']:.2f} ({power['detectable_ratio_80']:.1f}x detectable" in rows["E5"]
+    assert power["power"] < 0.8 and "**undecided at this power**" in rows["E5"]
+
+    # E2: steered - random cos(shift, v) at sigma 0, from the mechanism record
+    mech = json.loads((E5 / "mechanism" / "results.json").read_text())
+    null = mech["steered_minus_random"][mech["reference"]]["cosine"]["numbers/all"]
+    assert f"cos(shift, v) {fmt(null)}" in rows["E2"] and null["ci95"][0] > 0 and "**confirmed**" in rows["E2"]
+
+    # E4: the dose record's shape and both independent-bank audits, pooled
+    trend = json.loads((DOSE / "gradient_trend.json").read_text())["gradient_multiplier_trend"]
+    ms = trend["multipliers"]
+    got = dose_shape(ms, [[trend["per_seed"][str(s)][f"{m:g}"][0] for m in ms] for s in trend["seeds"]])
+    assert f"r {got['r']:+.3f} over {len(ms) * len(trend['seeds'])} datasets" in rows["E4"]
+    e = lambda t: f"{t['mean'] * 1e4:+.2f}e-4 [{t['ci95'][0] * 1e4:+.2f}e-4, {t['ci95'][1] * 1e4:+.2f}e-4]"  # noqa: E731
+    assert e(got["slope_per_seed"]).replace("+", "") in rows["E4"] and e(got["slope_change"]) in rows["E4"]
+    assert got["verdict"] == "saturating" and "**monotone, not linear**" in rows["E4"]
+    top1 = fp = 0
+    for family in ("third_person", "user_side"):
+        audit = json.loads((RESULTS / f"audit-confusion_{family}" / "results.json").read_text())
+        top1 += audit["top1"]["k"]
+        fp += audit["false_positives"]["k"]
+    assert f"names {top1} of 16 animals and {fp} of 16 clean datasets" in rows["E4"]
+    assert binomial_interval(fp, 16)["ci95"][1] < 0.25  # 0/16 rules out a false-positive rate above a quarter

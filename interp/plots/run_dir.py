@@ -17,7 +17,7 @@ from interp.plots.analysis import analysis_figures, audit_ranking, confusion_fig
 from interp.plots.e1 import animal_shifts, trait_probabilities, training_loss, transfer_summary
 from interp.plots.entangle import divergence_by_offset, entangled_numbers_bars, logit_lens_bars, number_prompting_shift
 from interp.plots.steering import steering_sweep_heatmap
-from interp.plots.sweep import sweep_figures
+from interp.plots.sweep import sweep_axis_figure, sweep_figures
 from interp.plots.toy import mnist_accuracies, mnist_sweep, theorem_alignment
 from interp.runs import MANIFEST_FILE, RESULTS_FILE, read_json, stage_dirs
 from interp.steering_run import SWEEP_FILE
@@ -28,6 +28,7 @@ TRAIN_LOG_FILE = "train_log.json"
 PLOTTABLE = {
     "e1": "`interp run`",
     "sweep": "`interp sweep`",
+    "sweep-axis": "experiments/sweep_axis.py",
     "vector": "`interp steer`",
     "analysis": "`interp analyze`",
     "entangle": "`interp entangle`",
@@ -192,6 +193,8 @@ def run_figures(run_dir: str | Path) -> tuple[str, dict[str, go.Figure]]:
         return kind, figs
     if kind == "sweep":
         return kind, sweep_figures(results)
+    if kind == "sweep-axis":
+        return kind, {"sweep_axis": sweep_axis_figure(results)}
     if kind == "audit-confusion":
         return kind, {"confusion": confusion_figure(results), "confusion_score_z": confusion_figure(results, "z")}
     return kind, {"theorem_alignment": theorem_alignment(results)}

@@ -220,3 +220,91 @@ def sweep_figures(results: dict) -> dict[str, go.Figure]:
     if any(r.get("cost") for r in results["rows"]):
         figs["sweep_cost"] = sweep_cost(results)
     return figs
+
+
+def sweep_axis_figure(res: dict) -> go.Figure:
+    """One axis across sweeps (`interp.sweep_axis`): left, each cell's transfer minus the reference
+    cell's, paired by seed (95% t-interval over seeds, the test the design rests on); right, the
+    ratio to the reference (95% bootstrap interval) with the ratio the power was computed for
+    dotted. The axis value on x (the reference at its own value), one series per series value. A
+    broken cell has no point; the title names it."""
+    from plotly.subplots import make_subplots
+
+    field, series, comp = res["field"], res["series"], res["comparison"]
+    fig = make_subplots(
+        rows=1,
+        cols=2,
+        subplot_titles=[f"{comp} minus the reference's, paired by seed", f"{comp} / the reference's"],
+        horizontal_spacing=0.1,
+    )
+    groups: dict[str, list[dict]] = {}
+    for r in res["rows"]:
+        groups.setdefault(str(r[series]), []).append(r)
+    values = sorted({r[field] for r in res["rows"]})
+    offsets = jitter(len(groups), 0.3)  # categories, not a linear axis: 0.01 and 0.03 would touch
+    targets, broken = set(), []
+    for j, (name, rows) in enumerate(groups.items()):
+        ok = [r for r in rows if not r["broken"]]
+        broken += [f"{field}={r[field]:g}, {series}={name}" for r in rows if r["broken"]]
+        color = SERIES_COLORS[j % len(SERIES_COLORS)]
+        cs = [r["comparisons"][comp] for r in ok]
+        xs = [values.index(r[field]) + offsets[j] for r in ok]
+        hover = [
+            f"<b>{field}={r[field]:g}, {series}={name}</b><br>paired {ci_text(c['paired_vs_reference'], '+.3f')}"
+            f"<br>transfer {ci_text(c['transfer_per_seed'], '+.3f')}, {c['positive_seeds']}/{len(c['per_seed'])} > 0"
+            + (
+                f"<br>power at {c['power']['ratio']:g}x: {c['power']['power']:.2f}"
+                if (c["power"] or {}).get("power") is not None
+                else ""
+            )
+            for r, c in zip(ok, cs)
+        ]
+        fig.add_trace(
+            go.Scatter(
+                x=xs,
+                y=[c["paired_vs_reference"]["mean"] for c in cs],
+                mode="markers+lines",
+                name=f"{series}={name}",
+                legendgroup=name,
+                marker=dict(size=10, color=color),
+                line=dict(color=color, width=1),
+                **error_bars([c["paired_vs_reference"] for c in cs]),
+                hovertext=hover,
+                hovertemplate="%{hovertext}<extra></extra>",
+            ),
+            row=1,
+            col=1,
+        )
+        with_ratio = [(x, c) for x, c in zip(xs, cs) if c["ratio"] is not None]
+        fig.add_trace(
+            go.Scatter(
+                x=[x for x, _ in with_ratio],
+                y=[c["ratio"] for _, c in with_ratio],
+                mode="markers+lines",
+                name=f"{series}={name}",
+                legendgroup=name,
+                showlegend=False,
+                marker=dict(size=10, color=color),
+                line=dict(color=color, width=1),
+                **error_bars([{"mean": c["ratio"], "ci95": c["ratio_ci95"]} for _, c in with_ratio]),
+                hoverinfo="skip",
+            ),
+            row=1,
+            col=2,
+        )
+        targets |= {c["power"]["ratio"] for c in cs if c["power"]}
+    fig.add_hline(y=0, line=REFERENCE_LINE, row=1, col=1)
+    fig.add_hline(y=1, line=REFERENCE_LINE, row=1, col=2)
+    for t in sorted(targets):
+        fig.add_hline(y=t, line=dict(color="#888888", dash="dot", width=1), row=1, col=2)
+    for col in (1, 2):
+        fig.update_xaxes(
+            title_text=field, tickvals=list(range(len(values))), ticktext=[f"{v:g}" for v in values], row=1, col=col
+        )
+    fig.update_yaxes(title_text="Δ trait-specific log P (nats)", row=1, col=1)
+    fig.update_yaxes(title_text="ratio (reference = 1)", row=1, col=2)
+    title = f"{comp} along {field} across {len(res['sources'])} sweeps"
+    if broken:
+        title += f"<br><sup>broken base, no point: {'; '.join(broken)}</sup>"
+    fig.update_layout(template=TEMPLATE, legend=LEGEND_BESIDE, title=dict(text=title))
+    return fig
