@@ -160,6 +160,66 @@ def run_axis(cfg: AxisConfig, out_dir: str | Path) -> dict:
     return res
 
 
+ROW_HEADER = (
+    "cell",
+    "transfer",
+    "> 0",
+    "rank",
+    "sign-flip p",
+    "paired vs reference",
+    "ratio (bootstrap)",
+    "power",
+    "ratio detectable (80%)",
+)
+
+
+def axis_rows(res: dict, comparison: str | None = None) -> list[tuple[str, ...]]:
+    """The README's table: the reference, then one row per cell (`ROW_HEADER`); a broken cell
+    shows its NLL in place of a ratio."""
+    comp, field, series = comparison or res["comparison"], res["field"], res["series"]
+    ci = lambda t, f: f"{t['mean']:{f}} [{t['ci95'][0]:{f}}, {t['ci95'][1]:{f}}]"  # noqa: E731
+    ref = res["reference"]["comparisons"][comp]
+    n = len(ref["per_seed"])
+    p = lambda x: f"{x:.3f}" if x < 0.01 else f"{x:.2f}"  # noqa: E731
+    rows = [
+        (
+            "reference",
+            ci(ref["transfer_per_seed"], "+.2f"),
+            f"{ref['positive_seeds']}/{n}",
+            str(ref["trait_rank_among_animals"]),
+            p(ref["sign_flip_p"]),
+            "",
+            "1",
+            "",
+            "",
+        )
+    ]
+    for r in res["rows"]:
+        c = r["comparisons"][comp]
+        label = f"{field}={r[field]:g}, {series}={r[series]}"
+        if r["broken"]:
+            nll = (r["base_check"] or {}).get("nll")
+            rows.append((label, "broken base", "", "", "", "", f"NLL {nll:.2f}" if nll is not None else "", "", ""))
+            continue
+        pw = c["power"] or {}
+        rows.append(
+            (
+                label,
+                ci(c["transfer_per_seed"], "+.2f"),
+                f"{c['positive_seeds']}/{n}",
+                str(c["trait_rank_among_animals"]),
+                p(c["sign_flip_p"]),
+                ci(c["paired_vs_reference"], "+.2f"),
+                f"{c['ratio']:.2f} [{c['ratio_ci95'][0]:.2f}, {c['ratio_ci95'][1]:.2f}]"
+                if c["ratio"] is not None
+                else "-",
+                f"{pw['power']:.2f} at {pw['ratio']:g}x" if pw.get("power") is not None else "-",
+                f"{pw['detectable_ratio_80']:.1f}x" if pw.get("detectable_ratio_80") is not None else "-",
+            )
+        )
+    return rows
+
+
 def axis_lines(res: dict) -> list[str]:
     """The table: per cell, transfer with its seed interval, seeds positive, rank, sign-flip p,
     the paired difference from the reference, the ratio and the power; then the pick."""

@@ -129,3 +129,18 @@ def test_run_axis_writes_results_and_a_manifest_that_interp_plot_draws(tmp_path)
     assert "broken base" in fig.layout.title.text
     with pytest.raises(ValueError, match=r"^sweeps: .*missing/results.json does not exist"):
         run_axis(AxisConfig(sweeps=(str(tmp_path / "missing"),)), tmp_path / "x")
+
+
+def test_axis_rows_quote_the_cells_and_name_a_broken_one():
+    from interp.sweep_axis import ROW_HEADER, axis_rows
+
+    res = sweep_axis([_sweep_a(), _sweep_b()], AxisConfig(sweeps=("a", "b")))
+    rows = axis_rows(res)
+    assert all(len(r) == len(ROW_HEADER) for r in rows) and rows[0][0] == "reference"
+    assert rows[0][1] == "{:+.2f} [{:+.2f}, {:+.2f}]".format(t_interval(REF)["mean"], *t_interval(REF)["ci95"])
+    student = next(r for r in rows if r[0] == "noise.sigma=0.1, noise.apply=student")
+    assert student[5] == "+0.20 [+0.20, +0.20]" and student[2] == "6/6" and student[7] == "0.30 at 1.8x"
+    broken = next(r for r in rows if r[0] == "noise.sigma=0.03, noise.apply=shared")
+    assert broken[1] == "broken base" and broken[6] == "NLL 9.00"
+    control = axis_rows(res, "steered-control")
+    assert control[0][1] != rows[0][1]  # the other comparison's reference, not this one's
