@@ -86,7 +86,8 @@ def test_every_record_names_a_committed_config():
     assert kinds["e23-lr-select_62cc674ffd"] == "lr-select"
     assert kinds["audit-confusion_third_person"] == "audit-confusion"
     assert kinds["steer_gemma3-270m-owl"] == "vector"  # test_gemma_operating_point_is_the_rules_pick
-    for rec in (p for p in records if kinds[p.name] not in ("lr-select", "audit-confusion", "vector")):
+    assert kinds["e5-sigma-axis_smollm2"] == "sweep-axis"  # test_e5_sigma_axis_is_the_two_sweeps...
+    for rec in (p for p in records if kinds[p.name] not in ("lr-select", "audit-confusion", "vector", "sweep-axis")):
         config, _, _ = _record(rec)
         experiment, run_id = rec.name.rsplit("_", 1)
         assert config["experiment"] == experiment
@@ -491,3 +492,40 @@ def test_the_claims_table_quotes_every_record_it_cites():
         fp += audit["false_positives"]["k"]
     assert f"names {top1} of 16 animals and {fp} of 16 clean datasets" in rows["E4"]
     assert binomial_interval(fp, 16)["ci95"][1] < 0.25  # 0/16 rules out a false-positive rate above a quarter
+
+
+SIGMAS = RESULTS / "e5-protocol-smollm2-sigmas_ad77e670fc"
+AXIS = RESULTS / "e5-sigma-axis_smollm2"
+
+
+def test_e5_sigma_axis_is_the_two_sweeps_and_the_readme_quotes_every_row():
+    """The sigma axis: the sigma-0.01/0.03 sweep record is the committed config's, the axis
+    recomputes from the two sweep records, the README's tables are its rows, and the Gemma config
+    carries the sigma the pre-registered rule picks."""
+    from interp.runs import file_hash
+    from interp.sweep import load_sweep
+    from interp.sweep_axis import AxisConfig, axis_rows, sweep_axis
+
+    sig = _sweep_record(SIGMAS, "experiments/configs/e5_protocol/noise_sigmas_smollm2.toml")
+    e5 = _sweep_record(E5, "experiments/configs/e5_protocol/noise_smollm2.toml")
+    committed = json.loads((AXIS / "results.json").read_text())
+    manifest = json.loads((AXIS / "manifest.json").read_text())
+    sources = committed["sources"]
+    assert [Path(s).name for s in sources] == [E5.name, SIGMAS.name]
+    for src, rec in zip(sources, (E5, SIGMAS)):
+        assert manifest["inputs"][f"{src}/results.json"] == file_hash(rec / "results.json")
+    again = json.loads(json.dumps(sweep_axis([e5, sig], AxisConfig(sweeps=tuple(sources)), sources)))
+    assert again["rows"] == committed["rows"] and again["pick"] == committed["pick"]
+    cells = [(r["noise.sigma"], r["noise.apply"]) for r in again["rows"]]
+    assert cells == [(s, a) for s in (0.01, 0.03, 0.1) for a in ("shared", "student", "teacher")]
+    assert all(len(r["comparisons"]["steered-random"]["per_seed"]) == 10 for r in again["rows"])
+    readme = (ROOT / "README.md").read_text()
+    for comp in ("steered-random", "steered-control"):
+        for row in axis_rows(committed, comp):
+            assert "| " + " | ".join(row) + " |" in readme, (comp, row[0])
+    pick = committed["pick"]["value"]
+    assert f"**Gemma's sigma by the rule: {pick:g}**" in readme
+    gemma = load_sweep(ROOT / "experiments/configs/e5_protocol/noise_gemma.toml")
+    assert gemma.section.grid["noise.sigma"] == [0.0, pick] and gemma.section.grid["noise.apply"] == ["shared"]
+    cfg = gemma.cells[0].config
+    assert (cfg.model, cfg.teacher.layer, cfg.teacher.multiplier) == ("gemma3-270m", 3, 0.25)
