@@ -69,6 +69,8 @@ def plan_generation2(cfg: Generation2Config) -> tuple[dict, list[tuple[str, int,
         raise ValueError(f"chains: {list(cfg.chains)} must name two different first-generation arms")
     stages = stage_dirs(gen1)
     seeds = raw.get("seeds") or []
+    if not seeds:
+        raise ValueError(f"seeds: {cfg.config} lists none; list the first-generation seeds whose students teach")
     jobs = []
     for chain in cfg.chains:
         for s in seeds:
@@ -95,10 +97,14 @@ def run_generation2(cfg: Generation2Config, root: str | Path, out_dir: str | Pat
     raw, jobs = plan_generation2(cfg)
     gen1_res = read_json(Path(cfg.first_generation) / RESULTS_FILE)
     runs: dict[str, dict[int, dict]] = {c: {} for c in cfg.chains}
+    animal = None
     for i, (chain, seed, student) in enumerate(jobs, 1):
         log(f"generation 2: run {i}/{len(jobs)}: {chain} chain, seed {seed} (teacher {student.name})")
-        one = {**raw, "model": str(student), "seeds": [seed], "experiment": f"{raw['experiment']}-{chain}"}
-        res = run_e1(parse_config(one, cfg.config), root, progress=False, log=lambda *a, **k: None)
+        one = parse_config(
+            {**raw, "model": str(student), "seeds": [seed], "experiment": f"{raw['experiment']}-{chain}"}, cfg.config
+        )
+        animal = one.animal  # the parsed config's, its default included
+        res = run_e1(one, root, progress=False, log=lambda *a, **k: None)
         runs[chain][seed] = {
             "run_dir": res["run_dir"],
             "teacher_stage": str(student),
@@ -106,7 +112,7 @@ def run_generation2(cfg: Generation2Config, root: str | Path, out_dir: str | Pat
             "prob": res["arms"]["control"]["per_seed_prob"][0],
             "per_animal_logprob_shift": res["arms"]["control"]["per_animal_logprob_shift"],
         }
-    res = compare_generations(runs, gen1_res, cfg.chains, raw["seeds"], raw.get("animal", "owl"))
+    res = compare_generations(runs, gen1_res, cfg.chains, raw["seeds"], animal)
     res["provenance"] = provenance()
     write_json(out / RESULTS_FILE, res)
     inputs = {

@@ -139,11 +139,10 @@ def test_seeds_or_arms_the_first_generation_lacks_are_one_line_errors(two_genera
 
 
 def _runs(gen2: dict[str, list[float]]) -> dict:
-    animals = ["owl", "cat"]
     return {
         c: {s: {"specific_shift": v, "per_animal_logprob_shift": {"owl": v, "cat": 0.0}} for s, v in enumerate(vals)}
         for c, vals in gen2.items()
-    } | {"_animals": animals}
+    }
 
 
 @pytest.mark.parametrize(
@@ -163,6 +162,5 @@ def test_the_verdict_follows_the_rule(gen2_steered, verdict):
         "arms": {"steered": {"per_seed_specific_shift": [1.0] * 4}, "control": {"per_seed_specific_shift": [0.0] * 4}},
     }
     runs = _runs({"steered": gen2_steered, "control": [0.0] * 4})
-    runs.pop("_animals")
     res = compare_generations(runs, gen1, ("steered", "control"), seeds, "owl")
     assert res["verdict"] == verdict
