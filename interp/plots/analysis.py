@@ -493,3 +493,69 @@ def analysis_figures(results: dict) -> dict[str, go.Figure]:
     if results.get("gradient_multiplier_trend"):
         figs["multiplier_trend"] = multiplier_trend(results)
     return figs
+
+
+def e9_figure(res: dict) -> go.Figure:
+    """E9 at matched behaviour (`interp.e9_report`): each contrast paired by seed (95% t-interval
+    over seeds, per-seed points), left the transfer (trait-specific log P), right cos(shift, v) at
+    the steering layer with the random-direction null's +-2 sd band; the verdict in the title."""
+    from plotly.subplots import make_subplots
+
+    names = res["order"]
+    n = len(res["seeds"])
+    fig = make_subplots(
+        rows=1,
+        cols=2,
+        shared_yaxes=True,
+        horizontal_spacing=0.04,
+        subplot_titles=[
+            "transfer: trait-specific log P shift",
+            f"cos(shift, v) at layer {res['steering_layer']}, number prompts",
+        ],
+    )
+    sds = [a["cos_null_sd"] for a in res["arms"].values() if a.get("cos_null_sd") is not None]
+    if sds:  # a difference of two cosines: the null's sd times sqrt(2)
+        half = 2 * math.sqrt(2) * sum(sds) / len(sds)
+        fig.add_vrect(x0=-half, x1=half, fillcolor=NULL_BAND, line_width=0, row=1, col=2)
+    for col, field in ((1, "transfer"), (2, "cos_v")):
+        cs = [res["contrasts"][k][field] for k in names]
+        fig.add_trace(
+            go.Scatter(
+                x=[c["mean"] for c in cs],
+                y=names,
+                mode="markers",
+                marker=dict(size=10, color=[arm_color(k.split("-")[0].split(" ")[0]) for k in names]),
+                **error_bars(cs, axis="x"),
+                hovertext=[
+                    f"<b>{k}</b><br>{ci_text(c, '+.3f')}, {c['positive_seeds']}/{n} > 0, p {c['sign_flip_p']:.3g}"
+                    for k, c in zip(names, cs)
+                ],
+                hovertemplate="%{hovertext}<extra></extra>",
+                showlegend=False,
+            ),
+            row=1,
+            col=col,
+        )
+        fig.add_trace(
+            go.Scatter(
+                x=[v for c in cs for v in c["per_seed"]],
+                y=[k for k, c in zip(names, cs) for _ in c["per_seed"]],
+                mode="markers",
+                marker=dict(size=4, color="rgba(60, 60, 60, 0.45)"),
+                name="one seed",
+                showlegend=col == 1,
+                hoverinfo="skip",
+            ),
+            row=1,
+            col=col,
+        )
+        fig.add_vline(x=0, line=REFERENCE_LINE, row=1, col=col)
+    fig.update_yaxes(autorange="reversed", row=1, col=1)
+    fig.update_layout(
+        template=TEMPLATE,
+        title=dict(
+            text=f"E9 at matched behaviour ({res['model']}, {res['animal']}, {n} seeds, paired by seed): {res['verdict']}"
+        ),
+        height=140 + 34 * len(names),
+    )
+    return fig
