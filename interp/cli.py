@@ -267,6 +267,58 @@ def plot(
     return {"kind": kind, "figures": list(figs), "written": [str(p) for p in saved.written], "note": saved.message}
 
 
+def _carry_lines(rep, verb: str, where: Path) -> None:
+    console.print(
+        f"{verb} {len(rep.copied)} stages ({rep.bytes_copied / 1e6:.1f} MB) to [bold]{where}[/bold]; "
+        f"{len(rep.present)} already there; {len(rep.left)} left behind"
+    )
+    reasons: dict[str, int] = {}
+    for why in rep.left.values():
+        key = "unfinished" if why == "unfinished" else "too large (weights)"
+        reasons[key] = reasons.get(key, 0) + 1
+    for why, n in reasons.items():
+        console.print(f"  left: {n} {why}")
+
+
+@json_output
+def pack(
+    out: Path = typer.Argument(..., help="Folder to copy the stages into (OUT/cache/); created if absent."),
+    root: Path = typer.Option(Path("artifacts"), help="Artifact root whose cache (<root>/cache/) is packed."),
+    max_file_mb: float = typer.Option(
+        5.0, help="Leave behind any stage with a file larger than this (a student's weights)."
+    ),
+    json_out: bool = typer.Option(False, "--json", help=JSON_HELP),
+) -> dict:
+    """Copy every finished stage small enough to carry (datasets, evaluations, vectors, students
+    kept as "none") to OUT, so a sweep resumes on another machine after `interp unpack OUT`.
+
+    Example: interp pack carry/e5-gemma --root artifacts
+    """
+    from interp.carry import pack as pack_stages
+
+    rep = call(pack_stages, root, out, int(max_file_mb * 1e6))
+    _carry_lines(rep, "packed", out)
+    return {"copied": rep.copied, "present": rep.present, "left": rep.left, "bytes_copied": rep.bytes_copied}
+
+
+@json_output
+def unpack(
+    src: Path = typer.Argument(..., help="A folder `interp pack` wrote."),
+    root: Path = typer.Option(Path("artifacts"), help="Artifact root to copy the stages into (<root>/cache/)."),
+    json_out: bool = typer.Option(False, "--json", help=JSON_HELP),
+) -> dict:
+    """Check every stage of a pack, then copy the ones the root lacks; rerun the sweep or run to
+    resume it from them. A stage that fails its check is refused in one line, and nothing is copied.
+
+    Example: interp unpack carry/e5-gemma --root artifacts
+    """
+    from interp.carry import unpack as unpack_stages
+
+    rep = call(unpack_stages, src, root)
+    _carry_lines(rep, "unpacked", root)
+    return {"copied": rep.copied, "present": rep.present, "left": rep.left, "bytes_copied": rep.bytes_copied}
+
+
 for command in (
     models,
     steer,
@@ -274,6 +326,8 @@ for command in (
     generate,
     run,
     sweep,
+    pack,
+    unpack,
     lr_select,
     mnist,
     theorem,
