@@ -40,6 +40,9 @@ PROMPTED = ("prompted", "prompted_fewshot")
 # (P 0.72) has no steered match at the steering layer (steering peaks at P 0.35 at x0.5, the
 # operating point), so it meets the operating point, the closest steering reaches.
 PARTNER = {"prompted": "matched", "prompted_fewshot": "operating"}
+# The v-ablated teachers' students enter through their transfer (necessity), so their analysis may
+# be skipped (`interp analyze --arms`): their rows then carry transfer only.
+OPTIONAL_ANALYSIS = ("prompted_ablated", "prompted_fewshot_ablated")
 # Fixed before either run was read (issue 22 B):
 E9_RULE = (
     "at the steering layer, number prompts, all tokens; seed-level 95% t-intervals. A prompted teacher "
@@ -103,13 +106,20 @@ def _arm_values(rec: dict, arm: str, seeds: list[int]) -> dict:
     i = ana["layers"].index(at)
     order = [str(s) for s in res["seeds"]]
     mech = (ana.get("mechanism") or {}).get(arm)
-    if arm not in res["arms"] or mech is None:
-        raise ValueError(f"{rec['dir']}: no {arm!r} students in the run or its analysis; analyse every arm")
+    if arm not in res["arms"]:
+        raise ValueError(f"{rec['dir']}: no {arm!r} students in the run; run its config to the end")
+    transfer = {
+        "specific": [res["arms"][arm]["per_seed_specific_shift"][order.index(str(s))] for s in seeds],
+        "animal_shift": res["arms"][arm]["per_animal_logprob_shift"],
+    }
+    if mech is None:
+        if arm not in OPTIONAL_ANALYSIS:
+            raise ValueError(f"{rec['dir']}: no {arm!r} students in its analysis; rerun `interp analyze` with that arm")
+        return {**transfer, "cos_v": None, "cos_v_prompt": None, "energy": None, "null_sd": None}
     prompted = (ana.get("activation_shift_prompted") or {}).get(arm)
     shift = ana["activation_shift"][arm]["numbers"]["all"]
     return {
-        "specific": [res["arms"][arm]["per_seed_specific_shift"][order.index(str(s))] for s in seeds],
-        "animal_shift": res["arms"][arm]["per_animal_logprob_shift"],
+        **transfer,
         "cos_v": [mech["per_seed"][str(s)]["cosine"][TEXTS] for s in seeds],
         "cos_v_prompt": [prompted["numbers"]["all"]["per_seed_cosine"][str(s)][i] for s in seeds] if prompted else None,
         "energy": [mech["per_seed"][str(s)]["down_proj_energy"] for s in seeds],
@@ -130,12 +140,10 @@ def _contrast(a: dict, b: dict, animal: str) -> dict:
             **_seed_stats([x - y for x, y in zip(a["specific"], b["specific"])]),
             "trait_rank_among_animals": _rank(a["animal_shift"], b["animal_shift"], animal),
         },
-        "cos_v": _seed_stats([x - y for x, y in zip(a["cos_v"], b["cos_v"])]),
     }
-    if a["cos_v_prompt"] is not None and b["cos_v_prompt"] is not None:
-        out["cos_v_prompt"] = _seed_stats([x - y for x, y in zip(a["cos_v_prompt"], b["cos_v_prompt"])])
-    if None not in a["energy"] + b["energy"]:
-        out["down_proj_energy"] = _seed_stats([x - y for x, y in zip(a["energy"], b["energy"])])
+    for f in ("cos_v", "cos_v_prompt", "energy"):
+        if a[f] is not None and b[f] is not None and None not in a[f] + b[f]:
+            out["down_proj_energy" if f == "energy" else f] = _seed_stats([x - y for x, y in zip(a[f], b[f])])
     return out
 
 
@@ -224,10 +232,11 @@ def e9_report(operating: dict, matched: dict) -> dict:
         "partner": dict(PARTNER),
         "arms": {
             a: {
-                "cos_v": t_interval(v["cos_v"]),
+                "transfer_vs_base": t_interval(v["specific"]),
+                "cos_v": t_interval(v["cos_v"]) if v["cos_v"] is not None else None,
                 "cos_v_prompt": t_interval(v["cos_v_prompt"]) if v["cos_v_prompt"] is not None else None,
                 "cos_null_sd": v["null_sd"],
-                "down_proj_energy": t_interval(v["energy"]) if None not in v["energy"] else None,
+                "down_proj_energy": t_interval(v["energy"]) if v["energy"] and None not in v["energy"] else None,
                 "per_seed": {k: v[k] for k in ("specific", "cos_v", "cos_v_prompt", "energy")},
             }
             for a, v in arms.items()
@@ -273,7 +282,7 @@ def e9_lines(res: dict) -> list[str]:
         t = c["transfer"]
         lines.append(
             f"| {name} | {iv(t)} | {t['positive_seeds']}/{n} | {t['trait_rank_among_animals']} | "
-            f"{t['sign_flip_p']:.3g} | {iv(c['cos_v'])} | {iv(c.get('cos_v_prompt'))} |"
+            f"{t['sign_flip_p']:.3g} | {iv(c.get('cos_v'))} | {iv(c.get('cos_v_prompt'))} |"
         )
     lines += ["", f"verdict: {res['verdict']}"]
     for p, f in res["facts"].items():

@@ -6,6 +6,7 @@ import json
 import pytest
 
 from interp.e9_report import E9_RULE, E9Config, e9_lines, e9_report, e9_verdict, run_e9
+from interp.plots.analysis import e9_figure
 from interp.plots.run_dir import run_figures
 from interp.stats import sign_flip_test, t_interval
 
@@ -160,8 +161,21 @@ def test_runs_that_do_not_share_their_students_are_refused():
         e9_report(op, ma)
     op, ma = _pair()
     del op["analysis"]["mechanism"]["prompted"]
-    with pytest.raises(ValueError, match="no 'prompted' students"):
+    with pytest.raises(ValueError, match="no 'prompted' students in its analysis; rerun `interp analyze`"):
         e9_report(op, ma)
+
+
+def test_unanalysed_ablated_arms_enter_through_their_transfer_only():
+    op, ma = _pair()
+    for a in ("prompted_ablated", "prompted_fewshot_ablated"):
+        del op["analysis"]["mechanism"][a]
+    res = e9_report(op, ma)
+    nec = res["contrasts"]["prompted-prompted_ablated"]
+    assert set(nec) == {"transfer"} and nec["transfer"]["mean"] == pytest.approx(0.2)
+    assert res["arms"]["prompted_ablated"]["cos_v"] is None
+    assert res["verdict"] == e9_report(*_pair())["verdict"] == "CONFIRMED"
+    fig = e9_figure(json.loads(json.dumps(res)))
+    assert "prompted-prompted_ablated" in fig.data[0].y and "prompted-prompted_ablated" not in fig.data[2].y
 
 
 def _write(rec: dict, d):

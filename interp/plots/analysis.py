@@ -518,17 +518,18 @@ def e9_figure(res: dict) -> go.Figure:
         half = 2 * math.sqrt(2) * sum(sds) / len(sds)
         fig.add_vrect(x0=-half, x1=half, fillcolor=NULL_BAND, line_width=0, row=1, col=2)
     for col, field in ((1, "transfer"), (2, "cos_v")):
-        cs = [res["contrasts"][k][field] for k in names]
+        keys = [k for k in names if field in res["contrasts"][k]]  # unanalysed arms: transfer only
+        cs = [res["contrasts"][k][field] for k in keys]
         fig.add_trace(
             go.Scatter(
                 x=[c["mean"] for c in cs],
-                y=names,
+                y=keys,
                 mode="markers",
-                marker=dict(size=10, color=[arm_color(k.split("-")[0].split(" ")[0]) for k in names]),
+                marker=dict(size=10, color=[arm_color(k.split("-")[0].split(" ")[0]) for k in keys]),
                 **error_bars(cs, axis="x"),
                 hovertext=[
                     f"<b>{k}</b><br>{ci_text(c, '+.3f')}, {c['positive_seeds']}/{n} > 0, p {c['sign_flip_p']:.3g}"
-                    for k, c in zip(names, cs)
+                    for k, c in zip(keys, cs)
                 ],
                 hovertemplate="%{hovertext}<extra></extra>",
                 showlegend=False,
@@ -539,7 +540,7 @@ def e9_figure(res: dict) -> go.Figure:
         fig.add_trace(
             go.Scatter(
                 x=[v for c in cs for v in c["per_seed"]],
-                y=[k for k, c in zip(names, cs) for _ in c["per_seed"]],
+                y=[k for k, c in zip(keys, cs) for _ in c["per_seed"]],
                 mode="markers",
                 marker=dict(size=4, color="rgba(60, 60, 60, 0.45)"),
                 name="one seed",
