@@ -87,7 +87,9 @@ def test_every_record_names_a_committed_config():
     assert kinds["audit-confusion_third_person"] == "audit-confusion"
     assert kinds["steer_gemma3-270m-owl"] == "vector"  # test_gemma_operating_point_is_the_rules_pick
     assert kinds["e5-sigma-axis_smollm2"] == "sweep-axis"  # test_e5_sigma_axis_is_the_two_sweeps...
-    for rec in (p for p in records if kinds[p.name] not in ("lr-select", "audit-confusion", "vector", "sweep-axis")):
+    assert kinds["e9-matched-behaviour"] == "e9-report"  # its runs' configs are under runs/
+    derived = ("lr-select", "audit-confusion", "vector", "sweep-axis", "e9-report")
+    for rec in (p for p in records if kinds[p.name] not in derived):
         config, _, _ = _record(rec)
         experiment, run_id = rec.name.rsplit("_", 1)
         assert config["experiment"] == experiment
