@@ -83,7 +83,7 @@ def _run_record(run_dir: str | Path, field: str) -> dict:
     return {"results": read_json(res), "config": read_json(cfg), "analysis": read_json(ana), "dir": str(d)}
 
 
-def _seed_stats(values: list[float]) -> dict:
+def paired_stats(values: list[float]) -> dict:
     """A paired difference over seeds: t-interval, detectable effect, seeds positive, sign-flip p."""
     vals = [float(v) for v in values]
     if any(math.isnan(v) for v in vals):
@@ -127,7 +127,7 @@ def _arm_values(rec: dict, arm: str, seeds: list[int]) -> dict:
     }
 
 
-def _rank(a: dict, b: dict, animal: str) -> int:
+def trait_rank(a: dict, b: dict, animal: str) -> int:
     """The trait's rank among animals in arm a's mean log P shift over arm b's (1 = first)."""
     d = {k: a[k] - b[k] for k in a}
     return sum(v > d[animal] for v in d.values()) + 1
@@ -137,13 +137,13 @@ def _contrast(a: dict, b: dict, animal: str) -> dict:
     """Arm a minus arm b, paired by seed: transfer, cos(shift, v), cos(shift, v_prompt), energy."""
     out = {
         "transfer": {
-            **_seed_stats([x - y for x, y in zip(a["specific"], b["specific"])]),
-            "trait_rank_among_animals": _rank(a["animal_shift"], b["animal_shift"], animal),
+            **paired_stats([x - y for x, y in zip(a["specific"], b["specific"])]),
+            "trait_rank_among_animals": trait_rank(a["animal_shift"], b["animal_shift"], animal),
         },
     }
     for f in ("cos_v", "cos_v_prompt", "energy"):
         if a[f] is not None and b[f] is not None and None not in a[f] + b[f]:
-            out["down_proj_energy" if f == "energy" else f] = _seed_stats([x - y for x, y in zip(a[f], b[f])])
+            out["down_proj_energy" if f == "energy" else f] = paired_stats([x - y for x, y in zip(a[f], b[f])])
     return out
 
 

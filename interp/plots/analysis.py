@@ -560,3 +560,52 @@ def e9_figure(res: dict) -> go.Figure:
         height=140 + 34 * len(names),
     )
     return fig
+
+
+def necessity_figure(res: dict) -> go.Figure:
+    """E9's necessity (`interp.necessity_report`): each row's transfer paired by seed (95% t-interval
+    over seeds, per-seed points), the plain runs' contrasts beside their v-projected twins'; each
+    multiplier's verdict in the title."""
+    names = res["order"]
+    rows = [res["rows"][k] for k in names]
+    n = len(res["seeds"])
+    fig = go.Figure()
+    fig.add_trace(
+        go.Scatter(
+            x=[r["mean"] for r in rows],
+            y=names,
+            mode="markers",
+            marker=dict(  # the arm's colour; open where v was projected out of the students
+                size=10,
+                color=[arm_color(k.split(" ")[1].split("-")[0], 4) for k in names],
+                symbol=["circle-open" if "projected out" in k else "circle" for k in names],
+            ),
+            **error_bars(rows, axis="x"),
+            hovertext=[
+                f"<b>{k}</b><br>{ci_text(r, '+.3f')}, {r['positive_seeds']}/{n} > 0, p {r['sign_flip_p']:.3g}"
+                for k, r in zip(names, rows)
+            ],
+            hovertemplate="%{hovertext}<extra></extra>",
+            name="mean over seeds",
+        )
+    )
+    fig.add_trace(
+        go.Scatter(
+            x=[v for r in rows for v in r["per_seed"]],
+            y=[k for k, r in zip(names, rows) for _ in r["per_seed"]],
+            mode="markers",
+            marker=dict(size=4, color="rgba(60, 60, 60, 0.45)"),
+            name="one seed",
+            hoverinfo="skip",
+        )
+    )
+    fig.add_vline(x=0, line=REFERENCE_LINE)
+    verdicts = "; ".join(f"{m} {v['verdict']}" for m, v in res["verdicts"].items())
+    fig.update_yaxes(autorange="reversed")
+    fig.update_layout(
+        template=TEMPLATE,
+        title=dict(text=f"Is v necessary? ({res['model']}, {res['animal']}, {n} seeds, paired by seed): {verdicts}"),
+        xaxis_title="transfer: trait-specific log P shift",
+        height=140 + 30 * len(names),
+    )
+    return fig

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import plotly.graph_objects as go
 
-from interp.plots.analysis import analysis_figures, audit_ranking, confusion_figure, e9_figure
+from interp.plots.analysis import analysis_figures, audit_ranking, confusion_figure, e9_figure, necessity_figure
 from interp.plots.e1 import animal_shifts, trait_probabilities, training_loss, transfer_summary
 from interp.plots.entangle import divergence_by_offset, entangled_numbers_bars, logit_lens_bars, number_prompting_shift
 from interp.plots.steering import steering_sweep_heatmap
@@ -30,6 +30,7 @@ PLOTTABLE = {
     "sweep": "`interp sweep`",
     "sweep-axis": "experiments/sweep_axis.py",
     "e9-report": "experiments/e9_report.py",
+    "necessity-report": "experiments/necessity_report.py",
     "vector": "`interp steer`",
     "analysis": "`interp analyze`",
     "entangle": "`interp entangle`",
@@ -198,6 +199,8 @@ def run_figures(run_dir: str | Path) -> tuple[str, dict[str, go.Figure]]:
         return kind, {"sweep_axis": sweep_axis_figure(results)}
     if kind == "e9-report":
         return kind, {"e9": e9_figure(results)}
+    if kind == "necessity-report":
+        return kind, {"necessity": necessity_figure(results)}
     if kind == "audit-confusion":
         return kind, {"confusion": confusion_figure(results), "confusion_score_z": confusion_figure(results, "z")}
     return kind, {"theorem_alignment": theorem_alignment(results)}
