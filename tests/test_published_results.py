@@ -531,3 +531,58 @@ def test_e5_sigma_axis_is_the_two_sweeps_and_the_readme_quotes_every_row():
     assert gemma.section.grid["noise.sigma"] == [0.0, pick] and gemma.section.grid["noise.apply"] == ["shared"]
     cfg = gemma.cells[0].config
     assert (cfg.model, cfg.teacher.layer, cfg.teacher.multiplier) == ("gemma3-270m", 3, 0.25)
+
+
+E9 = RESULTS / "e9-matched-behaviour"
+
+
+def test_e9_record_is_its_runs_and_the_readme_quotes_every_row():
+    """The E9 report: its two runs are the committed configs at HEAD (their run ids), the runs'
+    results.json are the report's inputs (hashes), every transfer contrast recomputes from the runs'
+    per-seed shifts, and the README's table is `e9_lines` of the record, row for row. (The cosines
+    come from the runs' analyses, which are not committed; the inputs' hashes pin them.)"""
+    from interp.e9_report import e9_lines
+    from interp.runs import file_hash
+
+    res, man = read_json(E9 / "results.json"), read_json(E9 / "manifest.json")
+    assert man["kind"] == "e9-report" and man["inputs"] == res["inputs"]
+    runs = {}
+    for part, name in (("operating", "e2-operating_4a32d1ab01"), ("matched", "e2-matched_0bc03b83d7")):
+        d = E9 / "runs" / name
+        run_id = name.rsplit("_", 1)[1]
+        assert (
+            content_hash(load_config(ROOT / "experiments" / "configs" / "e2_protocol" / f"{part}.toml").key(), 10)
+            == run_id
+        )
+        assert content_hash(parse_config(read_json(d / "config.json")).key(), 10) == run_id
+        assert file_hash(d / "results.json") == res["inputs"][f"{part}/results.json"]
+        runs[part] = read_json(d / "results.json")
+    assert res["multipliers"] == {"operating": 0.5, "matched": 0.228}
+
+    def shift(part: str, arm: str) -> list[float]:
+        run = runs[part]
+        return [run["arms"][arm]["per_seed_specific_shift"][run["seeds"].index(s)] for s in res["seeds"]]
+
+    arm = {  # a contrast's side -> (run, arm); arms without a suffix are shared, read from operating
+        **{
+            a: ("operating", a)
+            for a in ("control", "prompted", "prompted_fewshot", "prompted_ablated", "prompted_fewshot_ablated")
+        },
+        **{f"{k} {part}": (part, k) for k in ("steered", "random") for part in ("operating", "matched")},
+    }
+    assert len(res["order"]) == 14
+    for name in res["order"]:
+        a, b = name.split("-", 1)
+        want = [x - y for x, y in zip(shift(*arm[a]), shift(*arm[b]))]
+        got = res["contrasts"][name]["transfer"]
+        assert got["per_seed"] == pytest.approx(want, abs=1e-12), name
+        assert got["ci95"] == pytest.approx(t_interval(want)["ci95"]) and got["sign_flip_p"] == pytest.approx(
+            sign_flip_test(want)["p"]
+        )
+    assert shift("matched", "control") == shift("operating", "control")  # one set of shared students
+    readme = (ROOT / "README.md").read_text()
+    rows = [line for line in e9_lines(res) if line.startswith("| ") and not line.startswith("| ---")]
+    assert len(rows) == 15
+    for row in rows:
+        assert row in readme, row
+    assert res["verdict"] == "UNDECIDED (NO PROMPTED TRANSFER)" and "UNDECIDED (NO PROMPTED TRANSFER)" in readme
