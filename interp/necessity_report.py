@@ -63,9 +63,12 @@ def _run_record(run_dir: str | Path, field: str) -> dict:
 
 
 def _protocol(config: dict) -> dict:
-    """The config without what a projected twin may change: its name and train.project_out."""
+    """The config without what a projected twin may change: its name, train.project_out and which
+    teachers it runs (a subset of the plain run's; each teacher's data does not depend on the rest)."""
     train = {k: v for k, v in config.get("train", {}).items() if k != "project_out"}
-    return {**{k: v for k, v in config.items() if k not in ("experiment", "train")}, "train": train}
+    teacher = {k: v for k, v in config.get("teacher", {}).items() if k != "kinds"}
+    keep = {k: v for k, v in config.items() if k not in ("experiment", "train", "teacher")}
+    return {**keep, "train": train, "teacher": teacher}
 
 
 def _check_pair(plain: dict, projected: dict, field: str) -> None:
@@ -84,6 +87,9 @@ def _check_pair(plain: dict, projected: dict, field: str) -> None:
             if _protocol(plain["config"]).get(k) != _protocol(projected["config"]).get(k)
         )
         raise ValueError(f"{field}: the two runs' configs differ beyond train.project_out (in {diff}); pair twins")
+    extra = set(projected["config"]["teacher"]["kinds"]) - set(plain["config"]["teacher"]["kinds"])
+    if extra:
+        raise ValueError(f"{field}: {projected['dir']} has teachers {sorted(extra)} the plain run lacks; pair twins")
     for arm in ("control", "steered"):
         for rec in (plain, projected):
             if arm not in rec["results"]["arms"]:

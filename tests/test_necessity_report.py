@@ -109,6 +109,15 @@ def test_two_multipliers_each_get_their_rows_and_verdict():
     assert res["order"][0] == "x0.228 steered-control" and "x0.5 steered-control" in res["order"]
 
 
+def test_a_projected_twin_may_run_fewer_teachers_but_not_others():
+    plain, proj = _pair(0.5, -0.05)
+    plain["config"]["teacher"]["kinds"] = ["control", "prompted", "steered", "random"]
+    assert necessity_report([(plain, proj)])["verdicts"]["x0.5"]["verdict"] == "NECESSARY"
+    proj["config"]["teacher"]["kinds"] = ["control", "steered", "random", "finetuned"]
+    with pytest.raises(ValueError, match=r"^pairs\[0\]: projected has teachers \['finetuned'\] the plain run lacks"):
+        necessity_report([(plain, proj)])
+
+
 def test_pairs_that_are_not_twins_are_refused():
     plain, proj = _pair(0.5, 0.0)
     with pytest.raises(
