@@ -88,7 +88,8 @@ def test_every_record_names_a_committed_config():
     assert kinds["steer_gemma3-270m-owl"] == "vector"  # test_gemma_operating_point_is_the_rules_pick
     assert kinds["e5-sigma-axis_smollm2"] == "sweep-axis"  # test_e5_sigma_axis_is_the_two_sweeps...
     assert kinds["e9-matched-behaviour"] == "e9-report"  # its runs' configs are under runs/
-    derived = ("lr-select", "audit-confusion", "vector", "sweep-axis", "e9-report")
+    assert kinds["e9-necessity"] == "necessity-report"  # test_e9_necessity_record_recomputes...
+    derived = ("lr-select", "audit-confusion", "vector", "sweep-axis", "e9-report", "necessity-report")
     for rec in (p for p in records if kinds[p.name] not in derived):
         config, _, _ = _record(rec)
         experiment, run_id = rec.name.rsplit("_", 1)
@@ -479,6 +480,20 @@ def test_the_claims_table_quotes_every_record_it_cites():
     null = mech["steered_minus_random"][mech["reference"]]["cosine"]["numbers/all"]
     assert f"cos(shift, v) {fmt(null)}" in rows["E2"] and null["ci95"][0] > 0 and "**confirmed**" in rows["E2"]
 
+    # E9: the matched-behaviour report's contrasts and verdict, and the necessity record's at x0.5
+    e9 = json.loads((E9 / "results.json").read_text())["contrasts"]
+    assert f"x0.228 minus prompted cos {fmt(e9['steered matched-prompted']['cos_v'])}" in rows["E9"]
+    assert f"x0.5 minus few-shot {fmt(e9['steered operating-prompted_fewshot']['cos_v'])}" in rows["E9"]
+    assert (
+        f"transfers ({fmt(e9['prompted-control']['transfer'])}, few-shot {fmt(e9['prompted_fewshot-control']['transfer'])})"
+        in rows["E9"]
+    )
+    assert "**undecided (no prompted transfer)**" in rows["E9"]
+    nec = json.loads((NECESSITY / "results.json").read_text())
+    cut = nec["rows"]["x0.5 necessity: steered-control, plain - projected"]
+    assert f"lowers the x0.5 transfer by {fmt(cut)}, {cut['positive_seeds']}/10 seeds" in rows["E9"]
+    assert nec["verdicts"]["x0.5"]["verdict"] == "NECESSARY" and "v is **necessary** for part" in rows["E9"]
+
     # E4: the dose record's shape and both independent-bank audits, pooled
     trend = json.loads((DOSE / "gradient_trend.json").read_text())["gradient_multiplier_trend"]
     ms = trend["multipliers"]
@@ -586,3 +601,44 @@ def test_e9_record_is_its_runs_and_the_readme_quotes_every_row():
     for row in rows:
         assert row in readme, row
     assert res["verdict"] == "UNDECIDED (NO PROMPTED TRANSFER)" and "UNDECIDED (NO PROMPTED TRANSFER)" in readme
+
+
+NECESSITY = RESULTS / "e9-necessity"
+
+
+def test_e9_necessity_record_recomputes_from_its_runs_and_the_readme_quotes_every_row():
+    """The necessity report: its four runs are the committed configs at HEAD (run ids), their
+    results.json are the report's inputs (hashes), the whole report recomputes from them, and the
+    README's table is `necessity_lines` of the record, row for row."""
+    from interp.necessity_report import necessity_lines, necessity_report
+    from interp.runs import file_hash
+
+    res, man = read_json(NECESSITY / "results.json"), read_json(NECESSITY / "manifest.json")
+    assert man["kind"] == "necessity-report" and man["inputs"] == res["inputs"]
+    configs = ROOT / "experiments" / "configs" / "e2_protocol"
+    runs = {
+        "e2-matched_0bc03b83d7": "matched.toml",
+        "e2-project-out_588e37089d": "project_out.toml",
+        "e2-operating_4a32d1ab01": "operating.toml",
+        "e2-project-out-operating_8db6dc8f20": "project_out_operating.toml",
+    }
+    recs = []
+    for i, (name, toml) in enumerate(runs.items()):
+        d = NECESSITY / "runs" / name
+        run_id = name.rsplit("_", 1)[1]
+        assert content_hash(load_config(configs / toml).key(), 10) == run_id
+        assert content_hash(parse_config(read_json(d / "config.json")).key(), 10) == run_id
+        part = "plain" if i % 2 == 0 else "projected"
+        assert file_hash(d / "results.json") == res["inputs"][f"pairs[{i // 2}]/{part}/results.json"]
+        recs.append({"results": read_json(d / "results.json"), "config": read_json(d / "config.json"), "dir": name})
+    again = necessity_report([(recs[0], recs[1]), (recs[2], recs[3])])
+    assert again["order"] == res["order"] and again["verdicts"] == res["verdicts"]
+    for name in res["order"]:
+        for f in ("per_seed", "ci95", "sign_flip_p", "positive_seeds", "trait_rank_among_animals"):
+            assert again["rows"][name][f] == pytest.approx(res["rows"][name][f], abs=1e-12), (name, f)
+    assert {k: v["verdict"] for k, v in res["verdicts"].items()} == {"x0.228": "NOTHING TO REMOVE", "x0.5": "NECESSARY"}
+    readme = (ROOT / "README.md").read_text()
+    rows = [line for line in necessity_lines(res) if line.startswith("| ") and not line.startswith("| ---")]
+    assert len(rows) == 19
+    for row in rows:
+        assert row in readme, row

@@ -604,8 +604,8 @@ def necessity_figure(res: dict) -> go.Figure:
     fig.update_yaxes(autorange="reversed")
     fig.update_layout(
         template=TEMPLATE,
-        title=dict(text=f"Is v necessary? ({res['model']}, {res['animal']}, {n} seeds, paired by seed): {verdicts}"),
+        title=dict(text=f"Is v necessary? ({res['model']}, {res['animal']}, {n} seeds, paired by seed)<br>{verdicts}"),
         xaxis_title="transfer: trait-specific log P shift",
-        height=140 + 30 * len(names),
+        height=170 + 30 * len(names),
     )
     return fig
