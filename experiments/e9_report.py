@@ -11,7 +11,8 @@ cos(shift, v) and cos(shift, v_prompt) at the steering layer; then the claim's c
 against its random null and against the prompted teacher it is set against; each prompted teacher
 against its v-ablated twin) and the verdict by `interp.e9_report.E9_RULE`, fixed before the runs
 were read. The computation is `interp.e9_report.run_e9`; it writes `DIR/results.json`,
-`manifest.json` (kind "e9-report") and `figures/e9.{html,png}` (default DIR: MATCHED_RUN/e9_report).
+`manifest.json` (kind "e9-report") and `figures/e9.{html,png}`, with `figures/e9_layers.*` and a
+by-layer table where the analyses read more than one layer (default DIR: MATCHED_RUN/e9_report).
 """
 
 from __future__ import annotations
@@ -20,9 +21,9 @@ import argparse
 import sys
 from pathlib import Path
 
-from interp.e9_report import E9Config, e9_lines, run_e9
+from interp.e9_report import E9Config, e9_layer_lines, e9_lines, run_e9
 from interp.export import save_figures
-from interp.plots.analysis import e9_figure
+from interp.plots.analysis import e9_figure, e9_layers_figure
 from interp.plots.run_dir import FIGURES_DIR
 from interp.runs import RESULTS_FILE
 
@@ -43,8 +44,11 @@ def main(argv: list[str] | None = None) -> dict:
     except ValueError as e:
         print(f"error: {e}", file=sys.stderr)
         raise SystemExit(2) from None
-    print("\n".join(e9_lines(res)))
-    done = save_figures({"e9": e9_figure(res)}, out / FIGURES_DIR, args.format)
+    print("\n".join(e9_lines(res) + [""] + e9_layer_lines(res)))
+    figs = {"e9": e9_figure(res)}
+    if len(res["by_layer"]["layers"]) > 1:
+        figs["e9_layers"] = e9_layers_figure(res)
+    done = save_figures(figs, out / FIGURES_DIR, args.format)
     if done.message:
         print(done.message, file=sys.stderr)
     print(f"written: {out / RESULTS_FILE}")

@@ -115,7 +115,7 @@ def _arm_values(rec: dict, arm: str, seeds: list[int]) -> dict:
     if mech is None:
         if arm not in OPTIONAL_ANALYSIS:
             raise ValueError(f"{rec['dir']}: no {arm!r} students in its analysis; rerun `interp analyze` with that arm")
-        return {**transfer, "cos_v": None, "cos_v_prompt": None, "energy": None, "null_sd": None}
+        return {**transfer, "cos_v": None, "cos_v_prompt": None, "energy": None, "null_sd": None, "layers": None}
     prompted = (ana.get("activation_shift_prompted") or {}).get(arm)
     shift = ana["activation_shift"][arm]["numbers"]["all"]
     return {
@@ -124,6 +124,17 @@ def _arm_values(rec: dict, arm: str, seeds: list[int]) -> dict:
         "cos_v_prompt": [prompted["numbers"]["all"]["per_seed_cosine"][str(s)][i] for s in seeds] if prompted else None,
         "energy": [mech["per_seed"][str(s)]["down_proj_energy"] for s in seeds],
         "null_sd": shift["by_layer"][i]["null_sd"],
+        # every layer the analysis read: [seed][layer]
+        "layers": {
+            "cos_v": [shift["per_seed_cosine"][str(s)] for s in seeds] if "per_seed_cosine" in shift else None,
+            "cos_v_prompt": [prompted["numbers"]["all"]["per_seed_cosine"][str(s)] for s in seeds]
+            if prompted
+            else None,
+            "null_sd": [b["null_sd"] for b in shift["by_layer"]],
+            "null_sd_prompt": [b["null_sd"] for b in prompted["numbers"]["all"]["by_layer"]]
+            if prompted and "by_layer" in prompted["numbers"]["all"]
+            else None,
+        },
     }
 
 
@@ -144,6 +155,32 @@ def _contrast(a: dict, b: dict, animal: str) -> dict:
     for f in ("cos_v", "cos_v_prompt", "energy"):
         if a[f] is not None and b[f] is not None and None not in a[f] + b[f]:
             out["down_proj_energy" if f == "energy" else f] = paired_stats([x - y for x, y in zip(a[f], b[f])])
+    return out
+
+
+def by_layer(arms: dict, pairs: list[tuple[str, str]], layers: list[int]) -> dict:
+    """cos(shift, v) and cos(shift, v_prompt) contrasts at every layer the analyses read, paired by
+    seed, for each analysed pair; and each arm's random-direction null sd per layer. Descriptive: the
+    verdict is read at the steering layer only, as registered."""
+    out = {"layers": list(layers), "contrasts": {}, "null_sd": {}, "null_sd_prompt": {}}
+    for a, v in arms.items():
+        if v.get("layers"):
+            out["null_sd"][a] = v["layers"]["null_sd"]
+            out["null_sd_prompt"][a] = v["layers"]["null_sd_prompt"]
+    for a, b in pairs:
+        la, lb = arms[a].get("layers"), arms[b].get("layers")
+        if not la or not lb:
+            continue
+        row = {}
+        for f in ("cos_v", "cos_v_prompt"):
+            if la[f] is None or lb[f] is None:
+                continue
+            row[f] = [
+                paired_stats([x[j] - y[j] for x, y in zip(la[f], lb[f])]) | {"layer": layer}
+                for j, layer in enumerate(layers)
+            ]
+        if row:
+            out["contrasts"][f"{a}-{b}"] = row
     return out
 
 
@@ -220,6 +257,12 @@ def e9_report(operating: dict, matched: dict) -> dict:
     pairs += [(f"steered {PARTNER[p]}", p) for p in PROMPTED if p in arms and f"steered {PARTNER[p]}" in arms]
     pairs += [(p, f"{p}_ablated") for p in PROMPTED if p in arms and f"{p}_ablated" in arms]
     contrasts = {f"{a}-{b}": _contrast(arms[a], arms[b], animal) for a, b in pairs if b in arms}
+    if operating["analysis"]["layers"] != matched["analysis"]["layers"]:
+        raise ValueError(
+            f"matched: its analysis read layers {matched['analysis']['layers']}, the operating run's "
+            f"{operating['analysis']['layers']}; analyse both with the same --layers"
+        )
+    layers = by_layer(arms, [(a, b) for a, b in pairs if b in arms], operating["analysis"]["layers"])
     return {
         "experiment": "e9-matched-behaviour",
         "model": o_res["model"],
@@ -242,6 +285,7 @@ def e9_report(operating: dict, matched: dict) -> dict:
             for a, v in arms.items()
         },
         "contrasts": contrasts,
+        "by_layer": layers,
         "order": list(contrasts),  # the table's row order (results.json is written with sorted keys)
         **e9_verdict(contrasts),
     }
@@ -289,4 +333,42 @@ def e9_lines(res: dict) -> list[str]:
         lines.append(
             f"  {p} (against {f['partner']}): " + ", ".join(f"{k} {v}" for k, v in f.items() if k != "partner")
         )
+    return lines
+
+
+def _spans(layers: list[int]) -> str:
+    """[1, 2, 3, 7, 8] -> "1-3, 7-8"."""
+    out, start = [], None
+    for i, layer in enumerate(layers):
+        if start is None:
+            start = layer
+        if i + 1 == len(layers) or layers[i + 1] != layer + 1:
+            out.append(f"{start}" if start == layer else f"{start}-{layer}")
+            start = None
+    return ", ".join(out) or "none"
+
+
+def e9_layer_lines(res: dict) -> list[str]:
+    """The by-layer contrasts in brief: per contrast and measure, the layers whose seed-level interval
+    lies above 0 and below 0, and the largest mean with its layer."""
+    bl = res.get("by_layer") or {}
+    if len(bl.get("layers", [])) < 2:
+        return []
+    lines = [
+        f"by layer ({len(bl['layers'])} layers read; descriptive, the verdict is read at layer {res['steering_layer']}):",
+        "",
+        "| contrast (paired by seed) | measure | interval above 0 at layers | below 0 at layers | largest mean |",
+        "| --- | --- | --- | --- | --- |",
+    ]
+    for name, row in bl["contrasts"].items():
+        for f, label in (("cos_v", "cos(shift, v)"), ("cos_v_prompt", "cos(shift, v_prompt)")):
+            if f not in row:
+                continue
+            rs = row[f]
+            top = max(rs, key=lambda r: r["mean"])
+            above = [r["layer"] for r in rs if r["n"] >= 2 and r["ci95"][0] > 0]
+            below = [r["layer"] for r in rs if r["n"] >= 2 and r["ci95"][1] < 0]
+            lines.append(
+                f"| {name} | {label} | {_spans(above)} | {_spans(below)} | {top['mean']:+.3f} at layer {top['layer']} |"
+            )
     return lines

@@ -5,8 +5,8 @@ import json
 
 import pytest
 
-from interp.e9_report import E9_RULE, E9Config, e9_lines, e9_report, e9_verdict, run_e9
-from interp.plots.analysis import e9_figure
+from interp.e9_report import E9_RULE, E9Config, e9_layer_lines, e9_lines, e9_report, e9_verdict, run_e9
+from interp.plots.analysis import e9_figure, e9_layers_figure
 from interp.plots.run_dir import run_figures
 from interp.stats import sign_flip_test, t_interval
 
@@ -54,10 +54,29 @@ def _record(arms: dict, multiplier: float, analysed=None, order=SEEDS) -> dict:
         for a, (_, c) in arms.items()
         if a in analysed
     }
-    by_layer = [{"layer": l, "null_sd": 0.04} for l in layers]
-    shift = {a: {"numbers": {"all": {"by_layer": by_layer}}} for a in mech}
+    by_layer = [{"layer": l, "null_sd": sd} for l, sd in zip(layers, (0.05, 0.04))]
+    # at layer 4 every cosine is half its layer-8 value
+    shift = {
+        a: {
+            "numbers": {
+                "all": {
+                    "by_layer": by_layer,
+                    "per_seed_cosine": {str(s): [c[i] / 2, c[i]] for i, s in enumerate(SEEDS)},
+                }
+            }
+        }
+        for a, (_, c) in arms.items()
+        if a in analysed
+    }
     prompted = {
-        a: {"numbers": {"all": {"per_seed_cosine": {str(s): [0.0, 0.3 + c[i]] for i, s in enumerate(SEEDS)}}}}
+        a: {
+            "numbers": {
+                "all": {
+                    "per_seed_cosine": {str(s): [0.0, 0.3 + c[i]] for i, s in enumerate(SEEDS)},
+                    "by_layer": by_layer,
+                }
+            }
+        }
         for a, (_, c) in arms.items()
         if a in analysed
     }
@@ -173,6 +192,10 @@ def test_unanalysed_ablated_arms_enter_through_their_transfer_only():
     nec = res["contrasts"]["prompted-prompted_ablated"]
     assert set(nec) == {"transfer"} and nec["transfer"]["mean"] == pytest.approx(0.2)
     assert res["arms"]["prompted_ablated"]["cos_v"] is None
+    assert (
+        "prompted_ablated-control" not in res["by_layer"]["contrasts"]
+        and "prompted-control" in res["by_layer"]["contrasts"]
+    )
     assert res["verdict"] == e9_report(*_pair())["verdict"] == "CONFIRMED"
     fig = e9_figure(json.loads(json.dumps(res)))
     assert "prompted-prompted_ablated" in fig.data[0].y and "prompted-prompted_ablated" not in fig.data[2].y
@@ -218,3 +241,44 @@ def test_a_run_without_its_analysis_is_refused_in_one_line(tmp_path):
     with pytest.raises(ValueError, match=r"^matched: .*analysis/results.json does not exist; run `interp analyze"):
         run_e9(E9Config(str(tmp_path / "op"), str(tmp_path / "ma")), tmp_path / "out")
     assert not (tmp_path / "out").exists()
+
+
+def test_every_layer_the_analyses_read_is_paired_by_seed():
+    res = e9_report(*_pair())
+    bl = res["by_layer"]
+    assert bl["layers"] == [4, 8]
+    claim = bl["contrasts"]["steered matched-prompted"]["cos_v"]
+    # layer 8 is the steering layer's contrast; layer 4 holds half of every cosine, so half of it
+    assert claim[1]["per_seed"] == pytest.approx(res["contrasts"]["steered matched-prompted"]["cos_v"]["per_seed"])
+    assert claim[0]["mean"] == pytest.approx(0.035) and claim[0]["layer"] == 4
+    d = [(a - b) / 2 for a, b in zip(MATCHED["steered"][1], SHARED["prompted"][1])]
+    assert claim[0]["ci95"] == pytest.approx(t_interval(d)["ci95"])
+    # v_prompt: 0 at layer 4 for every arm, so every contrast is exactly 0 there
+    assert bl["contrasts"]["prompted-control"]["cos_v_prompt"][0]["mean"] == 0
+    assert bl["null_sd"]["steered matched"] == [0.05, 0.04]
+    lines = e9_layer_lines(res)
+    assert "| steered matched-prompted | cos(shift, v) | 4, 8 | none | +0.070 at layer 8 |" in lines
+    assert "| prompted-control | cos(shift, v_prompt) | none | none | +0.010 at layer 8 |" in lines
+    fig = e9_layers_figure(json.loads(json.dumps(res)))
+    names = {t.name for t in fig.data}
+    assert {"steered matched-prompted", "steered operating-control", "random-direction null, +-2 sd"} <= names
+    band = next(t for t in fig.data if t.name == "random-direction null, +-2 sd")
+    assert max(band.y) == pytest.approx(2 * 2**0.5 * 0.05)  # layer 4's null sd
+    op, ma = _pair()
+    ma["analysis"]["layers"] = [8]
+    with pytest.raises(ValueError, match=r"^matched: its analysis read layers \[8\], .*same --layers"):
+        e9_report(op, ma)
+
+
+def test_one_layer_gives_no_layer_table():
+    op, ma = _pair()
+    for rec in (op, ma):
+        rec["analysis"]["layers"] = [8]
+        for sh in (rec["analysis"]["activation_shift"], rec["analysis"]["activation_shift_prompted"]):
+            for v in sh.values():
+                al = v["numbers"]["all"]
+                al["by_layer"] = al["by_layer"][1:]
+                al["per_seed_cosine"] = {k: x[1:] for k, x in al["per_seed_cosine"].items()}
+    res = e9_report(op, ma)
+    assert res["by_layer"]["layers"] == [8] and e9_layer_lines(res) == []
+    assert res["contrasts"] == e9_report(*_pair())["contrasts"]

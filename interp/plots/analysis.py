@@ -609,3 +609,71 @@ def necessity_figure(res: dict) -> go.Figure:
         height=170 + 30 * len(names),
     )
     return fig
+
+
+def e9_layers_figure(res: dict) -> go.Figure:
+    """E9 by layer (`interp.e9_report.by_layer`): each arm's cos(shift, v) (left) and cos(shift,
+    v_prompt) (right) minus the control students', paired by seed, at every layer read (95%
+    t-interval over seeds), the claim's steered - prompted contrasts dashed; grey, the random-
+    direction null's +-2 sd of a difference; dotted, the steering layer where the verdict is read."""
+    from plotly.subplots import make_subplots
+
+    bl = res["by_layer"]
+    layers = bl["layers"]
+    fig = make_subplots(
+        rows=1,
+        cols=2,
+        shared_yaxes=True,
+        horizontal_spacing=0.05,
+        subplot_titles=["cos(shift, v) minus control's", "cos(shift, v_prompt) minus control's"],
+    )
+    claims = {f"steered {res['partner'][p]}-{p}" for p in res["partner"]}
+    names = [k for k in bl["contrasts"] if k.endswith("-control") or k in claims]
+    for col, (field, nulls) in enumerate((("cos_v", bl["null_sd"]), ("cos_v_prompt", bl["null_sd_prompt"])), start=1):
+        sds = [v for v in nulls.values() if v]
+        if sds:  # a difference of two cosines: the null's sd times sqrt(2), averaged over arms
+            half = [2 * math.sqrt(2) * sum(s[j] for s in sds) / len(sds) for j in range(len(layers))]
+            fig.add_trace(
+                go.Scatter(
+                    x=layers + layers[::-1],
+                    y=half + [-h for h in half[::-1]],
+                    fill="toself",
+                    fillcolor=NULL_BAND,
+                    line=dict(width=0),
+                    name="random-direction null, +-2 sd",
+                    showlegend=col == 1,
+                    hoverinfo="skip",
+                ),
+                row=1,
+                col=col,
+            )
+        for i, k in enumerate(names):
+            rows = bl["contrasts"][k].get(field)
+            if not rows:
+                continue
+            arm = k.split("-")[0].split(" ")[0]
+            fig.add_trace(
+                go.Scatter(
+                    x=[r["layer"] for r in rows],
+                    y=[r["mean"] for r in rows],
+                    mode="lines+markers",
+                    line=dict(color=arm_color(arm, i), dash="dash" if k in claims else "solid"),
+                    **error_bars(rows),
+                    name=k,
+                    legendgroup=k,
+                    showlegend=col == 1,
+                    hovertext=[f"<b>{k}</b>, layer {r['layer']}<br>{ci_text(r, '+.3f')}" for r in rows],
+                    hovertemplate="%{hovertext}<extra></extra>",
+                ),
+                row=1,
+                col=col,
+            )
+        fig.add_hline(y=0, line=REFERENCE_LINE, row=1, col=col)
+        fig.add_vline(x=res["steering_layer"], line=dict(color="#555555", width=1, dash="dot"), row=1, col=col)
+        fig.update_xaxes(title_text="layer", row=1, col=col)
+    fig.update_layout(
+        template=TEMPLATE,
+        title=dict(text=f"E9 by layer ({res['model']}, {res['animal']}, {len(res['seeds'])} seeds, paired by seed)"),
+        height=560,
+    )
+    return fig

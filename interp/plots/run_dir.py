@@ -13,7 +13,14 @@ from pathlib import Path
 
 import plotly.graph_objects as go
 
-from interp.plots.analysis import analysis_figures, audit_ranking, confusion_figure, e9_figure, necessity_figure
+from interp.plots.analysis import (
+    analysis_figures,
+    audit_ranking,
+    confusion_figure,
+    e9_figure,
+    e9_layers_figure,
+    necessity_figure,
+)
 from interp.plots.e1 import animal_shifts, trait_probabilities, training_loss, transfer_summary
 from interp.plots.entangle import divergence_by_offset, entangled_numbers_bars, logit_lens_bars, number_prompting_shift
 from interp.plots.steering import steering_sweep_heatmap
@@ -198,7 +205,10 @@ def run_figures(run_dir: str | Path) -> tuple[str, dict[str, go.Figure]]:
     if kind == "sweep-axis":
         return kind, {"sweep_axis": sweep_axis_figure(results)}
     if kind == "e9-report":
-        return kind, {"e9": e9_figure(results)}
+        figs = {"e9": e9_figure(results)}
+        if len((results.get("by_layer") or {}).get("layers", [])) > 1:
+            figs["e9_layers"] = e9_layers_figure(results)
+        return kind, figs
     if kind == "necessity-report":
         return kind, {"necessity": necessity_figure(results)}
     if kind == "audit-confusion":
