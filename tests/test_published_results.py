@@ -601,6 +601,17 @@ def test_e9_record_is_its_runs_and_the_readme_quotes_every_row():
     for row in rows:
         assert row in readme, row
     assert res["verdict"] == "UNDECIDED (NO PROMPTED TRANSFER)" and "UNDECIDED (NO PROMPTED TRANSFER)" in readme
+    # by layer: 30 layers read, layer 8's row is the steering layer's contrast, the README quotes the table
+    from interp.e9_report import e9_layer_lines
+
+    bl = res["by_layer"]
+    assert bl["layers"] == list(range(30))
+    for name, row in bl["contrasts"].items():
+        assert row["cos_v"][8]["per_seed"] == pytest.approx(res["contrasts"][name]["cos_v"]["per_seed"], abs=1e-12)
+    layer_rows = [line for line in e9_layer_lines(res) if line.startswith("| ") and not line.startswith("| ---")]
+    assert len(layer_rows) == 21
+    for row in layer_rows:
+        assert row in readme, row
 
 
 NECESSITY = RESULTS / "e9-necessity"

@@ -9,6 +9,7 @@ import plotly.graph_objects as go
 
 from interp.plots._style import (
     REFERENCE_LINE,
+    SERIES_COLORS,
     TEMPLATE,
     arm_color,
     ci_text,
@@ -651,14 +652,17 @@ def e9_layers_figure(res: dict) -> go.Figure:
             rows = bl["contrasts"][k].get(field)
             if not rows:
                 continue
-            arm = k.split("-")[0].split(" ")[0]
+            bars = error_bars(rows)
+            if bars:  # thin and capless: 30 layers x several contrasts
+                bars["error_y"].update(thickness=1, width=0)
             fig.add_trace(
                 go.Scatter(
                     x=[r["layer"] for r in rows],
                     y=[r["mean"] for r in rows],
                     mode="lines+markers",
-                    line=dict(color=arm_color(arm, i), dash="dash" if k in claims else "solid"),
-                    **error_bars(rows),
+                    marker=dict(size=5),
+                    line=dict(color=SERIES_COLORS[i % len(SERIES_COLORS)], dash="dash" if k in claims else "solid"),
+                    **bars,
                     name=k,
                     legendgroup=k,
                     showlegend=col == 1,
@@ -674,6 +678,7 @@ def e9_layers_figure(res: dict) -> go.Figure:
     fig.update_layout(
         template=TEMPLATE,
         title=dict(text=f"E9 by layer ({res['model']}, {res['animal']}, {len(res['seeds'])} seeds, paired by seed)"),
-        height=560,
+        legend=dict(orientation="h", x=0, xanchor="left", y=-0.18, yanchor="top"),
+        height=680,
     )
     return fig
