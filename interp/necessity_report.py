@@ -96,7 +96,7 @@ def _check_pair(plain: dict, projected: dict, field: str) -> None:
                 raise ValueError(f"{field}: no {arm!r} students in {rec['dir']}; run its config to the end")
 
 
-def _combination(terms: dict, seeds: list[int], animal: str) -> dict:
+def _combination(terms: list, seeds: list[int], animal: str) -> dict:
     """sum of coef x arm over ((record, arm), coef) terms, per seed: paired stats and the trait's rank."""
     per_seed, animals = [0.0] * len(seeds), None
     for (rec, arm), coef in terms:
