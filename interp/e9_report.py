@@ -184,8 +184,14 @@ def by_layer(arms: dict, pairs: list[tuple[str, str]], layers: list[int]) -> dic
     return out
 
 
-def _above(d: dict) -> bool:
+def above_zero(d: dict) -> bool:
+    """A seed-level interval whose lower bound is above 0 (at least two seeds)."""
     return bool(d["n"] >= 2 and d["ci95"][0] > 0)  # plain bool: the interval's ends may be numpy floats
+
+
+def interval_text(d: dict | None, f: str = "+.3f") -> str:
+    """ "mean [lo, hi]" for a table cell; "-" where there is no interval."""
+    return "-" if d is None else f"{d['mean']:{f}} [{d['ci95'][0]:{f}}, {d['ci95'][1]:{f}}]"
 
 
 def e9_verdict(contrasts: dict) -> dict:
@@ -197,12 +203,12 @@ def e9_verdict(contrasts: dict) -> dict:
         steered = f"steered {PARTNER[p]}"
         facts[p] = {
             "partner": steered,
-            "transfers": _above(contrasts[f"{p}-control"]["transfer"]),
-            "steered_above_prompted": _above(contrasts[f"{steered}-{p}"]["cos_v"]),
-            "steered_above_random": _above(contrasts[f"{steered}-random {PARTNER[p]}"]["cos_v"]),
-            "prompted_above_control": _above(contrasts[f"{p}-control"]["cos_v"]),
+            "transfers": above_zero(contrasts[f"{p}-control"]["transfer"]),
+            "steered_above_prompted": above_zero(contrasts[f"{steered}-{p}"]["cos_v"]),
+            "steered_above_random": above_zero(contrasts[f"{steered}-random {PARTNER[p]}"]["cos_v"]),
+            "prompted_above_control": above_zero(contrasts[f"{p}-control"]["cos_v"]),
             "steered_minus_prompted_covers_0": not (
-                _above(contrasts[f"{steered}-{p}"]["cos_v"]) or contrasts[f"{steered}-{p}"]["cos_v"]["ci95"][1] < 0
+                above_zero(contrasts[f"{steered}-{p}"]["cos_v"]) or contrasts[f"{steered}-{p}"]["cos_v"]["ci95"][1] < 0
             ),
             "detectable_80": contrasts[f"{steered}-{p}"]["cos_v"]["detectable_80"],
         }
@@ -310,9 +316,6 @@ def run_e9(cfg: E9Config, out: str | Path) -> dict:
 def e9_lines(res: dict) -> list[str]:
     """The report as printed tables: arms against control, then the claim's contrasts and the verdict."""
 
-    def iv(d: dict | None, f: str = "+.3f") -> str:
-        return "-" if d is None else f"{d['mean']:{f}} [{d['ci95'][0]:{f}}, {d['ci95'][1]:{f}}]"
-
     n = len(res["seeds"])
     lines = [
         f"E9 at matched behaviour: {res['model']}, {res['animal']}, {n} seeds, layer {res['steering_layer']}, "
@@ -325,8 +328,8 @@ def e9_lines(res: dict) -> list[str]:
         c = res["contrasts"][name]
         t = c["transfer"]
         lines.append(
-            f"| {name} | {iv(t)} | {t['positive_seeds']}/{n} | {t['trait_rank_among_animals']} | "
-            f"{t['sign_flip_p']:.3g} | {iv(c.get('cos_v'))} | {iv(c.get('cos_v_prompt'))} |"
+            f"| {name} | {interval_text(t)} | {t['positive_seeds']}/{n} | {t['trait_rank_among_animals']} | "
+            f"{t['sign_flip_p']:.3g} | {interval_text(c.get('cos_v'))} | {interval_text(c.get('cos_v_prompt'))} |"
         )
     lines += ["", f"verdict: {res['verdict']}"]
     for p, f in res["facts"].items():

@@ -23,7 +23,7 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from interp.e9_report import paired_stats, trait_rank
+from interp.e9_report import above_zero, interval_text, paired_stats, trait_rank
 from interp.runs import RESULTS_FILE, file_hash, provenance, read_json, write_json, write_manifest
 
 KIND = "necessity-report"
@@ -80,12 +80,9 @@ def _check_pair(plain: dict, projected: dict, field: str) -> None:
         raise ValueError(
             f"{field}: {projected['dir']} has no train.project_out; pass the run of a project_out config second"
         )
-    if _protocol(plain["config"]) != _protocol(projected["config"]):
-        diff = sorted(
-            k
-            for k in set(_protocol(plain["config"])) | set(_protocol(projected["config"]))
-            if _protocol(plain["config"]).get(k) != _protocol(projected["config"]).get(k)
-        )
+    a, b = _protocol(plain["config"]), _protocol(projected["config"])
+    if a != b:
+        diff = sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k))
         raise ValueError(f"{field}: the two runs' configs differ beyond train.project_out (in {diff}); pair twins")
     extra = set(projected["config"]["teacher"]["kinds"]) - set(plain["config"]["teacher"]["kinds"])
     if extra:
@@ -110,29 +107,25 @@ def _combination(terms: list, seeds: list[int], animal: str) -> dict:
     return {**paired_stats(per_seed), "trait_rank_among_animals": trait_rank(animals, zero, animal)}
 
 
-def _above(d: dict) -> bool:
-    return bool(d["n"] >= 2 and d["ci95"][0] > 0)
-
-
 def necessity_verdict(rows: dict, label: str) -> dict:
     """`NECESSITY_RULE` for one multiplier's rows (`necessity_report`'s)."""
     plain, proj = rows[f"{label} steered-control"], rows[f"{label} steered-control, v projected out"]
     effect = rows[f"{label} necessity: steered-control, plain - projected"]
-    if not _above(plain):
+    if not above_zero(plain):
         verdict = "NOTHING TO REMOVE"
-    elif _above(effect) and not _above(proj):
+    elif above_zero(effect) and not above_zero(proj):
         verdict = "NECESSARY"
-    elif _above(effect):
+    elif above_zero(effect):
         verdict = "PARTLY NECESSARY"
-    elif _above(proj):
+    elif above_zero(proj):
         verdict = "NOT NECESSARY"
     else:
         verdict = "UNDECIDED"
     return {
         "verdict": verdict,
-        "transfers": _above(plain),
-        "projected_transfers": _above(proj),
-        "effect_above_0": _above(effect),
+        "transfers": above_zero(plain),
+        "projected_transfers": above_zero(proj),
+        "effect_above_0": above_zero(effect),
         "detectable_80": effect["detectable_80"],
     }
 
@@ -215,9 +208,6 @@ def necessity_lines(res: dict) -> list[str]:
     """The report as printed tables: every row, then each multiplier's verdict."""
     n = len(res["seeds"])
 
-    def iv(d: dict) -> str:
-        return f"{d['mean']:+.3f} [{d['ci95'][0]:+.3f}, {d['ci95'][1]:+.3f}]"
-
     lines = [
         f"E9 necessity: {res['model']}, {res['animal']}, {n} seeds, {res['question_split']} questions",
         "",
@@ -228,7 +218,7 @@ def necessity_lines(res: dict) -> list[str]:
         r = res["rows"][name]
         det = "-" if r["detectable_80"] is None else f"{r['detectable_80']:.3f}"
         lines.append(
-            f"| {name} | {iv(r)} | {r['positive_seeds']}/{n} | {r['trait_rank_among_animals']} | "
+            f"| {name} | {interval_text(r)} | {r['positive_seeds']}/{n} | {r['trait_rank_among_animals']} | "
             f"{r['sign_flip_p']:.3g} | {det} |"
         )
     lines.append("")

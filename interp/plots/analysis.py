@@ -496,6 +496,19 @@ def analysis_figures(results: dict) -> dict[str, go.Figure]:
     return figs
 
 
+def _seed_points(names: list[str], rows: list[dict], showlegend: bool = True) -> go.Scatter:
+    """Every seed's value beside its row's interval (horizontal rows named `names`)."""
+    return go.Scatter(
+        x=[v for r in rows for v in r["per_seed"]],
+        y=[k for k, r in zip(names, rows) for _ in r["per_seed"]],
+        mode="markers",
+        marker=dict(size=4, color="rgba(60, 60, 60, 0.45)"),
+        name="one seed",
+        showlegend=showlegend,
+        hoverinfo="skip",
+    )
+
+
 def e9_figure(res: dict) -> go.Figure:
     """E9 at matched behaviour (`interp.e9_report`): each contrast paired by seed (95% t-interval
     over seeds, per-seed points), left the transfer (trait-specific log P), right cos(shift, v) at
@@ -538,19 +551,7 @@ def e9_figure(res: dict) -> go.Figure:
             row=1,
             col=col,
         )
-        fig.add_trace(
-            go.Scatter(
-                x=[v for c in cs for v in c["per_seed"]],
-                y=[k for k, c in zip(keys, cs) for _ in c["per_seed"]],
-                mode="markers",
-                marker=dict(size=4, color="rgba(60, 60, 60, 0.45)"),
-                name="one seed",
-                showlegend=col == 1,
-                hoverinfo="skip",
-            ),
-            row=1,
-            col=col,
-        )
+        fig.add_trace(_seed_points(keys, cs, showlegend=col == 1), row=1, col=col)
         fig.add_vline(x=0, line=REFERENCE_LINE, row=1, col=col)
     fig.update_yaxes(autorange="reversed", row=1, col=1)
     fig.update_layout(
@@ -590,16 +591,7 @@ def necessity_figure(res: dict) -> go.Figure:
             name="mean over seeds",
         )
     )
-    fig.add_trace(
-        go.Scatter(
-            x=[v for r in rows for v in r["per_seed"]],
-            y=[k for k, r in zip(names, rows) for _ in r["per_seed"]],
-            mode="markers",
-            marker=dict(size=4, color="rgba(60, 60, 60, 0.45)"),
-            name="one seed",
-            hoverinfo="skip",
-        )
-    )
+    fig.add_trace(_seed_points(names, rows))
     fig.add_vline(x=0, line=REFERENCE_LINE)
     verdicts = "; ".join(f"{m} {v['verdict']}" for m, v in res["verdicts"].items())
     fig.update_yaxes(autorange="reversed")
