@@ -202,32 +202,46 @@ def student_cost(run_dir: Path) -> dict | None:
     }
 
 
-def _clean_control_data(sweep: Sweep, cell: Cell, seed: int, root: Path) -> Path | None:
+def _clean_control_data(sweep: Sweep, cell: Cell, seed: int, root: Path, base=None) -> Path | None:
     """The dataset of `seed`'s control teacher on the clean base, from a cell of the sweep that made
     it (its teacher's base un-noised, the same teacher model and data settings): the reference
-    cell first. None when no cell did."""
+    cell first. With `base` (the clean model), also a finished data stage in the cache that such a
+    cell would read, so bases can be checked before the sweep's cells run (another sweep, or the
+    same protocol's run, may have made it). None when neither exists."""
+    from interp.datasets import dataset_stage
+
     ref = sweep.reference_cell()
-    for c in ([ref] if ref is not None else []) + sweep.cells:
-        cfg = c.config
-        if (
-            seed not in cfg.seeds
-            or "control" not in cfg.teacher.kinds
-            or cfg.model != cell.config.model
-            or cfg.data != cell.config.data
-            or (cfg.weight_noise(seed) is not None and cfg.noise.apply != "student")
-        ):
+    clean = [
+        c
+        for c in ([ref] if ref is not None else []) + sweep.cells
+        if seed in c.config.seeds
+        and "control" in c.config.teacher.kinds
+        and c.config.model == cell.config.model
+        and c.config.data == cell.config.data
+        and (c.config.weight_noise(seed) is None or c.config.noise.apply == "student")
+    ]
+    for c in clean:
+        if not (sweep.cell_directory(root, c) / MANIFEST_FILE).exists():  # a cell that has not run
             continue
         path = stage_dirs(sweep.cell_directory(root, c)).get(f"data/control/seed{seed}")
         if path is not None:
             return path
+    for c in clean if base is not None else []:
+        cfg = c.config
+        kd = "kd" in cfg.train.objectives
+        st = dataset_stage(root / "cache", base, cfg.teacher_for("control", seed), None, cfg.data_config(seed), kd)
+        if st.done:
+            return st.dir
     return None
 
 
-def check_bases(sweep: Sweep, root: str | Path = "artifacts", log=print) -> dict[str, dict]:
+def check_bases(sweep: Sweep, root: str | Path = "artifacts", log=print, before_cells: bool = False) -> dict[str, dict]:
     """{cell id: its noised bases' check} for every cell with weight noise (`interp.base_check`):
     per seed, each noised base (the teacher's, the student's, or the one they share) against the
     clean base of the same model on that seed's clean control teacher's rows. A cell is `broken`
-    when any of its bases breaks `BROKEN_RULE`. Cells run first (`summarize_sweep`)."""
+    when any of its bases breaks `BROKEN_RULE`. Cells run first (`summarize_sweep`), or, with
+    `before_cells`, the clean control datasets are looked up in the cache: a sigma can then be
+    refused for breaking the model before any of its students trains (`experiments/check_bases.py`)."""
     from interp.base_check import base_nll, is_broken
     from interp.models import load_model
     from interp.pipeline import StageRunner
@@ -254,7 +268,7 @@ def check_bases(sweep: Sweep, root: str | Path = "artifacts", log=print) -> dict
         )
         bases, missing = [], []
         for s in cfg.seeds:
-            data = _clean_control_data(sweep, c, s, root)
+            data = _clean_control_data(sweep, c, s, root, model(cfg.model, cfg.device) if before_cells else None)
             if data is None:
                 missing.append(s)
                 continue

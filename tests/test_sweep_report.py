@@ -118,6 +118,29 @@ def test_noised_bases_are_checked_once_against_the_clean_base_on_clean_control_r
     assert stamps == {b["stage"]: (Path(b["stage"]) / "manifest.json").stat().st_mtime_ns for b in check["bases"]}
 
 
+def test_bases_are_checked_before_a_new_sweeps_cells_run_from_the_cached_control_data(report, tiny_sweep_raw):
+    """experiments/check_bases.py: a new sigma, in a sweep none of whose cells ran, is checked on the
+    clean control rows another sweep of the same protocol left in the cache; nothing trains."""
+    from interp.sweep_report import check_bases
+
+    root, _, res = report
+    new = parse_sweep(tiny_sweep_raw("pre", {"noise.sigma": [0.0, 0.2]}))
+    assert not new.directory(root).exists()
+    got = check_bases(new, root, log=_quiet, before_cells=True)
+    (check,) = got.values()
+    assert [(b["seed"], b["role"]) for b in check["bases"]] == [(0, "shared"), (1, "shared")]
+    assert "unchecked_seeds" not in check and not new.directory(root).exists()  # no cell ran
+    tiny = load_model("tiny", device="cpu")
+    for b in check["bases"]:  # by hand: the reference cell's control rows of that seed
+        rows, _ = read_verified_rows(stage_dirs(res["rows"][0]["run_dir"])[f"data/control/seed{b['seed']}"])
+        want = completion_nll(noised_model(tiny, new.cells[1].config.weight_noise(b["seed"])), rows)
+        assert b["nll"] == pytest.approx(want["nll_per_token"], rel=1e-9)
+        assert b["clean_nll"] == pytest.approx(completion_nll(tiny, rows)["nll_per_token"], rel=1e-9)
+    # without the cache lookup the same sweep has nothing to check yet: every seed is said unchecked
+    (before,) = check_bases(new, root, log=_quiet).values()
+    assert before["bases"] == [] and before["unchecked_seeds"] == [0, 1]
+
+
 def test_broken_rule_flags_a_huge_noise_and_not_a_small_one(report):
     root, sw, res = report
     rows, _ = read_verified_rows(stage_dirs(res["rows"][0]["run_dir"])["data/control/seed0"])
