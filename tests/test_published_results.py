@@ -87,9 +87,11 @@ def test_every_record_names_a_committed_config():
     assert kinds["audit-confusion_third_person"] == "audit-confusion"
     assert kinds["steer_gemma3-270m-owl"] == "vector"  # test_gemma_operating_point_is_the_rules_pick
     assert kinds["e5-sigma-axis_smollm2"] == "sweep-axis"  # test_e5_sigma_axis_is_the_two_sweeps...
+    assert kinds["e5-sigma-axis_gemma"] == "sweep-axis"  # test_e5_gemma_sigma_is_the_fallback_rules_pick...
+    assert kinds["e5-gemma-base-check"] == "base-check"  # the same test
     assert kinds["e9-matched-behaviour"] == "e9-report"  # its runs' configs are under runs/
     assert kinds["e9-necessity"] == "necessity-report"  # test_e9_necessity_record_recomputes...
-    derived = ("lr-select", "audit-confusion", "vector", "sweep-axis", "e9-report", "necessity-report")
+    derived = ("lr-select", "audit-confusion", "vector", "sweep-axis", "e9-report", "necessity-report", "base-check")
     for rec in (p for p in records if kinds[p.name] not in derived):
         config, _, _ = _record(rec)
         experiment, run_id = rec.name.rsplit("_", 1)
@@ -474,6 +476,17 @@ def test_the_claims_table_quotes_every_record_it_cites():
     power = v["power_1.8x"]
     assert f"power at 1.8x {power['power']:.2f} ({power['detectable_ratio_80']:.1f}x detectable" in rows["E5"]
     assert power["power"] < 0.8 and "**undecided at this power**" in rows["E5"]
+    # ... and on Gemma: the broken sigma 0.1 and the whole 0.003 from the Gemma axis record
+    gemma = {r["noise.sigma"]: r for r in json.loads((GEMMA_AXIS / "results.json").read_text())["rows"]}
+    assert gemma[0.1]["broken"] and f"sigma 0.1 breaks {gemma[0.1]['base_check']['n_broken']}/10 bases" in rows["E5"]
+    g = gemma[0.003]["comparisons"]["steered-random"]
+    assert (
+        f"at 0.003, the largest sigma that leaves them whole, {g['ratio']:.2f}x [{g['ratio_ci95'][0]:.2f}, "
+        in rows["E5"]
+    )
+    assert f"paired {fmt(g['paired_vs_reference'], '+.2f')}" in rows["E5"]
+    assert f"{g['power']['detectable_ratio_80']:.1f}x detectable" in rows["E5"]
+    assert g["ratio_ci95"][1] < 2.7 and "Gemma: **2.7x refuted at this power**" in rows["E5"]
 
     # E2: steered - random cos(shift, v) at sigma 0, from the mechanism record
     mech = json.loads((E5 / "mechanism" / "results.json").read_text())
@@ -546,6 +559,62 @@ def test_e5_sigma_axis_is_the_two_sweeps_and_the_readme_quotes_every_row():
     assert gemma.section.grid["noise.sigma"] == [0.0, pick] and gemma.section.grid["noise.apply"] == ["shared"]
     cfg = gemma.cells[0].config
     assert (cfg.model, cfg.teacher.layer, cfg.teacher.multiplier) == ("gemma3-270m", 3, 0.25)
+
+
+GEMMA = RESULTS / "e5-protocol-gemma_82013fd0a4"
+GEMMA_LOW = RESULTS / "e5-protocol-gemma-unbroken_c3046cc0e0"
+GEMMA_BASES = RESULTS / "e5-gemma-base-check"
+GEMMA_AXIS = RESULTS / "e5-sigma-axis_gemma"
+
+
+def test_e5_gemma_sigma_is_the_fallback_rules_pick_and_the_readme_quotes_every_row():
+    """Gemma's E5: both sweep records are the committed configs' at HEAD and share their sigma-0
+    cell; SmolLM2's sigmas break Gemma's bases, so the sigma is the one noise_gemma_unbroken.toml's
+    fallback rules take from the base-check record; the axis recomputes from the two sweep records,
+    and the README quotes its rows."""
+    from interp.runs import file_hash
+    from interp.sweep import load_sweep
+    from interp.sweep_axis import AxisConfig, axis_rows, sweep_axis
+
+    first = _sweep_record(GEMMA, "experiments/configs/e5_protocol/noise_gemma.toml")
+    low = _sweep_record(GEMMA_LOW, "experiments/configs/e5_protocol/noise_gemma_unbroken.toml")
+    checks = json.loads((GEMMA_BASES / "results.json").read_text())["cells"]
+    broken = {float(k.split(",")[0].split("=")[1]): v["n_broken"] for k, v in checks.items()}
+    assert all(v["n_bases"] == 10 and "unchecked_seeds" not in v for v in checks.values())
+    # fallback 1: SmolLM2's shared sigmas in the pick rule's order; none leaves ten whole Gemma bases
+    smollm2 = json.loads((AXIS / "results.json").read_text())["pick"]["paired_means"]
+    order = [s for s, _ in sorted(smollm2, key=lambda x: -x[1])]
+    assert order == [0.1, 0.01, 0.03] and all(broken[s] > 0 for s in order)
+    # fallback 2: the larger of 0.003 and 0.001 with no broken base is the sweep's sigma
+    pick = max(s for s in (0.003, 0.001) if broken[s] == 0)
+    assert load_sweep(ROOT / "experiments/configs/e5_protocol/noise_gemma_unbroken.toml").section.grid[
+        "noise.sigma"
+    ] == [0.0, pick]
+    # each sweep's own report checked the same bases as the record did (the same cached stages)
+    for rec in (first, low):
+        for r in rec["rows"]:
+            if r["base_check"]:
+                want = checks[f"noise.sigma={r['noise.sigma']:g}, noise.apply=shared"]
+                assert r["base_check"]["nll"] == pytest.approx(want["nll"], rel=1e-12)
+                assert r["broken"] == (want["n_broken"] > 0)
+    ref = lambda rec: next(r for r in rec["rows"] if r["noise.sigma"] == 0.0)  # noqa: E731
+    for comp in ("steered-random", "steered-control"):
+        assert ref(first)["comparisons"][comp]["per_seed"] == ref(low)["comparisons"][comp]["per_seed"]
+    committed = json.loads((GEMMA_AXIS / "results.json").read_text())
+    manifest = json.loads((GEMMA_AXIS / "manifest.json").read_text())
+    sources = committed["sources"]
+    assert [Path(s).name for s in sources] == [GEMMA.name, GEMMA_LOW.name]
+    for src, rec in zip(sources, (GEMMA, GEMMA_LOW)):
+        assert manifest["inputs"][f"{src}/results.json"] == file_hash(rec / "results.json")
+    again = json.loads(json.dumps(sweep_axis([first, low], AxisConfig(sweeps=tuple(sources)), sources)))
+    assert again["rows"] == committed["rows"]
+    readme = (ROOT / "README.md").read_text()
+    for comp in ("steered-random", "steered-control"):
+        for row in axis_rows(committed, comp):
+            assert "| " + " | ".join(row) + " |" in readme, (comp, row[0])
+    for k, v in checks.items():  # the base-check table
+        s = float(k.split(",")[0].split("=")[1])
+        assert f"| {s:g} | {v['n_broken']}/10 | {v['nll']:.3f} | {v['max_excess']:+.3f} |" in readme
 
 
 E9 = RESULTS / "e9-matched-behaviour"
