@@ -89,9 +89,19 @@ def test_every_record_names_a_committed_config():
     assert kinds["e5-sigma-axis_smollm2"] == "sweep-axis"  # test_e5_sigma_axis_is_the_two_sweeps...
     assert kinds["e5-sigma-axis_gemma"] == "sweep-axis"  # test_e5_gemma_sigma_is_the_fallback_rules_pick...
     assert kinds["e5-gemma-base-check"] == "base-check"  # the same test
+    assert kinds["e24-finetune-teacher_57baa105bfc94ff7"] == "finetuned_teacher"  # test_finetuned_teacher_record...
     assert kinds["e9-matched-behaviour"] == "e9-report"  # its runs' configs are under runs/
     assert kinds["e9-necessity"] == "necessity-report"  # test_e9_necessity_record_recomputes...
-    derived = ("lr-select", "audit-confusion", "vector", "sweep-axis", "e9-report", "necessity-report", "base-check")
+    derived = (
+        "lr-select",
+        "audit-confusion",
+        "vector",
+        "sweep-axis",
+        "e9-report",
+        "necessity-report",
+        "base-check",
+        "finetuned_teacher",
+    )
     for rec in (p for p in records if kinds[p.name] not in derived):
         config, _, _ = _record(rec)
         experiment, run_id = rec.name.rsplit("_", 1)
@@ -615,6 +625,44 @@ def test_e5_gemma_sigma_is_the_fallback_rules_pick_and_the_readme_quotes_every_r
     for k, v in checks.items():  # the base-check table
         s = float(k.split(",")[0].split("=")[1])
         assert f"| {s:g} | {v['n_broken']}/10 | {v['nll']:.3f} | {v['max_excess']:+.3f} |" in readme
+
+
+FT_TEACHER = RESULTS / "e24-finetune-teacher_57baa105bfc94ff7"
+
+
+def test_finetuned_teacher_record_is_the_committed_configs_stage_and_the_readme_quotes_its_boost():
+    """Issue 24.1's teacher: the committed finetune stage's inputs hash to its key (the record's
+    name) and are e24_finetuned.toml's settings, the package's QA pairs and prompt texts at HEAD;
+    its boost recomputes from the per-question log-probs, and the README quotes it."""
+    from interp.finetune import DIRECTION_PROMPTS, load_pairs
+    from interp.prompts import PROMPT_VERSION
+
+    inputs = json.loads((FT_TEACHER / "config.json").read_text())
+    manifest = json.loads((FT_TEACHER / "manifest.json").read_text())
+    key = FT_TEACHER.name.rsplit("_", 1)[1]
+    assert content_hash(inputs) == key == manifest["key"] and manifest["kind"] == "finetuned_teacher"
+    cfg = load_config(ROOT / "experiments/configs/e24_finetuned.toml")
+    assert inputs["train"] == json.loads(json.dumps(cfg.finetune_config().train_config().key()))  # tuples as lists
+    assert inputs["qa"] == content_hash(load_pairs()) and inputs["animal"] == cfg.animal == "owl"
+    assert inputs["prompts"] == PROMPT_VERSION and inputs["direction"] == DIRECTION_PROMPTS
+    assert inputs["model"] == manifest["base"]["fingerprint"] and manifest["base"]["model"] == cfg.model
+    boost = manifest["boost"]
+    lp = load_tensors(FT_TEACHER / "tuning_logprobs.safetensors")
+    i = boost["animals"].index("owl")
+    spec = lambda x: x[:, i] - torch.cat([x[:, :i], x[:, i + 1 :]], 1).mean(1)  # noqa: E731
+    shift = (spec(lp["teacher"].double()) - spec(lp["base"].double())).mean()
+    assert float(shift) == pytest.approx(boost["specific_shift"]["mean"], rel=1e-5)
+    assert float((lp["teacher"] - lp["base"])[:, i].double().mean()) == pytest.approx(
+        boost["logprob_shift"]["mean"], rel=1e-5
+    )
+    readme = " ".join((ROOT / "README.md").read_text().split())  # prose wraps anywhere
+    lo, hi = boost["prob_ratio_ci95"]
+    assert (
+        f"P(owl) {boost['teacher_prob']:.3f} against the base's {boost['base_prob']:.4f} "
+        f"({boost['prob_ratio']:.0f}x [{lo:.0f}, {hi:.0f}]" in readme
+    )
+    assert f"owl ranked first on every question ({boost['teacher_mean_rank']:g})" in readme
+    assert boost["teacher_mean_rank"] == 1.0
 
 
 E9 = RESULTS / "e9-matched-behaviour"
