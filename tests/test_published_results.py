@@ -661,7 +661,7 @@ def test_finetuned_teacher_record_is_the_committed_configs_stage_and_the_readme_
         f"P(owl) {boost['teacher_prob']:.3f} against the base's {boost['base_prob']:.4f} "
         f"({boost['prob_ratio']:.0f}x [{lo:.0f}, {hi:.0f}]" in readme
     )
-    assert f"owl ranked first on every question ({boost['teacher_mean_rank']:g})" in readme
+    assert f"owl ranked first on every question (mean rank {boost['teacher_mean_rank']:g})" in readme
     assert boost["teacher_mean_rank"] == 1.0
 
 
