@@ -275,6 +275,21 @@ def test_the_sigma_axis_sweep_extends_the_e5_sweep_and_reuses_its_sigma_0_cell()
     assert len({c.id for c in new.cells}) == 7 and len(new.jobs()) == 70
 
 
+def test_the_gemma_fallback_sweep_is_noise_gemmas_but_for_its_sigma_and_reuses_its_sigma_0_cell():
+    """noise_gemma_unbroken.toml: noise_gemma.toml's every setting but [sweep]; the same sigma-0 cell
+    (so the same stages), and only the noised sigma differs."""
+    from interp.config import read_toml
+
+    configs = ROOT / "experiments" / "configs" / "e5_protocol"
+    old, new = load_sweep(configs / "noise_gemma.toml"), load_sweep(configs / "noise_gemma_unbroken.toml")
+    assert (old.key(), new.key()) == ("82013fd0a4", "c3046cc0e0")
+    strip = lambda p: {k: v for k, v in read_toml(p, "t").items() if k != "sweep"}  # noqa: E731
+    assert strip(configs / "noise_gemma.toml") == strip(configs / "noise_gemma_unbroken.toml")
+    assert new.reference_cell().id == old.reference_cell().id
+    assert [c.config.noise.sigma for c in old.cells] == [0.0, 0.1]
+    assert [c.config.noise.sigma for c in new.cells] == [0.0, 0.003]
+
+
 def test_check_bases_false_skips_the_check(report, tiny_sweep_raw):
     root, sw, _ = report
     raw = tiny_sweep_raw("rep", {"noise.sigma": [0.0, 0.5]})
