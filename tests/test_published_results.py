@@ -534,6 +534,28 @@ def test_the_claims_table_quotes_every_record_it_cites():
     assert binomial_interval(fp, 16)["ci95"][1] < 0.25  # 0/16 rules out a false-positive rate above a quarter
 
 
+def _axis_record(axis: Path, records: list[Path], results: list[dict]) -> tuple[dict, dict, str]:
+    """A committed sweep-axis record checked against the sweep records it names: the sources and
+    their results' hashes, the rows recomputed from `results`, and the README quoting every row.
+    Returns (the committed record, the recomputed one, the README)."""
+    from interp.runs import file_hash
+    from interp.sweep_axis import AxisConfig, axis_rows, sweep_axis
+
+    committed = json.loads((axis / "results.json").read_text())
+    manifest = json.loads((axis / "manifest.json").read_text())
+    sources = committed["sources"]
+    assert [Path(s).name for s in sources] == [r.name for r in records]
+    for src, rec in zip(sources, records):
+        assert manifest["inputs"][f"{src}/results.json"] == file_hash(rec / "results.json")
+    again = json.loads(json.dumps(sweep_axis(results, AxisConfig(sweeps=tuple(sources)), sources)))
+    assert again["rows"] == committed["rows"]
+    readme = (ROOT / "README.md").read_text()
+    for comp in ("steered-random", "steered-control"):
+        for row in axis_rows(committed, comp):
+            assert "| " + " | ".join(row) + " |" in readme, (comp, row[0])
+    return committed, again, readme
+
+
 SIGMAS = RESULTS / "e5-protocol-smollm2-sigmas_ad77e670fc"
 AXIS = RESULTS / "e5-sigma-axis_smollm2"
 
@@ -542,27 +564,15 @@ def test_e5_sigma_axis_is_the_two_sweeps_and_the_readme_quotes_every_row():
     """The sigma axis: the sigma-0.01/0.03 sweep record is the committed config's, the axis
     recomputes from the two sweep records, the README's tables are its rows, and the Gemma config
     carries the sigma the pre-registered rule picks."""
-    from interp.runs import file_hash
     from interp.sweep import load_sweep
-    from interp.sweep_axis import AxisConfig, axis_rows, sweep_axis
 
     sig = _sweep_record(SIGMAS, "experiments/configs/e5_protocol/noise_sigmas_smollm2.toml")
     e5 = _sweep_record(E5, "experiments/configs/e5_protocol/noise_smollm2.toml")
-    committed = json.loads((AXIS / "results.json").read_text())
-    manifest = json.loads((AXIS / "manifest.json").read_text())
-    sources = committed["sources"]
-    assert [Path(s).name for s in sources] == [E5.name, SIGMAS.name]
-    for src, rec in zip(sources, (E5, SIGMAS)):
-        assert manifest["inputs"][f"{src}/results.json"] == file_hash(rec / "results.json")
-    again = json.loads(json.dumps(sweep_axis([e5, sig], AxisConfig(sweeps=tuple(sources)), sources)))
-    assert again["rows"] == committed["rows"] and again["pick"] == committed["pick"]
+    committed, again, readme = _axis_record(AXIS, [E5, SIGMAS], [e5, sig])
+    assert again["pick"] == committed["pick"]
     cells = [(r["noise.sigma"], r["noise.apply"]) for r in again["rows"]]
     assert cells == [(s, a) for s in (0.01, 0.03, 0.1) for a in ("shared", "student", "teacher")]
     assert all(len(r["comparisons"]["steered-random"]["per_seed"]) == 10 for r in again["rows"])
-    readme = (ROOT / "README.md").read_text()
-    for comp in ("steered-random", "steered-control"):
-        for row in axis_rows(committed, comp):
-            assert "| " + " | ".join(row) + " |" in readme, (comp, row[0])
     pick = committed["pick"]["value"]
     assert f"**Gemma's sigma by the rule: {pick:g}**" in readme
     gemma = load_sweep(ROOT / "experiments/configs/e5_protocol/noise_gemma.toml")
@@ -582,9 +592,7 @@ def test_e5_gemma_sigma_is_the_fallback_rules_pick_and_the_readme_quotes_every_r
     cell; SmolLM2's sigmas break Gemma's bases, so the sigma is the one noise_gemma_unbroken.toml's
     fallback rules take from the base-check record; the axis recomputes from the two sweep records,
     and the README quotes its rows."""
-    from interp.runs import file_hash
     from interp.sweep import load_sweep
-    from interp.sweep_axis import AxisConfig, axis_rows, sweep_axis
 
     first = _sweep_record(GEMMA, "experiments/configs/e5_protocol/noise_gemma.toml")
     low = _sweep_record(GEMMA_LOW, "experiments/configs/e5_protocol/noise_gemma_unbroken.toml")
@@ -610,18 +618,7 @@ def test_e5_gemma_sigma_is_the_fallback_rules_pick_and_the_readme_quotes_every_r
     ref = lambda rec: next(r for r in rec["rows"] if r["noise.sigma"] == 0.0)  # noqa: E731
     for comp in ("steered-random", "steered-control"):
         assert ref(first)["comparisons"][comp]["per_seed"] == ref(low)["comparisons"][comp]["per_seed"]
-    committed = json.loads((GEMMA_AXIS / "results.json").read_text())
-    manifest = json.loads((GEMMA_AXIS / "manifest.json").read_text())
-    sources = committed["sources"]
-    assert [Path(s).name for s in sources] == [GEMMA.name, GEMMA_LOW.name]
-    for src, rec in zip(sources, (GEMMA, GEMMA_LOW)):
-        assert manifest["inputs"][f"{src}/results.json"] == file_hash(rec / "results.json")
-    again = json.loads(json.dumps(sweep_axis([first, low], AxisConfig(sweeps=tuple(sources)), sources)))
-    assert again["rows"] == committed["rows"]
-    readme = (ROOT / "README.md").read_text()
-    for comp in ("steered-random", "steered-control"):
-        for row in axis_rows(committed, comp):
-            assert "| " + " | ".join(row) + " |" in readme, (comp, row[0])
+    _, _, readme = _axis_record(GEMMA_AXIS, [GEMMA, GEMMA_LOW], [first, low])
     for k, v in checks.items():  # the base-check table
         s = float(k.split(",")[0].split("=")[1])
         assert f"| {s:g} | {v['n_broken']}/10 | {v['nll']:.3f} | {v['max_excess']:+.3f} |" in readme
