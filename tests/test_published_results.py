@@ -662,6 +662,76 @@ def test_finetuned_teacher_record_is_the_committed_configs_stage_and_the_readme_
     assert boost["teacher_mean_rank"] == 1.0
 
 
+FT_RUN = RESULTS / "e24-finetuned_bbfc582155"
+
+
+def _ci(t: dict) -> str:
+    return f"{t['mean']:+.3f} [{t['ci95'][0]:+.3f}, {t['ci95'][1]:+.3f}]"
+
+
+def test_finetuned_students_record_recomputes_and_the_readme_quotes_every_row():
+    """Issue 24.1's students: the run is e24_finetuned.toml at HEAD (its run id) and used the
+    committed teacher stage; every transfer row of the README recomputes from the per-seed x question
+    tensors; the mechanism table recomputes from the analysis' per-seed, per-layer cosines."""
+    from interp.stats import detectable_effect
+
+    config, results, manifest = _record(FT_RUN)
+    committed = load_config(ROOT / "experiments/configs/e24_finetuned.toml")
+    assert content_hash(committed.key(), 10) == "bbfc582155" == content_hash(parse_config(config).key(), 10)
+    assert results["seeds"] == list(range(2430, 2440)) and results["question_split"] == "heldout"
+    assert FT_TEACHER.name.rsplit("_", 1)[1] in json.dumps(manifest)  # the teacher stage of the record above
+    readme = (ROOT / "README.md").read_text()
+    tensors = load_tensors(FT_RUN / "transfer.safetensors")
+    labels = {"finetuned": "the fine-tuned teacher", "steered": "the steered teacher"}
+    for trait in ("finetuned", "steered"):
+        for ref, ref_label in (("control", "control"), ("random", "random vector")):
+            rec = results["transfer"][f"{trait}-{ref}"]
+            per_seed = tensors[f"{trait}-{ref}"].double().mean(1).tolist()
+            got = t_interval(per_seed)
+            assert got["mean"] == pytest.approx(rec["specific_per_seed"]["mean"], abs=1e-6)
+            assert sign_flip_test(per_seed)["p"] == pytest.approx(rec["sign_flip_specific"]["p"])
+            assert detectable_effect(per_seed) == pytest.approx(rec["specific_per_seed"]["detectable_80"])
+            row = next(line for line in readme.splitlines() if line.startswith(f"| {labels[trait]} | {ref_label} |"))
+            cells = [c.strip() for c in row.strip("|").split("|")]
+            assert cells[2] == _ci(got)
+            assert cells[3] == f"{sum(v > 0 for v in per_seed)}/10"
+            assert cells[4] == str(rec["trait_rank_among_animals"])
+            assert cells[5] == f"{rec['sign_flip_specific']['p']:.2g}"
+            assert cells[6] == f"{rec['specific_per_seed']['detectable_80']:.3f}"
+    arm = lambda a: results["arms"][a]["per_seed_specific_shift"]  # noqa: E731
+    null = t_interval([r - c for r, c in zip(arm("random"), arm("control"))])
+    assert f"null sits above control on these seeds ({_ci(null)})" in " ".join(readme.split())
+    # the verdict the README states follows from the record: nothing detectable against control
+    assert results["transfer"]["finetuned-control"]["specific_per_seed"]["ci95"][0] < 0
+    # the mechanism table: the analysis read this run (its config hash) at HEAD's layer arrays
+    analysis = read_json(FT_RUN / "analysis" / "manifest.json")
+    assert analysis["kind"] == "analysis" and analysis["config_hash"].startswith("bbfc582155")
+    arrays = load_tensors(FT_RUN / "analysis" / "layer_arrays.safetensors")
+    assert arrays["seeds"].tolist() == results["seeds"] and int(arrays["layers"][8]) == 8
+    cos = lambda ref, arm: arrays[f"{ref}/{arm}/numbers/all/cosine"].double()  # noqa: E731 (seeds x layers)
+
+    def paired(ref: str, arm: str, other: str, layer: int | None) -> str:
+        d = cos(ref, arm) - cos(ref, other)
+        d = d[:, layer] if layer is not None else d.mean(1)
+        x = d.tolist()
+        return f"{_ci(t_interval(x))} ({sum(v > 0 for v in x)}/10)"
+
+    rows = {
+        "steered, v": ("shift", "steered", True),
+        "fine-tuned, its teacher's direction": ("shift_finetuned", "finetuned", True),
+        "fine-tuned, v_prompt": ("shift_prompted", "finetuned", False),
+    }
+    for label, (ref, arm, all_layers) in rows.items():
+        row = next(line for line in readme.splitlines() if line.startswith(f"  | {label} |"))
+        cells = [c.strip() for c in row.strip().strip("|").split("|")]
+        assert cells[1] == _ci(t_interval(cos(ref, arm)[:, 8].tolist()))
+        assert cells[2] == paired(ref, arm, "control", 8)
+        assert cells[3] == paired(ref, arm, "random", 8)
+        if all_layers:
+            assert cells[4] == paired(ref, arm, "control", None)
+            assert cells[5] == paired(ref, arm, "random", None)
+
+
 E9 = RESULTS / "e9-matched-behaviour"
 
 
