@@ -23,6 +23,7 @@ same process for the dtype it trains in), the student stage / floor ratio, stude
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import io
 import json
@@ -130,8 +131,8 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=900, help="replicate seed (not one the science uses)")
     ap.add_argument("--n-prompts", type=int, help="override e1_cpu's 80 (a quick check)")
     ap.add_argument("--source", help="run the variants with the interp package of this checkout")
-    ap.add_argument("--run-one", choices=sorted(VARIANTS), help=argparse_hidden())
-    ap.add_argument("--root", help=argparse_hidden())
+    ap.add_argument("--run-one", choices=sorted(VARIANTS), help=argparse.SUPPRESS)
+    ap.add_argument("--root", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.run_one:
         print("RESULT " + json.dumps(run_one(args)))
@@ -204,12 +205,6 @@ def main() -> None:
     rep.data = {"variants": out}
     rep.print()
     rep.write(args.out)
-
-
-def argparse_hidden():
-    import argparse
-
-    return argparse.SUPPRESS
 
 
 if __name__ == "__main__":

@@ -22,6 +22,7 @@ key holds the thread count).
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import subprocess
@@ -88,8 +89,8 @@ def main() -> None:
     ap.add_argument("--seeds", default="900,901", help="replicate seeds, one job each (not seeds the science uses)")
     ap.add_argument("--workers", type=int, default=os.cpu_count() or 2, help="jobs at once in the second arm")
     ap.add_argument("--n-prompts", type=int, help="override e1_cpu's 80 (a quick check)")
-    ap.add_argument("--arm-workers", type=int, help=argparse_hidden())
-    ap.add_argument("--root", help=argparse_hidden())
+    ap.add_argument("--arm-workers", type=int, help=argparse.SUPPRESS)
+    ap.add_argument("--root", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.arm_workers:
         print("RESULT " + json.dumps(run_one(args)))
@@ -132,12 +133,6 @@ def main() -> None:
     rep.data = {"arms": out, "shift_differences": diffs}
     rep.print()
     rep.write(args.out)
-
-
-def argparse_hidden():
-    import argparse
-
-    return argparse.SUPPRESS
 
 
 if __name__ == "__main__":
