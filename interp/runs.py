@@ -12,9 +12,11 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import functools
 import hashlib
 import json
 import os
+import platform
 import re
 import shutil
 import subprocess
@@ -215,10 +217,37 @@ def git_commit() -> str | None:
         return None
 
 
+# CPU features that choose torch's bf16 matmul kernels (oneDNN): two CPUs that differ in them round
+# bf16 differently, and a bf16-sampled dataset or bf16 student diverges from there
+CPU_FLAGS = ("avx2", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile")
+
+
+@functools.lru_cache(maxsize=1)
+def cpu_identity() -> dict:
+    """The CPU an artifact was computed on: its model name, the bf16-relevant features it has and
+    torch's vector capability. The same stage key on two CPUs that differ here may hold different
+    bf16 results (measured: the E1 confirmation's students on another machine, README)."""
+    name, flags = None, set()
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            k, _, v = line.partition(":")
+            if k.strip() == "model name" and name is None:
+                name = v.strip()
+            elif k.strip() == "flags" and not flags:
+                flags = set(v.split())
+    return {
+        "model": name or platform.processor() or platform.machine(),
+        "features": [f for f in CPU_FLAGS if f in flags],
+        "torch_capability": torch.backends.cpu.get_cpu_capability(),
+        "cores": os.cpu_count(),
+    }
+
+
 def provenance(device: str | torch.device | None = None) -> dict:
-    """What made an artifact: package, commit, torch, time, and torch's thread count (results
-    differ at about 1e-7 between 1 and 2 threads, and no key holds it); `device`, where the
-    caller knows what the computation ran on. A manifest's content, never part of a key."""
+    """What made an artifact: package, commit, torch, time, the CPU (`cpu_identity`) and torch's
+    thread count (results differ at about 1e-7 between 1 and 2 threads, and no key holds it);
+    `device`, where the caller knows what the computation ran on. A manifest's content, never part
+    of a key."""
     from interp import __version__
 
     return {
@@ -226,6 +255,7 @@ def provenance(device: str | torch.device | None = None) -> dict:
         "git_commit": git_commit(),
         "torch_version": torch.__version__,
         "torch_threads": torch.get_num_threads(),
+        "cpu": cpu_identity(),
         **({"device": str(device)} if device is not None else {}),
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }

@@ -227,6 +227,21 @@ def test_stage_manifests_record_threads_but_keys_do_not_depend_on_them(tmp_path)
     assert provenance("cuda:0")["device"] == "cuda:0" and "device" not in provenance()
 
 
+def test_stage_manifests_record_the_cpu_its_bf16_kernels_depend_on(tmp_path):
+    """The same key on two CPUs may hold different bf16 results, so a manifest says which CPU made
+    it: the features are what /proc/cpuinfo lists (parsed here independently), never in the key."""
+    st = Stage(tmp_path, "vector", {"animal": "owl"})
+    write_json(st.path("x.json"), {})
+    cpu = json.loads((st.finish() and st.dir / "manifest.json").read_text())["cpu"]
+    assert st.key == content_hash({"animal": "owl"}) and cpu["cores"] == os.cpu_count()
+    assert cpu["torch_capability"] == torch.backends.cpu.get_cpu_capability()
+    info = Path("/proc/cpuinfo")
+    if info.is_file():
+        flags = next(line for line in info.read_text().splitlines() if line.startswith("flags")).split(":")[1].split()
+        assert cpu["features"] == [f for f in ("avx2", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile") if f in flags]
+        assert cpu["model"] in info.read_text()
+
+
 def test_mnist_and_theorem_manifests_name_their_kind_threads_and_device(tmp_path):
     from interp.mnist import MnistConfig, run_mnist
     from interp.plots.run_dir import detect_run
