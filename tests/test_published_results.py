@@ -77,6 +77,46 @@ def test_readme_quotes_the_confirmation():
     assert confirmed and "**Result: CONFIRMED**" in readme
 
 
+CONFIRM_RERUN = RESULTS / "e1-confirm_da08cf52da"
+
+
+def test_confirmation_rerun_is_the_protocol_on_ten_seeds_and_the_readme_compares_it_seed_by_seed():
+    """The rerun on another machine: confirm.toml at HEAD with the README's overrides (its run id),
+    the published run's stage keys for those seeds, and the README's comparison recomputed from
+    both records' per-seed shifts."""
+    import statistics
+
+    from interp.overrides import load_config_with
+
+    seeds = list(range(2000, 2010))
+    over = [f"seeds={seeds}".replace(" ", ""), 'teacher.kinds=["control","steered"]']
+    cfg = load_config_with(ROOT / "experiments/configs/e1_protocol/confirm.toml", over)
+    assert content_hash(cfg.key(), 10) == "da08cf52da"
+    readme = (ROOT / "README.md").read_text()
+    assert all(f"'{o}'" in readme for o in over)
+    rerun, published = (json.loads((d / "results.json").read_text()) for d in (CONFIRM_RERUN, CONFIRM))
+    stages = [json.loads((d / "manifest.json").read_text())["stages"] for d in (CONFIRM_RERUN, CONFIRM)]
+    keys = [{s["name"]: Path(s["dir"]).name for s in st} for st in stages]
+    # stages keyed by configuration alone share the published keys; the vector's bytes differ on
+    # this machine, so the stages keyed by an earlier stage's content (steered data, students) do not
+    same = {name for name, d in keys[0].items() if keys[1][name] == d}
+    assert same == {"vector", "eval/base"} | {f"data/control/seed{s}" for s in seeds}
+
+    def steered_control(res: dict) -> list[float]:
+        arm = lambda a: res["arms"][a]["per_seed_specific_shift"][: len(seeds)]  # noqa: E731
+        return [s - c for s, c in zip(arm("steered"), arm("control"))]
+
+    a, b = steered_control(rerun), steered_control(published)
+    row = next(line for line in readme.splitlines() if line.startswith("| steered - control | +0.515"))
+    cells = [c.strip() for c in row.strip("|").split("|")]
+    assert cells[1] == f"{_ci(t_interval(a))}, {sum(v > 0 for v in a)}/10"
+    assert cells[2] == f"{_ci(t_interval(b))}, {sum(v > 0 for v in b)}/10"
+    assert cells[3] == _ci(t_interval([x - y for x, y in zip(a, b)]))
+    assert f"correlate at {statistics.correlation(a, b):.2f}" in " ".join(readme.split())
+    base = [r["arms"]["base"]["logprob"]["mean"] for r in (rerun, published)]
+    assert abs(base[0] - base[1]) < 1e-6 and a != b  # the fp32 base agrees, the bf16 students do not
+
+
 def test_every_record_names_a_committed_config():
     # E1 run records; a sweep record (grid.json) is tied to its sweep file by its own test below, and
     # the lr-select record to lr_select.toml by tests/test_lr_select.py
