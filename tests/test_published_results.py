@@ -117,6 +117,37 @@ def test_confirmation_rerun_is_the_protocol_on_ten_seeds_and_the_readme_compares
     assert abs(base[0] - base[1]) < 1e-6 and a != b  # the fp32 base agrees, the bf16 students do not
 
 
+GEN2 = RESULTS / "e24-generation2"
+
+
+def test_generation2_record_recomputes_from_its_runs_and_the_readme_quotes_it():
+    """Issue 24.4 on SmolLM2: the comparison's inputs are the committed first generation (the
+    rerun record above) and e24_generation2.toml at HEAD; each seed's teacher is that seed's own
+    first-generation student of its chain; the chains' comparison and the verdict recompute from
+    the runs' per-seed shifts; the README quotes `generation2_lines` of the record."""
+    from interp.generation import compare_generations, generation2_lines
+    from interp.runs import file_hash
+
+    res, man = read_json(GEN2 / "results.json"), read_json(GEN2 / "manifest.json")
+    assert man["kind"] == "generation2"
+    assert man["inputs"]["first_generation_results"] == file_hash(CONFIRM_RERUN / "results.json")
+    assert man["inputs"]["config"] == file_hash(ROOT / "experiments/configs/e24_generation2.toml")
+    gen1 = read_json(CONFIRM_RERUN / "results.json")
+    students = {s["name"]: Path(s["dir"]).name for s in read_json(CONFIRM_RERUN / "manifest.json")["stages"]}
+    runs = {c: {int(s): r for s, r in res["runs"][c].items()} for c in res["chains"]}
+    for chain, by_seed in runs.items():
+        for seed, r in by_seed.items():
+            assert Path(r["teacher_stage"]).name == students[f"student/{chain}/seed{seed}"]
+    again = compare_generations(runs, gen1, tuple(res["chains"]), res["seeds"], res["animal"])
+    for part in ("generation1", "generation2", "change"):
+        assert again[part]["per_seed"] == pytest.approx(res[part]["per_seed"], abs=1e-9)
+        assert again[part]["ci95"] == pytest.approx(res[part]["ci95"], abs=1e-9)
+    assert again["verdict"] == res["verdict"] and res["seeds"] == list(range(2000, 2010))
+    readme = (ROOT / "README.md").read_text()
+    for line in generation2_lines(res):
+        assert line.strip() in readme, line
+
+
 def test_every_record_names_a_committed_config():
     # E1 run records; a sweep record (grid.json) is tied to its sweep file by its own test below, and
     # the lr-select record to lr_select.toml by tests/test_lr_select.py
@@ -132,6 +163,7 @@ def test_every_record_names_a_committed_config():
     assert kinds["e24-finetune-teacher_57baa105bfc94ff7"] == "finetuned_teacher"  # test_finetuned_teacher_record...
     assert kinds["e9-matched-behaviour"] == "e9-report"  # its runs' configs are under runs/
     assert kinds["e9-necessity"] == "necessity-report"  # test_e9_necessity_record_recomputes...
+    assert kinds["e24-generation2"] == "generation2"  # test_generation2_record_recomputes_from_its_runs...
     derived = (
         "lr-select",
         "audit-confusion",
@@ -141,6 +173,7 @@ def test_every_record_names_a_committed_config():
         "necessity-report",
         "base-check",
         "finetuned_teacher",
+        "generation2",
     )
     for rec in (p for p in records if kinds[p.name] not in derived):
         config, _, _ = _record(rec)
