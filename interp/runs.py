@@ -217,8 +217,8 @@ def git_commit() -> str | None:
         return None
 
 
-# CPU features that choose torch's bf16 matmul kernels (oneDNN): two CPUs that differ in them round
-# bf16 differently, and a bf16-sampled dataset or bf16 student diverges from there
+# CPU features that choose torch's matmul kernels (oneDNN, MKL): two CPUs that differ in them round
+# differently (bf16 most), and a sampled dataset or a student diverges from there
 CPU_FLAGS = ("avx2", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile")
 
 
@@ -226,7 +226,7 @@ CPU_FLAGS = ("avx2", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile")
 def cpu_identity() -> dict:
     """The CPU an artifact was computed on: its model name, the bf16-relevant features it has and
     torch's vector capability. The same stage key on two CPUs that differ here may hold different
-    bf16 results (measured: the E1 confirmation's students on another machine, README)."""
+    bytes (measured: the E1 confirmation's vector and students on another machine, README)."""
     name, flags = None, set()
     with contextlib.suppress(OSError):
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -245,9 +245,9 @@ def cpu_identity() -> dict:
 
 def provenance(device: str | torch.device | None = None) -> dict:
     """What made an artifact: package, commit, torch, time, the CPU (`cpu_identity`) and torch's
-    thread count (results differ at about 1e-7 between 1 and 2 threads, and no key holds it);
-    `device`, where the caller knows what the computation ran on. A manifest's content, never part
-    of a key."""
+    thread count (one op's results differ at about 1e-7 between 1 and 2 threads, a bf16 student's
+    owl readout by up to 0.03: benchmarks/bench_workers.py; no key holds it); `device`, where the
+    caller knows what the computation ran on. A manifest's content, never part of a key."""
     from interp import __version__
 
     return {

@@ -82,8 +82,8 @@ CONFIRM_RERUN = RESULTS / "e1-confirm_da08cf52da"
 
 def test_confirmation_rerun_is_the_protocol_on_ten_seeds_and_the_readme_compares_it_seed_by_seed():
     """The rerun on another machine: confirm.toml at HEAD with the README's overrides (its run id),
-    the published run's stage keys for those seeds, and the README's comparison recomputed from
-    both records' per-seed shifts."""
+    which of its stages share the published run's keys (those keyed by configuration alone), and the
+    README's comparison recomputed from both records' per-seed shifts."""
     import statistics
 
     from interp.overrides import load_config_with

@@ -228,11 +228,12 @@ def test_stage_manifests_record_threads_but_keys_do_not_depend_on_them(tmp_path)
 
 
 def test_stage_manifests_record_the_cpu_its_bf16_kernels_depend_on(tmp_path):
-    """The same key on two CPUs may hold different bf16 results, so a manifest says which CPU made
+    """The same key on two CPUs may hold different bytes, so a manifest says which CPU made
     it: the features are what /proc/cpuinfo lists (parsed here independently), never in the key."""
     st = Stage(tmp_path, "vector", {"animal": "owl"})
     write_json(st.path("x.json"), {})
-    cpu = json.loads((st.finish() and st.dir / "manifest.json").read_text())["cpu"]
+    st.finish()
+    cpu = json.loads((st.dir / "manifest.json").read_text())["cpu"]
     assert st.key == content_hash({"animal": "owl"}) and cpu["cores"] == os.cpu_count()
     assert cpu["torch_capability"] == torch.backends.cpu.get_cpu_capability()
     info = Path("/proc/cpuinfo")
