@@ -13,7 +13,9 @@ whose files are all under a size limit into `OUT/cache/`, with nothing else (no 
 temporary files); `unpack` checks every stage of a pack first (its directory name is its config's
 content hash, its manifest's checksum holds, every file matches the hash the manifest recorded)
 and copies none if one fails, then copies each stage the root lacks, atomically. Both skip what
-is already there and report what they did.
+is already there and report what they did. `unpack` also names the stages it copied that another
+CPU computed (their manifest's `cpu` differs from this machine's, or records none): they are used
+as they are, but recomputed here they would give other bytes (see `interp.runs.cpu_identity`).
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from interp.runs import CONFIG_FILE, MANIFEST_FILE, TMP_SUFFIX, Stage, read_json
+from interp.runs import CONFIG_FILE, MANIFEST_FILE, TMP_SUFFIX, Stage, cpu_identity, read_json
 
 CACHE_DIR = "cache"
 DEFAULT_MAX_FILE_BYTES = 5_000_000  # a dataset or evaluation is far below; a student's weights far above
@@ -32,12 +34,18 @@ DEFAULT_MAX_FILE_BYTES = 5_000_000  # a dataset or evaluation is far below; a st
 @dataclass
 class CarryReport:
     """What `pack` or `unpack` did: stage directory names copied, already present, and left behind
-    (with why: too large, unfinished)."""
+    (with why: too large, unfinished); for `unpack`, the copied stages another CPU computed."""
 
     copied: list[str] = field(default_factory=list)
     present: list[str] = field(default_factory=list)
     left: dict[str, str] = field(default_factory=dict)
     bytes_copied: int = 0
+    other_cpu: list[str] = field(default_factory=list)
+
+
+def _same_cpu(recorded: dict | None, here: dict) -> bool:
+    # the model and the features that choose the matmul kernels; the core count only sets threads
+    return bool(recorded) and all(recorded.get(k) == here[k] for k in ("model", "features", "torch_capability"))
 
 
 def _stages(cache: Path) -> list[Path]:
@@ -127,11 +135,13 @@ def unpack(src: str | Path, root: str | Path) -> CarryReport:
     if not cache.is_dir():
         raise ValueError(f"src: {cache} does not exist; pass a directory `interp pack` wrote")
     stages = [check_stage(d) for d in _stages(cache) if not d.name.endswith(TMP_SUFFIX)]
-    dest, rep = Path(root) / CACHE_DIR, CarryReport()
+    dest, rep, here = Path(root) / CACHE_DIR, CarryReport(), cpu_identity()
     for st in stages:
         if _done(dest / st.dir.name):
             rep.present.append(st.dir.name)
         else:
             rep.bytes_copied += _copy_stage(st, dest)
             rep.copied.append(st.dir.name)
+            if not _same_cpu(st.manifest().get("cpu"), here):
+                rep.other_cpu.append(st.dir.name)
     return rep

@@ -278,6 +278,11 @@ def _carry_lines(rep, verb: str, where: Path) -> None:
         reasons[key] = reasons.get(key, 0) + 1
     for why, n in reasons.items():
         console.print(f"  left: {n} {why}")
+    if rep.other_cpu:
+        console.print(
+            f"  {len(rep.other_cpu)} of the copied stages were computed on another CPU (or one not recorded): "
+            "used as they are, but recomputed here they would give other bytes"
+        )
 
 
 @json_output
@@ -316,7 +321,8 @@ def unpack(
 
     rep = call(unpack_stages, src, root)
     _carry_lines(rep, "unpacked", root)
-    return {"copied": rep.copied, "present": rep.present, "left": rep.left, "bytes_copied": rep.bytes_copied}
+    out = {"copied": rep.copied, "present": rep.present, "left": rep.left, "bytes_copied": rep.bytes_copied}
+    return {**out, "other_cpu": rep.other_cpu}
 
 
 for command in (

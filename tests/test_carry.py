@@ -99,3 +99,26 @@ def test_pack_and_unpack_commands_report_and_refuse_in_one_line(first, tmp_path)
     out = CliRunner().invoke(app, ["pack", str(tmp_path / "p2"), "--root", str(tmp_path / "none")])
     assert out.exit_code == 2 and "root:" in out.output, out.output
     assert not Path(tmp_path / "p2").exists()
+
+
+def test_unpack_names_the_stages_another_cpu_computed(first, tmp_path, monkeypatch):
+    """Stages made on this CPU unpack silently; the same run made on a CPU with other matmul
+    features (its manifests say so) unpacks too, and every copied stage is named."""
+    root, _ = first
+    pack(root, tmp_path / "here")
+    rep = unpack(tmp_path / "here", tmp_path / "b")
+    assert rep.copied and rep.other_cpu == []
+    import interp.runs
+
+    real = interp.runs.cpu_identity()
+    other = {**real, "features": [f for f in real["features"] if f != "amx_bf16"] + ["elsewhere"]}
+    monkeypatch.setattr(interp.runs, "cpu_identity", lambda: other)  # machine A's manifests
+    pipeline.run_e1(_cfg(train={"keep": "none"}, seeds=[7]), tmp_path / "a", progress=False, log=lambda *a: None)
+    monkeypatch.undo()
+    pack(tmp_path / "a", tmp_path / "there")
+    rep = unpack(tmp_path / "there", tmp_path / "c")
+    assert rep.copied and sorted(rep.other_cpu) == sorted(rep.copied)
+    out = CliRunner().invoke(app, ["unpack", str(tmp_path / "there"), "--root", str(tmp_path / "d")])
+    assert out.exit_code == 0 and f"{len(rep.copied)} of the copied stages were computed on another CPU" in " ".join(
+        out.output.split()
+    ), out.output
