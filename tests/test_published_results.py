@@ -122,16 +122,19 @@ GEN2 = RESULTS / "e24-generation2"
 
 def test_generation2_record_recomputes_from_its_runs_and_the_readme_quotes_it():
     """Issue 24.4 on SmolLM2: the comparison's inputs are the committed first generation (the
-    rerun record above) and e24_generation2.toml at HEAD; each seed's teacher is that seed's own
+    rerun record above) and e24_generation2.toml (its bytes as run, the same TOML at HEAD); each seed's teacher is that seed's own
     first-generation student of its chain; the chains' comparison and the verdict recompute from
     the runs' per-seed shifts; the README quotes `generation2_lines` of the record."""
+    from interp.config import read_toml
     from interp.generation import compare_generations, generation2_lines
     from interp.runs import file_hash
 
     res, man = read_json(GEN2 / "results.json"), read_json(GEN2 / "manifest.json")
     assert man["kind"] == "generation2"
     assert man["inputs"]["first_generation_results"] == file_hash(CONFIRM_RERUN / "results.json")
-    assert man["inputs"]["config"] == file_hash(ROOT / "experiments/configs/e24_generation2.toml")
+    # the config file as it ran (its bytes' hash) says what the committed one says, comments aside
+    assert man["inputs"]["config"] == file_hash(GEN2 / "config.toml")
+    assert read_toml(GEN2 / "config.toml") == read_toml(ROOT / "experiments/configs/e24_generation2.toml")
     gen1 = read_json(CONFIRM_RERUN / "results.json")
     students = {s["name"]: Path(s["dir"]).name for s in read_json(CONFIRM_RERUN / "manifest.json")["stages"]}
     runs = {c: {int(s): r for s, r in res["runs"][c].items()} for c in res["chains"]}
