@@ -321,8 +321,13 @@ def unpack(
 
     rep = call(unpack_stages, src, root)
     _carry_lines(rep, "unpacked", root)
-    out = {"copied": rep.copied, "present": rep.present, "left": rep.left, "bytes_copied": rep.bytes_copied}
-    return {**out, "other_cpu": rep.other_cpu}
+    return {
+        "copied": rep.copied,
+        "present": rep.present,
+        "left": rep.left,
+        "bytes_copied": rep.bytes_copied,
+        "other_cpu": rep.other_cpu,
+    }
 
 
 for command in (

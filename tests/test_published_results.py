@@ -18,6 +18,7 @@ import torch
 
 from interp.config import load_config, parse_config
 from interp.runs import content_hash, load_tensors, read_json
+from interp.e9_report import interval_text as _ci  # the README's "+0.123 [-0.456, +0.789]"
 from interp.stats import sign_flip_test, t_interval
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -739,10 +740,6 @@ def test_finetuned_teacher_record_is_the_committed_configs_stage_and_the_readme_
 
 
 FT_RUN = RESULTS / "e24-finetuned_bbfc582155"
-
-
-def _ci(t: dict) -> str:
-    return f"{t['mean']:+.3f} [{t['ci95'][0]:+.3f}, {t['ci95'][1]:+.3f}]"
 
 
 def test_finetuned_students_record_recomputes_and_the_readme_quotes_every_row():

@@ -20,6 +20,7 @@ from interp.pipeline import TRANSFER_FILE
 from interp.runs import RESULTS_FILE, load_tensors, read_json, stage_dirs
 from interp.stats import sign_flip_test
 from interp.sweep import load_sweep, parse_sweep, run_sweep, summarize_sweep
+from tomltext import toml as toml_text  # tests/ is on sys.path
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -144,20 +145,6 @@ def test_bases_are_checked_before_a_new_sweeps_cells_run_from_the_cached_control
     assert before["bases"] == [] and before["unchecked_seeds"] == [0, 1]
 
 
-def _toml(raw: dict) -> str:
-    """A sweep config dict as TOML text (scalars, lists and one level of inline tables suffice)."""
-
-    def val(v) -> str:
-        if isinstance(v, dict):
-            return "{ " + ", ".join(f"{json.dumps(k)} = {val(x)}" for k, x in v.items()) + " }"
-        return json.dumps(v)
-
-    lines = [f"{k} = {val(v)}" for k, v in raw.items() if not isinstance(v, dict)]
-    for section, table in ((k, v) for k, v in raw.items() if isinstance(v, dict)):
-        lines += [f"[{section}]", *(f"{k} = {val(v)}" for k, v in table.items())]
-    return "\n".join(lines) + "\n"
-
-
 def test_check_bases_script_checks_other_sigmas_on_the_same_grid(report, tiny_sweep_raw, tmp_path, capsys):
     import importlib.util
 
@@ -166,7 +153,7 @@ def test_check_bases_script_checks_other_sigmas_on_the_same_grid(report, tiny_sw
     script = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(script)
     toml = tmp_path / "sweep.toml"
-    toml.write_text(_toml(tiny_sweep_raw("rep", {"noise.sigma": [0.0, 0.5]})))
+    toml.write_text(toml_text(tiny_sweep_raw("rep", {"noise.sigma": [0.0, 0.5]})))
     assert load_sweep(toml).key() == sw.key()  # the report fixture's sweep, written as a file
     out = script.main([str(toml), "--sigmas", "0.5,0.2", "--root", str(root), "--out", str(tmp_path / "out")])
     assert list(out["cells"]) == ["noise.sigma=0.5", "noise.sigma=0.2"] and out["sigmas"] == [0.5, 0.2]
@@ -178,7 +165,7 @@ def test_check_bases_script_checks_other_sigmas_on_the_same_grid(report, tiny_sw
     # a sweep with no noise.sigma axis: one line naming the option, nothing written
     raw = tiny_sweep_raw("rep", {"train.lr": [1e-3, 1e-2]})
     raw["sweep"]["reference"] = {"train.lr": 1e-3}
-    toml.write_text(_toml(raw))
+    toml.write_text(toml_text(raw))
     with pytest.raises(SystemExit) as e:
         script.main([str(toml), "--sigmas", "0.2", "--root", str(root), "--out", str(tmp_path / "bad")])
     assert e.value.code == 2 and "--sigmas needs a grid axis" in capsys.readouterr().err

@@ -12,6 +12,7 @@ import torch
 
 from interp import pipeline
 from interp.config import parse_config
+from tomltext import toml as toml  # re-exported for the fault tests; tests/ is on sys.path
 
 RAW = {
     "experiment": "faults",
@@ -45,18 +46,6 @@ def stage_files(root: Path) -> dict[str, dict]:
         for d in sorted((root / "cache").iterdir())
         if (d / "manifest.json").exists()
     }
-
-
-def toml(raw: dict) -> str:
-    """The few TOML shapes RAW uses (scalars, lists, one level of tables)."""
-    val = lambda v: json.dumps(v)  # strings, numbers, booleans and lists of them read the same in TOML
-    top = [f"{k} = {val(v)}" for k, v in raw.items() if not isinstance(v, dict)]
-    tables = [
-        f"[{k}]\n" + "\n".join(f"{kk} = {val(vv)}" for kk, vv in v.items())
-        for k, v in raw.items()
-        if isinstance(v, dict)
-    ]
-    return "\n".join(top) + "\n\n" + "\n\n".join(tables) + "\n"
 
 
 @pytest.fixture(scope="session")
