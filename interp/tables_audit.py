@@ -46,7 +46,8 @@ def row_audit_table(res: dict, width: int = WIDTH) -> str:
     t = res["teacher"]
     who = (
         t["kind"]
-        + (" on a student" if res.get("teacher_model") else "")
+        # a finetuned teacher is its own weights; any other kind with a model rides on a student
+        + (" on a student" if res.get("teacher_model") and t["kind"] != "finetuned" else "")
         + (f" (layer {t['steering']['layer']}, x{t['steering']['multiplier']:g})" if "steering" in t else "")
     )
     rows = [("dataset", res["llr"]["n"], ci(res["llr"], "{:+.3f}"))]

@@ -213,3 +213,24 @@ def test_an_e1_run_trains_students_on_a_score_bin_and_leaves_other_keys_alone(tm
     tree = lineage(dirs["student/steered/seed0"])
     assert tree["roots"][0]["parents"][0]["kind"] == "selection"
     assert vectors_reached(tree) == [read_json(dirs["vector"] / "vector.json")["vector_hash"]]
+
+
+@pytest.mark.parametrize(
+    ("kind", "model", "label"),
+    [
+        ("finetuned", "cache/finetune-x", "teacher finetuned"),
+        ("control", "cache/student-x", "teacher control on a student"),
+    ],
+)
+def test_the_table_names_a_finetuned_teacher_as_itself_and_other_models_as_students(kind, model, label):
+    from interp.tables import row_audit_table
+
+    res = {
+        "teacher": {"kind": kind, "animal": "owl"},
+        "teacher_model": model,
+        "llr": {"mean": 0.5, "ci95": [0.1, 0.9], "n": 80},
+        "vocab": "grammar",
+        "key": "k",
+    }
+    text = " ".join(row_audit_table(res, width=400).split())
+    assert label in text and ("on a student" in text) == (kind != "finetuned")
