@@ -228,3 +228,51 @@ def _finish_select(st: Stage, dstage: Stage, scores: Stage | None, which: str, b
         extra_manifest={"stage_key": st.key},
     )
     st.finish(**{k: man[k] for k in ("dataset_hash", "n_kept", "teacher_logprobs_hash")})
+
+
+def bin_profile(select_dir: str | Path, score_dir: str | Path) -> dict:
+    """What a bin's rows are, beside what students learn from them: their mean LLR under the row
+    audit in `score_dir` (of the bin's parent dataset, checked; a random bin has no scores of its
+    own), and their length in numbers and characters (a row's LLR is a sum over its tokens, so a
+    high-score bin may just be a long-row bin)."""
+    sel = Path(select_dir)
+    man = read_json(sel / MANIFEST_FILE)
+    parent = Path(man["parent"]["dir"])
+    if not parent.exists():  # the root moved: the parent is the select stage's sibling of that name
+        parent = sel.parent / parent.name
+    llr = load_scores(score_dir, parent)["llr"]
+    rows = read_rows(sel)
+    x = llr[[r["parent_index"] for r in rows]]
+    return {
+        "quantile": man["selection"]["quantile"],
+        "rows": len(rows),
+        "llr_mean": float(x.mean()),
+        "llr_min": float(x.min()),
+        "llr_max": float(x.max()),
+        "parent_llr_mean": float(llr.mean()),
+        "numbers_per_row": sum(len(r["numbers"]) for r in rows) / len(rows),
+        "chars_per_row": sum(len(r["completion"]) for r in rows) / len(rows),
+    }
+
+
+def bin_profiles(run_dirs: list[str | Path], kind: str = "steered") -> dict[str, dict[str, dict]]:
+    """{quantile: {seed: bin_profile}} of every bin `kind`'s students learned from in E1 runs (a
+    sweep's are its `jobs/*`; their manifests name the stages), each scored by the rowscore stage of
+    its own dataset (a random bin's run computes none: another run's of the same rows serves)."""
+    stages = []
+    for run in run_dirs:
+        man = read_json(Path(run) / MANIFEST_FILE)
+        root = (Path(run) / man["root"]).resolve()  # relative, so a moved root still resolves
+        stages += [(st["name"], root / st["dir"]) for st in man["stages"]]
+    scores = {
+        read_json(d / MANIFEST_FILE)["inputs"]["dataset"]: d for n, d in stages if n.startswith(f"rowscore/{kind}/")
+    }
+    out: dict[str, dict[str, dict]] = {}
+    for name, d in stages:
+        if name.startswith(f"select/{kind}/"):
+            h = read_json(d / MANIFEST_FILE)["parent"]["dataset_hash"]
+            if h not in scores:
+                raise ValueError(f"{d}: no rowscore stage of its dataset {h} in these runs; add a run of a scored bin")
+            prof = bin_profile(d, scores[h])
+            out.setdefault(prof["quantile"], {})[name.rsplit("seed", 1)[1]] = prof
+    return out

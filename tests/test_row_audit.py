@@ -1,5 +1,7 @@
 """Per-row audit and score-quantile datasets on the tiny model, against ground truth."""
 
+from dataclasses import replace
+
 import pytest
 import torch
 from typer.testing import CliRunner
@@ -176,6 +178,7 @@ def test_the_row_audit_command_prints_the_auroc_and_writes_json(data, tmp_path):
 def test_an_e1_run_trains_students_on_a_score_bin_and_leaves_other_keys_alone(tmp_path):
     from interp import pipeline
     from interp.config import parse_config
+    from interp.datasets import read_rows
     from interp.plan import plan_e1
     from interp.runs import stage_dirs
 
@@ -205,6 +208,15 @@ def test_an_e1_run_trains_students_on_a_score_bin_and_leaves_other_keys_alone(tm
         assert read_json(dirs[f"student/{kind}/seed0"] / MANIFEST_FILE)["dataset_dir"] == str(
             dirs[f"select/{kind}/seed0"]
         )
+    # the bin's profile: its rows' scores under the run's own rowscore stage
+    from interp.selection import bin_profiles
+
+    prof = bin_profiles([res["run_dir"]])
+    assert list(prof) == ["top"] and list(prof["top"]) == ["0"]
+    llr = load_scores(dirs["rowscore/steered/seed0"])["llr"]
+    picked = [r["parent_index"] for r in read_rows(dirs["select/steered/seed0"])]
+    assert prof["top"]["0"]["llr_mean"] == pytest.approx(float(llr[picked].mean()), abs=1e-12)
+    assert prof["top"]["0"]["llr_min"] == float(llr.topk(len(picked)).values.min())
     plan = {s["name"]: s for s in plan_e1(top, tmp_path)["stages"]}
     assert plan["select/steered/seed0"]["status"] == "cached" and plan["student/steered/seed0"]["status"] == "cached"
     # the lineage of a quintile student passes through its bin to the vector
@@ -234,3 +246,78 @@ def test_the_table_names_a_finetuned_teacher_as_itself_and_other_models_as_stude
     }
     text = " ".join(row_audit_table(res, width=400).split())
     assert label in text and ("on a student" in text) == (kind != "finetuned")
+
+
+def test_a_bins_profile_is_its_rows_scores_and_lengths(data, tmp_path):
+    from interp.selection import bin_profile
+
+    run_row_audit(_cfg(data), tmp_path / "ra", progress=False)
+    llr = load_scores(tmp_path / "ra")["llr"]
+    rows = read_jsonl(data / "steered" / "dataset.jsonl")
+    prof = {}
+    for q in ("top", "bottom", "random"):
+        select_dataset(data / "steered", tmp_path / "ra" if q != "random" else None, tmp_path / q, q, seed=3)
+        prof[q] = bin_profile(tmp_path / q, tmp_path / "ra")
+        idx = quantile_indices(llr, q, seed=3)
+        assert prof[q]["quantile"] == q and prof[q]["rows"] == len(idx) == len(rows) // 5
+        assert prof[q]["llr_mean"] == pytest.approx(float(llr[idx].mean()), abs=1e-12)
+        assert prof[q]["numbers_per_row"] == sum(len(rows[i]["numbers"]) for i in idx) / len(idx)
+        assert prof[q]["chars_per_row"] == sum(len(rows[i]["completion"]) for i in idx) / len(idx)
+    assert prof["top"]["llr_min"] >= prof["bottom"]["llr_max"]
+    assert prof["top"]["parent_llr_mean"] == pytest.approx(float(llr.mean()), abs=1e-12)
+    run_row_audit(replace(_cfg(data), dataset=str(data / "control")), tmp_path / "rc", progress=False)
+    with pytest.raises(ValueError, match="were computed for dataset"):  # scores of other rows
+        bin_profile(tmp_path / "top", tmp_path / "rc")
+
+
+def test_the_bins_script_profiles_every_bin_of_a_quintile_sweep(tiny_sweep_raw, tmp_path):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from interp.selection import bin_profile
+    from interp.sweep import parse_sweep, run_sweep
+
+    raw = tiny_sweep_raw("q", {"data.select": ["top", "random"]}, LAYER)
+    raw["teacher"]["kinds"] = ["control", "steered"]
+    raw["data"]["n_prompts"] = 10
+    raw["train"]["batch_size"] = 2
+    raw["sweep"].update(reference={"data.select": "random"}, comparison="steered-control")
+    sw = parse_sweep(raw)
+    run_sweep(sw, tmp_path, progress=False, log=lambda *a, **k: None)
+    script = Path(__file__).parents[1] / "experiments" / "quintile_bins.py"
+    out = tmp_path / "bins.json"
+    ok = subprocess.run(
+        [sys.executable, str(script), str(sw.directory(tmp_path)), "--out", str(out)], capture_output=True, text=True
+    )
+    assert ok.returncode == 0, ok.stderr
+    res = read_json(out)
+    assert sorted(res["profiles"]) == ["random", "top"] and all(
+        sorted(v) == ["0", "1"] for v in res["profiles"].values()
+    )
+    for seed in ("0", "1"):  # against the stages themselves: the run's select and rowscore directories
+        cache = tmp_path / "cache"
+        top = next(
+            d
+            for d in cache.glob("select-*")
+            if read_json(d / "config.json")["quantile"] == "top" and read_json(d / "config.json")["seed"] == int(seed)
+        )
+        scores = next(
+            d
+            for d in cache.glob("rowscore-*")
+            if read_json(d / MANIFEST_FILE)["inputs"]["dataset"]
+            == read_json(top / MANIFEST_FILE)["parent"]["dataset_hash"]
+        )
+        assert res["profiles"]["top"][seed] == bin_profile(top, scores)
+        assert res["profiles"]["random"][seed]["parent_llr_mean"] == res["profiles"]["top"][seed]["parent_llr_mean"]
+    assert res["summary"]["top"]["llr_mean"] == pytest.approx(
+        sum(p["llr_mean"] for p in res["profiles"]["top"].values()) / 2
+    )
+    assert "written:" in ok.stdout and res["git_commit"]
+    bad = subprocess.run(
+        [sys.executable, str(script), str(tmp_path / "none"), "--out", str(tmp_path / "x.json")],
+        capture_output=True,
+        text=True,
+    )
+    assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and "no finished job" in bad.stderr
+    assert not (tmp_path / "x.json").exists()
