@@ -910,3 +910,36 @@ def test_e9_necessity_record_recomputes_from_its_runs_and_the_readme_quotes_ever
     assert len(rows) == 19
     for row in rows:
         assert row in readme, row
+
+
+QUINT = RESULTS / "e24-quintiles-smollm2_19e5359083"
+
+
+def test_quintile_record_is_the_committed_sweep_and_the_readme_quotes_it():
+    """Issue 24.2: students on each score bin of the steered data. Every README figure recomputed
+    from the record's per-seed values; the pre-stated trend test (top minus bottom) among them."""
+    from interp.stats import detectable_effect
+
+    results = _sweep_record(QUINT, "experiments/configs/e24_quintiles.toml")
+    bins = json.loads((QUINT / "bins.json").read_text())
+    readme = (ROOT / "README.md").read_text()
+    rows = {r["data.select"]: r for r in results["rows"]}
+    assert set(rows) == {"top", "middle", "bottom", "random"} and rows["random"]["is_reference"]
+    x = {q: r["comparisons"]["steered-control"]["per_seed"] for q, r in rows.items()}
+    assert all(len(v) == 10 for v in x.values())
+    for seed, top in bins["profiles"]["top"].items():  # the bins are what their names say, per seed
+        prof = {q: bins["profiles"][q][seed] for q in rows}
+        assert top["llr_min"] >= prof["middle"]["llr_max"] and prof["middle"]["llr_min"] >= prof["bottom"]["llr_max"]
+        assert all(p["rows"] == 80 for p in prof.values())
+    for q, r in rows.items():
+        c = r["comparisons"]["steered-control"]
+        line = next(ln for ln in readme.splitlines() if ln.strip().startswith(f"| {q} |"))
+        assert f"| {bins['summary'][q]['llr_mean']:+.2f} | {bins['summary'][q]['chars_per_row']:.1f} |" in line
+        assert f"| {_ci(t_interval(x[q]))} | {sum(v > 0 for v in x[q])}/10 |" in line
+        assert f"| {c['trait_rank_among_animals']} | {_sign_flip_p(x[q]):.3f} |" in line
+        if q != "random":
+            d = [a - b for a, b in zip(x[q], x["random"])]
+            assert f"| {_ci(t_interval(d))} | {detectable_effect(d):.3f} |" in line
+    trend = [a - b for a, b in zip(x["top"], x["bottom"])]
+    assert f"**{_ci(t_interval(trend))}**" in readme
+    assert f"{sum(v > 0 for v in trend)}/10 seeds, sign-flip p {_sign_flip_p(trend):.3f}" in readme
