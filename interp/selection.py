@@ -32,6 +32,7 @@ from interp.runs import (
     provenance,
     read_json,
     save_tensors,
+    stage_dirs,
     tensor_hash,
     write_json,
     write_jsonl,
@@ -259,11 +260,7 @@ def bin_profiles(run_dirs: list[str | Path], kind: str = "steered") -> dict[str,
     """{quantile: {seed: bin_profile}} of every bin `kind`'s students learned from in E1 runs (a
     sweep's are its `jobs/*`; their manifests name the stages), each scored by the rowscore stage of
     its own dataset (a random bin's run computes none: another run's of the same rows serves)."""
-    stages = []
-    for run in run_dirs:
-        man = read_json(Path(run) / MANIFEST_FILE)
-        root = (Path(run) / man["root"]).resolve()  # relative, so a moved root still resolves
-        stages += [(st["name"], root / st["dir"]) for st in man["stages"]]
+    stages = [item for run in run_dirs for item in stage_dirs(run).items()]
     scores = {
         read_json(d / MANIFEST_FILE)["inputs"]["dataset"]: d for n, d in stages if n.startswith(f"rowscore/{kind}/")
     }
