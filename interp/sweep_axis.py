@@ -44,7 +44,7 @@ class AxisConfig:
     pick_series: str = "shared"
 
 
-def _grid_value(row: dict, keys: list[str], field: str, where: str):
+def grid_value(row: dict, keys: list[str], field: str, where: str):
     """A row's value of `field`, also when a joined grid key ("noise.sigma,train.keep") set it."""
     for k in keys:
         names = [f.strip() for f in k.split(",")]
@@ -93,7 +93,7 @@ def sweep_axis(results: list[dict], cfg: AxisConfig, sources: list[str] | None =
         for r in res["rows"]:
             if r["is_reference"] or {n: c["per_seed"] for n, c in r["comparisons"].items()} == ref_seed:
                 continue  # the reference again (sigma 0 under every apply is one cell)
-            key = (_grid_value(r, keys, cfg.field, src), _grid_value(r, keys, cfg.series, src))
+            key = (grid_value(r, keys, cfg.field, src), grid_value(r, keys, cfg.series, src))
             row = {
                 cfg.field: key[0],
                 cfg.series: key[1],

@@ -24,7 +24,7 @@ from interp.plots.analysis import (
 from interp.plots.e1 import animal_shifts, trait_probabilities, training_loss, transfer_summary
 from interp.plots.entangle import divergence_by_offset, entangled_numbers_bars, logit_lens_bars, number_prompting_shift
 from interp.plots.steering import steering_sweep_heatmap
-from interp.plots.sweep import sweep_axis_figure, sweep_figures
+from interp.plots.sweep import contrasts_figure, sweep_axis_figure, sweep_figures
 from interp.plots.toy import mnist_accuracies, mnist_sweep, theorem_alignment
 from interp.runs import MANIFEST_FILE, RESULTS_FILE, read_json, stage_dirs
 from interp.steering_run import SWEEP_FILE
@@ -36,6 +36,7 @@ PLOTTABLE = {
     "e1": "`interp run`",
     "sweep": "`interp sweep`",
     "sweep-axis": "experiments/sweep_axis.py",
+    "sweep-contrasts": "experiments/sweep_contrasts.py",
     "e9-report": "experiments/e9_report.py",
     "necessity-report": "experiments/necessity_report.py",
     "vector": "`interp steer`",
@@ -204,6 +205,8 @@ def run_figures(run_dir: str | Path) -> tuple[str, dict[str, go.Figure]]:
         return kind, sweep_figures(results)
     if kind == "sweep-axis":
         return kind, {"sweep_axis": sweep_axis_figure(results)}
+    if kind == "sweep-contrasts":
+        return kind, {"contrasts": contrasts_figure(results)}
     if kind == "e9-report":
         figs = {"e9": e9_figure(results)}
         if len((results.get("by_layer") or {}).get("layers", [])) > 1:

@@ -308,3 +308,52 @@ def sweep_axis_figure(res: dict) -> go.Figure:
         title += f"<br><sup>broken base, no point: {'; '.join(broken)}</sup>"
     fig.update_layout(template=TEMPLATE, legend=LEGEND_BESIDE, title=dict(text=title))
     return fig
+
+
+def contrasts_figure(res: dict) -> go.Figure:
+    """Pre-stated contrasts of one sweep (`interp.sweep_contrast`): per contrast (a row), cell a
+    minus cell b paired by seed, each seed's difference as a dot and the 95% t-interval over seeds
+    as the bar; 0 dashed."""
+    cs = res["contrasts"]
+    names = [c["name"] for c in cs]
+    fig = figure(
+        f"{res['comparison']}: pre-stated contrasts of {res['sweep']}, a minus b paired by seed",
+        "Δ trait-specific log P (nats), a minus b",
+        "",
+        legend=LEGEND_BESIDE,
+        height=max(300, 110 * len(cs) + 140),
+    )
+    offsets = jitter(max(len(c["per_seed"]) for c in cs), 0.25)
+    for c in cs:
+        y = names.index(c["name"])
+        fig.add_trace(
+            go.Scatter(
+                x=c["per_seed"],
+                y=[y + offsets[i] for i in range(len(c["per_seed"]))],
+                mode="markers",
+                marker=dict(size=6, color=SERIES_COLORS[1], opacity=0.6),
+                name="one seed",
+                legendgroup="seed",
+                showlegend=c is cs[0],
+                hovertemplate="%{x:+.3f}<extra>one seed</extra>",
+            )
+        )
+    fig.add_trace(
+        go.Scatter(
+            x=[c["diff_per_seed"]["mean"] for c in cs],
+            y=list(range(len(cs))),
+            mode="markers",
+            marker=dict(size=12, color=SERIES_COLORS[0], symbol="diamond"),
+            name="mean [95% t-interval over seeds]",
+            **error_bars([c["diff_per_seed"] for c in cs], axis="x"),
+            hovertext=[
+                f"<b>{c['name']}</b><br>{ci_text(c['diff_per_seed'], '+.3f')}, {c['positive_seeds']}/{c['n_seeds']} > 0"
+                f"<br>sign-flip p {c['sign_flip']['p']:.3f}; {c['reading']}<br>a = {c['a']['label']}<br>b = {c['b']['label']}"
+                for c in cs
+            ],
+            hovertemplate="%{hovertext}<extra></extra>",
+        )
+    )
+    fig.add_vline(x=0, line=REFERENCE_LINE)
+    fig.update_yaxes(tickvals=list(range(len(cs))), ticktext=names, range=[len(cs) - 0.5, -0.5])  # first on top
+    return fig
