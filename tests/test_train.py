@@ -282,8 +282,15 @@ def test_length_bucketing_covers_every_example_once_and_cuts_padding():
 def test_weights_finite_sees_nan_and_inf_but_not_large_finite_weights():
     big = [torch.nn.Parameter(torch.tensor([1e30, -3e37])), torch.nn.Parameter(torch.randn(4, 4))]
     assert weights_finite(big)  # a 2-norm would overflow here; the weights are still finite
+    # their sum overflows (3e38 + 3e38 is inf in fp32): the exact check, not the sum, decides
+    huge = torch.nn.Parameter(torch.full((3,), 3e38))
+    assert not torch.isfinite(huge.sum()) and weights_finite(big + [huge])
+    half = torch.nn.Parameter(torch.full((2,), 3e38, dtype=torch.bfloat16))
+    assert weights_finite([half]) and weights_finite([])
     for bad in (float("nan"), float("inf"), -float("inf")):
         assert not weights_finite(big + [torch.nn.Parameter(torch.tensor([0.0, bad]))])
+        assert not weights_finite([huge, torch.nn.Parameter(torch.tensor([1.0, bad, 2.0]))])
+    assert not weights_finite([torch.nn.Parameter(torch.tensor([float("inf"), -float("inf")]))])  # sum nan
 
 
 def test_fused_adamw_matches_the_foreach_update_to_float_rounding():
