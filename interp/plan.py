@@ -28,7 +28,7 @@ from interp.pipeline import (
     uses_divergence,
     vector_stage,
 )
-from interp.runs import Stage, content_hash, relative_path
+from interp.runs import RESULTS_FILE, Stage, content_hash, relative_path
 from interp.steering import SteeringVector
 from interp.teachers import VECTOR_KINDS
 
@@ -194,12 +194,24 @@ def plan_e1(cfg: E1Config, root: str | Path = "artifacts") -> dict:
 
 
 def plan_sweep(sw: Sweep, root: str | Path = "artifacts") -> dict:
-    """{"sweep", "directory", "n_jobs", "cells": [{"id", "label", "seeds"}]}: what `run_sweep` would run."""
+    """{"sweep", "directory", "n_jobs", "n_done", "cells": [{"id", "label", "seeds", "done"}]}: what
+    `run_sweep` would run, and which (cell, seed) jobs under `root` have finished (`done`: their
+    seeds), so a sweep that spans sessions shows where it stands without running anything."""
+    done = {(c.id, s) for c, s in sw.jobs() if (sw.job_directory(root, c, s) / RESULTS_FILE).is_file()}
     return {
         "sweep": sw.section.name,
         "directory": str(sw.directory(root)),
         "n_jobs": len(sw.jobs()),
-        "cells": [{"id": c.id, "label": c.label(), "seeds": c.config.seeds} for c in sw.cells],
+        "n_done": len(done),
+        "cells": [
+            {
+                "id": c.id,
+                "label": c.label(),
+                "seeds": c.config.seeds,
+                "done": [s for s in c.config.seeds if (c.id, s) in done],
+            }
+            for c in sw.cells
+        ],
     }
 
 

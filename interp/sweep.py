@@ -125,6 +125,10 @@ class Sweep:
         """The cell's run directory, all seeds: what the report reads."""
         return self.directory(root) / CELLS_DIR / cell.id
 
+    def job_directory(self, root: str | Path, cell: Cell, seed: int) -> Path:
+        """One (cell, seed) job's run directory; its results.json marks the job finished."""
+        return self.directory(root) / JOBS_DIR / f"{cell.id}-seed{seed}"
+
     def jobs(self) -> list[tuple[Cell, int]]:
         """Every distinct (cell, seed) once, seeds outermost: a sweep stopped early has whole
         seeds across all cells, and a seed's cells reuse each other's stages while they are warm."""
@@ -207,11 +211,10 @@ def run_job(
 def _jobs(sweep: Sweep, root: Path, threads: int | None) -> list[tuple[str, tuple]]:
     """(name, run_job's arguments) per job. Paths are absolute: a job may start in another
     directory (a cluster node), and it gets plain data only (a dict, numbers, strings)."""
-    d = sweep.directory(root).resolve()
     return [
         (
             f"cell {c.label()} [{c.id}] seed {s}",
-            (c.config.model_dump(), s, str(root.resolve()), str(d / JOBS_DIR / f"{c.id}-seed{s}"), threads),
+            (c.config.model_dump(), s, str(root.resolve()), str(sweep.job_directory(root.resolve(), c, s)), threads),
         )
         for c, s in sweep.jobs()
     ]

@@ -70,12 +70,12 @@ def _sign_flip_row(sf: dict | None) -> tuple:
 
 
 def sweep_plan_table(plan: dict, width: int = WIDTH) -> str:
-    """`interp sweep --dry-run`: the cells and their seeds."""
+    """`interp sweep --dry-run`: the cells, their seeds and how many of them have finished."""
     return render(
         make_table(
-            ("cell", "values", "seeds"),
-            [(c["id"], c["label"], c["seeds"]) for c in plan["cells"]],
-            title=f"sweep {plan['sweep']}: {plan['n_jobs']} jobs -> {plan['directory']}",
+            ("cell", "values", "seeds", "done"),
+            [(c["id"], c["label"], c["seeds"], f"{len(c['done'])}/{len(c['seeds'])}") for c in plan["cells"]],
+            title=f"sweep {plan['sweep']}: {plan['n_jobs']} jobs, {plan['n_done']} done -> {plan['directory']}",
         ),
         width=width,
     )

@@ -23,6 +23,33 @@ def test_plan_sweep_lists_every_cell_and_job_and_writes_nothing(tmp_path):
         ("noise.sigma=0.1", [0, 1, 2]),
     ]
     assert Path(plan["directory"]).parent == root / "x" and not root.exists()  # <root>/<sweep name>/<id>
+    assert plan["n_done"] == 0 and all(c["done"] == [] for c in plan["cells"])
+
+
+def test_plan_sweep_shows_which_jobs_have_finished(tmp_path):
+    """A sweep spanning sessions: the dry run counts the jobs whose run finished (results.json in
+    the job's directory, what `run_sweep` skips), per cell and in all."""
+    from interp.sweep import JOBS_DIR, _jobs
+    from interp.tables import sweep_plan_table
+
+    p = tmp_path / "s.toml"
+    p.write_text('model = "tiny"\nseeds = [0, 1, 2]\n[sweep]\nname = "x"\ngrid = { "noise.sigma" = [0.0, 0.1] }\n')
+    sw, root = load_sweep(p), tmp_path / "root"
+    cell = sw.cells[1]
+    job = sw.job_directory(root, cell, 2)
+    assert job == sw.directory(root) / JOBS_DIR / f"{cell.id}-seed2"
+    # the directory run_sweep gives that job, whose results.json it checks before running it
+    assert (
+        Path(next(a[3] for _, a in _jobs(sw, root, None) if a[1] == 2 and a[0] == cell.config.model_dump()))
+        == job.resolve()
+    )
+    job.mkdir(parents=True)
+    (job / "results.json").write_text("{}")
+    (sw.job_directory(root, sw.cells[0], 0)).mkdir(parents=True)  # started, not finished
+    plan = plan_sweep(sw, root)
+    assert plan["n_done"] == 1 and [c["done"] for c in plan["cells"]] == [[], [2]]
+    table = sweep_plan_table(plan, 120)
+    assert "6 jobs, 1 done" in table and "1/3" in table and "0/3" in table
 
 
 def test_plan_lr_select_lists_the_modes_and_trials(tmp_path):
