@@ -89,11 +89,16 @@ def load_contrasts(path: str | Path) -> ContrastConfig:
 
 
 def _cell(rows: list[dict], keys: list[str], want: dict, where: str) -> dict:
-    fields = {n.strip() for k in keys for n in k.split(",")}
+    """The one row whose grid values are `want`'s: single fields, or a joined key with its list."""
+    fields = {n.strip() for k in keys for n in k.split(",")} | set(keys)
     for name in want:
         if name not in fields:
             raise ValueError(f"{where}: {name!r} is not a grid field of this sweep (its fields: {sorted(fields)})")
-    hits = [r for r in rows if all(grid_value(r, keys, n, where) == v for n, v in want.items())]
+
+    def value(r: dict, name: str):
+        return r[name] if name in keys else grid_value(r, keys, name, where)
+
+    hits = [r for r in rows if all(value(r, n) == v for n, v in want.items())]
     if len(hits) != 1:
         labels = [r["label"] for r in rows]
         raise ValueError(

@@ -113,6 +113,13 @@ def test_bad_contrast_files_and_mismatched_sweeps_are_refused_in_one_line(tmp_pa
         assert "\n" not in str(e.value)
 
     one = base["contrast"][0]
+    joined = {"data.n_prompts,train.epochs,train.keep": [80, 16, "none"]}  # the grid's own key, whole
+    assert (
+        sweep_contrasts(
+            results, load_contrasts(_write(tmp_path / "j.toml", {**base, "contrast": [{**one, "a": joined}]}))
+        )["contrasts"][0]["per_seed"]
+        == sweep_contrasts(results, ok)["contrasts"][0]["per_seed"]
+    )
     refused({**base, "contrast": [{**one, "a": {"train.lr": 1e-4}}]}, r"'train.lr' is not a grid field")
     refused({**base, "contrast": [{**one, "a": {"train.epochs": 1}}]}, r"matches 3 cells, not 1")  # 80, 320, 1280 x 1
     refused({**base, "contrast": [{**one, "b": {"train.epochs": 16}}]}, r"pick the same cell")
