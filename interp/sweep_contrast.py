@@ -142,6 +142,11 @@ def sweep_contrasts(results: dict, cfg: ContrastConfig, cells: dict[str, list[in
             )
         d = [p - q for p, q in zip(xa, xb)]
         t = t_interval(d)
+        broken = [r["label"] for r in (a, b) if r.get("broken")]  # a noised base that no longer models numbers
+        if broken:
+            read = f"not read: broken base in {', '.join(broken)}"
+        else:
+            read = reading(t) if t["sd"] is not None else "one seed: no interval"
         out.append(
             {
                 "name": c.name,
@@ -155,10 +160,20 @@ def sweep_contrasts(results: dict, cfg: ContrastConfig, cells: dict[str, list[in
                 "positive_seeds": sum(v > 0 for v in d),
                 "sign_flip": sign_flip_test(d),
                 "detectable_80": detectable_effect(d),
-                "reading": reading(t) if t["sd"] is not None else "one seed: no interval",
+                "broken": broken,
+                "reading": read,
             }
         )
     return {"kind": KIND, "sweep": results.get("sweep"), "comparison": comp, "stated": cfg.stated, "contrasts": out}
+
+
+def _sweep_file(cfg: ContrastConfig) -> Path:
+    """`sweep_config` as written (a path from the repository root) from the working directory, or
+    from a folder above the contrast file (the file lives in the repository it names)."""
+    p = Path(cfg.sweep_config)
+    if p.is_absolute() or p.is_file() or not cfg.source:
+        return p
+    return next((d / p for d in Path(cfg.source).resolve().parents if (d / p).is_file()), p)
 
 
 def run_contrasts(cfg: ContrastConfig, sweep_dir: str | Path, out_dir: str | Path) -> dict:
@@ -170,12 +185,12 @@ def run_contrasts(cfg: ContrastConfig, sweep_dir: str | Path, out_dir: str | Pat
     src = Path(sweep_dir) / RESULTS_FILE
     if not src.is_file():
         raise ValueError(f"sweep: {src} does not exist; finish the sweep (`interp sweep CONFIG` reports at the end)")
-    sweep = load_sweep(cfg.sweep_config)
+    sweep = load_sweep(_sweep_file(cfg))
     res = sweep_contrasts(read_json(src), cfg, {c.id: list(c.config.seeds) for c in sweep.cells})
     res["sweep_config"] = cfg.sweep_config
     res["provenance"] = provenance()
     write_json(out / RESULTS_FILE, res)
-    inputs = {str(src): file_hash(src), cfg.sweep_config: file_hash(Path(cfg.sweep_config))}
+    inputs = {str(src): file_hash(src), cfg.sweep_config: file_hash(_sweep_file(cfg))}
     if cfg.source:
         inputs[cfg.source] = file_hash(Path(cfg.source))
     write_manifest(out, KIND, asdict(cfg), inputs, started)

@@ -142,6 +142,20 @@ def test_bad_contrast_files_and_mismatched_sweeps_are_refused_in_one_line(tmp_pa
             load_contrasts(_write(tmp_path / "bad.toml", raw))
 
 
+def test_a_contrast_with_a_broken_base_is_not_read_and_the_sweep_file_is_found_from_anywhere(tmp_path, monkeypatch):
+    sweep = load_sweep(ROWS)
+    results = _synthetic(sweep, {c.id: [1.0 + i, 2.0 + 1.1 * i, 3.0 + i] for i, c in enumerate(sweep.cells)})
+    results["rows"][4]["broken"] = True  # 80 x 16
+    res = sweep_contrasts(results, load_contrasts(CONFIGS / "e23_regime" / "rows_epochs_contrasts.toml"))
+    read = {c["name"]: c["reading"] for c in res["contrasts"]}
+    assert read["repetition alone: 80 x 16 - 80 x 1"].startswith("not read: broken base in data.n_prompts")
+    assert read["unique rows: 1280 x 1 - 80 x 1"] == "above 0"  # 1280 x 1 minus 80 x 1: +2, +2.2, +2
+    # run from another directory: the contrast file's repository-relative sweep_config is still found
+    monkeypatch.chdir(tmp_path)
+    out = run_contrasts(load_contrasts(CONFIGS / "e24_quintiles_contrasts.toml"), QUINT, tmp_path / "out")
+    assert out["contrasts"][0]["reading"] == "above 0"
+
+
 def test_the_script_refuses_an_unfinished_sweep_in_one_line_and_writes_nothing(tmp_path, capsys):
     script = _script()
     with pytest.raises(SystemExit) as e:
