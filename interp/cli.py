@@ -145,7 +145,9 @@ def sweep(
     format: str = typer.Option(
         "html,png", "--format", help="Figures written to the sweep's figures/: html, png, svg, pdf."
     ),
-    progress: bool = typer.Option(True, help="Show a progress bar over jobs."),
+    progress: bool = typer.Option(
+        True, help="Show a progress bar over jobs; without it, one line per finished job (a sweep logging to a file)."
+    ),
     json_out: bool = typer.Option(False, "--json", help=JSON_HELP + " With --dry-run: the cells."),
 ) -> dict:
     """Run a grid of E1 runs, one independent job per (cell, seed); rerun to resume.

@@ -233,18 +233,34 @@ def _one_line(e: BaseException) -> str:
     return f"{type(e).__name__}: {first}" if first else type(e).__name__
 
 
-def _run_local(jobs: list[tuple[str, tuple]], workers: int, progress: bool) -> tuple[list[dict], list[str]]:
+def _run_local(jobs: list[tuple[str, tuple]], workers: int, progress: bool, log=print) -> tuple[list[dict], list[str]]:
+    """Every job, in this process or a pool; without a progress bar (a sweep logging to a file),
+    one line per finished or failed job, so a long sweep's log shows where it stands."""
     from interp.progress import tqdm
 
     done, failed = [], []
     bar = tqdm(total=len(jobs), desc="sweep jobs", unit="job", disable=not progress)
+    t0 = time.perf_counter()
+
+    def finished(name: str, res: dict | None, err: BaseException | None) -> None:
+        if err is None:
+            done.append(res)
+        else:  # keep going: every other job is independent
+            failed.append(f"{name}: {_one_line(err)}")
+        bar.update(1)
+        if not progress:
+            what = f"done in {res['wall_s']:.0f} s" if err is None else f"FAILED: {_one_line(err)}"
+            n = len(done) + len(failed)
+            log(f"job {n}/{len(jobs)} {what}: {name} ({time.perf_counter() - t0:.0f} s into this run)")
+
     if workers == 1:
         for name, a in jobs:
             try:
-                done.append(run_job(*a))
-            except Exception as e:  # keep going: every other job is independent
-                failed.append(f"{name}: {_one_line(e)}")
-            bar.update(1)
+                res = run_job(*a)
+            except Exception as e:
+                finished(name, None, e)
+            else:
+                finished(name, res, None)
     else:
         import multiprocessing
         from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -254,10 +270,11 @@ def _run_local(jobs: list[tuple[str, tuple]], workers: int, progress: bool) -> t
             futures = {pool.submit(run_job, *a): name for name, a in jobs}
             for f in as_completed(futures):
                 try:
-                    done.append(f.result())
+                    res = f.result()
                 except Exception as e:
-                    failed.append(f"{futures[f]}: {_one_line(e)}")
-                bar.update(1)
+                    finished(futures[f], None, e)
+                else:
+                    finished(futures[f], res, None)
     bar.close()
     return done, failed
 
@@ -358,7 +375,7 @@ def run_jobs(
         f"{len(todo)} to run ({how})"
     )
     if executor == "local":
-        done, failed = _run_local(todo, workers, progress)
+        done, failed = _run_local(todo, workers, progress, log)
     else:
         done, failed = _run_submitit(todo, ex, progress) if todo else ([], [])
     for f in failed:

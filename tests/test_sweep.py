@@ -310,6 +310,10 @@ def test_interrupted_sweep_resumes_to_the_same_table(small, tmp_path, monkeypatc
     lines = []
     res = run_sweep(sw, tmp_path, progress=False, log=lines.append)
     assert "2 done before, 2 to run" in lines[0]
+    # without a progress bar, one line per finished job: a sweep logging to a file shows where it is
+    jobs_logged = [ln for ln in lines if ln.startswith("job ")]
+    assert [ln.split(" done in ")[0] for ln in jobs_logged] == ["job 1/2", "job 2/2"]
+    assert all("seed" in ln and " s into this run)" in ln for ln in jobs_logged)
     assert _table(res) == _table(small)
 
 
@@ -323,8 +327,11 @@ def test_failed_job_is_reported_after_the_others_ran(tmp_path, monkeypatch):
 
     monkeypatch.setattr(interp.pipeline, "run_e1", fails_when_noised)
     sw = parse_sweep(_raw(**SMALL))
+    lines = []
     with pytest.raises(RuntimeError, match=r"2 of 4 jobs failed.*boom.*rerun"):
-        run_sweep(sw, tmp_path, progress=False, log=_quiet)
+        run_sweep(sw, tmp_path, progress=False, log=lines.append)
+    failed = [ln for ln in lines if ln.startswith("job ") and "FAILED: " in ln]
+    assert len(failed) == 2 and all("boom" in ln and "noise.sigma" in ln for ln in failed)
     done = [p for p in (sw.directory(tmp_path) / JOBS_DIR).iterdir() if (p / RESULTS_FILE).exists()]
     assert len(done) == 2
 
