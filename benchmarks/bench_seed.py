@@ -104,6 +104,7 @@ def run_one(args) -> dict:
                 "tokens": tokens,
                 "completion_tokens": completion,
                 "floor_s": floor,
+                "floor_fp32_s": flops / (rates["fp32"] * 1e9),  # issue 21's yardstick, whatever the dtype
                 "bytes": sum(f.stat().st_size for f in d.rglob("*") if f.is_file()),
                 "cost_s": timings[name] + (0.0 if nested else timings.get(ev, 0.0)),
             }
@@ -179,6 +180,7 @@ def main() -> None:
         stage = sum(s["stage_s"] - (s["eval_s"] if s["eval_nested"] else 0) for s in st) / n
         loop = sum(s["train_loop_s"] for s in st) / n
         floor = sum(s["floor_s"] for s in st) / n
+        floor32 = sum(s.get("floor_fp32_s", s["floor_s"]) for s in st) / n
         cost = sum(s["cost_s"] for s in st) / n
         rep.row(
             f"[{r['variant']}] student ({st[0]['dtype']})",
@@ -186,6 +188,12 @@ def main() -> None:
             f"stage/floor x{stage / floor:.2f}, loop/floor x{loop / floor:.2f}; "
             f"{st[0]['tokens']:.0f} tokens, {st[0]['completion_tokens']} completion",
         )
+        if st[0]["dtype"] != "fp32":
+            rep.row(
+                f"[{r['variant']}] student against the fp32 floor",
+                f"x{stage / floor32:.2f}",
+                f"stage {stage:.1f} s against {floor32:.1f} s, the same FLOPs at the fp32 matmul rate",
+            )
         rep.row(
             f"[{r['variant']}] students per CPU-hour",
             f"{3600 / cost:.0f}",
@@ -202,6 +210,14 @@ def main() -> None:
         cb = sum(s["cost_s"] for s in b["students"]) / len(b["students"])
         rep.target(f"students per CPU-hour, {b['variant']} / {a['variant']}", ca / cb, ">=", 2.0)
         rep.target(f"seed wall, {b['variant']} / {a['variant']}", b["wall_s"] / a["wall_s"], "<=", 0.5)
+    last = out[-1]["students"]  # issue 21: a student's stage at most 1.15x its fp32 floor
+    rep.target(
+        f"student stage / fp32 floor, {out[-1]['variant']}",
+        sum(s["stage_s"] - (s["eval_s"] if s["eval_nested"] else 0) for s in last)
+        / sum(s.get("floor_fp32_s", s["floor_s"]) for s in last),
+        "<=",
+        1.15,
+    )
     rep.data = {"variants": out}
     rep.print()
     rep.write(args.out)
