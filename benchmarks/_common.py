@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 import resource
+import subprocess
 import threading
 import time
 import warnings
@@ -39,6 +40,16 @@ GPU_PEAK_TFLOPS = {
     "L4": {"fp32": 30.3, "bf16": 121.0},
     "A10G": {"fp32": 31.2, "bf16": 70.0},
 }
+
+
+def child_result(cmd: list[str], what: str, env: dict | None = None) -> dict:
+    """Run a benchmark arm in a fresh process and return the JSON it printed on its `RESULT ` line;
+    exit with the arm's output tails if it failed or printed none."""
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    line = next((ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")), None)
+    if proc.returncode != 0 or line is None:
+        raise SystemExit(f"{what} failed ({proc.returncode}):\n{proc.stdout[-2000:]}{proc.stderr[-3000:]}")
+    return json.loads(line.removeprefix("RESULT "))
 
 
 def parser(doc: str) -> argparse.ArgumentParser:

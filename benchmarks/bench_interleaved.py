@@ -15,26 +15,14 @@ ratio, which shows how much of the ratio the drift could move; then the goal (2x
 
 from __future__ import annotations
 
-import json
 import os
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
-from _common import Report, parser  # benchmarks/ is on sys.path
+from _common import Report, child_result, parser  # benchmarks/ is on sys.path
 
 HERE = Path(__file__).resolve().parent
-
-
-def _result(cmd: list[str], env: dict | None = None) -> dict:
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
-    line = next((ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")), None)
-    if proc.returncode != 0 or line is None:
-        raise SystemExit(
-            f"{' '.join(cmd[1:3])} failed ({proc.returncode}):\n{proc.stdout[-2000:]}{proc.stderr[-3000:]}"
-        )
-    return json.loads(line.removeprefix("RESULT "))
 
 
 def before(args) -> dict:
@@ -46,7 +34,7 @@ def before(args) -> dict:
     with tempfile.TemporaryDirectory(prefix="bench-abab-A-") as root:
         cmd = [sys.executable, str(HERE / "bench_seed.py"), "--run-one", "fp32", "--root", root, "--model", args.model]
         cmd += ["--seed", str(args.seed)] + (["--n-prompts", str(args.n_prompts)] if args.n_prompts else [])
-        r = _result(cmd, env)
+        r = child_result(cmd, "before (bench_seed.py fp32)", env)
     return {"wall_s": r["wall_s"], "seeds": 1, "per_seed_s": r["wall_s"], "rates": r["rates"], "kinds_s": r["kinds_s"]}
 
 
@@ -57,7 +45,7 @@ def after(args) -> dict:
         cmd = [sys.executable, str(HERE / "bench_workers.py"), "--arm-workers", str(args.workers), "--root", root]
         cmd += ["--model", args.model, "--seeds", ",".join(map(str, seeds))]
         cmd += ["--n-prompts", str(args.n_prompts)] if args.n_prompts else []
-        r = _result(cmd)
+        r = child_result(cmd, f"after (bench_workers.py, {args.workers} workers)")
     return {
         "wall_s": r["wall_s"],
         "seeds": len(seeds),

@@ -28,13 +28,12 @@ import contextlib
 import io
 import json
 import os
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-from _common import Report, machine_rates, parser  # benchmarks/ is on sys.path
+from _common import Report, child_result, machine_rates, parser  # benchmarks/ is on sys.path
 
 REPO = Path(__file__).resolve().parent.parent
 VARIANTS = {
@@ -161,11 +160,7 @@ def main() -> None:
             ]
             if args.n_prompts:
                 cmd += ["--n-prompts", str(args.n_prompts)]
-            proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
-            line = next((l for l in proc.stdout.splitlines() if l.startswith("RESULT ")), None)
-            if proc.returncode != 0 or line is None:
-                raise SystemExit(f"variant {v} failed ({proc.returncode}):\n{proc.stdout[-2000:]}{proc.stderr[-3000:]}")
-            out.append(json.loads(line.removeprefix("RESULT ")))
+            out.append(child_result(cmd, f"variant {v}", env))
             print(f"{v}: {out[-1]['wall_s']:.1f} s")
     rep = Report("seed", vars(args))
     for r in out:

@@ -25,13 +25,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-from _common import Report, parser  # benchmarks/ is on sys.path
+from _common import Report, child_result, parser  # benchmarks/ is on sys.path
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -102,13 +101,7 @@ def main() -> None:
         with tempfile.TemporaryDirectory(prefix=f"bench-workers-{w}-") as root:
             cmd = [sys.executable, __file__, "--arm-workers", str(w), "--root", root, "--model", args.model]
             cmd += ["--seeds", args.seeds] + (["--n-prompts", str(args.n_prompts)] if args.n_prompts else [])
-            proc = subprocess.run(cmd, capture_output=True, text=True)
-            line = next((ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")), None)
-            if proc.returncode != 0 or line is None:
-                raise SystemExit(
-                    f"arm workers={w} failed ({proc.returncode}):\n{proc.stdout[-2000:]}{proc.stderr[-3000:]}"
-                )
-            out.append(json.loads(line.removeprefix("RESULT ")))
+            out.append(child_result(cmd, f"arm workers={w}"))
             print(f"workers {w}: {out[-1]['wall_s']:.1f} s")
     one, many = out
     n = len(one["students"])

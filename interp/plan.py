@@ -197,11 +197,12 @@ def plan_sweep(sw: Sweep, root: str | Path = "artifacts") -> dict:
     """{"sweep", "directory", "n_jobs", "n_done", "cells": [{"id", "label", "seeds", "done"}]}: what
     `run_sweep` would run, and which (cell, seed) jobs under `root` have finished (`done`: their
     seeds), so a sweep that spans sessions shows where it stands without running anything."""
-    done = {(c.id, s) for c, s in sw.jobs() if (sw.job_directory(root, c, s) / RESULTS_FILE).is_file()}
+    jobs = sw.jobs()
+    done = {(c.id, s) for c, s in jobs if (sw.job_directory(root, c, s) / RESULTS_FILE).is_file()}
     return {
         "sweep": sw.section.name,
         "directory": str(sw.directory(root)),
-        "n_jobs": len(sw.jobs()),
+        "n_jobs": len(jobs),
         "n_done": len(done),
         "cells": [
             {
