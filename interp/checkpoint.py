@@ -25,10 +25,18 @@ PARAMS_FILE = "model.safetensors"  # the trainable weights, under a student's we
 
 
 def save_checkpoint(
-    out: Path, params: dict[str, Tensor], opt: torch.optim.Optimizer, step: int, log: list, settings: dict
+    out: Path,
+    params: dict[str, Tensor],
+    opt: torch.optim.Optimizer,
+    step: int,
+    log: list,
+    settings: dict,
+    trainer_state: dict | None = None,
 ) -> None:
     """Replace `out/checkpoint` with the state after `step` optimizer steps; `settings` are the
-    training settings a resume must match (`read_checkpoint` returns them)."""
+    training settings a resume must match (`read_checkpoint` returns them); `trainer_state`, JSON
+    the training loop measured before the checkpoint and reports at the end (returned as
+    meta["trainer_state"])."""
     tmp = out / (CHECKPOINT_DIR + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     save_tensors(tmp / PARAMS_FILE, params)
@@ -47,6 +55,7 @@ def save_checkpoint(
         "scalars": scalars,
         "log": log,
         "train": settings,
+        **({"trainer_state": trainer_state} if trainer_state else {}),
         "files": {f: file_hash(tmp / f) for f in (PARAMS_FILE, OPTIMIZER_FILE)},
     }
     write_json(tmp / TRAINER_FILE, {**meta, "checksum": content_hash(meta)})

@@ -76,6 +76,12 @@ def run(
         Path("artifacts"), help="Artifact root: runs under <root>/<experiment>/, stages under <root>/cache/."
     ),
     progress: bool = typer.Option(True, help="Show progress bars."),
+    checkpoint_minutes: float = typer.Option(
+        None,
+        min=0.1,
+        help="Checkpoint each student after this many minutes of training, so an interrupted run "
+        "resumes it mid-way (same result, same keys; a full student's checkpoint is ~1.6 GB while it trains).",
+    ),
     dry_run: bool = typer.Option(
         False,
         "--dry-run",
@@ -101,7 +107,7 @@ def run(
     from interp.train import TrainingDiverged
 
     try:
-        res = run_e1(cfg, root, progress=progress, log=console.print)
+        res = run_e1(cfg, root, progress=progress, log=console.print, checkpoint_minutes=checkpoint_minutes)
     except (ValueError, ModuleNotFoundError, FileNotFoundError, TrainingDiverged) as e:
         fail(str(e))
     except OSError as e:  # a full disk outside a stage (the run directory's own files)
@@ -148,6 +154,12 @@ def sweep(
     progress: bool = typer.Option(
         True, help="Show a progress bar over jobs; without it, one line per finished job (a sweep logging to a file)."
     ),
+    checkpoint_minutes: float = typer.Option(
+        None,
+        min=0.1,
+        help="Checkpoint each student after this many minutes of training, so an interrupted run "
+        "resumes it mid-way (same result, same keys; a full student's checkpoint is ~1.6 GB while it trains).",
+    ),
     json_out: bool = typer.Option(False, "--json", help=JSON_HELP + " With --dry-run: the cells."),
 ) -> dict:
     """Run a grid of E1 runs, one independent job per (cell, seed); rerun to resume.
@@ -179,6 +191,7 @@ def sweep(
             progress,
             log=console.print,
             slurm=slurm_options(partition, time_min, cpus, mem_gb, gpus, cluster),
+            checkpoint_minutes=checkpoint_minutes,
         )
     except (ValueError, RuntimeError, ModuleNotFoundError, FileNotFoundError) as e:
         fail(str(e))

@@ -191,14 +191,21 @@ class StageRunner:
 
 
 def run_e1(
-    cfg: E1Config, root: str | Path = "artifacts", progress: bool = True, log=print, run_dir: str | Path | None = None
+    cfg: E1Config,
+    root: str | Path = "artifacts",
+    progress: bool = True,
+    log=print,
+    run_dir: str | Path | None = None,
+    checkpoint_minutes: float | None = None,
 ) -> dict:
     """Run (or resume) E1 for every seed and teacher kind in `cfg`; returns results.json's content.
-    The run directory is `root/<experiment>/<run id>` unless `run_dir` says otherwise (sweeps)."""
+    The run directory is `root/<experiment>/<run id>` unless `run_dir` says otherwise (sweeps).
+    `checkpoint_minutes`: each student also checkpoints after that much wall time, so an
+    interrupted run resumes its students mid-way (`train_student`; changes no result and no key)."""
     root = Path(root)
     run_dir = Path(run_dir) if run_dir is not None else root / cfg.experiment / content_hash(cfg.key(), 10)
     runner = StageRunner(root, log)
-    e1 = _E1(cfg, runner, _load_bases(cfg, run_dir, runner), progress)
+    e1 = _E1(cfg, runner, _load_bases(cfg, run_dir, runner), progress, checkpoint_minutes)
     for seed in cfg.seeds:  # 1-3: the vector, the datasets, the students (each evaluated as it is trained)
         e1.train_seed(seed)
     evals = e1.evaluations()  # 4: every student against the base it started from
@@ -248,8 +255,16 @@ class _E1:
     then the bases' and students' evaluations. Without weight noise every seed shares one
     teacher base and one vector."""
 
-    def __init__(self, cfg: E1Config, runner: StageRunner, bases: SeedBases, progress: bool):
+    def __init__(
+        self,
+        cfg: E1Config,
+        runner: StageRunner,
+        bases: SeedBases,
+        progress: bool,
+        checkpoint_minutes: float | None = None,
+    ):
         self.cfg, self.runner, self.bases, self.progress = cfg, runner, bases, progress
+        self.checkpoint_minutes = checkpoint_minutes
         self.cache = runner.cache
         self.kd = "kd" in cfg.train.objectives
         self.qs, self.animals, self.einputs = questions(cfg.eval.split), list(cfg.eval.animals), eval_inputs(cfg)
@@ -393,6 +408,7 @@ class _E1:
             divergence_masks=masks,
             project_vector=vector if tcfg.project_out else None,
             extra_manifest={"dataset_dir": str(data_dir)},
+            checkpoint_minutes=self.checkpoint_minutes,
         )
         # Evaluated here, from the fp32 weights in memory: the same numbers as a reload of
         # model.safetensors (tested), with no reload, and the only way when train.keep = "none".

@@ -188,11 +188,18 @@ def load_sweep(path: str | Path) -> Sweep:
 
 
 def run_job(
-    config: dict, seed: int, root: str, run_dir: str, threads: int | None = None, log_stages: bool = False
+    config: dict,
+    seed: int,
+    root: str,
+    run_dir: str,
+    threads: int | None = None,
+    checkpoint_minutes: float | None = None,
+    log_stages: bool = False,
 ) -> dict:
     """One (cell, seed) E1 run; plain arguments, so a process pool or a cluster can ship it (it is
     pickled by reference: submitit's job imports it from here). `log_stages`: one line per stage on
-    stdout, which a submitit job writes to its log in the sweep's folder."""
+    stdout, which a submitit job writes to its log in the sweep's folder. `checkpoint_minutes`: see
+    `run_e1`."""
     import torch
 
     from interp.pipeline import run_e1
@@ -204,17 +211,26 @@ def run_job(
     log = (lambda *a, **k: print(*a, **k, flush=True)) if log_stages else (lambda *a, **k: None)
     if log_stages:
         log(f"job {Path(run_dir).name}: E1 seed {seed}, root {root}, cwd {os.getcwd()}")
-    run_e1(cfg, root, progress=False, log=log, run_dir=run_dir)
+    run_e1(cfg, root, progress=False, log=log, run_dir=run_dir, checkpoint_minutes=checkpoint_minutes)
     return {"run_dir": run_dir, "seed": seed, "wall_s": round(time.perf_counter() - t, 2)}
 
 
-def _jobs(sweep: Sweep, root: Path, threads: int | None) -> list[tuple[str, tuple]]:
+def _jobs(
+    sweep: Sweep, root: Path, threads: int | None, checkpoint_minutes: float | None = None
+) -> list[tuple[str, tuple]]:
     """(name, run_job's arguments) per job. Paths are absolute: a job may start in another
     directory (a cluster node), and it gets plain data only (a dict, numbers, strings)."""
     return [
         (
             f"cell {c.label()} [{c.id}] seed {s}",
-            (c.config.model_dump(), s, str(root.resolve()), str(sweep.job_directory(root.resolve(), c, s)), threads),
+            (
+                c.config.model_dump(),
+                s,
+                str(root.resolve()),
+                str(sweep.job_directory(root.resolve(), c, s)),
+                threads,
+                checkpoint_minutes,
+            ),
         )
         for c, s in sweep.jobs()
     ]
@@ -347,9 +363,11 @@ def run_jobs(
     progress: bool = True,
     log=print,
     slurm: dict | None = None,
+    checkpoint_minutes: float | None = None,
 ) -> list[dict]:
     """Run every job not finished yet; raise, after the others ran, if any failed. `slurm`
-    overrides `[sweep] slurm` (see `slurm_options`); given, the executor defaults to submitit."""
+    overrides `[sweep] slurm` (see `slurm_options`); given, the executor defaults to submitit.
+    `checkpoint_minutes`: see `run_e1` (a runtime setting: no key or result changes)."""
     root = Path(root)
     executor = executor or ("submitit" if slurm else sweep.section.executor)
     if executor not in EXECUTORS:
@@ -362,7 +380,7 @@ def run_jobs(
         threads = sweep.section.threads or (max(1, (os.cpu_count() or 1) // workers) if workers > 1 else None)
     else:  # as many torch threads as the job was given cores
         threads = sweep.section.threads or params.get("cpus_per_task") or params.get("slurm_cpus_per_task")
-    jobs = _jobs(sweep, root, threads)
+    jobs = _jobs(sweep, root, threads, checkpoint_minutes)
     todo = [j for j in jobs if not (Path(j[1][3]) / RESULTS_FILE).exists()]
     if executor == "submitit":
         folder = sweep.directory(root).resolve() / SUBMITIT_DIR
@@ -396,9 +414,10 @@ def run_sweep(
     progress: bool = True,
     log=print,
     slurm: dict | None = None,
+    checkpoint_minutes: float | None = None,
 ) -> dict:
     """Run (or resume) every job of the sweep, then build its table. `slurm`: cluster options over
-    `[sweep] slurm` (see `slurm_options`)."""
+    `[sweep] slurm` (see `slurm_options`); `checkpoint_minutes`: see `run_e1`."""
     sweep = sweep if isinstance(sweep, Sweep) else load_sweep(sweep)
     d = sweep.directory(root)
     write_json(
@@ -413,7 +432,7 @@ def run_sweep(
         },
     )
     t = time.perf_counter()
-    done = run_jobs(sweep, root, executor, workers, progress, log, slurm)
+    done = run_jobs(sweep, root, executor, workers, progress, log, slurm, checkpoint_minutes)
     jobs_s = time.perf_counter() - t
     out = summarize_sweep(sweep, root, log)
     out["timings_s"] = {

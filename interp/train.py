@@ -168,11 +168,12 @@ def _update(hf: nn.Module, base_hf: nn.Module) -> dict[str, Tensor]:
     return {n: (p.detach() - base[n].detach()).to(torch.bfloat16) for n, p in hf.named_parameters()}
 
 
-def _resume(out: Path, hf: nn.Module, opt: torch.optim.Optimizer, cfg: TrainConfig) -> tuple[int, list]:
-    """(step, log) of the checkpoint in `out`, its state loaded into `hf` and `opt`; (0, []) without one."""
+def _resume(out: Path, hf: nn.Module, opt: torch.optim.Optimizer, cfg: TrainConfig) -> tuple[int, list, dict]:
+    """(step, log, the trainer's measurements) of the checkpoint in `out`, its state loaded into
+    `hf` and `opt`; (0, [], {}) without one."""
     meta = read_checkpoint(out)
     if meta is None:
-        return 0, []
+        return 0, [], {}
     # fields added after a checkpoint was written take their defaults (what it trained with)
     saved = {
         **asdict(TrainConfig()),
@@ -189,7 +190,7 @@ def _resume(out: Path, hf: nn.Module, opt: torch.optim.Optimizer, cfg: TrainConf
             "resume with the same config or delete the checkpoint to start over"
         )
     restore_checkpoint(out, meta, trainable_state(hf), opt)
-    return int(meta["step"]), meta["log"]
+    return int(meta["step"]), meta["log"], meta.get("trainer_state", {})
 
 
 def _save_snapshot(out: Path, hf: nn.Module, base_hf: nn.Module, step: int, cfg: TrainConfig) -> None:
@@ -271,12 +272,17 @@ def train_student(
     targets: list[Tensor] | None = None,
     divergence_masks: list[Tensor] | None = None,
     project_vector: SteeringVector | None = None,
+    checkpoint_minutes: float | None = None,
 ) -> nn.Module:
     """Fine-tune a copy of `model` on `rows`; resume from `out_dir/checkpoint` if present.
     `kd` needs `targets` (`datasets.read_targets` of the dataset directory);
     `loss_positions` other than "all" needs `divergence_masks` (per row, `Divergence.row_masks()`
     of this dataset: one bool per completion token, end-of-turn included); `project_out` needs
     `project_vector` (the trait's SteeringVector, whose direction at each layer is removed).
+    `checkpoint_minutes`: also checkpoint once that much wall time has passed since the last
+    checkpoint (or the start), so an interrupted long student loses at most that much. A runtime
+    setting, like `grad_checkpointing`: a resumed student is bit-identical to an uninterrupted one,
+    so it is in no key and no config.
 
     Writes `model.safetensors` (full) or `adapter.safetensors` (LoRA), `train_log.json` and
     `manifest.json` (last). `stop_after` ends early after that many steps (to test resuming).
@@ -298,17 +304,26 @@ def train_student(
     )  # before any work: one line where bf16 is slower
     hf = _prepare(model, cfg)  # the student: fp32 weights, what the optimizer steps and what is saved
     opt = make_optimizer(cfg, list(trainable_state(hf).values()))
-    run = Trainer(model, hf, opt, examples, cfg, out, *_resume(out, hf, opt, cfg), project_vector)
+    step, log, measured = _resume(out, hf, opt, cfg)
+    run = Trainer(
+        model, hf, opt, examples, cfg, out, step, log, project_vector, update_rms_at=measured.get("update_rms")
+    )
     bar = tqdm(total=run.total, initial=run.step, desc="student", unit="step", disable=not progress, leave=False)
-    t0 = time.perf_counter()
+    t0 = last_checkpoint = time.perf_counter()
     for epoch, global_step, group in run.pending():
         run.take_step(epoch, global_step, group)
         bar.update(1)
         bar.set_postfix(loss=f"{run.log[-1]['loss']:.3f}", tok_s=f"{run.tokens_seen / (time.perf_counter() - t0):.0f}")
         if _due(cfg.snapshot_every, run):
             _save_snapshot(out, hf, model.hf, run.step, cfg)
-        if _due(cfg.checkpoint_every, run) or (stop_after is not None and run.step >= stop_after):
+        timed = (
+            checkpoint_minutes is not None
+            and run.step < run.total
+            and time.perf_counter() - last_checkpoint >= 60 * checkpoint_minutes
+        )
+        if _due(cfg.checkpoint_every, run) or timed or (stop_after is not None and run.step >= stop_after):
             run.checkpoint()
+            last_checkpoint = time.perf_counter()
         if stop_after is not None and run.step >= stop_after:
             bar.close()
             return hf
@@ -349,7 +364,8 @@ def _manifest(run: Trainer, wall: float, kept: list[Path], project_vector: Steer
         "n_examples": len(examples),
         "steps": run.step,
         "final_loss": log[-1]["loss"] if log else None,
-        "wall_s": round(wall, 2),
+        "wall_s": round(wall, 2),  # this process's steps only: a resumed run's earlier ones are not in it
+        **({"resumed_at_step": run.resumed_at} if run.resumed_at else {}),
         **(
             {
                 "kd_first_loss": log[0]["loss"],

@@ -110,7 +110,8 @@ class Trainer:
     """One student's training state between optimizer steps: the fp32 student `hf` (what the
     optimizer steps and what is saved), the module that computes the forward and backward (`hf`
     itself, or its bf16 copy), the optimizer, the log, and the step reached. `hf` and `opt` come
-    prepared, with a checkpoint's state already loaded at `step` (0 and [] when starting)."""
+    prepared, with a checkpoint's state already loaded at `step` (0 and [] when starting), and
+    `update_rms_at` what that checkpoint measured."""
 
     def __init__(
         self,
@@ -123,6 +124,7 @@ class Trainer:
         step: int,
         log: list,
         project_vector: SteeringVector | None = None,
+        update_rms_at: dict[str, float] | None = None,
     ):
         self.model, self.hf, self.opt, self.examples, self.cfg, self.out = model, hf, opt, examples, cfg, out
         self.grammar_ids = grammar_token_ids(model.tokenizer) if cfg.objective == "kd" else None
@@ -131,6 +133,7 @@ class Trainer:
         self.per_epoch = math.ceil(len(examples) / (cfg.batch_size * cfg.grad_accum))
         self.total = self.per_epoch * cfg.epochs
         self.step, self.log = step, log
+        self.resumed_at = step  # 0: started from the base
         check_resume(step, log, self.total, out / CHECKPOINT_DIR)
         self.guard = CollapseGuard(log[0]["loss"] if log else None)  # a finite loss can still be a collapse
         # after the resume: the bf16 copy starts from the checkpoint's weights
@@ -138,7 +141,8 @@ class Trainer:
         self.work_params = list(trainable_state(self.work).values())
         self.grad_buffers: dict[int, Tensor] = {}  # bf16 only: the fp32 master gradients
         self.project = _projection(LoadedModel(model.name, self.work, model.tokenizer), project_vector, cfg.project_out)
-        self.update_rms_at: dict[str, float] = {}  # RMS of W - W_base after step 1 ("step1"), then "final"
+        # RMS of W - W_base after step 1 ("step1"), then "final"; a resumed run gets step 1's from the checkpoint
+        self.update_rms_at: dict[str, float] = dict(update_rms_at or {})
         self.tokens_seen = 0
 
     def pending(self) -> Iterator[tuple[int, int, list[list[int]]]]:
@@ -248,7 +252,15 @@ class Trainer:
         return str(ck) if ck.exists() else "none"
 
     def checkpoint(self) -> None:
-        save_checkpoint(self.out, trainable_state(self.hf), self.opt, self.step, self.log, asdict(self.cfg))
+        save_checkpoint(
+            self.out,
+            trainable_state(self.hf),
+            self.opt,
+            self.step,
+            self.log,
+            asdict(self.cfg),
+            {"update_rms": self.update_rms_at} if self.update_rms_at else None,
+        )
 
     def finish(self) -> nn.Module:
         """The trained student, in eval mode, with the training copy and its buffers released."""

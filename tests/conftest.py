@@ -28,6 +28,28 @@ def _one_cpu_thread(request):
     torch.set_num_threads(n)
 
 
+@pytest.fixture
+def kill_training(monkeypatch):
+    """`kill_training(step)`: the next training run raises KeyboardInterrupt (a kill) when it
+    starts optimizer step `step` (0-based), once; later runs train normally (a resume)."""
+    import interp.trainer as trainer_mod
+
+    real_step = trainer_mod.Trainer.take_step
+
+    def arm(step: int) -> None:
+        kills = []
+
+        def take_step(self, epoch, global_step, group):
+            if global_step == step and not kills:
+                kills.append(global_step)
+                raise KeyboardInterrupt("simulated kill")
+            return real_step(self, epoch, global_step, group)
+
+        monkeypatch.setattr(trainer_mod.Trainer, "take_step", take_step)
+
+    return arm
+
+
 @pytest.fixture(scope="session")
 def tiny():
     from interp.models import load_model

@@ -427,3 +427,19 @@ def test_version_prints_the_package_version_and_commit():
 
     res = runner.invoke(app, ["--version"])
     assert res.exit_code == 0 and res.output.strip() == f"interp {__version__} (git {git_commit()})"
+
+
+def test_checkpoint_minutes_reaches_the_runner_from_run_and_sweep(monkeypatch, tmp_path):
+    # a runtime setting: the CLI passes it to the library runner, which keeps it out of every key
+    import interp.pipeline
+    import interp.sweep
+
+    seen = {}
+    monkeypatch.setattr(interp.pipeline, "run_e1", lambda *a, **k: seen.setdefault("run", k) and {})
+    monkeypatch.setattr(interp.sweep, "run_sweep", lambda *a, **k: seen.setdefault("sweep", k) and {})
+    root = ["--root", str(tmp_path)]
+    runner.invoke(app, ["run", "experiments/configs/quick.toml", "--checkpoint-minutes", "7.5", *root])
+    runner.invoke(app, ["sweep", "experiments/configs/noise_ablation.toml", "--checkpoint-minutes", "10", *root])
+    assert seen["run"]["checkpoint_minutes"] == 7.5 and seen["sweep"]["checkpoint_minutes"] == 10
+    res = runner.invoke(app, ["run", "experiments/configs/quick.toml", "--checkpoint-minutes", "0", *root])
+    assert res.exit_code != 0 and "--checkpoint-minutes" in res.output

@@ -110,6 +110,19 @@ def test_crash_inside_training_resumes_from_checkpoint(tmp_path, monkeypatch):
     assert resumed["transfer"] == clean["transfer"]
 
 
+def test_timed_checkpoints_let_an_interrupted_run_resume_its_student_midway(tmp_path, kill_training):
+    cfg = _cfg(train={"epochs": 2})
+    clean = pipeline.run_e1(cfg, tmp_path / "clean", progress=False, log=_quiet)
+    kill_training(1)
+    with pytest.raises(KeyboardInterrupt):
+        pipeline.run_e1(cfg, tmp_path / "crash", progress=False, log=_quiet, checkpoint_minutes=0)
+    resumed = pipeline.run_e1(cfg, tmp_path / "crash", progress=False, log=_quiet)
+    assert Path(resumed["run_dir"]).name == Path(clean["run_dir"]).name  # the same run id
+    assert resumed["transfer"] == clean["transfer"]
+    manifests = [read_json(d / MANIFEST_FILE) for d in (tmp_path / "crash" / "cache").glob("student-*")]
+    assert sorted(m.get("resumed_at_step", 0) for m in manifests) == [0, 1]  # the killed one resumed after step 1
+
+
 def test_seeds_give_per_seed_intervals(tmp_path):
     cfg = _cfg(
         seeds=[0, 1],

@@ -176,6 +176,23 @@ def test_same_table_from_a_process_pool_and_from_submitit(small, tmp_path):
     assert _table(c) == _table(small)
 
 
+def test_an_interrupted_sweep_resumes_its_student_from_a_timed_checkpoint(tmp_path, kill_training):
+    raw = _raw(**SMALL)
+    raw["train"]["epochs"] = 2  # two steps a student: room to be killed between them
+    clean = run_sweep(parse_sweep(raw), tmp_path / "clean", progress=False, log=_quiet)
+    kill_training(1)
+    with pytest.raises(KeyboardInterrupt):
+        run_sweep(parse_sweep(raw), tmp_path / "crash", progress=False, log=_quiet, checkpoint_minutes=0)
+    cks = [read_json(p)["step"] for p in (tmp_path / "crash" / "cache").glob("student-*/checkpoint/trainer.json")]
+    assert cks == [1]  # the job's option reached the student: it checkpointed after step 1
+    lines = []
+    resumed = run_sweep(parse_sweep(raw), tmp_path / "crash", progress=False, log=lines.append)
+    assert "0 done before, 4 to run" in lines[0]
+    assert _table(resumed) == _table(clean)
+    manifests = [read_json(d / MANIFEST_FILE) for d in (tmp_path / "crash" / "cache").glob("student-*")]
+    assert sum(m.get("resumed_at_step") == 1 for m in manifests) == 1
+
+
 @pytest.mark.slow  # starts 5 fresh interpreters (torch imports): `make test-fast` skips it, CI runs it
 def test_submitit_local_executor_real_subprocesses_same_table(small, tmp_path):
     """submitit's local executor: each job in its own interpreter (pickled by reference, run from

@@ -84,6 +84,30 @@ def test_resumed_training_is_bit_identical_to_an_uninterrupted_run(tiny, rows, t
     assert log_a == log_b
 
 
+def test_timed_checkpoints_resume_bit_identical_and_keep_step_one_update_rms(tiny, rows, tmp_path, kill_training):
+    # checkpoint_minutes = 0: a checkpoint after every step; the run is killed in its third step
+    cfg = TrainConfig(lr=1e-3, epochs=2, batch_size=8, seed=3)  # 4 steps
+    straight = train_student(tiny, rows, cfg, tmp_path / "straight", progress=False)
+    kill_training(2)
+    with pytest.raises(KeyboardInterrupt):
+        train_student(tiny, rows, cfg, tmp_path / "timed", progress=False, checkpoint_minutes=0)
+    assert read_json(tmp_path / "timed" / CHECKPOINT_DIR / TRAINER_FILE)["step"] == 2
+    kill_training(2)  # an hour has not passed at the kill: nothing was written
+    with pytest.raises(KeyboardInterrupt):
+        train_student(tiny, rows, cfg, tmp_path / "hourly", progress=False, checkpoint_minutes=60)
+    assert not (tmp_path / "hourly" / CHECKPOINT_DIR).exists()
+
+    resumed = train_student(tiny, rows, cfg, tmp_path / "timed", progress=False)  # the option is runtime only
+    a, b = _params(straight), _params(resumed)
+    assert all(torch.equal(a[n], b[n]) for n in a)
+    assert read_json(tmp_path / "timed" / LOG_FILE) == read_json(tmp_path / "straight" / LOG_FILE)
+    m_straight, m_resumed = (read_json(tmp_path / d / "manifest.json") for d in ("straight", "timed"))
+    # step 1's update RMS was measured before the kill: the checkpoint carried it over
+    assert m_resumed["update_rms"] == m_straight["update_rms"] and set(m_straight["update_rms"]) == {"step1", "final"}
+    assert m_resumed["resumed_at_step"] == 2 and "resumed_at_step" not in m_straight
+    assert not (tmp_path / "timed" / CHECKPOINT_DIR).exists()
+
+
 def test_huge_learning_rate_raises_training_diverged(tiny, rows, tmp_path):
     with pytest.raises(TrainingDiverged, match="lower train.lr"):
         train_student(tiny, rows, TrainConfig(lr=1e30, epochs=2, batch_size=8), tmp_path, progress=False)
