@@ -33,7 +33,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from _common import Report, child_result, machine_rates, parser  # benchmarks/ is on sys.path
+from _common import DTYPES, Report, child_result, layer_gemm_gflops, machine_rates, parser  # benchmarks/ is on sys.path
 
 REPO = Path(__file__).resolve().parent.parent
 VARIANTS = {
@@ -79,7 +79,7 @@ def run_one(args) -> dict:
     m = load_model(cfg.model, device="cpu")
     emb = m.hf.get_input_embeddings().weight
     block_params = sum(p.numel() for p in m.hf.parameters()) - emb.numel()  # tied unembedding: counted below
-    students = []
+    students, shape_rates = [], {}
     for name in [n for n in order if n.startswith("student/")]:
         d = dirs[name]
         sman = read_json(d / "manifest.json")
@@ -87,9 +87,15 @@ def run_one(args) -> dict:
         tokens = sman.get("tokens") or sman["tokens_per_s"] * sman["wall_s"]
         rows = read_jsonl(Path(sman["dataset_dir"]) / "dataset.jsonl")
         completion = sum(len(m.tokenizer(r["completion"], add_special_tokens=False)["input_ids"]) + 1 for r in rows)
-        flops = (6 * block_params * tokens + 6 * emb.shape[1] * emb.shape[0] * completion) * cfg.train.epochs
+        # `tokens` counts every epoch's steps already; the completion positions are one epoch's
+        flops = 6 * block_params * tokens + 6 * emb.shape[1] * emb.shape[0] * completion * cfg.train.epochs
         dtype = sman["train"].get("dtype", "fp32")
         floor = flops / (rates[dtype] * 1e9)
+        # the rate this model's own layer GEMMs reach at a micro-batch's rows (forward, both
+        # gradients), in the dtype it trains in: the floor its shapes allow, against the square one
+        rows_per_mb = round(tokens / sman["steps"])
+        if (dtype, rows_per_mb) not in shape_rates:
+            shape_rates[(dtype, rows_per_mb)] = layer_gemm_gflops(m, rows_per_mb, DTYPES[dtype], "cpu")
         ev = f"eval/{label}"
         nested = ev in order and order.index(ev) < order.index(name)  # evaluated inside the student stage
         students.append(
@@ -104,6 +110,9 @@ def run_one(args) -> dict:
                 "completion_tokens": completion,
                 "floor_s": floor,
                 "floor_fp32_s": flops / (rates["fp32"] * 1e9),  # issue 21's yardstick, whatever the dtype
+                "rows_per_micro_batch": rows_per_mb,
+                "shape_gflops": shape_rates[(dtype, rows_per_mb)],
+                "floor_shape_s": flops / (shape_rates[(dtype, rows_per_mb)] * 1e9),
                 "bytes": sum(f.stat().st_size for f in d.rglob("*") if f.is_file()),
                 "cost_s": timings[name] + (0.0 if nested else timings.get(ev, 0.0)),
             }
@@ -182,6 +191,14 @@ def main() -> None:
             f"stage {stage:.1f} s, loop {loop:.1f} s, floor {floor:.1f} s",
             f"stage/floor x{stage / floor:.2f}, loop/floor x{loop / floor:.2f}; "
             f"{st[0]['tokens']:.0f} tokens, {st[0]['completion_tokens']} completion",
+        )
+        shape = sum(s["floor_shape_s"] for s in st) / n
+        rep.row(
+            f"[{r['variant']}] student against its shape floor",
+            f"loop x{loop / shape:.2f}, stage x{stage / shape:.2f}",
+            f"floor {shape:.1f} s: the same FLOPs at {st[0]['shape_gflops']:.0f} GFLOP/s, this model's layer GEMMs at "
+            f"{st[0]['rows_per_micro_batch']} rows in {st[0]['dtype']} (square: {rates[st[0]['dtype']]:.0f}); "
+            "the loop's rest is non-matmul work",
         )
         if st[0]["dtype"] != "fp32":
             rep.row(
