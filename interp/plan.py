@@ -194,11 +194,14 @@ def plan_e1(cfg: E1Config, root: str | Path = "artifacts") -> dict:
 
 
 def plan_sweep(sw: Sweep, root: str | Path = "artifacts") -> dict:
-    """{"sweep", "directory", "n_jobs", "n_done", "cells": [{"id", "label", "seeds", "done"}]}: what
-    `run_sweep` would run, and which (cell, seed) jobs under `root` have finished (`done`: their
-    seeds), so a sweep that spans sessions shows where it stands without running anything."""
+    """{"sweep", "directory", "n_jobs", "n_done", "cells": [{"id", "label", "short_label", "seeds",
+    "done", "started"}]}: what `run_sweep` would run, and which (cell, seed) jobs under `root` have
+    finished (`done`: their seeds) or begun without finishing (`started`: a rerun resumes them
+    from their cached stages), so a sweep that spans sessions shows where it stands without
+    running anything."""
     jobs = sw.jobs()
     done = {(c.id, s) for c, s in jobs if (sw.job_directory(root, c, s) / RESULTS_FILE).is_file()}
+    started = {(c.id, s) for c, s in jobs if sw.job_directory(root, c, s).is_dir()} - done
     return {
         "sweep": sw.section.name,
         "directory": str(sw.directory(root)),
@@ -208,8 +211,10 @@ def plan_sweep(sw: Sweep, root: str | Path = "artifacts") -> dict:
             {
                 "id": c.id,
                 "label": c.label(),
+                "short_label": c.short_label(),
                 "seeds": c.config.seeds,
                 "done": [s for s in c.config.seeds if (c.id, s) in done],
+                "started": [s for s in c.config.seeds if (c.id, s) in started],
             }
             for c in sw.cells
         ],

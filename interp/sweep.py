@@ -107,6 +107,17 @@ class Cell:
     def label(self) -> str:
         return ", ".join(f"{k}={v}" for k, v in self.values.items())
 
+    def short_label(self) -> str:
+        """`label` for a narrow column: fields set together are spread out and named by their last
+        part ("n_prompts=80 epochs=1"), unless two share it (data.dtype beside train.dtype)."""
+        pairs = []
+        for k, v in self.values.items():
+            fields = k.split(",")
+            pairs += zip(fields, v) if len(fields) > 1 else [(k, v)]
+        lasts = [f.rsplit(".", 1)[-1] for f, _ in pairs]
+        unique = len(set(lasts)) == len(lasts)
+        return " ".join(f"{last if unique else f}={v}" for (f, v), last in zip(pairs, lasts))
+
 
 @dataclass
 class Sweep:

@@ -69,13 +69,32 @@ def _sign_flip_row(sf: dict | None) -> tuple:
     return ((SIGN_FLIP_HEADER, f"{p_text(sf['p'])} (min {p_text(sf['min_p'])})"),) if sf else ()
 
 
+def seed_span(seeds: list[int]) -> str:
+    """Seeds for a narrow column: "3100-3105" when consecutive, else listed."""
+    if len(seeds) > 2 and seeds == list(range(seeds[0], seeds[0] + len(seeds))):
+        return f"{seeds[0]}-{seeds[-1]}"
+    return ", ".join(map(str, seeds)) or "-"
+
+
 def sweep_plan_table(plan: dict, width: int = WIDTH) -> str:
-    """`interp sweep --dry-run`: the cells, their seeds and how many of them have finished."""
+    """`interp sweep --dry-run`: the cells, their seeds, how many have finished and which have
+    begun without finishing (a rerun resumes them)."""
+    n_started = sum(len(c.get("started", [])) for c in plan["cells"])
     return render(
         make_table(
-            ("cell", "values", "seeds", "done"),
-            [(c["id"], c["label"], c["seeds"], f"{len(c['done'])}/{len(c['seeds'])}") for c in plan["cells"]],
-            title=f"sweep {plan['sweep']}: {plan['n_jobs']} jobs, {plan['n_done']} done -> {plan['directory']}",
+            ("cell", "values", "seeds", "done", "started"),
+            [
+                (
+                    c["id"],
+                    c.get("short_label", c["label"]),
+                    seed_span(c["seeds"]),
+                    f"{len(c['done'])}/{len(c['seeds'])}",
+                    seed_span(c.get("started", [])),
+                )
+                for c in plan["cells"]
+            ],
+            title=f"sweep {plan['sweep']}: {plan['n_jobs']} jobs, {plan['n_done']} done, {n_started} started "
+            f"-> {plan['directory']}",
         ),
         width=width,
     )

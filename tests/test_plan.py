@@ -48,8 +48,35 @@ def test_plan_sweep_shows_which_jobs_have_finished(tmp_path):
     (sw.job_directory(root, sw.cells[0], 0)).mkdir(parents=True)  # started, not finished
     plan = plan_sweep(sw, root)
     assert plan["n_done"] == 1 and [c["done"] for c in plan["cells"]] == [[], [2]]
+    assert [c["started"] for c in plan["cells"]] == [[0], []]
     table = sweep_plan_table(plan, 120)
-    assert "6 jobs, 1 done" in table and "1/3" in table and "0/3" in table
+    assert "6 jobs, 1 done, 1 started" in table and "1/3" in table and "0/3" in table
+    rows = {line.split("│")[1].strip(): line.split("│")[2:6] for line in table.splitlines() if "│" in line}
+    assert [x.strip() for x in rows[sw.cells[0].id]] == ["sigma=0.0", "0-2", "0/3", "0"]
+    assert [x.strip() for x in rows[cell.id]] == ["sigma=0.1", "0-2", "1/3", "-"]
+
+
+def test_sweep_plan_table_fits_joint_fields_in_80_columns():
+    """Fields set together are spread out by their last part, so an 80-column terminal shows
+    which cell is which (the joint key alone filled the column); a shared last part keeps the
+    dotted name."""
+    from interp.tables import sweep_plan_table
+
+    sw = load_sweep(REGIME / "rows_epochs.toml")
+    labels = [c.short_label() for c in sw.cells]
+    assert labels[0] == "n_prompts=80 epochs=1 keep=update" and labels[4] == "n_prompts=80 epochs=16 keep=none"
+    table = sweep_plan_table(plan_sweep(sw, "/nonexistent-root"), 80)
+    assert all(label in table for label in labels) and "3100-3105" in table
+    cell = load_sweep(REGIME / "rows_epochs.toml").cells[0]
+    cell.values = {"data.dtype,train.dtype": ["bf16", "fp32"]}
+    assert cell.short_label() == "data.dtype=bf16 train.dtype=fp32"
+
+
+def test_seed_span_shortens_only_consecutive_seeds():
+    from interp.tables_runs import seed_span
+
+    assert seed_span([3100, 3101, 3102]) == "3100-3102"
+    assert seed_span([0, 2, 3]) == "0, 2, 3" and seed_span([4, 5]) == "4, 5" and seed_span([]) == "-"
 
 
 def test_plan_lr_select_lists_the_modes_and_trials(tmp_path):

@@ -386,7 +386,7 @@ def test_sweep_cli_dry_run_lists_cells(tmp_path):
     p.write_text('model = "tiny"\nseeds = [0, 1]\n[sweep]\nname = "x"\ngrid = { "noise.sigma" = [0.0, 0.1] }\n')
     r = CliRunner().invoke(app, ["sweep", str(p), "--dry-run", "--root", str(tmp_path)])
     assert r.exit_code == 0, r.output
-    assert "4 jobs" in r.output and "noise.sigma=0.1" in r.output
+    assert "4 jobs" in r.output and "sigma=0.1" in r.output
     r = CliRunner().invoke(app, ["run", str(p)])
     assert r.exit_code != 0 and "interp sweep" in r.output
 
