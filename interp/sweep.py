@@ -233,7 +233,7 @@ def _jobs(
     directory (a cluster node), and it gets plain data only (a dict, numbers, strings)."""
     return [
         (
-            f"cell {c.label()} [{c.id}] seed {s}",
+            f"cell {c.short_label()} [{c.id}] seed {s}",
             (
                 c.config.model_dump(),
                 s,

@@ -210,7 +210,7 @@ def test_submitit_local_executor_real_subprocesses_same_table(small, tmp_path):
         run_sweep(sw, tmp_path, progress=False, log=lines.append)
     msg = str(err.value)
     assert "\n" not in msg and "1 of 4 jobs failed" in msg and "rerun" in msg
-    assert f"cell noise.sigma=0.5 [{noised.id}] seed 1 (job " in msg and "Error:" in msg, msg
+    assert f"cell sigma=0.5 [{noised.id}] seed 1 (job " in msg and "Error:" in msg, msg
     folder = sw.directory(tmp_path).resolve() / SUBMITIT_DIR
     assert f"submitit on local, logs in {folder}" in lines[0]
     log = Path(msg.split("(log: ")[1].split(")")[0])
@@ -348,7 +348,7 @@ def test_failed_job_is_reported_after_the_others_ran(tmp_path, monkeypatch):
     with pytest.raises(RuntimeError, match=r"2 of 4 jobs failed.*boom.*rerun"):
         run_sweep(sw, tmp_path, progress=False, log=lines.append)
     failed = [ln for ln in lines if ln.startswith("job ") and "FAILED: " in ln]
-    assert len(failed) == 2 and all("boom" in ln and "noise.sigma" in ln for ln in failed)
+    assert len(failed) == 2 and all("boom" in ln and "sigma=0.5" in ln for ln in failed)
     done = [p for p in (sw.directory(tmp_path) / JOBS_DIR).iterdir() if (p / RESULTS_FILE).exists()]
     assert len(done) == 2
 
