@@ -22,6 +22,7 @@ from interp.cli_support import (
     fail_if_disk_full,
     json_output,
     note,
+    say,
     show,
 )
 from interp.cli_teachers import dataset_dir_name as dataset_dir_name  # tests build the default directory
@@ -107,7 +108,7 @@ def run(
     from interp.train import TrainingDiverged
 
     try:
-        res = run_e1(cfg, root, progress=progress, log=console.print, checkpoint_minutes=checkpoint_minutes)
+        res = run_e1(cfg, root, progress=progress, log=say, checkpoint_minutes=checkpoint_minutes)
     except (ValueError, ModuleNotFoundError, FileNotFoundError, TrainingDiverged) as e:
         fail(str(e))
     except OSError as e:  # a full disk outside a stage (the run directory's own files)
@@ -189,7 +190,7 @@ def sweep(
             executor,
             workers,
             progress,
-            log=console.print,
+            log=say,
             slurm=slurm_options(partition, time_min, cpus, mem_gb, gpus, cluster),
             checkpoint_minutes=checkpoint_minutes,
         )
@@ -235,7 +236,7 @@ def lr_select(
         plan = plan_lr_select(cfg, root)
         console.print(lr_select_plan_text(plan))  # as console.print wrote each line before: wrapped, highlighted
         return plan
-    res = call(run_lr_select, cfg, root, progress, console.print)
+    res = call(run_lr_select, cfg, root, progress, say)
     show(lr_select_table(res, console.width))
     done(Path(res["run_dir"]), f"results.json, {TABLE_FILE}, manifest.json, config.json")
     return res

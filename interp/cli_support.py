@@ -46,9 +46,15 @@ def show(text: str) -> None:
     console.print(text.rstrip("\n"), markup=False, highlight=False, soft_wrap=True)
 
 
+def say(message: str) -> None:
+    """A runner's log line as it is: no markup (a cell id in brackets, "[f769baaf3b]", is text, not a
+    style rich would drop) and one line however wide, so a log file holds one line per message."""
+    console.print(message, markup=False, highlight=False, soft_wrap=True)
+
+
 def note(message: str | None) -> None:
     if message:
-        console.print(f"[yellow]note:[/yellow] {message.removeprefix('note: ')}")
+        console.print(f"[yellow]note:[/yellow] {escape(message.removeprefix('note: '))}")
 
 
 def done(out: Path, files: str) -> None:

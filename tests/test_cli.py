@@ -443,3 +443,22 @@ def test_checkpoint_minutes_reaches_the_runner_from_run_and_sweep(monkeypatch, t
     assert seen["run"]["checkpoint_minutes"] == 7.5 and seen["sweep"]["checkpoint_minutes"] == 10
     res = runner.invoke(app, ["run", "experiments/configs/quick.toml", "--checkpoint-minutes", "0", *root])
     assert res.exit_code != 0 and "--checkpoint-minutes" in res.output
+
+
+def test_a_sweeps_log_lines_keep_their_bracketed_cell_ids_on_one_line(monkeypatch, tmp_path):
+    """rich took "[f769baaf3b]" (a cell id starting with a letter) for a style and dropped it, and
+    wrapped long job lines at 80 columns in a log file; the runner's lines now print as they are."""
+    import interp.sweep
+
+    line = (
+        "job 2/25 done in 2935 s: cell n_prompts=320 epochs=1 keep=none [f769baaf3b] seed 3101 (2937 s into this run)"
+    )
+
+    def logs_then_stops(*a, **k):
+        k["log"](line)
+        raise ValueError("stopped after one line")
+
+    monkeypatch.setattr(interp.sweep, "run_sweep", logs_then_stops)
+    res = runner.invoke(app, ["sweep", "experiments/configs/noise_ablation.toml", "--root", str(tmp_path)])
+    assert res.exit_code == 2 and "stopped after one line" in res.output
+    assert line in res.output.splitlines()
