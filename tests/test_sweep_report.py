@@ -244,6 +244,16 @@ def test_sweep_ids_do_not_move(tiny_sweep_raw):
     assert parse_sweep(raw).key() == parse_sweep(tiny_sweep_raw("rep", {"noise.sigma": [0.0, 0.5]})).key()
 
 
+def test_a_sweep_that_spans_sessions_keeps_its_key_and_cells():
+    """Issue 23 B (rows_epochs.toml) runs over several sittings: a change that moved its key or a
+    cell's id would leave the finished jobs behind and start them again. Literal ids, as the
+    sweep's directory and its carry/e23-rows stages have them."""
+    configs = Path(__file__).resolve().parent.parent / "experiments" / "configs"
+    sw = load_sweep(configs / "e23_regime" / "rows_epochs.toml")
+    assert sw.key() == "15f1c41f54"
+    assert [c.id for c in sw.cells] == ["ac99c972c3", "f769baaf3b", "f418d4b5b6", "908ca08670", "44a432b4b3"]
+
+
 def test_the_sigma_axis_sweep_extends_the_e5_sweep_and_reuses_its_sigma_0_cell():
     """noise_sigmas_smollm2.toml: noise_smollm2.toml's every setting but [sweep]; its reference is
     that sweep's sigma-0 cell (the same id, so the same stages), and only its new cells drop weights."""
