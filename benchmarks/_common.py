@@ -286,16 +286,19 @@ class Report:
                 print(f"  {what:<{w}}  {measured:>{m}}  {note}".rstrip())
         if self.targets:
             w = max(len(t.name) for t in self.targets)
-            print(f"\n  {'target (issue 12)':<{w}}  {'measured':>10}  {'target':>10}  result")
+            print(f"\n  {'target':<{w}}  {'measured':>10}  {'target':>10}  result")
             for t in self.targets:
                 print(
                     f"  {t.name:<{w}}  {t.fmt(t.value):>10}  {t.op + ' ' + t.fmt(t.limit):>10}  {'PASS' if t.ok else 'FAIL'}"
                 )
 
     def to_dict(self) -> dict:
+        from interp.runs import provenance
+
         return {
             "benchmark": self.benchmark,
             "args": self.args,
+            "provenance": provenance(),  # the commit, package, CPU and threads that measured it
             **self.data,
             "targets": [
                 {"name": t.name, "value": t.value, "op": t.op, "limit": t.limit, "unit": t.unit, "pass": t.ok}
