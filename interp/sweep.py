@@ -29,6 +29,7 @@ from __future__ import annotations
 import copy
 import itertools
 import os
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -209,7 +210,8 @@ def run_job(
 ) -> dict:
     """One (cell, seed) E1 run; plain arguments, so a process pool or a cluster can ship it (it is
     pickled by reference: submitit's job imports it from here). `log_stages`: one line per stage on
-    stdout, which a submitit job writes to its log in the sweep's folder. `checkpoint_minutes`: see
+    stderr, named by the job: a pool's workers write it to the sweep's own stderr, a submitit job to
+    its `_log.err` in the sweep's folder. `checkpoint_minutes`: see
     `run_e1`."""
     import torch
 
@@ -219,9 +221,12 @@ def run_job(
         torch.set_num_threads(threads)
     cfg = parse_config({**config, "seeds": [seed]}, f"job seed {seed}")
     t = time.perf_counter()
-    log = (lambda *a, **k: print(*a, **k, flush=True)) if log_stages else (lambda *a, **k: None)
+    job = Path(run_dir).name  # <cell>-seed<seed>: names the job among its neighbours' lines in one log
+    # on stderr: a pool's workers share the sweep's stdout, which `--json` keeps for the results
+    say = lambda msg: print(msg, file=sys.stderr, flush=True)  # noqa: E731
+    log = (lambda msg: say(f"{job}: {msg.strip()}")) if log_stages else (lambda *a, **k: None)
     if log_stages:
-        log(f"job {Path(run_dir).name}: E1 seed {seed}, root {root}, cwd {os.getcwd()}")
+        say(f"job {job}: E1 seed {seed}, root {root}, cwd {os.getcwd()}")
     run_e1(cfg, root, progress=False, log=log, run_dir=run_dir, checkpoint_minutes=checkpoint_minutes)
     return {"run_dir": run_dir, "seed": seed, "wall_s": round(time.perf_counter() - t, 2)}
 
@@ -262,7 +267,8 @@ def _one_line(e: BaseException) -> str:
 
 def _run_local(jobs: list[tuple[str, tuple]], workers: int, progress: bool, log=print) -> tuple[list[dict], list[str]]:
     """Every job, in this process or a pool; without a progress bar (a sweep logging to a file),
-    one line per finished or failed job, so a long sweep's log shows where it stands."""
+    one line per finished or failed job and one per stage (on stdout, named by its job), so a long
+    sweep's log shows where it stands between jobs that take an hour."""
     from interp.progress import tqdm
 
     done, failed = [], []
@@ -283,7 +289,7 @@ def _run_local(jobs: list[tuple[str, tuple]], workers: int, progress: bool, log=
     if workers == 1:
         for name, a in jobs:
             try:
-                res = run_job(*a)
+                res = run_job(*a, log_stages=not progress)
             except Exception as e:
                 finished(name, None, e)
             else:
@@ -294,7 +300,7 @@ def _run_local(jobs: list[tuple[str, tuple]], workers: int, progress: bool, log=
 
         # spawn: a fresh interpreter per worker (fork would copy torch's thread pools)
         with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
-            futures = {pool.submit(run_job, *a): name for name, a in jobs}
+            futures = {pool.submit(run_job, *a, log_stages=not progress): name for name, a in jobs}
             for f in as_completed(futures):
                 try:
                     res = f.result()

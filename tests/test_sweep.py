@@ -163,9 +163,18 @@ def test_noise_conditions_noise_the_right_model(in_process):
         assert paired["mean"] == pytest.approx(sum(x) / 2 - sum(ref["per_seed"]) / 2)
 
 
-def test_same_table_from_a_process_pool_and_from_submitit(small, tmp_path):
-    b = run_sweep(parse_sweep(_raw(**SMALL, workers=2, threads=1)), tmp_path / "pool", progress=False, log=_quiet)
+def test_same_table_from_a_process_pool_and_from_submitit(small, tmp_path, capfd):
+    sw = parse_sweep(_raw(**SMALL, workers=2, threads=1))
+    b = run_sweep(sw, tmp_path / "pool", progress=False, log=_quiet)
     assert _table(b) == _table(small)
+    # without a progress bar the workers' stage lines reach the log (stderr: stdout is --json's),
+    # each named by its job
+    captured = capfd.readouterr()
+    out = captured.err.splitlines()
+    assert "done in" not in captured.out
+    for c, s in sw.jobs():
+        job = f"{c.id}-seed{s}: "
+        assert any(ln.startswith(job) and f"student/steered/seed{s}" in ln and " in " in ln for ln in out), job
     pytest.importorskip("submitit")
     c = run_sweep(
         parse_sweep(_raw(**SMALL, executor="submitit", slurm={"cluster": "debug"})),
@@ -215,7 +224,7 @@ def test_submitit_local_executor_real_subprocesses_same_table(small, tmp_path):
     assert f"submitit on local, logs in {folder}" in lines[0]
     log = Path(msg.split("(log: ")[1].split(")")[0])
     assert log.parent == folder and log.exists()
-    outs = [p.read_text() for p in folder.glob("*_log.out")]
+    outs = [p.read_text() for p in folder.glob("*_log.err")]  # stage lines go to stderr
     starts = [line for o in outs for line in o.splitlines() if line.startswith("job ")]
     assert len(starts) == 4 and all(f"cwd {os.getcwd()}" in line for line in starts)  # 4 interpreters, this cwd
     assert all(str(tmp_path.resolve()) in line for line in starts)  # absolute paths
