@@ -267,7 +267,7 @@ def _one_line(e: BaseException) -> str:
 
 def _run_local(jobs: list[tuple[str, tuple]], workers: int, progress: bool, log=print) -> tuple[list[dict], list[str]]:
     """Every job, in this process or a pool; without a progress bar (a sweep logging to a file),
-    one line per finished or failed job and one per stage (on stdout, named by its job), so a long
+    one line per finished or failed job and one per stage (on stderr, named by its job), so a long
     sweep's log shows where it stands between jobs that take an hour."""
     from interp.progress import tqdm
 
