@@ -156,6 +156,14 @@ def timed(fn: Callable[[], object], device: torch.device | str = "cpu") -> float
     return time.perf_counter() - t
 
 
+def student_flops(model, tokens: float, completion: float) -> float:
+    """A student's training FLOPs, its compute floor's numerator: 6 x block parameters x every
+    token trained on, plus the (tied) unembedding at completion positions only (all epochs')."""
+    emb = model.hf.get_input_embeddings().weight
+    block = sum(p.numel() for p in model.hf.parameters()) - emb.numel()
+    return 6 * block * tokens + 6 * emb.numel() * completion
+
+
 def layer_gemm_gflops(model, tokens: int, dtype: torch.dtype, device, trials: int = 3, backward: bool = True) -> float:
     """FLOP-weighted matmul rate over one decoder layer's GEMMs at `tokens` rows, forward and (with
     `backward`) the input and weight gradients: the ceiling the model's own shapes allow, vs the

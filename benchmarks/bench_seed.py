@@ -33,7 +33,15 @@ import tempfile
 import time
 from pathlib import Path
 
-from _common import DTYPES, Report, child_result, layer_gemm_gflops, machine_rates, parser  # benchmarks/ is on sys.path
+from _common import (
+    DTYPES,
+    Report,
+    child_result,
+    layer_gemm_gflops,
+    machine_rates,
+    parser,
+    student_flops,
+)  # benchmarks/ is on sys.path
 
 REPO = Path(__file__).resolve().parent.parent
 VARIANTS = {
@@ -77,8 +85,6 @@ def run_one(args) -> dict:
     dirs = {s["name"]: _stage_path(s["dir"], root) for s in man["stages"]}
     timings = res["timings_s"]
     m = load_model(cfg.model, device="cpu")
-    emb = m.hf.get_input_embeddings().weight
-    block_params = sum(p.numel() for p in m.hf.parameters()) - emb.numel()  # tied unembedding: counted below
     students, shape_rates = [], {}
     for name in [n for n in order if n.startswith("student/")]:
         d = dirs[name]
@@ -88,7 +94,7 @@ def run_one(args) -> dict:
         rows = read_jsonl(Path(sman["dataset_dir"]) / "dataset.jsonl")
         completion = sum(len(m.tokenizer(r["completion"], add_special_tokens=False)["input_ids"]) + 1 for r in rows)
         # `tokens` counts every epoch's steps already; the completion positions are one epoch's
-        flops = 6 * block_params * tokens + 6 * emb.shape[1] * emb.shape[0] * completion * cfg.train.epochs
+        flops = student_flops(m, tokens, completion * cfg.train.epochs)
         dtype = sman["train"].get("dtype", "fp32")
         floor = flops / (rates[dtype] * 1e9)
         # the rate this model's own layer GEMMs reach at a micro-batch's rows (forward, both

@@ -33,18 +33,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from _common import Report, machine_rates, parser  # benchmarks/ is on sys.path
-
-REPO = Path(__file__).resolve().parent.parent
-
-
-def flops(model, examples, epochs: int) -> tuple[float, int, int]:
-    """(training FLOPs, tokens, completion tokens) of one student, as bench_seed.py counts them."""
-    emb = model.hf.get_input_embeddings().weight
-    block = sum(p.numel() for p in model.hf.parameters()) - emb.numel()  # tied unembedding: below
-    tokens = sum(len(e.prompt_ids) + len(e.completion_ids) for e in examples) * epochs
-    completion = sum(len(e.completion_ids) for e in examples) * epochs
-    return 6 * block * tokens + 6 * emb.numel() * completion, tokens, completion
+from _common import Report, machine_rates, parser, student_flops  # benchmarks/ is on sys.path
 
 
 def run_child(args) -> None:
@@ -63,7 +52,9 @@ def run_child(args) -> None:
     rows = read_rows(Path(args.child_data)) if args.child_data else number_rows(model, args.rows, args.seq_len)
     cfg = TrainConfig(lr=args.lr, epochs=1, batch_size=args.batch_size, dtype=args.dtype, keep="none", seed=0)
     examples = build_examples(model, rows, cfg.max_len, system_prompt=cfg.system_prompt)
-    work, tokens, completion = flops(model, examples, cfg.epochs)
+    tokens = sum(len(e.prompt_ids) + len(e.completion_ids) for e in examples) * cfg.epochs
+    completion = sum(len(e.completion_ids) for e in examples) * cfg.epochs
+    work = student_flops(model, tokens, completion)
     print("READY", flush=True)
     while not Path(args.start_file).exists():
         time.sleep(0.01)
