@@ -943,3 +943,51 @@ def test_quintile_record_is_the_committed_sweep_and_the_readme_quotes_it():
     trend = [a - b for a, b in zip(x["top"], x["bottom"])]
     assert f"**{_ci(t_interval(trend))}**" in readme
     assert f"{sum(v > 0 for v in trend)}/10 seeds, sign-flip p {_sign_flip_p(trend):.3f}" in readme
+
+
+ROWS = RESULTS / "e23-rows-epochs_15f1c41f54"
+
+
+def test_e23_rows_epochs_record_is_the_committed_sweep_and_the_readme_quotes_it():
+    from interp.stats import detectable_effect
+    from interp.sweep_contrast import load_contrasts
+
+    results = _sweep_record(ROWS, "experiments/configs/e23_regime/rows_epochs.toml")
+    assert (ROWS / "sweep_transfer.png").stat().st_size > 10_000  # the README's figure is committed
+    readme = (ROOT / "README.md").read_text()
+    fmt = lambda t: f"{t['mean']:+.2f} [{t['ci95'][0]:+.2f}, {t['ci95'][1]:+.2f}]"  # noqa: E731
+    key = "data.n_prompts,train.epochs,train.keep"
+    rows = {tuple(r[key][:2]): r for r in results["rows"]}
+    assert set(rows) == {(80, 1), (320, 1), (1280, 1), (80, 4), (80, 16)}
+    ref = rows[(80, 1)]
+    assert ref["is_reference"]
+    x = {cell: r["comparisons"]["steered-random"]["per_seed"] for cell, r in rows.items()}
+    for cell, r in rows.items():
+        v = x[cell]
+        assert len(v) == 6
+        line = next(ln for ln in readme.splitlines() if ln.strip().startswith(f"| {cell[0]} x {cell[1]} |"))
+        assert fmt(t_interval(v)) in line  # recomputed from the per-seed values, not read back
+        assert f"| {sum(a > 0 for a in v)}/6 |" in line
+        assert f"| {_sign_flip_p(v):.3f} |" in line
+        assert f"| {r['comparisons']['steered-random']['trait_rank_among_animals']} |" in line
+        assert fmt(t_interval(r["comparisons"]["steered-control"]["per_seed"])) in line
+        w = r["cost"]["student_wall_s"]
+        assert f"| {w['median']:.0f} [{w['q1']:.0f}, {w['q3']:.0f}] |" in line
+        if cell != (80, 1):
+            assert fmt(t_interval([a - b for a, b in zip(v, x[(80, 1)])])) in line
+
+    # the pre-stated contrasts: recomputed per seed from the cells, against the contrast record and
+    # the README's table
+    stated = load_contrasts(ROOT / "experiments/configs/e23_regime/rows_epochs_contrasts.toml")
+    rec = json.loads((ROWS / "contrasts" / "results.json").read_text())
+    assert [c["name"] for c in rec["contrasts"]] == [c.name for c in stated.contrasts]
+    for c in rec["contrasts"]:
+        cell_a = next(k for k, r in rows.items() if r["cell"] == c["a"]["cell"])
+        cell_b = next(k for k, r in rows.items() if r["cell"] == c["b"]["cell"])
+        d = [p - q for p, q in zip(x[cell_a], x[cell_b])]
+        assert c["per_seed"] == pytest.approx(d, abs=1e-12)
+        line = next(ln for ln in readme.splitlines() if ln.strip().startswith(f"| {c['name']} |"))
+        assert fmt(t_interval(d)) in line
+        assert f"| {sum(v > 0 for v in d)}/6 |" in line
+        assert f"| {_sign_flip_p(d):.3f} |" in line
+        assert f"| {detectable_effect(d):.2f} |" in line
