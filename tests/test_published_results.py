@@ -975,6 +975,13 @@ def test_e23_rows_epochs_record_is_the_committed_sweep_and_the_readme_quotes_it(
         assert f"| {w['median']:.0f} [{w['q1']:.0f}, {w['q3']:.0f}] |" in line
         if cell != (80, 1):
             assert fmt(t_interval([a - b for a, b in zip(v, x[(80, 1)])])) in line
+    # the 80 x 1 cell has rank's full 3e-5 settings but is its own draw (own root, one thread per
+    # job): the README quotes both on seeds 3100-3105
+    rank = json.loads((RANK / "results.json").read_text())["rows"][0]
+    assert rank["is_reference"] and rank["train.method,train.lora_rank,train.lora_alpha,train.lr"][3] == 3e-5
+    a = rank["comparisons"]["steered-random"]["per_seed"][:6]
+    assert a != x[(80, 1)]
+    assert f"{fmt(t_interval(x[(80, 1)]))} in B, {fmt(t_interval(a))} in A" in readme
 
     # the pre-stated contrasts: recomputed per seed from the cells, against the contrast record and
     # the README's table
