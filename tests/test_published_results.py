@@ -323,7 +323,7 @@ def test_e23_rank_record_is_the_committed_sweep_and_the_readme_quotes_it():
     assert set(rows) == set(labels)
     ref = rows[("full", 8, 16, 3e-5)]
     assert ref["is_reference"]
-    fmt = lambda t: f"{t['mean']:+.2f} [{t['ci95'][0]:+.2f}, {t['ci95'][1]:+.2f}]"  # noqa: E731
+    fmt = lambda t: _ci(t, "+.2f")  # noqa: E731
     for cell, label in labels.items():
         r = rows[cell]
         x = r["comparisons"]["steered-random"]["per_seed"]
@@ -351,7 +351,7 @@ def test_e23_context_record_is_the_committed_sweep_and_the_readme_quotes_it():
 
     results = _sweep_record(CONTEXT, "experiments/configs/e23_regime/context.toml")
     readme = (ROOT / "README.md").read_text()
-    fmt = lambda t: f"{t['mean']:+.2f} [{t['ci95'][0]:+.2f}, {t['ci95'][1]:+.2f}]"  # noqa: E731
+    fmt = lambda t: _ci(t, "+.2f")  # noqa: E731
     per_seed = {
         comp: {
             (r["train.system_prompt"], r["eval.system_prompt"]): r["comparisons"][comp]["per_seed"]
@@ -543,7 +543,7 @@ def test_the_claims_table_quotes_every_record_it_cites():
         ln.split(" | ")[0].strip("| ").split(":")[0]: ln for ln in lines[start + 2 : start + 8] if ln.startswith("|")
     }
     assert set(rows) == {"E1", "E5", "E2", "E9", "E4"}
-    fmt = lambda t, f="+.3f": f"{t['mean']:{f}} [{t['ci95'][0]:{f}}, {t['ci95'][1]:{f}}]"  # noqa: E731
+    fmt = _ci
 
     # E1: the pre-registered confirmation, steered - random
     _, results, _ = _record(CONFIRM)
@@ -955,7 +955,7 @@ def test_e23_rows_epochs_record_is_the_committed_sweep_and_the_readme_quotes_it(
     results = _sweep_record(ROWS, "experiments/configs/e23_regime/rows_epochs.toml")
     assert (ROWS / "sweep_transfer.png").stat().st_size > 10_000  # the README's figure is committed
     readme = (ROOT / "README.md").read_text()
-    fmt = lambda t: f"{t['mean']:+.2f} [{t['ci95'][0]:+.2f}, {t['ci95'][1]:+.2f}]"  # noqa: E731
+    fmt = lambda t: _ci(t, "+.2f")  # noqa: E731
     key = "data.n_prompts,train.epochs,train.keep"
     rows = {tuple(r[key][:2]): r for r in results["rows"]}
     assert set(rows) == {(80, 1), (320, 1), (1280, 1), (80, 4), (80, 16)}
