@@ -64,7 +64,8 @@ def test_student_pair_records_and_the_readme_pooled_ratios_agree():
         vals = [v for r in runs for v in r[arm]]
         ci = t_interval(vals)
         quoted = f"{ci['mean']:.2f}x [{ci['ci95'][0]:.2f}, {ci['ci95'][1]:.2f}]"
-        assert len(vals) == 10 and readme.count(quoted) >= 1, (arm, quoted)
-    # the README's reading of the goal (1.15x) follows from the records: met at once, not alone
-    assert t_interval([v for r in runs for v in r["at once"]])["mean"] <= 1.15
+        assert len(vals) == 10 and quoted in readme, (arm, quoted)
+    # the README's reading of the goal (1.15x) follows from the records: met at once (the whole
+    # interval under it), not alone
+    assert t_interval([v for r in runs for v in r["at once"]])["ci95"][1] <= 1.15
     assert t_interval([v for r in runs for v in r["alone"]])["mean"] > 1.15
