@@ -330,9 +330,17 @@ def stage_dirs(run_dir: str | Path) -> dict[str, Path]:
 # ----------------------------------------------------------------------------- integrity
 
 TMP_SUFFIX = ".tmp"  # atomic writes (`atomic_path`) and a checkpoint being written end in it
+# safetensors' `save_file` (0.8, Rust's tempfile crate) writes `.tmp` + 6 characters beside its target
+# and renames it; a kill -9 mid-write leaves one in the stage
+_WRITER_TMP = re.compile(r"\.tmp[A-Za-z0-9]{6}")
 # working directories a finished stage no longer needs: a student's checkpoint (train.CHECKPOINT_DIR)
 # and its partner from the swap of two checkpoints
 SCRATCH = ("checkpoint", "checkpoint.old", "checkpoint" + TMP_SUFFIX)
+
+
+def is_temporary(name: str) -> bool:
+    """A file or folder name that a writer uses only until it renames its work into place."""
+    return name.endswith(TMP_SUFFIX) or _WRITER_TMP.fullmatch(name) is not None
 
 
 def file_hashes(directory: str | Path) -> dict[str, str]:
@@ -342,12 +350,7 @@ def file_hashes(directory: str | Path) -> dict[str, str]:
     out = {}
     for p in sorted(d.rglob("*")):
         rel = p.relative_to(d)
-        if (
-            p.is_file()
-            and rel.as_posix() != MANIFEST_FILE
-            and not p.name.endswith(TMP_SUFFIX)
-            and rel.parts[0] not in SCRATCH
-        ):
+        if p.is_file() and rel.as_posix() != MANIFEST_FILE and not is_temporary(p.name) and rel.parts[0] not in SCRATCH:
             out[rel.as_posix()] = file_hash(p)
     return out
 
@@ -483,11 +486,10 @@ class Stage:
         if not self.dir.is_dir():
             return
         done = self.done
-        for p in sorted(self.dir.iterdir()):
-            if p.name.endswith(TMP_SUFFIX) or (done and p.name in SCRATCH):
+        for p in sorted(self.dir.rglob("*")):  # temporaries inside kept subdirectories (snapshots/) too
+            top = p.parent == self.dir
+            if p.exists() and (is_temporary(p.name) or (top and done and p.name in SCRATCH)):
                 shutil.rmtree(p, ignore_errors=True) if p.is_dir() else p.unlink(missing_ok=True)
-        for p in sorted(self.dir.rglob(f"*{TMP_SUFFIX}")):  # inside kept subdirectories (snapshots/)
-            shutil.rmtree(p, ignore_errors=True) if p.is_dir() else p.unlink(missing_ok=True)
 
     @contextlib.contextmanager
     def computing(self, label: str) -> Iterator[None]:

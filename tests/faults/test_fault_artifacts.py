@@ -6,12 +6,17 @@ from __future__ import annotations
 
 import json
 import shutil
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
 
 from interp import pipeline
 from interp.config import parse_config
+from interp.runs import is_temporary
 
 from .conftest import RAW, comparable, quiet, stage_files
 
@@ -117,6 +122,36 @@ def test_orphaned_checkpoints_and_temp_files_are_removed_on_rerun(run_copy):
     again = _rerun(root)
     assert not (student / "checkpoint").exists() and not (student / "checkpoint.old").exists() and not tmp.exists()
     assert comparable(again) == comparable(res)
+
+
+WRITER = (  # safetensors' own writer, as save_tensors calls it, on a file big enough to catch mid-write
+    "import sys, torch; from safetensors.torch import save_file\n"
+    "save_file({'w': torch.zeros(100_000_000)}, sys.argv[1])\n"
+)
+
+
+def test_a_safetensors_writer_killed_mid_write_leaves_nothing_in_the_redone_stage(run_copy):
+    """safetensors writes a `.tmpXXXXXX` file beside its target and renames it; a kill -9 in
+    between leaves it. The rerun removes it and does not record it among the stage's files."""
+    root, res = run_copy
+    student = _one(root, "student-*/manifest.json").parent
+    files = json.loads((student / "manifest.json").read_text())["files"]
+    (student / "manifest.json").unlink()  # the kill came before the stage finished: it is redone
+    proc = subprocess.Popen([sys.executable, "-c", WRITER, str(student / ".model.safetensors.x1.tmp")])
+    try:
+        deadline = time.time() + 120
+        while not (left := [p for p in student.iterdir() if p.name.startswith(".tmp")]) and time.time() < deadline:
+            assert proc.poll() is None, "the writer finished before its temporary file was seen"
+            time.sleep(0.001)
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    assert left, sorted(p.name for p in student.iterdir())
+    again = _rerun(root)
+    assert comparable(again) == comparable(res)
+    assert not any(p.exists() for p in left), sorted(p.name for p in student.iterdir())
+    assert not any(is_temporary(p.name) for p in student.rglob("*"))
+    assert json.loads((student / "manifest.json").read_text())["files"] == files
 
 
 def test_a_full_disk_is_one_line_naming_the_stage_and_the_stage_is_redone(run_copy, monkeypatch):
