@@ -124,9 +124,9 @@ def test_orphaned_checkpoints_and_temp_files_are_removed_on_rerun(run_copy):
     assert comparable(again) == comparable(res)
 
 
-WRITER = (  # safetensors' own writer, as save_tensors calls it, on a file big enough to catch mid-write
-    "import sys, torch; from safetensors.torch import save_file\n"
-    "save_file({'w': torch.zeros(100_000_000)}, sys.argv[1])\n"
+WRITER = (  # the stages' own writer (our temp name, then safetensors'), on a file big enough to catch mid-write
+    "import sys, torch; from interp.runs import save_tensors\n"
+    "save_tensors(sys.argv[1], {'w': torch.zeros(100_000_000)})\n"
 )
 
 
@@ -137,7 +137,7 @@ def test_a_safetensors_writer_killed_mid_write_leaves_nothing_in_the_redone_stag
     student = _one(root, "student-*/manifest.json").parent
     files = json.loads((student / "manifest.json").read_text())["files"]
     (student / "manifest.json").unlink()  # the kill came before the stage finished: it is redone
-    proc = subprocess.Popen([sys.executable, "-c", WRITER, str(student / ".model.safetensors.x1.tmp")])
+    proc = subprocess.Popen([sys.executable, "-c", WRITER, str(student / "model.safetensors")])
     try:
         deadline = time.time() + 120
         while not (left := [p for p in student.iterdir() if p.name.startswith(".tmp")]) and time.time() < deadline:
